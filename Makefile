@@ -1,0 +1,76 @@
+# Outpost developer entry points. `make help` lists them.
+SHELL := /usr/bin/env bash
+.DEFAULT_GOAL := help
+
+ROOT      := $(abspath .)
+CACHE     := $(ROOT)/.cache
+TOOLS_BIN := $(CACHE)/bin
+BIN       := $(ROOT)/bin
+export PATH := $(TOOLS_BIN):$(PATH)
+export GOFLAGS := -buildvcs=false
+
+# Pinned tool versions, installed into .cache/bin by scripts/install-tools.sh.
+BUF_VERSION           ?= v1.50.0
+PROTOC_GEN_GO_VERSION ?= v1.36.12
+export BUF_VERSION PROTOC_GEN_GO_VERSION
+
+MODULES  = $(shell go list -m -f '{{.Dir}}')
+SERVICES = scheduler account-migrator k8s-watcher ingestion-runner
+GO_TEST_FLAGS ?= -count=1 -p 2 -timeout 20m
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: tools
+tools: ## Install pinned tools (buf, protoc-gen-go) into .cache/bin
+	@scripts/install-tools.sh
+
+.PHONY: build
+build: ## Build every service binary into bin/
+	@mkdir -p $(BIN)
+	@for s in $(SERVICES); do \
+		echo "build $$s"; (cd services/$$s && go build -o $(BIN)/$$s .) || exit 1; \
+	done
+	@echo "build outpost-broker"; cd libs && go build -o $(BIN)/outpost-broker ./cmd/outpost-broker
+
+.PHONY: run
+run: build ## Start Outpost locally: embedded JetStream and the four services
+	@scripts/run-local.sh
+
+.PHONY: test
+test: tools ## Unit, integration and end-to-end tests of every module
+	@set -e; for m in $(MODULES); do \
+		echo "== go test $$m"; (cd $$m && go test $(GO_TEST_FLAGS) ./...); \
+	done
+
+.PHONY: test-e2e
+test-e2e: ## Only the end-to-end tests (real binaries as processes)
+	cd tests && go test $(GO_TEST_FLAGS) -v ./e2e/...
+
+.PHONY: bench
+bench: build ## Benchmarks against the raw substrate, figures to bench/results
+	@scripts/bench.sh
+
+.PHONY: lint
+lint: tools ## go vet every module, gofmt check, buf lint
+	@set -e; for m in $(MODULES); do echo "== go vet $$m"; (cd $$m && go vet ./...); done
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	cd proto && buf lint
+
+.PHONY: generate
+generate: tools ## Regenerate Go code from proto/
+	cd proto && buf generate
+
+.PHONY: checkgenerate
+checkgenerate: generate ## Fail if the committed generated code is stale
+	@git diff --exit-code -- proto || (echo "generated code is stale: run make generate and commit"; exit 1)
+	@test -z "$$(git status --porcelain -- proto)" || (git status --porcelain -- proto; echo "untracked generated files"; exit 1)
+
+.PHONY: helm-lint
+helm-lint: ## Lint the Helm charts (charts arrive with the deployment work)
+	@if [ -d deploy/helm ]; then scripts/helm-lint.sh; else echo "no charts under deploy/helm yet"; fi
+
+.PHONY: clean
+clean: ## Remove build output and local broker data
+	rm -rf $(BIN) .data

@@ -1,0 +1,103 @@
+// Package events turns Outpost's protobuf events into queue messages and
+// back. The payload's message type travels in the queue.HeaderType header
+// so a consumer can tell events on one subject apart and refuse what it does
+// not know.
+package events
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	commonv1 "github.com/outposthq/outpost/proto/outpost/common/v1"
+	"github.com/outposthq/outpost/libs/queue"
+)
+
+// ErrMalformed is returned by Decode for a payload that is not a valid
+// message of the type its header names, or that names no known type. Such a
+// message is poison: terminate it, do not retry it.
+var ErrMalformed = errors.New("malformed event")
+
+// NewEnvelope returns an envelope for tenant with a fresh event id and the
+// current time.
+func NewEnvelope(tenant string, attempt uint32, idempotencyKey, traceID string) *commonv1.Envelope {
+	now := timestamppb.Now()
+	return &commonv1.Envelope{
+		Tenant:         tenant,
+		EventId:        uuid.NewString(),
+		IdempotencyKey: idempotencyKey,
+		Attempt:        attempt,
+		TraceId:        traceID,
+		OccurredAt:     now,
+		SentAt:         now,
+	}
+}
+
+// Encode serialises m into a message for subject, with its type header and
+// dedupeID (which may be empty).
+func Encode(subject string, m proto.Message, dedupeID string) (queue.Message, error) {
+	data, err := proto.Marshal(m)
+	if err != nil {
+		return queue.Message{}, fmt.Errorf("marshal %s: %w", m.ProtoReflect().Descriptor().FullName(), err)
+	}
+	return queue.Message{
+		Subject:  subject,
+		Data:     data,
+		Header:   map[string]string{queue.HeaderType: TypeName(m)},
+		DedupeID: dedupeID,
+	}, nil
+}
+
+// TypeName is the value of queue.HeaderType for m.
+func TypeName(m proto.Message) string { return string(m.ProtoReflect().Descriptor().FullName()) }
+
+// Decode parses data as the message type named by header. Unknown fields
+// are rejected too: an event from a newer, incompatible producer is poison
+// rather than silently half-read.
+func Decode(header map[string]string, data []byte) (proto.Message, error) {
+	name := header[queue.HeaderType]
+	if name == "" {
+		return nil, fmt.Errorf("%w: no %s header", ErrMalformed, queue.HeaderType)
+	}
+	mt, err := protoregistry.GlobalTypes.FindMessageByName(protoreflect.FullName(name))
+	if err != nil {
+		return nil, fmt.Errorf("%w: unknown type %q", ErrMalformed, name)
+	}
+	m := mt.New().Interface()
+	if err := proto.Unmarshal(data, m); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrMalformed, name, err)
+	}
+	if len(m.ProtoReflect().GetUnknown()) > 0 {
+		return nil, fmt.Errorf("%w: %s: unknown fields", ErrMalformed, name)
+	}
+	return m, nil
+}
+
+// DecodeAs decodes into a message of type T and fails with ErrMalformed if
+// the header names another type.
+func DecodeAs[T proto.Message](header map[string]string, data []byte) (T, error) {
+	var zero T
+	m, err := Decode(header, data)
+	if err != nil {
+		return zero, err
+	}
+	t, ok := m.(T)
+	if !ok {
+		return zero, fmt.Errorf("%w: got %s, want %s", ErrMalformed, TypeName(m), TypeName(zero))
+	}
+	return t, nil
+}
+
+// Age returns how long ago the envelope's event occurred, or 0 if unknown.
+func Age(env *commonv1.Envelope, now time.Time) time.Duration {
+	if env.GetOccurredAt() == nil {
+		return 0
+	}
+	return now.Sub(env.GetOccurredAt().AsTime())
+}

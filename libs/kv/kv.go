@@ -1,0 +1,76 @@
+// Package kv is the record store Outpost's control plane keeps its state in
+// (jobs, and later accounts): keys with revisions, written with
+// compare-and-set so that two replicas never overwrite each other.
+//
+// The JetStream implementation lives in queue/natsjs; tests may use NewMemory.
+package kv
+
+import (
+	"context"
+	"errors"
+)
+
+// ErrNotFound is returned by Get and Update for a key that does not exist.
+var ErrNotFound = errors.New("kv: key not found")
+
+// ErrExists is returned by Create for a key that already exists.
+var ErrExists = errors.New("kv: key exists")
+
+// ErrConflict is returned by Update when the key's revision is no longer the
+// one the caller read: somebody else wrote it first.
+var ErrConflict = errors.New("kv: revision conflict")
+
+// Entry is a value with the revision it was written at.
+type Entry struct {
+	Key      string
+	Value    []byte
+	Revision uint64
+}
+
+// Store is one bucket of records.
+type Store interface {
+	// Get returns the current value of key.
+	Get(ctx context.Context, key string) (Entry, error)
+	// Create writes key only if it does not exist and returns the revision.
+	Create(ctx context.Context, key string, value []byte) (uint64, error)
+	// Update writes key only if its current revision is rev.
+	Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error)
+	// List calls fn for every current entry, in no particular order, until
+	// fn returns false.
+	List(ctx context.Context, fn func(Entry) bool) error
+}
+
+// Opener opens (creating if needed) a named bucket.
+type Opener interface {
+	OpenStore(ctx context.Context, bucket string) (Store, error)
+}
+
+// Mutate reads key, applies fn to its value and writes the result with
+// compare-and-set, retrying on conflict up to attempts times. fn returns the
+// new value, or ok=false to leave the record unchanged.
+func Mutate(ctx context.Context, s Store, key string, attempts int, fn func(cur []byte) (next []byte, ok bool, err error)) (Entry, error) {
+	if attempts <= 0 {
+		attempts = 10
+	}
+	var lastErr error
+	for range attempts {
+		e, err := s.Get(ctx, key)
+		if err != nil {
+			return Entry{}, err
+		}
+		next, ok, err := fn(e.Value)
+		if err != nil || !ok {
+			return e, err
+		}
+		rev, err := s.Update(ctx, key, next, e.Revision)
+		if errors.Is(err, ErrConflict) {
+			lastErr = err
+			continue
+		}
+		if err != nil {
+			return Entry{}, err
+		}
+		return Entry{Key: key, Value: next, Revision: rev}, nil
+	}
+	return Entry{}, lastErr
+}

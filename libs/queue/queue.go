@@ -1,0 +1,184 @@
+// Package queue is Outpost's one abstraction over its message transports.
+//
+// Services publish protobuf events to subjects and consume them from durable
+// queues with explicit acknowledgement. Every backend (NATS JetStream in
+// natsjs, AWS SQS in a later package) implements Broker and passes the
+// conformance suite in queuetest, which states the guarantees each gives.
+//
+// Subjects are dot-separated and always start with the stack prefix and the
+// tenant: "<stack>.<tenant>.<role>[.<key>]". Subjects builds them; backends
+// map them onto streams or queues.
+package queue
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Well-known header names carried with every message.
+const (
+	// HeaderType names the protobuf message type of the payload, e.g.
+	// "outpost.jobs.v1.JobStatus".
+	HeaderType = "Outpost-Type"
+	// HeaderDeadLetterReason is set on a dead-lettered message: why it was
+	// taken out of its queue.
+	HeaderDeadLetterReason = "Outpost-Dlq-Reason"
+	// HeaderDeadLetterSubject is set on a dead-lettered message: the subject
+	// it was first published to.
+	HeaderDeadLetterSubject = "Outpost-Dlq-Subject"
+	// HeaderDeadLetterAttempts is set on a dead-lettered message: how many
+	// times it had been handed to a handler, in decimal. For Term it is the
+	// Attempt of the delivery that was terminated; for a message that ran
+	// out of deliveries it is the number of deliveries handled (normally
+	// ConsumerConfig.MaxDeliveries).
+	HeaderDeadLetterAttempts = "Outpost-Dlq-Attempts"
+)
+
+// ErrClosed is returned by operations on a broker or consumer that was closed.
+var ErrClosed = errors.New("queue: closed")
+
+// ErrUnknownTenant is returned when a subject names a tenant whose queues have
+// not been provisioned with EnsureTenant.
+var ErrUnknownTenant = errors.New("queue: unknown tenant")
+
+// ErrInvalidSubject is returned for a subject that does not follow
+// "<stack>.<tenant>.<role>[.<key>]" or names an unknown role.
+var ErrInvalidSubject = errors.New("queue: invalid subject")
+
+// ErrPayloadTooLarge is returned by Publish for a message over the backend's
+// or the configured size limit.
+var ErrPayloadTooLarge = errors.New("queue: payload too large")
+
+// ErrLimitExceeded is returned by Publish when the tenant's queue is full:
+// its TenantLimits are reached and the backend refuses new messages rather
+// than dropping stored ones. Publishing again later may succeed.
+var ErrLimitExceeded = errors.New("queue: tenant limit exceeded")
+
+// ErrAlreadyAcked is returned when a delivery is acknowledged, nak'd or
+// terminated a second time.
+var ErrAlreadyAcked = errors.New("queue: delivery already settled")
+
+// Message is one message to publish.
+type Message struct {
+	// Subject to publish to; see Subjects.
+	Subject string
+	// Data is the payload, normally a serialised protobuf message.
+	Data []byte
+	// Header carries metadata such as HeaderType. Keys are case-sensitive.
+	Header map[string]string
+	// DedupeID, when set, makes the backend drop a second publish with the
+	// same id within its deduplication window.
+	DedupeID string
+}
+
+// Delivery is one received message. Exactly one of Ack, Nak or Term settles
+// it; InProgress may be called any number of times before that.
+type Delivery interface {
+	// Subject the message was published to.
+	Subject() string
+	// Data is the payload.
+	Data() []byte
+	// Header returns the message headers; it never returns nil.
+	Header() map[string]string
+	// Attempt is the delivery count, starting at 1.
+	Attempt() int
+	// Ack settles the message as done; it is not delivered again.
+	Ack(ctx context.Context) error
+	// Nak returns the message to the queue, to be delivered again no sooner
+	// than delay from now.
+	Nak(ctx context.Context, delay time.Duration) error
+	// InProgress tells the backend the message is still being worked on and
+	// restarts its ack wait.
+	InProgress(ctx context.Context) error
+	// Term takes the message out of its queue for good and moves it to the
+	// tenant's dead-letter queue with the reason.
+	Term(ctx context.Context, reason string) error
+}
+
+// Handler processes one delivery. It must settle the delivery (Ack, Nak or
+// Term) before returning, or hand it to code that will; a delivery that is
+// never settled is redelivered after the ack wait.
+type Handler func(ctx context.Context, d Delivery)
+
+// ConsumerConfig describes a durable consumer. Consumers with the same Name
+// and Subject compete: each message is handled by one of them.
+type ConsumerConfig struct {
+	// Name of the durable consumer, e.g. "runner-remote".
+	Name string
+	// Subject is the filter: a full subject, or a pattern with "*" for one
+	// token or a final ">" for the rest, within one tenant and role (e.g.
+	// "outpost.acme.job-events.*.status").
+	Subject string
+	// AckWait is how long a delivery may go without Ack, Nak, Term or
+	// InProgress before it is delivered again. Zero means 30s.
+	AckWait time.Duration
+	// MaxDeliveries is how many times a message is delivered before it is
+	// dead-lettered with its reason instead of being handed out again.
+	// Zero means 5; negative means unlimited.
+	MaxDeliveries int
+	// Concurrency bounds how many deliveries are being handled at once.
+	// Zero means 1.
+	Concurrency int
+}
+
+// Consumer is a running consumer.
+type Consumer interface {
+	// Stop stops fetching new messages and waits until every handler that
+	// is running has returned or ctx is done. Deliveries not settled by then
+	// are redelivered after their ack wait.
+	Stop(ctx context.Context) error
+}
+
+// TenantLimits bounds what one tenant may hold in the broker so that it
+// cannot starve another. Zero values mean no limit.
+type TenantLimits struct {
+	MaxBytes    int64
+	MaxMessages int64
+}
+
+// StreamMessage is one message read back from an event subject's history.
+type StreamMessage struct {
+	Subject  string
+	Data     []byte
+	Header   map[string]string
+	Sequence uint64
+	Time     time.Time
+}
+
+// ReadOptions controls Read.
+type ReadOptions struct {
+	// FromSequence starts the read at this sequence (0 or 1 = the beginning).
+	FromSequence uint64
+	// Since, when set, starts the read at the first message stored at or
+	// after this time instead.
+	Since time.Time
+	// OnlyNew starts the read after the last stored message: only messages
+	// published from now on are yielded (use with Follow).
+	OnlyNew bool
+	// Follow keeps the read open and yields new messages as they arrive,
+	// until ctx is done or the callback returns false.
+	Follow bool
+}
+
+// Broker is a connection to one backend.
+type Broker interface {
+	// EnsureTenant provisions (idempotently) the streams or queues of a
+	// tenant with its limits.
+	EnsureTenant(ctx context.Context, tenant string, limits TenantLimits) error
+	// Publish sends a message and returns once the backend has stored it.
+	Publish(ctx context.Context, msg Message) error
+	// Consume starts a durable consumer and calls h for each delivery until
+	// ctx is done or Stop is called.
+	Consume(ctx context.Context, cfg ConsumerConfig, h Handler) (Consumer, error)
+	// Read replays the stored history of event subjects matching subject
+	// (work-queue roles cannot be read). fn returns false to stop.
+	// Reading a work role returns an error wrapping ErrInvalidSubject; a
+	// backend that keeps no history returns one wrapping
+	// errors.ErrUnsupported. Without Follow, Read returns nil after the last
+	// message stored when it started; with Follow it returns ctx's error
+	// once ctx is done.
+	Read(ctx context.Context, subject string, opts ReadOptions, fn func(StreamMessage) bool) error
+	// Close releases the connection. Consumers still running are stopped.
+	Close() error
+}

@@ -1,0 +1,113 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// ReadyFunc reports nil when the service can do its work (for example once
+// its queue connection works).
+type ReadyFunc func() error
+
+// NewRegistry returns a Prometheus registry with the Go and process
+// collectors registered.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// OpsHandler serves /healthz (the process is alive), /readyz (ready says so)
+// and /metrics (the registry) on mux, which may be nil.
+func OpsHandler(mux *http.ServeMux, reg *prometheus.Registry, ready ReadyFunc) *http.ServeMux {
+	if mux == nil {
+		mux = http.NewServeMux()
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if ready != nil {
+			if err := ready(); err != nil {
+				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	return mux
+}
+
+// Listen binds addr before the server starts, so that a port already in
+// use is reported by the wiring code and not by a goroutine.
+func Listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+// Serve runs srv on ln until ctx is done, then shuts it down gracefully,
+// giving in-flight requests up to grace to finish.
+func Serve(ctx context.Context, log *slog.Logger, srv *http.Server, ln net.Listener, grace time.Duration) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("http server listening", "addr", ln.Addr().String())
+	select {
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("http server on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shut down http server on %s: %w", ln.Addr(), err)
+	}
+	return nil
+}
+
+// NewHTTPServer returns an http.Server with the timeouts every Outpost
+// server uses. Long-lived responses (log follow) clear their write deadline
+// through http.ResponseController.
+func NewHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+}
+
+// ReadyGate is a ReadyFunc for dependencies that come up after the ops
+// server starts: it reports "starting" until Set gives it the real check.
+type ReadyGate struct {
+	check atomic.Pointer[ReadyFunc]
+}
+
+// Set installs the check that decides readiness from now on.
+func (g *ReadyGate) Set(fn ReadyFunc) { g.check.Store(&fn) }
+
+// Check implements ReadyFunc.
+func (g *ReadyGate) Check() error {
+	fn := g.check.Load()
+	if fn == nil {
+		return errors.New("starting")
+	}
+	return (*fn)()
+}

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Starts Outpost on this machine with no external dependency: the embedded
+# JetStream broker, the scheduler, the account-migrator, the k8s-watcher and
+# one ingestion-runner, each a process of its own with prefixed logs.
+# Ctrl-C stops them all; a second Ctrl-C kills what is left.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-$PWD/bin}
+DATA=${OUTPOST_DATA_DIR:-$PWD/.data}
+NATS_PORT=${OUTPOST_NATS_PORT:-4222}
+export OUTPOST_BROKER_URL=${OUTPOST_BROKER_URL:-nats://127.0.0.1:$NATS_PORT}
+export OUTPOST_TENANT=${OUTPOST_TENANT:-default}
+mkdir -p "$DATA"
+
+pids=()
+start() { # name command...
+	local name=$1; shift
+	"$@" > >(sed -u "s/^/[$name] /") 2>&1 &
+	pids+=($!)
+}
+
+wait_ready() { # name url
+	for _ in $(seq 1 100); do
+		curl -fsS -o /dev/null "$2" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "[run] $1 did not become ready at $2" >&2
+	return 1
+}
+
+stopping=0
+stop() {
+	if ((stopping)); then
+		echo "[run] second interrupt: killing"
+		kill -9 "${pids[@]}" 2>/dev/null
+		exit 130
+	fi
+	stopping=1
+	echo "[run] stopping"
+	# Agents and control plane first, the broker last, so nothing loses its queue mid-shutdown.
+	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+		kill -TERM "${pids[i]}" 2>/dev/null
+		wait "${pids[i]}" 2>/dev/null
+	done
+	exit 0
+}
+trap stop INT TERM
+
+start broker "$BIN/outpost-broker" -data "$DATA/jetstream" -listen "127.0.0.1:$NATS_PORT" -health "127.0.0.1:${OUTPOST_BROKER_HEALTH_PORT:-8222}"
+wait_ready broker "http://127.0.0.1:${OUTPOST_BROKER_HEALTH_PORT:-8222}/readyz" || stop
+start scheduler "$BIN/scheduler"
+wait_ready scheduler "http://127.0.0.1:8080/readyz" || stop
+start account-migrator "$BIN/account-migrator"
+start k8s-watcher "$BIN/k8s-watcher"
+OUTPOST_COMMAND_ALLOWLIST=${OUTPOST_COMMAND_ALLOWLIST:-echo,sh,sleep,env,date,uname} \
+	start ingestion-runner "$BIN/ingestion-runner"
+
+echo "[run] Outpost is up: scheduler API http://127.0.0.1:8080 (Ctrl-C to stop)"
+wait

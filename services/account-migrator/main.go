@@ -1,0 +1,44 @@
+// Command account-migrator serves the Dynamic Accounts API and drives the
+// account lifecycle. This build is the runnable skeleton: configuration,
+// logging, health, the queue connection and graceful shutdown.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/outposthq/outpost/libs/config"
+	"github.com/outposthq/outpost/libs/service"
+	"github.com/outposthq/outpost/services/account-migrator/internal/app"
+	appconfig "github.com/outposthq/outpost/services/account-migrator/internal/config"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "account-migrator:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	configPath := flag.String("config", "", "path to a YAML configuration file")
+	flag.Parse()
+
+	cfg := appconfig.Default()
+	if err := config.Load(*configPath, &cfg, nil); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	logger, err := service.NewLogger(os.Stderr, "account-migrator", cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := service.SignalContext(context.Background())
+	defer stop()
+	return app.Run(ctx, cfg, logger)
+}

@@ -1,0 +1,20 @@
+package app
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/outposthq/outpost/libs/service/servicetest"
+	"github.com/outposthq/outpost/services/k8s-watcher/internal/config"
+)
+
+func TestRunLifecycle(t *testing.T) {
+	cfg := config.Default()
+	cfg.OpsListen = servicetest.FreeAddr(t)
+	servicetest.Lifecycle(t, cfg.OpsListen, func(ctx context.Context, brokerURL string) error {
+		cfg.Broker.URL = brokerURL
+		return Run(ctx, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	})
+}

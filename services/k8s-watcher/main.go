@@ -1,0 +1,45 @@
+// Command k8s-watcher is the agent that runs inside a customer's cluster,
+// holds account leases and streams the cluster's objects to the control
+// plane. This build is the runnable skeleton: configuration, logging,
+// health, the outbound queue connection and graceful shutdown.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/outposthq/outpost/libs/config"
+	"github.com/outposthq/outpost/libs/service"
+	"github.com/outposthq/outpost/services/k8s-watcher/internal/app"
+	appconfig "github.com/outposthq/outpost/services/k8s-watcher/internal/config"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "k8s-watcher:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	configPath := flag.String("config", "", "path to a YAML configuration file")
+	flag.Parse()
+
+	cfg := appconfig.Default()
+	if err := config.Load(*configPath, &cfg, nil); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	logger, err := service.NewLogger(os.Stderr, "k8s-watcher", cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := service.SignalContext(context.Background())
+	defer stop()
+	return app.Run(ctx, cfg, logger)
+}

@@ -68,7 +68,8 @@ type Message struct {
 	// Header carries metadata such as HeaderType. Keys are case-sensitive.
 	Header map[string]string
 	// DedupeID, when set, makes the backend drop a second publish with the
-	// same id within its deduplication window.
+	// same id to the same subject within its deduplication window. Ids are
+	// scoped to the subject: the same id on two subjects is two messages.
 	DedupeID string
 }
 

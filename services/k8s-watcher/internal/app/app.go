@@ -19,7 +19,7 @@ import (
 // has shut down.
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	log = log.With("tenant", cfg.Tenant, "zone", cfg.Zone)
-	ln, err := service.Listen(cfg.OpsListen)
+	ln, err := service.Listen(cfg.OpsAddr)
 	if err != nil {
 		return err
 	}
@@ -42,7 +42,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			}
 			return nil
 		})
-		log.Info("Starting outpost k8s watcher", "ops_listen", ln.Addr().String())
+		log.Info("Starting outpost k8s watcher", "ops_addr", ln.Addr().String())
 		<-ctx.Done()
 		return nil
 	})

@@ -12,8 +12,8 @@ import (
 
 func TestRunLifecycle(t *testing.T) {
 	cfg := config.Default()
-	cfg.OpsListen = servicetest.FreeAddr(t)
-	servicetest.Lifecycle(t, cfg.OpsListen, func(ctx context.Context, brokerURL string) error {
+	cfg.OpsAddr = servicetest.FreeAddr(t)
+	servicetest.Lifecycle(t, cfg.OpsAddr, func(ctx context.Context, brokerURL string) error {
 		cfg.Broker.URL = brokerURL
 		return Run(ctx, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	})

@@ -15,9 +15,9 @@ type Config struct {
 	Tenant string `yaml:"tenant" env:"OUTPOST_TENANT"`
 	// Zone groups the watchers that can reach the same clusters.
 	Zone string `yaml:"zone" env:"OUTPOST_ZONE"`
-	// OpsListen serves /healthz, /readyz and /metrics; nothing else listens,
+	// OpsAddr serves /healthz, /readyz and /metrics; nothing else listens,
 	// the watcher only dials out.
-	OpsListen     string        `yaml:"ops_listen" env:"OUTPOST_OPS_LISTEN"`
+	OpsAddr       string        `yaml:"ops_addr" env:"OUTPOST_OPS_ADDR"`
 	LogLevel      string        `yaml:"log_level" env:"OUTPOST_LOG_LEVEL"`
 	Broker        Broker        `yaml:"broker"`
 	ShutdownGrace time.Duration `yaml:"shutdown_grace" env:"OUTPOST_SHUTDOWN_GRACE"`
@@ -34,7 +34,7 @@ func Default() Config {
 	return Config{
 		Tenant:        "default",
 		Zone:          "default",
-		OpsListen:     "127.0.0.1:9092",
+		OpsAddr:       "127.0.0.1:9092",
 		LogLevel:      "info",
 		Broker:        Broker{URL: "nats://127.0.0.1:4222", Stack: queue.DefaultStack},
 		ShutdownGrace: 10 * time.Second,
@@ -48,8 +48,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: tenant %q is not a valid token", config.ErrInvalid, c.Tenant)
 	case !queue.ValidToken(c.Zone):
 		return fmt.Errorf("%w: zone %q is not a valid token", config.ErrInvalid, c.Zone)
-	case c.OpsListen == "":
-		return fmt.Errorf("%w: ops_listen is empty", config.ErrInvalid)
+	case c.OpsAddr == "":
+		return fmt.Errorf("%w: ops_addr is empty", config.ErrInvalid)
 	case c.Broker.URL == "":
 		return fmt.Errorf("%w: broker.url is empty", config.ErrInvalid)
 	case !queue.ValidToken(c.Broker.Stack):

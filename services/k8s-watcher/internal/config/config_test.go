@@ -15,7 +15,7 @@ func TestValidate(t *testing.T) {
 		{name: "defaults", mutate: func(*Config) {}},
 		{name: "bad tenant", mutate: func(c *Config) { c.Tenant = "a b" }, wantErr: "tenant"},
 		{name: "empty zone", mutate: func(c *Config) { c.Zone = "" }, wantErr: "zone"},
-		{name: "no ops listen", mutate: func(c *Config) { c.OpsListen = "" }, wantErr: "ops_listen"},
+		{name: "no ops addr", mutate: func(c *Config) { c.OpsAddr = "" }, wantErr: "ops_addr"},
 		{name: "no broker", mutate: func(c *Config) { c.Broker.URL = "" }, wantErr: "broker.url"},
 		{name: "no grace", mutate: func(c *Config) { c.ShutdownGrace = -1 }, wantErr: "shutdown_grace"},
 	}

@@ -1,0 +1,424 @@
+// Package natsjs is the NATS JetStream backend of package queue, and the
+// JetStream implementation of kv.Store.
+//
+// # Streams
+//
+// In the per-tenant layout (the default) every tenant gets three streams,
+// created by EnsureTenant:
+//
+//	<STACK>_<tenant>_WORK    work queue   <stack>.<tenant>.submit, <stack>.<tenant>.jobs.>
+//	<STACK>_<tenant>_EVENTS  limits       <stack>.<tenant>.{job-events,control,runners}.>
+//	<STACK>_<tenant>_DLQ     limits       <stack>.<tenant>.dlq.>
+//
+// TenantLimits set MaxBytes and MaxMsgs on each of the three. The work
+// stream discards new messages when full (Publish returns
+// queue.ErrLimitExceeded); the event and dead-letter streams drop their
+// oldest messages.
+//
+// In the shared layout (for thousands of tenants per server) the three
+// streams are shared by every tenant of the stack (<STACK>_WORK with
+// <stack>.*.submit and <stack>.*.jobs.>, and so on), consumers are filtered
+// by the tenant's subjects, and EnsureTenant records the tenant in the
+// <STACK>-tenants KV bucket so that Publish can still refuse unknown
+// tenants. JetStream has no per-subject byte or message quota, so
+// TenantLimits are recorded there but NOT enforced in the shared layout; use
+// the per-tenant layout for tenants that need hard limits.
+//
+// A stack uses one layout; switching an existing stack from one to the
+// other is not supported (the stream subjects would overlap).
+//
+// # Consumers
+//
+// Consume creates a durable pull consumer with explicit ack. Its name is
+// derived from ConsumerConfig.Name, the tenant and the filter subject, so
+// that instances with the same Name and Subject share it (and compete for
+// messages) while the same Name on another subject gets its own consumer.
+// JetStream's MaxDeliver is unlimited: the library enforces
+// ConsumerConfig.MaxDeliveries itself and dead-letters a message delivered
+// more often, without calling the handler. A new consumer starts at the
+// oldest stored message: on work subjects that is everything not yet
+// handled, on event subjects the retained history (up to EventsMaxAge).
+//
+// Pull requests ask for no more messages than there are free handler slots,
+// so nothing sits in the process unhandled. MaxAckPending, which JetStream
+// counts across every instance of a durable consumer and which includes
+// deliveries waiting out a Nak delay, is max(256, 16 x Concurrency) so that
+// scaled-out instances do not throttle each other.
+//
+// # Settlement
+//
+// Ack, Nak, InProgress and Term are request/reply: they return once the
+// server has recorded them, and an error means they may be retried. Term
+// (and a delivery past MaxDeliveries) first publishes a copy to
+// Subjects.DeadLetter(tenant, role) with the dead-letter headers and the
+// original headers (less JetStream's Nats-* ones), deduplicated by the
+// original's stream sequence, then terminates the original.
+package natsjs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/outposthq/outpost/libs/kv"
+	"github.com/outposthq/outpost/libs/queue"
+)
+
+// Layout chooses how tenants map onto streams.
+type Layout string
+
+const (
+	// LayoutPerTenant gives every tenant its own streams: the strongest
+	// isolation, and TenantLimits are enforced. The default.
+	LayoutPerTenant Layout = "per-tenant"
+	// LayoutShared puts every tenant of a stack in the same three streams
+	// with subject-filtered consumers. TenantLimits are not enforced.
+	LayoutShared Layout = "shared"
+)
+
+// Defaults applied by Connect.
+const (
+	DefaultEventsMaxAge     = 7 * 24 * time.Hour
+	DefaultDeadLetterMaxAge = 30 * 24 * time.Hour
+	DefaultDuplicateWindow  = 2 * time.Minute
+	DefaultReconnectWait    = 2 * time.Second
+	DefaultAckWait          = 30 * time.Second
+	DefaultMaxDeliveries    = 5
+)
+
+// Config configures a connection.
+type Config struct {
+	// URL of the NATS servers; several may be given comma-separated.
+	URL string
+	// Stack is the subject prefix; default queue.DefaultStack. It must be a
+	// valid subject token (queue.ValidToken).
+	Stack string
+	// Layout maps tenants onto streams; default LayoutPerTenant.
+	Layout Layout
+	// Replicas of every stream and KV bucket: 1 (default) or 3.
+	Replicas int
+	// MaxPayload is the largest Message.Data Publish accepts, in bytes.
+	// 0 means the server's max_payload. The server's limit applies to data
+	// and headers together and is checked by the server as well.
+	MaxPayload int
+	// EventsMaxAge is how long event streams keep messages; default 7 days.
+	EventsMaxAge time.Duration
+	// DeadLetterMaxAge is how long dead-letter streams keep messages;
+	// default 30 days.
+	DeadLetterMaxAge time.Duration
+	// DuplicateWindow is how long a Message.DedupeID is remembered;
+	// default 2 minutes.
+	DuplicateWindow time.Duration
+	// Name is the client name shown by the server, e.g. the service name.
+	Name string
+	// ReconnectWait bounds the wait between reconnect attempts, which grows
+	// from 100ms up to it; default 2s. The client reconnects forever.
+	ReconnectWait time.Duration
+	// Logger receives connection events and handler failures; default
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+func (cfg Config) withDefaults() (Config, error) {
+	if cfg.URL == "" {
+		cfg.URL = nats.DefaultURL
+	}
+	if cfg.Stack == "" {
+		cfg.Stack = queue.DefaultStack
+	}
+	if !queue.ValidToken(cfg.Stack) {
+		return cfg, fmt.Errorf("natsjs: stack %q: want 1-64 characters of [a-zA-Z0-9_-]", cfg.Stack)
+	}
+	switch cfg.Layout {
+	case "":
+		cfg.Layout = LayoutPerTenant
+	case LayoutPerTenant, LayoutShared:
+	default:
+		return cfg, fmt.Errorf("natsjs: unknown layout %q", cfg.Layout)
+	}
+	switch cfg.Replicas {
+	case 0:
+		cfg.Replicas = 1
+	case 1, 3:
+	default:
+		return cfg, fmt.Errorf("natsjs: replicas %d: want 1 or 3", cfg.Replicas)
+	}
+	if cfg.MaxPayload < 0 {
+		return cfg, fmt.Errorf("natsjs: negative max payload %d", cfg.MaxPayload)
+	}
+	if cfg.EventsMaxAge <= 0 {
+		cfg.EventsMaxAge = DefaultEventsMaxAge
+	}
+	if cfg.DeadLetterMaxAge <= 0 {
+		cfg.DeadLetterMaxAge = DefaultDeadLetterMaxAge
+	}
+	if cfg.DuplicateWindow <= 0 {
+		cfg.DuplicateWindow = DefaultDuplicateWindow
+	}
+	if cfg.DuplicateWindow > cfg.EventsMaxAge {
+		cfg.DuplicateWindow = cfg.EventsMaxAge
+	}
+	if cfg.ReconnectWait <= 0 {
+		cfg.ReconnectWait = DefaultReconnectWait
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return cfg, nil
+}
+
+// Conn is a connection to NATS JetStream. It implements queue.Broker and
+// kv.Opener and is safe for concurrent use.
+type Conn struct {
+	cfg      Config
+	subjects queue.Subjects
+	prefix   string // stream name prefix: the stack, upper-cased
+	log      *slog.Logger
+	nc       *nats.Conn
+	js       jetstream.JetStream
+
+	maxPayload int
+
+	closed atomic.Bool
+
+	// known holds tenants whose streams (or registry entry) were seen, so
+	// that Publish does not look them up again.
+	known sync.Map // tenant -> struct{}
+
+	sharedMu    sync.Mutex
+	sharedReady bool
+	registry    jetstream.KeyValue // shared layout: the tenants bucket
+
+	epochMu     sync.Mutex
+	epoch       context.Context // cancelled when the connection reconnects
+	epochCancel context.CancelFunc
+
+	consMu    sync.Mutex
+	consumers map[*consumer]struct{}
+}
+
+var (
+	_ queue.Broker = (*Conn)(nil)
+	_ kv.Opener    = (*Conn)(nil)
+)
+
+// Connect dials NATS and waits until the connection is up and JetStream
+// answers, or ctx is done. Once connected, the client reconnects forever
+// after a loss; Ready reports the state.
+func Connect(ctx context.Context, cfg Config) (*Conn, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	c := &Conn{
+		cfg:       cfg,
+		subjects:  queue.NewSubjects(cfg.Stack),
+		prefix:    sanitizeName(strings.ToUpper(cfg.Stack)),
+		log:       cfg.Logger.With("component", "natsjs", "stack", cfg.Stack),
+		consumers: map[*consumer]struct{}{},
+	}
+	c.epoch, c.epochCancel = context.WithCancel(context.Background())
+
+	maxWait := cfg.ReconnectWait
+	opts := []nats.Option{
+		nats.Name(cfg.Name),
+		nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true),
+		nats.CustomReconnectDelay(func(attempts int) time.Duration {
+			d := 100 * time.Millisecond << min(attempts, 10)
+			d = min(d, maxWait)
+			return d/2 + rand.N(d/2+1)
+		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				c.log.Warn("nats disconnected", "error", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			c.log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+			c.newEpoch()
+		}),
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			c.log.Info("nats connected", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			c.log.Warn("nats async error", "subject", subject, "error", err)
+		}),
+	}
+	nc, err := nats.Connect(cfg.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("natsjs: connect %s: %w", redactURL(cfg.URL), err)
+	}
+	c.nc = nc
+	if err := c.waitConnected(ctx); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	c.js, err = jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("natsjs: jetstream: %w", err)
+	}
+	if err := c.waitJetStream(ctx); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	c.maxPayload = int(nc.MaxPayload())
+	if cfg.MaxPayload > 0 {
+		if cfg.MaxPayload > c.maxPayload {
+			c.log.Warn("configured max payload is above the server's", "max_payload", cfg.MaxPayload, "server_max_payload", c.maxPayload)
+		}
+		c.maxPayload = cfg.MaxPayload
+	}
+	return c, nil
+}
+
+func (c *Conn) waitConnected(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for !c.nc.IsConnected() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("natsjs: connect %s: %w", redactURL(c.cfg.URL), ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// waitJetStream checks that JetStream answers; a cluster that is still
+// electing its meta leader gets until ctx is done.
+func (c *Conn) waitJetStream(ctx context.Context) error {
+	for {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := c.js.AccountInfo(actx)
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
+			return fmt.Errorf("natsjs: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("natsjs: jetstream not available: %w (%w)", ctx.Err(), err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (c *Conn) newEpoch() {
+	c.epochMu.Lock()
+	defer c.epochMu.Unlock()
+	c.epochCancel()
+	c.epoch, c.epochCancel = context.WithCancel(context.Background())
+}
+
+// currentEpoch is cancelled at the next reconnect: pull requests tied to it
+// are re-issued at once instead of waiting for their expiry.
+func (c *Conn) currentEpoch() context.Context {
+	c.epochMu.Lock()
+	defer c.epochMu.Unlock()
+	return c.epoch
+}
+
+// Ready reports whether the connection is up, for readiness probes.
+func (c *Conn) Ready() bool {
+	return !c.closed.Load() && c.nc.IsConnected()
+}
+
+// Status is the connection state, e.g. "CONNECTED" or "RECONNECTING".
+func (c *Conn) Status() string {
+	if c.closed.Load() {
+		return "CLOSED"
+	}
+	return c.nc.Status().String()
+}
+
+// Subjects returns the subject builder of the connection's stack.
+func (c *Conn) Subjects() queue.Subjects { return c.subjects }
+
+// Layout is the layout in use.
+func (c *Conn) Layout() Layout { return c.cfg.Layout }
+
+// MaxPayload is the largest Message.Data that Publish accepts.
+func (c *Conn) MaxPayload() int { return c.maxPayload }
+
+// NATS returns the underlying connection, for tests and diagnostics.
+// Services must not publish or subscribe on it directly.
+func (c *Conn) NATS() *nats.Conn { return c.nc }
+
+// closeWait bounds how long Close waits for running handlers.
+const closeWait = 5 * time.Second
+
+// Close stops every consumer (running handlers see their context
+// cancelled and get up to 5s to return) and closes the connection.
+// Operations after Close return queue.ErrClosed.
+func (c *Conn) Close() error {
+	if !c.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	c.consMu.Lock()
+	cons := make([]*consumer, 0, len(c.consumers))
+	for k := range c.consumers {
+		cons = append(cons, k)
+	}
+	c.consMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), closeWait)
+	defer cancel()
+	for _, k := range cons {
+		k.stopFetching()
+		k.cancelHandlers()
+	}
+	for _, k := range cons {
+		if err := k.Stop(ctx); err != nil {
+			c.log.Warn("consumer did not stop before close", "consumer", k.durable, "error", err)
+		}
+	}
+	c.nc.Close()
+	c.epochMu.Lock()
+	c.epochCancel()
+	c.epochMu.Unlock()
+	return nil
+}
+
+func (c *Conn) addConsumer(k *consumer) bool {
+	c.consMu.Lock()
+	defer c.consMu.Unlock()
+	if c.closed.Load() {
+		return false
+	}
+	c.consumers[k] = struct{}{}
+	return true
+}
+
+func (c *Conn) removeConsumer(k *consumer) {
+	c.consMu.Lock()
+	defer c.consMu.Unlock()
+	delete(c.consumers, k)
+}
+
+func redactURL(u string) string {
+	parts := strings.Split(u, ",")
+	for i, p := range parts {
+		if at := strings.LastIndexByte(p, '@'); at >= 0 {
+			if scheme := strings.Index(p, "://"); scheme >= 0 && scheme < at {
+				parts[i] = p[:scheme+3] + "redacted@" + p[at+1:]
+			}
+		}
+	}
+	return strings.Join(parts, ",")
+}

@@ -1,0 +1,140 @@
+package natsjs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/outposthq/outpost/libs/kv"
+	"github.com/outposthq/outpost/libs/queue"
+)
+
+// OpenStore creates (or opens) the JetStream KV bucket "<STACK>_<bucket>"
+// (sanitized to [a-zA-Z0-9_-]) with history 1, file storage and the
+// connection's replicas, and returns it as a kv.Store. Keys must be valid
+// JetStream KV keys: [-/_=.a-zA-Z0-9], not starting or ending with '.'.
+func (c *Conn) OpenStore(ctx context.Context, bucket string) (kv.Store, error) {
+	if c.closed.Load() {
+		return nil, queue.ErrClosed
+	}
+	if bucket == "" {
+		return nil, errors.New("natsjs: open store: empty bucket name")
+	}
+	name := c.prefix + "_" + sanitizeName(bucket)
+	b, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      name,
+		Description: "outpost store " + bucket + " of stack " + c.cfg.Stack,
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("natsjs: open store %s: %w", name, err)
+	}
+	return &Store{kv: b, name: name}, nil
+}
+
+// Store is a kv.Store on a JetStream KV bucket. Revisions are the bucket
+// stream's sequence numbers.
+type Store struct {
+	kv   jetstream.KeyValue
+	name string
+}
+
+var _ kv.Store = (*Store)(nil)
+
+// Bucket is the bucket's name.
+func (s *Store) Bucket() string { return s.name }
+
+// Get implements kv.Store.
+func (s *Store) Get(ctx context.Context, key string) (kv.Entry, error) {
+	e, err := s.kv.Get(ctx, key)
+	if err != nil {
+		return kv.Entry{}, s.err("get", key, err)
+	}
+	return kv.Entry{Key: key, Value: e.Value(), Revision: e.Revision()}, nil
+}
+
+// Create implements kv.Store.
+func (s *Store) Create(ctx context.Context, key string, value []byte) (uint64, error) {
+	rev, err := s.kv.Create(ctx, key, value)
+	if err != nil {
+		return 0, s.err("create", key, err)
+	}
+	return rev, nil
+}
+
+// Update implements kv.Store.
+func (s *Store) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	if rev == 0 {
+		// JetStream would read revision 0 as "must not exist" and
+		// create the key; no existing key has revision 0.
+		if _, err := s.Get(ctx, key); err != nil {
+			return 0, err
+		}
+		return 0, fmt.Errorf("natsjs: update %s/%s at revision 0: %w", s.name, key, kv.ErrConflict)
+	}
+	next, err := s.kv.Update(ctx, key, value, rev)
+	if err == nil {
+		return next, nil
+	}
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		// JetStream says the same for "changed since" and "never
+		// existed"; the contract tells them apart.
+		if _, gerr := s.kv.Get(ctx, key); errors.Is(gerr, jetstream.ErrKeyNotFound) {
+			return 0, fmt.Errorf("natsjs: update %s/%s: %w", s.name, key, kv.ErrNotFound)
+		}
+		return 0, fmt.Errorf("natsjs: update %s/%s at revision %d: %w", s.name, key, rev, kv.ErrConflict)
+	}
+	return 0, s.err("update", key, err)
+}
+
+// List implements kv.Store with a watcher that delivers the last value of
+// every key in one ordered stream of messages, so it costs one consumer
+// rather than a request per key.
+func (s *Store) List(ctx context.Context, fn func(kv.Entry) bool) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := s.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return fmt.Errorf("natsjs: list %s: %w", s.name, err)
+	}
+	updates := w.Updates()
+	defer func() {
+		_ = w.Stop()
+		// The watcher blocks while its channel is full; drain it so it
+		// can shut down.
+		go func() {
+			for range updates {
+			}
+		}()
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("natsjs: list %s: %w", s.name, ctx.Err())
+		case e, ok := <-updates:
+			if !ok {
+				return fmt.Errorf("natsjs: list %s: watcher closed", s.name)
+			}
+			if e == nil { // every current key has been seen
+				return nil
+			}
+			if !fn(kv.Entry{Key: e.Key(), Value: e.Value(), Revision: e.Revision()}) {
+				return nil
+			}
+		}
+	}
+}
+
+func (s *Store) err(op, key string, err error) error {
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
+		return fmt.Errorf("natsjs: %s %s/%s: %w", op, s.name, key, kv.ErrNotFound)
+	case errors.Is(err, jetstream.ErrKeyExists):
+		return fmt.Errorf("natsjs: %s %s/%s: %w", op, s.name, key, kv.ErrExists)
+	}
+	return fmt.Errorf("natsjs: %s %s/%s: %w", op, s.name, key, err)
+}

@@ -1,0 +1,379 @@
+package natsjs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/outposthq/outpost/libs/queue"
+)
+
+// streamKind is one of a tenant's three streams.
+type streamKind uint8
+
+const (
+	kindWork streamKind = iota
+	kindEvents
+	kindDLQ
+)
+
+var kindSuffix = [...]string{kindWork: "WORK", kindEvents: "EVENTS", kindDLQ: "DLQ"}
+
+// kindOf is the stream a role's messages are stored in.
+func kindOf(r queue.Role) streamKind {
+	switch {
+	case r.IsWork():
+		return kindWork
+	case r == queue.RoleDeadLetter:
+		return kindDLQ
+	default:
+		return kindEvents
+	}
+}
+
+// eventRoles are the roles stored in the events stream.
+var eventRoles = []queue.Role{queue.RoleJobEvents, queue.RoleControl, queue.RoleRunners}
+
+// StreamName is the name of the stream that stores role's messages of
+// tenant, e.g. "OUTPOST_acme_WORK" (per-tenant) or "OUTPOST_WORK" (shared).
+func (c *Conn) StreamName(tenant string, role queue.Role) string {
+	return c.streamName(tenant, kindOf(role))
+}
+
+func (c *Conn) streamName(tenant string, k streamKind) string {
+	if c.cfg.Layout == LayoutShared {
+		return c.prefix + "_" + kindSuffix[k]
+	}
+	return c.prefix + "_" + sanitizeName(tenant) + "_" + kindSuffix[k]
+}
+
+// streamConfig is the configuration of one of tenant's streams. In the
+// shared layout tenant is ignored and the subjects match every tenant.
+func (c *Conn) streamConfig(tenant string, k streamKind, limits queue.TenantLimits) jetstream.StreamConfig {
+	t := tenant
+	if c.cfg.Layout == LayoutShared {
+		t = "*"
+		limits = queue.TenantLimits{}
+	}
+	s := c.subjects
+	cfg := jetstream.StreamConfig{
+		Name:       c.streamName(tenant, k),
+		Storage:    jetstream.FileStorage,
+		Replicas:   c.cfg.Replicas,
+		MaxBytes:   -1,
+		MaxMsgs:    -1,
+		Duplicates: c.cfg.DuplicateWindow,
+	}
+	if limits.MaxBytes > 0 {
+		cfg.MaxBytes = limits.MaxBytes
+	}
+	if limits.MaxMessages > 0 {
+		cfg.MaxMsgs = limits.MaxMessages
+	}
+	switch k {
+	case kindWork:
+		cfg.Description = "outpost work queue: " + c.cfg.Stack + " tenant " + t
+		cfg.Subjects = []string{s.Submit(t), s.All(t, queue.RoleJobs)}
+		cfg.Retention = jetstream.WorkQueuePolicy
+		cfg.Discard = jetstream.DiscardNew
+	case kindEvents:
+		cfg.Description = "outpost events: " + c.cfg.Stack + " tenant " + t
+		for _, r := range eventRoles {
+			cfg.Subjects = append(cfg.Subjects, s.All(t, r))
+		}
+		cfg.Retention = jetstream.LimitsPolicy
+		cfg.Discard = jetstream.DiscardOld
+		cfg.MaxAge = c.cfg.EventsMaxAge
+	case kindDLQ:
+		cfg.Description = "outpost dead letters: " + c.cfg.Stack + " tenant " + t
+		cfg.Subjects = []string{s.All(t, queue.RoleDeadLetter)}
+		cfg.Retention = jetstream.LimitsPolicy
+		cfg.Discard = jetstream.DiscardOld
+		cfg.MaxAge = c.cfg.DeadLetterMaxAge
+	}
+	if cfg.MaxAge > 0 && cfg.Duplicates > cfg.MaxAge {
+		cfg.Duplicates = cfg.MaxAge
+	}
+	return cfg
+}
+
+// EnsureTenant creates or updates the tenant's streams with its limits (per
+// tenant layout), or makes sure the shared streams exist and records the
+// tenant (shared layout). It is idempotent and safe to call concurrently
+// from several processes.
+func (c *Conn) EnsureTenant(ctx context.Context, tenant string, limits queue.TenantLimits) error {
+	if c.closed.Load() {
+		return queue.ErrClosed
+	}
+	if !queue.ValidToken(tenant) {
+		return fmt.Errorf("natsjs: ensure tenant: %w: tenant %q is not 1-64 characters of [a-zA-Z0-9_-]", queue.ErrInvalidSubject, tenant)
+	}
+	if limits.MaxBytes < 0 || limits.MaxMessages < 0 {
+		return fmt.Errorf("natsjs: ensure tenant %q: negative limits %+v", tenant, limits)
+	}
+	if c.cfg.Layout == LayoutShared {
+		if err := c.ensureShared(ctx); err != nil {
+			return err
+		}
+		reg, err := c.tenantRegistry(ctx, true)
+		if err != nil {
+			return err
+		}
+		val, _ := json.Marshal(limits)
+		if _, err := reg.Put(ctx, tenant, val); err != nil {
+			return fmt.Errorf("natsjs: ensure tenant %q: record in %s: %w", tenant, reg.Bucket(), err)
+		}
+	} else {
+		for k := range kindSuffix {
+			if err := c.ensureStream(ctx, c.streamConfig(tenant, streamKind(k), limits)); err != nil {
+				return fmt.Errorf("natsjs: ensure tenant %q: %w", tenant, err)
+			}
+		}
+	}
+	c.markKnown(tenant)
+	c.log.Debug("tenant ensured", "tenant", tenant, "layout", string(c.cfg.Layout), "max_bytes", limits.MaxBytes, "max_messages", limits.MaxMessages)
+	return nil
+}
+
+func (c *Conn) ensureShared(ctx context.Context) error {
+	c.sharedMu.Lock()
+	defer c.sharedMu.Unlock()
+	if c.sharedReady {
+		return nil
+	}
+	for k := range kindSuffix {
+		if err := c.ensureStream(ctx, c.streamConfig("", streamKind(k), queue.TenantLimits{})); err != nil {
+			return fmt.Errorf("natsjs: ensure shared streams: %w", err)
+		}
+	}
+	c.sharedReady = true
+	return nil
+}
+
+// ensureStream creates the stream or updates it to cfg. Two processes
+// creating the same stream at once is not an error.
+func (c *Conn) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) error {
+	_, err := c.js.CreateOrUpdateStream(ctx, cfg)
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		// Somebody created it between our update and create: update.
+		_, err = c.js.UpdateStream(ctx, cfg)
+	}
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", cfg.Name, err)
+	}
+	return nil
+}
+
+// tenantRegistryBucket is the KV bucket listing the tenants of a stack in
+// the shared layout. The "-" keeps it apart from OpenStore's "<STACK>_"
+// buckets.
+func (c *Conn) tenantRegistryBucket() string { return c.prefix + "-tenants" }
+
+func (c *Conn) tenantRegistry(ctx context.Context, create bool) (jetstream.KeyValue, error) {
+	c.sharedMu.Lock()
+	defer c.sharedMu.Unlock()
+	if c.registry != nil {
+		return c.registry, nil
+	}
+	name := c.tenantRegistryBucket()
+	var (
+		reg jetstream.KeyValue
+		err error
+	)
+	if create {
+		reg, err = c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      name,
+			Description: "outpost tenants of stack " + c.cfg.Stack,
+			History:     1,
+			Storage:     jetstream.FileStorage,
+			Replicas:    c.cfg.Replicas,
+		})
+	} else {
+		reg, err = c.js.KeyValue(ctx, name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("natsjs: tenant registry %s: %w", name, err)
+	}
+	c.registry = reg
+	return reg, nil
+}
+
+func (c *Conn) isKnown(tenant string) bool {
+	_, ok := c.known.Load(tenant)
+	return ok
+}
+
+func (c *Conn) markKnown(tenant string) { c.known.Store(tenant, struct{}{}) }
+
+func (c *Conn) forgetTenant(tenant string) { c.known.Delete(tenant) }
+
+// checkTenant returns nil if the tenant was provisioned, an error wrapping
+// queue.ErrUnknownTenant if not. The answer is cached once positive.
+func (c *Conn) checkTenant(ctx context.Context, tenant string, role queue.Role) error {
+	if c.isKnown(tenant) {
+		return nil
+	}
+	exists, err := c.tenantExists(ctx, tenant, role)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		return fmt.Errorf("%w: %q (call EnsureTenant first)", queue.ErrUnknownTenant, tenant)
+	}
+	c.markKnown(tenant)
+	return nil
+}
+
+func (c *Conn) tenantExists(ctx context.Context, tenant string, role queue.Role) (bool, error) {
+	if c.cfg.Layout == LayoutShared {
+		reg, err := c.tenantRegistry(ctx, false)
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		_, err = reg.Get(ctx, tenant)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("natsjs: look up tenant %q: %w", tenant, err)
+		}
+		return true, nil
+	}
+	name := c.streamName(tenant, kindOf(role))
+	_, err := c.js.Stream(ctx, name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("natsjs: look up stream %s: %w", name, err)
+	}
+	return true, nil
+}
+
+// splitSubject splits "<stack>.<tenant>.<role>[.<key>]" like
+// queue.ParseSubject, without allocating.
+func splitSubject(s string) (stack, tenant, role, key string, ok bool) {
+	i := strings.IndexByte(s, '.')
+	if i <= 0 {
+		return
+	}
+	stack, s = s[:i], s[i+1:]
+	i = strings.IndexByte(s, '.')
+	if i <= 0 {
+		return
+	}
+	tenant, s = s[:i], s[i+1:]
+	if i = strings.IndexByte(s, '.'); i >= 0 {
+		role, key = s[:i], s[i+1:]
+	} else {
+		role = s
+	}
+	return stack, tenant, role, key, role != ""
+}
+
+// checkSubject validates a subject for this connection and returns its
+// tenant and role. filter allows wildcards in the key (consumers, Read).
+func (c *Conn) checkSubject(subject string, filter bool) (string, queue.Role, error) {
+	stack, tenant, r, key, ok := splitSubject(subject)
+	role := queue.Role(r)
+	switch {
+	case !ok:
+		return "", "", fmt.Errorf("%w: %q: want <stack>.<tenant>.<role>[.<key>]", queue.ErrInvalidSubject, subject)
+	case stack != c.subjects.Stack:
+		return "", "", fmt.Errorf("%w: %q: stack %q, this connection serves %q", queue.ErrInvalidSubject, subject, stack, c.subjects.Stack)
+	case !queue.ValidToken(tenant):
+		return "", "", fmt.Errorf("%w: %q: tenant %q is not 1-64 characters of [a-zA-Z0-9_-]", queue.ErrInvalidSubject, subject, tenant)
+	case !role.Known():
+		return "", "", fmt.Errorf("%w: %q: unknown role %q", queue.ErrInvalidSubject, subject, r)
+	case role == queue.RoleSubmit && key != "":
+		return "", "", fmt.Errorf("%w: %q: role %q takes no key", queue.ErrInvalidSubject, subject, r)
+	case role != queue.RoleSubmit && key == "":
+		return "", "", fmt.Errorf("%w: %q: role %q needs a key", queue.ErrInvalidSubject, subject, r)
+	case !validKey(key, filter):
+		return "", "", fmt.Errorf("%w: %q: bad key %q", queue.ErrInvalidSubject, subject, key)
+	}
+	return tenant, role, nil
+}
+
+// validKey checks the key's tokens: none empty, no white space, and
+// wildcards only as whole tokens when filter is set ('>' last).
+func validKey(key string, filter bool) bool {
+	if key == "" {
+		return true
+	}
+	start := 0
+	for i := 0; i <= len(key); i++ {
+		if i < len(key) && key[i] != '.' {
+			switch key[i] {
+			case ' ', '\t', '\r', '\n':
+				return false
+			case '*', '>':
+				if !filter {
+					return false
+				}
+			}
+			continue
+		}
+		tok := key[start:i]
+		switch {
+		case tok == "":
+			return false
+		case len(tok) > 1 && strings.ContainsAny(tok, "*>"):
+			return false
+		case tok == ">" && i != len(key):
+			return false
+		}
+		start = i + 1
+	}
+	return true
+}
+
+// sanitizeName keeps [a-zA-Z0-9_-] and replaces anything else with '_', so
+// the result is valid as a stream, consumer and KV bucket name.
+func sanitizeName(s string) string {
+	ok := true
+	for i := 0; i < len(s); i++ {
+		if !nameChar(s[i]) {
+			ok = false
+			break
+		}
+	}
+	if ok {
+		return s
+	}
+	b := []byte(s)
+	for i := range b {
+		if !nameChar(b[i]) {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+func nameChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
+}
+
+// ConsumerName is the durable consumer name Consume uses for cfgName on
+// subject: "<name>_<tenant>_<role>_<hash of subject>", sanitized. Instances
+// with the same name and subject share it; the same name on another subject
+// gets another consumer (JetStream would otherwise re-filter the shared one).
+func ConsumerName(cfgName, subject string) string {
+	_, tenant, role, _, _ := splitSubject(subject)
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(subject))
+	name := cfgName
+	if len(name) > 100 {
+		name = name[:100]
+	}
+	return sanitizeName(name + "_" + tenant + "_" + role + "_" + strconv.FormatUint(uint64(h.Sum32()), 16))
+}

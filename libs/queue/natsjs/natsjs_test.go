@@ -1,0 +1,444 @@
+package natsjs_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/outposthq/outpost/libs/natsembed"
+	"github.com/outposthq/outpost/libs/natsembed/natstest"
+	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/queue/natsjs"
+)
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestEnsureTenantCreatesStreams(t *testing.T) {
+	srv := natstest.RunServer(t)
+	c := connect(t, natsjs.Config{URL: srv.ClientURL()})
+	ctx := testCtx(t)
+	limits := queue.TenantLimits{MaxBytes: 8 << 20, MaxMessages: 1000}
+	require.NoError(t, c.EnsureTenant(ctx, "acme", limits))
+
+	js, err := jetstream.New(c.NATS())
+	require.NoError(t, err)
+	cases := []struct {
+		role      queue.Role
+		name      string
+		retention jetstream.RetentionPolicy
+		subjects  []string
+	}{
+		{queue.RoleJobs, "OUTPOST_acme_WORK", jetstream.WorkQueuePolicy, []string{"outpost.acme.submit", "outpost.acme.jobs.>"}},
+		{queue.RoleJobEvents, "OUTPOST_acme_EVENTS", jetstream.LimitsPolicy, []string{"outpost.acme.job-events.>", "outpost.acme.control.>", "outpost.acme.runners.>"}},
+		{queue.RoleDeadLetter, "OUTPOST_acme_DLQ", jetstream.LimitsPolicy, []string{"outpost.acme.dlq.>"}},
+	}
+	for _, tc := range cases {
+		require.Equal(t, tc.name, c.StreamName("acme", tc.role))
+		s, err := js.Stream(ctx, tc.name)
+		require.NoError(t, err)
+		cfg := s.CachedInfo().Config
+		require.Equal(t, tc.retention, cfg.Retention, tc.name)
+		require.Equal(t, tc.subjects, cfg.Subjects, tc.name)
+		require.Equal(t, jetstream.FileStorage, cfg.Storage, tc.name)
+		require.Equal(t, limits.MaxBytes, cfg.MaxBytes, tc.name)
+		require.Equal(t, limits.MaxMessages, cfg.MaxMsgs, tc.name)
+		require.Equal(t, natsjs.DefaultDuplicateWindow, cfg.Duplicates, tc.name)
+	}
+	s, err := js.Stream(ctx, "OUTPOST_acme_EVENTS")
+	require.NoError(t, err)
+	require.Equal(t, natsjs.DefaultEventsMaxAge, s.CachedInfo().Config.MaxAge)
+
+	// Ensuring again with other limits updates the streams in place.
+	require.NoError(t, c.EnsureTenant(ctx, "acme", queue.TenantLimits{MaxMessages: 5}))
+	s, err = js.Stream(ctx, "OUTPOST_acme_WORK")
+	require.NoError(t, err)
+	require.EqualValues(t, 5, s.CachedInfo().Config.MaxMsgs)
+	require.EqualValues(t, -1, s.CachedInfo().Config.MaxBytes)
+
+	require.ErrorIs(t, c.EnsureTenant(ctx, "bad.tenant", queue.TenantLimits{}), queue.ErrInvalidSubject)
+	require.Error(t, c.EnsureTenant(ctx, "acme", queue.TenantLimits{MaxBytes: -1}))
+}
+
+func TestTenantLimits(t *testing.T) {
+	srv := natstest.RunServer(t)
+	c := connect(t, natsjs.Config{URL: srv.ClientURL()})
+	ctx := testCtx(t)
+	s := c.Subjects()
+	require.NoError(t, c.EnsureTenant(ctx, "small", queue.TenantLimits{MaxMessages: 3}))
+
+	// Work is refused, not dropped, once the tenant is full.
+	for i := range 3 {
+		require.NoError(t, c.Publish(ctx, queue.Message{Subject: s.Submit("small"), Data: []byte{byte(i)}}))
+	}
+	err := c.Publish(ctx, queue.Message{Subject: s.Submit("small"), Data: []byte("4th")})
+	require.ErrorIs(t, err, queue.ErrLimitExceeded)
+
+	// Events keep the newest.
+	for i := range 5 {
+		require.NoError(t, c.Publish(ctx, queue.Message{Subject: s.JobStatus("small", "j"), Data: []byte(strconv.Itoa(i))}))
+	}
+	var got []string
+	require.NoError(t, c.Read(ctx, s.All("small", queue.RoleJobEvents), queue.ReadOptions{}, func(m queue.StreamMessage) bool {
+		got = append(got, string(m.Data))
+		return true
+	}))
+	require.Equal(t, []string{"2", "3", "4"}, got)
+
+	// A bigger quota applies at once.
+	require.NoError(t, c.EnsureTenant(ctx, "small", queue.TenantLimits{MaxMessages: 10}))
+	require.NoError(t, c.Publish(ctx, queue.Message{Subject: s.Submit("small"), Data: []byte("4th")}))
+}
+
+func TestUnknownTenantFailsFast(t *testing.T) {
+	srv := natstest.RunServer(t)
+	for _, layout := range []natsjs.Layout{natsjs.LayoutPerTenant, natsjs.LayoutShared} {
+		t.Run(string(layout), func(t *testing.T) {
+			c := connect(t, natsjs.Config{URL: srv.ClientURL(), Stack: "fast-" + string(layout), Layout: layout})
+			ctx := testCtx(t)
+			require.NoError(t, c.EnsureTenant(ctx, "known", queue.TenantLimits{}))
+			start := time.Now()
+			err := c.Publish(ctx, queue.Message{Subject: c.Subjects().Jobs("unknown", "p"), Data: []byte("x")})
+			require.ErrorIs(t, err, queue.ErrUnknownTenant)
+			require.Less(t, time.Since(start), 200*time.Millisecond)
+			err = c.Read(ctx, c.Subjects().All("unknown", queue.RoleJobEvents), queue.ReadOptions{}, func(queue.StreamMessage) bool { return true })
+			require.ErrorIs(t, err, queue.ErrUnknownTenant)
+		})
+	}
+}
+
+// A tenant provisioned by another process is found on first use.
+func TestTenantEnsuredElsewhere(t *testing.T) {
+	srv := natstest.RunServer(t)
+	for _, layout := range []natsjs.Layout{natsjs.LayoutPerTenant, natsjs.LayoutShared} {
+		t.Run(string(layout), func(t *testing.T) {
+			cfg := natsjs.Config{URL: srv.ClientURL(), Stack: "elsewhere-" + string(layout), Layout: layout}
+			admin := connect(t, cfg)
+			user := connect(t, cfg)
+			ctx := testCtx(t)
+			subject := user.Subjects().Submit("acme")
+			require.ErrorIs(t, user.Publish(ctx, queue.Message{Subject: subject, Data: []byte("x")}), queue.ErrUnknownTenant)
+			require.NoError(t, admin.EnsureTenant(ctx, "acme", queue.TenantLimits{}))
+			require.NoError(t, user.Publish(ctx, queue.Message{Subject: subject, Data: []byte("x")}))
+		})
+	}
+}
+
+func TestSameNameOnTwoSubjects(t *testing.T) {
+	srv := natstest.RunServer(t)
+	c := connect(t, natsjs.Config{URL: srv.ClientURL()})
+	ctx := testCtx(t)
+	s := c.Subjects()
+	require.NoError(t, c.EnsureTenant(ctx, "acme", queue.TenantLimits{}))
+
+	var mu sync.Mutex
+	got := map[string][]string{}
+	for _, pool := range []string{"pool-a", "pool-b"} {
+		k, err := c.Consume(ctx, queue.ConsumerConfig{Name: "runner", Subject: s.Jobs("acme", pool)}, func(ctx context.Context, d queue.Delivery) {
+			mu.Lock()
+			got[pool] = append(got[pool], d.Subject())
+			mu.Unlock()
+			_ = d.Ack(ctx)
+		})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = k.Stop(context.Background()) })
+	}
+	for range 3 {
+		require.NoError(t, c.Publish(ctx, queue.Message{Subject: s.Jobs("acme", "pool-a"), Data: []byte("a")}))
+		require.NoError(t, c.Publish(ctx, queue.Message{Subject: s.Jobs("acme", "pool-b"), Data: []byte("b")}))
+	}
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got["pool-a"]) == 3 && len(got["pool-b"]) == 3
+	}, 10*time.Second, 10*time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	for pool, subjects := range got {
+		for _, subj := range subjects {
+			require.Equal(t, s.Jobs("acme", pool), subj, "a consumer got another pool's job")
+		}
+	}
+}
+
+// Only as many messages as there are free handler slots are pulled: the
+// rest stay in the stream for other instances.
+func TestConcurrencyBoundNothingHeld(t *testing.T) {
+	srv := natstest.RunServer(t)
+	c := connect(t, natsjs.Config{URL: srv.ClientURL()})
+	ctx := testCtx(t)
+	s := c.Subjects()
+	require.NoError(t, c.EnsureTenant(ctx, "acme", queue.TenantLimits{}))
+	subject := s.Jobs("acme", "pool")
+	const conc, n = 3, 10
+	var running, peak, done atomic.Int32
+	release := make(chan struct{})
+	k, err := c.Consume(ctx, queue.ConsumerConfig{Name: "bounded", Subject: subject, Concurrency: conc, AckWait: 30 * time.Second}, func(ctx context.Context, d queue.Delivery) {
+		r := running.Add(1)
+		for {
+			p := peak.Load()
+			if r <= p || peak.CompareAndSwap(p, r) {
+				break
+			}
+		}
+		<-release
+		running.Add(-1)
+		_ = d.Ack(ctx)
+		done.Add(1)
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = k.Stop(context.Background()) })
+	for i := range n {
+		require.NoError(t, c.Publish(ctx, queue.Message{Subject: subject, Data: []byte(strconv.Itoa(i))}))
+	}
+	require.Eventually(t, func() bool { return running.Load() == conc }, 10*time.Second, 10*time.Millisecond)
+
+	js, err := jetstream.New(c.NATS())
+	require.NoError(t, err)
+	cons, err := js.Consumer(ctx, c.StreamName("acme", queue.RoleJobs), natsjs.ConsumerName("bounded", subject))
+	require.NoError(t, err)
+	require.Never(t, func() bool {
+		info, err := cons.Info(ctx)
+		return err != nil || info.NumAckPending > conc || running.Load() > conc
+	}, 500*time.Millisecond, 20*time.Millisecond, "more messages taken than handlers can run")
+	info, err := cons.Info(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, conc, info.NumAckPending)
+	require.EqualValues(t, n-conc, info.NumPending)
+
+	close(release)
+	require.Eventually(t, func() bool { return done.Load() == n }, 10*time.Second, 10*time.Millisecond)
+	require.LessOrEqual(t, peak.Load(), int32(conc))
+}
+
+// The broker restarts while messages are being handled: everything
+// published is handled, and the connection reports itself ready again.
+func TestConsumerSurvivesBrokerRestart(t *testing.T) {
+	srv := natstest.RunServer(t)
+	c := connect(t, natsjs.Config{URL: srv.ClientURL(), ReconnectWait: 200 * time.Millisecond})
+	ctx := testCtx(t)
+	s := c.Subjects()
+	require.NoError(t, c.EnsureTenant(ctx, "acme", queue.TenantLimits{}))
+	subject := s.Jobs("acme", "pool")
+
+	var mu sync.Mutex
+	handled := map[string]int{}
+	k, err := c.Consume(ctx, queue.ConsumerConfig{Name: "survivor", Subject: subject, AckWait: time.Second, Concurrency: 2}, func(ctx context.Context, d queue.Delivery) {
+		work := time.NewTimer(20 * time.Millisecond)
+		<-work.C
+		if d.Ack(ctx) == nil {
+			mu.Lock()
+			handled[string(d.Data())]++
+			mu.Unlock()
+		}
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = k.Stop(context.Background()) })
+
+	publish := func(data string) {
+		// Right after a restart the stream may still be recovering.
+		require.Eventually(t, func() bool {
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			return c.Publish(pctx, queue.Message{Subject: subject, Data: []byte(data), DedupeID: data}) == nil
+		}, 20*time.Second, 50*time.Millisecond, "publish %s", data)
+	}
+	for i := range 10 {
+		publish("before-" + strconv.Itoa(i))
+	}
+	require.NoError(t, srv.Restart())
+	require.Eventually(t, c.Ready, 10*time.Second, 10*time.Millisecond)
+	for i := range 10 {
+		publish("after-" + strconv.Itoa(i))
+	}
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(handled) == 20
+	}, 30*time.Second, 20*time.Millisecond, "not every message was handled after the restart")
+}
+
+func TestReadyAndClose(t *testing.T) {
+	srv := natstest.RunServer(t)
+	c := connect(t, natsjs.Config{URL: srv.ClientURL(), ReconnectWait: 100 * time.Millisecond})
+	ctx := testCtx(t)
+	require.True(t, c.Ready())
+	require.Equal(t, "CONNECTED", c.Status())
+
+	srv.Stop()
+	require.Eventually(t, func() bool { return !c.Ready() }, 5*time.Second, 10*time.Millisecond)
+	require.NoError(t, srv.Restart())
+	require.Eventually(t, c.Ready, 10*time.Second, 10*time.Millisecond)
+
+	require.NoError(t, c.EnsureTenant(ctx, "acme", queue.TenantLimits{}))
+	handlerCtxDone := make(chan struct{})
+	started := make(chan struct{})
+	_, err := c.Consume(ctx, queue.ConsumerConfig{Name: "closer", Subject: c.Subjects().Submit("acme")}, func(ctx context.Context, d queue.Delivery) {
+		close(started)
+		<-ctx.Done() // Close cancels running handlers
+		close(handlerCtxDone)
+	})
+	require.NoError(t, err)
+	require.NoError(t, c.Publish(ctx, queue.Message{Subject: c.Subjects().Submit("acme"), Data: []byte("x")}))
+	<-started
+
+	require.NoError(t, c.Close())
+	select {
+	case <-handlerCtxDone:
+	default:
+		t.Fatal("Close returned before the running handler saw its context cancelled")
+	}
+	require.False(t, c.Ready())
+	require.Equal(t, "CLOSED", c.Status())
+	require.ErrorIs(t, c.Publish(ctx, queue.Message{Subject: c.Subjects().Submit("acme")}), queue.ErrClosed)
+	_, err = c.Consume(ctx, queue.ConsumerConfig{Name: "late", Subject: c.Subjects().Submit("acme")}, func(context.Context, queue.Delivery) {})
+	require.ErrorIs(t, err, queue.ErrClosed)
+	require.ErrorIs(t, c.EnsureTenant(ctx, "acme", queue.TenantLimits{}), queue.ErrClosed)
+	require.NoError(t, c.Close(), "Close is idempotent")
+}
+
+func TestConnectGivesUpWithContext(t *testing.T) {
+	port, err := natsembed.FreePort("")
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err = natsjs.Connect(ctx, natsjs.Config{URL: fmt.Sprintf("nats://127.0.0.1:%d", port), Logger: testLogger()})
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+}
+
+func TestServerPayloadLimit(t *testing.T) {
+	srv := natstest.RunServerWith(t, natsembed.Options{MaxPayload: 4096})
+	c := connect(t, natsjs.Config{URL: srv.ClientURL()})
+	ctx := testCtx(t)
+	require.Equal(t, 4096, c.MaxPayload(), "defaults to the server's limit")
+	require.NoError(t, c.EnsureTenant(ctx, "acme", queue.TenantLimits{}))
+	subject := c.Subjects().Submit("acme")
+	err := c.Publish(ctx, queue.Message{Subject: subject, Data: make([]byte, 4097)})
+	require.ErrorIs(t, err, queue.ErrPayloadTooLarge)
+	require.Contains(t, err.Error(), "4096")
+	// Data within the limit but headers pushing it over the server's.
+	err = c.Publish(ctx, queue.Message{Subject: subject, Data: make([]byte, 4096), Header: map[string]string{"X-Big": string(make([]byte, 100))}})
+	require.ErrorIs(t, err, queue.ErrPayloadTooLarge)
+}
+
+func TestDeadLetterHeadersOnDLQStream(t *testing.T) {
+	srv := natstest.RunServer(t)
+	c := connect(t, natsjs.Config{URL: srv.ClientURL()})
+	ctx := testCtx(t)
+	s := c.Subjects()
+	require.NoError(t, c.EnsureTenant(ctx, "acme", queue.TenantLimits{}))
+	subject := s.Jobs("acme", "p")
+	require.NoError(t, c.Publish(ctx, queue.Message{Subject: subject, Data: []byte("x"), DedupeID: "orig-id"}))
+	terminated := make(chan error, 1)
+	k, err := c.Consume(ctx, queue.ConsumerConfig{Name: "t", Subject: subject}, func(ctx context.Context, d queue.Delivery) {
+		terminated <- d.Term(ctx, "multi\nline reason")
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = k.Stop(context.Background()) })
+	require.NoError(t, <-terminated)
+
+	// The dead letter is readable history, and the work stream is empty.
+	var got []queue.StreamMessage
+	require.NoError(t, c.Read(ctx, s.All("acme", queue.RoleDeadLetter), queue.ReadOptions{}, func(m queue.StreamMessage) bool {
+		got = append(got, m)
+		return true
+	}))
+	require.Len(t, got, 1)
+	require.Equal(t, "multi line reason", got[0].Header[queue.HeaderDeadLetterReason])
+	require.NotEqual(t, "orig-id", got[0].Header[jetstream.MsgIDHeader], "the original's dedupe id is not reused")
+	js, err := jetstream.New(c.NATS())
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		st, err := js.Stream(ctx, c.StreamName("acme", queue.RoleJobs))
+		return err == nil && st.CachedInfo().State.Msgs == 0
+	}, 5*time.Second, 20*time.Millisecond, "a terminated message is removed from the work queue")
+}
+
+// A cluster node restarts while work flows: with replicated streams every
+// message is still handled.
+func TestClusterNodeRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three-node cluster")
+	}
+	nodes := natstest.RunCluster(t, 3)
+	c := connect(t, natsjs.Config{URL: natstest.URL(nodes...), Replicas: 3, ReconnectWait: 200 * time.Millisecond})
+	ctx := testCtx(t)
+	require.NoError(t, c.EnsureTenant(ctx, "acme", queue.TenantLimits{}))
+	subject := c.Subjects().Jobs("acme", "pool")
+
+	var mu sync.Mutex
+	handled := map[string]int{}
+	k, err := c.Consume(ctx, queue.ConsumerConfig{Name: "survivor", Subject: subject, AckWait: 2 * time.Second, Concurrency: 4}, func(ctx context.Context, d queue.Delivery) {
+		if d.Ack(ctx) == nil {
+			mu.Lock()
+			handled[string(d.Data())]++
+			mu.Unlock()
+		}
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = k.Stop(context.Background()) })
+	publish := func(data string) {
+		require.Eventually(t, func() bool {
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			return c.Publish(pctx, queue.Message{Subject: subject, Data: []byte(data), DedupeID: data}) == nil
+		}, 30*time.Second, 50*time.Millisecond, "publish %s", data)
+	}
+	for i := range 20 {
+		publish("before-" + strconv.Itoa(i))
+	}
+	// Restart the node the client is connected to.
+	connected := c.NATS().ConnectedUrl()
+	restarted := false
+	for _, n := range nodes {
+		if n.ClientURL() == connected {
+			require.NoError(t, n.Restart())
+			restarted = true
+		}
+	}
+	require.True(t, restarted, "connected to %s", connected)
+	for i := range 20 {
+		publish("after-" + strconv.Itoa(i))
+	}
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(handled) == 40
+	}, 45*time.Second, 20*time.Millisecond, "not every message was handled across the node restart")
+}
+
+// Without Follow, Read stops at what was stored when it started, even while
+// more is being published.
+func TestReadStopsAtStartSnapshot(t *testing.T) {
+	srv := natstest.RunServer(t)
+	c := connect(t, natsjs.Config{URL: srv.ClientURL()})
+	ctx := testCtx(t)
+	s := c.Subjects()
+	require.NoError(t, c.EnsureTenant(ctx, "acme", queue.TenantLimits{}))
+	subject := s.JobLogs("acme", "j")
+	// More than one pull batch, so that later batches are served after
+	// the late messages below were stored.
+	const n = 1500
+	for i := range n {
+		require.NoError(t, c.Publish(ctx, queue.Message{Subject: subject, Data: []byte(strconv.Itoa(i))}))
+	}
+	got := 0
+	require.NoError(t, c.Read(ctx, subject, queue.ReadOptions{}, func(m queue.StreamMessage) bool {
+		got++
+		if got <= 10 {
+			require.NoError(t, c.Publish(ctx, queue.Message{Subject: subject, Data: []byte("late")}))
+		}
+		return true
+	}))
+	require.Equal(t, n, got)
+}

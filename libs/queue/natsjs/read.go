@@ -1,0 +1,107 @@
+package natsjs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/outposthq/outpost/libs/queue"
+)
+
+// Read replays the stored messages matching an event subject or filter
+// (e.g. Subjects.All(tenant, queue.RoleJobEvents)) in stream order, from
+// opts.FromSequence, with an ordered consumer. Sequences are those of the
+// stream, which in the shared layout is shared by every tenant of the
+// stack. Without Follow, Read returns nil after the last matching
+// message stored when it started (at once if there is none); with Follow it
+// waits for new messages and returns ctx's error when ctx is done. Work roles cannot be read: their
+// messages are removed when acknowledged.
+func (c *Conn) Read(ctx context.Context, subject string, opts queue.ReadOptions, fn func(queue.StreamMessage) bool) error {
+	if c.closed.Load() {
+		return queue.ErrClosed
+	}
+	tenant, role, err := c.checkSubject(subject, true)
+	if err != nil {
+		return fmt.Errorf("natsjs: read: %w", err)
+	}
+	if role.IsWork() {
+		return fmt.Errorf("natsjs: read %s: %w: role %q is a work queue and keeps no history; only event roles can be read", subject, queue.ErrInvalidSubject, role)
+	}
+	if err := c.checkTenant(ctx, tenant, role); err != nil {
+		return fmt.Errorf("natsjs: read %s: %w", subject, err)
+	}
+	stream := c.streamName(tenant, kindOf(role))
+	cons, err := c.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects:    []string{subject},
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       max(opts.FromSequence, 1),
+		InactiveThreshold: time.Minute,
+	})
+	if err != nil {
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			c.forgetTenant(tenant)
+			return fmt.Errorf("natsjs: read %s: %w: %q", subject, queue.ErrUnknownTenant, tenant)
+		}
+		return fmt.Errorf("natsjs: read %s: %w", subject, err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("natsjs: read %s: %w", subject, err)
+	}
+	defer func() {
+		it.Stop()
+		// The ordered consumer is ephemeral; delete it now rather than
+		// leave it to the inactivity threshold.
+		if info := cons.CachedInfo(); info != nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			_ = c.js.DeleteConsumer(dctx, stream, info.Name)
+			cancel()
+		}
+	}()
+	// Without Follow, read what was stored when the read started: the
+	// consumer's pending count at creation, or less if limits remove
+	// messages meanwhile (then the stream's own pending count says so).
+	var remaining uint64
+	if !opts.Follow {
+		info := cons.CachedInfo()
+		if info == nil {
+			return fmt.Errorf("natsjs: read %s: no consumer info", subject)
+		}
+		if info.NumPending == 0 {
+			return nil
+		}
+		remaining = info.NumPending
+	}
+	for {
+		msg, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("natsjs: read %s: %w", subject, err)
+		}
+		md, err := msg.Metadata()
+		if err != nil {
+			return fmt.Errorf("natsjs: read %s: %w", subject, err)
+		}
+		sm := queue.StreamMessage{
+			Subject:  msg.Subject(),
+			Data:     msg.Data(),
+			Header:   headerMap(msg.Headers()),
+			Sequence: md.Sequence.Stream,
+			Time:     md.Timestamp,
+		}
+		if !fn(sm) {
+			return nil
+		}
+		if !opts.Follow {
+			remaining--
+			if remaining == 0 || md.NumPending == 0 {
+				return nil
+			}
+		}
+	}
+}

@@ -1,0 +1,222 @@
+// Package api is the scheduler's REST API under /api/v1: jobs (submit, get,
+// list, logs, cancel, explain), pools (pause, resume) and tenants.
+//
+// Requests name their tenant with the X-Outpost-Tenant header (the default
+// tenant without it). Bodies are JSON objects decoded strictly; errors are
+// {"error": "...", "field": "..."} with the JSON path of the wrong field.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/outposthq/outpost/libs/queue"
+	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
+	"github.com/outposthq/outpost/services/scheduler/internal/config"
+	"github.com/outposthq/outpost/services/scheduler/internal/explain"
+	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
+	"github.com/outposthq/outpost/services/scheduler/internal/pools"
+	"github.com/outposthq/outpost/services/scheduler/internal/tenants"
+)
+
+// TenantHeader names the tenant of a request.
+const TenantHeader = "X-Outpost-Tenant"
+
+// Engine carries out the job operations.
+type Engine interface {
+	Submit(ctx context.Context, t *tenants.Tenant, id string, spec *jobsv1.JobSpec, traceID string) error
+	Cancel(ctx context.Context, t *tenants.Tenant, id, reason string) (*jobs.Record, error)
+	SetPaused(ctx context.Context, t *tenants.Tenant, pool string, paused bool) (pools.State, int, error)
+	Explain(ctx context.Context, t *tenants.Tenant, id string) (explain.Explanation, error)
+}
+
+// Tenants resolves and adds tenants.
+type Tenants interface {
+	Lookup(ctx context.Context, name string) (*tenants.Tenant, error)
+	Add(ctx context.Context, name string, limits *config.Limits, now time.Time) (tenants.Info, bool, error)
+	List() []tenants.Info
+}
+
+// LogReader reads a job's log events back (queue.Broker.Read).
+type LogReader interface {
+	Read(ctx context.Context, subject string, opts queue.ReadOptions, fn func(queue.StreamMessage) bool) error
+}
+
+// Options configure the API.
+type Options struct {
+	DefaultTenant   string
+	MaxRequestBytes int64
+	// SubmitWait bounds how long a submit waits for the record (201)
+	// before it answers 202.
+	SubmitWait   time.Duration
+	ListLimit    int
+	MaxListLimit int
+	Policy       jobs.Policy
+	Subjects     queue.Subjects
+	// LogPoll is how often a log follow checks whether the job has ended;
+	// 0 means 500ms.
+	LogPoll time.Duration
+	Logger  *slog.Logger
+	Now     func() time.Time
+}
+
+// API serves the REST API.
+type API struct {
+	engine  Engine
+	tenants Tenants
+	logs    LogReader
+	opts    Options
+	log     *slog.Logger
+	now     func() time.Time
+
+	// stopping is cancelled by Stop: log follows end.
+	stopping context.Context
+	stop     context.CancelFunc
+}
+
+// New returns the API.
+func New(engine Engine, ts Tenants, logs LogReader, opts Options) *API {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.LogPoll <= 0 {
+		opts.LogPoll = 500 * time.Millisecond
+	}
+	stopping, stop := context.WithCancel(context.Background())
+	return &API{engine: engine, tenants: ts, logs: logs, opts: opts, log: opts.Logger, now: opts.Now, stopping: stopping, stop: stop}
+}
+
+// Stop ends the log follows in progress (they drain and return), so that a
+// graceful shutdown of the server does not wait for jobs to end. Register it
+// with http.Server.RegisterOnShutdown.
+func (a *API) Stop() { a.stop() }
+
+// Register adds the API's routes to mux.
+func (a *API) Register(mux *http.ServeMux) {
+	mux.HandleFunc("POST /api/v1/jobs", a.withTenant(a.submit))
+	mux.HandleFunc("GET /api/v1/jobs", a.withTenant(a.list))
+	mux.HandleFunc("GET /api/v1/jobs/{id}", a.withTenant(a.get))
+	mux.HandleFunc("GET /api/v1/jobs/{id}/logs", a.withTenant(a.logsHandler))
+	mux.HandleFunc("POST /api/v1/jobs/{id}/cancel", a.withTenant(a.cancel))
+	mux.HandleFunc("GET /api/v1/jobs/{id}/explain", a.withTenant(a.explain))
+	mux.HandleFunc("GET /api/v1/pools", a.withTenant(a.listPools))
+	mux.HandleFunc("POST /api/v1/pools/{pool}/pause", a.withTenant(a.setPaused(true)))
+	mux.HandleFunc("POST /api/v1/pools/{pool}/resume", a.withTenant(a.setPaused(false)))
+	mux.HandleFunc("GET /api/v1/tenants", a.listTenants)
+	mux.HandleFunc("PUT /api/v1/tenants/{tenant}", a.putTenant)
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path, "")
+	})
+}
+
+type tenantHandler func(w http.ResponseWriter, r *http.Request, t *tenants.Tenant)
+
+// withTenant resolves the request's tenant.
+func (a *API) withTenant(h tenantHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.Header.Get(TenantHeader)
+		if name == "" {
+			name = a.opts.DefaultTenant
+		}
+		t, err := a.tenants.Lookup(r.Context(), name)
+		switch {
+		case err == nil:
+			h(w, r, t)
+		case errors.Is(err, tenants.ErrInvalidName):
+			writeError(w, http.StatusBadRequest, err.Error(), TenantHeader)
+		case errors.Is(err, tenants.ErrUnknown):
+			writeError(w, http.StatusNotFound, "unknown tenant \""+name+"\": it is neither configured nor added with PUT /api/v1/tenants/"+name, TenantHeader)
+		case errors.Is(err, tenants.ErrNotReady):
+			writeError(w, http.StatusServiceUnavailable, "the scheduler is starting: tenants are not provisioned yet", "")
+		default:
+			a.internal(w, r, "look up tenant", err)
+		}
+	}
+}
+
+func (a *API) listTenants(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"tenants": a.tenants.List()})
+}
+
+func (a *API) putTenant(w http.ResponseWriter, r *http.Request) {
+	var req tenantRequest
+	if !a.decode(w, r, &req, true) {
+		return
+	}
+	if l := req.Limits; l != nil && (l.MaxBytes < 0 || l.MaxMessages < 0) {
+		field := "limits.max_bytes"
+		if l.MaxMessages < 0 {
+			field = "limits.max_messages"
+		}
+		writeError(w, http.StatusBadRequest, "must not be negative", field)
+		return
+	}
+	info, created, err := a.tenants.Add(r.Context(), r.PathValue("tenant"), req.Limits, a.now())
+	switch {
+	case errors.Is(err, tenants.ErrInvalidName):
+		writeError(w, http.StatusBadRequest, err.Error(), "tenant")
+	case errors.Is(err, tenants.ErrNotReady):
+		writeError(w, http.StatusServiceUnavailable, err.Error(), "")
+	case err != nil:
+		a.internal(w, r, "add tenant", err)
+	case created:
+		writeJSON(w, http.StatusCreated, info)
+	default:
+		writeJSON(w, http.StatusOK, info)
+	}
+}
+
+// decode decodes the body into dst or writes the error; it reports success.
+func (a *API) decode(w http.ResponseWriter, r *http.Request, dst any, optional bool) bool {
+	err := decodeBody(w, r, a.opts.MaxRequestBytes, dst, optional)
+	if err == nil {
+		return true
+	}
+	if errors.Is(err, errTooLarge) {
+		writeError(w, http.StatusRequestEntityTooLarge, err.Error(), "")
+		return false
+	}
+	writeFieldError(w, err)
+	return false
+}
+
+// errorBody is the body of every error response.
+type errorBody struct {
+	Error string `json:"error"`
+	Field string `json:"field,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg, field string) {
+	writeJSON(w, code, errorBody{Error: msg, Field: field})
+}
+
+// writeFieldError writes a 400 for a *jobs.FieldError (or any error).
+func writeFieldError(w http.ResponseWriter, err error) {
+	if fe, ok := errors.AsType[*jobs.FieldError](err); ok {
+		writeError(w, http.StatusBadRequest, fe.Message, fe.Field)
+		return
+	}
+	writeError(w, http.StatusBadRequest, err.Error(), "")
+}
+
+func (a *API) internal(w http.ResponseWriter, r *http.Request, op string, err error) {
+	if r.Context().Err() != nil {
+		return // the client is gone
+	}
+	a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "op", op, "error", err)
+	writeError(w, http.StatusInternalServerError, op+": "+err.Error(), "")
+}

@@ -1,0 +1,200 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/outposthq/outpost/libs/kv"
+	"github.com/outposthq/outpost/libs/queue"
+	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
+	"github.com/outposthq/outpost/services/scheduler/internal/config"
+	"github.com/outposthq/outpost/services/scheduler/internal/explain"
+	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
+	"github.com/outposthq/outpost/services/scheduler/internal/pools"
+	"github.com/outposthq/outpost/services/scheduler/internal/presence"
+	"github.com/outposthq/outpost/services/scheduler/internal/tenants"
+)
+
+var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// fakeEngine creates the record at once, as the submit consumer would.
+type fakeEngine struct {
+	submitted []*jobsv1.JobSpec
+	err       error
+}
+
+func (f *fakeEngine) Submit(ctx context.Context, t *tenants.Tenant, id string, spec *jobsv1.JobSpec, _ string) error {
+	if f.err != nil {
+		return f.err
+	}
+	f.submitted = append(f.submitted, spec)
+	return t.Jobs.Create(ctx, jobs.NewRecord(id, t.Name, spec, t0, false))
+}
+
+func (f *fakeEngine) Cancel(context.Context, *tenants.Tenant, string, string) (*jobs.Record, error) {
+	return nil, jobs.ErrTerminal
+}
+
+func (f *fakeEngine) SetPaused(context.Context, *tenants.Tenant, string, bool) (pools.State, int, error) {
+	return pools.State{}, 0, errors.New("not implemented")
+}
+
+func (f *fakeEngine) Explain(context.Context, *tenants.Tenant, string) (explain.Explanation, error) {
+	return explain.Explanation{}, errors.New("not implemented")
+}
+
+type fakeTenants map[string]*tenants.Tenant
+
+func (f fakeTenants) Lookup(_ context.Context, name string) (*tenants.Tenant, error) {
+	if t := f[name]; t != nil {
+		return t, nil
+	}
+	return nil, tenants.ErrUnknown
+}
+
+func (f fakeTenants) Add(context.Context, string, *config.Limits, time.Time) (tenants.Info, bool, error) {
+	return tenants.Info{}, false, errors.New("not implemented")
+}
+
+func (f fakeTenants) List() []tenants.Info { return nil }
+
+func newTestAPI(t *testing.T, eng *fakeEngine) http.Handler {
+	t.Helper()
+	tn := &tenants.Tenant{
+		Name:     "default",
+		Jobs:     jobs.NewStore(kv.NewMemory()),
+		Pools:    pools.NewStore(kv.NewMemory()),
+		Presence: presence.NewTracker(time.Second, t0),
+	}
+	a := New(eng, fakeTenants{"default": tn}, nil, Options{
+		DefaultTenant:   "default",
+		MaxRequestBytes: 512,
+		SubmitWait:      time.Second,
+		ListLimit:       10,
+		MaxListLimit:    100,
+		Policy: jobs.Policy{MaxAttempts: 3, InitialBackoff: time.Second, MaxBackoff: time.Minute, Multiplier: 2,
+			DefaultTimeout: time.Hour, MaxTimeout: 24 * time.Hour, AttemptsLimit: 10},
+		Subjects: queue.NewSubjects(""),
+		Now:      func() time.Time { return t0 },
+		Logger:   slog.New(slog.DiscardHandler),
+	})
+	mux := http.NewServeMux()
+	a.Register(mux)
+	return mux
+}
+
+func serve(h http.Handler, method, path, body string, header map[string]string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+func TestSubmitValidation(t *testing.T) {
+	h := newTestAPI(t, &fakeEngine{})
+	cases := []struct {
+		name string
+		body string
+		code int
+		want string // the whole JSON error body
+	}{
+		{"unknown field", `{"task":{"noop":{}},"priority":1}`, 400, `{"error":"unknown field","field":"priority"}`},
+		{"unknown nested field", `{"task":{"noop":{"sleep":"1s","jitter":"1s"}}}`, 400, `{"error":"unknown field","field":"task.noop.jitter"}`},
+		{"unknown field in retry", `{"task":{"noop":{}},"retry":{"max_attempts":2,"backoff":"1s"}}`, 400, `{"error":"unknown field","field":"retry.backoff"}`},
+		{"wrong type", `{"task":{"command":{"command":"x","args":"-v"}}}`, 400, `{"error":"must be an array, not string","field":"task.command.args"}`},
+		{"wrong type for labels", `{"task":{"noop":{}},"labels":{"a":1}}`, 400, `{"error":"must be a string, not number","field":"labels"}`},
+		{"empty command", `{"task":{"command":{"command":""}}}`, 400, `{"error":"is required","field":"task.command.command"}`},
+		{"bad env", `{"task":{"command":{"command":"x","env":{"A-B":"1"}}}}`, 400, `{"error":"is not a valid environment variable name","field":"task.command.env.A-B"}`},
+		{"two kinds", `{"task":{"command":{"command":"x"},"noop":{}}}`, 400, `{"error":"exactly one of command, noop is allowed","field":"task"}`},
+		{"no kind", `{"task":{}}`, 400, `{"error":"exactly one of command, noop is required","field":"task"}`},
+		{"bad sleep", `{"task":{"noop":{"sleep":"1 minute"}}}`, 400, `{"error":"must be a duration such as \"90s\" or \"1h30m\"","field":"task.noop.sleep"}`},
+		{"negative timeout", `{"task":{"noop":{}},"timeout":"-1s"}`, 400, `{"error":"must not be negative","field":"timeout"}`},
+		{"timeout over max", `{"task":{"noop":{}},"timeout":"25h"}`, 400, `{"error":"must be at most 24h0m0s","field":"timeout"}`},
+		{"attempts over limit", `{"task":{"noop":{}},"retry":{"max_attempts":11}}`, 400, `{"error":"must be at most 10","field":"retry.max_attempts"}`},
+		{"negative attempts", `{"task":{"noop":{}},"retry":{"max_attempts":-1}}`, 400, `{"error":"must be at least 1 (0 or absent means the default)","field":"retry.max_attempts"}`},
+		{"multiplier", `{"task":{"noop":{}},"retry":{"multiplier":0.5}}`, 400, `{"error":"must be between 1 and 100","field":"retry.multiplier"}`},
+		{"max backoff below initial", `{"task":{"noop":{}},"retry":{"initial_backoff":"1m","max_backoff":"1s"}}`, 400, `{"error":"must be at least retry.initial_backoff (1m0s)","field":"retry.max_backoff"}`},
+		{"bad label key", `{"task":{"noop":{}},"labels":{"-a":"b"}}`, 400, `{"error":"key must be 1 to 63 characters of [A-Za-z0-9._/-], starting and ending alphanumeric","field":"labels.-a"}`},
+		{"bad id", `{"id":"a b","task":{"noop":{}}}`, 400, `{"error":"must be 1 to 64 characters of [A-Za-z0-9_-]","field":"id"}`},
+		{"empty body", ``, 400, `{"error":"the request body is empty: a JSON object is required"}`},
+		{"not an object", `[1]`, 400, `{"error":"must be an object, not array"}`},
+		{"trailing data", `{"task":{"noop":{}}} {}`, 400, `{"error":"unexpected data after the JSON object"}`},
+		{"truncated", `{"task":{"noop":`, 400, `{"error":"truncated JSON"}`},
+		{"too large", `{"task":{"command":{"command":"` + strings.Repeat("x", 600) + `"}}}`, 413, `{"error":"request body too large: the limit is 512 bytes"}`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rec := serve(h, "POST", "/api/v1/jobs", c.body, nil)
+			require.Equal(t, c.code, rec.Code, rec.Body.String())
+			require.JSONEq(t, c.want, rec.Body.String())
+			require.Equal(t, "application/json", rec.Header().Get("Content-Type"))
+		})
+	}
+}
+
+func TestSubmitAccepted(t *testing.T) {
+	eng := &fakeEngine{}
+	h := newTestAPI(t, eng)
+	rec := serve(h, "POST", "/api/v1/jobs", `{"id":"j1","pool":"p","task":{"command":{"command":"echo","args":["hi"]}},"retry":{"max_attempts":5},"timeout":"10m","labels":{"team":"a"}}`, nil)
+	require.Equal(t, http.StatusCreated, rec.Code, rec.Body.String())
+	require.Equal(t, "/api/v1/jobs/j1", rec.Header().Get("Location"))
+	require.Contains(t, rec.Body.String(), `"retry":{"max_attempts":5,"initial_backoff":"1s","max_backoff":"1m0s","multiplier":2}`)
+	require.Contains(t, rec.Body.String(), `"timeout":"10m0s"`)
+	require.Len(t, eng.submitted, 1)
+	require.Equal(t, uint32(5), eng.submitted[0].Retry.MaxAttempts)
+
+	rec = serve(h, "POST", "/api/v1/jobs", `{"id":"j1","task":{"noop":{}}}`, nil)
+	require.Equal(t, http.StatusOK, rec.Code, "a repeated id returns the existing job")
+	require.Len(t, eng.submitted, 1)
+
+	rec = serve(h, "POST", "/api/v1/jobs", `{"task":{"noop":{}}}`, map[string]string{TenantHeader: "other"})
+	require.Equal(t, http.StatusNotFound, rec.Code)
+	require.Contains(t, rec.Body.String(), `"field":"X-Outpost-Tenant"`)
+}
+
+func TestSubmitBrokerErrors(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		code int
+	}{
+		{queue.ErrLimitExceeded, http.StatusTooManyRequests},
+		{queue.ErrPayloadTooLarge, http.StatusRequestEntityTooLarge},
+		{errors.New("nats: timeout"), http.StatusServiceUnavailable},
+	} {
+		h := newTestAPI(t, &fakeEngine{err: c.err})
+		rec := serve(h, "POST", "/api/v1/jobs", `{"task":{"noop":{}}}`, nil)
+		require.Equal(t, c.code, rec.Code, rec.Body.String())
+	}
+}
+
+func TestListAndGetErrors(t *testing.T) {
+	h := newTestAPI(t, &fakeEngine{})
+	for _, c := range []struct{ path, want string }{
+		{"/api/v1/jobs?state=done", `"field":"state"`},
+		{"/api/v1/jobs?limit=0", `"field":"limit"`},
+		{"/api/v1/jobs?limit=101", `"field":"limit"`},
+	} {
+		rec := serve(h, "GET", c.path, "", nil)
+		require.Equal(t, http.StatusBadRequest, rec.Code, c.path)
+		require.Contains(t, rec.Body.String(), c.want)
+	}
+	rec := serve(h, "GET", "/api/v1/jobs/missing", "", nil)
+	require.Equal(t, http.StatusNotFound, rec.Code)
+	rec = serve(h, "GET", "/api/v1/nothing", "", nil)
+	require.Equal(t, http.StatusNotFound, rec.Code)
+	require.Contains(t, rec.Body.String(), "no such endpoint")
+	rec = serve(h, "GET", "/api/v1/jobs?state=queued,running&limit=5", "", nil)
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.JSONEq(t, `{"jobs":[],"total":0}`, rec.Body.String())
+}

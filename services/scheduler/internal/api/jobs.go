@@ -1,0 +1,269 @@
+package api
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
+	"github.com/outposthq/outpost/services/scheduler/internal/tenants"
+)
+
+// acceptedBody answers a submit whose record was not created in time.
+type acceptedBody struct {
+	ID     string     `json:"id"`
+	Tenant string     `json:"tenant"`
+	State  jobs.State `json:"state"`
+}
+
+// submit publishes a SubmitJob and waits (bounded) for the submit consumer
+// to create the record: 201 with the record, 202 with the id if it is not
+// there yet, 200 with the existing record for an id already used.
+func (a *API) submit(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) {
+	var req submitRequest
+	if !a.decode(w, r, &req, false) {
+		return
+	}
+	spec, err := req.spec()
+	if err != nil {
+		writeFieldError(w, err)
+		return
+	}
+	if spec, err = jobs.NormalizeSpec(spec, a.opts.Policy); err != nil {
+		writeFieldError(w, err)
+		return
+	}
+	id := req.ID
+	if id == "" {
+		id = jobs.NewID(a.now())
+	} else if rec, err := t.Jobs.Get(r.Context(), id); err == nil {
+		writeJSON(w, http.StatusOK, rec)
+		return
+	} else if !errors.Is(err, jobs.ErrNotFound) {
+		a.internal(w, r, "get job", err)
+		return
+	}
+	if err := a.engine.Submit(r.Context(), t, id, spec, traceID(r)); err != nil {
+		switch {
+		case errors.Is(err, queue.ErrLimitExceeded):
+			writeError(w, http.StatusTooManyRequests, "the tenant's queue is full: "+err.Error(), "")
+		case errors.Is(err, queue.ErrPayloadTooLarge):
+			writeError(w, http.StatusRequestEntityTooLarge, err.Error(), "")
+		default:
+			a.log.Error("submit failed", "tenant", t.Name, "job_id", id, "error", err)
+			writeError(w, http.StatusServiceUnavailable, "submit job: "+err.Error(), "")
+		}
+		return
+	}
+	w.Header().Set("Location", "/api/v1/jobs/"+id)
+	if rec := a.awaitRecord(r.Context(), t, id); rec != nil {
+		writeJSON(w, http.StatusCreated, rec)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, acceptedBody{ID: id, Tenant: t.Name, State: jobs.StateQueued})
+}
+
+// awaitRecord polls for the record of id for up to SubmitWait.
+func (a *API) awaitRecord(ctx context.Context, t *tenants.Tenant, id string) *jobs.Record {
+	ctx, cancel := context.WithTimeout(ctx, a.opts.SubmitWait)
+	defer cancel()
+	for wait := 2 * time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		if rec, err := t.Jobs.Get(ctx, id); err == nil {
+			return rec
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+// traceID takes the trace id of a W3C traceparent header, if any.
+func traceID(r *http.Request) string {
+	parts := strings.Split(r.Header.Get("traceparent"), "-")
+	if len(parts) == 4 && len(parts[1]) == 32 {
+		return parts[1]
+	}
+	return ""
+}
+
+func (a *API) get(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) {
+	rec, ok := a.job(w, r, t)
+	if ok {
+		writeJSON(w, http.StatusOK, rec)
+	}
+}
+
+// job loads the job named by the {id} path value or writes the error.
+func (a *API) job(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) (*jobs.Record, bool) {
+	id := r.PathValue("id")
+	if !queue.ValidToken(id) {
+		writeError(w, http.StatusNotFound, "job \""+id+"\" not found", "id")
+		return nil, false
+	}
+	rec, err := t.Jobs.Get(r.Context(), id)
+	switch {
+	case errors.Is(err, jobs.ErrNotFound):
+		writeError(w, http.StatusNotFound, "job \""+id+"\" not found in tenant \""+t.Name+"\"", "id")
+		return nil, false
+	case err != nil:
+		a.internal(w, r, "get job", err)
+		return nil, false
+	}
+	return rec, true
+}
+
+// list answers GET /api/v1/jobs?state=&pool=&limit=, newest first. state
+// may list several states separated by commas.
+func (a *API) list(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) {
+	q := r.URL.Query()
+	var states []jobs.State
+	if s := q.Get("state"); s != "" {
+		for part := range strings.SplitSeq(s, ",") {
+			st, err := jobs.ParseState(part)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, "unknown state \""+part+"\"; states are QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, TIMED_OUT", "state")
+				return
+			}
+			states = append(states, st)
+		}
+	}
+	pool := q.Get("pool")
+	limit := a.opts.ListLimit
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > a.opts.MaxListLimit {
+			writeError(w, http.StatusBadRequest, "must be an integer between 1 and "+strconv.Itoa(a.opts.MaxListLimit), "limit")
+			return
+		}
+		limit = n
+	}
+	var out []*jobs.Record
+	err := t.Jobs.List(r.Context(), func(rec *jobs.Record) bool {
+		if (pool == "" || rec.Pool == pool) && (len(states) == 0 || slices.Contains(states, rec.State)) {
+			out = append(out, rec)
+		}
+		return true
+	})
+	if err != nil {
+		a.internal(w, r, "list jobs", err)
+		return
+	}
+	slices.SortFunc(out, func(x, y *jobs.Record) int {
+		return cmp.Or(y.CreatedAt.Compare(x.CreatedAt), cmp.Compare(y.ID, x.ID))
+	})
+	if out == nil {
+		out = []*jobs.Record{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"jobs": out[:min(limit, len(out))], "total": len(out)})
+}
+
+func (a *API) cancel(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) {
+	var req cancelRequest
+	if !a.decode(w, r, &req, true) {
+		return
+	}
+	if _, ok := a.job(w, r, t); !ok {
+		return
+	}
+	rec, err := a.engine.Cancel(r.Context(), t, r.PathValue("id"), req.Reason)
+	switch {
+	case errors.Is(err, jobs.ErrTerminal):
+		writeError(w, http.StatusConflict, err.Error(), "")
+	case errors.Is(err, jobs.ErrNotFound):
+		writeError(w, http.StatusNotFound, err.Error(), "id")
+	case err != nil && rec != nil:
+		// The record is CANCELLED; only telling the runners failed.
+		a.log.Error("cancel not sent to runners", "tenant", t.Name, "job_id", rec.ID, "error", err)
+		w.Header().Set("Warning", `199 outpost "the cancel was not delivered to the runners: `+strings.ReplaceAll(err.Error(), `"`, `'`)+`"`)
+		writeJSON(w, http.StatusOK, rec)
+	case err != nil:
+		a.internal(w, r, "cancel job", err)
+	default:
+		writeJSON(w, http.StatusOK, rec)
+	}
+}
+
+func (a *API) explain(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) {
+	if _, ok := a.job(w, r, t); !ok {
+		return
+	}
+	x, err := a.engine.Explain(r.Context(), t, r.PathValue("id"))
+	if err != nil {
+		a.internal(w, r, "explain job", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, x)
+}
+
+// poolBody answers pause, resume and list of pools.
+type poolBody struct {
+	Tenant    string     `json:"tenant"`
+	Pool      string     `json:"pool"`
+	Paused    bool       `json:"paused"`
+	PausedAt  *time.Time `json:"paused_at,omitempty"`
+	UpdatedAt *time.Time `json:"updated_at,omitempty"`
+	// Dispatched counts the held jobs a resume dispatched.
+	Dispatched *int `json:"dispatched,omitempty"`
+	// Runners counts the pool's live runners (list only).
+	Runners *int `json:"runners,omitempty"`
+}
+
+func (a *API) setPaused(paused bool) tenantHandler {
+	return func(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) {
+		pool := r.PathValue("pool")
+		if !queue.ValidToken(pool) {
+			writeError(w, http.StatusBadRequest, "must be 1 to 64 characters of [A-Za-z0-9_-]", "pool")
+			return
+		}
+		st, n, err := a.engine.SetPaused(r.Context(), t, pool, paused)
+		if err != nil && st.Pool == "" {
+			a.internal(w, r, "set pool state", err)
+			return
+		}
+		body := poolBody{Tenant: t.Name, Pool: pool, Paused: st.Paused, PausedAt: st.PausedAt, UpdatedAt: &st.UpdatedAt}
+		if !paused {
+			body.Dispatched = &n
+		}
+		if err != nil {
+			a.internal(w, r, "dispatch held jobs", err)
+			return
+		}
+		writeJSON(w, http.StatusOK, body)
+	}
+}
+
+// listPools answers GET /api/v1/pools: every pool paused once or with
+// runners seen, with its state and live runners.
+func (a *API) listPools(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) {
+	states, err := t.Pools.List(r.Context())
+	if err != nil {
+		a.internal(w, r, "list pools", err)
+		return
+	}
+	counts := t.Presence.Counts(a.now())
+	byPool := map[string]*poolBody{}
+	for _, st := range states {
+		byPool[st.Pool] = &poolBody{Tenant: t.Name, Pool: st.Pool, Paused: st.Paused, PausedAt: st.PausedAt, UpdatedAt: &st.UpdatedAt}
+	}
+	for pool := range counts {
+		if byPool[pool] == nil {
+			byPool[pool] = &poolBody{Tenant: t.Name, Pool: pool}
+		}
+	}
+	out := make([]*poolBody, 0, len(byPool))
+	for pool, b := range byPool {
+		n := counts[pool]
+		b.Runners = &n
+		out = append(out, b)
+	}
+	slices.SortFunc(out, func(x, y *poolBody) int { return cmp.Compare(x.Pool, y.Pool) })
+	writeJSON(w, http.StatusOK, map[string]any{"pools": out})
+}

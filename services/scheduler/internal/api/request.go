@@ -1,0 +1,116 @@
+package api
+
+import (
+	"math"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/outposthq/outpost/libs/queue"
+	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
+	"github.com/outposthq/outpost/services/scheduler/internal/config"
+	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
+)
+
+// submitRequest is the body of POST /api/v1/jobs. Durations are Go duration
+// strings ("90s", "1m30s").
+type submitRequest struct {
+	ID      string            `json:"id"`
+	Pool    string            `json:"pool"`
+	Task    *taskRequest      `json:"task"`
+	Retry   *retryRequest     `json:"retry"`
+	Timeout string            `json:"timeout"`
+	Labels  map[string]string `json:"labels"`
+}
+
+type taskRequest struct {
+	Command *commandRequest `json:"command"`
+	Noop    *noopRequest    `json:"noop"`
+}
+
+type commandRequest struct {
+	Command string            `json:"command"`
+	Args    []string          `json:"args"`
+	Env     map[string]string `json:"env"`
+}
+
+type noopRequest struct {
+	Sleep       string `json:"sleep"`
+	FailMessage string `json:"fail_message"`
+}
+
+type retryRequest struct {
+	MaxAttempts    int64   `json:"max_attempts"`
+	InitialBackoff string  `json:"initial_backoff"`
+	MaxBackoff     string  `json:"max_backoff"`
+	Multiplier     float64 `json:"multiplier"`
+}
+
+// cancelRequest is the optional body of POST /api/v1/jobs/{id}/cancel.
+type cancelRequest struct {
+	Reason string `json:"reason"`
+}
+
+// tenantRequest is the optional body of PUT /api/v1/tenants/{tenant}.
+type tenantRequest struct {
+	Limits *config.Limits `json:"limits"`
+}
+
+// spec checks the request's own fields and converts it to a JobSpec;
+// jobs.NormalizeSpec then checks the values.
+func (r *submitRequest) spec() (*jobsv1.JobSpec, error) {
+	if r.ID != "" && !queue.ValidToken(r.ID) {
+		return nil, &jobs.FieldError{Field: "id", Message: "must be 1 to 64 characters of [A-Za-z0-9_-]"}
+	}
+	spec := &jobsv1.JobSpec{Pool: r.Pool, Labels: r.Labels, Task: &jobsv1.Task{}}
+	if r.Task != nil {
+		switch {
+		case r.Task.Command != nil && r.Task.Noop != nil:
+			return nil, &jobs.FieldError{Field: "task", Message: "exactly one of command, noop is allowed"}
+		case r.Task.Command != nil:
+			c := r.Task.Command
+			spec.Task.Kind = &jobsv1.Task_Command{Command: &jobsv1.CommandTask{Command: c.Command, Args: c.Args, Env: c.Env}}
+		case r.Task.Noop != nil:
+			sleep, err := duration(r.Task.Noop.Sleep, "task.noop.sleep")
+			if err != nil {
+				return nil, err
+			}
+			spec.Task.Kind = &jobsv1.Task_Noop{Noop: &jobsv1.NoopTask{Sleep: sleep, FailMessage: r.Task.Noop.FailMessage}}
+		}
+	}
+	if rr := r.Retry; rr != nil {
+		if rr.MaxAttempts < 0 || rr.MaxAttempts > math.MaxUint32 {
+			return nil, &jobs.FieldError{Field: "retry.max_attempts", Message: "must be at least 1 (0 or absent means the default)"}
+		}
+		initial, err := duration(rr.InitialBackoff, "retry.initial_backoff")
+		if err != nil {
+			return nil, err
+		}
+		maxB, err := duration(rr.MaxBackoff, "retry.max_backoff")
+		if err != nil {
+			return nil, err
+		}
+		spec.Retry = &jobsv1.RetryPolicy{MaxAttempts: uint32(rr.MaxAttempts), InitialBackoff: initial, MaxBackoff: maxB, Multiplier: rr.Multiplier}
+	}
+	timeout, err := duration(r.Timeout, "timeout")
+	if err != nil {
+		return nil, err
+	}
+	spec.Timeout = timeout
+	return spec, nil
+}
+
+// duration parses an optional duration string; "" gives nil (the default).
+func duration(s, field string) (*durationpb.Duration, error) {
+	if s == "" {
+		return nil, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return nil, &jobs.FieldError{Field: field, Message: "must be a duration such as \"90s\" or \"1h30m\""}
+	}
+	if d < 0 {
+		return nil, &jobs.FieldError{Field: field, Message: "must not be negative"}
+	}
+	return durationpb.New(d), nil
+}

@@ -1,0 +1,306 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/outposthq/outpost/libs/events"
+	"github.com/outposthq/outpost/libs/natsembed/natstest"
+	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/queue/natsjs"
+	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
+	"github.com/outposthq/outpost/services/scheduler/internal/app"
+	"github.com/outposthq/outpost/services/scheduler/internal/config"
+)
+
+const (
+	waitFor = 10 * time.Second
+	tick    = 10 * time.Millisecond
+)
+
+// env is a scheduler on an in-process JetStream server, served by httptest.
+type env struct {
+	t        *testing.T
+	ctx      context.Context
+	conn     *natsjs.Conn
+	subjects queue.Subjects
+	reg      *prometheus.Registry
+	url      string
+}
+
+func testLogger() *slog.Logger {
+	level := slog.LevelError
+	if os.Getenv("SCHEDULER_TEST_LOG") != "" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+func newEnv(t *testing.T, edit ...func(*config.Config)) *env {
+	t.Helper()
+	srv := natstest.RunServer(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	conn, err := natsjs.Connect(ctx, natsjs.Config{URL: srv.ClientURL(), Name: "scheduler-test", Logger: testLogger()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+
+	cfg := config.Default()
+	cfg.Tenants.Names = []string{"default", "acme"}
+	cfg.Tenants.RefreshInterval = 100 * time.Millisecond
+	cfg.Runners.PresenceWindow = 3 * time.Second
+	cfg.ShutdownGrace = 5 * time.Second
+	for _, f := range edit {
+		f(&cfg)
+	}
+	require.NoError(t, cfg.Validate())
+	reg := prometheus.NewRegistry()
+	s := app.New(cfg, testLogger(), conn, conn, reg, nil)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(runCtx) }()
+	t.Cleanup(func() {
+		stop()
+		require.NoError(t, <-done)
+	})
+	require.Eventually(t, func() bool { return s.Ready() == nil }, waitFor, tick)
+	return &env{t: t, ctx: ctx, conn: conn, subjects: queue.NewSubjects(cfg.Broker.Stack), reg: reg, url: serveTest(t, s)}
+}
+
+// serveTest serves h until the test ends and returns its URL.
+func serveTest(t *testing.T, h http.Handler) string {
+	hs := httptest.NewServer(h)
+	t.Cleanup(hs.Close)
+	return hs.URL
+}
+
+// do sends a request with an optional JSON body and tenant; it returns the
+// status and the body.
+func (e *env) do(method, path, tenant string, body any) (int, []byte) {
+	e.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		raw, err := json.Marshal(b)
+		require.NoError(e.t, err)
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequestWithContext(e.ctx, method, e.url+path, rd)
+	require.NoError(e.t, err)
+	if tenant != "" {
+		req.Header.Set("X-Outpost-Tenant", tenant)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(e.t, err)
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	require.NoError(e.t, err)
+	return resp.StatusCode, out
+}
+
+// jobView is the part of a job record the tests look at.
+type jobView struct {
+	ID       string            `json:"id"`
+	Tenant   string            `json:"tenant"`
+	Pool     string            `json:"pool"`
+	State    string            `json:"state"`
+	Attempt  int               `json:"attempt"`
+	Reason   string            `json:"reason"`
+	ExitCode *int32            `json:"exit_code"`
+	RunnerID string            `json:"runner_id"`
+	Held     bool              `json:"held"`
+	Outputs  map[string]string `json:"outputs"`
+	RetryAt  *time.Time        `json:"retry_at"`
+	History  []struct {
+		State   string `json:"state"`
+		Attempt int    `json:"attempt"`
+	} `json:"history"`
+}
+
+func decode[T any](t *testing.T, b []byte) T {
+	t.Helper()
+	var v T
+	require.NoError(t, json.Unmarshal(b, &v), string(b))
+	return v
+}
+
+// submit posts a job and requires 201.
+func (e *env) submit(tenant string, body any) jobView {
+	e.t.Helper()
+	code, out := e.do("POST", "/api/v1/jobs", tenant, body)
+	require.Equal(e.t, http.StatusCreated, code, string(out))
+	return decode[jobView](e.t, out)
+}
+
+func (e *env) job(tenant, id string) jobView {
+	e.t.Helper()
+	code, out := e.do("GET", "/api/v1/jobs/"+id, tenant, nil)
+	require.Equal(e.t, http.StatusOK, code, string(out))
+	return decode[jobView](e.t, out)
+}
+
+// waitState waits until the job is in state.
+func (e *env) waitState(tenant, id, state string) jobView {
+	e.t.Helper()
+	var j jobView
+	require.Eventually(e.t, func() bool {
+		code, out := e.do("GET", "/api/v1/jobs/"+id, tenant, nil)
+		if code != http.StatusOK {
+			return false
+		}
+		j = decode[jobView](e.t, out)
+		return j.State == state
+	}, waitFor, tick, "job %s never reached %s", id, state)
+	return j
+}
+
+func noopJob(extra map[string]any) map[string]any {
+	j := map[string]any{"task": map[string]any{"noop": map[string]any{"sleep": "10ms"}}}
+	for k, v := range extra {
+		j[k] = v
+	}
+	return j
+}
+
+// runner is a fake runner consuming a pool's queue.
+type runner struct {
+	deliveries chan queue.Delivery
+	consumer   queue.Consumer
+}
+
+func (e *env) runner(tenant, pool string) *runner {
+	e.t.Helper()
+	r := &runner{deliveries: make(chan queue.Delivery, 100)}
+	c, err := e.conn.Consume(e.ctx, queue.ConsumerConfig{
+		Name: "runners-" + pool, Subject: e.subjects.Jobs(tenant, pool), AckWait: time.Minute, Concurrency: 10,
+	}, func(ctx context.Context, d queue.Delivery) {
+		select {
+		case r.deliveries <- d:
+		case <-ctx.Done():
+		}
+	})
+	require.NoError(e.t, err)
+	r.consumer = c
+	e.t.Cleanup(func() { _ = c.Stop(context.Background()) })
+	return r
+}
+
+// next waits for the next work item and decodes it.
+func (r *runner) next(t *testing.T) (queue.Delivery, *jobsv1.JobDispatched) {
+	t.Helper()
+	select {
+	case d := <-r.deliveries:
+		m, err := events.DecodeAs[*jobsv1.JobDispatched](d.Header(), d.Data())
+		require.NoError(t, err)
+		return d, m
+	case <-time.After(waitFor):
+		t.Fatal("no job dispatched")
+		return nil, nil
+	}
+}
+
+func (r *runner) requireEmpty(t *testing.T) {
+	t.Helper()
+	select {
+	case d := <-r.deliveries:
+		t.Fatalf("unexpected delivery on %s", d.Subject())
+	default:
+	}
+}
+
+type statusOpt func(*jobsv1.JobStatus)
+
+func withReason(s string) statusOpt { return func(m *jobsv1.JobStatus) { m.Reason = s } }
+func withRetryAt(at time.Time) statusOpt {
+	return func(m *jobsv1.JobStatus) { m.RetryAt = timestamppb.New(at) }
+}
+func withExit(code int32) statusOpt {
+	return func(m *jobsv1.JobStatus) { m.Result = &jobsv1.JobResult{ExitCode: code} }
+}
+
+// status publishes a JobStatus as a runner would.
+func (e *env) status(tenant, id string, state jobsv1.JobState, attempt uint32, opts ...statusOpt) {
+	e.t.Helper()
+	m := &jobsv1.JobStatus{Envelope: events.NewEnvelope(tenant, attempt, "", ""), JobId: id, State: state, RunnerId: "runner-1"}
+	for _, o := range opts {
+		o(m)
+	}
+	e.publish(e.subjects.JobStatus(tenant, id), m, "")
+}
+
+func (e *env) publish(subject string, m proto.Message, dedupe string) {
+	e.t.Helper()
+	msg, err := events.Encode(subject, m, dedupe)
+	require.NoError(e.t, err)
+	require.NoError(e.t, e.conn.Publish(e.ctx, msg))
+}
+
+// heartbeat publishes a runner heartbeat.
+func (e *env) heartbeat(tenant, pool, id string, running, capacity uint32, draining bool) {
+	e.t.Helper()
+	e.publish(e.subjects.Runners(tenant, pool), &jobsv1.RunnerHeartbeat{
+		Envelope: events.NewEnvelope(tenant, 0, "", ""), RunnerId: id, Pool: pool,
+		Running: running, Capacity: capacity, Draining: draining,
+	}, "")
+}
+
+// read returns the messages stored on an event subject.
+func (e *env) read(subject string) []queue.StreamMessage {
+	e.t.Helper()
+	var out []queue.StreamMessage
+	require.NoError(e.t, e.conn.Read(e.ctx, subject, queue.ReadOptions{}, func(m queue.StreamMessage) bool {
+		out = append(out, m)
+		return true
+	}))
+	return out
+}
+
+// metric returns the value of a metric with the given labels (0 if absent).
+func (e *env) metric(name string, labels map[string]string) float64 {
+	e.t.Helper()
+	families, err := e.reg.Gather()
+	require.NoError(e.t, err)
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range f.GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for k, v := range labels {
+				if have[k] != v {
+					continue next
+				}
+			}
+			switch {
+			case m.GetCounter() != nil:
+				return m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				return m.GetGauge().GetValue()
+			case m.GetHistogram() != nil:
+				return float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return 0
+}

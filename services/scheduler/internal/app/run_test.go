@@ -1,0 +1,103 @@
+package app_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/outposthq/outpost/libs/natsembed"
+	"github.com/outposthq/outpost/libs/natsembed/natstest"
+	"github.com/outposthq/outpost/libs/queue/natsjs"
+	"github.com/outposthq/outpost/services/scheduler/internal/app"
+	"github.com/outposthq/outpost/services/scheduler/internal/config"
+)
+
+// TestRun runs the whole service as main does: readiness, the API and
+// /metrics on one port, and a clean stop.
+func TestRun(t *testing.T) {
+	srv := natstest.RunServer(t)
+	port, err := natsembed.FreePort("")
+	require.NoError(t, err)
+	cfg := config.Default()
+	cfg.Listen = fmt.Sprintf("127.0.0.1:%d", port)
+	cfg.Broker.URL = srv.ClientURL()
+	base := "http://" + cfg.Listen
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx, cfg, testLogger()) }()
+
+	get := func(path string) (int, string) {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	require.Eventually(t, func() bool { code, _ := get("/readyz"); return code == http.StatusOK }, waitFor, tick)
+	code, _ := get("/healthz")
+	require.Equal(t, http.StatusOK, code)
+
+	resp, err := http.Post(base+"/api/v1/jobs", "application/json", strings.NewReader(`{"task":{"noop":{}}}`))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+
+	code, body := get("/metrics")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, `outpost_jobs_total{state="QUEUED"} 1`)
+
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(waitFor):
+		t.Fatal("Run did not return after its context ended")
+	}
+}
+
+// TestReplicas runs two schedulers on one broker: a tenant added through
+// one is served by the other at once, and jobs submitted to either run.
+func TestReplicas(t *testing.T) {
+	a := newEnv(t)
+	// A second scheduler on the same server.
+	conn, err := natsjs.Connect(a.ctx, natsjs.Config{URL: a.conn.NATS().ConnectedUrl(), Logger: testLogger()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	cfg := config.Default()
+	cfg.Tenants.Names = []string{"default", "acme"}
+	cfg.Tenants.RefreshInterval = time.Hour // only the on-demand lookup can find the new tenant
+	s := app.New(cfg, testLogger(), conn, conn, prometheus.NewRegistry(), nil)
+	ctx, stop := context.WithCancel(a.ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() { stop(); <-done })
+	require.Eventually(t, func() bool { return s.Ready() == nil }, waitFor, tick)
+	b := &env{t: t, ctx: a.ctx, conn: conn, subjects: a.subjects, reg: a.reg, url: serveTest(t, s)}
+
+	code, out := a.do("PUT", "/api/v1/tenants/initech", "", nil)
+	require.Equal(t, http.StatusCreated, code, string(out))
+	r := b.runner("initech", "default")
+	j := b.submit("initech", noopJob(nil))
+	_, m := r.next(t)
+	require.Equal(t, j.ID, m.JobId)
+	require.Equal(t, "QUEUED", a.job("initech", j.ID).State)
+}
+
+func TestSubmitAnswers202WhenTheRecordIsLate(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) { c.API.SubmitWait = 0 })
+	code, out := e.do("POST", "/api/v1/jobs", "", noopJob(map[string]any{"id": "late"}))
+	require.Equal(t, http.StatusAccepted, code, string(out))
+	require.JSONEq(t, `{"id":"late","tenant":"default","state":"QUEUED"}`, string(out))
+	e.waitState("", "late", "QUEUED")
+}

@@ -1,0 +1,213 @@
+// Package config holds the scheduler's configuration: defaults, the YAML keys
+// and the OUTPOST_* environment variables that override them.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	libconfig "github.com/outposthq/outpost/libs/config"
+	"github.com/outposthq/outpost/libs/queue"
+)
+
+// ErrInvalid is returned by Validate for a configuration the scheduler cannot
+// run with.
+var ErrInvalid = errors.New("invalid scheduler configuration")
+
+// Layouts the broker supports.
+const (
+	// LayoutPerTenant gives every tenant its own streams (the default).
+	LayoutPerTenant = "per-tenant"
+	// LayoutShared puts all tenants in shared streams filtered by subject.
+	LayoutShared = "shared"
+)
+
+// Config is the scheduler's configuration.
+type Config struct {
+	// Listen is the address of the one HTTP server: the API, /healthz,
+	// /readyz and /metrics.
+	Listen   string `yaml:"listen" env:"OUTPOST_LISTEN"`
+	LogLevel string `yaml:"log_level" env:"OUTPOST_LOG_LEVEL"`
+	// ShutdownGrace bounds how long in-flight requests and handlers get on
+	// shutdown.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace" env:"OUTPOST_SHUTDOWN_GRACE"`
+	Broker        Broker        `yaml:"broker"`
+	Tenants       Tenants       `yaml:"tenants"`
+	API           API           `yaml:"api"`
+	Jobs          Jobs          `yaml:"jobs"`
+	Runners       Runners       `yaml:"runners"`
+}
+
+// Broker is where the queue lives.
+type Broker struct {
+	URL   string `yaml:"url" env:"OUTPOST_BROKER_URL"`
+	Stack string `yaml:"stack" env:"OUTPOST_STACK"`
+	// Layout is "per-tenant" or "shared" (see docs/architecture.md).
+	Layout string `yaml:"layout" env:"OUTPOST_BROKER_LAYOUT"`
+	// Name is the connection name shown by the server.
+	Name string `yaml:"name" env:"OUTPOST_BROKER_NAME"`
+}
+
+// Tenants lists the tenants provisioned at start.
+type Tenants struct {
+	// Names are provisioned at start; more are added with
+	// PUT /api/v1/tenants/{tenant}.
+	Names []string `yaml:"names" env:"OUTPOST_TENANTS"`
+	// Default serves requests without an X-Outpost-Tenant header. It must
+	// be one of Names.
+	Default string `yaml:"default" env:"OUTPOST_DEFAULT_TENANT"`
+	// Limits apply to every tenant that is not given its own.
+	Limits Limits `yaml:"limits"`
+	// RefreshInterval is how often the tenants added at run time (by any
+	// replica) are re-listed.
+	RefreshInterval time.Duration `yaml:"refresh_interval" env:"OUTPOST_TENANTS_REFRESH_INTERVAL"`
+}
+
+// Limits bound what one tenant may hold in the broker; 0 means no limit.
+type Limits struct {
+	MaxBytes    int64 `yaml:"max_bytes" json:"max_bytes" env:"OUTPOST_TENANT_MAX_BYTES"`
+	MaxMessages int64 `yaml:"max_messages" json:"max_messages" env:"OUTPOST_TENANT_MAX_MESSAGES"`
+}
+
+// Queue converts l to the queue library's type.
+func (l Limits) Queue() queue.TenantLimits {
+	return queue.TenantLimits{MaxBytes: l.MaxBytes, MaxMessages: l.MaxMessages}
+}
+
+// API tunes the REST API.
+type API struct {
+	// MaxRequestBytes bounds a request body; larger bodies get 413.
+	MaxRequestBytes int64 `yaml:"max_request_bytes" env:"OUTPOST_API_MAX_REQUEST_BYTES"`
+	// SubmitWait bounds how long POST /api/v1/jobs waits for the job record
+	// before it answers 202 instead of 201.
+	SubmitWait time.Duration `yaml:"submit_wait" env:"OUTPOST_API_SUBMIT_WAIT"`
+	// ListLimit is the default and MaxListLimit the largest page of
+	// GET /api/v1/jobs.
+	ListLimit    int `yaml:"list_limit" env:"OUTPOST_API_LIST_LIMIT"`
+	MaxListLimit int `yaml:"max_list_limit" env:"OUTPOST_API_MAX_LIST_LIMIT"`
+}
+
+// Jobs holds the defaults and bounds of job specs.
+type Jobs struct {
+	Retry          Retry         `yaml:"retry"`
+	DefaultTimeout time.Duration `yaml:"default_timeout" env:"OUTPOST_JOBS_DEFAULT_TIMEOUT"`
+	MaxTimeout     time.Duration `yaml:"max_timeout" env:"OUTPOST_JOBS_MAX_TIMEOUT"`
+	// MaxAttempts bounds retry.max_attempts of a spec.
+	MaxAttempts int `yaml:"max_attempts" env:"OUTPOST_JOBS_MAX_ATTEMPTS"`
+	// HistoryLimit bounds the transitions kept in a job record.
+	HistoryLimit int `yaml:"history_limit" env:"OUTPOST_JOBS_HISTORY_LIMIT"`
+	// StatusBatch bounds how many status events are applied together; the
+	// events of one job in a batch cost one record write.
+	StatusBatch int `yaml:"status_batch" env:"OUTPOST_JOBS_STATUS_BATCH"`
+}
+
+// Retry is the default retry policy of a job that names none (or leaves
+// fields at zero).
+type Retry struct {
+	MaxAttempts    int           `yaml:"max_attempts" env:"OUTPOST_RETRY_MAX_ATTEMPTS"`
+	InitialBackoff time.Duration `yaml:"initial_backoff" env:"OUTPOST_RETRY_INITIAL_BACKOFF"`
+	MaxBackoff     time.Duration `yaml:"max_backoff" env:"OUTPOST_RETRY_MAX_BACKOFF"`
+	Multiplier     float64       `yaml:"multiplier" env:"OUTPOST_RETRY_MULTIPLIER"`
+}
+
+// Runners tunes how runner presence is judged.
+type Runners struct {
+	// PresenceWindow is how recent a heartbeat must be for its runner to
+	// count as live (about 3 heartbeat intervals).
+	PresenceWindow time.Duration `yaml:"presence_window" env:"OUTPOST_RUNNERS_PRESENCE_WINDOW"`
+}
+
+// Default returns the configuration used when nothing overrides it.
+func Default() Config {
+	return Config{
+		Listen:        "127.0.0.1:8080",
+		LogLevel:      "info",
+		ShutdownGrace: 10 * time.Second,
+		Broker: Broker{
+			URL:    "nats://127.0.0.1:4222",
+			Stack:  queue.DefaultStack,
+			Layout: LayoutPerTenant,
+			Name:   "scheduler",
+		},
+		Tenants: Tenants{
+			Names:           []string{"default"},
+			Default:         "default",
+			RefreshInterval: 10 * time.Second,
+		},
+		API: API{
+			MaxRequestBytes: 1 << 20,
+			SubmitWait:      2 * time.Second,
+			ListLimit:       100,
+			MaxListLimit:    1000,
+		},
+		Jobs: Jobs{
+			Retry: Retry{
+				MaxAttempts:    3,
+				InitialBackoff: time.Second,
+				MaxBackoff:     time.Minute,
+				Multiplier:     2,
+			},
+			DefaultTimeout: time.Hour,
+			MaxTimeout:     24 * time.Hour,
+			MaxAttempts:    100,
+			HistoryLimit:   50,
+			StatusBatch:    64,
+		},
+		Runners: Runners{PresenceWindow: 15 * time.Second},
+	}
+}
+
+// Validate reports the first setting the scheduler cannot run with.
+func (c Config) Validate() error {
+	var errs []error
+	check := func(ok bool, key, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf("%w: %s: %s", ErrInvalid, key, fmt.Sprintf(format, args...)))
+		}
+	}
+	check(c.Listen != "", "listen", "must not be empty")
+	check(c.ShutdownGrace > 0, "shutdown_grace", "must be positive")
+	check(c.Broker.URL != "", "broker.url", "must not be empty")
+	check(queue.ValidToken(c.Broker.Stack), "broker.stack", "%q is not a token of [A-Za-z0-9_-]", c.Broker.Stack)
+	check(c.Broker.Layout == LayoutPerTenant || c.Broker.Layout == LayoutShared,
+		"broker.layout", "%q is neither %q nor %q", c.Broker.Layout, LayoutPerTenant, LayoutShared)
+	check(len(c.Tenants.Names) > 0, "tenants.names", "must name at least one tenant")
+	for _, n := range c.Tenants.Names {
+		check(queue.ValidToken(n), "tenants.names", "%q is not a token of [A-Za-z0-9_-]", n)
+	}
+	check(slices.Contains(c.Tenants.Names, c.Tenants.Default), "tenants.default", "%q is not in tenants.names", c.Tenants.Default)
+	check(c.Tenants.Limits.MaxBytes >= 0, "tenants.limits.max_bytes", "must not be negative")
+	check(c.Tenants.Limits.MaxMessages >= 0, "tenants.limits.max_messages", "must not be negative")
+	check(c.Tenants.RefreshInterval > 0, "tenants.refresh_interval", "must be positive")
+	check(c.API.MaxRequestBytes > 0, "api.max_request_bytes", "must be positive")
+	check(c.API.SubmitWait >= 0, "api.submit_wait", "must not be negative")
+	check(c.API.ListLimit > 0 && c.API.ListLimit <= c.API.MaxListLimit, "api.list_limit", "must be between 1 and api.max_list_limit")
+	r := c.Jobs.Retry
+	check(c.Jobs.MaxAttempts >= 1, "jobs.max_attempts", "must be at least 1")
+	check(r.MaxAttempts >= 1 && r.MaxAttempts <= c.Jobs.MaxAttempts, "jobs.retry.max_attempts", "must be between 1 and jobs.max_attempts")
+	check(r.InitialBackoff > 0, "jobs.retry.initial_backoff", "must be positive")
+	check(r.MaxBackoff >= r.InitialBackoff, "jobs.retry.max_backoff", "must be at least jobs.retry.initial_backoff")
+	check(r.Multiplier >= 1, "jobs.retry.multiplier", "must be at least 1")
+	check(c.Jobs.DefaultTimeout > 0, "jobs.default_timeout", "must be positive")
+	check(c.Jobs.MaxTimeout >= c.Jobs.DefaultTimeout, "jobs.max_timeout", "must be at least jobs.default_timeout")
+	check(c.Jobs.HistoryLimit >= 1, "jobs.history_limit", "must be at least 1")
+	check(c.Jobs.StatusBatch >= 1, "jobs.status_batch", "must be at least 1")
+	check(c.Runners.PresenceWindow > 0, "runners.presence_window", "must be positive")
+	return errors.Join(errs...)
+}
+
+// Load returns the defaults overridden by the YAML file at path (when not
+// empty) and then by OUTPOST_* variables read through lookup (os.LookupEnv
+// when nil), and validates the result.
+func Load(path string, lookup func(string) (string, bool)) (Config, error) {
+	cfg := Default()
+	if err := libconfig.Load(path, &cfg, lookup); err != nil {
+		return Config{}, fmt.Errorf("load configuration: %w", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}

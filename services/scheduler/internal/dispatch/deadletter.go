@@ -1,0 +1,136 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/outposthq/outpost/libs/events"
+	"github.com/outposthq/outpost/libs/queue"
+	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
+	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
+	"github.com/outposthq/outpost/services/scheduler/internal/tenants"
+)
+
+var jobDispatchedType = events.TypeName(&jobsv1.JobDispatched{})
+
+// handleDeadLetter handles a message of the tenant's dead-letter queue. A
+// dead-lettered JobDispatched ends its job FAILED with
+// "dead-lettered: <reason>"; any other message is logged and counted. A
+// dead letter is never terminated again (that would loop through the
+// dead-letter queue): it is acknowledged, or retried on a store error.
+func (e *Engine) handleDeadLetter(t *tenants.Tenant) queue.Handler {
+	return func(ctx context.Context, d queue.Delivery) {
+		h := d.Header()
+		reason := h[queue.HeaderDeadLetterReason]
+		origin := h[queue.HeaderDeadLetterSubject]
+		attempts, _ := strconv.Atoi(h[queue.HeaderDeadLetterAttempts])
+		role := deadLetterRole(d.Subject(), origin)
+		if h[queue.HeaderType] != jobDispatchedType {
+			e.m.DeadLetters.WithLabelValues(string(role)).Inc()
+			e.log.Warn("dead letter", "tenant", t.Name, "subject", origin, "type", h[queue.HeaderType], "attempts", attempts, "reason", reason)
+			e.ack(ctx, d)
+			return
+		}
+		m, err := events.DecodeAs[*jobsv1.JobDispatched](h, d.Data())
+		if err != nil {
+			e.m.DeadLetters.WithLabelValues(string(role)).Inc()
+			e.log.Warn("undecodable dead-lettered job", "tenant", t.Name, "subject", origin, "reason", reason, "error", err)
+			e.ack(ctx, d)
+			return
+		}
+		if err := e.failDeadLettered(ctx, t, m.JobId, reason, attempts); err != nil {
+			e.retryLater(ctx, d, err)
+			return
+		}
+		e.m.DeadLetters.WithLabelValues(string(role)).Inc()
+		e.ack(ctx, d)
+	}
+}
+
+func (e *Engine) failDeadLettered(ctx context.Context, t *tenants.Tenant, id, reason string, attempts int) error {
+	if reason == "" {
+		reason = "no reason given"
+	}
+	rec, changed, err := t.Jobs.Update(ctx, id, func(r *jobs.Record) (bool, error) {
+		why := "dead-lettered: " + reason
+		if r.State == jobs.StateQueued && r.Reason != "" {
+			why += " (last failure: " + r.Reason + ")"
+		}
+		return r.Fail(why, attempts, e.now(), e.opts.HistoryLimit), nil
+	})
+	switch {
+	case errors.Is(err, jobs.ErrNotFound), errors.Is(err, jobs.ErrCorrupt):
+		e.log.Warn("dead-lettered job has no usable record", "tenant", t.Name, "job_id", id, "reason", reason, "error", err)
+		return nil
+	case err != nil:
+		return err
+	case changed:
+		e.m.Jobs.WithLabelValues(string(jobs.StateFailed)).Inc()
+		e.log.Info("job failed by dead letter", "tenant", t.Name, "job_id", id, "attempt", rec.Attempt, "reason", rec.Reason)
+	default:
+		e.log.Debug("dead letter of an ended job", "tenant", t.Name, "job_id", id, "state", string(rec.State))
+	}
+	return nil
+}
+
+// deadLetterRole is the role a dead letter came from: the key of its
+// dead-letter subject, or the role of its original subject.
+func deadLetterRole(subject, origin string) queue.Role {
+	if p, err := queue.ParseSubject(origin); err == nil {
+		return p.Role
+	}
+	if p, err := queue.ParseSubject(subject); err == nil && p.Key != "" {
+		return queue.Role(p.Key)
+	}
+	return "unknown"
+}
+
+// watchRunners follows the tenant's heartbeats into its presence tracker,
+// from one presence window back, until ctx is done; a failed read is
+// resumed where it stopped.
+func (e *Engine) watchRunners(ctx context.Context, t *tenants.Tenant) {
+	since := t.Presence.WatchingSince()
+	var from uint64
+	subject := e.subjects.All(t.Name, queue.RoleRunners)
+	for wait := 100 * time.Millisecond; ctx.Err() == nil; wait = min(2*wait, 10*time.Second) {
+		opts := queue.ReadOptions{Since: since, Follow: true}
+		if from > 0 {
+			opts = queue.ReadOptions{FromSequence: from, Follow: true}
+		}
+		err := e.broker.Read(ctx, subject, opts, func(m queue.StreamMessage) bool {
+			from = m.Sequence + 1
+			wait = 100 * time.Millisecond
+			e.observeHeartbeat(t, m)
+			return true
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		e.log.Warn("runner presence read failed", "tenant", t.Name, "error", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (e *Engine) observeHeartbeat(t *tenants.Tenant, m queue.StreamMessage) {
+	hb, err := events.DecodeAs[*jobsv1.RunnerHeartbeat](m.Header, m.Data)
+	if err != nil {
+		e.m.MalformedMessage(queue.RoleRunners)
+		e.log.Warn("malformed heartbeat ignored", "tenant", t.Name, "subject", m.Subject, "error", err)
+		return
+	}
+	pool := hb.Pool
+	if p, err := queue.ParseSubject(m.Subject); err == nil && p.Key != "" {
+		pool = p.Key // the subject is what the runner is authorised for
+	}
+	seen := m.Time
+	if seen.IsZero() {
+		seen = e.now()
+	}
+	t.Presence.Observe(presenceRunner(hb, pool, seen))
+}

@@ -1,0 +1,208 @@
+// Package dispatch is the scheduler's engine: it turns submissions into job
+// records and work items on the pools' queues, applies the runners' status
+// events to the records with fencing, fails jobs whose work items were
+// dead-lettered, tracks runner presence, and carries out cancel, pause and
+// resume.
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/outposthq/outpost/libs/events"
+	"github.com/outposthq/outpost/libs/queue"
+	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
+	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
+	"github.com/outposthq/outpost/services/scheduler/internal/metrics"
+	"github.com/outposthq/outpost/services/scheduler/internal/tenants"
+)
+
+// Durable consumer names, shared by every replica.
+const (
+	ConsumerSubmit     = "scheduler-submit"
+	ConsumerStatus     = "scheduler-status"
+	ConsumerDeadLetter = "scheduler-dlq"
+)
+
+// Broker is what the engine needs of the queue.
+type Broker interface {
+	Publish(ctx context.Context, msg queue.Message) error
+	Consume(ctx context.Context, cfg queue.ConsumerConfig, h queue.Handler) (queue.Consumer, error)
+	Read(ctx context.Context, subject string, opts queue.ReadOptions, fn func(queue.StreamMessage) bool) error
+}
+
+// Options configure an Engine.
+type Options struct {
+	Subjects     queue.Subjects
+	Policy       jobs.Policy
+	HistoryLimit int
+	// StatusBatch bounds how many status events are applied together.
+	StatusBatch int
+	// AckWait of the scheduler's consumers; 0 means 30s.
+	AckWait time.Duration
+	Metrics *metrics.Metrics
+	Logger  *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Engine runs the consumers of every tenant and the job operations of the
+// API. It is safe for concurrent use.
+type Engine struct {
+	broker   Broker
+	subjects queue.Subjects
+	opts     Options
+	m        *metrics.Metrics
+	log      *slog.Logger
+	now      func() time.Time
+}
+
+// New returns an engine over broker.
+func New(broker Broker, opts Options) *Engine {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.StatusBatch <= 0 {
+		opts.StatusBatch = 64
+	}
+	if opts.HistoryLimit <= 0 {
+		opts.HistoryLimit = 50
+	}
+	if opts.AckWait <= 0 {
+		opts.AckWait = 30 * time.Second
+	}
+	return &Engine{broker: broker, subjects: opts.Subjects, opts: opts, m: opts.Metrics, log: opts.Logger, now: opts.Now}
+}
+
+// Start starts the consumers and the presence reader of tenant t under ctx
+// (a tenants.Starter). The returned function stops them.
+func (e *Engine) Start(ctx context.Context, t *tenants.Tenant) (func(context.Context) error, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	var (
+		consumers []queue.Consumer
+		wg        sync.WaitGroup
+	)
+	stop := func(sctx context.Context) error {
+		var errs []error
+		for _, c := range consumers {
+			if err := c.Stop(sctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		cancel()
+		wg.Wait()
+		return errors.Join(errs...)
+	}
+	batcher := newBatcher(e.opts.StatusBatch)
+	wg.Go(func() { batcher.run(ctx, func(b []*pending) { e.applyStatusBatch(ctx, t, b) }) })
+	specs := []struct {
+		cfg queue.ConsumerConfig
+		h   queue.Handler
+	}{
+		{queue.ConsumerConfig{Name: ConsumerSubmit, Subject: e.subjects.Submit(t.Name), AckWait: e.opts.AckWait, MaxDeliveries: -1, Concurrency: 8}, e.handleSubmit(t)},
+		{queue.ConsumerConfig{Name: ConsumerStatus, Subject: e.subjects.AllJobStatus(t.Name), AckWait: e.opts.AckWait, MaxDeliveries: -1, Concurrency: e.opts.StatusBatch}, batcher.handle},
+		{queue.ConsumerConfig{Name: ConsumerDeadLetter, Subject: e.subjects.All(t.Name, queue.RoleDeadLetter), AckWait: e.opts.AckWait, MaxDeliveries: -1, Concurrency: 4}, e.handleDeadLetter(t)},
+	}
+	for _, s := range specs {
+		c, err := e.broker.Consume(ctx, s.cfg, s.h)
+		if err != nil {
+			_ = stop(context.WithoutCancel(ctx))
+			return nil, fmt.Errorf("consume %s as %s: %w", s.cfg.Subject, s.cfg.Name, err)
+		}
+		consumers = append(consumers, c)
+	}
+	wg.Go(func() { e.watchRunners(ctx, t) })
+	wg.Go(func() { e.releaseAllHeld(ctx, t) })
+	return stop, nil
+}
+
+// publish encodes m and publishes it on subject with dedupeID.
+func (e *Engine) publish(ctx context.Context, subject string, m proto.Message, dedupeID string) error {
+	msg, err := events.Encode(subject, m, dedupeID)
+	if err != nil {
+		return err
+	}
+	if err := e.broker.Publish(ctx, msg); err != nil {
+		return fmt.Errorf("publish %s on %s: %w", events.TypeName(m), subject, err)
+	}
+	return nil
+}
+
+// Deduplication ids are scoped by what is published: JetStream deduplicates
+// per stream, and the submit and jobs subjects of a tenant share one, so a
+// SubmitJob and the JobDispatched of the same job must not share an id.
+func submitDedupeID(id string) string   { return "submit/" + id }
+func dispatchDedupeID(id string) string { return "dispatch/" + id }
+
+// Submit publishes a SubmitJob for a job the API accepted; the submit
+// consumer creates the record. The deduplication id is "submit/<job id>".
+func (e *Engine) Submit(ctx context.Context, t *tenants.Tenant, id string, spec *jobsv1.JobSpec, traceID string) error {
+	m := &jobsv1.SubmitJob{Envelope: events.NewEnvelope(t.Name, 0, id, traceID), JobId: id, Spec: spec}
+	return e.publish(ctx, e.subjects.Submit(t.Name), m, submitDedupeID(id))
+}
+
+// dispatch puts the job on its pool's queue with the deduplication id
+// "dispatch/<job id>", so a repeated dispatch within the broker's window is
+// dropped.
+func (e *Engine) dispatch(ctx context.Context, t *tenants.Tenant, r *jobs.Record) error {
+	m := &jobsv1.JobDispatched{
+		Envelope:    events.NewEnvelope(t.Name, 0, r.ID, r.TraceID),
+		JobId:       r.ID,
+		Spec:        r.Spec(),
+		SubmittedAt: timestamppb.New(r.CreatedAt),
+	}
+	return e.publish(ctx, e.subjects.Jobs(t.Name, r.Pool), m, dispatchDedupeID(r.ID))
+}
+
+// sendCancel tells the runners of the job's pool to stop it.
+func (e *Engine) sendCancel(ctx context.Context, t *tenants.Tenant, r *jobs.Record, attempt int, reason string) error {
+	m := &jobsv1.CancelJob{
+		Envelope: events.NewEnvelope(t.Name, uint32(max(attempt, 0)), r.ID+"-cancel", r.TraceID),
+		JobId:    r.ID,
+		Reason:   reason,
+	}
+	return e.publish(ctx, e.subjects.Control(t.Name, r.Pool), m, "")
+}
+
+// Deliveries are settled even while the engine stops (a settle is quick and
+// saves a redelivery after the ack wait): their settle calls use a context
+// that is not cancelled with the handler's; the queue library bounds them.
+
+// poison dead-letters a message that cannot be processed, ever.
+func (e *Engine) poison(ctx context.Context, d queue.Delivery, role queue.Role, err error) {
+	e.m.MalformedMessage(role)
+	e.log.Warn("malformed message dead-lettered", "subject", d.Subject(), "role", string(role), "type", d.Header()[queue.HeaderType], "attempt", d.Attempt(), "error", err)
+	if terr := d.Term(context.WithoutCancel(ctx), err.Error()); terr != nil {
+		e.log.Error("dead-letter message failed", "subject", d.Subject(), "error", terr)
+	}
+}
+
+// retryLater returns a delivery whose processing failed for a transient
+// reason to its queue, later each time (at once when the engine stops).
+func (e *Engine) retryLater(ctx context.Context, d queue.Delivery, err error) {
+	delay := min(100*time.Millisecond<<min(d.Attempt(), 9), 30*time.Second)
+	if ctx.Err() != nil {
+		delay = 0 // stopping: hand it to another replica now
+	} else {
+		e.log.Warn("message processing failed, will retry", "subject", d.Subject(), "attempt", d.Attempt(), "retry_in", delay, "error", err)
+	}
+	if nerr := d.Nak(context.WithoutCancel(ctx), delay); nerr != nil {
+		e.log.Error("nak message failed", "subject", d.Subject(), "error", nerr)
+	}
+}
+
+func (e *Engine) ack(ctx context.Context, d queue.Delivery) {
+	if err := d.Ack(context.WithoutCancel(ctx)); err != nil {
+		e.log.Warn("ack message failed", "subject", d.Subject(), "error", err)
+	}
+}

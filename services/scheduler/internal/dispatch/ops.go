@@ -1,0 +1,104 @@
+package dispatch
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/outposthq/outpost/services/scheduler/internal/explain"
+	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
+	"github.com/outposthq/outpost/services/scheduler/internal/pools"
+	"github.com/outposthq/outpost/services/scheduler/internal/presence"
+	"github.com/outposthq/outpost/services/scheduler/internal/tenants"
+
+	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
+)
+
+// DefaultCancelReason is the reason of a cancel that gives none.
+const DefaultCancelReason = "cancelled by user"
+
+// Cancel ends a QUEUED or RUNNING job as CANCELLED at once and tells the
+// runners of its pool to stop it. It returns jobs.ErrTerminal for a job that
+// has ended and jobs.ErrNotFound for an unknown one. If the cancel cannot
+// be published the record stays CANCELLED and the error says so: a runner
+// that reports the job RUNNING later is told again by the status consumer.
+func (e *Engine) Cancel(ctx context.Context, t *tenants.Tenant, id, reason string) (*jobs.Record, error) {
+	if reason == "" {
+		reason = DefaultCancelReason
+	}
+	var held bool
+	rec, _, err := t.Jobs.Update(ctx, id, func(r *jobs.Record) (bool, error) {
+		held = r.Held
+		return true, r.Cancel(reason, e.now(), e.opts.HistoryLimit)
+	})
+	if err != nil {
+		return nil, err
+	}
+	e.m.Jobs.WithLabelValues(string(jobs.StateCancelled)).Inc()
+	e.log.Info("job cancelled", "tenant", t.Name, "job_id", id, "attempt", rec.Attempt, "reason", reason)
+	if held {
+		return rec, nil // never dispatched: no runner to tell
+	}
+	if err := e.sendCancel(ctx, t, rec, rec.Attempt, reason); err != nil {
+		return rec, fmt.Errorf("job cancelled, but the cancel was not sent to the runners: %w", err)
+	}
+	return rec, nil
+}
+
+// SetPaused pauses or resumes a pool. Resuming dispatches the jobs held
+// while it was paused and returns how many.
+func (e *Engine) SetPaused(ctx context.Context, t *tenants.Tenant, pool string, paused bool) (pools.State, int, error) {
+	st, err := t.Pools.Set(ctx, pool, paused, e.now())
+	if err != nil {
+		return pools.State{}, 0, err
+	}
+	e.log.Info("pool state set", "tenant", t.Name, "pool", pool, "paused", paused)
+	if paused {
+		return st, 0, nil
+	}
+	n, err := e.releaseHeld(ctx, t, pool)
+	if err != nil {
+		return st, n, fmt.Errorf("pool resumed, but dispatching its held jobs failed after %d (resume again to retry): %w", n, err)
+	}
+	return st, n, nil
+}
+
+// Explain says why a job is in its state.
+func (e *Engine) Explain(ctx context.Context, t *tenants.Tenant, id string) (explain.Explanation, error) {
+	rec, err := t.Jobs.Get(ctx, id)
+	if err != nil {
+		return explain.Explanation{}, err
+	}
+	st, err := t.Pools.Get(ctx, rec.Pool)
+	if err != nil {
+		return explain.Explanation{}, err
+	}
+	now := e.now()
+	var others []string
+	for pool, n := range t.Presence.Counts(now) {
+		if pool != rec.Pool && n > 0 {
+			others = append(others, pool)
+		}
+	}
+	return explain.Explain(explain.Input{
+		Job:           rec,
+		Pool:          st,
+		Runners:       t.Presence.Pool(rec.Pool, now),
+		OtherPools:    others,
+		Window:        t.Presence.Window(),
+		WatchingSince: t.Presence.WatchingSince(),
+		Now:           now,
+	}), nil
+}
+
+func presenceRunner(hb *jobsv1.RunnerHeartbeat, pool string, seen time.Time) presence.Runner {
+	return presence.Runner{
+		ID:       hb.RunnerId,
+		Pool:     pool,
+		Version:  hb.Version,
+		Running:  int(hb.Running),
+		Capacity: int(hb.Capacity),
+		Draining: hb.Draining,
+		LastSeen: seen,
+	}
+}

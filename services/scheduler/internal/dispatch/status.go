@@ -1,0 +1,268 @@
+package dispatch
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/outposthq/outpost/libs/events"
+	"github.com/outposthq/outpost/libs/queue"
+	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
+	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
+	"github.com/outposthq/outpost/services/scheduler/internal/tenants"
+)
+
+// statusWorkers bounds how many jobs of one batch are written at once.
+const statusWorkers = 8
+
+// unknownJobRetries is how often a status event of a job without a record
+// is retried (a replica may read a store that lags) before it is dropped.
+const unknownJobRetries = 3
+
+// pending is a status delivery waiting in a batch; its handler returns when
+// done is closed, so the consumer's concurrency bounds the batch.
+type pending struct {
+	d    queue.Delivery
+	done chan struct{}
+}
+
+// batcher gathers the deliveries that arrive while a batch is applied into
+// the next one, so that the events of one job in a batch cost one write.
+type batcher struct {
+	size int
+	in   chan *pending
+}
+
+func newBatcher(size int) *batcher { return &batcher{size: size, in: make(chan *pending)} }
+
+// handle is the consumer's handler: it hands the delivery to the batch loop
+// and waits until the delivery is settled.
+func (b *batcher) handle(ctx context.Context, d queue.Delivery) {
+	p := &pending{d: d, done: make(chan struct{})}
+	select {
+	case b.in <- p:
+	case <-ctx.Done():
+		return // unsettled: redelivered after the ack wait
+	}
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+	}
+}
+
+func (b *batcher) run(ctx context.Context, apply func([]*pending)) {
+	for {
+		var batch []*pending
+		select {
+		case <-ctx.Done():
+			return
+		case p := <-b.in:
+			batch = append(batch, p)
+		}
+	fill:
+		for len(batch) < b.size {
+			select {
+			case p := <-b.in:
+				batch = append(batch, p)
+			default:
+				break fill
+			}
+		}
+		apply(batch)
+		for _, p := range batch {
+			close(p.done)
+		}
+	}
+}
+
+// statusItem is a decoded status event with its delivery.
+type statusItem struct {
+	d  queue.Delivery
+	ev jobs.Event
+}
+
+// applyStatusBatch decodes a batch of status deliveries, dead-letters the
+// malformed ones and applies the others job by job.
+func (e *Engine) applyStatusBatch(ctx context.Context, t *tenants.Tenant, batch []*pending) {
+	byJob := map[string][]statusItem{}
+	var order []string
+	for _, p := range batch {
+		e.m.StatusEvents.Inc()
+		id, ev, err := decodeStatus(p.d)
+		if err != nil {
+			e.poison(ctx, p.d, queue.RoleJobEvents, err)
+			continue
+		}
+		if _, ok := byJob[id]; !ok {
+			order = append(order, id)
+		}
+		byJob[id] = append(byJob[id], statusItem{d: p.d, ev: ev})
+	}
+	for _, items := range byJob {
+		// Deliveries are handled concurrently and may have swapped places:
+		// put each job's events back in the order a runner sends them.
+		slices.SortStableFunc(items, func(a, b statusItem) int {
+			return cmp.Or(cmp.Compare(a.ev.Attempt, b.ev.Attempt), cmp.Compare(phase(a.ev.State), phase(b.ev.State)))
+		})
+	}
+	sem := make(chan struct{}, statusWorkers)
+	var wg sync.WaitGroup
+	for _, id := range order {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			e.applyJobStatus(ctx, t, id, byJob[id])
+		})
+	}
+	wg.Wait()
+}
+
+// phase orders the events of one attempt: RUNNING comes before its outcome.
+func phase(s jobs.State) int {
+	if s == jobs.StateRunning {
+		return 0
+	}
+	return 1
+}
+
+// decodeStatus decodes a JobStatus and checks it against its subject.
+func decodeStatus(d queue.Delivery) (string, jobs.Event, error) {
+	m, err := events.DecodeAs[*jobsv1.JobStatus](d.Header(), d.Data())
+	if err != nil {
+		return "", jobs.Event{}, err
+	}
+	if p, perr := queue.ParseSubject(d.Subject()); perr == nil {
+		if subjID, _, _ := strings.Cut(p.Key, "."); subjID != m.JobId {
+			return "", jobs.Event{}, fmt.Errorf("%w: job_id %q on the subject of job %q", events.ErrMalformed, m.JobId, subjID)
+		}
+	}
+	ev := jobs.Event{
+		State:    jobs.StateFromProto(m.State),
+		Attempt:  int(m.GetEnvelope().GetAttempt()),
+		Reason:   m.Reason,
+		RunnerID: m.RunnerId,
+	}
+	if ts := m.GetEnvelope().GetOccurredAt(); ts != nil {
+		ev.At = ts.AsTime()
+	}
+	if m.RetryAt != nil {
+		at := m.RetryAt.AsTime()
+		ev.RetryAt = &at
+	}
+	if r := m.Result; r != nil && ev.State.Terminal() {
+		code := r.ExitCode
+		ev.ExitCode = &code
+		ev.Outputs = r.Outputs
+	}
+	if err := ev.Check(); err != nil {
+		return "", jobs.Event{}, fmt.Errorf("%w: %w", events.ErrMalformed, err)
+	}
+	return m.JobId, ev, nil
+}
+
+// applyJobStatus applies the events of one job in one compare-and-set write
+// and settles their deliveries.
+func (e *Engine) applyJobStatus(ctx context.Context, t *tenants.Tenant, id string, items []statusItem) {
+	var (
+		results     []jobs.Result
+		cancelAgain bool
+		now         = e.now()
+	)
+	rec, changed, err := t.Jobs.Update(ctx, id, func(r *jobs.Record) (bool, error) {
+		results, cancelAgain = results[:0], false
+		changed := false
+		for _, it := range items {
+			res, err := r.Apply(it.ev, now, e.opts.HistoryLimit)
+			if err != nil {
+				return false, err
+			}
+			results = append(results, res)
+			changed = changed || res.Outcome == jobs.Applied || res.Outcome == jobs.Backfilled
+			// A runner runs a job that has ended (cancelled, or finished by
+			// an attempt it did not know was superseded): stop it.
+			cancelAgain = cancelAgain || (res.Outcome == jobs.FencedTerminal && it.ev.State == jobs.StateRunning)
+		}
+		return changed, nil
+	})
+	switch {
+	case errors.Is(err, jobs.ErrNotFound):
+		for _, it := range items {
+			if it.d.Attempt() < unknownJobRetries {
+				e.retryLater(ctx, it.d, err)
+				continue
+			}
+			e.m.Fenced.WithLabelValues("unknown_job").Inc()
+			e.log.Warn("status of unknown job dropped", "tenant", t.Name, "job_id", id, "subject", it.d.Subject())
+			e.ack(ctx, it.d)
+		}
+		return
+	case errors.Is(err, jobs.ErrCorrupt):
+		for _, it := range items {
+			e.poison(ctx, it.d, queue.RoleJobEvents, err)
+		}
+		return
+	case err != nil:
+		for _, it := range items {
+			e.retryLater(ctx, it.d, err)
+		}
+		return
+	}
+	if cancelAgain {
+		last := items[len(items)-1].ev
+		reason := fmt.Sprintf("job is %s", rec.State)
+		if err := e.sendCancel(ctx, t, rec, last.Attempt, reason); err != nil {
+			// Applying the events again is harmless; the cancel is what
+			// must not be lost.
+			for _, it := range items {
+				e.retryLater(ctx, it.d, err)
+			}
+			return
+		}
+		e.log.Info("cancel sent again to a runner of an ended job", "tenant", t.Name, "job_id", id, "state", string(rec.State), "attempt", last.Attempt)
+	}
+	if changed {
+		e.m.StatusWrites.Inc()
+	}
+	for i, res := range results {
+		e.count(t, rec, items[i].ev, res)
+	}
+	for _, it := range items {
+		e.ack(ctx, it.d)
+	}
+}
+
+func (e *Engine) count(t *tenants.Tenant, rec *jobs.Record, ev jobs.Event, res jobs.Result) {
+	switch {
+	case res.Outcome == jobs.Applied || res.Outcome == jobs.Backfilled:
+		to := res.To
+		if res.Outcome == jobs.Backfilled {
+			to = jobs.StateRunning
+		}
+		e.m.Jobs.WithLabelValues(string(to)).Inc()
+		if res.FirstStart {
+			at := ev.At
+			if at.IsZero() {
+				at = e.now()
+			}
+			e.m.DispatchLatency.Observe(max(at.Sub(rec.CreatedAt), 0).Seconds())
+		}
+		if res.Redelivery {
+			e.m.Redeliveries.Inc()
+		}
+		level := slog.LevelDebug
+		if res.To.Terminal() && res.Outcome == jobs.Applied {
+			level = slog.LevelInfo
+		}
+		e.log.Log(context.Background(), level, "job state changed", "tenant", t.Name, "job_id", rec.ID, "outcome", res.Outcome.String(),
+			"from", string(res.From), "to", string(to), "attempt", ev.Attempt, "runner_id", ev.RunnerID, "reason", ev.Reason)
+	case res.Outcome.Fenced():
+		e.m.Fenced.WithLabelValues(res.Outcome.String()).Inc()
+		e.log.Info("status event fenced", "tenant", t.Name, "job_id", rec.ID, "reason", res.Outcome.String(),
+			"event_state", string(ev.State), "event_attempt", ev.Attempt, "state", string(rec.State), "attempt", rec.Attempt)
+	}
+}

@@ -1,0 +1,211 @@
+// Package explain says why a job is where it is, above all why a QUEUED job
+// has not started: the scheduler's answer to "my job is stuck".
+package explain
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
+	"github.com/outposthq/outpost/services/scheduler/internal/pools"
+	"github.com/outposthq/outpost/services/scheduler/internal/presence"
+)
+
+// Reason codes.
+const (
+	// CodePoolPaused: the pool is paused; new jobs are held undispatched.
+	CodePoolPaused = "POOL_PAUSED"
+	// CodeHeld: the job was held by a pause that has ended and is being
+	// dispatched.
+	CodeHeld = "HELD"
+	// CodeRetryWait: the last attempt failed; the next one is due at At.
+	CodeRetryWait = "RETRY_WAIT"
+	// CodeNoRunners: no runner of the pool sent a heartbeat within the
+	// presence window.
+	CodeNoRunners = "NO_RUNNERS"
+	// CodeRunnersDraining: every live runner of the pool is draining.
+	CodeRunnersDraining = "RUNNERS_DRAINING"
+	// CodeRunnersBusy: every live runner of the pool is at capacity.
+	CodeRunnersBusy = "RUNNERS_BUSY"
+	// CodeWaitingForRunner: runners are live with free capacity; the job is
+	// on the pool's queue and should be taken shortly.
+	CodeWaitingForRunner = "WAITING_FOR_RUNNER"
+	// CodeRunning: an attempt is running.
+	CodeRunning = "RUNNING"
+	// CodeRunnerSilent: the runner of the running attempt stopped sending
+	// heartbeats; if it died the job is redelivered after the ack wait.
+	CodeRunnerSilent = "RUNNER_SILENT"
+)
+
+// Reason is one reason, with a machine-readable code.
+type Reason struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	// At is the time the reason refers to: retry_at, the last heartbeat,
+	// the pause, the end of the job.
+	At *time.Time `json:"at,omitempty"`
+}
+
+// Runners summarises the pool's runners.
+type Runners struct {
+	Live     int        `json:"live"`
+	Busy     int        `json:"busy"`
+	Draining int        `json:"draining"`
+	LastSeen *time.Time `json:"last_seen,omitempty"`
+}
+
+// Explanation is the answer of GET /api/v1/jobs/{id}/explain.
+type Explanation struct {
+	ID      string     `json:"id"`
+	Tenant  string     `json:"tenant"`
+	Pool    string     `json:"pool"`
+	State   jobs.State `json:"state"`
+	Attempt int        `json:"attempt"`
+	Summary string     `json:"summary"`
+	Reasons []Reason   `json:"reasons"`
+	Runners Runners    `json:"runners"`
+}
+
+// Input is what Explain looks at.
+type Input struct {
+	Job  *jobs.Record
+	Pool pools.State
+	// Runners are the pool's runners ever seen, live or not.
+	Runners []presence.Runner
+	// OtherPools are the tenant's other pools with live runners.
+	OtherPools []string
+	// Window is the presence window; WatchingSince the oldest heartbeat
+	// the scheduler has read.
+	Window        time.Duration
+	WatchingSince time.Time
+	Now           time.Time
+}
+
+// Explain returns why the job is in its state.
+func Explain(in Input) Explanation {
+	j := in.Job
+	x := Explanation{ID: j.ID, Tenant: j.Tenant, Pool: j.Pool, State: j.State, Attempt: j.Attempt, Runners: summarise(in)}
+	switch j.State {
+	case jobs.StateQueued:
+		x.Reasons = queued(in, x.Runners)
+	case jobs.StateRunning:
+		x.Reasons = running(in)
+	default:
+		msg := fmt.Sprintf("job is %s", j.State)
+		if j.Reason != "" {
+			msg += ": " + j.Reason
+		}
+		x.Reasons = []Reason{{Code: string(j.State), Message: msg, At: j.FinishedAt}}
+	}
+	x.Summary = x.Reasons[0].Message
+	return x
+}
+
+func summarise(in Input) Runners {
+	var s Runners
+	for _, r := range in.Runners {
+		if s.LastSeen == nil || r.LastSeen.After(*s.LastSeen) {
+			s.LastSeen = ptr(r.LastSeen)
+		}
+		if in.Now.Sub(r.LastSeen) > in.Window {
+			continue
+		}
+		s.Live++
+		if r.Draining {
+			s.Draining++
+		} else if r.Busy() {
+			s.Busy++
+		}
+	}
+	return s
+}
+
+func queued(in Input, rs Runners) []Reason {
+	j := in.Job
+	var out []Reason
+	switch {
+	case in.Pool.Paused && j.Held:
+		out = append(out, Reason{Code: CodePoolPaused, At: in.Pool.PausedAt,
+			Message: fmt.Sprintf("pool %q is paused: the job is held and is dispatched when the pool is resumed", j.Pool)})
+	case in.Pool.Paused:
+		out = append(out, Reason{Code: CodePoolPaused, At: in.Pool.PausedAt,
+			Message: fmt.Sprintf("pool %q is paused, but the job was put on its queue before the pause: runners of the pool may still take it", j.Pool)})
+	case j.Held:
+		out = append(out, Reason{Code: CodeHeld,
+			Message: fmt.Sprintf("the job was held while pool %q was paused; the pool is resumed and the job is being dispatched", j.Pool)})
+	}
+	if j.Attempt > 0 {
+		msg := fmt.Sprintf("attempt %d of %d failed", j.Attempt, j.Retry.MaxAttempts)
+		if j.Reason != "" {
+			msg += ": " + j.Reason
+		}
+		if j.RetryAt != nil && j.RetryAt.After(in.Now) {
+			msg += fmt.Sprintf("; the next attempt is due at %s (in %s)", j.RetryAt.UTC().Format(time.RFC3339), round(j.RetryAt.Sub(in.Now)))
+		} else {
+			msg += "; the next attempt is due and waits for a runner"
+		}
+		out = append(out, Reason{Code: CodeRetryWait, Message: msg, At: j.RetryAt})
+	}
+	switch {
+	case rs.Live == 0:
+		out = append(out, noRunners(in, rs))
+	case rs.Draining == rs.Live:
+		out = append(out, Reason{Code: CodeRunnersDraining,
+			Message: fmt.Sprintf("all %d live runners of pool %q are draining and take no new jobs", rs.Live, j.Pool)})
+	case rs.Busy+rs.Draining == rs.Live:
+		out = append(out, Reason{Code: CodeRunnersBusy,
+			Message: fmt.Sprintf("all %d live runners of pool %q are busy (%d draining); the job runs when one has a free slot", rs.Live, j.Pool, rs.Draining)})
+	case len(out) == 0:
+		out = append(out, Reason{Code: CodeWaitingForRunner,
+			Message: fmt.Sprintf("%d runners of pool %q are live with free capacity: the job is on the pool's queue and should be taken shortly", rs.Live-rs.Busy-rs.Draining, j.Pool)})
+	}
+	return out
+}
+
+func noRunners(in Input, rs Runners) Reason {
+	j := in.Job
+	msg := fmt.Sprintf("no runner of pool %q has sent a heartbeat within the last %s", j.Pool, in.Window)
+	if rs.LastSeen != nil {
+		msg += fmt.Sprintf("; the last one was seen at %s (%s ago)", rs.LastSeen.UTC().Format(time.RFC3339), round(in.Now.Sub(*rs.LastSeen)))
+	} else {
+		msg += fmt.Sprintf("; none has been seen since %s", in.WatchingSince.UTC().Format(time.RFC3339))
+	}
+	if len(in.OtherPools) > 0 {
+		others := slices.Clone(in.OtherPools)
+		slices.Sort(others)
+		msg += fmt.Sprintf("; runners are live in pools %s: check the job's pool and the runners' pool setting", strings.Join(others, ", "))
+	} else {
+		msg += "; check that a runner of this pool is deployed for this tenant and can reach the broker"
+	}
+	return Reason{Code: CodeNoRunners, Message: msg, At: rs.LastSeen}
+}
+
+func running(in Input) []Reason {
+	j := in.Job
+	msg := fmt.Sprintf("attempt %d of %d is running", j.Attempt, j.Retry.MaxAttempts)
+	if j.RunnerID != "" {
+		msg += fmt.Sprintf(" on runner %q", j.RunnerID)
+	}
+	if j.StartedAt != nil {
+		msg += fmt.Sprintf(" since %s", j.StartedAt.UTC().Format(time.RFC3339))
+	}
+	out := []Reason{{Code: CodeRunning, Message: msg, At: j.StartedAt}}
+	for _, r := range in.Runners {
+		if r.ID == j.RunnerID && in.Now.Sub(r.LastSeen) > in.Window {
+			out = append(out, Reason{Code: CodeRunnerSilent, At: ptr(r.LastSeen),
+				Message: fmt.Sprintf("runner %q has sent no heartbeat for %s; if it is gone the job is redelivered to another runner after the ack wait", r.ID, round(in.Now.Sub(r.LastSeen)))})
+		}
+	}
+	return out
+}
+
+func round(d time.Duration) time.Duration {
+	if d > time.Minute {
+		return d.Round(time.Second)
+	}
+	return d.Round(100 * time.Millisecond)
+}
+
+func ptr[T any](v T) *T { return &v }

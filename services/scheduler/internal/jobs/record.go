@@ -1,0 +1,144 @@
+package jobs
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Record is what the scheduler keeps for one job, as JSON in the tenant's
+// jobs bucket under the job id. The API returns it as is.
+type Record struct {
+	ID      string            `json:"id"`
+	Tenant  string            `json:"tenant"`
+	Pool    string            `json:"pool"`
+	Task    Task              `json:"task"`
+	Retry   Retry             `json:"retry"`
+	Timeout Duration          `json:"timeout"`
+	Labels  map[string]string `json:"labels,omitempty"`
+	// TraceID is the trace of the submission, carried to the runners.
+	TraceID string `json:"trace_id,omitempty"`
+
+	State State `json:"state"`
+	// Attempt is the attempt the state belongs to: 0 until a runner first
+	// reports, then the queue's delivery count.
+	Attempt int `json:"attempt"`
+	// Reason says why the job is in its state: the failure of the last
+	// attempt (also while it waits for a retry), the cancel reason, ...
+	Reason   string            `json:"reason,omitempty"`
+	ExitCode *int32            `json:"exit_code,omitempty"`
+	Outputs  map[string]string `json:"outputs,omitempty"`
+	RunnerID string            `json:"runner_id,omitempty"`
+	// Held is true while a job created in a paused pool waits for the pool
+	// to resume; it has not been put on the pool's queue yet.
+	Held bool `json:"held,omitempty"`
+
+	CreatedAt  time.Time  `json:"created_at"`
+	UpdatedAt  time.Time  `json:"updated_at"`
+	StartedAt  *time.Time `json:"started_at,omitempty"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	RetryAt    *time.Time `json:"retry_at,omitempty"`
+	// History lists the transitions, oldest first; the first (creation)
+	// and the latest ones are kept when it is trimmed.
+	History []Transition `json:"history"`
+}
+
+// Transition is one entry of a record's history.
+type Transition struct {
+	State    State     `json:"state"`
+	Attempt  int       `json:"attempt"`
+	Reason   string    `json:"reason,omitempty"`
+	RunnerID string    `json:"runner_id,omitempty"`
+	At       time.Time `json:"at"`
+}
+
+// Task is what the job runs: exactly one of its fields is set.
+type Task struct {
+	Command *CommandTask `json:"command,omitempty"`
+	Noop    *NoopTask    `json:"noop,omitempty"`
+}
+
+// CommandTask runs an executable the runner allows.
+type CommandTask struct {
+	Command string            `json:"command"`
+	Args    []string          `json:"args,omitempty"`
+	Env     map[string]string `json:"env,omitempty"`
+}
+
+// NoopTask does nothing for Sleep, then fails with FailMessage if set.
+type NoopTask struct {
+	Sleep       Duration `json:"sleep,omitempty"`
+	FailMessage string   `json:"fail_message,omitempty"`
+}
+
+// Retry is a job's retry policy with defaults filled in.
+type Retry struct {
+	MaxAttempts    int      `json:"max_attempts"`
+	InitialBackoff Duration `json:"initial_backoff"`
+	MaxBackoff     Duration `json:"max_backoff"`
+	Multiplier     float64  `json:"multiplier"`
+}
+
+// Duration is a time.Duration that reads and writes JSON as a Go duration
+// string ("1m30s").
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"90s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Live reports whether the job can still change state.
+func (r *Record) Live() bool { return !r.State.Terminal() }
+
+// Marshal encodes r for the store.
+func (r *Record) Marshal() ([]byte, error) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("encode job %s: %w", r.ID, err)
+	}
+	return b, nil
+}
+
+// Unmarshal decodes a stored record.
+func Unmarshal(b []byte) (*Record, error) {
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	if r.ID == "" || !r.State.Valid() {
+		return nil, fmt.Errorf("%w: missing id or state", ErrCorrupt)
+	}
+	return &r, nil
+}
+
+// record appends t (when not nil) to the history and trims it to limit.
+func (r *Record) record(t *Transition, limit int) {
+	if t != nil {
+		r.History = append(r.History, *t)
+	}
+	if limit < 2 {
+		limit = 2
+	}
+	if n := len(r.History); n > limit {
+		// Keep the creation entry and the latest limit-1.
+		r.History = append(r.History[:1], r.History[n-limit+1:]...)
+	}
+}
+
+func timePtr(t time.Time) *time.Time { return &t }

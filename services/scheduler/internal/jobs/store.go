@@ -1,0 +1,99 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/outposthq/outpost/libs/kv"
+)
+
+// mutateAttempts bounds the compare-and-set retries of one update.
+const mutateAttempts = 20
+
+// Store keeps the job records of one tenant in a KV bucket, keyed by id.
+type Store struct {
+	kv kv.Store
+}
+
+// NewStore returns a Store over the tenant's bucket.
+func NewStore(s kv.Store) *Store { return &Store{kv: s} }
+
+// Get returns the record of id, or ErrNotFound.
+func (s *Store) Get(ctx context.Context, id string) (*Record, error) {
+	e, err := s.kv.Get(ctx, id)
+	if errors.Is(err, kv.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get job %s: %w", id, err)
+	}
+	return Unmarshal(e.Value)
+}
+
+// Create stores a new record, or returns ErrExists.
+func (s *Store) Create(ctx context.Context, r *Record) error {
+	b, err := r.Marshal()
+	if err != nil {
+		return err
+	}
+	if _, err := s.kv.Create(ctx, r.ID, b); err != nil {
+		if errors.Is(err, kv.ErrExists) {
+			return fmt.Errorf("%w: %s", ErrExists, r.ID)
+		}
+		return fmt.Errorf("create job %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+// Update reads the record of id, lets fn change it and writes it back with
+// compare-and-set, calling fn again on a conflict. fn returns false to leave
+// the record as it is (nothing is written). Update returns the record as
+// stored afterwards and whether it wrote.
+func (s *Store) Update(ctx context.Context, id string, fn func(*Record) (bool, error)) (*Record, bool, error) {
+	var (
+		cur     *Record
+		changed bool
+	)
+	_, err := kv.Mutate(ctx, s.kv, id, mutateAttempts, func(b []byte) ([]byte, bool, error) {
+		r, err := Unmarshal(b)
+		if err != nil {
+			return nil, false, err
+		}
+		cur = r
+		ok, err := fn(r)
+		if err != nil || !ok {
+			changed = false
+			return nil, false, err
+		}
+		next, err := r.Marshal()
+		if err != nil {
+			return nil, false, err
+		}
+		changed = true
+		return next, true, nil
+	})
+	if errors.Is(err, kv.ErrNotFound) {
+		return nil, false, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("update job %s: %w", id, err)
+	}
+	return cur, changed, nil
+}
+
+// List calls fn for every record until it returns false. Records that do
+// not decode are skipped.
+func (s *Store) List(ctx context.Context, fn func(*Record) bool) error {
+	err := s.kv.List(ctx, func(e kv.Entry) bool {
+		r, err := Unmarshal(e.Value)
+		if err != nil {
+			return true
+		}
+		return fn(r)
+	})
+	if err != nil {
+		return fmt.Errorf("list jobs: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,75 @@
+// Package metrics defines the scheduler's Prometheus metrics.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outposthq/outpost/libs/queue"
+)
+
+// Metrics are the scheduler's own metrics. The zero value is not usable;
+// use New.
+type Metrics struct {
+	// Jobs counts transitions into each state (creation counts as QUEUED).
+	Jobs *prometheus.CounterVec
+	// DispatchLatency observes the time from submission to the first
+	// RUNNING.
+	DispatchLatency prometheus.Histogram
+	// Redeliveries counts jobs reaching RUNNING with attempt > 1.
+	Redeliveries prometheus.Counter
+	// DeadLetters counts dead-lettered messages the scheduler consumed, by
+	// the role they came from.
+	DeadLetters *prometheus.CounterVec
+	// Malformed counts messages that did not decode, by subject role.
+	Malformed *prometheus.CounterVec
+	// Fenced counts status events refused by fencing, by reason.
+	Fenced *prometheus.CounterVec
+	// StatusEvents counts status events received and StatusWrites the
+	// record writes they caused (several events of a job share a write).
+	StatusEvents prometheus.Counter
+	StatusWrites prometheus.Counter
+}
+
+// New creates the metrics and registers them on reg.
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_jobs_total",
+			Help: "Job state transitions, by the state entered (job creation counts as QUEUED).",
+		}, []string{"state"}),
+		DispatchLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "outpost_dispatch_latency_seconds",
+			Help:    "Time from job submission to its first RUNNING report.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600},
+		}),
+		Redeliveries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outpost_redeliveries_total",
+			Help: "Jobs that reached RUNNING with an attempt above 1 (retried or redelivered).",
+		}),
+		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_dead_letters_total",
+			Help: "Dead-lettered messages consumed by the scheduler, by the role they were taken from.",
+		}, []string{"role"}),
+		Malformed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_malformed_messages_total",
+			Help: "Messages that did not decode, by subject role; consumed ones are dead-lettered, heartbeats are skipped.",
+		}, []string{"role"}),
+		Fenced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_fenced_events_total",
+			Help: "Job status events ignored by fencing, by reason (stale_attempt, terminal, unknown_job).",
+		}, []string{"reason"}),
+		StatusEvents: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outpost_status_events_total",
+			Help: "Job status events received.",
+		}),
+		StatusWrites: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outpost_status_writes_total",
+			Help: "Job record writes caused by status events.",
+		}),
+	}
+	reg.MustRegister(m.Jobs, m.DispatchLatency, m.Redeliveries, m.DeadLetters, m.Malformed, m.Fenced, m.StatusEvents, m.StatusWrites)
+	return m
+}
+
+// MalformedMessage counts one undecodable message on a subject of role.
+func (m *Metrics) MalformedMessage(role queue.Role) { m.Malformed.WithLabelValues(string(role)).Inc() }

@@ -1,0 +1,22 @@
+//go:build bench
+
+package bench
+
+import (
+	"fmt"
+	"os"
+	"testing"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	out := os.Getenv("OUTPOST_BENCH_OUT")
+	if out == "" {
+		out = "../bench/results/latest.json"
+	}
+	if err := writeResults(out); err != nil {
+		fmt.Fprintln(os.Stderr, "write results:", err)
+		code = 1
+	}
+	os.Exit(code)
+}

@@ -1,0 +1,159 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// Job is the scheduler's job record as the REST API returns it (the fields
+// the tests look at).
+type Job struct {
+	ID       string            `json:"id"`
+	Tenant   string            `json:"tenant"`
+	Pool     string            `json:"pool"`
+	State    string            `json:"state"`
+	Attempt  int               `json:"attempt"`
+	Reason   string            `json:"reason"`
+	ExitCode *int              `json:"exit_code"`
+	RunnerID string            `json:"runner_id"`
+	Outputs  map[string]string `json:"outputs"`
+	History  []struct {
+		State    string    `json:"state"`
+		Attempt  int       `json:"attempt"`
+		Reason   string    `json:"reason"`
+		RunnerID string    `json:"runner_id"`
+		At       time.Time `json:"at"`
+	} `json:"history"`
+}
+
+// Terminal reports whether the job has ended.
+func (j Job) Terminal() bool {
+	return slices.Contains([]string{"SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"}, j.State)
+}
+
+// Client calls the scheduler's REST API as one tenant.
+type Client struct {
+	t      testing.TB
+	Base   string
+	Tenant string
+}
+
+// Client returns an API client for the stack's tenant.
+func (s *Stack) Client() *Client { return &Client{t: s.t, Base: s.API, Tenant: s.Tenant} }
+
+// Do sends a request with a JSON body (nil for none) and returns the status
+// and body.
+func (c *Client) Do(method, path string, body any) (int, []byte) {
+	c.t.Helper()
+	var r io.Reader
+	if body != nil {
+		switch b := body.(type) {
+		case string:
+			r = bytes.NewBufferString(b)
+		default:
+			data, err := json.Marshal(b)
+			require.NoError(c.t, err)
+			r = bytes.NewReader(data)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, r)
+	require.NoError(c.t, err)
+	req.Header.Set("Content-Type", "application/json")
+	if c.Tenant != "" {
+		req.Header.Set("X-Outpost-Tenant", c.Tenant)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(c.t, err)
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	require.NoError(c.t, err)
+	return resp.StatusCode, data
+}
+
+// Submit posts a job and returns it; the API must accept it.
+func (c *Client) Submit(spec map[string]any) Job {
+	c.t.Helper()
+	code, body := c.Do(http.MethodPost, "/api/v1/jobs", spec)
+	require.Contains(c.t, []int{http.StatusCreated, http.StatusAccepted, http.StatusOK}, code, "submit: %s", body)
+	var j Job
+	require.NoError(c.t, json.Unmarshal(body, &j))
+	require.NotEmpty(c.t, j.ID)
+	return j
+}
+
+// Get returns the job's record.
+func (c *Client) Get(id string) Job {
+	c.t.Helper()
+	code, body := c.Do(http.MethodGet, "/api/v1/jobs/"+id, nil)
+	require.Equal(c.t, http.StatusOK, code, "get %s: %s", id, body)
+	var j Job
+	require.NoError(c.t, json.Unmarshal(body, &j))
+	return j
+}
+
+// WaitFor polls the job until cond holds.
+func (c *Client) WaitFor(id string, timeout time.Duration, cond func(Job) bool) Job {
+	c.t.Helper()
+	var last Job
+	require.Eventually(c.t, func() bool {
+		code, body := c.Do(http.MethodGet, "/api/v1/jobs/"+id, nil)
+		if code != http.StatusOK {
+			return false
+		}
+		last = Job{}
+		if json.Unmarshal(body, &last) != nil {
+			return false
+		}
+		return cond(last)
+	}, timeout, 50*time.Millisecond, "job %s: condition never held; last seen %+v", id, &last)
+	return last
+}
+
+// WaitTerminal waits until the job has ended and returns it.
+func (c *Client) WaitTerminal(id string, timeout time.Duration) Job {
+	c.t.Helper()
+	return c.WaitFor(id, timeout, Job.Terminal)
+}
+
+// Logs returns the job's logs as plain text.
+func (c *Client) Logs(id string) string {
+	c.t.Helper()
+	code, body := c.Do(http.MethodGet, "/api/v1/jobs/"+id+"/logs", nil)
+	require.Equal(c.t, http.StatusOK, code, "logs %s: %s", id, body)
+	return string(body)
+}
+
+// Cancel asks the scheduler to cancel the job.
+func (c *Client) Cancel(id string) Job {
+	c.t.Helper()
+	code, body := c.Do(http.MethodPost, "/api/v1/jobs/"+id+"/cancel", nil)
+	require.Equal(c.t, http.StatusOK, code, "cancel %s: %s", id, body)
+	var j Job
+	require.NoError(c.t, json.Unmarshal(body, &j))
+	return j
+}
+
+// Command returns a job spec for a command task.
+func Command(pool, command string, args ...string) map[string]any {
+	return map[string]any{
+		"pool":    pool,
+		"task":    map[string]any{"command": map[string]any{"command": command, "args": args}},
+		"timeout": "2m",
+	}
+}
+
+// Describe prints a job for failure messages.
+func (j Job) String() string {
+	return fmt.Sprintf("job %s state=%s attempt=%d reason=%q runner=%s", j.ID, j.State, j.Attempt, j.Reason, j.RunnerID)
+}

@@ -1,0 +1,111 @@
+package harness
+
+import (
+	"fmt"
+	"maps"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// Stack is a broker, a scheduler and any number of runners, all real
+// processes on loopback ports, sharing one data folder.
+type Stack struct {
+	t         testing.TB
+	Tenant    string
+	Pool      string
+	BrokerURL string
+	Broker    *Process
+	Scheduler *Process
+	// API is the scheduler's base URL, e.g. http://127.0.0.1:41234.
+	API string
+
+	brokerHealth string
+	runnerEnv    map[string]string
+	runners      int
+}
+
+// StackOptions configures StartStack.
+type StackOptions struct {
+	Tenant string // default "default"
+	Pool   string // default "default"
+	// SchedulerEnv and RunnerEnv add to (and override) the defaults.
+	SchedulerEnv map[string]string
+	RunnerEnv    map[string]string
+}
+
+// StartStack starts the broker and the scheduler and waits until both are
+// ready. Runners are started with StartRunner.
+func StartStack(t testing.TB, opts StackOptions) *Stack {
+	t.Helper()
+	if opts.Tenant == "" {
+		opts.Tenant = "default"
+	}
+	if opts.Pool == "" {
+		opts.Pool = "default"
+	}
+	dataDir := t.TempDir()
+	natsPort, healthPort, apiPort := FreePort(t), FreePort(t), FreePort(t)
+	s := &Stack{
+		t: t, Tenant: opts.Tenant, Pool: opts.Pool,
+		BrokerURL:    fmt.Sprintf("nats://127.0.0.1:%d", natsPort),
+		brokerHealth: fmt.Sprintf("http://127.0.0.1:%d/readyz", healthPort),
+		API:          fmt.Sprintf("http://127.0.0.1:%d", apiPort),
+		runnerEnv:    opts.RunnerEnv,
+	}
+	s.Broker = Start(t, "broker", "outpost-broker", nil,
+		"-listen", fmt.Sprintf("127.0.0.1:%d", natsPort),
+		"-health", fmt.Sprintf("127.0.0.1:%d", healthPort),
+		"-data", filepath.Join(dataDir, "jetstream"))
+	WaitReady(t, s.brokerHealth, 30*time.Second)
+
+	env := map[string]string{
+		"OUTPOST_LISTEN":         fmt.Sprintf("127.0.0.1:%d", apiPort),
+		"OUTPOST_BROKER_URL":     s.BrokerURL,
+		"OUTPOST_TENANTS":        opts.Tenant,
+		"OUTPOST_DEFAULT_TENANT": opts.Tenant,
+	}
+	maps.Copy(env, opts.SchedulerEnv)
+	s.Scheduler = Start(t, "scheduler", "scheduler", env)
+	WaitReady(t, s.API+"/readyz", 30*time.Second)
+	return s
+}
+
+// StartRunner starts one ingestion-runner of the stack's tenant and pool,
+// with env added to the stack's runner environment, and waits until it is
+// connected.
+func (s *Stack) StartRunner(name string, env map[string]string) *Process {
+	s.t.Helper()
+	s.runners++
+	opsPort := FreePort(s.t)
+	e := map[string]string{
+		"OUTPOST_BROKER_URL": s.BrokerURL,
+		"OUTPOST_TENANT":     s.Tenant,
+		"OUTPOST_POOL":       s.Pool,
+		"OUTPOST_RUNNER_ID":  name,
+		"OUTPOST_OPS_ADDR":   fmt.Sprintf("127.0.0.1:%d", opsPort),
+	}
+	maps.Copy(e, s.runnerEnv)
+	maps.Copy(e, env)
+	p := Start(s.t, name, "ingestion-runner", e)
+	p.WaitLog("Starting outpost ingestion runner", 30*time.Second)
+	WaitReady(s.t, fmt.Sprintf("http://127.0.0.1:%d/readyz", opsPort), 30*time.Second)
+	return p
+}
+
+// RestartBroker kills the broker with SIGKILL and starts it again on the
+// same port and data folder.
+func (s *Stack) RestartBroker() {
+	s.t.Helper()
+	s.Broker.Kill()
+	s.Broker.Restart()
+	WaitReady(s.t, s.brokerHealth, 30*time.Second)
+}
+
+// RestartScheduler kills the scheduler with SIGKILL and starts it again.
+func (s *Stack) RestartScheduler() {
+	s.t.Helper()
+	s.Scheduler.Kill()
+	s.Scheduler.Restart()
+	WaitReady(s.t, s.API+"/readyz", 30*time.Second)
+}

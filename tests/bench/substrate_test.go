@@ -24,17 +24,26 @@ import (
 
 const substrateMessages = 50_000
 
-// startBroker runs outpost-broker as a process, the same binary `make run`
-// uses, and returns its client URL.
-func startBroker(t *testing.T) (*harness.Process, string) {
+// brokerProcess is outpost-broker run as a process, the same binary
+// `make run` uses.
+type brokerProcess struct {
+	*harness.Process
+	healthURL string
+}
+
+// HealthURL is the broker's /readyz.
+func (b brokerProcess) HealthURL() string { return b.healthURL }
+
+func startBroker(t *testing.T) (brokerProcess, string) {
 	t.Helper()
 	port, health := harness.FreePort(t), harness.FreePort(t)
 	p := harness.Start(t, "broker", "outpost-broker", nil,
 		"-listen", fmt.Sprintf("127.0.0.1:%d", port),
 		"-health", fmt.Sprintf("127.0.0.1:%d", health),
 		"-data", filepath.Join(t.TempDir(), "js"))
-	harness.WaitReady(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", health), 30*time.Second)
-	return p, fmt.Sprintf("nats://127.0.0.1:%d", port)
+	b := brokerProcess{Process: p, healthURL: fmt.Sprintf("http://127.0.0.1:%d/readyz", health)}
+	harness.WaitReady(t, b.healthURL, 30*time.Second)
+	return b, fmt.Sprintf("nats://127.0.0.1:%d", port)
 }
 
 // dispatchPayload is a JobDispatched as the scheduler sends it for a no-op

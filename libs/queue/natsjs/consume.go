@@ -247,9 +247,9 @@ func (k *consumer) fetch(n int) (int, error) {
 		used++
 		if k.loopCtx.Err() != nil {
 			// Stopping: hand the message back at once rather than let
-			// it wait for its ack wait.
+			// it wait for its ack wait. Its slot stays reserved and is
+			// released by run with the other unused ones.
 			k.giveBack(msg)
-			<-k.slots
 			used--
 			continue
 		}

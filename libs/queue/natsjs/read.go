@@ -34,12 +34,20 @@ func (c *Conn) Read(ctx context.Context, subject string, opts queue.ReadOptions,
 		return fmt.Errorf("natsjs: read %s: %w", subject, err)
 	}
 	stream := c.streamName(tenant, kindOf(role))
-	cons, err := c.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
+	cfg := jetstream.OrderedConsumerConfig{
 		FilterSubjects:    []string{subject},
 		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:       max(opts.FromSequence, 1),
 		InactiveThreshold: time.Minute,
-	})
+	}
+	switch {
+	case opts.OnlyNew:
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverNewPolicy, 0
+	case !opts.Since.IsZero():
+		since := opts.Since
+		cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, 0, &since
+	}
+	cons, err := c.js.OrderedConsumer(ctx, stream, cfg)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			c.forgetTenant(tenant)

@@ -860,6 +860,14 @@ func testReadHistory(t *testing.T, s *suite) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"running", "done"}, datas(from))
 
+	since, err := read(s.Subjects.JobStatus(s.Tenant, "job-1"), queue.ReadOptions{Since: job1[1].Time}, 0)
+	require.NoError(t, err)
+	require.Equal(t, []string{"running", "done"}, datas(since), "Since starts at the first message stored at or after it")
+
+	onlyNew, err := read(all, queue.ReadOptions{OnlyNew: true}, 0)
+	require.NoError(t, err)
+	require.Empty(t, onlyNew, "OnlyNew without Follow has nothing to yield")
+
 	// A filter with a wildcard in the middle: status events, not logs.
 	s.publish(t, queue.Message{Subject: s.Subjects.JobLogs(s.Tenant, "job-1"), Data: []byte("log line")})
 	status, err := read(s.Subjects.AllJobStatus(s.Tenant), queue.ReadOptions{FromSequence: 1}, 0)
@@ -913,6 +921,31 @@ func testReadFollow(t *testing.T, s *suite) {
 	s.publish(t, queue.Message{Subject: s.Subjects.Runners(s.Tenant, "pool-f"), Data: []byte("hb-1")})
 	s.publish(t, queue.Message{Subject: s.Subjects.Runners(s.Tenant, "pool-g"), Data: []byte("hb-2")})
 	require.Eventually(t, func() bool { return n() == 3 }, 10*time.Second, 10*time.Millisecond, "new messages while following")
+
+	// OnlyNew skips the history: a reader started now sees only what is
+	// published after it started, never hb-0..hb-2.
+	var newMu sync.Mutex
+	var fresh []string
+	go func() {
+		_ = s.Broker.Read(ctx, all, queue.ReadOptions{OnlyNew: true, Follow: true}, func(m queue.StreamMessage) bool {
+			newMu.Lock()
+			fresh = append(fresh, string(m.Data))
+			newMu.Unlock()
+			return true
+		})
+	}()
+	ping := 0
+	require.Eventually(t, func() bool {
+		ping++
+		s.publish(t, queue.Message{Subject: s.Subjects.Runners(s.Tenant, "pool-f"), Data: []byte(fmt.Sprintf("ping-%d", ping))})
+		newMu.Lock()
+		defer newMu.Unlock()
+		return len(fresh) > 0
+	}, 10*time.Second, 100*time.Millisecond, "an OnlyNew reader never saw a new message")
+	newMu.Lock()
+	require.NotContains(t, fresh, "hb-0")
+	require.NotContains(t, fresh, "hb-2")
+	newMu.Unlock()
 	require.Never(t, func() bool { return len(done) > 0 }, 200*time.Millisecond, 10*time.Millisecond, "a follow read returned on its own")
 	cancel()
 	var err error
@@ -928,7 +961,8 @@ func testReadFollow(t *testing.T, s *suite) {
 		require.ErrorIs(t, err, context.Canceled)
 	}
 	mu.Lock()
-	require.Equal(t, []string{"hb-0", "hb-1", "hb-2"}, got)
+	require.GreaterOrEqual(t, len(got), 3)
+	require.Equal(t, []string{"hb-0", "hb-1", "hb-2"}, got[:3], "then the pings of the OnlyNew check")
 	mu.Unlock()
 
 	// A follow read also stops when fn says so.

@@ -1,0 +1,140 @@
+// Package app wires the ingestion runner together: the operations server,
+// the queue connection, the task registry with its secret providers, and
+// the runner.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/queue/natsjs"
+	"github.com/outposthq/outpost/libs/service"
+
+	"github.com/outposthq/outpost/services/ingestion-runner/internal/config"
+	"github.com/outposthq/outpost/services/ingestion-runner/internal/logstream"
+	"github.com/outposthq/outpost/services/ingestion-runner/internal/runner"
+	"github.com/outposthq/outpost/services/ingestion-runner/internal/secrets"
+	"github.com/outposthq/outpost/services/ingestion-runner/internal/tasks"
+)
+
+// ServiceName tags the runner's logs and its queue connection.
+const ServiceName = "ingestion-runner"
+
+// ErrNotConnected is what /readyz reports before the queue connection works.
+var ErrNotConnected = errors.New("queue not connected")
+
+const (
+	// opsShutdownGrace bounds in-flight /metrics scrapes at exit.
+	opsShutdownGrace = 5 * time.Second
+	// reportGrace is added to the command cancel grace for stopped jobs to
+	// publish their status and logs during the drain.
+	reportGrace = 15 * time.Second
+	// retryJitter spreads retry delays by ±10%.
+	retryJitter = 0.1
+)
+
+// Run runs the runner until ctx is done and it has drained. The operations
+// server stays up until the end so the drain can be watched.
+func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	reg := service.NewRegistry()
+	metrics := runner.NewMetrics(reg)
+
+	var conn atomic.Pointer[natsjs.Conn]
+	var rn atomic.Pointer[runner.Runner]
+	ready := func() error {
+		c := conn.Load()
+		if c == nil || !c.Ready() {
+			return ErrNotConnected
+		}
+		if r := rn.Load(); r != nil {
+			return r.Ready()
+		}
+		return runner.ErrNotReady
+	}
+	ln, err := service.Listen(cfg.OpsAddr)
+	if err != nil {
+		return err
+	}
+	srv := service.NewHTTPServer(service.OpsHandler(nil, reg, ready))
+
+	g, gctx := errgroup.WithContext(ctx)
+	// The ops server outlives the signal: it stops once the runner is done.
+	opsCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopOps()
+	g.Go(func() error { return service.Serve(opsCtx, log, srv, ln, opsShutdownGrace) })
+	g.Go(func() error {
+		defer stopOps()
+		log.Info("connecting to queue", "stack", cfg.Broker.Stack)
+		c, err := natsjs.Connect(gctx, natsjs.Config{
+			URL:    cfg.Broker.URL,
+			Stack:  cfg.Broker.Stack,
+			Name:   ServiceName + "/" + cfg.Tenant + "/" + cfg.Pool + "/" + cfg.RunnerID,
+			Logger: log,
+		})
+		if err != nil {
+			if gctx.Err() != nil {
+				return nil // stopped before the queue was reachable
+			}
+			return fmt.Errorf("connect to queue: %w", err)
+		}
+		defer c.Close()
+		conn.Store(c)
+		r := New(cfg, c, c.Subjects(), log, metrics)
+		rn.Store(r)
+		return r.Run(gctx)
+	})
+	return g.Wait()
+}
+
+// New builds a runner for cfg on broker. Tests use it with any queue.Broker.
+func New(cfg config.Config, broker runner.Broker, subjects queue.Subjects, log *slog.Logger, metrics *runner.Metrics) *runner.Runner {
+	return runner.New(RunnerConfig(cfg), broker, subjects, Tasks(cfg), log, metrics)
+}
+
+// RunnerConfig maps the service configuration onto the runner's.
+func RunnerConfig(cfg config.Config) runner.Config {
+	return runner.Config{
+		Tenant:            cfg.Tenant,
+		Pool:              cfg.Pool,
+		RunnerID:          cfg.RunnerID,
+		Concurrency:       cfg.Concurrency,
+		AckWait:           cfg.AckWait,
+		MaxDeliveries:     cfg.MaxDeliveries,
+		HeartbeatInterval: cfg.HeartbeatInterval,
+		DrainGrace:        cfg.DrainGrace,
+		StopGrace:         cfg.Command.CancelGrace + reportGrace,
+		Logs: logstream.Limits{
+			MaxLines: cfg.Logs.MaxLines,
+			MaxBytes: cfg.Logs.MaxBytes,
+			Interval: cfg.Logs.Interval,
+		},
+		MaxLineBytes: cfg.Command.MaxLineBytes,
+		RetryJitter:  retryJitter,
+	}
+}
+
+// Tasks is the registry of the task kinds this runner runs.
+func Tasks(cfg config.Config) *tasks.Registry {
+	var providers []secrets.Provider
+	if len(cfg.Secrets.EnvPrefixes) > 0 {
+		providers = append(providers, secrets.Env{Prefixes: cfg.Secrets.EnvPrefixes})
+	}
+	if cfg.Secrets.Dir != "" {
+		providers = append(providers, secrets.Dir{Path: cfg.Secrets.Dir})
+	}
+	reg := tasks.NewRegistry()
+	reg.Register("noop", tasks.Noop{})
+	reg.Register("command", &tasks.Command{
+		Allowlist:   tasks.NewAllowlist(cfg.Command.Allowlist),
+		Resolver:    &secrets.Resolver{Providers: providers},
+		CancelGrace: cfg.Command.CancelGrace,
+	})
+	return reg
+}

@@ -1,0 +1,222 @@
+// Package config is the ingestion runner's configuration: its defaults, the
+// YAML keys and OUTPOST_* environment variables that override them, and the
+// checks that refuse a configuration the runner cannot work with.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	libconfig "github.com/outposthq/outpost/libs/config"
+	"github.com/outposthq/outpost/libs/queue"
+)
+
+// ErrInvalid is returned (wrapped) for a configuration value that cannot be
+// used. It is the shared libs/config sentinel so that callers test one error
+// for both parse and validation failures.
+var ErrInvalid = libconfig.ErrInvalid
+
+// Limits on what Validate accepts. An ack wait below a second would make the
+// in-progress ticks (every ack wait / 3) a busy loop; above the cap a dead
+// runner's job would sit unseen for too long.
+const (
+	minAckWait     = time.Second
+	maxAckWait     = 15 * time.Minute
+	maxConcurrency = 1024
+)
+
+// Config is everything the runner reads at start.
+type Config struct {
+	// Tenant whose queues the runner serves. Required; a subject token.
+	Tenant string `yaml:"tenant" env:"OUTPOST_TENANT"`
+	// Pool is the executor pool (the executor id jobs are routed by).
+	Pool string `yaml:"pool" env:"OUTPOST_POOL"`
+	// RunnerID names this runner in statuses and heartbeats.
+	RunnerID string `yaml:"runner_id" env:"OUTPOST_RUNNER_ID"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `yaml:"log_level" env:"OUTPOST_LOG_LEVEL"`
+
+	Broker Broker `yaml:"broker"`
+
+	// Concurrency is how many jobs run at once.
+	Concurrency int `yaml:"concurrency" env:"OUTPOST_CONCURRENCY"`
+	// AckWait is how long a job may go without an in-progress ack before the
+	// queue hands it to another runner: the time a dead runner's job waits.
+	AckWait time.Duration `yaml:"ack_wait" env:"OUTPOST_ACK_WAIT"`
+	// MaxDeliveries is the queue's backstop: after that many deliveries a
+	// job is dead-lettered whatever its own retry policy says.
+	MaxDeliveries int `yaml:"max_deliveries" env:"OUTPOST_MAX_DELIVERIES"`
+	// HeartbeatInterval is how often the runner announces itself.
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval" env:"OUTPOST_HEARTBEAT_INTERVAL"`
+	// DrainGrace is how long running jobs may go on after a shutdown signal
+	// before they are stopped and handed back to the queue.
+	DrainGrace time.Duration `yaml:"drain_grace" env:"OUTPOST_DRAIN_GRACE"`
+	// OpsAddr is where /healthz, /readyz and /metrics are served. It should
+	// stay on loopback or a pod IP: the runner opens no other port.
+	OpsAddr string `yaml:"ops_addr" env:"OUTPOST_OPS_ADDR"`
+
+	Command Command `yaml:"command"`
+	Secrets Secrets `yaml:"secrets"`
+	Logs    Logs    `yaml:"logs"`
+}
+
+// Broker is the queue connection.
+type Broker struct {
+	// URL of the NATS server(s), comma-separated. User and password or a
+	// token may be given in it (nats://user:pass@host:4222).
+	URL string `yaml:"url" env:"OUTPOST_BROKER_URL"`
+	// Stack is the subject prefix shared by one Outpost installation.
+	Stack string `yaml:"stack" env:"OUTPOST_STACK"`
+}
+
+// Command configures the command task.
+type Command struct {
+	// Allowlist holds executable names (looked up in PATH) or absolute paths
+	// that jobs may run. Empty refuses every command task.
+	Allowlist []string `yaml:"allowlist" env:"OUTPOST_COMMAND_ALLOWLIST"`
+	// CancelGrace is the time between SIGTERM and SIGKILL when a command is
+	// stopped.
+	CancelGrace time.Duration `yaml:"cancel_grace" env:"OUTPOST_COMMAND_CANCEL_GRACE"`
+	// MaxLineBytes is where a long output line is split.
+	MaxLineBytes int `yaml:"max_line_bytes" env:"OUTPOST_COMMAND_MAX_LINE_BYTES"`
+}
+
+// Secrets configures where ${NAME} references are resolved, in order: the
+// environment, then the secrets directory.
+type Secrets struct {
+	// EnvPrefixes allows ${NAME} to read the runner's environment variable
+	// NAME only when NAME starts with one of them, so a job cannot read
+	// the runner's own credentials. Empty: the environment resolves nothing.
+	EnvPrefixes []string `yaml:"env_prefixes" env:"OUTPOST_SECRETS_ENV_PREFIXES"`
+	// Dir holds one file per secret, named after it (a mounted Kubernetes
+	// Secret, for example). Files are read at each job, so a rotated value
+	// needs no restart. Empty: no directory provider.
+	Dir string `yaml:"dir" env:"OUTPOST_SECRETS_DIR"`
+}
+
+// Logs configures how job output is batched into LogChunk events.
+type Logs struct {
+	MaxLines int           `yaml:"max_lines" env:"OUTPOST_LOGS_MAX_LINES"`
+	MaxBytes int           `yaml:"max_bytes" env:"OUTPOST_LOGS_MAX_BYTES"`
+	Interval time.Duration `yaml:"interval" env:"OUTPOST_LOGS_INTERVAL"`
+}
+
+// Default returns the configuration before any file or variable is read.
+func Default() Config {
+	return Config{
+		Pool:              "default",
+		RunnerID:          defaultRunnerID(),
+		LogLevel:          "info",
+		Broker:            Broker{URL: "nats://127.0.0.1:4222", Stack: queue.DefaultStack},
+		Concurrency:       4,
+		AckWait:           15 * time.Second,
+		MaxDeliveries:     10,
+		HeartbeatInterval: 5 * time.Second,
+		DrainGrace:        30 * time.Second,
+		OpsAddr:           "127.0.0.1:9091",
+		Command:           Command{CancelGrace: 10 * time.Second, MaxLineBytes: 16 << 10},
+		Logs:              Logs{MaxLines: 100, MaxBytes: 64 << 10, Interval: 200 * time.Millisecond},
+	}
+}
+
+func defaultRunnerID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "runner"
+	}
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
+}
+
+// Load returns the defaults overridden by the YAML file at path (when not
+// empty) and then by the environment seen through lookup (os.LookupEnv when
+// nil), validated.
+func Load(path string, lookup func(string) (string, bool)) (Config, error) {
+	cfg := Default()
+	if err := libconfig.Load(path, &cfg, lookup); err != nil {
+		return Config{}, fmt.Errorf("load configuration: %w", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// Validate reports every unusable value at once, so an operator fixes a
+// configuration in one go.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...))
+	}
+	switch {
+	case c.Tenant == "":
+		bad("tenant is required (tenant or OUTPOST_TENANT)")
+	case !queue.ValidToken(c.Tenant):
+		bad("tenant %q must be 1-64 characters of [A-Za-z0-9_-]", c.Tenant)
+	}
+	if !queue.ValidToken(c.Pool) {
+		bad("pool %q must be 1-64 characters of [A-Za-z0-9_-]", c.Pool)
+	}
+	if strings.TrimSpace(c.RunnerID) == "" {
+		bad("runner_id must not be empty")
+	}
+	if c.Broker.URL == "" {
+		bad("broker.url is required")
+	}
+	if c.Broker.Stack == "" || strings.ContainsAny(c.Broker.Stack, ".*> \t") {
+		bad("broker.stack %q must be one subject token", c.Broker.Stack)
+	}
+	if c.Concurrency < 1 || c.Concurrency > maxConcurrency {
+		bad("concurrency %d must be between 1 and %d", c.Concurrency, maxConcurrency)
+	}
+	if c.AckWait < minAckWait || c.AckWait > maxAckWait {
+		bad("ack_wait %s must be between %s and %s", c.AckWait, minAckWait, maxAckWait)
+	}
+	if c.MaxDeliveries < 1 {
+		bad("max_deliveries %d must be at least 1", c.MaxDeliveries)
+	}
+	if c.HeartbeatInterval <= 0 {
+		bad("heartbeat_interval %s must be positive", c.HeartbeatInterval)
+	}
+	if c.DrainGrace < 0 {
+		bad("drain_grace %s must not be negative", c.DrainGrace)
+	}
+	if c.OpsAddr == "" {
+		bad("ops_addr is required")
+	}
+	for _, e := range c.Command.Allowlist {
+		if e == "" || (strings.ContainsRune(e, '/') && !filepath.IsAbs(e)) {
+			bad("command.allowlist entry %q must be an executable name or an absolute path", e)
+		}
+	}
+	if c.Command.CancelGrace <= 0 {
+		bad("command.cancel_grace %s must be positive", c.Command.CancelGrace)
+	}
+	if c.Command.MaxLineBytes < 256 {
+		bad("command.max_line_bytes %d must be at least 256", c.Command.MaxLineBytes)
+	}
+	for _, p := range c.Secrets.EnvPrefixes {
+		if p == "" {
+			bad("secrets.env_prefixes must not hold an empty prefix (it would expose the whole environment)")
+		}
+	}
+	if c.Secrets.Dir != "" {
+		if fi, err := os.Stat(c.Secrets.Dir); err != nil || !fi.IsDir() {
+			bad("secrets.dir %q must be an existing directory", c.Secrets.Dir)
+		}
+	}
+	if c.Logs.MaxLines < 1 {
+		bad("logs.max_lines %d must be at least 1", c.Logs.MaxLines)
+	}
+	if c.Logs.MaxBytes < c.Command.MaxLineBytes {
+		bad("logs.max_bytes %d must be at least command.max_line_bytes (%d)", c.Logs.MaxBytes, c.Command.MaxLineBytes)
+	}
+	if c.Logs.Interval <= 0 {
+		bad("logs.interval %s must be positive", c.Logs.Interval)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,134 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(body), 0o600))
+		return p
+	}
+	secretsDir := t.TempDir()
+	tests := []struct {
+		name    string
+		file    string
+		env     map[string]string
+		want    func(*Config)
+		wantErr []string
+	}{
+		{
+			name: "defaults with the required tenant",
+			env:  map[string]string{"OUTPOST_TENANT": "acme"},
+			want: func(c *Config) { c.Tenant = "acme" },
+		},
+		{
+			name: "file then env",
+			file: write("ok.yaml", `
+tenant: acme
+pool: remote
+broker:
+  url: nats://nats.internal:4222
+  stack: staging
+concurrency: 8
+ack_wait: 10s
+command:
+  allowlist: [python3, /usr/bin/env]
+  cancel_grace: 3s
+secrets:
+  env_prefixes: [OUTPOST_SECRET_]
+  dir: `+secretsDir+`
+logs:
+  max_lines: 50
+  interval: 1s
+`),
+			env: map[string]string{"OUTPOST_CONCURRENCY": "2", "OUTPOST_COMMAND_ALLOWLIST": "sh, true", "OUTPOST_RUNNER_ID": "r1"},
+			want: func(c *Config) {
+				c.Tenant, c.Pool, c.RunnerID = "acme", "remote", "r1"
+				c.Broker = Broker{URL: "nats://nats.internal:4222", Stack: "staging"}
+				c.Concurrency, c.AckWait = 2, 10*time.Second
+				c.Command.Allowlist, c.Command.CancelGrace = []string{"sh", "true"}, 3*time.Second
+				c.Secrets = Secrets{EnvPrefixes: []string{"OUTPOST_SECRET_"}, Dir: secretsDir}
+				c.Logs.MaxLines, c.Logs.Interval = 50, time.Second
+			},
+		},
+		{name: "tenant missing", wantErr: []string{"tenant is required"}},
+		{
+			name:    "tenant not a token",
+			env:     map[string]string{"OUTPOST_TENANT": "acme.corp"},
+			wantErr: []string{`tenant "acme.corp" must be`},
+		},
+		{
+			name: "every bad value reported at once",
+			env: map[string]string{
+				"OUTPOST_TENANT": "acme", "OUTPOST_POOL": "a b", "OUTPOST_CONCURRENCY": "0",
+				"OUTPOST_ACK_WAIT": "100ms", "OUTPOST_COMMAND_ALLOWLIST": "bin/sh",
+				"OUTPOST_SECRETS_DIR": filepath.Join(dir, "missing"), "OUTPOST_LOGS_MAX_LINES": "0",
+			},
+			wantErr: []string{
+				`pool "a b"`, "concurrency 0", "ack_wait 100ms", `allowlist entry "bin/sh"`,
+				"secrets.dir", "logs.max_lines 0",
+			},
+		},
+		{
+			name:    "ack wait above the cap",
+			env:     map[string]string{"OUTPOST_TENANT": "acme", "OUTPOST_ACK_WAIT": "1h"},
+			wantErr: []string{"ack_wait 1h0m0s must be between 1s and 15m0s"},
+		},
+		{
+			name:    "unknown key in file",
+			file:    write("bad.yaml", "tenant: acme\nconcurency: 3\n"),
+			wantErr: []string{"field concurency not found"},
+		},
+		{
+			name:    "bad duration in env",
+			env:     map[string]string{"OUTPOST_TENANT": "acme", "OUTPOST_DRAIN_GRACE": "soon"},
+			wantErr: []string{"OUTPOST_DRAIN_GRACE"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Load(tt.file, func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok })
+			if len(tt.wantErr) > 0 {
+				require.ErrorIs(t, err, ErrInvalid)
+				for _, w := range tt.wantErr {
+					require.ErrorContains(t, err, w)
+				}
+				return
+			}
+			require.NoError(t, err)
+			want := Default()
+			want.RunnerID = cfg.RunnerID // hostname-pid, checked below
+			tt.want(&want)
+			require.Equal(t, want, cfg)
+		})
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	c := Default()
+	require.Equal(t, "default", c.Pool)
+	require.Equal(t, "nats://127.0.0.1:4222", c.Broker.URL)
+	require.Equal(t, "outpost", c.Broker.Stack)
+	require.Equal(t, 4, c.Concurrency)
+	require.Equal(t, 15*time.Second, c.AckWait)
+	require.Equal(t, 10, c.MaxDeliveries)
+	require.Equal(t, 5*time.Second, c.HeartbeatInterval)
+	require.Equal(t, 30*time.Second, c.DrainGrace)
+	require.Equal(t, "127.0.0.1:9091", c.OpsAddr)
+	require.Equal(t, 10*time.Second, c.Command.CancelGrace)
+	require.Empty(t, c.Command.Allowlist)
+	require.Empty(t, c.Secrets.EnvPrefixes)
+	require.Equal(t, Logs{MaxLines: 100, MaxBytes: 64 << 10, Interval: 200 * time.Millisecond}, c.Logs)
+	host, err := os.Hostname()
+	require.NoError(t, err)
+	require.Regexp(t, "^"+regexp.QuoteMeta(host)+`-\d+$`, c.RunnerID)
+}

@@ -1,0 +1,230 @@
+package runner
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/outposthq/outpost/libs/events"
+	"github.com/outposthq/outpost/libs/queue"
+	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
+)
+
+// fakeBroker hands deliveries to the runner's handler directly and records
+// what the runner publishes. Control messages are fed through control.
+type fakeBroker struct {
+	mu        sync.Mutex
+	published []queue.Message
+	handler   queue.Handler
+	cfg       queue.ConsumerConfig
+	stopped   bool
+	handlers  sync.WaitGroup
+	control   chan queue.StreamMessage
+	reading   chan struct{} // closed once Read follows control
+	readOnce  sync.Once
+}
+
+func newFakeBroker() *fakeBroker {
+	return &fakeBroker{control: make(chan queue.StreamMessage, 16), reading: make(chan struct{})}
+}
+
+func (b *fakeBroker) Publish(_ context.Context, m queue.Message) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.published = append(b.published, m)
+	return nil
+}
+
+func (b *fakeBroker) Consume(_ context.Context, cfg queue.ConsumerConfig, h queue.Handler) (queue.Consumer, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.cfg, b.handler = cfg, h
+	return fakeConsumer{b}, nil
+}
+
+func (b *fakeBroker) Read(ctx context.Context, _ string, _ queue.ReadOptions, fn func(queue.StreamMessage) bool) error {
+	b.readOnce.Do(func() { close(b.reading) })
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case m := <-b.control:
+			if !fn(m) {
+				return nil
+			}
+		}
+	}
+}
+
+type fakeConsumer struct{ b *fakeBroker }
+
+func (c fakeConsumer) Stop(ctx context.Context) error {
+	c.b.mu.Lock()
+	c.b.stopped = true
+	c.b.mu.Unlock()
+	done := make(chan struct{})
+	go func() { c.b.handlers.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// deliver runs the handler on a new delivery in its own goroutine.
+func (b *fakeBroker) deliver(t *testing.T, header map[string]string, data []byte, attempt int) *fakeDelivery {
+	t.Helper()
+	b.mu.Lock()
+	h := b.handler
+	b.mu.Unlock()
+	require.NotNil(t, h, "runner is not consuming")
+	d := &fakeDelivery{header: header, data: data, attempt: attempt, settled: make(chan struct{})}
+	b.handlers.Add(1)
+	go func() {
+		defer b.handlers.Done()
+		h(context.Background(), d)
+	}()
+	return d
+}
+
+func (b *fakeBroker) deliverJob(t *testing.T, job *jobsv1.JobDispatched, attempt int) *fakeDelivery {
+	t.Helper()
+	msg, err := events.Encode("outpost.acme.jobs.default", job, "")
+	require.NoError(t, err)
+	return b.deliver(t, msg.Header, msg.Data, attempt)
+}
+
+func (b *fakeBroker) sendControl(t *testing.T, m proto.Message) {
+	t.Helper()
+	msg, err := events.Encode("outpost.acme.control.default", m, "")
+	require.NoError(t, err)
+	b.control <- queue.StreamMessage{Subject: msg.Subject, Data: msg.Data, Header: msg.Header, Sequence: 1, Time: time.Now()}
+}
+
+// statuses returns the JobStatus events published for jobID, in order.
+func (b *fakeBroker) statuses(t *testing.T, jobID string) []*jobsv1.JobStatus {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []*jobsv1.JobStatus
+	for _, m := range b.published {
+		if m.Subject != "outpost.acme.job-events."+jobID+".status" {
+			continue
+		}
+		st, err := events.DecodeAs[*jobsv1.JobStatus](m.Header, m.Data)
+		require.NoError(t, err)
+		require.Equal(t, st.GetEnvelope().GetIdempotencyKey(), m.DedupeID)
+		out = append(out, st)
+	}
+	return out
+}
+
+func (b *fakeBroker) states(t *testing.T, jobID string) []jobsv1.JobState {
+	var out []jobsv1.JobState
+	for _, st := range b.statuses(t, jobID) {
+		out = append(out, st.GetState())
+	}
+	return out
+}
+
+func (b *fakeBroker) logLines(t *testing.T, jobID string) []string {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for _, m := range b.published {
+		if m.Subject != "outpost.acme.job-events."+jobID+".logs" {
+			continue
+		}
+		c, err := events.DecodeAs[*jobsv1.LogChunk](m.Header, m.Data)
+		require.NoError(t, err)
+		for _, l := range c.GetLines() {
+			out = append(out, l.GetText())
+		}
+	}
+	return out
+}
+
+func (b *fakeBroker) heartbeats(t *testing.T) []*jobsv1.RunnerHeartbeat {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []*jobsv1.RunnerHeartbeat
+	for _, m := range b.published {
+		if !strings.HasSuffix(m.Subject, ".runners.default") {
+			continue
+		}
+		hb, err := events.DecodeAs[*jobsv1.RunnerHeartbeat](m.Header, m.Data)
+		require.NoError(t, err)
+		out = append(out, hb)
+	}
+	return out
+}
+
+// fakeDelivery records how it was settled.
+type fakeDelivery struct {
+	header  map[string]string
+	data    []byte
+	attempt int
+
+	mu         sync.Mutex
+	op         string // "ack", "nak", "term"
+	delay      time.Duration
+	reason     string
+	inProgress int
+	settled    chan struct{}
+}
+
+func (d *fakeDelivery) Subject() string           { return "outpost.acme.jobs.default" }
+func (d *fakeDelivery) Data() []byte              { return d.data }
+func (d *fakeDelivery) Header() map[string]string { return d.header }
+func (d *fakeDelivery) Attempt() int              { return d.attempt }
+
+func (d *fakeDelivery) settle(op string, delay time.Duration, reason string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.op != "" {
+		return queue.ErrAlreadyAcked
+	}
+	d.op, d.delay, d.reason = op, delay, reason
+	close(d.settled)
+	return nil
+}
+
+func (d *fakeDelivery) Ack(context.Context) error { return d.settle("ack", 0, "") }
+func (d *fakeDelivery) Nak(_ context.Context, delay time.Duration) error {
+	return d.settle("nak", delay, "")
+}
+func (d *fakeDelivery) Term(_ context.Context, reason string) error {
+	return d.settle("term", 0, reason)
+}
+func (d *fakeDelivery) InProgress(context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.inProgress++
+	return nil
+}
+
+func (d *fakeDelivery) wait(t *testing.T) (op string, delay time.Duration, reason string) {
+	t.Helper()
+	select {
+	case <-d.settled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("delivery not settled")
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.op, d.delay, d.reason
+}
+
+func (d *fakeDelivery) progressCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.inProgress
+}

@@ -1,0 +1,336 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/outposthq/outpost/libs/events"
+	"github.com/outposthq/outpost/libs/queue"
+	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
+
+	"github.com/outposthq/outpost/services/ingestion-runner/internal/logstream"
+	"github.com/outposthq/outpost/services/ingestion-runner/internal/redact"
+	"github.com/outposthq/outpost/services/ingestion-runner/internal/tasks"
+)
+
+// ErrInvalidJob is the reason a decodable JobDispatched is still refused
+// (no usable job id, another tenant's job): poison, like a malformed one.
+var ErrInvalidJob = errors.New("invalid job")
+
+const (
+	// statusPublishTimeout bounds the retries of one status event. A
+	// terminal status that cannot be stored means the job is nak'd and
+	// runs again rather than being acked with its outcome unknown.
+	statusPublishTimeout = 30 * time.Second
+	// settleTimeout bounds one Ack, Nak, Term or InProgress.
+	settleTimeout = 10 * time.Second
+	// logFlushTimeout bounds the wait for a job's last log chunks.
+	logFlushTimeout = 15 * time.Second
+	// unsettledRetry is the redelivery delay of a job whose terminal status
+	// could not be published.
+	unsettledRetry = time.Second
+)
+
+// jobRun is one attempt running on this runner.
+type jobRun struct {
+	jobID   string
+	attempt int
+	cancel  context.CancelCauseFunc
+}
+
+// handle is the queue handler: it settles every delivery it is given.
+func (r *Runner) handle(_ context.Context, d queue.Delivery) {
+	r.enter()
+	defer r.leave()
+	if r.draining.Load() {
+		// Fetched just before the consumer stopped: straight back, untouched.
+		r.settle(r.log, "nak", func(ctx context.Context) error { return d.Nak(ctx, 0) })
+		return
+	}
+	job, err := events.DecodeAs[*jobsv1.JobDispatched](d.Header(), d.Data())
+	if err == nil {
+		err = r.checkJob(job)
+	}
+	if err != nil {
+		r.metrics.MalformedMessages.WithLabelValues(string(queue.RoleJobs)).Inc()
+		r.log.Warn("malformed job message dead-lettered", "subject", d.Subject(), "attempt", d.Attempt(), "error", err)
+		r.settle(r.log, "term", func(ctx context.Context) error { return d.Term(ctx, err.Error()) })
+		return
+	}
+
+	attempt := d.Attempt()
+	if attempt > 1 {
+		r.metrics.Redeliveries.Inc()
+	}
+	maxAttempts := MaxAttempts(job.GetSpec().GetRetry())
+	log := r.log.With("job_id", job.GetJobId(), "attempt", attempt)
+	if attempt > maxAttempts {
+		// The previous attempt never reported an end: its runner died or
+		// was partitioned. The scheduler fails the job from the dead letter.
+		reason := fmt.Sprintf("max attempts (%d) exhausted; the runner of attempt %d was lost", maxAttempts, attempt-1)
+		log.Warn("job delivered past its last attempt; dead-lettered", "max_attempts", maxAttempts)
+		r.metrics.JobsFinished.WithLabelValues(outcomeExhausted).Inc()
+		r.settle(log, "term", func(ctx context.Context) error { return d.Term(ctx, reason) })
+		return
+	}
+
+	jobCtx, cancel := context.WithCancelCause(r.base)
+	defer cancel(nil)
+	run := &jobRun{jobID: job.GetJobId(), attempt: attempt, cancel: cancel}
+	if reason, cancelled := r.register(run); cancelled {
+		if reason == "" {
+			reason = "cancelled before it started"
+		} else {
+			reason = "cancelled before it started: " + reason
+		}
+		log.Info("job already cancelled; not run", "reason", reason)
+		st := &jobsv1.JobStatus{State: jobsv1.JobState_JOB_STATE_CANCELLED, Reason: reason}
+		if err := r.publishStatus(job, attempt, st); err != nil {
+			log.Error("job status not published; job nak'd", "state", "CANCELLED", "error", err)
+			r.settle(log, "nak", func(ctx context.Context) error { return d.Nak(ctx, unsettledRetry) })
+			return
+		}
+		r.metrics.JobsFinished.WithLabelValues(outcomeCancelled).Inc()
+		r.settle(log, "ack", d.Ack)
+		return
+	}
+	defer r.unregister(run)
+	r.execute(jobCtx, d, job, attempt, maxAttempts, log)
+}
+
+func (r *Runner) checkJob(job *jobsv1.JobDispatched) error {
+	if !queue.ValidToken(job.GetJobId()) {
+		return fmt.Errorf("%w: job id %q is not 1-64 characters of [A-Za-z0-9_-]", ErrInvalidJob, job.GetJobId())
+	}
+	if t := job.GetEnvelope().GetTenant(); t != "" && t != r.cfg.Tenant {
+		return fmt.Errorf("%w: job of tenant %q on tenant %q's queue", ErrInvalidJob, t, r.cfg.Tenant)
+	}
+	return nil
+}
+
+// register records run as running unless its job was cancelled already;
+// one lock for both, so a cancel cannot slip in between.
+func (r *Runner) register(run *jobRun) (reason string, cancelled bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if reason, ok := r.cancelled.get(run.jobID); ok {
+		return reason, true
+	}
+	r.running[run] = struct{}{}
+	r.metrics.JobsRunning.Set(float64(len(r.running)))
+	return "", false
+}
+
+func (r *Runner) unregister(run *jobRun) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.running, run)
+	r.metrics.JobsRunning.Set(float64(len(r.running)))
+}
+
+// execute runs one attempt and settles it.
+func (r *Runner) execute(ctx context.Context, d queue.Delivery, job *jobsv1.JobDispatched, attempt, maxAttempts int, log *slog.Logger) {
+	started := time.Now()
+	spec := job.GetSpec()
+	r.metrics.JobsStarted.Inc()
+	stopKeepAlive := r.keepAlive(d, log)
+	defer stopKeepAlive()
+
+	if err := r.publishStatus(job, attempt, &jobsv1.JobStatus{State: jobsv1.JobState_JOB_STATE_RUNNING}); err != nil {
+		// The job runs anyway: the terminal status supersedes RUNNING.
+		log.Warn("job status not published", "state", "RUNNING", "error", err)
+	}
+	log.Info("job attempt started", "max_attempts", maxAttempts, "kind", tasks.Kind(spec.GetTask()))
+
+	redactor := redact.New()
+	streamer := logstream.Start(logstream.Options{
+		Publisher:    r.broker,
+		Subject:      r.subjects.JobLogs(r.cfg.Tenant, job.GetJobId()),
+		Tenant:       r.cfg.Tenant,
+		JobID:        job.GetJobId(),
+		Attempt:      uint32(attempt),
+		Limits:       r.cfg.Logs,
+		MaxLineBytes: r.cfg.MaxLineBytes,
+		Redactor:     redactor,
+		Logger:       log,
+		OnSent:       func(n int) { r.metrics.LogLinesSent.Add(float64(n)) },
+	})
+	streamer.Log(fmt.Sprintf("attempt %d of %d on runner %s", attempt, maxAttempts, r.cfg.RunnerID))
+
+	taskCtx := ctx
+	var res tasks.Result
+	impl, _, err := r.tasks.For(spec.GetTask())
+	if err != nil {
+		res = tasks.Result{Err: err}
+	} else {
+		if timeout := spec.GetTimeout().AsDuration(); timeout > 0 {
+			var cancel context.CancelFunc
+			taskCtx, cancel = context.WithTimeoutCause(ctx, timeout, fmt.Errorf("%w after %s", tasks.ErrTimedOut, timeout))
+			defer cancel()
+		}
+		in := tasks.Input{Tenant: r.cfg.Tenant, JobID: job.GetJobId(), Attempt: attempt, Spec: spec}
+		res = impl.Run(taskCtx, in, streamer)
+	}
+	duration := time.Since(started)
+
+	outcome := tasks.Classify(taskCtx, res)
+	// Reasons and outputs leave the customer network too: mask them like
+	// the logs, in case a task put a resolved value in an error.
+	outcome.Reason = redactor.Redact(outcome.Reason)
+	outputs := make(map[string]string, len(res.Outputs))
+	for k, v := range res.Outputs {
+		outputs[k] = redactor.Redact(v)
+	}
+	st := &jobsv1.JobStatus{
+		State:  outcome.State,
+		Reason: outcome.Reason,
+		Result: &jobsv1.JobResult{ExitCode: int32(res.ExitCode), Duration: durationpb.New(duration), Outputs: outputs},
+	}
+	label := outcomeLabel(outcome.State)
+	var nakDelay time.Duration
+	nak := false
+	switch {
+	case errors.Is(context.Cause(taskCtx), ErrShutdown):
+		// Not the job's fault: another runner takes it at once.
+		st.State, st.Reason, st.RetryAt = jobsv1.JobState_JOB_STATE_QUEUED, ErrShutdown.Error(), timestamppb.Now()
+		nak, label = true, outcomeRequeued
+	case outcome.State == jobsv1.JobState_JOB_STATE_FAILED && outcome.Retryable && attempt < maxAttempts:
+		nakDelay = RetryDelay(spec.GetRetry(), attempt, r.cfg.RetryJitter)
+		st.State, st.RetryAt = jobsv1.JobState_JOB_STATE_QUEUED, timestamppb.New(time.Now().Add(nakDelay))
+		nak, label = true, outcomeRetrying
+	case outcome.State == jobsv1.JobState_JOB_STATE_FAILED && outcome.Retryable:
+		st.Reason = fmt.Sprintf("%s (attempt %d of %d)", outcome.Reason, attempt, maxAttempts)
+	}
+	streamer.Log(summary(st, nakDelay))
+	flushCtx, cancelFlush := context.WithTimeout(r.base, logFlushTimeout)
+	if err := streamer.Close(flushCtx); err != nil {
+		log.Warn("job logs not all published", "error", err)
+	}
+	cancelFlush()
+
+	state := strings.TrimPrefix(st.GetState().String(), "JOB_STATE_")
+	if err := r.publishStatus(job, attempt, st); err != nil {
+		// Acking now would lose the outcome: run the job again instead.
+		log.Error("job status not published; job nak'd to run again", "state", state, "error", err)
+		stopKeepAlive()
+		r.settle(log, "nak", func(ctx context.Context) error { return d.Nak(ctx, unsettledRetry) })
+		return
+	}
+	stopKeepAlive()
+	if nak {
+		r.settle(log, "nak", func(ctx context.Context) error { return d.Nak(ctx, nakDelay) })
+	} else {
+		r.settle(log, "ack", d.Ack)
+	}
+	r.metrics.JobsFinished.WithLabelValues(label).Inc()
+	r.metrics.JobDuration.WithLabelValues(label).Observe(duration.Seconds())
+	log.Info("job attempt finished", "state", state, "reason", st.GetReason(),
+		"exit_code", res.ExitCode, "duration", duration, "retry_in", nakDelay)
+}
+
+func summary(st *jobsv1.JobStatus, retryIn time.Duration) string {
+	state := strings.TrimPrefix(st.GetState().String(), "JOB_STATE_")
+	var b strings.Builder
+	fmt.Fprintf(&b, "attempt ended: %s", state)
+	if st.GetReason() != "" {
+		fmt.Fprintf(&b, ": %s", st.GetReason())
+	}
+	if retryIn > 0 {
+		fmt.Fprintf(&b, "; retrying in %s", retryIn.Round(time.Millisecond))
+	}
+	return b.String()
+}
+
+func outcomeLabel(s jobsv1.JobState) string {
+	switch s {
+	case jobsv1.JobState_JOB_STATE_SUCCEEDED:
+		return outcomeSucceeded
+	case jobsv1.JobState_JOB_STATE_TIMED_OUT:
+		return outcomeTimedOut
+	case jobsv1.JobState_JOB_STATE_CANCELLED:
+		return outcomeCancelled
+	default:
+		return outcomeFailed
+	}
+}
+
+// keepAlive extends the delivery's ack wait every third of it until the
+// returned function is called, so a long job is not handed to another
+// runner while this one is alive.
+func (r *Runner) keepAlive(d queue.Delivery, log *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(r.base)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(max(r.cfg.AckWait/3, 10*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			ictx, icancel := context.WithTimeout(ctx, settleTimeout)
+			err := d.InProgress(ictx)
+			icancel()
+			if err != nil && ctx.Err() == nil {
+				log.Warn("in-progress ack failed", "error", err)
+			}
+		}
+	}()
+	return sync.OnceFunc(func() {
+		cancel()
+		<-done
+	})
+}
+
+// publishStatus publishes st for the attempt, retrying for a while: a
+// status is what the scheduler records, so it is worth waiting for. The
+// dedupe id "<job>-<attempt>-<STATE>" makes the retries harmless.
+func (r *Runner) publishStatus(job *jobsv1.JobDispatched, attempt int, st *jobsv1.JobStatus) error {
+	jobID := job.GetJobId()
+	dedupe := fmt.Sprintf("%s-%d-%s", jobID, attempt, strings.TrimPrefix(st.GetState().String(), "JOB_STATE_"))
+	st.Envelope = events.NewEnvelope(r.cfg.Tenant, uint32(attempt), dedupe, job.GetEnvelope().GetTraceId())
+	st.JobId = jobID
+	st.RunnerId = r.cfg.RunnerID
+	msg, err := events.Encode(r.subjects.JobStatus(r.cfg.Tenant, jobID), st, dedupe)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(r.base, statusPublishTimeout)
+	defer cancel()
+	b := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(100*time.Millisecond),
+		backoff.WithMaxInterval(2*time.Second),
+		backoff.WithMaxElapsedTime(0),
+	)
+	return backoff.Retry(func() error {
+		pctx, pcancel := context.WithTimeout(ctx, settleTimeout)
+		defer pcancel()
+		err := r.broker.Publish(pctx, msg)
+		if errors.Is(err, queue.ErrClosed) || errors.Is(err, queue.ErrInvalidSubject) || errors.Is(err, queue.ErrPayloadTooLarge) {
+			return backoff.Permanent(err)
+		}
+		return err
+	}, backoff.WithContext(b, ctx))
+}
+
+// settle runs one of Ack, Nak or Term with a bounded context. A failure
+// is logged only: the queue redelivers an unsettled message after the ack
+// wait, and the scheduler fences what the next attempt reports.
+func (r *Runner) settle(log *slog.Logger, op string, fn func(context.Context) error) {
+	ctx, cancel := context.WithTimeout(r.base, settleTimeout)
+	defer cancel()
+	if err := fn(ctx); err != nil {
+		log.Warn("delivery not settled", "op", op, "error", err)
+	}
+}

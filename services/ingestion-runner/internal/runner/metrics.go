@@ -1,0 +1,72 @@
+package runner
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Outcome labels of jobs_finished_total and job_duration_seconds.
+const (
+	outcomeSucceeded = "succeeded"
+	outcomeFailed    = "failed"
+	outcomeRetrying  = "retrying"
+	outcomeTimedOut  = "timed_out"
+	outcomeCancelled = "cancelled"
+	// outcomeRequeued: handed back to the queue because this runner shut
+	// down.
+	outcomeRequeued = "requeued"
+	// outcomeExhausted: arrived after its last attempt and was
+	// dead-lettered without running.
+	outcomeExhausted = "exhausted"
+)
+
+// Metrics are the runner's Prometheus metrics.
+type Metrics struct {
+	JobsStarted       prometheus.Counter
+	JobsFinished      *prometheus.CounterVec
+	JobDuration       *prometheus.HistogramVec
+	JobsRunning       prometheus.Gauge
+	Redeliveries      prometheus.Counter
+	MalformedMessages *prometheus.CounterVec
+	LogLinesSent      prometheus.Counter
+}
+
+// NewMetrics creates the metrics and registers them with reg when it is not
+// nil.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		JobsStarted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outpost_runner_jobs_started_total",
+			Help: "Job attempts this runner started.",
+		}),
+		JobsFinished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_runner_jobs_finished_total",
+			Help: "Job attempts this runner settled, by outcome.",
+		}, []string{"outcome"}),
+		JobDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "outpost_runner_job_duration_seconds",
+			Help:    "How long job attempts ran, by outcome.",
+			Buckets: prometheus.ExponentialBuckets(0.05, 2.5, 14), // 50ms .. ~3h
+		}, []string{"outcome"}),
+		JobsRunning: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "outpost_runner_jobs_running",
+			Help: "Job attempts running now.",
+		}),
+		Redeliveries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outpost_runner_redeliveries_total",
+			Help: "Job deliveries seen with an attempt above 1 (retries and recoveries from lost runners).",
+		}),
+		MalformedMessages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_malformed_messages_total",
+			Help: "Messages that could not be decoded, by subject role; work items among them are dead-lettered.",
+		}, []string{"role"}),
+		LogLinesSent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outpost_runner_log_lines_sent_total",
+			Help: "Job log lines published in LogChunk events.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.JobsStarted, m.JobsFinished, m.JobDuration, m.JobsRunning,
+			m.Redeliveries, m.MalformedMessages, m.LogLinesSent)
+	}
+	return m
+}

@@ -38,14 +38,18 @@ build: ## Build every service binary into bin/
 run: build ## Start Outpost locally: embedded JetStream and the four services
 	@scripts/run-local.sh
 
+.PHONY: test-deps
+test-deps: tools ## Install what the tests need (fauxqs on Node 22) into .cache/
+	@scripts/install-fauxqs.sh
+
 .PHONY: test
-test: tools ## Unit, integration and end-to-end tests of every module
+test: test-deps ## Unit, integration and end-to-end tests of every module
 	@set -e; for m in $(MODULES); do \
 		echo "== go test $$m"; (cd $$m && go test $(GO_TEST_FLAGS) ./...); \
 	done
 
 .PHONY: test-e2e
-test-e2e: ## Only the end-to-end tests (real binaries as processes)
+test-e2e: test-deps ## Only the end-to-end tests (real binaries as processes)
 	cd tests && go test $(GO_TEST_FLAGS) -v ./e2e/...
 
 .PHONY: bench

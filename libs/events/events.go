@@ -15,8 +15,8 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	commonv1 "github.com/outposthq/outpost/proto/outpost/common/v1"
 	"github.com/outposthq/outpost/libs/queue"
+	commonv1 "github.com/outposthq/outpost/proto/outpost/common/v1"
 )
 
 // ErrMalformed is returned by Decode for a payload that is not a valid

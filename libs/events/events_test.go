@@ -7,8 +7,8 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
-	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 	"github.com/outposthq/outpost/libs/queue"
+	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 )
 
 func TestRoundTripAndPoison(t *testing.T) {

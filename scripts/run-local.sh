@@ -13,9 +13,13 @@ export OUTPOST_TENANT=${OUTPOST_TENANT:-default}
 mkdir -p "$DATA"
 
 pids=()
+# Each service runs in a session of its own: Ctrl-C in the terminal reaches
+# only this script, which stops the services one by one, each with a single
+# SIGTERM (a second signal would make them exit at once).
 start() { # name command...
 	local name=$1; shift
-	"$@" > >(sed -u "s/^/[$name] /") 2>&1 &
+	# The log prefixer ignores Ctrl-C too; it ends when its service exits.
+	setsid "$@" > >(trap '' INT; exec sed -u "s/^/[$name] /") 2>&1 &
 	pids+=($!)
 }
 
@@ -42,6 +46,7 @@ stop() {
 		kill -TERM "${pids[i]}" 2>/dev/null
 		wait "${pids[i]}" 2>/dev/null
 	done
+	echo "[run] stopped"
 	exit 0
 }
 trap stop INT TERM

@@ -26,12 +26,13 @@ const benchTenant = "bench"
 // pathRig is a running stack plus a NATS connection that submits jobs and
 // observes what the services write, without going through them.
 type pathRig struct {
-	t     *testing.T
-	stack *harness.Stack
-	nc    *nats.Conn
-	js    jetstream.JetStream
-	subs  queue.Subjects
-	seq   int
+	t       *testing.T
+	stack   *harness.Stack
+	runners []*harness.Process
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	subs    queue.Subjects
+	seq     int
 
 	mu        sync.Mutex
 	submitted map[string]time.Time
@@ -46,8 +47,9 @@ func newPathRig(t *testing.T, runnerEnv map[string]string, runners int) *pathRig
 		Tenant: benchTenant, RunnerEnv: runnerEnv,
 		SchedulerEnv: map[string]string{"OUTPOST_LOG_LEVEL": "warn"},
 	})
+	var procs []*harness.Process
 	for i := range runners {
-		stack.StartRunner(fmt.Sprintf("runner-%d", i+1), nil)
+		procs = append(procs, stack.StartRunner(fmt.Sprintf("runner-%d", i+1), nil))
 	}
 	nc, err := nats.Connect(stack.BrokerURL)
 	require.NoError(t, err)
@@ -55,7 +57,7 @@ func newPathRig(t *testing.T, runnerEnv map[string]string, runners int) *pathRig
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(2048))
 	require.NoError(t, err)
 	r := &pathRig{
-		t: t, stack: stack, nc: nc, js: js, subs: queue.NewSubjects(""),
+		t: t, stack: stack, runners: procs, nc: nc, js: js, subs: queue.NewSubjects(""),
 		submitted: map[string]time.Time{}, running: map[string]chan time.Time{}, done: map[string]chan time.Time{},
 	}
 	r.observe()
@@ -172,6 +174,16 @@ func (r *pathRig) latencies(ids []string, timeout time.Duration) (claimed, succe
 	return claimed, succeeded
 }
 
+// cpu returns the CPU time (user + system) each process of the stack has
+// used so far.
+func (r *pathRig) cpu() map[string]time.Duration {
+	out := map[string]time.Duration{"broker": cpuTime(r.t, r.stack.Broker.Pid()), "scheduler": cpuTime(r.t, r.stack.Scheduler.Pid())}
+	for _, p := range r.runners {
+		out["runner"] += cpuTime(r.t, p.Pid())
+	}
+	return out
+}
+
 // storedMessages sums the last sequence of every stream (KV buckets
 // included): the broker's writes.
 func (r *pathRig) storedMessages() uint64 {
@@ -195,6 +207,7 @@ func TestJobPath(t *testing.T) {
 	t.Run("throughput", func(t *testing.T) {
 		const n = 5000
 		before := r.storedMessages()
+		cpuBefore := r.cpu()
 		ids := make([]string, 0, n)
 		start := time.Now()
 		for range n {
@@ -204,6 +217,9 @@ func TestJobPath(t *testing.T) {
 		elapsed := time.Since(start)
 		record("path_jobs_per_s", n/elapsed.Seconds())
 		record("path_broker_writes_per_job", float64(r.storedMessages()-before)/n)
+		for name, after := range r.cpu() {
+			record("path_cpu_us_per_job_"+name, float64(after-cpuBefore[name])/float64(time.Microsecond)/n)
+		}
 		if raw := results.Figures["raw_consume_ack_msgs_per_s"]; raw > 0 {
 			record("path_jobs_per_s_ratio_to_raw_consume_ack", results.Figures["path_jobs_per_s"]/raw)
 		}

@@ -5,11 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/outposthq/outpost/libs/queue/internal/handling"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,10 +25,7 @@ const (
 	fetchWindow = 15 * time.Second
 	// settleTimeout bounds ack, nak, term and dead-letter requests whose
 	// context has no deadline.
-	settleTimeout = 10 * time.Second
-	// panicNakDelay is the redelivery delay after a handler panic, so that
-	// a handler that always panics does not spin.
-	panicNakDelay = time.Second
+	settleTimeout = handling.SettleTimeout
 	// minAckPending is the floor of the consumer's MaxAckPending.
 	minAckPending = 256
 )
@@ -279,28 +277,7 @@ func (k *consumer) handle(msg jetstream.Msg) {
 		k.log.Error("bad delivery", "subject", msg.Subject(), "error", err)
 		return
 	}
-	if k.cfg.MaxDeliveries > 0 && d.attempt > k.cfg.MaxDeliveries {
-		reason := fmt.Sprintf("max deliveries (%d) exceeded", k.cfg.MaxDeliveries)
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(k.handlerCtx), settleTimeout)
-		defer cancel()
-		if err := d.deadLetter(ctx, reason, d.attempt-1); err != nil {
-			k.log.Error("dead letter failed", "subject", d.subject, "attempt", d.attempt, "error", err)
-			return
-		}
-		k.log.Warn("message dead-lettered", "subject", d.subject, "attempt", d.attempt, "reason", reason)
-		return
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			k.log.Error("queue handler panicked", "subject", d.subject, "attempt", d.attempt, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(k.handlerCtx), settleTimeout)
-			defer cancel()
-			if err := d.Nak(ctx, panicNakDelay); err != nil && !errors.Is(err, queue.ErrAlreadyAcked) {
-				k.log.Error("nak after panic failed", "subject", d.subject, "error", err)
-			}
-		}
-	}()
-	k.h(k.handlerCtx, d)
+	handling.Run(k.handlerCtx, k.log, d, k.cfg.MaxDeliveries, d.deadLetter, k.h)
 }
 
 // Acknowledgement bodies (JetStream's wire protocol).

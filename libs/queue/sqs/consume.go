@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/outposthq/outpost/libs/queue/internal/handling"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -23,12 +24,8 @@ const (
 	DefaultMaxDeliveries = 5
 )
 
-const (
-	// settleTimeout bounds settlements whose context has no deadline.
-	settleTimeout = 10 * time.Second
-	// panicNakDelay is the redelivery delay after a handler panic.
-	panicNakDelay = time.Second
-)
+// settleTimeout bounds settlements whose context has no deadline.
+const settleTimeout = handling.SettleTimeout
 
 // Consume starts a consumer of the queues cfg.Subject covers (see the
 // package documentation) and calls h for each delivery until ctx is done or
@@ -366,28 +363,12 @@ func (k *consumer) handle(ql *queueLoop, m types.Message) {
 		k.log.Debug("duplicate dropped", "subject", d.subject, "message_id", d.messageID)
 		return
 	}
-	if k.cfg.MaxDeliveries > 0 && d.attempt > k.cfg.MaxDeliveries && ql.qi.id.Role != queue.RoleDeadLetter {
-		reason := fmt.Sprintf("max deliveries (%d) exceeded", k.cfg.MaxDeliveries)
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(k.handlerCtx), settleTimeout)
-		defer cancel()
-		if err := d.deadLetter(ctx, reason, d.attempt-1); err != nil {
-			k.log.Error("dead letter failed", "subject", d.subject, "attempt", d.attempt, "error", err)
-			return
-		}
-		k.log.Warn("message dead-lettered", "subject", d.subject, "attempt", d.attempt, "reason", reason)
-		return
+	// The dead-letter queue's own messages are never dead-lettered again.
+	maxDeliveries := k.cfg.MaxDeliveries
+	if ql.qi.id.Role == queue.RoleDeadLetter {
+		maxDeliveries = 0
 	}
-	defer func() {
-		if r := recover(); r != nil {
-			k.log.Error("queue handler panicked", "subject", d.subject, "attempt", d.attempt, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(k.handlerCtx), settleTimeout)
-			defer cancel()
-			if err := d.Nak(ctx, panicNakDelay); err != nil && !errors.Is(err, queue.ErrAlreadyAcked) {
-				k.log.Error("nak after panic failed", "subject", d.subject, "error", err)
-			}
-		}
-	}()
-	k.h(k.handlerCtx, d)
+	handling.Run(k.handlerCtx, k.log, d, maxDeliveries, d.deadLetter, k.h)
 }
 
 // newDelivery decodes a received message. A message this package did not

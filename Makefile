@@ -39,8 +39,9 @@ run: build ## Start Outpost locally: embedded JetStream and the four services
 	@scripts/run-local.sh
 
 .PHONY: test-deps
-test-deps: tools ## Install what the tests need (fauxqs on Node 22) into .cache/
+test-deps: tools ## Install what the tests need: fauxqs on Node 22 (.cache/), PostgreSQL and MariaDB (Debian)
 	@scripts/install-fauxqs.sh
+	@scripts/install-databases.sh
 
 .PHONY: test
 test: test-deps ## Unit, integration and end-to-end tests of every module

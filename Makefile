@@ -39,9 +39,10 @@ run: build ## Start Outpost locally: embedded JetStream and the four services
 	@scripts/run-local.sh
 
 .PHONY: test-deps
-test-deps: tools ## Install what the tests need: fauxqs on Node 22 (.cache/), PostgreSQL and MariaDB (Debian)
+test-deps: tools ## Install what the tests need: fauxqs, kube-apiserver and kubectl (.cache/), etcd, PostgreSQL, MariaDB (Debian)
 	@scripts/install-fauxqs.sh
 	@scripts/install-databases.sh
+	@scripts/install-kube.sh
 
 .PHONY: test
 test: test-deps ## Unit, integration and end-to-end tests of every module
@@ -54,7 +55,7 @@ test-e2e: test-deps ## Only the end-to-end tests (real binaries as processes)
 	cd tests && go test $(GO_TEST_FLAGS) -v ./e2e/...
 
 .PHONY: bench
-bench: build ## Benchmarks against the raw substrate, figures to bench/results
+bench: build test-deps ## Benchmarks against the raw substrate, figures to bench/results
 	@scripts/bench.sh
 
 .PHONY: lint

@@ -2,8 +2,9 @@
 //
 // Services publish protobuf events to subjects and consume them from durable
 // queues with explicit acknowledgement. Every backend (NATS JetStream in
-// natsjs, AWS SQS in a later package) implements Broker and passes the
-// conformance suite in queuetest, which states the guarantees each gives.
+// natsjs, AWS SQS in sqs) implements Broker and passes the conformance suite
+// in queuetest, which states the guarantees each gives; package backend
+// picks one from a service's configuration.
 //
 // Subjects are dot-separated and always start with the stack prefix and the
 // tenant: "<stack>.<tenant>.<role>[.<key>]". Subjects builds them; backends

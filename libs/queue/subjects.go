@@ -17,7 +17,7 @@ const (
 	RoleSubmit     Role = "submit"     // work: SubmitJob
 	RoleJobs       Role = "jobs"       // work: JobDispatched, keyed by pool
 	RoleJobEvents  Role = "job-events" // events: JobStatus, LogChunk, keyed by job
-	RoleControl    Role = "control"    // events: CancelJob, keyed by pool
+	RoleControl    Role = "control"    // events: CancelJob, keyed by pool.runner (or pool)
 	RoleRunners    Role = "runners"    // events: RunnerHeartbeat, keyed by pool
 	RoleDeadLetter Role = "dlq"        // events: dead-lettered messages, keyed by the role they came from
 )
@@ -76,8 +76,24 @@ func (s Subjects) AllJobStatus(tenant string) string {
 	return s.join(tenant, RoleJobEvents, "*", "status")
 }
 
-// Control carries commands (cancel) for the runners of one pool.
+// AllJobLogs matches the LogChunk events of every job of a tenant (and not
+// their statuses), for the scheduler's copy of the logs from SQS.
+func (s Subjects) AllJobLogs(tenant string) string {
+	return s.join(tenant, RoleJobEvents, "*", "logs")
+}
+
+// Control carries commands for every runner of one pool. The scheduler no
+// longer sends anything there (cancel goes to RunnerControl, which SQS can
+// deliver too: it has no fan-out); it is kept for pool-wide commands.
 func (s Subjects) Control(tenant, pool string) string { return s.join(tenant, RoleControl, pool) }
+
+// RunnerControl carries commands (cancel) for one runner of a pool:
+// "<stack>.<tenant>.control.<pool>.<runner>". The runner id must be a token
+// (ValidToken) like the pool, so that the subject has exactly two key
+// tokens and maps onto one SQS queue.
+func (s Subjects) RunnerControl(tenant, pool, runnerID string) string {
+	return s.join(tenant, RoleControl, pool, runnerID)
+}
 
 // Runners carries heartbeats of the runners of one pool.
 func (s Subjects) Runners(tenant, pool string) string { return s.join(tenant, RoleRunners, pool) }

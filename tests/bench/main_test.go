@@ -12,7 +12,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	out := os.Getenv("OUTPOST_BENCH_OUT")
 	if out == "" {
-		out = "../bench/results/latest.json"
+		out = "../../bench/results/latest.json" // the repository's bench/results
 	}
 	if err := writeResults(out); err != nil {
 		fmt.Fprintln(os.Stderr, "write results:", err)

@@ -6,46 +6,65 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/queue/sqs"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 	"github.com/outposthq/outpost/tests/harness"
 )
 
 const benchTenant = "bench"
 
-// pathRig is a running stack plus a NATS connection that submits jobs and
-// observes what the services write, without going through them.
+// sqsSubmitters bounds the SubmitJob publishes in flight on SQS (each
+// waits for its batch to be sent).
+const sqsSubmitters = 256
+
+// pathRig is a running stack plus a NATS connection that observes what the
+// scheduler records, and a publisher that submits jobs on the stack's
+// queue (JetStream or SQS) without going through the services.
 type pathRig struct {
 	t       *testing.T
+	queue   string
 	stack   *harness.Stack
 	runners []*harness.Process
 	nc      *nats.Conn
 	js      jetstream.JetStream
+	sqs     *sqs.Broker   // SQS stacks: submits
+	sqsSem  chan struct{} // SQS stacks: bounds submits in flight
 	subs    queue.Subjects
 	seq     int
 
 	mu        sync.Mutex
 	submitted map[string]time.Time
-	running   map[string]chan time.Time // job → RUNNING seen (envelope time)
+	running   map[string]chan time.Time // job → started_at of the record (RUNNING's envelope time)
 	done      map[string]chan time.Time // job → SUCCEEDED recorded in KV (observed time)
 }
 
-func newPathRig(t *testing.T, runnerEnv map[string]string, runners int) *pathRig {
+// newPathRig starts a stack on queueKind (harness.QueueNATS or
+// harness.QueueSQS) with runners runners; env goes to every service.
+func newPathRig(t *testing.T, queueKind string, env, runnerEnv map[string]string, runners int) *pathRig {
 	t.Helper()
 	// Info logs per job would be part of the figures; keep them out.
+	schedulerEnv := map[string]string{"OUTPOST_LOG_LEVEL": "warn"}
+	maps.Copy(schedulerEnv, env)
+	renv := maps.Clone(env)
+	if renv == nil {
+		renv = map[string]string{}
+	}
+	maps.Copy(renv, runnerEnv)
 	stack := harness.StartStack(t, harness.StackOptions{
-		Tenant: benchTenant, RunnerEnv: runnerEnv,
-		SchedulerEnv: map[string]string{"OUTPOST_LOG_LEVEL": "warn"},
+		Tenant: benchTenant, Queue: queueKind, RunnerEnv: renv, SchedulerEnv: schedulerEnv,
 	})
 	var procs []*harness.Process
 	for i := range runners {
@@ -57,34 +76,32 @@ func newPathRig(t *testing.T, runnerEnv map[string]string, runners int) *pathRig
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(2048))
 	require.NoError(t, err)
 	r := &pathRig{
-		t: t, stack: stack, runners: procs, nc: nc, js: js, subs: queue.NewSubjects(""),
+		t: t, queue: queueKind, stack: stack, runners: procs, nc: nc, js: js, subs: queue.NewSubjects(""),
 		submitted: map[string]time.Time{}, running: map[string]chan time.Time{}, done: map[string]chan time.Time{},
+	}
+	if queueKind == harness.QueueSQS {
+		// The submitter batches like the services do.
+		var linger time.Duration
+		if v, ok := env["OUTPOST_SQS_BATCH_LINGER"]; ok {
+			linger, err = time.ParseDuration(v)
+			require.NoError(t, err)
+		}
+		r.sqs = stack.SQSBroker(sqs.Config{BatchLinger: linger})
+		r.sqsSem = make(chan struct{}, sqsSubmitters)
 	}
 	r.observe()
 	return r
 }
 
-// observe follows RUNNING statuses on the broker and SUCCEEDED records in
-// the scheduler's KV bucket.
+// observe follows the scheduler's KV bucket: the started_at of a record
+// (the RUNNING status's envelope time) and when it is recorded SUCCEEDED.
+// Both backends keep the records in JetStream.
 func (r *pathRig) observe() {
 	t := r.t
-	_, err := r.nc.Subscribe(r.subs.AllJobStatus(benchTenant), func(m *nats.Msg) {
-		st := &jobsv1.JobStatus{}
-		if proto.Unmarshal(m.Data, st) != nil || st.GetState() != jobsv1.JobState_JOB_STATE_RUNNING {
-			return
-		}
-		if ch := r.chanFor(r.running, st.GetJobId()); ch != nil {
-			select {
-			case ch <- st.GetEnvelope().GetOccurredAt().AsTime():
-			default:
-			}
-		}
-	})
-	require.NoError(t, err)
-
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	var kv jetstream.KeyValue
+	var err error
 	require.Eventually(t, func() bool {
 		kv, err = r.js.KeyValue(ctx, "OUTPOST_jobs_"+benchTenant)
 		return err == nil
@@ -97,9 +114,21 @@ func (r *pathRig) observe() {
 				continue
 			}
 			var rec struct {
-				State string `json:"state"`
+				State     string     `json:"state"`
+				StartedAt *time.Time `json:"started_at"`
 			}
-			if json.Unmarshal(e.Value(), &rec) != nil || rec.State != "SUCCEEDED" {
+			if json.Unmarshal(e.Value(), &rec) != nil {
+				continue
+			}
+			if rec.StartedAt != nil {
+				if ch := r.chanFor(r.running, e.Key()); ch != nil {
+					select {
+					case ch <- *rec.StartedAt:
+					default:
+					}
+				}
+			}
+			if rec.State != "SUCCEEDED" {
 				continue
 			}
 			if ch := r.chanFor(r.done, e.Key()); ch != nil {
@@ -141,6 +170,18 @@ func (r *pathRig) submit(noop *jobsv1.NoopTask) string {
 	r.mu.Lock()
 	r.submitted[id] = time.Now()
 	r.mu.Unlock()
+	if r.sqs != nil {
+		r.sqsSem <- struct{}{}
+		go func() {
+			defer func() { <-r.sqsSem }()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := r.sqs.Publish(ctx, msg); err != nil {
+				r.t.Errorf("submit %s on SQS: %v", id, err)
+			}
+		}()
+		return id
+	}
 	_, err = r.js.PublishMsgAsync(nm)
 	require.NoError(r.t, err)
 	return id
@@ -196,18 +237,71 @@ func (r *pathRig) storedMessages() uint64 {
 	return total
 }
 
-// TestJobPath runs no-op jobs through the whole path: queue-driven submit,
-// scheduler record and dispatch, runner, RUNNING and SUCCEEDED recorded.
+// TestJobPath runs no-op jobs through the whole path on JetStream:
+// queue-driven submit, scheduler record and dispatch, runner, RUNNING and
+// SUCCEEDED recorded.
 func TestJobPath(t *testing.T) {
-	r := newPathRig(t, map[string]string{"OUTPOST_CONCURRENCY": "64"}, 1)
+	r := newPathRig(t, harness.QueueNATS, nil, map[string]string{"OUTPOST_CONCURRENCY": "64"}, 1)
+	runJobPath(t, r, jetStreamPlan)
+}
 
-	// Warm-up: streams, consumers and connections exist before measuring.
+// pathPlan is what runJobPath measures, and the names it records under.
+type pathPlan struct {
+	// prefix starts every figure's name: "" for JetStream (the names
+	// the figures have always had), "sqs_" for SQS.
+	prefix string
+	// burst is how many jobs the throughput run submits at once.
+	burst int
+	// inflight is how many jobs the one-in-flight run submits one by one.
+	inflight int
+	// rate and seconds pace the last run.
+	rate, seconds int
+	// pacedOnly skips the burst and one-in-flight runs.
+	pacedOnly bool
+	// env is given to every service of the stack.
+	env map[string]string
+}
+
+var jetStreamPlan = pathPlan{burst: 5000, inflight: 300, rate: 1000, seconds: 5}
+
+// runJobPath measures throughput (a burst of jobs), latency with one job in
+// flight and latency at a steady rate on a rig.
+func runJobPath(t *testing.T, r *pathRig, p pathPlan) {
+	// Warm-up: streams, queues, consumers and connections exist before
+	// measuring.
 	r.latencies([]string{r.submit(&jobsv1.NoopTask{})}, time.Minute)
 
+	if !p.pacedOnly {
+		runBurstAndOne(t, r, p)
+	}
+	t.Run(fmt.Sprintf("at %d jobs per second", p.rate), func(t *testing.T) {
+		n := p.rate * p.seconds
+		ids := make([]string, 0, n)
+		reqBefore := r.sqsRequests()
+		tick := time.NewTicker(time.Second / time.Duration(p.rate))
+		defer tick.Stop()
+		for range n {
+			<-tick.C
+			ids = append(ids, r.submit(&jobsv1.NoopTask{}))
+		}
+		claimed, succeeded := r.latencies(ids, 2*time.Minute)
+		name := fmt.Sprintf("%slatency_%dps_", p.prefix, p.rate)
+		record(name+"submit_to_claimed_p50_ms", ms(percentile(claimed, 50)))
+		record(name+"submit_to_claimed_p99_ms", ms(percentile(claimed, 99)))
+		record(name+"submit_to_succeeded_p50_ms", ms(percentile(succeeded, 50)))
+		record(name+"submit_to_succeeded_p99_ms", ms(percentile(succeeded, 99)))
+		r.recordRequests(name, reqBefore, n)
+	})
+}
+
+// runBurstAndOne measures throughput (a burst of jobs) and latency with
+// one job in flight.
+func runBurstAndOne(t *testing.T, r *pathRig, p pathPlan) {
 	t.Run("throughput", func(t *testing.T) {
-		const n = 5000
+		n := p.burst
 		before := r.storedMessages()
 		cpuBefore := r.cpu()
+		reqBefore := r.sqsRequests()
 		ids := make([]string, 0, n)
 		start := time.Now()
 		for range n {
@@ -215,41 +309,104 @@ func TestJobPath(t *testing.T) {
 		}
 		r.latencies(ids, 5*time.Minute)
 		elapsed := time.Since(start)
-		record("path_jobs_per_s", n/elapsed.Seconds())
-		record("path_broker_writes_per_job", float64(r.storedMessages()-before)/n)
+		record(p.prefix+"path_jobs_per_s", float64(n)/elapsed.Seconds())
+		record(p.prefix+"path_broker_writes_per_job", float64(r.storedMessages()-before)/float64(n))
 		for name, after := range r.cpu() {
-			record("path_cpu_us_per_job_"+name, float64(after-cpuBefore[name])/float64(time.Microsecond)/n)
+			record(p.prefix+"path_cpu_us_per_job_"+name, float64(after-cpuBefore[name])/float64(time.Microsecond)/float64(n))
 		}
-		if raw := results.Figures["raw_consume_ack_msgs_per_s"]; raw > 0 {
+		r.recordRequests(p.prefix+"path_", reqBefore, n)
+		if raw := results.Figures["raw_consume_ack_msgs_per_s"]; raw > 0 && p.prefix == "" {
 			record("path_jobs_per_s_ratio_to_raw_consume_ack", results.Figures["path_jobs_per_s"]/raw)
 		}
 	})
 
 	t.Run("one in flight", func(t *testing.T) {
 		var claimed, succeeded []time.Duration
-		for range 300 {
+		reqBefore := r.sqsRequests()
+		for range p.inflight {
 			c, s := r.latencies([]string{r.submit(&jobsv1.NoopTask{})}, time.Minute)
 			claimed, succeeded = append(claimed, c...), append(succeeded, s...)
 		}
-		record("latency_1_inflight_submit_to_claimed_p50_ms", ms(percentile(claimed, 50)))
-		record("latency_1_inflight_submit_to_claimed_p99_ms", ms(percentile(claimed, 99)))
-		record("latency_1_inflight_submit_to_succeeded_p50_ms", ms(percentile(succeeded, 50)))
-		record("latency_1_inflight_submit_to_succeeded_p99_ms", ms(percentile(succeeded, 99)))
+		name := p.prefix + "latency_1_inflight_"
+		record(name+"submit_to_claimed_p50_ms", ms(percentile(claimed, 50)))
+		record(name+"submit_to_claimed_p99_ms", ms(percentile(claimed, 99)))
+		record(name+"submit_to_succeeded_p50_ms", ms(percentile(succeeded, 50)))
+		record(name+"submit_to_succeeded_p99_ms", ms(percentile(succeeded, 99)))
+		r.recordRequests(name, reqBefore, p.inflight)
 	})
+}
 
-	t.Run("at 1000 jobs per second", func(t *testing.T) {
-		const rate, seconds = 1000, 5
-		ids := make([]string, 0, rate*seconds)
-		tick := time.NewTicker(time.Second / rate)
-		defer tick.Stop()
-		for range rate * seconds {
-			<-tick.C
-			ids = append(ids, r.submit(&jobsv1.NoopTask{}))
+// sqsRequests is how many SQS requests were made so far, by operation: the
+// outpost_sqs_requests_total of the scheduler and the runners, and the
+// submitter's own. Nil on JetStream.
+func (r *pathRig) sqsRequests() map[string]float64 {
+	if r.sqs == nil {
+		return nil
+	}
+	out := map[string]float64{}
+	add := func(m map[string]float64, who string) {
+		for op, v := range m {
+			out[op] += v
+			out[who] += v
 		}
-		claimed, succeeded := r.latencies(ids, 2*time.Minute)
-		record("latency_1000ps_submit_to_claimed_p50_ms", ms(percentile(claimed, 50)))
-		record("latency_1000ps_submit_to_claimed_p99_ms", ms(percentile(claimed, 99)))
-		record("latency_1000ps_submit_to_succeeded_p50_ms", ms(percentile(succeeded, 50)))
-		record("latency_1000ps_submit_to_succeeded_p99_ms", ms(percentile(succeeded, 99)))
-	})
+	}
+	add(harness.MetricBy(r.t, r.stack.API, "outpost_sqs_requests_total", "operation"), "@services")
+	for _, p := range r.runners {
+		add(harness.MetricBy(r.t, p.Ops, "outpost_sqs_requests_total", "operation"), "@services")
+	}
+	sub := map[string]float64{}
+	for op, v := range r.sqs.Requests() {
+		sub[op] = float64(v)
+	}
+	add(sub, "@submitter")
+	return out
+}
+
+// recordRequests records the SQS requests per job since before: in all
+// (the services' and the submitter's), the services' alone, and by
+// operation. Nothing on JetStream.
+func (r *pathRig) recordRequests(name string, before map[string]float64, jobs int) {
+	if r.sqs == nil {
+		return
+	}
+	// The services' last batches are sent a linger after the last record
+	// was written; wait until the counts settle.
+	var after map[string]float64
+	require.Eventually(r.t, func() bool {
+		prev := after
+		after = r.sqsRequests()
+		return prev != nil && prev["@services"] == after["@services"]
+	}, 10*time.Second, 200*time.Millisecond)
+	var total float64
+	for op, v := range after {
+		d := (v - before[op]) / float64(jobs)
+		switch op {
+		case "@services":
+			record(name+"sqs_requests_per_job_services", d)
+		case "@submitter":
+			record(name+"sqs_requests_per_job_submitter", d)
+		default:
+			total += d
+			if d > 0 {
+				record(name+"sqs_requests_per_job_op_"+snake(op), d)
+			}
+		}
+	}
+	record(name+"sqs_requests_per_job", total)
+}
+
+// snake turns an SQS operation name into a figure name: "ReceiveMessage"
+// becomes "receive_message".
+func snake(op string) string {
+	var b strings.Builder
+	for i, c := range op {
+		if unicode.IsUpper(c) {
+			if i > 0 {
+				b.WriteByte('_')
+			}
+			c = unicode.ToLower(c)
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }

@@ -74,6 +74,9 @@ func Bin(t testing.TB, name string) string {
 // Process is one running binary.
 type Process struct {
 	Name string
+	// Ops is the base URL of a runner's ops server (/readyz, /metrics),
+	// set by Stack.StartRunner.
+	Ops  string
 	t    testing.TB
 	bin  string
 	args []string

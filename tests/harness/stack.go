@@ -6,10 +6,16 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/outposthq/outpost/libs/queue/sqs"
+	"github.com/outposthq/outpost/libs/queue/sqs/sqstest"
 )
 
 // Stack is a broker, a scheduler and any number of runners, all real
-// processes on loopback ports, sharing one data folder.
+// processes on loopback ports, sharing one data folder; in SQS mode also a
+// fauxqs server.
 type Stack struct {
 	t         testing.TB
 	Tenant    string
@@ -19,16 +25,29 @@ type Stack struct {
 	Scheduler *Process
 	// API is the scheduler's base URL, e.g. http://127.0.0.1:41234.
 	API string
+	// SQS is the fauxqs server in SQS mode, nil otherwise.
+	SQS *sqstest.Server
 
 	brokerHealth string
 	runnerEnv    map[string]string
 	runners      int
 }
 
+// Queue backends a stack can run on.
+const (
+	QueueNATS = "nats"
+	QueueSQS  = "sqs"
+)
+
 // StackOptions configures StartStack.
 type StackOptions struct {
 	Tenant string // default "default"
 	Pool   string // default "default"
+	// Queue is QueueNATS (default) or QueueSQS: the scheduler and the
+	// runners publish and consume on a fauxqs server started for the test
+	// (skipped when fauxqs is not installed, failed with CI=true); the
+	// scheduler keeps its records and history on the broker.
+	Queue string
 	// SchedulerEnv and RunnerEnv add to (and override) the defaults.
 	SchedulerEnv map[string]string
 	RunnerEnv    map[string]string
@@ -51,8 +70,19 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 		BrokerURL:    fmt.Sprintf("nats://127.0.0.1:%d", natsPort),
 		brokerHealth: fmt.Sprintf("http://127.0.0.1:%d/readyz", healthPort),
 		API:          fmt.Sprintf("http://127.0.0.1:%d", apiPort),
-		runnerEnv:    opts.RunnerEnv,
+		runnerEnv:    map[string]string{},
 	}
+	queueEnv := map[string]string{}
+	switch opts.Queue {
+	case "", QueueNATS:
+	case QueueSQS:
+		s.SQS = sqstest.Start(t)
+		queueEnv = s.sqsEnv()
+	default:
+		t.Fatalf("stack: unknown queue %q", opts.Queue)
+	}
+	maps.Copy(s.runnerEnv, queueEnv)
+	maps.Copy(s.runnerEnv, opts.RunnerEnv)
 	s.Broker = Start(t, "broker", "outpost-broker", nil,
 		"-listen", fmt.Sprintf("127.0.0.1:%d", natsPort),
 		"-health", fmt.Sprintf("127.0.0.1:%d", healthPort),
@@ -65,6 +95,7 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 		"OUTPOST_TENANTS":        opts.Tenant,
 		"OUTPOST_DEFAULT_TENANT": opts.Tenant,
 	}
+	maps.Copy(env, queueEnv)
 	maps.Copy(env, opts.SchedulerEnv)
 	s.Scheduler = Start(t, "scheduler", "scheduler", env)
 	WaitReady(t, s.API+"/readyz", 30*time.Second)
@@ -88,8 +119,9 @@ func (s *Stack) StartRunner(name string, env map[string]string) *Process {
 	maps.Copy(e, s.runnerEnv)
 	maps.Copy(e, env)
 	p := Start(s.t, name, "ingestion-runner", e)
+	p.Ops = fmt.Sprintf("http://127.0.0.1:%d", opsPort)
 	p.WaitLog("Starting outpost ingestion runner", 30*time.Second)
-	WaitReady(s.t, fmt.Sprintf("http://127.0.0.1:%d/readyz", opsPort), 30*time.Second)
+	WaitReady(s.t, p.Ops+"/readyz", 30*time.Second)
 	return p
 }
 
@@ -108,4 +140,26 @@ func (s *Stack) RestartScheduler() {
 	s.Scheduler.Kill()
 	s.Scheduler.Restart()
 	WaitReady(s.t, s.API+"/readyz", 30*time.Second)
+}
+
+// sqsEnv points a service at the stack's fauxqs server, with the static
+// credentials it accepts, through the standard AWS variables.
+func (s *Stack) sqsEnv() map[string]string {
+	return map[string]string{
+		"OUTPOST_QUEUE":         QueueSQS,
+		"OUTPOST_SQS_ENDPOINT":  s.SQS.Endpoint,
+		"OUTPOST_SQS_REGION":    sqstest.Region,
+		"AWS_REGION":            sqstest.Region,
+		"AWS_ACCESS_KEY_ID":     "test",
+		"AWS_SECRET_ACCESS_KEY": "test",
+	}
+}
+
+// SQSBroker connects an SQS broker of the stack's stack prefix to its
+// fauxqs server, for tests that put messages on the queues or take them
+// off directly; it is closed when the test ends. Only in SQS mode.
+func (s *Stack) SQSBroker(cfg sqs.Config) *sqs.Broker {
+	s.t.Helper()
+	require.NotNil(s.t, s.SQS, "not an SQS stack")
+	return sqstest.Connect(s.t, s.SQS, cfg)
 }

@@ -10,12 +10,17 @@
 //	<stack>.<tenant>.submit                  <stack>-<tenant>-submit               EnsureTenant
 //	<stack>.<tenant>.jobs.<pool>             <stack>-<tenant>-jobs-<pool>          first Publish/Consume, or EnsureQueues
 //	<stack>.<tenant>.control.<pool>          <stack>-<tenant>-control-<pool>       first Publish/Consume, or EnsureQueues
+//	<stack>.<tenant>.control.<pool>.<runner> <stack>-<tenant>-control-<pool>-<runner> the runner's first Consume (or first Publish)
 //	<stack>.<tenant>.runners.<pool>          <stack>-<tenant>-runners-<pool>       first Publish/Consume, or EnsureQueues
 //	<stack>.<tenant>.job-events.<job>.<kind> <stack>-<tenant>-job-events-<kind>    EnsureTenant (status, logs)
 //	<stack>.<tenant>.dlq.<role>              <stack>-<tenant>-dlq-<role>           EnsureTenant (one per role)
 //
 // Pools are bounded, so jobs, control and runners get a queue per pool: a
-// runner's IAM policy names exactly its pool's queues. Job ids are not
+// runner's IAM policy names exactly its pool's queues. A runner also has a
+// control queue of its own (SQS has no fan-out, so a cancel must go to the
+// one runner that runs the job); the dot between pool and runner becomes a
+// dash in the name, and a wildcard consumer of control.> discovers the
+// pools' queues only, not the runners'. Job ids are not
 // bounded, so the events of every job share one queue per event kind
 // ("status", "logs"). Every message carries its full subject in the
 // "outpost.subject" message attribute, and Delivery.Subject returns it.

@@ -63,10 +63,16 @@ func (b *Broker) queueName(id queueID) string {
 // ".fifo" for FIFO queues, shortened with a hash when over 80 characters.
 // key is the pool (jobs, control, runners), the event kind (job-events:
 // "status", "logs") or the source role (dlq); empty for submit.
+//
+// A key of two tokens (a runner's control queue, "<pool>.<runner>") has
+// its dot replaced by a dash, since SQS names allow only [A-Za-z0-9_-]:
+// "outpost-acme-control-remote-runner-1". That can run together with pool
+// "remote-runner" and runner "1", like tenant and pool names can; the
+// ownership tags (which keep the dot) tell them apart.
 func QueueNameFor(prefix, stack, tenant string, role queue.Role, key string, fifo bool) string {
 	name := prefix + stack + "-" + tenant + "-" + string(role)
 	if key != "" {
-		name += "-" + key
+		name += "-" + strings.ReplaceAll(key, ".", "-")
 	}
 	limit := maxQueueName
 	if fifo {
@@ -127,9 +133,17 @@ func (b *Broker) queueFor(subject string) (queueID, error) {
 	id := queueID{Tenant: tenant, Role: role}
 	switch role {
 	case queue.RoleSubmit:
-	case queue.RoleJobs, queue.RoleControl, queue.RoleRunners:
+	case queue.RoleJobs, queue.RoleRunners:
 		if !queue.ValidToken(key) {
 			return queueID{}, fmt.Errorf("%w: %q: on SQS the %s key (the pool) must be one token of [a-zA-Z0-9_-]", queue.ErrInvalidSubject, subject, role)
+		}
+		id.Key = key
+	case queue.RoleControl:
+		// "<pool>" (every runner of the pool) or "<pool>.<runner>" (one
+		// runner's own queue; see Subjects.RunnerControl).
+		pool, runner, perRunner := strings.Cut(key, ".")
+		if !queue.ValidToken(pool) || (perRunner && !queue.ValidToken(runner)) {
+			return queueID{}, fmt.Errorf("%w: %q: on SQS the control key is <pool> or <pool>.<runner>, each one token of [a-zA-Z0-9_-]", queue.ErrInvalidSubject, subject)
 		}
 		id.Key = key
 	case queue.RoleJobEvents:

@@ -42,6 +42,8 @@ func TestQueueName(t *testing.T) {
 		{"prefix", Config{QueuePrefix: "prod-"}, s.Submit("acme"), "prod-outpost-acme-submit.fifo"},
 		{"control per pool", Config{}, s.Control("acme", "remote"), "outpost-acme-control-remote.fifo"},
 		{"runners per pool", Config{}, s.Runners("acme", "remote"), "outpost-acme-runners-remote.fifo"},
+		{"control per runner: dot becomes a dash", Config{}, s.RunnerControl("acme", "remote", "runner-1"), "outpost-acme-control-remote-runner-1.fifo"},
+		{"control per runner, standard", Config{QueueType: QueueStandard}, s.RunnerControl("acme", "remote", "r_2"), "outpost-acme-control-remote-r_2"},
 		{"job status: one queue for every job", Config{}, s.JobStatus("acme", "job-123"), "outpost-acme-job-events-status.fifo"},
 		{"job logs: one queue for every job", Config{}, s.JobLogs("acme", "job-9"), "outpost-acme-job-events-logs.fifo"},
 		{"dead letters per role", Config{}, s.DeadLetter("acme", queue.RoleJobs), "outpost-acme-dlq-jobs.fifo"},
@@ -89,6 +91,9 @@ func TestQueueNameInvalid(t *testing.T) {
 		"dlq of dlq":        "outpost.acme.dlq.dlq",
 		"dlq unknown role":  "outpost.acme.dlq.bogus",
 		"wildcard":          "outpost.acme.jobs.*",
+		"control of 3 keys": "outpost.acme.control.pool.runner.x",
+		"control no runner": "outpost.acme.control.pool.",
+		"runner bad token":  "outpost.acme.control.pool.r@1",
 	}
 	for name, subject := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -110,6 +115,7 @@ func TestFilterQueues(t *testing.T) {
 	}{
 		{"submit", s.Submit("acme"), []string{"outpost-acme-submit"}, false, nil},
 		{"one pool", s.Jobs("acme", "remote"), []string{"outpost-acme-jobs-remote"}, false, nil},
+		{"one runner's control", s.RunnerControl("acme", "remote", "r1"), []string{"outpost-acme-control-remote-r1"}, false, nil},
 		{"every pool", s.All("acme", queue.RoleJobs), nil, true, nil},
 		{"every pool, star", "outpost.acme.jobs.*", nil, true, nil},
 		{"every control pool", s.All("acme", queue.RoleControl), nil, true, nil},

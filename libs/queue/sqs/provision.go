@@ -293,16 +293,36 @@ func (b *Broker) resolve(ctx context.Context, id queueID, create bool) (*queueIn
 		return nil, fmt.Errorf("%w: %q: queue %s does not exist (call EnsureTenant first)", queue.ErrUnknownTenant, id.Tenant, name)
 	}
 	if _, err := b.resolve(ctx, marker, false); err != nil {
-		if isAccessDenied(err) {
-			// A runner may not look at the tenant's submit queue: all it
-			// can tell is that its own queue is not there yet.
-			return nil, fmt.Errorf("%w: %q: queue %s does not exist (yet): %w", queue.ErrUnknownTenant, id.Tenant, name, err)
+		if !isAccessDenied(err) || !create {
+			if isAccessDenied(err) {
+				// A runner may not look at the tenant's submit queue: all
+				// it can tell is that its own queue is not there yet.
+				return nil, fmt.Errorf("%w: %q: queue %s does not exist (yet): %w", queue.ErrUnknownTenant, id.Tenant, name, err)
+			}
+			return nil, err
 		}
-		return nil, err
+		// A runner may not look at the tenant's submit queue, but it may
+		// be allowed to create a queue of its own (its control queue):
+		// try, and let IAM say no. The dead-letter queue it needs exists
+		// only if the tenant was provisioned.
 	}
 	if !create {
 		return nil, fmt.Errorf("%w: %q: queue %s does not exist", queue.ErrUnknownTenant, id.Tenant, name)
 	}
+	qi, err := b.create(ctx, id)
+	if isAccessDenied(err) {
+		return nil, fmt.Errorf("%w: %q: queue %s is not provisioned yet and this principal may not create it: %w", queue.ErrUnknownTenant, id.Tenant, name, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	b.log.Info("queue created on first use", "queue", name)
+	return qi, nil
+}
+
+// create creates id's queue with a redrive policy to its dead-letter
+// queue (resolved, or created, first).
+func (b *Broker) create(ctx context.Context, id queueID) (*queueInfo, error) {
 	dlqArn := ""
 	if id.Role != queue.RoleDeadLetter {
 		dlq, err := b.resolve(ctx, deadLetterQueue(id), true)
@@ -316,15 +336,7 @@ func (b *Broker) resolve(ctx context.Context, id queueID, create bool) (*queueIn
 		}
 		dlqArn = dlq.arn
 	}
-	qi, err := b.ensureQueue(ctx, id, dlqArn)
-	if isAccessDenied(err) {
-		return nil, fmt.Errorf("%w: %q: queue %s is not provisioned yet and this principal may not create it: %w", queue.ErrUnknownTenant, id.Tenant, name, err)
-	}
-	if err != nil {
-		return nil, err
-	}
-	b.log.Info("queue created on first use", "queue", name)
-	return qi, nil
+	return b.ensureQueue(ctx, id, dlqArn)
 }
 
 // redrive reads the maxReceiveCount of a queue's redrive policy, 0 when it

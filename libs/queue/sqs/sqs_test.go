@@ -254,6 +254,27 @@ func TestNameConflict(t *testing.T) {
 	require.ErrorIs(t, err, sqs.ErrNameConflict)
 }
 
+// A runner's own control queue is created by its first Consume and takes
+// what is published to its subject; pool "p-r" with runner "1" maps to
+// the same name as pool "p" with runner "r-1", and the tags tell them apart.
+func TestRunnerControlQueue(t *testing.T) {
+	s := server(t)
+	b := sqstest.Connect(t, s, sqs.Config{})
+	tenant := queuetest.UniqueTenant()
+	ctx := ctxFor(t)
+	require.NoError(t, b.EnsureTenant(ctx, tenant, queue.TenantLimits{}))
+	subject := b.Subjects().RunnerControl(tenant, "p", "r-1")
+	g := &got{}
+	consume(t, b, queue.ConsumerConfig{Name: "runner-r-1", Subject: subject}, ackAll(g))
+	require.NoError(t, b.Publish(ctx, queue.Message{Subject: subject, Data: []byte("cancel")}))
+	require.Eventually(t, func() bool { return g.len() == 1 }, 10*time.Second, 10*time.Millisecond)
+	require.Equal(t, subject, g.all()[0].Subject())
+
+	c := sqstest.Connect(t, s, sqs.Config{})
+	err := c.Publish(ctx, queue.Message{Subject: c.Subjects().RunnerControl(tenant, "p-r", "1"), Data: []byte("x")})
+	require.ErrorIs(t, err, sqs.ErrNameConflict)
+}
+
 func TestWildcardConsumerFindsNewPools(t *testing.T) {
 	s := server(t)
 	b := sqstest.Connect(t, s, sqs.Config{DiscoveryInterval: 200 * time.Millisecond})

@@ -1,6 +1,6 @@
 // Package app wires the ingestion runner together: the operations server,
-// the queue connection, the task registry with its secret providers, and
-// the runner.
+// the queue connection (JetStream or SQS, see libs/queue/backend), the task
+// registry with its secret providers, and the runner.
 package app
 
 import (
@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/queue/backend"
 	"github.com/outposthq/outpost/libs/queue/natsjs"
 	"github.com/outposthq/outpost/libs/service"
 
@@ -46,12 +47,15 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	reg := service.NewRegistry()
 	metrics := runner.NewMetrics(reg)
 
-	var conn atomic.Pointer[natsjs.Conn]
+	var conn atomic.Pointer[backend.Backend]
 	var rn atomic.Pointer[runner.Runner]
 	ready := func() error {
 		c := conn.Load()
-		if c == nil || !c.Ready() {
+		if c == nil {
 			return ErrNotConnected
+		}
+		if err := c.Ready(); err != nil {
+			return fmt.Errorf("%w: %w", ErrNotConnected, err)
 		}
 		if r := rn.Load(); r != nil {
 			return r.Ready()
@@ -71,12 +75,18 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	g.Go(func() error { return service.Serve(opsCtx, log, srv, ln, opsShutdownGrace) })
 	g.Go(func() error {
 		defer stopOps()
-		log.Info("connecting to queue", "stack", cfg.Broker.Stack)
-		c, err := natsjs.Connect(gctx, natsjs.Config{
-			URL:    cfg.Broker.URL,
-			Stack:  cfg.Broker.Stack,
-			Name:   ServiceName + "/" + cfg.Tenant + "/" + cfg.Pool + "/" + cfg.RunnerID,
-			Logger: log,
+		log.Info("connecting to queue", "queue", string(cfg.Queue.Kind), "stack", cfg.Broker.Stack)
+		c, err := backend.Open(gctx, cfg.Queue, backend.Options{
+			Stack: cfg.Broker.Stack,
+			NATS: natsjs.Config{
+				URL:  cfg.Broker.URL,
+				Name: ServiceName + "/" + cfg.Tenant + "/" + cfg.Pool + "/" + cfg.RunnerID,
+			},
+			// The jobs queue's redrive policy (when this runner creates
+			// the queue) matches the runner's own max deliveries.
+			JobsMaxDeliveries: cfg.MaxDeliveries,
+			Registerer:        reg,
+			Logger:            log,
 		})
 		if err != nil {
 			if gctx.Err() != nil {
@@ -86,7 +96,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}
 		defer c.Close()
 		conn.Store(c)
-		r := New(cfg, c, c.Subjects(), log, metrics)
+		r := New(cfg, c.Broker, queue.NewSubjects(cfg.Broker.Stack), log, metrics)
 		rn.Store(r)
 		return r.Run(gctx)
 	})

@@ -301,7 +301,7 @@ func TestCancelStopsRunningCommand(t *testing.T) {
 	e.waitStates(t, "job-cancel", "RUNNING@1/r1")
 	start := time.Now()
 	cancel := &jobsv1.CancelJob{Envelope: events.NewEnvelope(tenant, 0, "", ""), JobId: "job-cancel", Reason: "requested by test"}
-	msg, err := events.Encode(e.subj.Control(tenant, "default"), cancel, "")
+	msg, err := events.Encode(e.subj.RunnerControl(tenant, "default", "r1"), cancel, "")
 	require.NoError(t, err)
 	require.NoError(t, e.conn.Publish(context.Background(), msg))
 

@@ -13,6 +13,8 @@ import (
 
 	libconfig "github.com/outposthq/outpost/libs/config"
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/queue/backend"
+	"github.com/outposthq/outpost/libs/queue/sqs"
 )
 
 // ErrInvalid is returned (wrapped) for a configuration value that cannot be
@@ -35,12 +37,17 @@ type Config struct {
 	Tenant string `yaml:"tenant" env:"OUTPOST_TENANT"`
 	// Pool is the executor pool (the executor id jobs are routed by).
 	Pool string `yaml:"pool" env:"OUTPOST_POOL"`
-	// RunnerID names this runner in statuses and heartbeats.
+	// RunnerID names this runner in statuses and heartbeats, and its own
+	// control subject (and SQS queue), where cancels for its jobs arrive:
+	// 1-64 characters of [A-Za-z0-9_-].
 	RunnerID string `yaml:"runner_id" env:"OUTPOST_RUNNER_ID"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level" env:"OUTPOST_LOG_LEVEL"`
 
 	Broker Broker `yaml:"broker"`
+	// Queue chooses the backend: NATS JetStream (broker.url, the default)
+	// or SQS.
+	Queue backend.Config `yaml:"queue"`
 
 	// Concurrency is how many jobs run at once.
 	Concurrency int `yaml:"concurrency" env:"OUTPOST_CONCURRENCY"`
@@ -67,7 +74,8 @@ type Config struct {
 // Broker is the queue connection.
 type Broker struct {
 	// URL of the NATS server(s), comma-separated. User and password or a
-	// token may be given in it (nats://user:pass@host:4222).
+	// token may be given in it (nats://user:pass@host:4222). Not used with
+	// queue.kind sqs.
 	URL string `yaml:"url" env:"OUTPOST_BROKER_URL"`
 	// Stack is the subject prefix shared by one Outpost installation.
 	Stack string `yaml:"stack" env:"OUTPOST_STACK"`
@@ -112,6 +120,7 @@ func Default() Config {
 		RunnerID:          defaultRunnerID(),
 		LogLevel:          "info",
 		Broker:            Broker{URL: "nats://127.0.0.1:4222", Stack: queue.DefaultStack},
+		Queue:             backend.Default(),
 		Concurrency:       4,
 		AckWait:           15 * time.Second,
 		MaxDeliveries:     10,
@@ -123,12 +132,23 @@ func Default() Config {
 	}
 }
 
+// defaultRunnerID is "<hostname>-<pid>" made a subject token: a host name
+// such as "ip-10-0-0-1.ec2.internal" keeps its first label, and what is
+// left is cut to fit 64 characters.
 func defaultRunnerID() string {
 	host, err := os.Hostname()
+	host, _, _ = strings.Cut(host, ".")
+	host = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '-'
+	}, host)
 	if err != nil || host == "" {
 		host = "runner"
 	}
-	return fmt.Sprintf("%s-%d", host, os.Getpid())
+	pid := fmt.Sprintf("-%d", os.Getpid())
+	return host[:min(len(host), 64-len(pid))] + pid
 }
 
 // Load returns the defaults overridden by the YAML file at path (when not
@@ -161,11 +181,24 @@ func (c Config) Validate() error {
 	if !queue.ValidToken(c.Pool) {
 		bad("pool %q must be 1-64 characters of [A-Za-z0-9_-]", c.Pool)
 	}
-	if strings.TrimSpace(c.RunnerID) == "" {
-		bad("runner_id must not be empty")
+	if !queue.ValidToken(c.RunnerID) {
+		bad("runner_id %q must be 1-64 characters of [A-Za-z0-9_-]", c.RunnerID)
 	}
-	if c.Broker.URL == "" {
+	if c.Queue.Kind != backend.KindSQS && c.Broker.URL == "" {
 		bad("broker.url is required")
+	}
+	if err := c.Queue.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Queue.Kind == backend.KindSQS {
+		// The jobs queue's redrive policy must leave the runner's own
+		// max-deliveries check (which records the reason) the first say.
+		if n := c.Queue.SQS.JobsMaxDeliveries; n != 0 && n != c.MaxDeliveries {
+			bad("queue.sqs.jobs_max_deliveries %d must equal max_deliveries %d (or be left out: it is derived from it)", n, c.MaxDeliveries)
+		}
+		if c.MaxDeliveries >= sqs.BackstopMaxReceiveCount {
+			bad("max_deliveries %d must be below %d with queue.kind sqs", c.MaxDeliveries, sqs.BackstopMaxReceiveCount)
+		}
 	}
 	if c.Broker.Stack == "" || strings.ContainsAny(c.Broker.Stack, ".*> \t") {
 		bad("broker.stack %q must be one subject token", c.Broker.Stack)

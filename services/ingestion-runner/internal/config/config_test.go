@@ -4,10 +4,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/queue/backend"
 )
 
 func TestLoad(t *testing.T) {
@@ -79,6 +83,50 @@ logs:
 			},
 		},
 		{
+			name: "sqs: no broker url needed",
+			file: write("sqs.yaml", `
+tenant: acme
+broker:
+  url: ""
+queue:
+  kind: sqs
+  sqs: {region: eu-west-1, queue_type: standard}
+`),
+			want: func(c *Config) {
+				c.Tenant, c.Broker.URL = "acme", ""
+				c.Queue.Kind, c.Queue.SQS.Region, c.Queue.SQS.QueueType = backend.KindSQS, "eu-west-1", "standard"
+			},
+		},
+		{
+			name: "sqs: jobs max deliveries equal to max deliveries",
+			env: map[string]string{"OUTPOST_TENANT": "acme", "OUTPOST_QUEUE": "sqs",
+				"OUTPOST_MAX_DELIVERIES": "4", "OUTPOST_SQS_JOBS_MAX_DELIVERIES": "4"},
+			want: func(c *Config) {
+				c.Tenant, c.MaxDeliveries, c.Queue.Kind, c.Queue.SQS.JobsMaxDeliveries = "acme", 4, backend.KindSQS, 4
+			},
+		},
+		{
+			name: "sqs: jobs max deliveries must match the redrive",
+			env: map[string]string{"OUTPOST_TENANT": "acme", "OUTPOST_QUEUE": "sqs",
+				"OUTPOST_MAX_DELIVERIES": "4", "OUTPOST_SQS_JOBS_MAX_DELIVERIES": "10"},
+			wantErr: []string{"queue.sqs.jobs_max_deliveries 10 must equal max_deliveries 4"},
+		},
+		{
+			name:    "sqs: max deliveries within the redrive limit",
+			env:     map[string]string{"OUTPOST_TENANT": "acme", "OUTPOST_QUEUE": "sqs", "OUTPOST_MAX_DELIVERIES": "1000"},
+			wantErr: []string{"max_deliveries 1000 must be below 1000"},
+		},
+		{
+			name:    "sqs settings checked",
+			env:     map[string]string{"OUTPOST_TENANT": "acme", "OUTPOST_QUEUE": "sqs", "OUTPOST_SQS_WAIT_TIME": "30s"},
+			wantErr: []string{"queue.sqs.wait_time"},
+		},
+		{
+			name:    "runner id not a token",
+			env:     map[string]string{"OUTPOST_TENANT": "acme", "OUTPOST_RUNNER_ID": "host.example.com-1"},
+			wantErr: []string{`runner_id "host.example.com-1" must be`},
+		},
+		{
 			name:    "ack wait above the cap",
 			env:     map[string]string{"OUTPOST_TENANT": "acme", "OUTPOST_ACK_WAIT": "1h"},
 			wantErr: []string{"ack_wait 1h0m0s must be between 1s and 15m0s"},
@@ -130,5 +178,8 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, Logs{MaxLines: 100, MaxBytes: 64 << 10, Interval: 200 * time.Millisecond}, c.Logs)
 	host, err := os.Hostname()
 	require.NoError(t, err)
+	host, _, _ = strings.Cut(host, ".")
 	require.Regexp(t, "^"+regexp.QuoteMeta(host)+`-\d+$`, c.RunnerID)
+	require.True(t, queue.ValidToken(c.RunnerID), "the default runner id is a subject token")
+	require.Equal(t, backend.KindNATS, c.Queue.Kind)
 }

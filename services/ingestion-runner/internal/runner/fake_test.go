@@ -2,6 +2,8 @@ package runner
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -16,7 +18,9 @@ import (
 )
 
 // fakeBroker hands deliveries to the runner's handler directly and records
-// what the runner publishes. Control messages are fed through control.
+// what the runner publishes. Control messages are fed through control to
+// the runner's Read, or, when noHistory is set (like SQS), to the handler
+// of its control consumer.
 type fakeBroker struct {
 	mu        sync.Mutex
 	published []queue.Message
@@ -25,13 +29,22 @@ type fakeBroker struct {
 	stopped   bool
 	handlers  sync.WaitGroup
 	control   chan queue.StreamMessage
-	reading   chan struct{} // closed once Read follows control
+	reading   chan struct{} // closed once the runner follows its control subject
 	readOnce  sync.Once
+
+	noHistory   bool
+	readSubject string
+	readOpts    queue.ReadOptions
+	controlCfg  queue.ConsumerConfig
+	controlH    queue.Handler
 }
 
 func newFakeBroker() *fakeBroker {
 	return &fakeBroker{control: make(chan queue.StreamMessage, 16), reading: make(chan struct{})}
 }
+
+// jobsSubject is what the runner of acme's default pool consumes.
+const jobsSubject = "outpost.acme.jobs.default"
 
 func (b *fakeBroker) Publish(_ context.Context, m queue.Message) error {
 	b.mu.Lock()
@@ -43,11 +56,22 @@ func (b *fakeBroker) Publish(_ context.Context, m queue.Message) error {
 func (b *fakeBroker) Consume(_ context.Context, cfg queue.ConsumerConfig, h queue.Handler) (queue.Consumer, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if cfg.Subject != jobsSubject {
+		b.controlCfg, b.controlH = cfg, h
+		b.readOnce.Do(func() { close(b.reading) })
+		return fakeConsumer{b}, nil
+	}
 	b.cfg, b.handler = cfg, h
 	return fakeConsumer{b}, nil
 }
 
-func (b *fakeBroker) Read(ctx context.Context, _ string, _ queue.ReadOptions, fn func(queue.StreamMessage) bool) error {
+func (b *fakeBroker) Read(ctx context.Context, subject string, opts queue.ReadOptions, fn func(queue.StreamMessage) bool) error {
+	b.mu.Lock()
+	b.readSubject, b.readOpts = subject, opts
+	b.mu.Unlock()
+	if b.noHistory {
+		return fmt.Errorf("fake: no history: %w", errors.ErrUnsupported)
+	}
 	b.readOnce.Do(func() { close(b.reading) })
 	for {
 		select {
@@ -95,16 +119,28 @@ func (b *fakeBroker) deliver(t *testing.T, header map[string]string, data []byte
 
 func (b *fakeBroker) deliverJob(t *testing.T, job *jobsv1.JobDispatched, attempt int) *fakeDelivery {
 	t.Helper()
-	msg, err := events.Encode("outpost.acme.jobs.default", job, "")
+	msg, err := events.Encode(jobsSubject, job, "")
 	require.NoError(t, err)
 	return b.deliver(t, msg.Header, msg.Data, attempt)
 }
 
-func (b *fakeBroker) sendControl(t *testing.T, m proto.Message) {
+// sendControl sends m to runner r1's control subject. With noHistory it
+// returns the delivery the control consumer was given, else nil.
+func (b *fakeBroker) sendControl(t *testing.T, m proto.Message) *fakeDelivery {
 	t.Helper()
-	msg, err := events.Encode("outpost.acme.control.default", m, "")
+	msg, err := events.Encode("outpost.acme.control.default.r1", m, "")
 	require.NoError(t, err)
-	b.control <- queue.StreamMessage{Subject: msg.Subject, Data: msg.Data, Header: msg.Header, Sequence: 1, Time: time.Now()}
+	if !b.noHistory {
+		b.control <- queue.StreamMessage{Subject: msg.Subject, Data: msg.Data, Header: msg.Header, Sequence: 1, Time: time.Now()}
+		return nil
+	}
+	b.mu.Lock()
+	h := b.controlH
+	b.mu.Unlock()
+	require.NotNil(t, h, "runner is not consuming its control queue")
+	d := &fakeDelivery{subject: msg.Subject, header: msg.Header, data: msg.Data, attempt: 1, settled: make(chan struct{})}
+	go h(context.Background(), d)
+	return d
 }
 
 // statuses returns the JobStatus events published for jobID, in order.
@@ -169,6 +205,7 @@ func (b *fakeBroker) heartbeats(t *testing.T) []*jobsv1.RunnerHeartbeat {
 
 // fakeDelivery records how it was settled.
 type fakeDelivery struct {
+	subject string // "" for jobsSubject
 	header  map[string]string
 	data    []byte
 	attempt int
@@ -181,7 +218,12 @@ type fakeDelivery struct {
 	settled    chan struct{}
 }
 
-func (d *fakeDelivery) Subject() string           { return "outpost.acme.jobs.default" }
+func (d *fakeDelivery) Subject() string {
+	if d.subject == "" {
+		return jobsSubject
+	}
+	return d.subject
+}
 func (d *fakeDelivery) Data() []byte              { return d.data }
 func (d *fakeDelivery) Header() map[string]string { return d.header }
 func (d *fakeDelivery) Attempt() int              { return d.attempt }

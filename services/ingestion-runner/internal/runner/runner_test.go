@@ -94,6 +94,11 @@ func startRunner(t *testing.T, mod func(*Config)) *harness {
 
 func startRunnerWith(t *testing.T, mod func(*Config), register func(*tasks.Registry)) *harness {
 	t.Helper()
+	return startRunnerOn(t, newFakeBroker(), mod, register)
+}
+
+func startRunnerOn(t *testing.T, b *fakeBroker, mod func(*Config), register func(*tasks.Registry)) *harness {
+	t.Helper()
 	cfg := Config{
 		Tenant: "acme", Pool: "default", RunnerID: "r1", Version: "test",
 		Concurrency: 4, AckWait: time.Minute, MaxDeliveries: 10,
@@ -109,7 +114,6 @@ func startRunnerWith(t *testing.T, mod func(*Config), register func(*tasks.Regis
 	if register != nil {
 		register(reg)
 	}
-	b := newFakeBroker()
 	preg := prometheus.NewRegistry()
 	m := NewMetrics(preg)
 	r := New(cfg, b, queue.NewSubjects(""), reg, slog.New(slog.NewJSONHandler(io.Discard, nil)), m)
@@ -255,29 +259,56 @@ func TestPoisonAndExhausted(t *testing.T) {
 	require.Equal(t, 1.0, testutil.ToFloat64(h.metrics.JobsFinished.WithLabelValues(outcomeExhausted)))
 }
 
+// Cancels arrive on the runner's own control subject: read from now on
+// (JetStream), or consumed from its own queue when the backend keeps no
+// history (SQS).
 func TestCancel(t *testing.T) {
-	h := startRunner(t, nil)
+	for _, noHistory := range []bool{false, true} {
+		name := map[bool]string{false: "read", true: "consumed"}[noHistory]
+		t.Run(name, func(t *testing.T) {
+			b := newFakeBroker()
+			b.noHistory = noHistory
+			h := startRunnerOn(t, b, nil, nil)
+			b.mu.Lock()
+			require.Equal(t, "outpost.acme.control.default.r1", b.readSubject)
+			require.Equal(t, queue.ReadOptions{OnlyNew: true, Follow: true}, b.readOpts)
+			if noHistory {
+				require.Equal(t, queue.ConsumerConfig{Name: "runner-r1", Subject: "outpost.acme.control.default.r1",
+					AckWait: controlAckWait, MaxDeliveries: controlMaxDeliveries, Concurrency: 1}, b.controlCfg)
+			}
+			b.mu.Unlock()
 
-	// A running job is stopped.
-	d := h.b.deliverJob(t, noopJob("long", time.Hour, ""), 1)
-	require.Eventually(t, func() bool { return len(h.b.statuses(t, "long")) == 1 }, 5*time.Second, time.Millisecond)
-	h.b.sendControl(t, &jobsv1.CancelJob{Envelope: events.NewEnvelope("acme", 0, "", ""), JobId: "long", Reason: "by alice"})
-	op, _, _ := d.wait(t)
-	require.Equal(t, "ack", op)
-	require.Equal(t, []jobsv1.JobState{running, cancelled}, h.b.states(t, "long"))
-	require.Equal(t, "cancelled: by alice", h.b.statuses(t, "long")[1].GetReason())
+			// A running job is stopped.
+			d := h.b.deliverJob(t, noopJob("long", time.Hour, ""), 1)
+			require.Eventually(t, func() bool { return len(h.b.statuses(t, "long")) == 1 }, 5*time.Second, time.Millisecond)
+			c := h.b.sendControl(t, &jobsv1.CancelJob{Envelope: events.NewEnvelope("acme", 0, "", ""), JobId: "long", Reason: "by alice"})
+			op, _, _ := d.wait(t)
+			require.Equal(t, "ack", op)
+			require.Equal(t, []jobsv1.JobState{running, cancelled}, h.b.states(t, "long"))
+			require.Equal(t, "cancelled: by alice", h.b.statuses(t, "long")[1].GetReason())
+			if c != nil {
+				op, _, _ = c.wait(t)
+				require.Equal(t, "ack", op)
+			}
 
-	// A job cancelled before it arrives is not run.
-	h.b.sendControl(t, &jobsv1.CancelJob{JobId: "later"})
-	h.b.sendControl(t, &jobsv1.RunnerHeartbeat{}) // wrong type: ignored, counted
-	require.Eventually(t, func() bool {
-		return testutil.ToFloat64(h.metrics.MalformedMessages.WithLabelValues("control")) == 1
-	}, 5*time.Second, time.Millisecond)
-	d = h.b.deliverJob(t, noopJob("later", 0, ""), 2)
-	op, _, _ = d.wait(t)
-	require.Equal(t, "ack", op)
-	require.Equal(t, []jobsv1.JobState{cancelled}, h.b.states(t, "later"))
-	require.Equal(t, "cancelled before it started", h.b.statuses(t, "later")[0].GetReason())
+			// A job cancelled before it arrives is not run.
+			h.b.sendControl(t, &jobsv1.CancelJob{JobId: "later"})
+			bad := h.b.sendControl(t, &jobsv1.RunnerHeartbeat{}) // wrong type: ignored (or dead-lettered), counted
+			require.Eventually(t, func() bool {
+				return testutil.ToFloat64(h.metrics.MalformedMessages.WithLabelValues("control")) == 1
+			}, 5*time.Second, time.Millisecond)
+			if bad != nil {
+				op, _, reason := bad.wait(t)
+				require.Equal(t, "term", op)
+				require.Contains(t, reason, "malformed")
+			}
+			d = h.b.deliverJob(t, noopJob("later", 0, ""), 2)
+			op, _, _ = d.wait(t)
+			require.Equal(t, "ack", op)
+			require.Equal(t, []jobsv1.JobState{cancelled}, h.b.states(t, "later"))
+			require.Equal(t, "cancelled before it started", h.b.statuses(t, "later")[0].GetReason())
+		})
+	}
 }
 
 func TestInProgressWhileRunning(t *testing.T) {

@@ -1,6 +1,7 @@
-// Package app wires the scheduler: the broker connection, the tenants, the
-// engine's consumers and the HTTP server with the API, /healthz, /readyz and
-// /metrics.
+// Package app wires the scheduler: the broker connection (JetStream, plus
+// SQS when queue.kind is sqs), the tenants, the engine's consumers (and,
+// with SQS, the bridge that copies logs and heartbeats into JetStream) and
+// the HTTP server with the API, /healthz, /readyz and /metrics.
 package app
 
 import (
@@ -16,9 +17,12 @@ import (
 
 	"github.com/outposthq/outpost/libs/kv"
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/queue/backend"
 	"github.com/outposthq/outpost/libs/queue/natsjs"
+	"github.com/outposthq/outpost/libs/queue/sqs"
 	"github.com/outposthq/outpost/libs/service"
 	"github.com/outposthq/outpost/services/scheduler/internal/api"
+	"github.com/outposthq/outpost/services/scheduler/internal/bridge"
 	"github.com/outposthq/outpost/services/scheduler/internal/config"
 	"github.com/outposthq/outpost/services/scheduler/internal/dispatch"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
@@ -66,18 +70,24 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}
 	})
 
-	// conn is set by the broker goroutine and closed once both goroutines
+	// be is set by the broker goroutine and closed once both goroutines
 	// have returned: requests in flight (log follows draining) still read.
-	var conn *natsjs.Conn
+	var be *backend.Backend
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return service.Serve(gctx, log, srv, ln, cfg.ShutdownGrace) })
 	g.Go(func() error {
-		c, err := natsjs.Connect(gctx, natsjs.Config{
-			URL:    cfg.Broker.URL,
-			Stack:  cfg.Broker.Stack,
-			Layout: natsjs.Layout(cfg.Broker.Layout),
-			Name:   cfg.Broker.Name,
-			Logger: log,
+		// JetStream is needed with either backend: the records (KV) and
+		// the history of logs and heartbeats stay there.
+		b, err := backend.Open(gctx, cfg.Queue, backend.Options{
+			Stack: cfg.Broker.Stack,
+			NATS: natsjs.Config{
+				URL:    cfg.Broker.URL,
+				Layout: natsjs.Layout(cfg.Broker.Layout),
+				Name:   cfg.Broker.Name,
+			},
+			History:    true,
+			Registerer: reg,
+			Logger:     log,
 		})
 		if err != nil {
 			if gctx.Err() != nil {
@@ -85,23 +95,64 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			}
 			return fmt.Errorf("connect to broker: %w", err)
 		}
-		conn = c
-		s := New(cfg, log, c, c, reg, func() error {
-			if !c.Ready() {
-				return fmt.Errorf("%w: %s", ErrBrokerDown, c.Status())
+		be = b
+		var opts []Option
+		if b.SQS != nil {
+			opts = append(opts, WithSQS(b.SQS, b.NATS))
+		}
+		s := New(cfg, log, b.Broker, b.NATS, reg, func() error {
+			if err := b.Ready(); err != nil {
+				return fmt.Errorf("%w: %w", ErrBrokerDown, err)
 			}
 			return nil
-		})
+		}, opts...)
 		sched.Store(s)
 		return s.Run(gctx)
 	})
 	err = g.Wait()
-	if conn != nil {
-		if cerr := conn.Close(); cerr != nil {
+	if be != nil {
+		if cerr := be.Close(); cerr != nil {
 			log.Warn("close broker connection failed", "error", cerr)
 		}
 	}
 	return err
+}
+
+// sqsSubmitConcurrency is the submit consumer's concurrency on SQS.
+const sqsSubmitConcurrency = 64
+
+// Option adds to what New wires.
+type Option func(*wiring)
+
+type wiring struct {
+	sqs     *sqs.Broker
+	history queue.Broker
+}
+
+// WithSQS wires the scheduler for the SQS backend (broker publishes and
+// consumes on sb): the bridge that copies the tenants' logs and heartbeats
+// from sb into history, and the creation of each pool's queues before its
+// first job (a runner may send heartbeats to its pool's runners queue but
+// not create it).
+func WithSQS(sb *sqs.Broker, history queue.Broker) Option {
+	return func(w *wiring) { w.sqs, w.history = sb, history }
+}
+
+// withBridge starts br for a tenant before start's consumers, and stops it
+// after them.
+func withBridge(start tenants.Starter, br *bridge.Bridge) tenants.Starter {
+	return func(ctx context.Context, t *tenants.Tenant) (func(context.Context) error, error) {
+		stopBridge, err := br.Start(ctx, t.Name)
+		if err != nil {
+			return nil, err
+		}
+		stopEngine, err := start(ctx, t)
+		if err != nil {
+			_ = stopBridge(context.WithoutCancel(ctx))
+			return nil, err
+		}
+		return func(sctx context.Context) error { return errors.Join(stopEngine(sctx), stopBridge(sctx)) }, nil
+	}
 }
 
 // Scheduler is the scheduler's API and engine over one broker connection.
@@ -115,7 +166,11 @@ type Scheduler struct {
 
 // New assembles a scheduler over broker and opener and registers its
 // metrics on reg. brokerReady reports the connection's health.
-func New(cfg config.Config, log *slog.Logger, broker queue.Broker, opener kv.Opener, reg prometheus.Registerer, brokerReady func() error) *Scheduler {
+func New(cfg config.Config, log *slog.Logger, broker queue.Broker, opener kv.Opener, reg prometheus.Registerer, brokerReady func() error, opts ...Option) *Scheduler {
+	var w wiring
+	for _, o := range opts {
+		o(&w)
+	}
 	m := metrics.New(reg)
 	subjects := queue.NewSubjects(cfg.Broker.Stack)
 	policy := jobs.Policy{
@@ -127,21 +182,40 @@ func New(cfg config.Config, log *slog.Logger, broker queue.Broker, opener kv.Ope
 		MaxTimeout:     cfg.Jobs.MaxTimeout,
 		AttemptsLimit:  cfg.Jobs.MaxAttempts,
 	}
-	engine := dispatch.New(broker, dispatch.Options{
+	dopts := dispatch.Options{
 		Subjects:     subjects,
 		Policy:       policy,
 		HistoryLimit: cfg.Jobs.HistoryLimit,
 		StatusBatch:  cfg.Jobs.StatusBatch,
 		Metrics:      m,
 		Logger:       log.With("component", "engine"),
-	})
+	}
+	if w.sqs != nil {
+		sb := w.sqs
+		dopts.EnsurePool = func(ctx context.Context, tenant, pool string) error {
+			return sb.EnsureQueues(ctx, subjects.Jobs(tenant, pool), subjects.Runners(tenant, pool))
+		}
+		// A submission waits for its dispatch's send and its own delete,
+		// each batched after a linger: more of them at once keep the
+		// batches full and the queue moving.
+		dopts.SubmitConcurrency = sqsSubmitConcurrency
+	}
+	engine := dispatch.New(broker, dopts)
+	start := engine.Start
+	if w.sqs != nil {
+		start = withBridge(start, bridge.New(w.sqs, w.history, bridge.Options{
+			Subjects: subjects,
+			Metrics:  m,
+			Logger:   log.With("component", "bridge"),
+		}))
+	}
 	registry := tenants.NewRegistry(tenants.Options{
 		Configured:      cfg.Tenants.Names,
 		Limits:          cfg.Tenants.Limits,
 		RefreshInterval: cfg.Tenants.RefreshInterval,
 		PresenceWindow:  cfg.Runners.PresenceWindow,
 		Logger:          log.With("component", "tenants"),
-	}, broker, opener, engine.Start)
+	}, broker, opener, start)
 	reg.MustRegister(presence.NewCollector(registry.Trackers))
 	a := api.New(engine, registry, broker, api.Options{
 		DefaultTenant:   cfg.Tenants.Default,

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/outposthq/outpost/libs/events"
+	"github.com/outposthq/outpost/libs/queue"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 	"github.com/outposthq/outpost/services/scheduler/internal/config"
 )
@@ -88,32 +89,45 @@ func TestLogs(t *testing.T) {
 
 func TestCancel(t *testing.T) {
 	e := newEnv(t)
-	j := e.submit("", noopJob(map[string]any{"pool": "p1"}))
-	code, out := e.do("POST", "/api/v1/jobs/"+j.ID+"/cancel", "", map[string]string{"reason": "not needed"})
-	require.Equal(t, http.StatusOK, code, string(out))
-	c := decode[jobView](t, out)
-	require.Equal(t, "CANCELLED", c.State)
-	require.Equal(t, "not needed", c.Reason)
+	cancelOf := func(m queue.StreamMessage) *jobsv1.CancelJob {
+		c, err := events.DecodeAs[*jobsv1.CancelJob](m.Header, m.Data)
+		require.NoError(t, err)
+		return c
+	}
+	t.Run("running: the runner is told on its own subject", func(t *testing.T) {
+		j := e.submit("", noopJob(map[string]any{"pool": "p1"}))
+		e.status("default", j.ID, jobsv1.JobState_JOB_STATE_RUNNING, 1)
+		e.waitState("", j.ID, "RUNNING")
+		code, out := e.do("POST", "/api/v1/jobs/"+j.ID+"/cancel", "", map[string]string{"reason": "not needed"})
+		require.Equal(t, http.StatusOK, code, string(out))
+		c := decode[jobView](t, out)
+		require.Equal(t, "CANCELLED", c.State)
+		require.Equal(t, "not needed", c.Reason)
 
-	control := e.subjects.Control("default", "p1")
-	msgs := e.read(control)
-	require.Len(t, msgs, 1)
-	m, err := events.DecodeAs[*jobsv1.CancelJob](msgs[0].Header, msgs[0].Data)
-	require.NoError(t, err)
-	require.Equal(t, j.ID, m.JobId)
-	require.Equal(t, "not needed", m.Reason)
+		msgs := e.read(e.subjects.RunnerControl("default", "p1", "runner-1"))
+		require.Len(t, msgs, 1)
+		require.Equal(t, j.ID, cancelOf(msgs[0]).JobId)
+		require.Equal(t, "not needed", cancelOf(msgs[0]).Reason)
 
-	code, out = e.do("POST", "/api/v1/jobs/"+j.ID+"/cancel", "", nil)
-	require.Equal(t, http.StatusConflict, code, string(out))
+		code, out = e.do("POST", "/api/v1/jobs/"+j.ID+"/cancel", "", nil)
+		require.Equal(t, http.StatusConflict, code, string(out))
+	})
+	t.Run("queued: cancelled in the record; the runner that takes it is told", func(t *testing.T) {
+		j := e.submit("", noopJob(map[string]any{"pool": "p2"}))
+		code, out := e.do("POST", "/api/v1/jobs/"+j.ID+"/cancel", "", nil)
+		require.Equal(t, http.StatusOK, code, string(out))
+		require.Empty(t, e.read(e.subjects.Stack+".default.control.p2.>"), "no runner has it yet")
 
-	// A runner that took the job before it heard of the cancel reports it
-	// RUNNING: it is told again, and the record stays CANCELLED.
-	e.status("default", j.ID, jobsv1.JobState_JOB_STATE_RUNNING, 1)
-	require.Eventually(t, func() bool { return len(e.read(control)) == 2 }, waitFor, tick)
-	require.Equal(t, "CANCELLED", e.job("", j.ID).State)
-
-	code, _ = e.do("POST", "/api/v1/jobs/unknown/cancel", "", nil)
-	require.Equal(t, http.StatusNotFound, code)
+		// A runner that took the job before it heard of the cancel
+		// reports it RUNNING: it is told, and the record stays CANCELLED.
+		e.status("default", j.ID, jobsv1.JobState_JOB_STATE_RUNNING, 1, func(m *jobsv1.JobStatus) { m.RunnerId = "runner-7" })
+		require.Eventually(t, func() bool { return len(e.read(e.subjects.RunnerControl("default", "p2", "runner-7"))) == 1 }, waitFor, tick)
+		require.Equal(t, "CANCELLED", e.job("", j.ID).State)
+	})
+	t.Run("unknown job", func(t *testing.T) {
+		code, _ := e.do("POST", "/api/v1/jobs/unknown/cancel", "", nil)
+		require.Equal(t, http.StatusNotFound, code)
+	})
 }
 
 type explainView struct {

@@ -10,6 +10,7 @@ import (
 
 	libconfig "github.com/outposthq/outpost/libs/config"
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/queue/backend"
 )
 
 // ErrInvalid is returned by Validate for a configuration the scheduler cannot
@@ -34,13 +35,19 @@ type Config struct {
 	// shutdown.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace" env:"OUTPOST_SHUTDOWN_GRACE"`
 	Broker        Broker        `yaml:"broker"`
-	Tenants       Tenants       `yaml:"tenants"`
-	API           API           `yaml:"api"`
-	Jobs          Jobs          `yaml:"jobs"`
-	Runners       Runners       `yaml:"runners"`
+	// Queue chooses where the scheduler publishes and consumes: JetStream
+	// (the broker above, the default) or SQS. With SQS the broker is still
+	// needed: job records, tenants, pools and the history of logs and
+	// heartbeats stay in JetStream.
+	Queue   backend.Config `yaml:"queue"`
+	Tenants Tenants        `yaml:"tenants"`
+	API     API            `yaml:"api"`
+	Jobs    Jobs           `yaml:"jobs"`
+	Runners Runners        `yaml:"runners"`
 }
 
-// Broker is where the queue lives.
+// Broker is the NATS JetStream connection: the queue itself by default, and
+// the scheduler's store (KV records, event history) with either backend.
 type Broker struct {
 	URL   string `yaml:"url" env:"OUTPOST_BROKER_URL"`
 	Stack string `yaml:"stack" env:"OUTPOST_STACK"`
@@ -131,6 +138,7 @@ func Default() Config {
 			Layout: LayoutPerTenant,
 			Name:   "scheduler",
 		},
+		Queue: backend.Default(),
 		Tenants: Tenants{
 			Names:           []string{"default"},
 			Default:         "default",
@@ -173,6 +181,9 @@ func (c Config) Validate() error {
 	check(queue.ValidToken(c.Broker.Stack), "broker.stack", "%q is not a token of [A-Za-z0-9_-]", c.Broker.Stack)
 	check(c.Broker.Layout == LayoutPerTenant || c.Broker.Layout == LayoutShared,
 		"broker.layout", "%q is neither %q nor %q", c.Broker.Layout, LayoutPerTenant, LayoutShared)
+	if err := c.Queue.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%w: %w", ErrInvalid, err))
+	}
 	check(len(c.Tenants.Names) > 0, "tenants.names", "must name at least one tenant")
 	for _, n := range c.Tenants.Names {
 		check(queue.ValidToken(n), "tenants.names", "%q is not a token of [A-Za-z0-9_-]", n)

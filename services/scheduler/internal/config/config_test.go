@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/outposthq/outpost/libs/queue/backend"
 )
 
 func env(m map[string]string) func(string) (string, bool) {
@@ -27,6 +29,34 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, time.Hour, cfg.Jobs.DefaultTimeout)
 	require.Equal(t, 24*time.Hour, cfg.Jobs.MaxTimeout)
 	require.Equal(t, 15*time.Second, cfg.Runners.PresenceWindow)
+	require.Equal(t, backend.KindNATS, cfg.Queue.Kind)
+}
+
+func TestQueueSQS(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "scheduler.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(`
+queue:
+  kind: sqs
+  sqs:
+    region: eu-west-1
+    queue_prefix: prod-
+    wait_time: 10s
+`), 0o600))
+	cfg, err := Load(path, env(map[string]string{
+		"OUTPOST_SQS_ENDPOINT":   "http://127.0.0.1:4566",
+		"OUTPOST_SQS_QUEUE_TYPE": "standard",
+	}))
+	require.NoError(t, err)
+	require.Equal(t, backend.KindSQS, cfg.Queue.Kind)
+	require.Equal(t, backend.SQS{
+		Region: "eu-west-1", Endpoint: "http://127.0.0.1:4566", QueueType: "standard", QueuePrefix: "prod-",
+		VisibilityTimeout: 30 * time.Second, WaitTime: 10 * time.Second, BatchLinger: 10 * time.Millisecond, DiscoveryInterval: time.Minute,
+	}, cfg.Queue.SQS)
+	require.Equal(t, "nats://127.0.0.1:4222", cfg.Broker.URL, "the broker stays: records and history live there")
+
+	_, err = Load("", env(map[string]string{"OUTPOST_QUEUE": "kafka"}))
+	require.ErrorIs(t, err, ErrInvalid)
+	require.ErrorContains(t, err, "queue.kind")
 }
 
 func TestFileThenEnv(t *testing.T) {
@@ -92,6 +122,8 @@ func TestValidate(t *testing.T) {
 		{"request bytes", func(c *Config) { c.API.MaxRequestBytes = 0 }, "api.max_request_bytes"},
 		{"presence window", func(c *Config) { c.Runners.PresenceWindow = 0 }, "runners.presence_window"},
 		{"negative limits", func(c *Config) { c.Tenants.Limits.MaxBytes = -1 }, "tenants.limits.max_bytes"},
+		{"sqs wait time", func(c *Config) { c.Queue.Kind, c.Queue.SQS.WaitTime = backend.KindSQS, time.Minute }, "queue.sqs.wait_time"},
+		{"sqs needs the broker too", func(c *Config) { c.Queue.Kind, c.Broker.URL = backend.KindSQS, "" }, "broker.url"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

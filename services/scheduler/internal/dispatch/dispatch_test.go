@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"testing"
@@ -177,22 +178,54 @@ func TestStatusSubjectMismatchIsMalformed(t *testing.T) {
 	require.Equal(t, 0, f.store.updates)
 }
 
-func TestRunningOfCancelledJobResendsCancel(t *testing.T) {
-	f := newFixture(t)
-	f.create(t, "a")
-	_, err := f.e.Cancel(context.Background(), f.t, "a", "")
-	require.NoError(t, err)
-	require.Len(t, f.b.published(), 1)
-	d := f.statusDelivery(t, "a", jobsv1.JobState_JOB_STATE_RUNNING, 1)
-	f.e.applyStatusBatch(context.Background(), f.t, []*pending{{d: d}})
-	require.Equal(t, "ack", d.settled)
-	msgs := f.b.published()
-	require.Len(t, msgs, 2)
-	require.Equal(t, f.subjs.Control("acme", "default"), msgs[1].Subject)
-	m, err := events.DecodeAs[*jobsv1.CancelJob](msgs[1].Header, msgs[1].Data)
-	require.NoError(t, err)
-	require.Equal(t, "job is CANCELLED", m.Reason)
-	require.Equal(t, uint32(1), m.Envelope.Attempt)
+func TestCancelGoesToTheRunner(t *testing.T) {
+	status := func(f *fixture, id string, st jobsv1.JobState, attempt uint32, runner string) *fakeDelivery {
+		d := f.delivery(t, f.subjs.JobStatus("acme", id), &jobsv1.JobStatus{
+			Envelope: events.NewEnvelope("acme", attempt, "", ""), JobId: id, State: st, RunnerId: runner,
+		}, 1)
+		f.e.applyStatusBatch(context.Background(), f.t, []*pending{{d: d}})
+		return d
+	}
+	cancelOf := func(t *testing.T, m queue.Message) *jobsv1.CancelJob {
+		c, err := events.DecodeAs[*jobsv1.CancelJob](m.Header, m.Data)
+		require.NoError(t, err)
+		return c
+	}
+	t.Run("a running job's runner is told", func(t *testing.T) {
+		f := newFixture(t)
+		f.create(t, "a")
+		status(f, "a", jobsv1.JobState_JOB_STATE_RUNNING, 1, "r1")
+		_, err := f.e.Cancel(context.Background(), f.t, "a", "by alice")
+		require.NoError(t, err)
+		msgs := f.b.published()
+		require.Len(t, msgs, 1)
+		require.Equal(t, f.subjs.RunnerControl("acme", "default", "r1"), msgs[0].Subject)
+		require.Equal(t, "by alice", cancelOf(t, msgs[0]).Reason)
+		require.Equal(t, uint32(1), cancelOf(t, msgs[0]).Envelope.Attempt)
+	})
+	t.Run("a queued job is cancelled in its record only; the runner that takes it is told", func(t *testing.T) {
+		f := newFixture(t)
+		f.create(t, "a")
+		_, err := f.e.Cancel(context.Background(), f.t, "a", "")
+		require.NoError(t, err)
+		require.Empty(t, f.b.published())
+		require.Equal(t, "ack", status(f, "a", jobsv1.JobState_JOB_STATE_RUNNING, 1, "r2").settled)
+		msgs := f.b.published()
+		require.Len(t, msgs, 1)
+		require.Equal(t, f.subjs.RunnerControl("acme", "default", "r2"), msgs[0].Subject)
+		require.Equal(t, "job is CANCELLED", cancelOf(t, msgs[0]).Reason)
+		rec, err := f.t.Jobs.Get(context.Background(), "a")
+		require.NoError(t, err)
+		require.Equal(t, jobs.StateCancelled, rec.State)
+	})
+	t.Run("a runner id that is no token is skipped", func(t *testing.T) {
+		f := newFixture(t)
+		f.create(t, "a")
+		_, err := f.e.Cancel(context.Background(), f.t, "a", "")
+		require.NoError(t, err)
+		require.Equal(t, "ack", status(f, "a", jobsv1.JobState_JOB_STATE_RUNNING, 1, "host.example.com-12").settled)
+		require.Empty(t, f.b.published())
+	})
 }
 
 func TestSubmitHandler(t *testing.T) {
@@ -259,4 +292,33 @@ func TestStatusBatchRestoresOrder(t *testing.T) {
 	require.Equal(t, 2, f.store.updates)
 	require.Empty(t, f.b.published(), "a late RUNNING of the finished attempt is no reason to cancel")
 	require.Equal(t, 0.0, testutil.ToFloat64(f.m.Fenced.WithLabelValues("stale_attempt")))
+}
+
+func TestEnsurePoolBeforeFirstDispatch(t *testing.T) {
+	f := newFixture(t)
+	var ensured []string
+	fail := true
+	f.e.opts.EnsurePool = func(_ context.Context, tenant, pool string) error {
+		ensured = append(ensured, tenant+"/"+pool)
+		if fail {
+			fail = false
+			return errors.New("sqs unavailable")
+		}
+		return nil
+	}
+	submit := func(id string) *fakeDelivery {
+		spec := &jobsv1.JobSpec{Pool: "p", Task: &jobsv1.Task{Kind: &jobsv1.Task_Noop{Noop: &jobsv1.NoopTask{}}}}
+		d := f.delivery(t, f.subjs.Submit("acme"), &jobsv1.SubmitJob{Envelope: events.NewEnvelope("acme", 0, "", ""), JobId: id, Spec: spec}, 1)
+		f.e.handleSubmit(f.t)(context.Background(), d)
+		return d
+	}
+	require.Equal(t, "nak", submit("j1").settled, "no dispatch before the pool's queues exist")
+	require.Empty(t, f.b.published())
+	d := f.delivery(t, f.subjs.Submit("acme"), &jobsv1.SubmitJob{Envelope: events.NewEnvelope("acme", 0, "", ""), JobId: "j1",
+		Spec: &jobsv1.JobSpec{Pool: "p", Task: &jobsv1.Task{Kind: &jobsv1.Task_Noop{Noop: &jobsv1.NoopTask{}}}}}, 2)
+	f.e.handleSubmit(f.t)(context.Background(), d)
+	require.Equal(t, "ack", d.settled, "the redelivered submit dispatches")
+	require.Equal(t, "ack", submit("j2").settled)
+	require.Len(t, f.b.published(), 2)
+	require.Equal(t, []string{"acme/p", "acme/p"}, ensured, "once per pool after it succeeded")
 }

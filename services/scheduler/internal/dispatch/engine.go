@@ -47,10 +47,17 @@ type Options struct {
 	StatusBatch int
 	// AckWait of the scheduler's consumers; 0 means 30s.
 	AckWait time.Duration
-	Metrics *metrics.Metrics
-	Logger  *slog.Logger
+	// SubmitConcurrency bounds the submissions handled at once; 0 means 8.
+	SubmitConcurrency int
+	Metrics           *metrics.Metrics
+	Logger            *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// EnsurePool, when set, is called before the first dispatch of this
+	// process to each pool of a tenant, until it succeeds: the SQS
+	// backend creates the pool's queues there (jobs, and runners, which a
+	// runner may send to but not create).
+	EnsurePool func(ctx context.Context, tenant, pool string) error
 }
 
 // Engine runs the consumers of every tenant and the job operations of the
@@ -62,6 +69,9 @@ type Engine struct {
 	m        *metrics.Metrics
 	log      *slog.Logger
 	now      func() time.Time
+
+	// pools holds "<tenant>/<pool>" for the pools EnsurePool succeeded for.
+	pools sync.Map
 }
 
 // New returns an engine over broker.
@@ -81,7 +91,27 @@ func New(broker Broker, opts Options) *Engine {
 	if opts.AckWait <= 0 {
 		opts.AckWait = 30 * time.Second
 	}
+	if opts.SubmitConcurrency <= 0 {
+		opts.SubmitConcurrency = 8
+	}
 	return &Engine{broker: broker, subjects: opts.Subjects, opts: opts, m: opts.Metrics, log: opts.Logger, now: opts.Now}
+}
+
+// ensurePool runs EnsurePool once per pool of a tenant (again after a
+// failure).
+func (e *Engine) ensurePool(ctx context.Context, tenant, pool string) error {
+	if e.opts.EnsurePool == nil {
+		return nil
+	}
+	key := tenant + "/" + pool
+	if _, ok := e.pools.Load(key); ok {
+		return nil
+	}
+	if err := e.opts.EnsurePool(ctx, tenant, pool); err != nil {
+		return fmt.Errorf("provision the queues of pool %s: %w", pool, err)
+	}
+	e.pools.Store(key, struct{}{})
+	return nil
 }
 
 // Start starts the consumers and the presence reader of tenant t under ctx
@@ -109,7 +139,7 @@ func (e *Engine) Start(ctx context.Context, t *tenants.Tenant) (func(context.Con
 		cfg queue.ConsumerConfig
 		h   queue.Handler
 	}{
-		{queue.ConsumerConfig{Name: ConsumerSubmit, Subject: e.subjects.Submit(t.Name), AckWait: e.opts.AckWait, MaxDeliveries: -1, Concurrency: 8}, e.handleSubmit(t)},
+		{queue.ConsumerConfig{Name: ConsumerSubmit, Subject: e.subjects.Submit(t.Name), AckWait: e.opts.AckWait, MaxDeliveries: -1, Concurrency: e.opts.SubmitConcurrency}, e.handleSubmit(t)},
 		{queue.ConsumerConfig{Name: ConsumerStatus, Subject: e.subjects.AllJobStatus(t.Name), AckWait: e.opts.AckWait, MaxDeliveries: -1, Concurrency: e.opts.StatusBatch}, batcher.handle},
 		{queue.ConsumerConfig{Name: ConsumerDeadLetter, Subject: e.subjects.All(t.Name, queue.RoleDeadLetter), AckWait: e.opts.AckWait, MaxDeliveries: -1, Concurrency: 4}, e.handleDeadLetter(t)},
 	}
@@ -155,6 +185,9 @@ func (e *Engine) Submit(ctx context.Context, t *tenants.Tenant, id string, spec 
 // "dispatch/<job id>", so a repeated dispatch within the broker's window is
 // dropped.
 func (e *Engine) dispatch(ctx context.Context, t *tenants.Tenant, r *jobs.Record) error {
+	if err := e.ensurePool(ctx, t.Name, r.Pool); err != nil {
+		return err
+	}
 	m := &jobsv1.JobDispatched{
 		Envelope:    events.NewEnvelope(t.Name, 0, r.ID, r.TraceID),
 		JobId:       r.ID,
@@ -164,14 +197,24 @@ func (e *Engine) dispatch(ctx context.Context, t *tenants.Tenant, r *jobs.Record
 	return e.publish(ctx, e.subjects.Jobs(t.Name, r.Pool), m, dispatchDedupeID(r.ID))
 }
 
-// sendCancel tells the runners of the job's pool to stop it.
-func (e *Engine) sendCancel(ctx context.Context, t *tenants.Tenant, r *jobs.Record, attempt int, reason string) error {
+// ErrNoRunner is returned when a cancel should go to a runner whose id
+// cannot be a subject token (a runner older than the per-runner control
+// subjects): no subject reaches it.
+var ErrNoRunner = errors.New("no valid runner id to send the cancel to")
+
+// sendCancel tells the runner that runs the job to stop it, on the
+// runner's own control subject: SQS cannot broadcast to a pool, and only
+// that runner needs to know.
+func (e *Engine) sendCancel(ctx context.Context, t *tenants.Tenant, r *jobs.Record, runnerID string, attempt int, reason string) error {
+	if !queue.ValidToken(runnerID) {
+		return fmt.Errorf("%w: %q", ErrNoRunner, runnerID)
+	}
 	m := &jobsv1.CancelJob{
 		Envelope: events.NewEnvelope(t.Name, uint32(max(attempt, 0)), r.ID+"-cancel", r.TraceID),
 		JobId:    r.ID,
 		Reason:   reason,
 	}
-	return e.publish(ctx, e.subjects.Control(t.Name, r.Pool), m, "")
+	return e.publish(ctx, e.subjects.RunnerControl(t.Name, r.Pool, runnerID), m, "")
 }
 
 // Deliveries are settled even while the engine stops (a settle is quick and

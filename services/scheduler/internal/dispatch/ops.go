@@ -17,30 +17,34 @@ import (
 // DefaultCancelReason is the reason of a cancel that gives none.
 const DefaultCancelReason = "cancelled by user"
 
-// Cancel ends a QUEUED or RUNNING job as CANCELLED at once and tells the
-// runners of its pool to stop it. It returns jobs.ErrTerminal for a job that
-// has ended and jobs.ErrNotFound for an unknown one. If the cancel cannot
-// be published the record stays CANCELLED and the error says so: a runner
-// that reports the job RUNNING later is told again by the status consumer.
+// Cancel ends a QUEUED or RUNNING job as CANCELLED at once. A RUNNING job's
+// runner (the record's runner_id) is told to stop it on its own control
+// subject. A QUEUED job has no runner to tell: a runner that takes it later
+// reports it RUNNING, and the status consumer then tells that runner (see
+// applyJobStatus). It returns jobs.ErrTerminal for a job that has ended and
+// jobs.ErrNotFound for an unknown one. If the cancel cannot be published
+// the record stays CANCELLED and the error says so; the runner is told
+// again when it next reports the job RUNNING.
 func (e *Engine) Cancel(ctx context.Context, t *tenants.Tenant, id, reason string) (*jobs.Record, error) {
 	if reason == "" {
 		reason = DefaultCancelReason
 	}
-	var held bool
+	var running bool
+	var runnerID string
 	rec, _, err := t.Jobs.Update(ctx, id, func(r *jobs.Record) (bool, error) {
-		held = r.Held
+		running, runnerID = r.State == jobs.StateRunning, r.RunnerID
 		return true, r.Cancel(reason, e.now(), e.opts.HistoryLimit)
 	})
 	if err != nil {
 		return nil, err
 	}
 	e.m.Jobs.WithLabelValues(string(jobs.StateCancelled)).Inc()
-	e.log.Info("job cancelled", "tenant", t.Name, "job_id", id, "attempt", rec.Attempt, "reason", reason)
-	if held {
-		return rec, nil // never dispatched: no runner to tell
+	e.log.Info("job cancelled", "tenant", t.Name, "job_id", id, "attempt", rec.Attempt, "runner_id", runnerID, "running", running, "reason", reason)
+	if !running {
+		return rec, nil
 	}
-	if err := e.sendCancel(ctx, t, rec, rec.Attempt, reason); err != nil {
-		return rec, fmt.Errorf("job cancelled, but the cancel was not sent to the runners: %w", err)
+	if err := e.sendCancel(ctx, t, rec, runnerID, rec.Attempt, reason); err != nil {
+		return rec, fmt.Errorf("job cancelled, but the cancel was not sent to runner %q: %w", runnerID, err)
 	}
 	return rec, nil
 }

@@ -86,16 +86,43 @@ type statusItem struct {
 	ev jobs.Event
 }
 
+// settlements holds the settles of a batch's deliveries, run together once
+// the batch is applied: with SQS, settles made at the same time share one
+// request (up to 10 deliveries), where settles made one by one by each
+// job's writer would each wait for their own.
+type settlements struct {
+	mu  sync.Mutex
+	fns []func()
+}
+
+func (s *settlements) add(fn func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fns = append(s.fns, fn)
+}
+
+// run runs every settle at once and waits for them.
+func (s *settlements) run() {
+	var wg sync.WaitGroup
+	for _, fn := range s.fns {
+		wg.Go(fn)
+	}
+	wg.Wait()
+}
+
 // applyStatusBatch decodes a batch of status deliveries, dead-letters the
-// malformed ones and applies the others job by job.
+// malformed ones and applies the others job by job; it returns once every
+// delivery is settled.
 func (e *Engine) applyStatusBatch(ctx context.Context, t *tenants.Tenant, batch []*pending) {
+	settle := &settlements{}
+	defer settle.run()
 	byJob := map[string][]statusItem{}
 	var order []string
 	for _, p := range batch {
 		e.m.StatusEvents.Inc()
 		id, ev, err := decodeStatus(p.d)
 		if err != nil {
-			e.poison(ctx, p.d, queue.RoleJobEvents, err)
+			settle.add(func() { e.poison(ctx, p.d, queue.RoleJobEvents, err) })
 			continue
 		}
 		if _, ok := byJob[id]; !ok {
@@ -116,7 +143,7 @@ func (e *Engine) applyStatusBatch(ctx context.Context, t *tenants.Tenant, batch 
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			e.applyJobStatus(ctx, t, id, byJob[id])
+			e.applyJobStatus(ctx, t, id, byJob[id], settle)
 		})
 	}
 	wg.Wait()
@@ -166,15 +193,18 @@ func decodeStatus(d queue.Delivery) (string, jobs.Event, error) {
 }
 
 // applyJobStatus applies the events of one job in one compare-and-set write
-// and settles their deliveries.
-func (e *Engine) applyJobStatus(ctx context.Context, t *tenants.Tenant, id string, items []statusItem) {
+// and adds the settles of their deliveries to settle.
+func (e *Engine) applyJobStatus(ctx context.Context, t *tenants.Tenant, id string, items []statusItem, settle *settlements) {
 	var (
-		results     []jobs.Result
-		cancelAgain bool
-		now         = e.now()
+		results []jobs.Result
+		// stop holds the events of runners that run a job that has
+		// ended (cancelled, or finished by an attempt they did not know
+		// was superseded): each of them is told to stop it.
+		stop []jobs.Event
+		now  = e.now()
 	)
 	rec, changed, err := t.Jobs.Update(ctx, id, func(r *jobs.Record) (bool, error) {
-		results, cancelAgain = results[:0], false
+		results, stop = results[:0], stop[:0]
 		changed := false
 		for _, it := range items {
 			res, err := r.Apply(it.ev, now, e.opts.HistoryLimit)
@@ -183,9 +213,9 @@ func (e *Engine) applyJobStatus(ctx context.Context, t *tenants.Tenant, id strin
 			}
 			results = append(results, res)
 			changed = changed || res.Outcome == jobs.Applied || res.Outcome == jobs.Backfilled
-			// A runner runs a job that has ended (cancelled, or finished by
-			// an attempt it did not know was superseded): stop it.
-			cancelAgain = cancelAgain || (res.Outcome == jobs.FencedTerminal && it.ev.State == jobs.StateRunning)
+			if res.Outcome == jobs.FencedTerminal && it.ev.State == jobs.StateRunning {
+				stop = append(stop, it.ev)
+			}
 		}
 		return changed, nil
 	})
@@ -193,37 +223,46 @@ func (e *Engine) applyJobStatus(ctx context.Context, t *tenants.Tenant, id strin
 	case errors.Is(err, jobs.ErrNotFound):
 		for _, it := range items {
 			if it.d.Attempt() < unknownJobRetries {
-				e.retryLater(ctx, it.d, err)
+				settle.add(func() { e.retryLater(ctx, it.d, err) })
 				continue
 			}
 			e.m.Fenced.WithLabelValues("unknown_job").Inc()
 			e.log.Warn("status of unknown job dropped", "tenant", t.Name, "job_id", id, "subject", it.d.Subject())
-			e.ack(ctx, it.d)
+			settle.add(func() { e.ack(ctx, it.d) })
 		}
 		return
 	case errors.Is(err, jobs.ErrCorrupt):
 		for _, it := range items {
-			e.poison(ctx, it.d, queue.RoleJobEvents, err)
+			settle.add(func() { e.poison(ctx, it.d, queue.RoleJobEvents, err) })
 		}
 		return
 	case err != nil:
 		for _, it := range items {
-			e.retryLater(ctx, it.d, err)
+			settle.add(func() { e.retryLater(ctx, it.d, err) })
 		}
 		return
 	}
-	if cancelAgain {
-		last := items[len(items)-1].ev
+	sent := map[string]bool{}
+	for _, ev := range stop {
+		if sent[ev.RunnerID] {
+			continue
+		}
+		sent[ev.RunnerID] = true
 		reason := fmt.Sprintf("job is %s", rec.State)
-		if err := e.sendCancel(ctx, t, rec, last.Attempt, reason); err != nil {
+		err := e.sendCancel(ctx, t, rec, ev.RunnerID, ev.Attempt, reason)
+		if errors.Is(err, ErrNoRunner) {
+			e.log.Warn("runner of an ended job cannot be told to stop it", "tenant", t.Name, "job_id", id, "runner_id", ev.RunnerID, "error", err)
+			continue
+		}
+		if err != nil {
 			// Applying the events again is harmless; the cancel is what
 			// must not be lost.
 			for _, it := range items {
-				e.retryLater(ctx, it.d, err)
+				settle.add(func() { e.retryLater(ctx, it.d, err) })
 			}
 			return
 		}
-		e.log.Info("cancel sent again to a runner of an ended job", "tenant", t.Name, "job_id", id, "state", string(rec.State), "attempt", last.Attempt)
+		e.log.Info("cancel sent to the runner of an ended job", "tenant", t.Name, "job_id", id, "state", string(rec.State), "attempt", ev.Attempt, "runner_id", ev.RunnerID)
 	}
 	if changed {
 		e.m.StatusWrites.Inc()
@@ -232,7 +271,7 @@ func (e *Engine) applyJobStatus(ctx context.Context, t *tenants.Tenant, id strin
 		e.count(t, rec, items[i].ev, res)
 	}
 	for _, it := range items {
-		e.ack(ctx, it.d)
+		settle.add(func() { e.ack(ctx, it.d) })
 	}
 }
 

@@ -28,6 +28,10 @@ type Metrics struct {
 	// record writes they caused (several events of a job share a write).
 	StatusEvents prometheus.Counter
 	StatusWrites prometheus.Counter
+	// Bridged counts the events copied from SQS into JetStream, by role
+	// (job-events for logs, runners for heartbeats); only with the SQS
+	// backend.
+	Bridged *prometheus.CounterVec
 }
 
 // New creates the metrics and registers them on reg.
@@ -66,8 +70,12 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "outpost_status_writes_total",
 			Help: "Job record writes caused by status events.",
 		}),
+		Bridged: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_bridged_messages_total",
+			Help: "Events copied from SQS into JetStream for their history (logs, heartbeats), by subject role.",
+		}, []string{"role"}),
 	}
-	reg.MustRegister(m.Jobs, m.DispatchLatency, m.Redeliveries, m.DeadLetters, m.Malformed, m.Fenced, m.StatusEvents, m.StatusWrites)
+	reg.MustRegister(m.Jobs, m.DispatchLatency, m.Redeliveries, m.DeadLetters, m.Malformed, m.Fenced, m.StatusEvents, m.StatusWrites, m.Bridged)
 	return m
 }
 

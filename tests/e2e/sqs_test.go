@@ -1,0 +1,194 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"maps"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/outposthq/outpost/libs/events"
+	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/queue/sqs"
+	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
+	"github.com/outposthq/outpost/tests/harness"
+)
+
+// sqsAckWait is the runners' ack wait (the SQS visibility timeout of a
+// job) in these tests.
+const sqsAckWait = 3 * time.Second
+
+// startSQSStack runs the scheduler and runners on SQS (fauxqs). Receives
+// long-poll for 1s instead of 20s: a killed runner's poll stays open on the
+// server until it ends and would take the job the runner left (a real
+// SQS may do the same), and stopping is quicker. Heartbeat queues of new
+// pools are found within a second.
+func startSQSStack(t *testing.T, runner map[string]string) *harness.Stack {
+	t.Helper()
+	sqsEnv := map[string]string{"OUTPOST_SQS_WAIT_TIME": "1s", "OUTPOST_SQS_DISCOVERY_INTERVAL": "1s"}
+	renv := maps.Clone(runnerEnv)
+	maps.Copy(renv, sqsEnv)
+	renv["OUTPOST_ACK_WAIT"] = sqsAckWait.String()
+	maps.Copy(renv, runner)
+	return harness.StartStack(t, harness.StackOptions{Queue: harness.QueueSQS, RunnerEnv: renv, SchedulerEnv: sqsEnv})
+}
+
+func TestSQSCommandJobSucceedsWithLogs(t *testing.T) {
+	s := startSQSStack(t, nil)
+	s.StartRunner("runner-1", map[string]string{"E2E_GREETING": "s3cr3t-greeting"})
+	c := s.Client()
+
+	job := c.Submit(harness.Command("default", "sh", "-c", "echo hello ${E2E_GREETING}; echo to-stderr >&2"))
+	done := c.WaitTerminal(job.ID, 30*time.Second)
+	require.Equal(t, "SUCCEEDED", done.State, done.String())
+	require.Equal(t, 1, done.Attempt)
+	require.NotNil(t, done.ExitCode)
+	require.Equal(t, 0, *done.ExitCode)
+	require.Equal(t, "runner-1", done.RunnerID)
+
+	// Logs and statuses travel on separate queues: the logs are readable
+	// once the scheduler has copied them into JetStream.
+	var logs string
+	require.Eventually(t, func() bool {
+		logs = c.Logs(job.ID)
+		return strings.Contains(logs, "hello ****") && strings.Contains(logs, "to-stderr") && strings.Contains(logs, "attempt ended: SUCCEEDED")
+	}, 30*time.Second, 50*time.Millisecond, "logs never complete: %q", logs)
+	require.NotContains(t, logs, "s3cr3t-greeting")
+
+	// Heartbeats are copied too: the pool has a live runner.
+	require.Eventually(t, func() bool {
+		code, body := c.Do(http.MethodGet, "/api/v1/pools", nil)
+		var out struct {
+			Pools []struct {
+				Pool    string `json:"pool"`
+				Runners int    `json:"runners"`
+			} `json:"pools"`
+		}
+		if code != http.StatusOK || json.Unmarshal(body, &out) != nil {
+			return false
+		}
+		for _, p := range out.Pools {
+			if p.Pool == "default" && p.Runners == 1 {
+				return true
+			}
+		}
+		return false
+	}, 30*time.Second, 100*time.Millisecond, "the runner's heartbeats never reached the scheduler")
+}
+
+// A runner killed with SIGKILL mid-job stops extending the job's
+// visibility; when it ends the job goes to the other runner, attempt 2.
+func TestSQSKilledRunnerJobIsRedelivered(t *testing.T) {
+	s := startSQSStack(t, nil)
+	runners := map[string]*harness.Process{
+		"runner-a": s.StartRunner("runner-a", nil),
+		"runner-b": s.StartRunner("runner-b", nil),
+	}
+	c := s.Client()
+
+	job := c.Submit(harness.Command("default", "sh", "-c", "sleep 2; echo finished"))
+	running := c.WaitFor(job.ID, 30*time.Second, func(j harness.Job) bool { return j.State == "RUNNING" })
+	victim := running.RunnerID
+	require.Contains(t, runners, victim)
+	runners[victim].Kill()
+
+	done := c.WaitTerminal(job.ID, 60*time.Second)
+	require.Equal(t, "SUCCEEDED", done.State, done.String())
+	require.Equal(t, 2, done.Attempt)
+	require.NotEqual(t, victim, done.RunnerID)
+	var succeeded int
+	for _, h := range done.History {
+		if h.State == "SUCCEEDED" {
+			succeeded++
+		}
+	}
+	require.Equal(t, 1, succeeded, "exactly one success: %+v", done.History)
+}
+
+// A message on a jobs queue that does not decode is dead-lettered by the
+// runner with its reason, once. The runner serves a tenant the scheduler
+// does not, so that the test is the only consumer of the dead letters
+// (the scheduler would take and settle them).
+func TestSQSPoisonJobIsDeadLettered(t *testing.T) {
+	s := startSQSStack(t, nil)
+	const tenant = "poison"
+	b := s.SQSBroker(sqs.Config{WaitTime: time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	require.NoError(t, b.EnsureTenant(ctx, tenant, queue.TenantLimits{}))
+	runner := s.StartRunner("runner-1", map[string]string{"OUTPOST_TENANT": tenant})
+
+	subjects := b.Subjects()
+	garbage := []byte{0xff, 0x00, 0x13, 0x37}
+	require.NoError(t, b.Publish(ctx, queue.Message{
+		Subject: subjects.Jobs(tenant, "default"),
+		Data:    garbage,
+		Header:  map[string]string{queue.HeaderType: events.TypeName(&jobsv1.JobDispatched{})},
+	}))
+
+	var mu sync.Mutex
+	var dead []queue.Delivery
+	dlq, err := b.Consume(ctx, queue.ConsumerConfig{Name: "e2e-dlq", Subject: subjects.DeadLetter(tenant, queue.RoleJobs)},
+		func(ctx context.Context, d queue.Delivery) {
+			mu.Lock()
+			dead = append(dead, d)
+			mu.Unlock()
+			_ = d.Ack(ctx)
+		})
+	require.NoError(t, err)
+	defer dlq.Stop(context.Background())
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(dead)
+	}
+	require.Eventually(t, func() bool { return count() == 1 }, 30*time.Second, 20*time.Millisecond, "nothing dead-lettered")
+
+	d := dead[0]
+	require.Equal(t, garbage, d.Data())
+	h := d.Header()
+	require.Contains(t, h[queue.HeaderDeadLetterReason], "malformed")
+	require.Equal(t, subjects.Jobs(tenant, "default"), h[queue.HeaderDeadLetterSubject])
+	require.Equal(t, "1", h[queue.HeaderDeadLetterAttempts])
+	require.Equal(t, events.TypeName(&jobsv1.JobDispatched{}), h[queue.HeaderType])
+
+	// Not redelivered: the runner sees it once, past two visibility
+	// timeouts, and it is dead-lettered once.
+	require.Equal(t, 1.0, harness.Metric(t, runner.Ops, "outpost_malformed_messages_total"))
+	// Never runs the condition on a goroutine that may outlive the test:
+	// it must not fail the test itself.
+	malformed := func() float64 {
+		m, err := harness.ScrapeBy(runner.Ops, "outpost_malformed_messages_total", "")
+		if err != nil {
+			return 0
+		}
+		return m[""]
+	}
+	require.Never(t, func() bool { return count() > 1 || malformed() > 1 }, 2*sqsAckWait, 100*time.Millisecond,
+		"the poison message came back")
+}
+
+// Cancel reaches the runner of the job on its own control queue: with one
+// slot, the second job can only start once the first one's process is gone.
+func TestSQSCancelStopsRunningCommand(t *testing.T) {
+	s := startSQSStack(t, nil)
+	runner := s.StartRunner("runner-1", map[string]string{"OUTPOST_CONCURRENCY": "1"})
+	c := s.Client()
+
+	long := c.Submit(harness.Command("default", "sleep", "300"))
+	c.WaitFor(long.ID, 30*time.Second, func(j harness.Job) bool { return j.State == "RUNNING" })
+	next := c.Submit(harness.Command("default", "echo", "next"))
+
+	cancelled := c.Cancel(long.ID)
+	require.Equal(t, "CANCELLED", cancelled.State)
+
+	done := c.WaitTerminal(next.ID, 30*time.Second)
+	require.Equal(t, "SUCCEEDED", done.State, done.String())
+	require.Equal(t, "CANCELLED", c.Get(long.ID).State)
+	runner.WaitLog(`"msg":"job cancel received"`, 10*time.Second)
+}

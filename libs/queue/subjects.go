@@ -70,6 +70,18 @@ func (s Subjects) JobLogs(tenant, jobID string) string {
 	return s.join(tenant, RoleJobEvents, jobID, "logs")
 }
 
+// JobRecords carries the JobRecords (metadata records, check results) of
+// one job.
+func (s Subjects) JobRecords(tenant, jobID string) string {
+	return s.join(tenant, RoleJobEvents, jobID, "records")
+}
+
+// AllJobRecords matches the JobRecords events of every job of a tenant, for
+// the scheduler's results consumer.
+func (s Subjects) AllJobRecords(tenant string) string {
+	return s.join(tenant, RoleJobEvents, "*", "records")
+}
+
 // AllJobStatus matches the JobStatus events of every job of a tenant (and
 // not their logs), for the scheduler's status consumer.
 func (s Subjects) AllJobStatus(tenant string) string {

@@ -7,7 +7,8 @@
 package jobsv1
 
 import (
-	v1 "github.com/outposthq/outpost/proto/outpost/common/v1"
+	v11 "github.com/outposthq/outpost/proto/outpost/common/v1"
+	v1 "github.com/outposthq/outpost/proto/outpost/ingest/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -162,10 +163,15 @@ func (x *RetryPolicy) GetMultiplier() float64 {
 // Arguments and environment values may hold ${NAME} references that the
 // runner resolves from its local secret providers.
 type CommandTask struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Command       string                 `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
-	Args          []string               `protobuf:"bytes,2,rep,name=args,proto3" json:"args,omitempty"`
-	Env           map[string]string      `protobuf:"bytes,3,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Command string                 `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
+	Args    []string               `protobuf:"bytes,2,rep,name=args,proto3" json:"args,omitempty"`
+	Env     map[string]string      `protobuf:"bytes,3,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// When set, the runner writes this recipe (secrets resolved) to a private
+	// temporary file (mode 0600, removed afterwards) and passes its path in
+	// the environment variable OUTPOST_RECIPE_FILE and for ${OUTPOST_RECIPE_FILE}
+	// in the arguments, for external tools that run recipes themselves.
+	Recipe        *v1.IngestTask `protobuf:"bytes,4,opt,name=recipe,proto3" json:"recipe,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -217,6 +223,13 @@ func (x *CommandTask) GetArgs() []string {
 func (x *CommandTask) GetEnv() map[string]string {
 	if x != nil {
 		return x.Env
+	}
+	return nil
+}
+
+func (x *CommandTask) GetRecipe() *v1.IngestTask {
+	if x != nil {
+		return x.Recipe
 	}
 	return nil
 }
@@ -276,14 +289,15 @@ func (x *NoopTask) GetFailMessage() string {
 	return ""
 }
 
-// Task is what a runner executes. Later task types (ingest, assertion) are
-// added to the oneof.
+// Task is what a runner executes.
 type Task struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Kind:
 	//
 	//	*Task_Command
 	//	*Task_Noop
+	//	*Task_Ingest
+	//	*Task_Assertion
 	Kind          isTask_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -344,6 +358,24 @@ func (x *Task) GetNoop() *NoopTask {
 	return nil
 }
 
+func (x *Task) GetIngest() *v1.IngestTask {
+	if x != nil {
+		if x, ok := x.Kind.(*Task_Ingest); ok {
+			return x.Ingest
+		}
+	}
+	return nil
+}
+
+func (x *Task) GetAssertion() *v1.AssertionTask {
+	if x != nil {
+		if x, ok := x.Kind.(*Task_Assertion); ok {
+			return x.Assertion
+		}
+	}
+	return nil
+}
+
 type isTask_Kind interface {
 	isTask_Kind()
 }
@@ -356,9 +388,21 @@ type Task_Noop struct {
 	Noop *NoopTask `protobuf:"bytes,2,opt,name=noop,proto3,oneof"`
 }
 
+type Task_Ingest struct {
+	Ingest *v1.IngestTask `protobuf:"bytes,3,opt,name=ingest,proto3,oneof"`
+}
+
+type Task_Assertion struct {
+	Assertion *v1.AssertionTask `protobuf:"bytes,4,opt,name=assertion,proto3,oneof"`
+}
+
 func (*Task_Command) isTask_Kind() {}
 
 func (*Task_Noop) isTask_Kind() {}
+
+func (*Task_Ingest) isTask_Kind() {}
+
+func (*Task_Assertion) isTask_Kind() {}
 
 // JobSpec is everything a runner needs to run a job.
 type JobSpec struct {
@@ -443,7 +487,7 @@ func (x *JobSpec) GetLabels() map[string]string {
 // tenant's submit subject does the same as POST /api/v1/jobs.
 type SubmitJob struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
-	Envelope *v1.Envelope           `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	Envelope *v11.Envelope          `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
 	// Optional id chosen by the client; a repeated submit with the same id
 	// creates the job once.
 	JobId         string   `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
@@ -482,7 +526,7 @@ func (*SubmitJob) Descriptor() ([]byte, []int) {
 	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{5}
 }
 
-func (x *SubmitJob) GetEnvelope() *v1.Envelope {
+func (x *SubmitJob) GetEnvelope() *v11.Envelope {
 	if x != nil {
 		return x.Envelope
 	}
@@ -507,7 +551,7 @@ func (x *SubmitJob) GetSpec() *JobSpec {
 // queue's delivery count, not a field, so redelivery needs no rewrite.
 type JobDispatched struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Envelope      *v1.Envelope           `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	Envelope      *v11.Envelope          `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
 	JobId         string                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	Spec          *JobSpec               `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
 	SubmittedAt   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=submitted_at,json=submittedAt,proto3" json:"submitted_at,omitempty"`
@@ -545,7 +589,7 @@ func (*JobDispatched) Descriptor() ([]byte, []int) {
 	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{6}
 }
 
-func (x *JobDispatched) GetEnvelope() *v1.Envelope {
+func (x *JobDispatched) GetEnvelope() *v11.Envelope {
 	if x != nil {
 		return x.Envelope
 	}
@@ -639,7 +683,7 @@ func (x *JobResult) GetOutputs() map[string]string {
 // JobStatus reports a state change of one attempt; envelope.attempt fences it.
 type JobStatus struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
-	Envelope *v1.Envelope           `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	Envelope *v11.Envelope          `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
 	JobId    string                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	State    JobState               `protobuf:"varint,3,opt,name=state,proto3,enum=outpost.jobs.v1.JobState" json:"state,omitempty"`
 	// Why the attempt ended (terminal states and retries).
@@ -683,7 +727,7 @@ func (*JobStatus) Descriptor() ([]byte, []int) {
 	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{8}
 }
 
-func (x *JobStatus) GetEnvelope() *v1.Envelope {
+func (x *JobStatus) GetEnvelope() *v11.Envelope {
 	if x != nil {
 		return x.Envelope
 	}
@@ -797,7 +841,7 @@ func (x *LogLine) GetText() string {
 // LogChunk carries a batch of log lines of one attempt, already redacted.
 type LogChunk struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
-	Envelope *v1.Envelope           `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	Envelope *v11.Envelope          `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
 	JobId    string                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	// Sequence number of the first line within the attempt.
 	FirstSeq      uint64     `protobuf:"varint,3,opt,name=first_seq,json=firstSeq,proto3" json:"first_seq,omitempty"`
@@ -836,7 +880,7 @@ func (*LogChunk) Descriptor() ([]byte, []int) {
 	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{10}
 }
 
-func (x *LogChunk) GetEnvelope() *v1.Envelope {
+func (x *LogChunk) GetEnvelope() *v11.Envelope {
 	if x != nil {
 		return x.Envelope
 	}
@@ -867,7 +911,7 @@ func (x *LogChunk) GetLines() []*LogLine {
 // CancelJob tells the runners of a pool to stop a job.
 type CancelJob struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Envelope      *v1.Envelope           `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	Envelope      *v11.Envelope          `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
 	JobId         string                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -904,7 +948,7 @@ func (*CancelJob) Descriptor() ([]byte, []int) {
 	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{11}
 }
 
-func (x *CancelJob) GetEnvelope() *v1.Envelope {
+func (x *CancelJob) GetEnvelope() *v11.Envelope {
 	if x != nil {
 		return x.Envelope
 	}
@@ -929,7 +973,7 @@ func (x *CancelJob) GetReason() string {
 // plane knows which pools have live runners.
 type RunnerHeartbeat struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Envelope      *v1.Envelope           `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	Envelope      *v11.Envelope          `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
 	RunnerId      string                 `protobuf:"bytes,2,opt,name=runner_id,json=runnerId,proto3" json:"runner_id,omitempty"`
 	Pool          string                 `protobuf:"bytes,3,opt,name=pool,proto3" json:"pool,omitempty"`
 	Version       string                 `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
@@ -970,7 +1014,7 @@ func (*RunnerHeartbeat) Descriptor() ([]byte, []int) {
 	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{12}
 }
 
-func (x *RunnerHeartbeat) GetEnvelope() *v1.Envelope {
+func (x *RunnerHeartbeat) GetEnvelope() *v11.Envelope {
 	if x != nil {
 		return x.Envelope
 	}
@@ -1023,7 +1067,7 @@ var File_outpost_jobs_v1_jobs_proto protoreflect.FileDescriptor
 
 const file_outpost_jobs_v1_jobs_proto_rawDesc = "" +
 	"\n" +
-	"\x1aoutpost/jobs/v1/jobs.proto\x12\x0foutpost.jobs.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a outpost/common/v1/envelope.proto\"\xd0\x01\n" +
+	"\x1aoutpost/jobs/v1/jobs.proto\x12\x0foutpost.jobs.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a outpost/common/v1/envelope.proto\x1a\x1eoutpost/ingest/v1/ingest.proto\"\xd0\x01\n" +
 	"\vRetryPolicy\x12!\n" +
 	"\fmax_attempts\x18\x01 \x01(\rR\vmaxAttempts\x12B\n" +
 	"\x0finitial_backoff\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x0einitialBackoff\x12:\n" +
@@ -1031,20 +1075,23 @@ const file_outpost_jobs_v1_jobs_proto_rawDesc = "" +
 	"maxBackoff\x12\x1e\n" +
 	"\n" +
 	"multiplier\x18\x04 \x01(\x01R\n" +
-	"multiplier\"\xac\x01\n" +
+	"multiplier\"\xe3\x01\n" +
 	"\vCommandTask\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\tR\acommand\x12\x12\n" +
 	"\x04args\x18\x02 \x03(\tR\x04args\x127\n" +
-	"\x03env\x18\x03 \x03(\v2%.outpost.jobs.v1.CommandTask.EnvEntryR\x03env\x1a6\n" +
+	"\x03env\x18\x03 \x03(\v2%.outpost.jobs.v1.CommandTask.EnvEntryR\x03env\x125\n" +
+	"\x06recipe\x18\x04 \x01(\v2\x1d.outpost.ingest.v1.IngestTaskR\x06recipe\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"^\n" +
 	"\bNoopTask\x12/\n" +
 	"\x05sleep\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x05sleep\x12!\n" +
-	"\ffail_message\x18\x02 \x01(\tR\vfailMessage\"y\n" +
+	"\ffail_message\x18\x02 \x01(\tR\vfailMessage\"\xf4\x01\n" +
 	"\x04Task\x128\n" +
 	"\acommand\x18\x01 \x01(\v2\x1c.outpost.jobs.v1.CommandTaskH\x00R\acommand\x12/\n" +
-	"\x04noop\x18\x02 \x01(\v2\x19.outpost.jobs.v1.NoopTaskH\x00R\x04noopB\x06\n" +
+	"\x04noop\x18\x02 \x01(\v2\x19.outpost.jobs.v1.NoopTaskH\x00R\x04noop\x127\n" +
+	"\x06ingest\x18\x03 \x01(\v2\x1d.outpost.ingest.v1.IngestTaskH\x00R\x06ingest\x12@\n" +
+	"\tassertion\x18\x04 \x01(\v2 .outpost.ingest.v1.AssertionTaskH\x00R\tassertionB\x06\n" +
 	"\x04kind\"\xaa\x02\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12)\n" +
@@ -1143,41 +1190,46 @@ var file_outpost_jobs_v1_jobs_proto_goTypes = []any{
 	nil,                           // 15: outpost.jobs.v1.JobSpec.LabelsEntry
 	nil,                           // 16: outpost.jobs.v1.JobResult.OutputsEntry
 	(*durationpb.Duration)(nil),   // 17: google.protobuf.Duration
-	(*v1.Envelope)(nil),           // 18: outpost.common.v1.Envelope
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*v1.IngestTask)(nil),         // 18: outpost.ingest.v1.IngestTask
+	(*v1.AssertionTask)(nil),      // 19: outpost.ingest.v1.AssertionTask
+	(*v11.Envelope)(nil),          // 20: outpost.common.v1.Envelope
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
 }
 var file_outpost_jobs_v1_jobs_proto_depIdxs = []int32{
 	17, // 0: outpost.jobs.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
 	17, // 1: outpost.jobs.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
 	14, // 2: outpost.jobs.v1.CommandTask.env:type_name -> outpost.jobs.v1.CommandTask.EnvEntry
-	17, // 3: outpost.jobs.v1.NoopTask.sleep:type_name -> google.protobuf.Duration
-	2,  // 4: outpost.jobs.v1.Task.command:type_name -> outpost.jobs.v1.CommandTask
-	3,  // 5: outpost.jobs.v1.Task.noop:type_name -> outpost.jobs.v1.NoopTask
-	4,  // 6: outpost.jobs.v1.JobSpec.task:type_name -> outpost.jobs.v1.Task
-	1,  // 7: outpost.jobs.v1.JobSpec.retry:type_name -> outpost.jobs.v1.RetryPolicy
-	17, // 8: outpost.jobs.v1.JobSpec.timeout:type_name -> google.protobuf.Duration
-	15, // 9: outpost.jobs.v1.JobSpec.labels:type_name -> outpost.jobs.v1.JobSpec.LabelsEntry
-	18, // 10: outpost.jobs.v1.SubmitJob.envelope:type_name -> outpost.common.v1.Envelope
-	5,  // 11: outpost.jobs.v1.SubmitJob.spec:type_name -> outpost.jobs.v1.JobSpec
-	18, // 12: outpost.jobs.v1.JobDispatched.envelope:type_name -> outpost.common.v1.Envelope
-	5,  // 13: outpost.jobs.v1.JobDispatched.spec:type_name -> outpost.jobs.v1.JobSpec
-	19, // 14: outpost.jobs.v1.JobDispatched.submitted_at:type_name -> google.protobuf.Timestamp
-	17, // 15: outpost.jobs.v1.JobResult.duration:type_name -> google.protobuf.Duration
-	16, // 16: outpost.jobs.v1.JobResult.outputs:type_name -> outpost.jobs.v1.JobResult.OutputsEntry
-	18, // 17: outpost.jobs.v1.JobStatus.envelope:type_name -> outpost.common.v1.Envelope
-	0,  // 18: outpost.jobs.v1.JobStatus.state:type_name -> outpost.jobs.v1.JobState
-	19, // 19: outpost.jobs.v1.JobStatus.retry_at:type_name -> google.protobuf.Timestamp
-	8,  // 20: outpost.jobs.v1.JobStatus.result:type_name -> outpost.jobs.v1.JobResult
-	19, // 21: outpost.jobs.v1.LogLine.time:type_name -> google.protobuf.Timestamp
-	18, // 22: outpost.jobs.v1.LogChunk.envelope:type_name -> outpost.common.v1.Envelope
-	10, // 23: outpost.jobs.v1.LogChunk.lines:type_name -> outpost.jobs.v1.LogLine
-	18, // 24: outpost.jobs.v1.CancelJob.envelope:type_name -> outpost.common.v1.Envelope
-	18, // 25: outpost.jobs.v1.RunnerHeartbeat.envelope:type_name -> outpost.common.v1.Envelope
-	26, // [26:26] is the sub-list for method output_type
-	26, // [26:26] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	18, // 3: outpost.jobs.v1.CommandTask.recipe:type_name -> outpost.ingest.v1.IngestTask
+	17, // 4: outpost.jobs.v1.NoopTask.sleep:type_name -> google.protobuf.Duration
+	2,  // 5: outpost.jobs.v1.Task.command:type_name -> outpost.jobs.v1.CommandTask
+	3,  // 6: outpost.jobs.v1.Task.noop:type_name -> outpost.jobs.v1.NoopTask
+	18, // 7: outpost.jobs.v1.Task.ingest:type_name -> outpost.ingest.v1.IngestTask
+	19, // 8: outpost.jobs.v1.Task.assertion:type_name -> outpost.ingest.v1.AssertionTask
+	4,  // 9: outpost.jobs.v1.JobSpec.task:type_name -> outpost.jobs.v1.Task
+	1,  // 10: outpost.jobs.v1.JobSpec.retry:type_name -> outpost.jobs.v1.RetryPolicy
+	17, // 11: outpost.jobs.v1.JobSpec.timeout:type_name -> google.protobuf.Duration
+	15, // 12: outpost.jobs.v1.JobSpec.labels:type_name -> outpost.jobs.v1.JobSpec.LabelsEntry
+	20, // 13: outpost.jobs.v1.SubmitJob.envelope:type_name -> outpost.common.v1.Envelope
+	5,  // 14: outpost.jobs.v1.SubmitJob.spec:type_name -> outpost.jobs.v1.JobSpec
+	20, // 15: outpost.jobs.v1.JobDispatched.envelope:type_name -> outpost.common.v1.Envelope
+	5,  // 16: outpost.jobs.v1.JobDispatched.spec:type_name -> outpost.jobs.v1.JobSpec
+	21, // 17: outpost.jobs.v1.JobDispatched.submitted_at:type_name -> google.protobuf.Timestamp
+	17, // 18: outpost.jobs.v1.JobResult.duration:type_name -> google.protobuf.Duration
+	16, // 19: outpost.jobs.v1.JobResult.outputs:type_name -> outpost.jobs.v1.JobResult.OutputsEntry
+	20, // 20: outpost.jobs.v1.JobStatus.envelope:type_name -> outpost.common.v1.Envelope
+	0,  // 21: outpost.jobs.v1.JobStatus.state:type_name -> outpost.jobs.v1.JobState
+	21, // 22: outpost.jobs.v1.JobStatus.retry_at:type_name -> google.protobuf.Timestamp
+	8,  // 23: outpost.jobs.v1.JobStatus.result:type_name -> outpost.jobs.v1.JobResult
+	21, // 24: outpost.jobs.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	20, // 25: outpost.jobs.v1.LogChunk.envelope:type_name -> outpost.common.v1.Envelope
+	10, // 26: outpost.jobs.v1.LogChunk.lines:type_name -> outpost.jobs.v1.LogLine
+	20, // 27: outpost.jobs.v1.CancelJob.envelope:type_name -> outpost.common.v1.Envelope
+	20, // 28: outpost.jobs.v1.RunnerHeartbeat.envelope:type_name -> outpost.common.v1.Envelope
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_outpost_jobs_v1_jobs_proto_init() }
@@ -1188,6 +1240,8 @@ func file_outpost_jobs_v1_jobs_proto_init() {
 	file_outpost_jobs_v1_jobs_proto_msgTypes[3].OneofWrappers = []any{
 		(*Task_Command)(nil),
 		(*Task_Noop)(nil),
+		(*Task_Ingest)(nil),
+		(*Task_Assertion)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

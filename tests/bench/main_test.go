@@ -10,6 +10,7 @@ import (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	recordRatios()
 	out := os.Getenv("OUTPOST_BENCH_OUT")
 	if out == "" {
 		out = "../../bench/results/latest.json" // the repository's bench/results

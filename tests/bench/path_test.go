@@ -315,9 +315,6 @@ func runBurstAndOne(t *testing.T, r *pathRig, p pathPlan) {
 			record(p.prefix+"path_cpu_us_per_job_"+name, float64(after-cpuBefore[name])/float64(time.Microsecond)/float64(n))
 		}
 		r.recordRequests(p.prefix+"path_", reqBefore, n)
-		if raw := results.Figures["raw_consume_ack_msgs_per_s"]; raw > 0 && p.prefix == "" {
-			record("path_jobs_per_s_ratio_to_raw_consume_ack", results.Figures["path_jobs_per_s"]/raw)
-		}
 	})
 
 	t.Run("one in flight", func(t *testing.T) {

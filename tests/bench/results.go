@@ -43,6 +43,23 @@ func note(name, text string) {
 	results.Notes[name] = text
 }
 
+// recordRatios derives the figures that compare two measurements, once
+// every test has run (tests run in file order, not in the order of the
+// comparison).
+func recordRatios() {
+	resultsMu.Lock()
+	f := results.Figures
+	resultsMu.Unlock()
+	ratios := []struct{ name, num, den string }{
+		{"path_jobs_per_s_ratio_to_raw_consume_ack", "path_jobs_per_s", "raw_consume_ack_msgs_per_s"},
+	}
+	for _, r := range ratios {
+		if n, d := f[r.num], f[r.den]; n > 0 && d > 0 {
+			record(r.name, n/d)
+		}
+	}
+}
+
 func writeResults(path string) error {
 	resultsMu.Lock()
 	defer resultsMu.Unlock()

@@ -168,7 +168,10 @@ func TestPausedRunnerCannotOverwriteOutcome(t *testing.T) {
 
 	fencedBefore := harness.Metric(t, s.API, "outpost_fenced_events_total")
 	a.Resume()
-	require.Eventually(t, func() bool { return harness.Metric(t, s.API, "outpost_fenced_events_total") > fencedBefore },
+	require.Eventually(t, func() bool {
+		v, err := harness.TryMetric(s.API, "outpost_fenced_events_total")
+		return err == nil && v > fencedBefore
+	},
 		30*time.Second, 50*time.Millisecond, "the resumed runner's stale report was never fenced")
 
 	after := c.Get(job.ID)

@@ -55,14 +55,21 @@ func TestSQSCommandJobSucceedsWithLogs(t *testing.T) {
 	// once the scheduler has copied them into JetStream.
 	var logs string
 	require.Eventually(t, func() bool {
-		logs = c.Logs(job.ID)
+		code, body, err := c.Try(http.MethodGet, "/api/v1/jobs/"+job.ID+"/logs", nil)
+		if err != nil || code != http.StatusOK {
+			return false
+		}
+		logs = string(body)
 		return strings.Contains(logs, "hello ****") && strings.Contains(logs, "to-stderr") && strings.Contains(logs, "attempt ended: SUCCEEDED")
 	}, 30*time.Second, 50*time.Millisecond, "logs never complete: %q", logs)
 	require.NotContains(t, logs, "s3cr3t-greeting")
 
 	// Heartbeats are copied too: the pool has a live runner.
 	require.Eventually(t, func() bool {
-		code, body := c.Do(http.MethodGet, "/api/v1/pools", nil)
+		code, body, err := c.Try(http.MethodGet, "/api/v1/pools", nil)
+		if err != nil {
+			return false
+		}
 		var out struct {
 			Pools []struct {
 				Pool    string `json:"pool"`

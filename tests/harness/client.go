@@ -51,9 +51,18 @@ type Client struct {
 func (s *Stack) Client() *Client { return &Client{t: s.t, Base: s.API, Tenant: s.Tenant} }
 
 // Do sends a request with a JSON body (nil for none) and returns the status
-// and body.
+// and body; a transport error fails the test.
 func (c *Client) Do(method, path string, body any) (int, []byte) {
 	c.t.Helper()
+	code, data, err := c.Try(method, path, body)
+	require.NoError(c.t, err)
+	return code, data
+}
+
+// Try is Do returning its error instead of failing the test, for the
+// conditions of require.Eventually: they run on a goroutine of their own
+// that may outlive the test, and must not fail it.
+func (c *Client) Try(method, path string, body any) (int, []byte, error) {
 	var r io.Reader
 	if body != nil {
 		switch b := body.(type) {
@@ -61,24 +70,29 @@ func (c *Client) Do(method, path string, body any) (int, []byte) {
 			r = bytes.NewBufferString(b)
 		default:
 			data, err := json.Marshal(b)
-			require.NoError(c.t, err)
+			if err != nil {
+				return 0, nil, err
+			}
 			r = bytes.NewReader(data)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, r)
-	require.NoError(c.t, err)
+	if err != nil {
+		return 0, nil, err
+	}
 	req.Header.Set("Content-Type", "application/json")
 	if c.Tenant != "" {
 		req.Header.Set("X-Outpost-Tenant", c.Tenant)
 	}
 	resp, err := http.DefaultClient.Do(req)
-	require.NoError(c.t, err)
+	if err != nil {
+		return 0, nil, err
+	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
-	require.NoError(c.t, err)
-	return resp.StatusCode, data
+	return resp.StatusCode, data, err
 }
 
 // Submit posts a job and returns it; the API must accept it.
@@ -107,8 +121,8 @@ func (c *Client) WaitFor(id string, timeout time.Duration, cond func(Job) bool) 
 	c.t.Helper()
 	var last Job
 	require.Eventually(c.t, func() bool {
-		code, body := c.Do(http.MethodGet, "/api/v1/jobs/"+id, nil)
-		if code != http.StatusOK {
+		code, body, err := c.Try(http.MethodGet, "/api/v1/jobs/"+id, nil)
+		if err != nil || code != http.StatusOK {
 			return false
 		}
 		last = Job{}

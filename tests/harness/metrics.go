@@ -21,6 +21,17 @@ func Metric(t testing.TB, base, name string) float64 {
 	return sum
 }
 
+// TryMetric is Metric returning its error instead of failing the test, for
+// the conditions of require.Eventually.
+func TryMetric(base, name string) (float64, error) {
+	by, err := ScrapeBy(base, name, "")
+	var sum float64
+	for _, v := range by {
+		sum += v
+	}
+	return sum, err
+}
+
 // MetricBy sums the samples of a Prometheus metric family at base/metrics
 // by the value of one label ("" for samples without it), e.g. the requests
 // of outpost_sqs_requests_total by "operation".

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -137,10 +138,14 @@ func testReadFollow(t *testing.T, s *suite) {
 			return true
 		})
 	}()
-	ping := 0
+	var ping atomic.Int64
 	require.Eventually(t, func() bool {
-		ping++
-		s.publish(t, queue.Message{Subject: s.Subjects.Runners(s.Tenant, "pool-f"), Data: []byte(fmt.Sprintf("ping-%d", ping))})
+		// The condition runs on its own goroutine, possibly after the
+		// test ends: it must not fail the test, so no require here.
+		data := fmt.Sprintf("ping-%d", ping.Add(1))
+		if err := s.Broker.Publish(ctx, queue.Message{Subject: s.Subjects.Runners(s.Tenant, "pool-f"), Data: []byte(data)}); err != nil {
+			return false
+		}
 		newMu.Lock()
 		defer newMu.Unlock()
 		return len(fresh) > 0

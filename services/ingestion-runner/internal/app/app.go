@@ -19,6 +19,7 @@ import (
 	"github.com/outposthq/outpost/libs/service"
 
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/config"
+	"github.com/outposthq/outpost/services/ingestion-runner/internal/ingest"
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/logstream"
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/runner"
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/secrets"
@@ -105,7 +106,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 
 // New builds a runner for cfg on broker. Tests use it with any queue.Broker.
 func New(cfg config.Config, broker runner.Broker, subjects queue.Subjects, log *slog.Logger, metrics *runner.Metrics) *runner.Runner {
-	return runner.New(RunnerConfig(cfg), broker, subjects, Tasks(cfg), log, metrics)
+	return runner.New(RunnerConfig(cfg), broker, subjects, Tasks(cfg, broker, subjects), log, metrics)
 }
 
 // RunnerConfig maps the service configuration onto the runner's.
@@ -130,8 +131,9 @@ func RunnerConfig(cfg config.Config) runner.Config {
 	}
 }
 
-// Tasks is the registry of the task kinds this runner runs.
-func Tasks(cfg config.Config) *tasks.Registry {
+// Tasks is the registry of the task kinds this runner runs; pub carries
+// the ingest task's records back (the outpost sink).
+func Tasks(cfg config.Config, pub ingest.Publisher, subjects queue.Subjects) *tasks.Registry {
 	var providers []secrets.Provider
 	if len(cfg.Secrets.EnvPrefixes) > 0 {
 		providers = append(providers, secrets.Env{Prefixes: cfg.Secrets.EnvPrefixes})
@@ -139,12 +141,14 @@ func Tasks(cfg config.Config) *tasks.Registry {
 	if cfg.Secrets.Dir != "" {
 		providers = append(providers, secrets.Dir{Path: cfg.Secrets.Dir})
 	}
+	resolver := &secrets.Resolver{Providers: providers}
 	reg := tasks.NewRegistry()
 	reg.Register("noop", tasks.Noop{})
 	reg.Register("command", &tasks.Command{
 		Allowlist:   tasks.NewAllowlist(cfg.Command.Allowlist),
-		Resolver:    &secrets.Resolver{Providers: providers},
+		Resolver:    resolver,
 		CancelGrace: cfg.Command.CancelGrace,
 	})
+	reg.Register("ingest", &ingest.Task{Resolver: resolver, Publisher: pub, Subjects: subjects})
 	return reg
 }

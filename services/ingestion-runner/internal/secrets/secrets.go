@@ -109,6 +109,18 @@ type Resolver struct {
 type Session struct {
 	providers []Provider
 	resolved  map[string]string
+	// defined are values the runner itself provides (not secrets, not
+	// masked), such as OUTPOST_RECIPE_FILE.
+	defined map[string]string
+}
+
+// Define makes ${name} resolve to value ahead of the providers. The value
+// is not a secret: it is not masked.
+func (s *Session) Define(name, value string) {
+	if s.defined == nil {
+		s.defined = map[string]string{}
+	}
+	s.defined[name] = value
 }
 
 // NewSession starts resolving for one job.
@@ -162,6 +174,9 @@ func (s *Session) Expand(ctx context.Context, in string) (string, error) {
 }
 
 func (s *Session) lookup(ctx context.Context, name string) (string, error) {
+	if v, ok := s.defined[name]; ok {
+		return v, nil
+	}
 	if v, ok := s.resolved[name]; ok {
 		return v, nil
 	}

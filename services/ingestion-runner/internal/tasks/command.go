@@ -105,15 +105,32 @@ func (c *Command) Run(ctx context.Context, in Input, out Output) Result {
 	if err != nil {
 		return Result{Err: Permanent(err)}
 	}
-	args, env, err := c.expand(ctx, spec.GetArgs(), spec.GetEnv(), out)
-	if err != nil {
-		return Result{Err: err}
-	}
+	// The work dir is private (0700) and removed when the job ends, with
+	// the recipe file in it.
 	workDir, err := os.MkdirTemp("", "outpost-job-")
 	if err != nil {
 		return Result{Err: fmt.Errorf("create work dir: %w", err)}
 	}
 	defer os.RemoveAll(workDir)
+	sess := c.Resolver.NewSession()
+	var recipePath string
+	if rt := spec.GetRecipe(); rt != nil {
+		if recipePath, err = writeRecipe(ctx, sess, rt, workDir); err != nil {
+			out.Mask(sess.Values()...)
+			return Result{Err: err}
+		}
+		sess.Define(RecipeFileVar, recipePath)
+	}
+	args, env, err := c.expand(ctx, sess, spec.GetArgs(), spec.GetEnv())
+	// Mask before anything is logged, including what was resolved before
+	// a later reference failed.
+	out.Mask(sess.Values()...)
+	if err != nil {
+		return Result{Err: err}
+	}
+	if recipePath != "" {
+		env = append(env, RecipeFileVar+"="+recipePath)
+	}
 
 	stdout, stderr := out.Stream("stdout"), out.Stream("stderr")
 	defer stdout.Close()
@@ -199,10 +216,7 @@ func exitResult(cmd *exec.Cmd, err error, out Output) Result {
 // environment: PATH and HOME of the runner, then the job's variables. The
 // runner's other variables (its own credentials among them) never reach a
 // job.
-func (c *Command) expand(ctx context.Context, rawArgs []string, rawEnv map[string]string, out Output) ([]string, []string, error) {
-	sess := c.Resolver.NewSession()
-	// Mask whatever was resolved even when a later reference fails.
-	defer func() { out.Mask(sess.Values()...) }()
+func (c *Command) expand(ctx context.Context, sess *secrets.Session, rawArgs []string, rawEnv map[string]string) ([]string, []string, error) {
 	args := make([]string, len(rawArgs))
 	for i, a := range rawArgs {
 		v, err := sess.Expand(ctx, a)

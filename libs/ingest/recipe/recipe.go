@@ -1,0 +1,371 @@
+// Package recipe parses and validates ingestion recipes in the DataHub shape
+// (source {type, config}, optional transformers, sink {type, config},
+// pipeline_name), written in YAML or JSON.
+//
+// It is pure: no secret is resolved and nothing is dialled, so the
+// scheduler validates a recipe on submit with the same rules the runner
+// applies before it runs one. ${NAME} references stay as written; the
+// runner resolves them (see Resolve) and decodes the typed configuration
+// afterwards with DecodeConfig.
+package recipe
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// ErrMalformed is returned (wrapped) for text that is not valid YAML or
+// JSON, or whose top level is not a mapping.
+var ErrMalformed = errors.New("malformed recipe")
+
+// ErrInvalid is returned (wrapped, through *ValidationError) for a recipe
+// that parses but breaks a rule: a missing or unknown key, a wrong type, an
+// unknown source or sink type, a bad regex.
+var ErrInvalid = errors.New("invalid recipe")
+
+// Format says how recipe text is written.
+type Format int
+
+// Formats. FormatAuto takes JSON when the text starts with "{", YAML
+// otherwise (YAML is a superset of JSON, but the JSON decoder gives better
+// messages for JSON).
+const (
+	FormatAuto Format = iota
+	FormatYAML
+	FormatJSON
+)
+
+// DefaultSink is the sink of a recipe without one: the records go back to
+// the control plane. (DataHub's CLI defaults to datahub-rest, which has no
+// meaning without a server address.)
+const DefaultSink = "outpost"
+
+// Section is a source, sink or transformer: a type and its raw config, a
+// tree of map[string]any, []any, string, bool, int64 and float64.
+type Section struct {
+	Type   string
+	Config map[string]any
+}
+
+// Recipe is a validated recipe, its ${NAME} references unresolved.
+type Recipe struct {
+	PipelineName string
+	Source       Section
+	Transformers []Section
+	Sink         Section
+}
+
+// FieldError is one fault, with the path of the value at fault
+// ("source.config.host_port").
+type FieldError struct {
+	Path    string
+	Message string
+}
+
+func (e FieldError) Error() string { return e.Path + ": " + e.Message }
+
+// ValidationError lists every fault of a recipe, so a user fixes it in
+// one go. It wraps ErrInvalid.
+type ValidationError struct {
+	Faults []FieldError
+}
+
+func (e *ValidationError) Error() string {
+	parts := make([]string, len(e.Faults))
+	for i, f := range e.Faults {
+		parts[i] = f.Error()
+	}
+	return "invalid recipe: " + strings.Join(parts, "; ")
+}
+
+// Unwrap makes errors.Is(err, ErrInvalid) hold.
+func (e *ValidationError) Unwrap() error { return ErrInvalid }
+
+// faults collects FieldErrors.
+type faults []FieldError
+
+func (f *faults) add(path, format string, args ...any) {
+	*f = append(*f, FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+func (f faults) err() error {
+	if len(f) == 0 {
+		return nil
+	}
+	return &ValidationError{Faults: f}
+}
+
+var topLevelKeys = []string{"pipeline_name", "source", "transformers", "sink"}
+
+// Parse decodes and validates a recipe.
+func Parse(text []byte, format Format) (*Recipe, error) {
+	tree, err := decode(text, format)
+	if err != nil {
+		return nil, err
+	}
+	var f faults
+	for _, k := range slices.Sorted(maps.Keys(tree)) {
+		if !slices.Contains(topLevelKeys, k) {
+			f.add(k, "unknown key (known: %s)", strings.Join(topLevelKeys, ", "))
+		}
+	}
+	r := &Recipe{}
+	if v, ok := tree["pipeline_name"]; ok {
+		s, isStr := v.(string)
+		if !isStr {
+			f.add("pipeline_name", "must be a string, not %s", kindOf(v))
+		}
+		r.PipelineName = s
+	}
+	if v, ok := tree["source"]; ok {
+		r.Source = section("source", v, sources, &f)
+	} else {
+		f.add("source", "required")
+	}
+	if v, ok := tree["sink"]; ok {
+		r.Sink = section("sink", v, sinks, &f)
+	} else {
+		r.Sink = Section{Type: DefaultSink, Config: map[string]any{}}
+	}
+	if v, ok := tree["transformers"]; ok && v != nil {
+		list, isList := v.([]any)
+		if !isList {
+			f.add("transformers", "must be a list, not %s", kindOf(v))
+		}
+		for i, t := range list {
+			r.Transformers = append(r.Transformers, section(fmt.Sprintf("transformers[%d]", i), t, transformers, &f))
+		}
+	}
+	if err := f.err(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// ParseSource decodes and validates a lone source section ({type, config}),
+// the source of an assertion task.
+func ParseSource(text []byte, format Format) (Section, error) {
+	tree, err := decode(text, format)
+	if err != nil {
+		return Section{}, err
+	}
+	var f faults
+	s := section("source", tree, sources, &f)
+	return s, f.err()
+}
+
+// section validates {type, config} against the registry of its kind.
+func section(path string, v any, reg registry, f *faults) Section {
+	m, ok := v.(map[string]any)
+	if !ok {
+		f.add(path, "must be a mapping with type and config, not %s", kindOf(v))
+		return Section{}
+	}
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if k != "type" && k != "config" {
+			f.add(path+"."+k, "unknown key (known: type, config)")
+		}
+	}
+	typ, _ := m["type"].(string)
+	if typ == "" {
+		f.add(path+".type", "required (supported: %s)", strings.Join(reg.names(), ", "))
+		return Section{}
+	}
+	cfg := map[string]any{}
+	if raw, ok := m["config"]; ok && raw != nil {
+		c, isMap := raw.(map[string]any)
+		if !isMap {
+			f.add(path+".config", "must be a mapping, not %s", kindOf(raw))
+			return Section{Type: typ}
+		}
+		cfg = c
+	}
+	spec, ok := reg[typ]
+	if !ok {
+		f.add(path+".type", "unknown %s type %q (supported: %s)", reg.kind(), typ, strings.Join(reg.names(), ", "))
+		return Section{Type: typ, Config: cfg}
+	}
+	before := len(*f)
+	checkValue(path+".config", cfg, spec.configType(), f)
+	if len(*f) == before {
+		// Semantic checks (regexes, ranges) need a well-typed config.
+		if c, err := decodeInto(cfg, spec.configType()); err == nil {
+			if ch, ok := c.(checker); ok {
+				ch.check(path+".config", f)
+			}
+		}
+	}
+	return Section{Type: typ, Config: cfg}
+}
+
+// Decode turns recipe text into its tree (map[string]any, []any, string,
+// bool, int64, float64) without validating it: the command task hands
+// recipes to external tools, whose sources this package does not know.
+func Decode(text []byte, format Format) (map[string]any, error) { return decode(text, format) }
+
+// Tree is the recipe as a tree again, for re-encoding once resolved.
+func (r *Recipe) Tree() map[string]any {
+	t := map[string]any{
+		"source": map[string]any{"type": r.Source.Type, "config": r.Source.Config},
+		"sink":   map[string]any{"type": r.Sink.Type, "config": r.Sink.Config},
+	}
+	if r.PipelineName != "" {
+		t["pipeline_name"] = r.PipelineName
+	}
+	if len(r.Transformers) > 0 {
+		ts := make([]any, len(r.Transformers))
+		for i, s := range r.Transformers {
+			ts[i] = map[string]any{"type": s.Type, "config": s.Config}
+		}
+		t["transformers"] = ts
+	}
+	return t
+}
+
+// MapStrings returns a copy of tree v with fn applied to every string
+// value (never to keys), given the path of each ("source.config.password").
+// The runner resolves ${NAME} references with it.
+func MapStrings(path string, v any, fn func(path, s string) (string, error)) (any, error) {
+	switch x := v.(type) {
+	case string:
+		return fn(path, x)
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			p := k
+			if path != "" {
+				p = path + "." + k
+			}
+			n, err := MapStrings(p, x[k], fn)
+			if err != nil {
+				return nil, err
+			}
+			out[k] = n
+		}
+		return out, nil
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			n, err := MapStrings(fmt.Sprintf("%s[%d]", path, i), e, fn)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = n
+		}
+		return out, nil
+	}
+	return v, nil
+}
+
+// decode turns text into a tree with string keys only.
+func decode(text []byte, format Format) (map[string]any, error) {
+	if format == FormatAuto {
+		format = FormatYAML
+		if t := bytes.TrimSpace(text); len(t) > 0 && t[0] == '{' {
+			format = FormatJSON
+		}
+	}
+	if len(bytes.TrimSpace(text)) == 0 {
+		return nil, fmt.Errorf("%w: empty", ErrMalformed)
+	}
+	var raw any
+	switch format {
+	case FormatJSON:
+		dec := json.NewDecoder(bytes.NewReader(text))
+		dec.UseNumber()
+		if err := dec.Decode(&raw); err != nil {
+			return nil, fmt.Errorf("%w: JSON: %w", ErrMalformed, err)
+		}
+		if dec.More() {
+			return nil, fmt.Errorf("%w: JSON: text after the recipe object", ErrMalformed)
+		}
+	default:
+		if err := yaml.Unmarshal(text, &raw); err != nil {
+			return nil, fmt.Errorf("%w: YAML: %w", ErrMalformed, err)
+		}
+	}
+	norm, err := normalize(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	m, ok := norm.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("%w: the top level must be a mapping, not %s", ErrMalformed, kindOf(norm))
+	}
+	return m, nil
+}
+
+// normalize makes YAML's and JSON's trees alike: string keys, int64 and
+// float64 numbers.
+func normalize(v any) (any, error) {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			n, err := normalize(e)
+			if err != nil {
+				return nil, err
+			}
+			x[k] = n
+		}
+		return x, nil
+	case map[any]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			ks, ok := k.(string)
+			if !ok {
+				return nil, fmt.Errorf("key %v is not a string", k)
+			}
+			n, err := normalize(e)
+			if err != nil {
+				return nil, err
+			}
+			out[ks] = n
+		}
+		return out, nil
+	case []any:
+		for i, e := range x {
+			n, err := normalize(e)
+			if err != nil {
+				return nil, err
+			}
+			x[i] = n
+		}
+		return x, nil
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			return i, nil
+		}
+		return x.Float64()
+	case int:
+		return int64(x), nil
+	case uint64:
+		return int64(x), nil
+	default:
+		return v, nil
+	}
+}
+
+func kindOf(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case map[string]any:
+		return "a mapping"
+	case []any:
+		return "a list"
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	case int64, float64:
+		return "a number"
+	}
+	return fmt.Sprintf("%T", v)
+}

@@ -1,0 +1,259 @@
+package ingest
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/outposthq/outpost/libs/ingest/recipe"
+)
+
+type mysqlSource struct {
+	cfg     *recipe.MySQLSource
+	filters filters
+}
+
+func (s *mysqlSource) Platform() string { return "mysql" }
+
+// mysqlSystem are the databases of the server itself, never extracted.
+var mysqlSystem = map[string]bool{"mysql": true, "information_schema": true, "performance_schema": true, "sys": true}
+
+func (s *mysqlSource) connect(ctx context.Context) (*sql.DB, error) {
+	mc := mysql.NewConfig()
+	mc.User, mc.Passwd = s.cfg.Username, s.cfg.Password
+	mc.Net, mc.Addr, mc.DBName = "tcp", s.cfg.HostPort, s.cfg.Database
+	mc.Timeout = connectTimeout
+	mc.Params = s.cfg.Options
+	connector, err := mysql.NewConnector(mc)
+	if err != nil {
+		return nil, fmt.Errorf("%w: mysql host_port %q or options are not valid", ErrSourceConfig, s.cfg.HostPort)
+	}
+	db := sql.OpenDB(connector)
+	// One connection: the extraction is sequential, and a server that
+	// counts connections per user should see one.
+	db.SetMaxOpenConns(1)
+	err = db.PingContext(ctx)
+	if err == nil {
+		return db, nil
+	}
+	_ = db.Close()
+	where := fmt.Sprintf("mysql at %s as %q", s.cfg.HostPort, s.cfg.Username)
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		switch me.Number {
+		case 1045, 1044: // access denied for user, access denied to database
+			return nil, fmt.Errorf("%w: %s: wrong username or password, or no access (%s)", ErrAuth, where, me.Message)
+		case 1049: // unknown database
+			return nil, fmt.Errorf("%w: %s: database %q does not exist", ErrSourceConfig, where, s.cfg.Database)
+		}
+		return nil, fmt.Errorf("connect to %s: %s (error %d)", where, me.Message, me.Number)
+	}
+	return nil, fmt.Errorf("%w: %s: %w", ErrUnreachable, where, err)
+}
+
+func (s *mysqlSource) Extract(ctx context.Context, em Emitter) error {
+	db, err := s.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var dbs []string
+	if s.cfg.Database != "" {
+		dbs = []string{s.cfg.Database}
+	} else {
+		all, err := sqlStrings(ctx, db, `SELECT schema_name FROM information_schema.schemata ORDER BY 1`)
+		if err != nil {
+			return fmt.Errorf("list databases: %w", err)
+		}
+		for _, d := range all {
+			if !mysqlSystem[strings.ToLower(d)] {
+				dbs = append(dbs, d)
+			}
+		}
+	}
+	for _, d := range dbs {
+		if !s.filters.schema.Allowed(d) {
+			continue
+		}
+		if err := s.extractDatabase(ctx, db, em, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *mysqlSource) extractDatabase(ctx context.Context, conn *sql.DB, em Emitter, db string) error {
+	if err := em.Container(ctx, Container{Database: db}); err != nil {
+		return err
+	}
+	rows, err := conn.QueryContext(ctx, `SELECT table_name, table_type FROM information_schema.tables
+		WHERE table_schema = ? ORDER BY table_name`, db)
+	if err != nil {
+		return fmt.Errorf("list tables of database %s: %w", db, err)
+	}
+	defer rows.Close()
+	rels := map[string]relation{}
+	var names []string
+	for rows.Next() {
+		var r relation
+		var typ string
+		if err := rows.Scan(&r.name, &typ); err != nil {
+			return fmt.Errorf("list tables of database %s: %w", db, err)
+		}
+		r.view = typ == "VIEW"
+		if typ == "SYSTEM VIEW" {
+			continue
+		}
+		if s.filters.keep(db+"."+r.name, r.view) {
+			rels[r.name] = r
+			names = append(names, r.name)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("list tables of database %s: %w", db, err)
+	}
+	_ = rows.Close()
+	for _, batch := range chunks(names, tableBatch) {
+		tables, err := s.details(ctx, conn, db, batch, rels)
+		if err != nil {
+			return err
+		}
+		for _, t := range tables {
+			if s.filters.rowCounts && !t.View {
+				var n int64
+				q := "SELECT COUNT(*) FROM " + quoteMySQL(db) + "." + quoteMySQL(t.Name)
+				if err := conn.QueryRowContext(ctx, q).Scan(&n); err != nil {
+					if ctx.Err() != nil {
+						return ctx.Err()
+					}
+					em.Warn(fmt.Sprintf("row count of %s.%s not read: %v", db, t.Name, err))
+				} else {
+					t.RowCount = &n
+				}
+			}
+			if err := em.Table(ctx, *t); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func quoteMySQL(ident string) string { return "`" + strings.ReplaceAll(ident, "`", "``") + "`" }
+
+// details reads comments, view definitions, columns and keys of a batch.
+func (s *mysqlSource) details(ctx context.Context, conn *sql.DB, db string, batch []string, rels map[string]relation) ([]*Table, error) {
+	byName := make(map[string]*Table, len(batch))
+	out := make([]*Table, len(batch))
+	args := []any{db}
+	for i, name := range batch {
+		out[i] = &Table{Database: db, Name: name, View: rels[name].view}
+		byName[name] = out[i]
+		args = append(args, name)
+	}
+	in := "(" + strings.TrimSuffix(strings.Repeat("?,", len(batch)), ",") + ")"
+	each := func(what, q string, scan func(*sql.Rows) error) error {
+		rows, err := conn.QueryContext(ctx, q, args...)
+		if err != nil {
+			return fmt.Errorf("read %s of tables in database %s: %w", what, db, err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			if err := scan(rows); err != nil {
+				return fmt.Errorf("read %s of tables in database %s: %w", what, db, err)
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("read %s of tables in database %s: %w", what, db, err)
+		}
+		return nil
+	}
+	var name string
+	err := each("comments", `SELECT t.table_name, t.table_comment, coalesce(v.view_definition, '')
+		FROM information_schema.tables t
+		LEFT JOIN information_schema.views v ON v.table_schema = t.table_schema AND v.table_name = t.table_name
+		WHERE t.table_schema = ? AND t.table_name IN `+in, func(rows *sql.Rows) error {
+		var comment, def string
+		if err := rows.Scan(&name, &comment, &def); err != nil {
+			return err
+		}
+		if t := byName[name]; t != nil {
+			if t.View && comment == "VIEW" {
+				comment = "" // what MySQL puts in table_comment of every view
+			}
+			t.Comment, t.ViewDefinition = comment, def
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = each("columns", `SELECT table_name, column_name, column_type, is_nullable = 'YES', ordinal_position, column_comment
+		FROM information_schema.columns WHERE table_schema = ? AND table_name IN `+in+`
+		ORDER BY table_name, ordinal_position`, func(rows *sql.Rows) error {
+		var c Column
+		if err := rows.Scan(&name, &c.Name, &c.Type, &c.Nullable, &c.Ordinal, &c.Comment); err != nil {
+			return err
+		}
+		if t := byName[name]; t != nil {
+			t.Columns = append(t.Columns, c)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = each("keys", `SELECT k.table_name, k.constraint_name, tc.constraint_type, k.column_name,
+			coalesce(k.referenced_table_schema, ''), coalesce(k.referenced_table_name, ''), coalesce(k.referenced_column_name, '')
+		FROM information_schema.key_column_usage k
+		JOIN information_schema.table_constraints tc ON tc.constraint_schema = k.constraint_schema
+			AND tc.table_name = k.table_name AND tc.constraint_name = k.constraint_name
+		WHERE k.table_schema = ? AND k.table_name IN `+in+`
+			AND tc.constraint_type IN ('PRIMARY KEY', 'FOREIGN KEY')
+		ORDER BY k.table_name, tc.constraint_type DESC, k.constraint_name, k.ordinal_position`, func(rows *sql.Rows) error {
+		var conName, conType, column, refDB, refTable, refColumn string
+		if err := rows.Scan(&name, &conName, &conType, &column, &refDB, &refTable, &refColumn); err != nil {
+			return err
+		}
+		t := byName[name]
+		if t == nil {
+			return nil
+		}
+		if conType == "PRIMARY KEY" {
+			t.PrimaryKey = append(t.PrimaryKey, column)
+			return nil
+		}
+		if n := len(t.ForeignKeys); n == 0 || t.ForeignKeys[n-1].Name != conName {
+			t.ForeignKeys = append(t.ForeignKeys, ForeignKey{Name: conName, RefDatabase: refDB, RefTable: refTable})
+		}
+		fk := &t.ForeignKeys[len(t.ForeignKeys)-1]
+		fk.Columns = append(fk.Columns, column)
+		fk.RefColumns = append(fk.RefColumns, refColumn)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func sqlStrings(ctx context.Context, db *sql.DB, q string, args ...any) ([]string, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}

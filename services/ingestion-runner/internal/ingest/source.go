@@ -1,0 +1,127 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/outposthq/outpost/libs/ingest/recipe"
+)
+
+// ErrAuth is returned when the source refuses the credentials. A retry
+// with the same recipe cannot succeed, so the job fails at once.
+var ErrAuth = errors.New("authentication failed")
+
+// ErrUnreachable is returned when the source cannot be reached (refused,
+// timed out, name not resolved). It is retryable: a database can come back.
+var ErrUnreachable = errors.New("source unreachable")
+
+// ErrSourceConfig is returned for a source configuration the server
+// refuses as wrong (a database that does not exist). It is permanent.
+var ErrSourceConfig = errors.New("source configuration refused")
+
+// tableBatch is how many tables' columns and keys one query reads: memory
+// is bounded by it, not by the size of the catalogue.
+const tableBatch = 100
+
+// Emitter receives what a source extracts, in order: a container before
+// what it holds.
+type Emitter interface {
+	Container(ctx context.Context, c Container) error
+	Table(ctx context.Context, t Table) error
+	// Warn reports a problem that does not stop the run (a table whose
+	// row count could not be read).
+	Warn(msg string)
+}
+
+// Source extracts a catalogue.
+type Source interface {
+	Platform() string
+	Extract(ctx context.Context, em Emitter) error
+}
+
+// filters are a source's compiled patterns and switches.
+type filters struct {
+	schema, table, view *recipe.Matcher
+	tables, views       bool
+	rowCounts           bool
+}
+
+func newFilters(c *recipe.SQLSource, schemaPattern *recipe.Pattern) (filters, error) {
+	f := filters{tables: true, views: true, rowCounts: c.Profiling.Enabled}
+	if c.IncludeTables != nil {
+		f.tables = *c.IncludeTables
+	}
+	if c.IncludeViews != nil {
+		f.views = *c.IncludeViews
+	}
+	var err error
+	if f.schema, err = schemaPattern.Compile(); err != nil {
+		return f, err
+	}
+	if f.table, err = c.TablePattern.Compile(); err != nil {
+		return f, err
+	}
+	if f.view, err = c.ViewPattern.Compile(); err != nil {
+		return f, err
+	}
+	return f, nil
+}
+
+// keep tells whether a relation is extracted. Like DataHub, table and view
+// patterns match the full name (db.schema.table) and views are also held
+// to the table pattern.
+func (f filters) keep(fullName string, view bool) bool {
+	if view {
+		return f.views && f.view.Allowed(fullName) && f.table.Allowed(fullName)
+	}
+	return f.tables && f.table.Allowed(fullName)
+}
+
+// NewSource builds the source of a resolved section.
+func NewSource(s recipe.Section) (Source, error) {
+	cfg, err := recipe.DecodeConfig(s)
+	if err != nil {
+		return nil, err
+	}
+	switch c := cfg.(type) {
+	case *recipe.PostgresSource:
+		f, err := newFilters(&c.SQLSource, c.SchemaPattern)
+		if err != nil {
+			return nil, err
+		}
+		return &postgresSource{cfg: c, filters: f}, nil
+	case *recipe.MySQLSource:
+		p := c.DatabasePattern
+		if p == nil {
+			p = c.SchemaPattern // DataHub's older name for it
+		}
+		f, err := newFilters(&c.SQLSource, p)
+		if err != nil {
+			return nil, err
+		}
+		return &mysqlSource{cfg: c, filters: f}, nil
+	}
+	return nil, fmt.Errorf("%w: %q is not a source", recipe.ErrInvalid, s.Type)
+}
+
+// chunks splits names into batches of at most n.
+func chunks(names []string, n int) [][]string {
+	var out [][]string
+	for len(names) > n {
+		out = append(out, names[:n])
+		names = names[n:]
+	}
+	if len(names) > 0 {
+		out = append(out, names)
+	}
+	return out
+}
+
+// relation is a table or view listed before its details are read.
+type relation struct {
+	name string
+	view bool
+	// materialized view (PostgreSQL)
+	materialized bool
+}

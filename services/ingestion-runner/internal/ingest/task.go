@@ -1,0 +1,325 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/outposthq/outpost/libs/ingest/recipe"
+	"github.com/outposthq/outpost/libs/queue"
+	ingestv1 "github.com/outposthq/outpost/proto/outpost/ingest/v1"
+
+	"github.com/outposthq/outpost/services/ingestion-runner/internal/secrets"
+	"github.com/outposthq/outpost/services/ingestion-runner/internal/tasks"
+)
+
+// defaultOutpostBatch keeps a JobRecords message well under the broker's
+// 1 MB payload limit for tables of a few dozen columns.
+const defaultOutpostBatch = 50
+
+// Task runs the `ingest` task kind.
+type Task struct {
+	Resolver  *secrets.Resolver
+	Publisher Publisher
+	Subjects  queue.Subjects
+	// HTTPClient serves the http and datahub-rest sinks; a client with the
+	// sink's timeout when nil.
+	HTTPClient *http.Client
+	// RetryBase is the first retry delay of the http sinks (500ms when 0).
+	RetryBase time.Duration
+	// Now is time.Now when nil; tests pin it for datasetProfile.
+	Now func() time.Time
+}
+
+// Format maps the proto's recipe format.
+func Format(f ingestv1.RecipeFormat) recipe.Format {
+	switch f {
+	case ingestv1.RecipeFormat_RECIPE_FORMAT_JSON:
+		return recipe.FormatJSON
+	case ingestv1.RecipeFormat_RECIPE_FORMAT_YAML:
+		return recipe.FormatYAML
+	}
+	return recipe.FormatAuto
+}
+
+// ResolveErr marks a resolution error permanent when no retry can fix it
+// (an unknown name, a malformed reference); a provider that could not
+// answer may answer next time.
+func ResolveErr(err error) error {
+	if errors.Is(err, secrets.ErrUnknownSecret) || errors.Is(err, secrets.ErrInvalidReference) {
+		return tasks.Permanent(err)
+	}
+	return err
+}
+
+// MaskSensitive masks the values of a config's password and token keys
+// and of its header maps, written literally or resolved: a recipe that
+// holds a literal password must not leak it into the log either.
+func MaskSensitive(out tasks.Output, cfg map[string]any) {
+	for k, v := range cfg {
+		switch x := v.(type) {
+		case string:
+			lk := strings.ToLower(k)
+			if strings.Contains(lk, "password") || strings.Contains(lk, "token") || strings.Contains(lk, "secret") {
+				out.Mask(x)
+			}
+		case map[string]any:
+			if k == "headers" || k == "extra_headers" {
+				for _, hv := range x {
+					if s, ok := hv.(string); ok {
+						out.Mask(s)
+					}
+				}
+				continue
+			}
+			MaskSensitive(out, x)
+		}
+	}
+}
+
+func (t *Task) now() time.Time {
+	if t.Now != nil {
+		return t.Now()
+	}
+	return time.Now()
+}
+
+// Run implements tasks.Task.
+func (t *Task) Run(ctx context.Context, in tasks.Input, out tasks.Output) tasks.Result {
+	started := time.Now()
+	spec := in.Spec.GetTask().GetIngest()
+	if spec == nil {
+		return tasks.Result{Err: tasks.Permanent(fmt.Errorf("%w: no ingest task", tasks.ErrInvalidTask))}
+	}
+	r, err := recipe.Parse([]byte(spec.GetRecipe()), Format(spec.GetFormat()))
+	if err != nil {
+		out.Log(err.Error())
+		return tasks.Result{Err: tasks.Permanent(err)}
+	}
+	sess := t.Resolver.NewSession()
+	src, err := sess.ExpandSection(ctx, "source", r.Source)
+	var snk recipe.Section
+	if err == nil {
+		snk, err = sess.ExpandSection(ctx, "sink", r.Sink)
+	}
+	// Mask before anything is logged, and also what resolved before a
+	// later reference failed.
+	out.Mask(sess.Values()...)
+	if err != nil {
+		return tasks.Result{Err: ResolveErr(err)}
+	}
+	MaskSensitive(out, src.Config)
+	MaskSensitive(out, snk.Config)
+
+	source, err := NewSource(src)
+	if err != nil {
+		return tasks.Result{Err: tasks.Permanent(fmt.Errorf("source: %w", err))}
+	}
+	sink, err := t.newSink(snk, in, r.PipelineName, out)
+	if err != nil {
+		return tasks.Result{Err: tasks.Permanent(fmt.Errorf("sink: %w", err))}
+	}
+	name := r.PipelineName
+	if name == "" {
+		name = in.JobID
+	}
+	out.Log(fmt.Sprintf("ingest %s: source %s, sink %s", name, r.Source.Type, r.Sink.Type))
+
+	p := &pipeline{
+		sink: sink, out: out, started: started,
+		namer: namer{platform: source.Platform(), instance: platformInstance(src), env: env(src), now: t.now},
+	}
+	err = source.Extract(ctx, p)
+	if err == nil {
+		err = p.flush(ctx)
+	}
+	if cerr := sink.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
+		err = cerr
+	}
+	if err != nil {
+		p.failures++
+	}
+	out.Log(p.summary(r.Sink.Type, err))
+	res := tasks.Result{Outputs: map[string]string{
+		"records":  strconv.Itoa(p.written),
+		"tables":   strconv.Itoa(p.tables),
+		"views":    strconv.Itoa(p.views),
+		"warnings": strconv.Itoa(p.warnings),
+	}}
+	if err != nil {
+		if errors.Is(err, ErrAuth) || errors.Is(err, ErrSourceConfig) || errors.Is(err, recipe.ErrInvalid) {
+			err = tasks.Permanent(err)
+		}
+		res.Err, res.ExitCode = err, 1
+	}
+	return res
+}
+
+func platformInstance(s recipe.Section) string {
+	v, _ := s.Config["platform_instance"].(string)
+	return v
+}
+
+func env(s recipe.Section) string {
+	if v, _ := s.Config["env"].(string); v != "" {
+		return v
+	}
+	return "PROD"
+}
+
+func (t *Task) newSink(s recipe.Section, in tasks.Input, pipelineName string, out tasks.Output) (Sink, error) {
+	cfg, err := recipe.DecodeConfig(s)
+	if err != nil {
+		return nil, err
+	}
+	retryBase := t.RetryBase
+	if retryBase <= 0 {
+		retryBase = 500 * time.Millisecond
+	}
+	client := func(timeoutSec int) *http.Client {
+		if t.HTTPClient != nil {
+			return t.HTTPClient
+		}
+		timeout := defaultHTTPTimeout
+		if timeoutSec > 0 {
+			timeout = time.Duration(timeoutSec) * time.Second
+		}
+		return &http.Client{Timeout: timeout}
+	}
+	orDefault := func(v, d int) int {
+		if v > 0 {
+			return v
+		}
+		return d
+	}
+	switch c := cfg.(type) {
+	case *recipe.FileSink:
+		return newFileSink(c.Filename)
+	case *recipe.ConsoleSink:
+		return newConsoleSink(out.Stream("stdout")), nil
+	case *recipe.OutpostSink:
+		if t.Publisher == nil {
+			return nil, errors.New("the outpost sink is not available on this runner")
+		}
+		return &outpostSink{
+			pub: t.Publisher, subject: t.Subjects.JobRecords(in.Tenant, in.JobID),
+			tenant: in.Tenant, jobID: in.JobID, attempt: in.Attempt,
+			batchSize: orDefault(c.BatchSize, defaultOutpostBatch), next: 1, now: t.now,
+		}, nil
+	case *recipe.HTTPSink:
+		if !strings.HasPrefix(c.URL, "http://") && !strings.HasPrefix(c.URL, "https://") {
+			return nil, fmt.Errorf("%w: sink.config.url must be an http:// or https:// URL once resolved", recipe.ErrInvalid)
+		}
+		return &httpSink{
+			poster:    poster{client: client(c.TimeoutSec), headers: c.Headers, retries: orDefault(c.RetryMaxTimes, defaultHTTPRetries), retryBase: retryBase},
+			url:       c.URL,
+			batchSize: orDefault(c.BatchSize, defaultHTTPBatch),
+			jobID:     in.JobID, pipelineName: pipelineName,
+		}, nil
+	case *recipe.DataHubRESTSink:
+		server := strings.TrimRight(c.Server, "/")
+		if !strings.HasPrefix(server, "http://") && !strings.HasPrefix(server, "https://") {
+			return nil, fmt.Errorf("%w: sink.config.server must be an http:// or https:// URL once resolved", recipe.ErrInvalid)
+		}
+		headers := map[string]string{"X-RestLi-Protocol-Version": "2.0.0"}
+		for k, v := range c.ExtraHeaders {
+			headers[k] = v
+		}
+		if c.Token != "" {
+			headers["Authorization"] = "Bearer " + c.Token
+		}
+		mode := strings.ToUpper(c.Mode)
+		if mode == "" {
+			mode = "ASYNC"
+		}
+		return &dataHubSink{
+			poster:    poster{client: client(c.TimeoutSec), headers: headers, retries: orDefault(c.RetryMaxTime, defaultHTTPRetries), retryBase: retryBase},
+			server:    server,
+			mode:      mode,
+			batchSize: orDefault(c.BatchSize, defaultHTTPBatch),
+		}, nil
+	}
+	return nil, fmt.Errorf("%w: %q is not a sink", recipe.ErrInvalid, s.Type)
+}
+
+// pipeline turns what a source emits into records and hands them to the
+// sink in batches; it counts for the progress lines and the summary.
+type pipeline struct {
+	namer   namer
+	sink    Sink
+	out     tasks.Output
+	started time.Time
+	buf     []*ingestv1.MetadataRecord
+
+	databases, schemas, tables, views, written, warnings, failures int
+}
+
+// Container implements Emitter.
+func (p *pipeline) Container(ctx context.Context, c Container) error {
+	if c.Schema == "" {
+		p.databases++
+	} else {
+		p.schemas++
+	}
+	rec, err := p.namer.containerRecord(c)
+	if err != nil {
+		return err
+	}
+	return p.add(ctx, rec)
+}
+
+// Table implements Emitter.
+func (p *pipeline) Table(ctx context.Context, t Table) error {
+	if t.View {
+		p.views++
+	} else {
+		p.tables++
+	}
+	rec, err := p.namer.tableRecord(t)
+	if err != nil {
+		return err
+	}
+	return p.add(ctx, rec)
+}
+
+// Warn implements Emitter.
+func (p *pipeline) Warn(msg string) {
+	p.warnings++
+	p.out.Log("warning: " + msg)
+}
+
+func (p *pipeline) add(ctx context.Context, rec *ingestv1.MetadataRecord) error {
+	p.buf = append(p.buf, rec)
+	if len(p.buf) >= p.sink.BatchSize() {
+		return p.flush(ctx)
+	}
+	return nil
+}
+
+func (p *pipeline) flush(ctx context.Context) error {
+	if len(p.buf) == 0 {
+		return nil
+	}
+	if err := p.sink.Write(ctx, p.buf); err != nil {
+		return err
+	}
+	p.written += len(p.buf)
+	// A fresh slice: the sink may still hold the old one (a queued publish).
+	p.buf = nil
+	p.out.Log(fmt.Sprintf("progress: read %d tables and %d views in %d schemas; %d records written", p.tables, p.views, p.schemas, p.written))
+	return nil
+}
+
+func (p *pipeline) summary(sink string, err error) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "summary: %d databases, %d schemas, %d tables, %d views read; %d records written to %s; %d warnings; %d failures; duration %s",
+		p.databases, p.schemas, p.tables, p.views, p.written, sink, p.warnings, p.failures, time.Since(p.started).Round(time.Millisecond))
+	if err != nil {
+		fmt.Fprintf(&b, "; failed: %v", err)
+	}
+	return b.String()
+}

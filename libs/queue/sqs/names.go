@@ -22,7 +22,7 @@ var deadLetterSources = []queue.Role{queue.RoleSubmit, queue.RoleJobs, queue.Rol
 
 // Job event kinds that EnsureTenant provisions; other kinds get their
 // queue on first use.
-var jobEventKinds = []string{"status", "logs"}
+var jobEventKinds = []string{"status", "logs", "records"}
 
 // queueID names one SQS queue of a tenant: the role and, for roles with
 // one queue per key, that key (pool, job event kind, or the role a

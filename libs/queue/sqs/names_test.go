@@ -120,7 +120,7 @@ func TestFilterQueues(t *testing.T) {
 		{"every pool, star", "outpost.acme.jobs.*", nil, true, nil},
 		{"every control pool", s.All("acme", queue.RoleControl), nil, true, nil},
 		{"all job status", s.AllJobStatus("acme"), []string{"outpost-acme-job-events-status"}, false, nil},
-		{"all job events", s.All("acme", queue.RoleJobEvents), []string{"outpost-acme-job-events-status", "outpost-acme-job-events-logs"}, true, nil},
+		{"all job events", s.All("acme", queue.RoleJobEvents), []string{"outpost-acme-job-events-status", "outpost-acme-job-events-logs", "outpost-acme-job-events-records"}, true, nil},
 		{"dead letters of jobs", s.DeadLetter("acme", queue.RoleJobs), []string{"outpost-acme-dlq-jobs"}, false, nil},
 		{"all dead letters", s.All("acme", queue.RoleDeadLetter), []string{
 			"outpost-acme-dlq-submit", "outpost-acme-dlq-jobs", "outpost-acme-dlq-job-events", "outpost-acme-dlq-control", "outpost-acme-dlq-runners",

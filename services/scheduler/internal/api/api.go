@@ -1,5 +1,6 @@
 // Package api is the scheduler's REST API under /api/v1: jobs (submit, get,
-// list, logs, cancel, explain), pools (pause, resume) and tenants.
+// list, logs, cancel, explain, results), the metadata view, sources
+// (schedules), pools (pause, resume) and tenants.
 //
 // Requests name their tenant with the X-Outpost-Tenant header (the default
 // tenant without it). Bodies are JSON objects decoded strictly; errors are
@@ -20,6 +21,7 @@ import (
 	"github.com/outposthq/outpost/services/scheduler/internal/explain"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
 	"github.com/outposthq/outpost/services/scheduler/internal/pools"
+	"github.com/outposthq/outpost/services/scheduler/internal/sources"
 	"github.com/outposthq/outpost/services/scheduler/internal/tenants"
 )
 
@@ -32,6 +34,7 @@ type Engine interface {
 	Cancel(ctx context.Context, t *tenants.Tenant, id, reason string) (*jobs.Record, error)
 	SetPaused(ctx context.Context, t *tenants.Tenant, pool string, paused bool) (pools.State, int, error)
 	Explain(ctx context.Context, t *tenants.Tenant, id string) (explain.Explanation, error)
+	RunSource(ctx context.Context, t *tenants.Tenant, s *sources.Source) (string, error)
 }
 
 // Tenants resolves and adds tenants.
@@ -106,6 +109,15 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/jobs/{id}/logs", a.withTenant(a.logsHandler))
 	mux.HandleFunc("POST /api/v1/jobs/{id}/cancel", a.withTenant(a.cancel))
 	mux.HandleFunc("GET /api/v1/jobs/{id}/explain", a.withTenant(a.explain))
+	mux.HandleFunc("GET /api/v1/jobs/{id}/results", a.withTenant(a.results))
+	mux.HandleFunc("GET /api/v1/metadata/datasets", a.withTenant(a.datasets))
+	mux.HandleFunc("POST /api/v1/sources", a.withTenant(a.createSource))
+	mux.HandleFunc("GET /api/v1/sources", a.withTenant(a.listSources))
+	mux.HandleFunc("GET /api/v1/sources/{id}", a.withTenant(a.getSource))
+	mux.HandleFunc("PATCH /api/v1/sources/{id}", a.withTenant(a.patchSource))
+	mux.HandleFunc("DELETE /api/v1/sources/{id}", a.withTenant(a.deleteSource))
+	mux.HandleFunc("POST /api/v1/sources/{id}/run", a.withTenant(a.runSource))
+	mux.HandleFunc("GET /api/v1/sources/{id}/runs", a.withTenant(a.listRuns))
 	mux.HandleFunc("GET /api/v1/pools", a.withTenant(a.listPools))
 	mux.HandleFunc("POST /api/v1/pools/{pool}/pause", a.withTenant(a.setPaused(true)))
 	mux.HandleFunc("POST /api/v1/pools/{pool}/resume", a.withTenant(a.setPaused(false)))

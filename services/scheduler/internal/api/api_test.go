@@ -20,6 +20,8 @@ import (
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
 	"github.com/outposthq/outpost/services/scheduler/internal/pools"
 	"github.com/outposthq/outpost/services/scheduler/internal/presence"
+	"github.com/outposthq/outpost/services/scheduler/internal/results"
+	"github.com/outposthq/outpost/services/scheduler/internal/sources"
 	"github.com/outposthq/outpost/services/scheduler/internal/tenants"
 )
 
@@ -45,6 +47,11 @@ func (f *fakeEngine) Cancel(context.Context, *tenants.Tenant, string, string) (*
 
 func (f *fakeEngine) SetPaused(context.Context, *tenants.Tenant, string, bool) (pools.State, int, error) {
 	return pools.State{}, 0, errors.New("not implemented")
+}
+
+func (f *fakeEngine) RunSource(ctx context.Context, t *tenants.Tenant, s *sources.Source) (string, error) {
+	id := "run-1"
+	return id, f.Submit(ctx, t, id, &jobsv1.JobSpec{Pool: s.Pool, Task: s.Task.Proto()}, "")
 }
 
 func (f *fakeEngine) Explain(context.Context, *tenants.Tenant, string) (explain.Explanation, error) {
@@ -73,6 +80,8 @@ func newTestAPI(t *testing.T, eng *fakeEngine) http.Handler {
 		Jobs:     jobs.NewStore(kv.NewMemory()),
 		Pools:    pools.NewStore(kv.NewMemory()),
 		Presence: presence.NewTracker(time.Second, t0),
+		Results:  results.NewStore(kv.NewMemory(), kv.NewMemory()),
+		Sources:  sources.NewStore(kv.NewMemory()),
 	}
 	a := New(eng, fakeTenants{"default": tn}, nil, Options{
 		DefaultTenant:   "default",
@@ -116,8 +125,8 @@ func TestSubmitValidation(t *testing.T) {
 		{"wrong type for labels", `{"task":{"noop":{}},"labels":{"a":1}}`, 400, `{"error":"must be a string, not number","field":"labels"}`},
 		{"empty command", `{"task":{"command":{"command":""}}}`, 400, `{"error":"is required","field":"task.command.command"}`},
 		{"bad env", `{"task":{"command":{"command":"x","env":{"A-B":"1"}}}}`, 400, `{"error":"is not a valid environment variable name","field":"task.command.env.A-B"}`},
-		{"two kinds", `{"task":{"command":{"command":"x"},"noop":{}}}`, 400, `{"error":"exactly one of command, noop is allowed","field":"task"}`},
-		{"no kind", `{"task":{}}`, 400, `{"error":"exactly one of command, noop is required","field":"task"}`},
+		{"two kinds", `{"task":{"command":{"command":"x"},"noop":{}}}`, 400, `{"error":"exactly one of command, noop, ingest, assertion is allowed","field":"task"}`},
+		{"no kind", `{"task":{}}`, 400, `{"error":"exactly one of command, noop, ingest, assertion is required","field":"task"}`},
 		{"bad sleep", `{"task":{"noop":{"sleep":"1 minute"}}}`, 400, `{"error":"must be a duration such as \"90s\" or \"1h30m\"","field":"task.noop.sleep"}`},
 		{"negative timeout", `{"task":{"noop":{}},"timeout":"-1s"}`, 400, `{"error":"must not be negative","field":"timeout"}`},
 		{"timeout over max", `{"task":{"noop":{}},"timeout":"25h"}`, 400, `{"error":"must be at most 24h0m0s","field":"timeout"}`},

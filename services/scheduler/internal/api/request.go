@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"math"
 	"time"
 
@@ -24,14 +25,17 @@ type submitRequest struct {
 }
 
 type taskRequest struct {
-	Command *commandRequest `json:"command"`
-	Noop    *noopRequest    `json:"noop"`
+	Command   *commandRequest     `json:"command"`
+	Noop      *noopRequest        `json:"noop"`
+	Ingest    *jobs.IngestTask    `json:"ingest"`
+	Assertion *jobs.AssertionTask `json:"assertion"`
 }
 
 type commandRequest struct {
 	Command string            `json:"command"`
 	Args    []string          `json:"args"`
 	Env     map[string]string `json:"env"`
+	Recipe  *jobs.IngestTask  `json:"recipe"`
 }
 
 type noopRequest struct {
@@ -62,22 +66,11 @@ func (r *submitRequest) spec() (*jobsv1.JobSpec, error) {
 	if r.ID != "" && !queue.ValidToken(r.ID) {
 		return nil, &jobs.FieldError{Field: "id", Message: "must be 1 to 64 characters of [A-Za-z0-9_-]"}
 	}
-	spec := &jobsv1.JobSpec{Pool: r.Pool, Labels: r.Labels, Task: &jobsv1.Task{}}
-	if r.Task != nil {
-		switch {
-		case r.Task.Command != nil && r.Task.Noop != nil:
-			return nil, &jobs.FieldError{Field: "task", Message: "exactly one of command, noop is allowed"}
-		case r.Task.Command != nil:
-			c := r.Task.Command
-			spec.Task.Kind = &jobsv1.Task_Command{Command: &jobsv1.CommandTask{Command: c.Command, Args: c.Args, Env: c.Env}}
-		case r.Task.Noop != nil:
-			sleep, err := duration(r.Task.Noop.Sleep, "task.noop.sleep")
-			if err != nil {
-				return nil, err
-			}
-			spec.Task.Kind = &jobsv1.Task_Noop{Noop: &jobsv1.NoopTask{Sleep: sleep, FailMessage: r.Task.Noop.FailMessage}}
-		}
+	task, err := r.Task.proto()
+	if err != nil {
+		return nil, err
 	}
+	spec := &jobsv1.JobSpec{Pool: r.Pool, Labels: r.Labels, Task: task}
 	if rr := r.Retry; rr != nil {
 		if rr.MaxAttempts < 0 || rr.MaxAttempts > math.MaxUint32 {
 			return nil, &jobs.FieldError{Field: "retry.max_attempts", Message: "must be at least 1 (0 or absent means the default)"}
@@ -98,6 +91,68 @@ func (r *submitRequest) spec() (*jobsv1.JobSpec, error) {
 	}
 	spec.Timeout = timeout
 	return spec, nil
+}
+
+// proto checks that at most one kind is set and converts the task; an
+// absent task gives an empty one, which jobs.NormalizeSpec refuses.
+func (t *taskRequest) proto() (*jobsv1.Task, error) {
+	out := &jobsv1.Task{}
+	if t == nil {
+		return out, nil
+	}
+	if countSet(t.Command != nil, t.Noop != nil, t.Ingest != nil, t.Assertion != nil) > 1 {
+		return nil, &jobs.FieldError{Field: "task", Message: "exactly one of command, noop, ingest, assertion is allowed"}
+	}
+	switch {
+	case t.Command != nil:
+		c := t.Command
+		if err := checkFormat(c.Recipe, "task.command.recipe.format"); err != nil {
+			return nil, err
+		}
+		out.Kind = &jobsv1.Task_Command{Command: &jobsv1.CommandTask{Command: c.Command, Args: c.Args, Env: c.Env, Recipe: c.Recipe.Proto()}}
+	case t.Noop != nil:
+		sleep, err := duration(t.Noop.Sleep, "task.noop.sleep")
+		if err != nil {
+			return nil, err
+		}
+		out.Kind = &jobsv1.Task_Noop{Noop: &jobsv1.NoopTask{Sleep: sleep, FailMessage: t.Noop.FailMessage}}
+	case t.Ingest != nil:
+		if err := checkFormat(t.Ingest, "task.ingest.format"); err != nil {
+			return nil, err
+		}
+		out.Kind = &jobsv1.Task_Ingest{Ingest: t.Ingest.Proto()}
+	case t.Assertion != nil:
+		if _, ok := jobs.ParseFormat(t.Assertion.Format); !ok {
+			return nil, &jobs.FieldError{Field: "task.assertion.format", Message: "must be yaml or json"}
+		}
+		for i, c := range t.Assertion.Checks {
+			if countSet(c.RowCount != nil, c.Freshness != nil, c.SQL != nil, c.Column != nil) > 1 {
+				return nil, &jobs.FieldError{Field: fmt.Sprintf("task.assertion.checks[%d]", i), Message: "exactly one of row_count, freshness, sql, column is allowed"}
+			}
+		}
+		out.Kind = &jobsv1.Task_Assertion{Assertion: t.Assertion.Proto()}
+	}
+	return out, nil
+}
+
+func countSet(set ...bool) int {
+	n := 0
+	for _, s := range set {
+		if s {
+			n++
+		}
+	}
+	return n
+}
+
+func checkFormat(t *jobs.IngestTask, field string) error {
+	if t == nil {
+		return nil
+	}
+	if _, ok := jobs.ParseFormat(t.Format); !ok {
+		return &jobs.FieldError{Field: field, Message: "must be yaml or json"}
+	}
+	return nil
 }
 
 // duration parses an optional duration string; "" gives nil (the default).

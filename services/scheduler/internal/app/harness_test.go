@@ -52,10 +52,16 @@ func testLogger() *slog.Logger {
 
 func newEnv(t *testing.T, edit ...func(*config.Config)) *env {
 	t.Helper()
-	srv := natstest.RunServer(t)
+	return newEnvOn(t, natstest.RunServer(t).ClientURL(), edit...)
+}
+
+// newEnvOn starts a scheduler on the JetStream server at url; several
+// may share one server, as replicas do.
+func newEnvOn(t *testing.T, url string, edit ...func(*config.Config)) *env {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	conn, err := natsjs.Connect(ctx, natsjs.Config{URL: srv.ClientURL(), Name: "scheduler-test", Logger: testLogger()})
+	conn, err := natsjs.Connect(ctx, natsjs.Config{URL: url, Name: "scheduler-test", Logger: testLogger()})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
 

@@ -49,8 +49,11 @@ type Options struct {
 	AckWait time.Duration
 	// SubmitConcurrency bounds the submissions handled at once; 0 means 8.
 	SubmitConcurrency int
-	Metrics           *metrics.Metrics
-	Logger            *slog.Logger
+	// ScheduleTick is how often the sources' schedules are checked; 0
+	// means 1s.
+	ScheduleTick time.Duration
+	Metrics      *metrics.Metrics
+	Logger       *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// EnsurePool, when set, is called before the first dispatch of this
@@ -93,6 +96,9 @@ func New(broker Broker, opts Options) *Engine {
 	}
 	if opts.SubmitConcurrency <= 0 {
 		opts.SubmitConcurrency = 8
+	}
+	if opts.ScheduleTick <= 0 {
+		opts.ScheduleTick = time.Second
 	}
 	return &Engine{broker: broker, subjects: opts.Subjects, opts: opts, m: opts.Metrics, log: opts.Logger, now: opts.Now}
 }
@@ -142,6 +148,7 @@ func (e *Engine) Start(ctx context.Context, t *tenants.Tenant) (func(context.Con
 		{queue.ConsumerConfig{Name: ConsumerSubmit, Subject: e.subjects.Submit(t.Name), AckWait: e.opts.AckWait, MaxDeliveries: -1, Concurrency: e.opts.SubmitConcurrency}, e.handleSubmit(t)},
 		{queue.ConsumerConfig{Name: ConsumerStatus, Subject: e.subjects.AllJobStatus(t.Name), AckWait: e.opts.AckWait, MaxDeliveries: -1, Concurrency: e.opts.StatusBatch}, batcher.handle},
 		{queue.ConsumerConfig{Name: ConsumerDeadLetter, Subject: e.subjects.All(t.Name, queue.RoleDeadLetter), AckWait: e.opts.AckWait, MaxDeliveries: -1, Concurrency: 4}, e.handleDeadLetter(t)},
+		{queue.ConsumerConfig{Name: ConsumerRecords, Subject: e.subjects.AllJobRecords(t.Name), AckWait: e.opts.AckWait, MaxDeliveries: -1, Concurrency: 4}, e.handleRecords(t)},
 	}
 	for _, s := range specs {
 		c, err := e.broker.Consume(ctx, s.cfg, s.h)
@@ -153,6 +160,7 @@ func (e *Engine) Start(ctx context.Context, t *tenants.Tenant) (func(context.Con
 	}
 	wg.Go(func() { e.watchRunners(ctx, t) })
 	wg.Go(func() { e.releaseAllHeld(ctx, t) })
+	wg.Go(func() { e.runSchedules(ctx, t) })
 	return stop, nil
 }
 

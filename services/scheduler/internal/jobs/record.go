@@ -54,8 +54,10 @@ type Transition struct {
 
 // Task is what the job runs: exactly one of its fields is set.
 type Task struct {
-	Command *CommandTask `json:"command,omitempty"`
-	Noop    *NoopTask    `json:"noop,omitempty"`
+	Command   *CommandTask   `json:"command,omitempty"`
+	Noop      *NoopTask      `json:"noop,omitempty"`
+	Ingest    *IngestTask    `json:"ingest,omitempty"`
+	Assertion *AssertionTask `json:"assertion,omitempty"`
 }
 
 // CommandTask runs an executable the runner allows.
@@ -63,6 +65,9 @@ type CommandTask struct {
 	Command string            `json:"command"`
 	Args    []string          `json:"args,omitempty"`
 	Env     map[string]string `json:"env,omitempty"`
+	// Recipe, when set, is written (secrets resolved) to a private file
+	// whose path the command receives in OUTPOST_RECIPE_FILE.
+	Recipe *IngestTask `json:"recipe,omitempty"`
 }
 
 // NoopTask does nothing for Sleep, then fails with FailMessage if set.

@@ -108,6 +108,13 @@ func checkTask(t *jobsv1.Task) error {
 				return fieldErr("task.command.env."+name, "is not a valid environment variable name")
 			}
 		}
+		if c.Recipe != nil {
+			return checkIngest(c.Recipe, "task.command.recipe", true)
+		}
+	case *jobsv1.Task_Ingest:
+		return checkIngest(k.Ingest, "task.ingest", false)
+	case *jobsv1.Task_Assertion:
+		return checkAssertion(k.Assertion)
 	case *jobsv1.Task_Noop:
 		n := k.Noop
 		if n == nil {
@@ -122,7 +129,7 @@ func checkTask(t *jobsv1.Task) error {
 			return fieldErr("task.noop.fail_message", "must be at most %d bytes", maxFailLen)
 		}
 	default:
-		return fieldErr("task", "exactly one of command, noop is required")
+		return fieldErr("task", "exactly one of command, noop, ingest, assertion is required")
 	}
 	return nil
 }
@@ -232,11 +239,33 @@ func baseRecord(id, tenant string, spec *jobsv1.JobSpec, now time.Time) *Record 
 func TaskFromProto(t *jobsv1.Task) Task {
 	switch k := t.GetKind().(type) {
 	case *jobsv1.Task_Command:
-		return Task{Command: &CommandTask{Command: k.Command.GetCommand(), Args: k.Command.GetArgs(), Env: k.Command.GetEnv()}}
+		return Task{Command: &CommandTask{Command: k.Command.GetCommand(), Args: k.Command.GetArgs(), Env: k.Command.GetEnv(), Recipe: ingestFromProto(k.Command.GetRecipe())}}
 	case *jobsv1.Task_Noop:
 		return Task{Noop: &NoopTask{Sleep: Duration(k.Noop.GetSleep().AsDuration()), FailMessage: k.Noop.GetFailMessage()}}
+	case *jobsv1.Task_Ingest:
+		return Task{Ingest: ingestFromProto(k.Ingest)}
+	case *jobsv1.Task_Assertion:
+		return Task{Assertion: assertionFromProto(k.Assertion)}
 	}
 	return Task{}
+}
+
+// Proto converts t.
+func (t Task) Proto() *jobsv1.Task {
+	out := &jobsv1.Task{}
+	switch {
+	case t.Command != nil:
+		c := t.Command
+		out.Kind = &jobsv1.Task_Command{Command: &jobsv1.CommandTask{Command: c.Command, Args: c.Args, Env: c.Env, Recipe: c.Recipe.Proto()}}
+	case t.Noop != nil:
+		n := t.Noop
+		out.Kind = &jobsv1.Task_Noop{Noop: &jobsv1.NoopTask{Sleep: durationpb.New(n.Sleep.D()), FailMessage: n.FailMessage}}
+	case t.Ingest != nil:
+		out.Kind = &jobsv1.Task_Ingest{Ingest: t.Ingest.Proto()}
+	case t.Assertion != nil:
+		out.Kind = &jobsv1.Task_Assertion{Assertion: t.Assertion.Proto()}
+	}
+	return out
 }
 
 // Spec rebuilds the protobuf spec a runner receives from the record.
@@ -251,15 +280,7 @@ func (r *Record) Spec() *jobsv1.JobSpec {
 			MaxBackoff:     durationpb.New(r.Retry.MaxBackoff.D()),
 			Multiplier:     r.Retry.Multiplier,
 		},
-		Task: &jobsv1.Task{},
 	}
-	switch {
-	case r.Task.Command != nil:
-		c := r.Task.Command
-		spec.Task.Kind = &jobsv1.Task_Command{Command: &jobsv1.CommandTask{Command: c.Command, Args: c.Args, Env: c.Env}}
-	case r.Task.Noop != nil:
-		n := r.Task.Noop
-		spec.Task.Kind = &jobsv1.Task_Noop{Noop: &jobsv1.NoopTask{Sleep: durationpb.New(n.Sleep.D()), FailMessage: n.FailMessage}}
-	}
+	spec.Task = r.Task.Proto()
 	return spec
 }

@@ -24,6 +24,8 @@ import (
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
 	"github.com/outposthq/outpost/services/scheduler/internal/pools"
 	"github.com/outposthq/outpost/services/scheduler/internal/presence"
+	"github.com/outposthq/outpost/services/scheduler/internal/results"
+	"github.com/outposthq/outpost/services/scheduler/internal/sources"
 )
 
 // Bucket is the KV bucket of the tenants added at run time.
@@ -45,6 +47,8 @@ type Tenant struct {
 	Jobs     *jobs.Store
 	Pools    *pools.Store
 	Presence *presence.Tracker
+	Results  *results.Store
+	Sources  *sources.Store
 }
 
 // Info describes a tenant for the API.
@@ -332,10 +336,20 @@ func (r *Registry) provision(ctx context.Context, info Info) (*Tenant, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open pools bucket of tenant %s: %w", name, err)
 	}
+	stores := map[string]kv.Store{}
+	for _, b := range []string{"results_", "metadata_", "sources_"} {
+		s, err := r.opener.OpenStore(ctx, b+name)
+		if err != nil {
+			return nil, fmt.Errorf("open %sbucket of tenant %s: %w", b, name, err)
+		}
+		stores[b] = s
+	}
 	t := &Tenant{
 		Name:     name,
 		Jobs:     jobs.NewStore(jobsKV),
 		Pools:    pools.NewStore(poolsKV),
+		Results:  results.NewStore(stores["results_"], stores["metadata_"]),
+		Sources:  sources.NewStore(stores["sources_"]),
 		Presence: presence.NewTracker(r.opts.PresenceWindow, time.Now().Add(-r.opts.PresenceWindow)),
 	}
 	// Consumers live as long as the registry runs, not as the request

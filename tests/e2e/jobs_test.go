@@ -19,25 +19,6 @@ var runnerEnv = map[string]string{
 	"OUTPOST_HEARTBEAT_INTERVAL":   "1s",
 }
 
-func TestCommandJobSucceedsWithLogs(t *testing.T) {
-	s := harness.StartStack(t, harness.StackOptions{RunnerEnv: runnerEnv})
-	s.StartRunner("runner-1", map[string]string{"E2E_GREETING": "s3cr3t-greeting"})
-	c := s.Client()
-
-	job := c.Submit(harness.Command("default", "sh", "-c", "echo hello ${E2E_GREETING}; echo to-stderr >&2"))
-	done := c.WaitTerminal(job.ID, 30*time.Second)
-	require.Equal(t, "SUCCEEDED", done.State, done.String())
-	require.Equal(t, 1, done.Attempt)
-	require.NotNil(t, done.ExitCode)
-	require.Equal(t, 0, *done.ExitCode)
-	require.Equal(t, "runner-1", done.RunnerID)
-
-	logs := c.Logs(job.ID)
-	require.Contains(t, logs, "hello ****", "resolved secret must be masked")
-	require.Contains(t, logs, "to-stderr")
-	require.NotContains(t, logs, "s3cr3t-greeting")
-}
-
 func TestFailingCommandEndsFailedAfterRetries(t *testing.T) {
 	s := harness.StartStack(t, harness.StackOptions{RunnerEnv: runnerEnv})
 	s.StartRunner("runner-1", nil)
@@ -72,36 +53,6 @@ func TestUnknownSecretFailsWithoutRetry(t *testing.T) {
 	require.Contains(t, done.Reason, "E2E_MISSING")
 }
 
-// A runner killed with SIGKILL mid-job stops extending its delivery; after
-// the ack wait the job goes to the other runner and succeeds exactly once.
-func TestKilledRunnerJobIsRedelivered(t *testing.T) {
-	s := harness.StartStack(t, harness.StackOptions{RunnerEnv: runnerEnv})
-	runners := map[string]*harness.Process{
-		"runner-a": s.StartRunner("runner-a", nil),
-		"runner-b": s.StartRunner("runner-b", nil),
-	}
-	c := s.Client()
-
-	job := c.Submit(harness.Command("default", "sh", "-c", "sleep 2; echo finished"))
-	running := c.WaitFor(job.ID, 30*time.Second, func(j harness.Job) bool { return j.State == "RUNNING" })
-	victim := running.RunnerID
-	require.Contains(t, runners, victim)
-	runners[victim].Kill()
-
-	done := c.WaitTerminal(job.ID, 60*time.Second)
-	require.Equal(t, "SUCCEEDED", done.State, done.String())
-	require.Equal(t, 2, done.Attempt)
-	require.NotEqual(t, victim, done.RunnerID)
-
-	var succeeded int
-	for _, h := range done.History {
-		if h.State == "SUCCEEDED" {
-			succeeded++
-		}
-	}
-	require.Equal(t, 1, succeeded, "exactly one success: %+v", done.History)
-}
-
 // The broker and the scheduler are killed and restarted while jobs are in
 // flight; every job still ends SUCCEEDED.
 func TestRestartsLoseNoJob(t *testing.T) {
@@ -123,25 +74,6 @@ func TestRestartsLoseNoJob(t *testing.T) {
 		done := c.WaitTerminal(id, 90*time.Second)
 		require.Equal(t, "SUCCEEDED", done.State, done.String())
 	}
-}
-
-// Cancel stops the running command: with one slot, a second job can only
-// start once the first one's process is gone.
-func TestCancelStopsRunningCommand(t *testing.T) {
-	s := harness.StartStack(t, harness.StackOptions{RunnerEnv: runnerEnv})
-	s.StartRunner("runner-1", map[string]string{"OUTPOST_CONCURRENCY": "1"})
-	c := s.Client()
-
-	long := c.Submit(harness.Command("default", "sleep", "300"))
-	c.WaitFor(long.ID, 30*time.Second, func(j harness.Job) bool { return j.State == "RUNNING" })
-	next := c.Submit(harness.Command("default", "echo", "next"))
-
-	cancelled := c.Cancel(long.ID)
-	require.Equal(t, "CANCELLED", cancelled.State)
-
-	done := c.WaitTerminal(next.ID, 30*time.Second)
-	require.Equal(t, "SUCCEEDED", done.State, done.String())
-	require.Equal(t, "CANCELLED", c.Get(long.ID).State)
 }
 
 // A runner paused (SIGSTOP) past the ack wait loses its job to another

@@ -2,10 +2,7 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"maps"
-	"net/http"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -36,85 +33,6 @@ func startSQSStack(t *testing.T, runner map[string]string) *harness.Stack {
 	renv["OUTPOST_ACK_WAIT"] = sqsAckWait.String()
 	maps.Copy(renv, runner)
 	return harness.StartStack(t, harness.StackOptions{Queue: harness.QueueSQS, RunnerEnv: renv, SchedulerEnv: sqsEnv})
-}
-
-func TestSQSCommandJobSucceedsWithLogs(t *testing.T) {
-	s := startSQSStack(t, nil)
-	s.StartRunner("runner-1", map[string]string{"E2E_GREETING": "s3cr3t-greeting"})
-	c := s.Client()
-
-	job := c.Submit(harness.Command("default", "sh", "-c", "echo hello ${E2E_GREETING}; echo to-stderr >&2"))
-	done := c.WaitTerminal(job.ID, 30*time.Second)
-	require.Equal(t, "SUCCEEDED", done.State, done.String())
-	require.Equal(t, 1, done.Attempt)
-	require.NotNil(t, done.ExitCode)
-	require.Equal(t, 0, *done.ExitCode)
-	require.Equal(t, "runner-1", done.RunnerID)
-
-	// Logs and statuses travel on separate queues: the logs are readable
-	// once the scheduler has copied them into JetStream.
-	var logs string
-	require.Eventually(t, func() bool {
-		code, body, err := c.Try(http.MethodGet, "/api/v1/jobs/"+job.ID+"/logs", nil)
-		if err != nil || code != http.StatusOK {
-			return false
-		}
-		logs = string(body)
-		return strings.Contains(logs, "hello ****") && strings.Contains(logs, "to-stderr") && strings.Contains(logs, "attempt ended: SUCCEEDED")
-	}, 30*time.Second, 50*time.Millisecond, "logs never complete: %q", logs)
-	require.NotContains(t, logs, "s3cr3t-greeting")
-
-	// Heartbeats are copied too: the pool has a live runner.
-	require.Eventually(t, func() bool {
-		code, body, err := c.Try(http.MethodGet, "/api/v1/pools", nil)
-		if err != nil {
-			return false
-		}
-		var out struct {
-			Pools []struct {
-				Pool    string `json:"pool"`
-				Runners int    `json:"runners"`
-			} `json:"pools"`
-		}
-		if code != http.StatusOK || json.Unmarshal(body, &out) != nil {
-			return false
-		}
-		for _, p := range out.Pools {
-			if p.Pool == "default" && p.Runners == 1 {
-				return true
-			}
-		}
-		return false
-	}, 30*time.Second, 100*time.Millisecond, "the runner's heartbeats never reached the scheduler")
-}
-
-// A runner killed with SIGKILL mid-job stops extending the job's
-// visibility; when it ends the job goes to the other runner, attempt 2.
-func TestSQSKilledRunnerJobIsRedelivered(t *testing.T) {
-	s := startSQSStack(t, nil)
-	runners := map[string]*harness.Process{
-		"runner-a": s.StartRunner("runner-a", nil),
-		"runner-b": s.StartRunner("runner-b", nil),
-	}
-	c := s.Client()
-
-	job := c.Submit(harness.Command("default", "sh", "-c", "sleep 2; echo finished"))
-	running := c.WaitFor(job.ID, 30*time.Second, func(j harness.Job) bool { return j.State == "RUNNING" })
-	victim := running.RunnerID
-	require.Contains(t, runners, victim)
-	runners[victim].Kill()
-
-	done := c.WaitTerminal(job.ID, 60*time.Second)
-	require.Equal(t, "SUCCEEDED", done.State, done.String())
-	require.Equal(t, 2, done.Attempt)
-	require.NotEqual(t, victim, done.RunnerID)
-	var succeeded int
-	for _, h := range done.History {
-		if h.State == "SUCCEEDED" {
-			succeeded++
-		}
-	}
-	require.Equal(t, 1, succeeded, "exactly one success: %+v", done.History)
 }
 
 // A message on a jobs queue that does not decode is dead-lettered by the
@@ -178,24 +96,4 @@ func TestSQSPoisonJobIsDeadLettered(t *testing.T) {
 	}
 	require.Never(t, func() bool { return count() > 1 || malformed() > 1 }, 2*sqsAckWait, 100*time.Millisecond,
 		"the poison message came back")
-}
-
-// Cancel reaches the runner of the job on its own control queue: with one
-// slot, the second job can only start once the first one's process is gone.
-func TestSQSCancelStopsRunningCommand(t *testing.T) {
-	s := startSQSStack(t, nil)
-	runner := s.StartRunner("runner-1", map[string]string{"OUTPOST_CONCURRENCY": "1"})
-	c := s.Client()
-
-	long := c.Submit(harness.Command("default", "sleep", "300"))
-	c.WaitFor(long.ID, 30*time.Second, func(j harness.Job) bool { return j.State == "RUNNING" })
-	next := c.Submit(harness.Command("default", "echo", "next"))
-
-	cancelled := c.Cancel(long.ID)
-	require.Equal(t, "CANCELLED", cancelled.State)
-
-	done := c.WaitTerminal(next.ID, 30*time.Second)
-	require.Equal(t, "SUCCEEDED", done.State, done.String())
-	require.Equal(t, "CANCELLED", c.Get(long.ID).State)
-	runner.WaitLog(`"msg":"job cancel received"`, 10*time.Second)
 }

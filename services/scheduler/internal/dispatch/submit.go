@@ -98,7 +98,7 @@ func (e *Engine) createRecord(ctx context.Context, t *tenants.Tenant, id string,
 	if verr != nil {
 		rec = jobs.NewRejectedRecord(id, t.Name, spec, "invalid spec: "+verr.Error(), now)
 	} else {
-		paused, err := t.Pools.Paused(ctx, norm.Pool)
+		paused, err := t.Pools.PausedCached(ctx, norm.Pool)
 		if err != nil {
 			return nil, err
 		}

@@ -11,13 +11,20 @@ import (
 // mutateAttempts bounds the compare-and-set retries of one update.
 const mutateAttempts = 20
 
+// recentJobs is how many records a Store remembers its last write of. A
+// job's statuses arrive shortly after its record is created, on the same
+// replica unless several share the work; remembering the recent ones lets
+// their updates skip the read before the compare-and-set.
+const recentJobs = 4096
+
 // Store keeps the job records of one tenant in a KV bucket, keyed by id.
 type Store struct {
-	kv kv.Store
+	kv     kv.Store
+	recent *kv.RevisionCache
 }
 
 // NewStore returns a Store over the tenant's bucket.
-func NewStore(s kv.Store) *Store { return &Store{kv: s} }
+func NewStore(s kv.Store) *Store { return &Store{kv: s, recent: kv.NewRevisionCache(recentJobs)} }
 
 // Get returns the record of id, or ErrNotFound.
 func (s *Store) Get(ctx context.Context, id string) (*Record, error) {
@@ -37,12 +44,14 @@ func (s *Store) Create(ctx context.Context, r *Record) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.kv.Create(ctx, r.ID, b); err != nil {
+	rev, err := s.kv.Create(ctx, r.ID, b)
+	if err != nil {
 		if errors.Is(err, kv.ErrExists) {
 			return fmt.Errorf("%w: %s", ErrExists, r.ID)
 		}
 		return fmt.Errorf("create job %s: %w", r.ID, err)
 	}
+	s.recent.Remember(kv.Entry{Key: r.ID, Value: b, Revision: rev})
 	return nil
 }
 
@@ -55,7 +64,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Record) (bool, e
 		cur     *Record
 		changed bool
 	)
-	_, err := kv.Mutate(ctx, s.kv, id, mutateAttempts, func(b []byte) ([]byte, bool, error) {
+	_, err := s.recent.Mutate(ctx, s.kv, id, mutateAttempts, func(b []byte) ([]byte, bool, error) {
 		r, err := Unmarshal(b)
 		if err != nil {
 			return nil, false, err

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/outposthq/outpost/libs/kv"
@@ -20,13 +21,30 @@ type State struct {
 	UpdatedAt time.Time  `json:"updated_at"`
 }
 
+// pausedTTL bounds how stale PausedCached may be. Every submitted job asks
+// whether its pool is paused, and pauses are rare: reading the bucket once
+// a second per pool instead of once per job saves a broker round trip on
+// the submit path.
+const pausedTTL = time.Second
+
 // Store holds the pool states of one tenant, keyed by pool.
 type Store struct {
-	kv kv.Store
+	kv  kv.Store
+	now func() time.Time
+
+	mu     sync.Mutex
+	paused map[string]cachedPause
+}
+
+type cachedPause struct {
+	paused bool
+	at     time.Time
 }
 
 // NewStore returns a Store over the tenant's pools bucket.
-func NewStore(s kv.Store) *Store { return &Store{kv: s} }
+func NewStore(s kv.Store) *Store {
+	return &Store{kv: s, now: time.Now, paused: map[string]cachedPause{}}
+}
 
 // Get returns the state of pool; a pool never paused is not paused.
 func (s *Store) Get(ctx context.Context, pool string) (State, error) {
@@ -44,10 +62,32 @@ func (s *Store) Get(ctx context.Context, pool string) (State, error) {
 	return st, nil
 }
 
-// Paused reports whether pool is paused.
+// Paused reports whether pool is paused, read from the bucket.
 func (s *Store) Paused(ctx context.Context, pool string) (bool, error) {
 	st, err := s.Get(ctx, pool)
+	if err == nil {
+		s.remember(pool, st.Paused)
+	}
 	return st.Paused, err
+}
+
+// PausedCached is Paused as this replica saw it within the last second: a
+// pause made through another replica is honoured within a second, one made
+// through this replica at once.
+func (s *Store) PausedCached(ctx context.Context, pool string) (bool, error) {
+	s.mu.Lock()
+	c, ok := s.paused[pool]
+	s.mu.Unlock()
+	if ok && s.now().Sub(c.at) < pausedTTL {
+		return c.paused, nil
+	}
+	return s.Paused(ctx, pool)
+}
+
+func (s *Store) remember(pool string, paused bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.paused[pool] = cachedPause{paused: paused, at: s.now()}
 }
 
 // Set pauses or resumes pool and returns its new state.
@@ -65,6 +105,7 @@ func (s *Store) Set(ctx context.Context, pool string, paused bool, now time.Time
 			}
 		}
 		if exists && st.Paused == paused {
+			s.remember(pool, paused)
 			return st, nil
 		}
 		st.Paused = paused
@@ -88,6 +129,7 @@ func (s *Store) Set(ctx context.Context, pool string, paused bool, now time.Time
 		if err != nil {
 			return State{}, fmt.Errorf("set pool %s: %w", pool, err)
 		}
+		s.remember(pool, paused)
 		return st, nil
 	}
 	return State{}, fmt.Errorf("set pool %s: %w", pool, kv.ErrConflict)

@@ -97,7 +97,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}
 		defer c.Close()
 		conn.Store(c)
-		r := New(cfg, c.Broker, queue.NewSubjects(cfg.Broker.Stack), log, metrics)
+		r, err := New(cfg, c.Broker, queue.NewSubjects(cfg.Broker.Stack), log, metrics)
+		if err != nil {
+			return err
+		}
 		rn.Store(r)
 		return r.Run(gctx)
 	})
@@ -105,8 +108,17 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 }
 
 // New builds a runner for cfg on broker. Tests use it with any queue.Broker.
-func New(cfg config.Config, broker runner.Broker, subjects queue.Subjects, log *slog.Logger, metrics *runner.Metrics) *runner.Runner {
-	return runner.New(RunnerConfig(cfg), broker, subjects, Tasks(cfg, broker, subjects), log, metrics)
+func New(cfg config.Config, broker runner.Broker, subjects queue.Subjects, log *slog.Logger, metrics *runner.Metrics) (*runner.Runner, error) {
+	providers, err := Providers(context.Background(), cfg.Secrets)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(providers))
+	for i, p := range providers {
+		names[i] = p.Name()
+	}
+	log.Info("secret providers", "providers", names, "cache_ttl", cfg.Secrets.CacheTTL)
+	return runner.New(RunnerConfig(cfg), broker, subjects, Tasks(cfg, broker, subjects, providers), log, metrics), nil
 }
 
 // RunnerConfig maps the service configuration onto the runner's.
@@ -132,15 +144,8 @@ func RunnerConfig(cfg config.Config) runner.Config {
 }
 
 // Tasks is the registry of the task kinds this runner runs; pub carries
-// the ingest task's records back (the outpost sink).
-func Tasks(cfg config.Config, pub ingest.Publisher, subjects queue.Subjects) *tasks.Registry {
-	var providers []secrets.Provider
-	if len(cfg.Secrets.EnvPrefixes) > 0 {
-		providers = append(providers, secrets.Env{Prefixes: cfg.Secrets.EnvPrefixes})
-	}
-	if cfg.Secrets.Dir != "" {
-		providers = append(providers, secrets.Dir{Path: cfg.Secrets.Dir})
-	}
+// the ingest and assertion tasks' records back, providers resolve ${NAME}.
+func Tasks(cfg config.Config, pub ingest.Publisher, subjects queue.Subjects, providers []secrets.Provider) *tasks.Registry {
 	resolver := &secrets.Resolver{Providers: providers}
 	reg := tasks.NewRegistry()
 	reg.Register("noop", tasks.Noop{})
@@ -150,5 +155,55 @@ func Tasks(cfg config.Config, pub ingest.Publisher, subjects queue.Subjects) *ta
 		CancelGrace: cfg.Command.CancelGrace,
 	})
 	reg.Register("ingest", &ingest.Task{Resolver: resolver, Publisher: pub, Subjects: subjects})
+	reg.Register("assertion", &ingest.Assertion{Resolver: resolver, Publisher: pub, Subjects: subjects})
 	return reg
+}
+
+// Providers builds the configured secret providers in cfg.Order; the
+// remote ones (kubernetes, aws) answer through a cache of cfg.CacheTTL.
+func Providers(ctx context.Context, cfg config.Secrets) ([]secrets.Provider, error) {
+	var out []secrets.Provider
+	for _, name := range cfg.Order {
+		switch name {
+		case config.ProviderEnv:
+			if len(cfg.EnvPrefixes) > 0 {
+				out = append(out, secrets.Env{Prefixes: cfg.EnvPrefixes})
+			}
+		case config.ProviderFiles:
+			if cfg.Dir != "" {
+				out = append(out, secrets.Dir{Path: cfg.Dir})
+			}
+		case config.ProviderKubernetes:
+			k := cfg.Kubernetes
+			if !k.Enabled() {
+				continue
+			}
+			mapping, err := secrets.ParseKubeMapping(k.Mapping)
+			if err != nil {
+				return nil, err
+			}
+			client, err := secrets.NewSecretReader(k.Kubeconfig, k.Namespace)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, secrets.NewCached(&secrets.Kubernetes{
+				Client: client, Namespace: k.Namespace, Mapping: mapping, Secrets: k.Secrets, LabelSelector: k.LabelSelector,
+			}, cfg.CacheTTL))
+		case config.ProviderAWS:
+			a := cfg.AWS
+			if !a.Enabled() {
+				continue
+			}
+			mapping, err := secrets.ParseAWSMapping(a.Mapping)
+			if err != nil {
+				return nil, err
+			}
+			client, err := secrets.NewSecretsManager(ctx, a.Region, a.Endpoint)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, secrets.NewCached(&secrets.AWS{Client: client, Prefix: a.Prefix, Mapping: mapping}, cfg.CacheTTL))
+		}
+	}
+	return out, nil
 }

@@ -135,7 +135,8 @@ func (e *env) startRunner(t *testing.T, cfg config.Config) *testRunner {
 	t.Helper()
 	conn := e.connect(t)
 	m := runner.NewMetrics(nil)
-	r := app.New(cfg, conn, conn.Subjects(), discard, m)
+	r, err := app.New(cfg, conn, conn.Subjects(), discard, m)
+	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	tr := &testRunner{metrics: m, cancel: cancel, done: make(chan error, 1)}
 	go func() { tr.done <- r.Run(ctx) }()
@@ -166,13 +167,23 @@ func (e *env) dispatch(t *testing.T, jobID string, spec *jobsv1.JobSpec) {
 
 func (e *env) statuses(t *testing.T, jobID string) []*jobsv1.JobStatus {
 	t.Helper()
+	out, err := e.tryStatuses(jobID)
+	require.NoError(t, err)
+	return out
+}
+
+// tryStatuses is statuses returning its error, for Eventually conditions
+// (they run on a goroutine of their own and must not fail the test).
+func (e *env) tryStatuses(jobID string) ([]*jobsv1.JobStatus, error) {
 	var out []*jobsv1.JobStatus
 	for _, m := range e.status.on(e.subj.JobStatus(tenant, jobID)) {
 		st, err := events.DecodeAs[*jobsv1.JobStatus](m.Header, m.Data)
-		require.NoError(t, err)
+		if err != nil {
+			return nil, err
+		}
 		out = append(out, st)
 	}
-	return out
+	return out, nil
 }
 
 // states renders statuses as "STATE@attempt/runner" for compact asserts.
@@ -188,9 +199,14 @@ func (e *env) waitStates(t *testing.T, jobID string, want ...string) []*jobsv1.J
 	t.Helper()
 	var sts []*jobsv1.JobStatus
 	require.Eventually(t, func() bool {
-		sts = e.statuses(t, jobID)
-		return len(sts) >= len(want)
-	}, 20*time.Second, 20*time.Millisecond, "statuses of %s: %v", jobID, func() []string { return states(e.statuses(t, jobID)) }())
+		got, err := e.tryStatuses(jobID)
+		if err != nil {
+			return false
+		}
+		sts = got
+		return len(got) >= len(want)
+	}, 20*time.Second, 20*time.Millisecond, "statuses of %s", jobID)
+	sts = e.statuses(t, jobID)
 	require.Equal(t, want, states(sts))
 	return sts
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/backend"
 	"github.com/outposthq/outpost/libs/queue/sqs"
+
+	"github.com/outposthq/outpost/services/ingestion-runner/internal/secrets"
 )
 
 // ErrInvalid is returned (wrapped) for a configuration value that cannot be
@@ -93,9 +95,24 @@ type Command struct {
 	MaxLineBytes int `yaml:"max_line_bytes" env:"OUTPOST_COMMAND_MAX_LINE_BYTES"`
 }
 
-// Secrets configures where ${NAME} references are resolved, in order: the
-// environment, then the secrets directory.
+// Provider names for secrets.order.
+const (
+	ProviderEnv        = "env"
+	ProviderFiles      = "files"
+	ProviderKubernetes = "kubernetes"
+	ProviderAWS        = "aws"
+)
+
+// Secrets configures where ${NAME} references are resolved: the providers
+// of Order that are configured, the first that knows a name wins.
 type Secrets struct {
+	// Order lists the providers to ask, among env, files, kubernetes and
+	// aws; one that is not configured is skipped.
+	Order []string `yaml:"order" env:"OUTPOST_SECRETS_ORDER"`
+	// CacheTTL is how long an answer of the kubernetes and aws providers
+	// is reused: a rotated secret is seen by jobs that start up to this
+	// long after the change. 0 disables the cache.
+	CacheTTL time.Duration `yaml:"cache_ttl" env:"OUTPOST_SECRETS_CACHE_TTL"`
 	// EnvPrefixes allows ${NAME} to read the runner's environment variable
 	// NAME only when NAME starts with one of them, so a job cannot read
 	// the runner's own credentials. Empty: the environment resolves nothing.
@@ -104,7 +121,45 @@ type Secrets struct {
 	// Secret, for example). Files are read at each job, so a rotated value
 	// needs no restart. Empty: no directory provider.
 	Dir string `yaml:"dir" env:"OUTPOST_SECRETS_DIR"`
+
+	Kubernetes KubernetesSecrets `yaml:"kubernetes"`
+	AWS        AWSSecrets        `yaml:"aws"`
 }
+
+// KubernetesSecrets reads Secrets through the Kubernetes API. It is on
+// when Namespace is set.
+type KubernetesSecrets struct {
+	// Namespace holds the Secrets.
+	Namespace string `yaml:"namespace" env:"OUTPOST_SECRETS_KUBERNETES_NAMESPACE"`
+	// Kubeconfig is a kubeconfig file; empty uses the pod's service
+	// account (in-cluster).
+	Kubeconfig string `yaml:"kubeconfig" env:"OUTPOST_SECRETS_KUBERNETES_KUBECONFIG"`
+	// Mapping entries "NAME=secret/key" map ${NAME} to key of Secret.
+	Mapping []string `yaml:"mapping" env:"OUTPOST_SECRETS_KUBERNETES_MAPPING"`
+	// Secrets are Secret names whose keys are ${NAME}s, searched in order.
+	Secrets []string `yaml:"secrets" env:"OUTPOST_SECRETS_KUBERNETES_SECRETS"`
+	// LabelSelector selects more Secrets whose keys are ${NAME}s, searched
+	// in name order after Secrets.
+	LabelSelector string `yaml:"label_selector" env:"OUTPOST_SECRETS_KUBERNETES_LABEL_SELECTOR"`
+}
+
+// AWSSecrets reads AWS Secrets Manager. It is on when Prefix or Mapping
+// is set.
+type AWSSecrets struct {
+	// Region and Endpoint override the SDK's defaults.
+	Region   string `yaml:"region" env:"OUTPOST_SECRETS_AWS_REGION"`
+	Endpoint string `yaml:"endpoint" env:"OUTPOST_SECRETS_AWS_ENDPOINT"`
+	// Prefix makes ${NAME} the secret "<prefix>NAME".
+	Prefix string `yaml:"prefix" env:"OUTPOST_SECRETS_AWS_PREFIX"`
+	// Mapping entries "NAME=secret-id" or "NAME=secret-id#json-key".
+	Mapping []string `yaml:"mapping" env:"OUTPOST_SECRETS_AWS_MAPPING"`
+}
+
+// Enabled tells whether the Kubernetes provider is configured.
+func (k KubernetesSecrets) Enabled() bool { return k.Namespace != "" }
+
+// Enabled tells whether the AWS provider is configured.
+func (a AWSSecrets) Enabled() bool { return a.Prefix != "" || len(a.Mapping) > 0 }
 
 // Logs configures how job output is batched into LogChunk events.
 type Logs struct {
@@ -128,7 +183,11 @@ func Default() Config {
 		DrainGrace:        30 * time.Second,
 		OpsAddr:           "127.0.0.1:9091",
 		Command:           Command{CancelGrace: 10 * time.Second, MaxLineBytes: 16 << 10},
-		Logs:              Logs{MaxLines: 100, MaxBytes: 64 << 10, Interval: 200 * time.Millisecond},
+		Secrets: Secrets{
+			Order:    []string{ProviderEnv, ProviderFiles, ProviderKubernetes, ProviderAWS},
+			CacheTTL: secrets.DefaultCacheTTL,
+		},
+		Logs: Logs{MaxLines: 100, MaxBytes: 64 << 10, Interval: 200 * time.Millisecond},
 	}
 }
 
@@ -242,6 +301,7 @@ func (c Config) Validate() error {
 			bad("secrets.dir %q must be an existing directory", c.Secrets.Dir)
 		}
 	}
+	c.validateSecrets(bad)
 	if c.Logs.MaxLines < 1 {
 		bad("logs.max_lines %d must be at least 1", c.Logs.MaxLines)
 	}
@@ -252,4 +312,35 @@ func (c Config) Validate() error {
 		bad("logs.interval %s must be positive", c.Logs.Interval)
 	}
 	return errors.Join(errs...)
+}
+
+func (c Config) validateSecrets(bad func(format string, args ...any)) {
+	seen := map[string]bool{}
+	for _, p := range c.Secrets.Order {
+		switch p {
+		case ProviderEnv, ProviderFiles, ProviderKubernetes, ProviderAWS:
+		default:
+			bad("secrets.order entry %q must be one of env, files, kubernetes, aws", p)
+		}
+		if seen[p] {
+			bad("secrets.order lists %q twice", p)
+		}
+		seen[p] = true
+	}
+	if c.Secrets.CacheTTL < 0 {
+		bad("secrets.cache_ttl %s must not be negative", c.Secrets.CacheTTL)
+	}
+	k := c.Secrets.Kubernetes
+	if _, err := secrets.ParseKubeMapping(k.Mapping); err != nil {
+		bad("secrets.kubernetes.mapping: %v", err)
+	}
+	if !k.Enabled() && (len(k.Mapping) > 0 || len(k.Secrets) > 0 || k.LabelSelector != "" || k.Kubeconfig != "") {
+		bad("secrets.kubernetes.namespace is required with the other secrets.kubernetes keys")
+	}
+	if k.Enabled() && len(k.Mapping) == 0 && len(k.Secrets) == 0 && k.LabelSelector == "" {
+		bad("secrets.kubernetes needs mapping, secrets or label_selector")
+	}
+	if _, err := secrets.ParseAWSMapping(c.Secrets.AWS.Mapping); err != nil {
+		bad("secrets.aws.mapping: %v", err)
+	}
 }

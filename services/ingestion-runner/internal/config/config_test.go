@@ -60,9 +60,56 @@ logs:
 				c.Broker = Broker{URL: "nats://nats.internal:4222", Stack: "staging"}
 				c.Concurrency, c.AckWait = 2, 10*time.Second
 				c.Command.Allowlist, c.Command.CancelGrace = []string{"sh", "true"}, 3*time.Second
-				c.Secrets = Secrets{EnvPrefixes: []string{"OUTPOST_SECRET_"}, Dir: secretsDir}
+				c.Secrets.EnvPrefixes, c.Secrets.Dir = []string{"OUTPOST_SECRET_"}, secretsDir
 				c.Logs.MaxLines, c.Logs.Interval = 50, time.Second
 			},
+		},
+		{
+			name: "remote secret providers",
+			file: write("secrets.yaml", `
+tenant: acme
+secrets:
+  order: [kubernetes, aws, files]
+  cache_ttl: 10s
+  kubernetes:
+    namespace: outpost
+    mapping: [PG_PASSWORD=pg/password]
+    secrets: [runner-secrets]
+    label_selector: outpost.dev/secrets=runner
+  aws:
+    region: eu-west-1
+    mapping: ["API_TOKEN=prod/api#token"]
+`),
+			env: map[string]string{
+				"OUTPOST_SECRETS_AWS_PREFIX": "outpost/", "OUTPOST_SECRETS_AWS_ENDPOINT": "http://127.0.0.1:4566",
+				"OUTPOST_SECRETS_KUBERNETES_KUBECONFIG": "/etc/kube/config",
+			},
+			want: func(c *Config) {
+				c.Tenant = "acme"
+				c.Secrets.Order, c.Secrets.CacheTTL = []string{"kubernetes", "aws", "files"}, 10*time.Second
+				c.Secrets.Kubernetes = KubernetesSecrets{
+					Namespace: "outpost", Kubeconfig: "/etc/kube/config", Mapping: []string{"PG_PASSWORD=pg/password"},
+					Secrets: []string{"runner-secrets"}, LabelSelector: "outpost.dev/secrets=runner",
+				}
+				c.Secrets.AWS = AWSSecrets{Region: "eu-west-1", Endpoint: "http://127.0.0.1:4566", Prefix: "outpost/", Mapping: []string{"API_TOKEN=prod/api#token"}}
+			},
+		},
+		{
+			name: "secret providers checked",
+			env: map[string]string{
+				"OUTPOST_TENANT": "acme", "OUTPOST_SECRETS_ORDER": "env,vault,env", "OUTPOST_SECRETS_CACHE_TTL": "-1s",
+				"OUTPOST_SECRETS_KUBERNETES_MAPPING": "A=nokey", "OUTPOST_SECRETS_AWS_MAPPING": "B=",
+			},
+			wantErr: []string{
+				`secrets.order entry "vault"`, `secrets.order lists "env" twice`, "secrets.cache_ttl -1s",
+				`secrets.kubernetes.mapping: invalid secret mapping: "A=nokey" must be NAME=secret/key`,
+				"secrets.kubernetes.namespace is required", `secrets.aws.mapping: invalid secret mapping: "B="`,
+			},
+		},
+		{
+			name:    "kubernetes needs something to read",
+			env:     map[string]string{"OUTPOST_TENANT": "acme", "OUTPOST_SECRETS_KUBERNETES_NAMESPACE": "ns"},
+			wantErr: []string{"secrets.kubernetes needs mapping, secrets or label_selector"},
 		},
 		{name: "tenant missing", wantErr: []string{"tenant is required"}},
 		{
@@ -175,6 +222,8 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, 10*time.Second, c.Command.CancelGrace)
 	require.Empty(t, c.Command.Allowlist)
 	require.Empty(t, c.Secrets.EnvPrefixes)
+	require.Equal(t, []string{"env", "files", "kubernetes", "aws"}, c.Secrets.Order)
+	require.Equal(t, 30*time.Second, c.Secrets.CacheTTL)
 	require.Equal(t, Logs{MaxLines: 100, MaxBytes: 64 << 10, Interval: 200 * time.Millisecond}, c.Logs)
 	host, err := os.Hostname()
 	require.NoError(t, err)

@@ -30,6 +30,7 @@ type Stack struct {
 
 	brokerHealth string
 	runnerEnv    map[string]string
+	schedEnv     map[string]string
 	runners      int
 }
 
@@ -97,6 +98,7 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 	}
 	maps.Copy(env, queueEnv)
 	maps.Copy(env, opts.SchedulerEnv)
+	s.schedEnv = env
 	s.Scheduler = Start(t, "scheduler", "scheduler", env)
 	WaitReady(t, s.API+"/readyz", 30*time.Second)
 	return s
@@ -124,6 +126,25 @@ func (s *Stack) StartRunner(name string, env map[string]string) *Process {
 	WaitReady(s.t, p.Ops+"/readyz", 30*time.Second)
 	return p
 }
+
+// StartScheduler starts another scheduler replica on the stack's broker,
+// with the first one's configuration (env added) on a port of its own, and
+// waits until it is ready. It returns the process and the replica's base URL.
+func (s *Stack) StartScheduler(name string, env map[string]string) (*Process, string) {
+	s.t.Helper()
+	port := FreePort(s.t)
+	api := fmt.Sprintf("http://127.0.0.1:%d", port)
+	e := maps.Clone(s.schedEnv)
+	maps.Copy(e, env)
+	e["OUTPOST_LISTEN"] = fmt.Sprintf("127.0.0.1:%d", port)
+	p := Start(s.t, name, "scheduler", e)
+	WaitReady(s.t, api+"/readyz", 30*time.Second)
+	return p, api
+}
+
+// ClientAt returns an API client for the stack's tenant on another
+// scheduler replica (a base URL from StartScheduler).
+func (s *Stack) ClientAt(api string) *Client { return &Client{t: s.t, Base: api, Tenant: s.Tenant} }
 
 // RestartBroker kills the broker with SIGKILL and starts it again on the
 // same port and data folder.

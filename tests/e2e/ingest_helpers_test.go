@@ -18,7 +18,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
-	"github.com/outposthq/outpost/libs/dbtest"
 	"github.com/outposthq/outpost/tests/harness"
 )
 
@@ -65,16 +64,6 @@ func sqlRecipe(kind, hostPort, database, user, password, extra string) string {
 func writeSecret(t *testing.T, dir, name, value string) {
 	t.Helper()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(value+"\n"), 0o600))
-}
-
-// execAll runs a script of statements separated by ";\n".
-func execAll(t *testing.T, db *dbtest.DB, script string) {
-	t.Helper()
-	for stmt := range strings.SplitSeq(script, ";\n") {
-		if strings.TrimSpace(stmt) != "" {
-			db.Exec(t, stmt)
-		}
-	}
 }
 
 // results reads every page of a job's results (bounded).

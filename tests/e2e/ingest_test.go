@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/outposthq/outpost/libs/dbtest"
+	"github.com/outposthq/outpost/libs/ingest/ingesttest"
 	"github.com/outposthq/outpost/tests/harness"
 )
 
@@ -22,33 +23,6 @@ func ingestRunnerEnv(secretsDir string) map[string]string {
 		"OUTPOST_HEARTBEAT_INTERVAL":   "1s",
 	}
 }
-
-const pgSchema = `
-CREATE SCHEMA shop;
-CREATE SCHEMA scratch;
-CREATE TABLE shop.customers (id int PRIMARY KEY, email text NOT NULL, note varchar(20));
-COMMENT ON TABLE shop.customers IS 'People who buy';
-COMMENT ON COLUMN shop.customers.email IS 'Login address';
-CREATE TABLE shop.orders (
-	id bigint, line int, customer_id int NOT NULL, placed_at timestamptz, paid boolean,
-	PRIMARY KEY (id, line),
-	CONSTRAINT orders_customer_fk FOREIGN KEY (customer_id) REFERENCES shop.customers (id));
-CREATE TABLE shop.tmp_orders (x int);
-CREATE VIEW shop.big_orders AS SELECT id FROM shop.orders WHERE line > 1;
-COMMENT ON VIEW shop.big_orders IS 'Multi-line orders';
-CREATE TABLE scratch.junk (x int);
-`
-
-const mariaSchema = `
-CREATE TABLE customers (id int PRIMARY KEY, email text NOT NULL, note varchar(20)) COMMENT 'People who buy';
-ALTER TABLE customers MODIFY email text NOT NULL COMMENT 'Login address';
-CREATE TABLE orders (
-	id bigint, line int, customer_id int NOT NULL, placed_at timestamp NULL, paid boolean,
-	PRIMARY KEY (id, line),
-	CONSTRAINT orders_customer_fk FOREIGN KEY (customer_id) REFERENCES customers (id)) ENGINE=InnoDB;
-CREATE TABLE tmp_orders (x int);
-CREATE VIEW big_orders AS SELECT id FROM orders WHERE line > 1;
-`
 
 const pgURN = "urn:li:dataset:(urn:li:dataPlatform:postgres,DB.shop."
 const myURN = "urn:li:dataset:(urn:li:dataPlatform:mysql,DB."
@@ -130,16 +104,16 @@ func TestIngestThroughOutpostSink(t *testing.T) {
 		extra       string
 		denied      []string // dataset names (after DB.) that must not be read
 	}{
-		{kind: "postgres", table: "shop.customers", records: "5", db: dbtest.SharedPostgres, schema: pgSchema,
+		{kind: "postgres", table: "shop.customers", records: "5", db: dbtest.SharedPostgres, schema: ingesttest.PostgresSchema,
 			extra:  `include_views: true, schema_pattern: {deny: [scratch, public]}, table_pattern: {deny: ['.*\.tmp_']}`,
 			denied: []string{"shop.tmp_orders", "scratch.junk"}},
-		{kind: "mysql", table: "customers", records: "4", db: dbtest.SharedMariaDB, schema: mariaSchema,
+		{kind: "mysql", table: "customers", records: "4", db: dbtest.SharedMariaDB, schema: ingesttest.MariaDBSchema,
 			extra:  `include_views: true, table_pattern: {deny: ['.*\.tmp_']}`,
 			denied: []string{"tmp_orders"}},
 	} {
 		t.Run(tc.kind, func(t *testing.T) {
 			db := tc.db(t)
-			execAll(t, db, tc.schema)
+			ingesttest.Load(t, db, tc.schema)
 			secret := "DB_PASSWORD_" + strings.ToUpper(tc.kind)
 			writeSecret(t, secretsDir, secret, db.Password)
 

@@ -10,38 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/outposthq/outpost/libs/dbtest"
+	"github.com/outposthq/outpost/libs/ingest/ingesttest"
 )
-
-const pgSchema = `
-CREATE SCHEMA shop;
-CREATE SCHEMA scratch;
-CREATE TABLE shop.customers (id int PRIMARY KEY, email text NOT NULL, note varchar(20));
-COMMENT ON TABLE shop.customers IS 'People who buy';
-COMMENT ON COLUMN shop.customers.email IS 'Login address';
-CREATE TABLE shop.orders (
-	id bigint, line int, customer_id int NOT NULL, placed_at timestamptz, paid boolean,
-	PRIMARY KEY (id, line),
-	CONSTRAINT orders_customer_fk FOREIGN KEY (customer_id) REFERENCES shop.customers (id));
-CREATE TABLE shop.tmp_orders (x int);
-CREATE VIEW shop.big_orders AS SELECT id FROM shop.orders WHERE line > 1;
-COMMENT ON VIEW shop.big_orders IS 'Multi-line orders';
-CREATE TABLE scratch.junk (x int);
-INSERT INTO shop.customers VALUES (1, 'a@example.com', NULL), (2, 'b@example.com', 'hi');
-INSERT INTO shop.orders VALUES (10, 1, 1, now(), true);
-`
-
-const mariaSchema = `
-CREATE TABLE customers (id int PRIMARY KEY, email text NOT NULL, note varchar(20)) COMMENT 'People who buy';
-ALTER TABLE customers MODIFY email text NOT NULL COMMENT 'Login address';
-CREATE TABLE orders (
-	id bigint, line int, customer_id int NOT NULL, placed_at timestamp NULL, paid boolean,
-	PRIMARY KEY (id, line),
-	CONSTRAINT orders_customer_fk FOREIGN KEY (customer_id) REFERENCES customers (id)) ENGINE=InnoDB;
-CREATE TABLE tmp_orders (x int);
-CREATE VIEW big_orders AS SELECT id FROM orders WHERE line > 1;
-INSERT INTO customers VALUES (1, 'a@example.com', NULL), (2, 'b@example.com', 'hi');
-INSERT INTO orders VALUES (10, 1, 1, now(), true);
-`
 
 func TestExtractExactly(t *testing.T) {
 	for _, tc := range []struct {
@@ -50,16 +20,12 @@ func TestExtractExactly(t *testing.T) {
 		schema string
 		config string
 	}{
-		{"postgres", dbtest.SharedPostgres, pgSchema, "schema_pattern: {deny: [scratch, public]}"},
-		{"mysql", dbtest.SharedMariaDB, mariaSchema, ""},
+		{"postgres", dbtest.SharedPostgres, ingesttest.PostgresSchema, "schema_pattern: {deny: [scratch, public]}"},
+		{"mysql", dbtest.SharedMariaDB, ingesttest.MariaDBSchema, ""},
 	} {
 		t.Run(tc.kind, func(t *testing.T) {
 			db := tc.db(t)
-			for _, stmt := range strings.Split(tc.schema, ";\n") {
-				if strings.TrimSpace(stmt) != "" {
-					db.Exec(t, stmt)
-				}
-			}
+			ingesttest.Load(t, db, tc.schema)
 			secretDir := t.TempDir()
 			writeSecret(t, secretDir, "DB_PASSWORD", db.Password)
 			outFile := filepath.Join(t.TempDir(), "records.jsonl")

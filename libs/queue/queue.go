@@ -113,15 +113,37 @@ type ConsumerConfig struct {
 	// "outpost.acme.job-events.*.status").
 	Subject string
 	// AckWait is how long a delivery may go without Ack, Nak, Term or
-	// InProgress before it is delivered again. Zero means 30s.
+	// InProgress before it is delivered again. Zero means DefaultAckWait.
 	AckWait time.Duration
 	// MaxDeliveries is how many times a message is delivered before it is
 	// dead-lettered with its reason instead of being handed out again.
-	// Zero means 5; negative means unlimited.
+	// Zero means DefaultMaxDeliveries; negative means unlimited.
 	MaxDeliveries int
 	// Concurrency bounds how many deliveries are being handled at once.
 	// Zero means 1.
 	Concurrency int
+}
+
+// Defaults of ConsumerConfig, applied by WithDefaults.
+const (
+	DefaultAckWait       = 30 * time.Second
+	DefaultMaxDeliveries = 5
+)
+
+// WithDefaults returns cfg with its zero AckWait, MaxDeliveries and
+// Concurrency replaced by their documented defaults. Every backend calls it,
+// so the defaults are the same whatever the transport.
+func (cfg ConsumerConfig) WithDefaults() ConsumerConfig {
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = DefaultAckWait
+	}
+	if cfg.MaxDeliveries == 0 {
+		cfg.MaxDeliveries = DefaultMaxDeliveries
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 1
+	}
+	return cfg
 }
 
 // Consumer is a running consumer.

@@ -91,8 +91,6 @@ const (
 	DefaultDeadLetterMaxAge = 30 * 24 * time.Hour
 	DefaultDuplicateWindow  = 2 * time.Minute
 	DefaultReconnectWait    = 2 * time.Second
-	DefaultAckWait          = 30 * time.Second
-	DefaultMaxDeliveries    = 5
 )
 
 // Config configures a connection.

@@ -53,15 +53,7 @@ func (c *Conn) Consume(ctx context.Context, cfg queue.ConsumerConfig, h queue.Ha
 	if err != nil {
 		return nil, fmt.Errorf("natsjs: consume: %w", err)
 	}
-	if cfg.AckWait <= 0 {
-		cfg.AckWait = DefaultAckWait
-	}
-	if cfg.MaxDeliveries == 0 {
-		cfg.MaxDeliveries = DefaultMaxDeliveries
-	}
-	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = 1
-	}
+	cfg = cfg.WithDefaults()
 	if err := c.checkTenant(ctx, tenant, role); err != nil {
 		return nil, fmt.Errorf("natsjs: consume %s: %w", cfg.Subject, err)
 	}

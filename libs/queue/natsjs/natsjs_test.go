@@ -221,53 +221,6 @@ func TestConcurrencyBoundNothingHeld(t *testing.T) {
 	require.LessOrEqual(t, peak.Load(), int32(conc))
 }
 
-// The broker restarts while messages are being handled: everything
-// published is handled, and the connection reports itself ready again.
-func TestConsumerSurvivesBrokerRestart(t *testing.T) {
-	srv := natstest.RunServer(t)
-	c := connect(t, natsjs.Config{URL: srv.ClientURL(), ReconnectWait: 200 * time.Millisecond})
-	ctx := testCtx(t)
-	s := c.Subjects()
-	require.NoError(t, c.EnsureTenant(ctx, "acme", queue.TenantLimits{}))
-	subject := s.Jobs("acme", "pool")
-
-	var mu sync.Mutex
-	handled := map[string]int{}
-	k, err := c.Consume(ctx, queue.ConsumerConfig{Name: "survivor", Subject: subject, AckWait: time.Second, Concurrency: 2}, func(ctx context.Context, d queue.Delivery) {
-		work := time.NewTimer(20 * time.Millisecond)
-		<-work.C
-		if d.Ack(ctx) == nil {
-			mu.Lock()
-			handled[string(d.Data())]++
-			mu.Unlock()
-		}
-	})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = k.Stop(context.Background()) })
-
-	publish := func(data string) {
-		// Right after a restart the stream may still be recovering.
-		require.Eventually(t, func() bool {
-			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			defer cancel()
-			return c.Publish(pctx, queue.Message{Subject: subject, Data: []byte(data), DedupeID: data}) == nil
-		}, 20*time.Second, 50*time.Millisecond, "publish %s", data)
-	}
-	for i := range 10 {
-		publish("before-" + strconv.Itoa(i))
-	}
-	require.NoError(t, srv.Restart())
-	require.Eventually(t, c.Ready, 10*time.Second, 10*time.Millisecond)
-	for i := range 10 {
-		publish("after-" + strconv.Itoa(i))
-	}
-	require.Eventually(t, func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(handled) == 20
-	}, 30*time.Second, 20*time.Millisecond, "not every message was handled after the restart")
-}
-
 func TestReadyAndClose(t *testing.T) {
 	srv := natstest.RunServer(t)
 	c := connect(t, natsjs.Config{URL: srv.ClientURL(), ReconnectWait: 100 * time.Millisecond})
@@ -364,59 +317,6 @@ func TestDeadLetterHeadersOnDLQStream(t *testing.T) {
 	}, 5*time.Second, 20*time.Millisecond, "a terminated message is removed from the work queue")
 }
 
-// A cluster node restarts while work flows: with replicated streams every
-// message is still handled.
-func TestClusterNodeRestart(t *testing.T) {
-	if testing.Short() {
-		t.Skip("three-node cluster")
-	}
-	nodes := natstest.RunCluster(t, 3)
-	c := connect(t, natsjs.Config{URL: natstest.URL(nodes...), Replicas: 3, ReconnectWait: 200 * time.Millisecond})
-	ctx := testCtx(t)
-	require.NoError(t, c.EnsureTenant(ctx, "acme", queue.TenantLimits{}))
-	subject := c.Subjects().Jobs("acme", "pool")
-
-	var mu sync.Mutex
-	handled := map[string]int{}
-	k, err := c.Consume(ctx, queue.ConsumerConfig{Name: "survivor", Subject: subject, AckWait: 2 * time.Second, Concurrency: 4}, func(ctx context.Context, d queue.Delivery) {
-		if d.Ack(ctx) == nil {
-			mu.Lock()
-			handled[string(d.Data())]++
-			mu.Unlock()
-		}
-	})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = k.Stop(context.Background()) })
-	publish := func(data string) {
-		require.Eventually(t, func() bool {
-			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			defer cancel()
-			return c.Publish(pctx, queue.Message{Subject: subject, Data: []byte(data), DedupeID: data}) == nil
-		}, 30*time.Second, 50*time.Millisecond, "publish %s", data)
-	}
-	for i := range 20 {
-		publish("before-" + strconv.Itoa(i))
-	}
-	// Restart the node the client is connected to.
-	connected := c.NATS().ConnectedUrl()
-	restarted := false
-	for _, n := range nodes {
-		if n.ClientURL() == connected {
-			require.NoError(t, n.Restart())
-			restarted = true
-		}
-	}
-	require.True(t, restarted, "connected to %s", connected)
-	for i := range 20 {
-		publish("after-" + strconv.Itoa(i))
-	}
-	require.Eventually(t, func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(handled) == 40
-	}, 45*time.Second, 20*time.Millisecond, "not every message was handled across the node restart")
-}
-
 // Without Follow, Read stops at what was stored when it started, even while
 // more is being published.
 func TestReadStopsAtStartSnapshot(t *testing.T) {
@@ -441,4 +341,95 @@ func TestReadStopsAtStartSnapshot(t *testing.T) {
 		return true
 	}))
 	require.Equal(t, n, got)
+}
+
+// A broker restarts while messages are being handled: everything published
+// before and after is handled, and the connection is ready again. Single
+// node: the whole server restarts on its data. Cluster: the node the client
+// is connected to restarts, and replicated streams keep the work.
+func TestConsumerSurvivesRestart(t *testing.T) {
+	tests := []struct {
+		name    string
+		cluster bool
+		n       int
+		within  time.Duration
+	}{
+		{name: "single node", n: 10, within: 30 * time.Second},
+		{name: "cluster node", cluster: true, n: 20, within: 45 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.cluster && testing.Short() {
+				t.Skip("three-node cluster")
+			}
+			var c *natsjs.Conn
+			var restart func()
+			if tt.cluster {
+				nodes := natstest.RunCluster(t, 3)
+				c = connect(t, natsjs.Config{URL: natstest.URL(nodes...), Replicas: 3, ReconnectWait: 200 * time.Millisecond})
+				restart = func() {
+					connected := c.NATS().ConnectedUrl()
+					restarted := false
+					for _, n := range nodes {
+						if n.ClientURL() == connected {
+							require.NoError(t, n.Restart())
+							restarted = true
+						}
+					}
+					require.True(t, restarted, "connected to %s", connected)
+				}
+			} else {
+				srv := natstest.RunServer(t)
+				c = connect(t, natsjs.Config{URL: srv.ClientURL(), ReconnectWait: 200 * time.Millisecond})
+				restart = func() { require.NoError(t, srv.Restart()) }
+			}
+			survivesRestart(t, c, tt.n, restart, tt.within)
+		})
+	}
+}
+
+// survivesRestart consumes a work subject while n messages are published,
+// restart is called, and n more are published; every one must be handled.
+func survivesRestart(t *testing.T, c *natsjs.Conn, n int, restart func(), within time.Duration) {
+	t.Helper()
+	ctx := testCtx(t)
+	require.NoError(t, c.EnsureTenant(ctx, "acme", queue.TenantLimits{}))
+	subject := c.Subjects().Jobs("acme", "pool")
+
+	var mu sync.Mutex
+	handled := map[string]int{}
+	k, err := c.Consume(ctx, queue.ConsumerConfig{Name: "survivor", Subject: subject, AckWait: 2 * time.Second, Concurrency: 4}, func(ctx context.Context, d queue.Delivery) {
+		// A little work, so that messages are in flight when the broker goes.
+		work := time.NewTimer(20 * time.Millisecond)
+		<-work.C
+		if d.Ack(ctx) == nil {
+			mu.Lock()
+			handled[string(d.Data())]++
+			mu.Unlock()
+		}
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = k.Stop(context.Background()) })
+
+	publish := func(data string) {
+		// Right after a restart the stream may still be recovering.
+		require.Eventually(t, func() bool {
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			return c.Publish(pctx, queue.Message{Subject: subject, Data: []byte(data), DedupeID: data}) == nil
+		}, within, 50*time.Millisecond, "publish %s", data)
+	}
+	for i := range n {
+		publish("before-" + strconv.Itoa(i))
+	}
+	restart()
+	require.Eventually(t, c.Ready, 10*time.Second, 10*time.Millisecond)
+	for i := range n {
+		publish("after-" + strconv.Itoa(i))
+	}
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(handled) == 2*n
+	}, within, 20*time.Millisecond, "not every message was handled across the restart")
 }

@@ -18,12 +18,6 @@ import (
 	"github.com/outposthq/outpost/libs/queue"
 )
 
-// Consumer defaults, as in the queue package's documentation.
-const (
-	DefaultAckWait       = 30 * time.Second
-	DefaultMaxDeliveries = 5
-)
-
 // settleTimeout bounds settlements whose context has no deadline.
 const settleTimeout = handling.SettleTimeout
 
@@ -53,15 +47,7 @@ func (b *Broker) Consume(ctx context.Context, cfg queue.ConsumerConfig, h queue.
 	if err != nil {
 		return nil, fmt.Errorf("sqs: consume: %w", err)
 	}
-	if cfg.AckWait <= 0 {
-		cfg.AckWait = DefaultAckWait
-	}
-	if cfg.MaxDeliveries == 0 {
-		cfg.MaxDeliveries = DefaultMaxDeliveries
-	}
-	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = 1
-	}
+	cfg = cfg.WithDefaults()
 	if len(set.fixed) == 0 {
 		// Only listing: make sure the tenant exists. (Resolving a fixed
 		// queue checks it when the queue is missing, and a runner may not

@@ -19,6 +19,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/outposthq/outpost/libs/testsupport"
 )
 
 // ServiceAccountIssuer is the apiserver's --service-account-issuer, the iss
@@ -128,7 +130,7 @@ func (c *Cluster) launch() error {
 	if err := c.runEtcd(); err != nil {
 		return err
 	}
-	ports, err := freePorts(1)
+	ports, err := testsupport.FreePorts(1)
 	if err != nil {
 		return err
 	}
@@ -143,7 +145,7 @@ func (c *Cluster) launch() error {
 			}
 			break
 		}
-		ports, err := freePorts(1)
+		ports, err := testsupport.FreePorts(1)
 		if err != nil {
 			return err
 		}
@@ -163,7 +165,7 @@ func (c *Cluster) launch() error {
 // runEtcd starts etcd on two free ports with its data in the cluster folder.
 func (c *Cluster) runEtcd() error {
 	for attempt := 1; ; attempt++ {
-		ports, err := freePorts(2)
+		ports, err := testsupport.FreePorts(2)
 		if err != nil {
 			return err
 		}

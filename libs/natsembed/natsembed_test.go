@@ -1,11 +1,9 @@
 package natsembed_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 
 	"github.com/outposthq/outpost/libs/natsembed"
 	"github.com/outposthq/outpost/libs/natsembed/natstest"
+	"github.com/outposthq/outpost/libs/testsupport"
 )
 
 func jsConnect(t *testing.T, url string) jetstream.JetStream {
@@ -109,7 +108,7 @@ func TestMaxPayload(t *testing.T) {
 }
 
 func TestLoggerReceivesServerLines(t *testing.T) {
-	var buf syncBuffer
+	var buf testsupport.SyncBuffer
 	srv := natstest.RunServerWith(t, natsembed.Options{Logger: slog.New(slog.NewTextHandler(&buf, nil))})
 	require.True(t, srv.Running())
 	out := buf.String()
@@ -152,22 +151,4 @@ func TestCluster(t *testing.T) {
 		}
 		return true
 	}, 20*time.Second, 100*time.Millisecond)
-}
-
-// syncBuffer is a bytes.Buffer safe for the server's logging goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

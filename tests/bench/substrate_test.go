@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/outposthq/outpost/libs/events"
+	"github.com/outposthq/outpost/libs/testsupport"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 	"github.com/outposthq/outpost/tests/harness"
 )
@@ -36,7 +37,7 @@ func (b brokerProcess) HealthURL() string { return b.healthURL }
 
 func startBroker(t *testing.T) (brokerProcess, string) {
 	t.Helper()
-	port, health := harness.FreePort(t), harness.FreePort(t)
+	port, health := testsupport.FreePort(t), testsupport.FreePort(t)
 	p := harness.Start(t, "broker", "outpost-broker", nil,
 		"-listen", fmt.Sprintf("127.0.0.1:%d", port),
 		"-health", fmt.Sprintf("127.0.0.1:%d", health),

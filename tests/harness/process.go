@@ -5,10 +5,8 @@
 package harness
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +19,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/outposthq/outpost/libs/testsupport"
 )
 
 // Binaries the harness builds, by name, with the package that builds each
@@ -84,7 +84,7 @@ type Process struct {
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
-	logs *lockedBuffer
+	logs *testsupport.SyncBuffer
 	done chan struct{}
 }
 
@@ -93,7 +93,7 @@ type Process struct {
 // test log if the test failed.
 func Start(t testing.TB, name, binary string, env map[string]string, args ...string) *Process {
 	t.Helper()
-	p := &Process{Name: name, t: t, bin: Bin(t, binary), args: args, env: env, logs: &lockedBuffer{}}
+	p := &Process{Name: name, t: t, bin: Bin(t, binary), args: args, env: env, logs: &testsupport.SyncBuffer{}}
 	p.start()
 	t.Cleanup(func() {
 		p.Kill()
@@ -215,32 +215,6 @@ func WaitReady(t testing.TB, url string, timeout time.Duration) {
 		_ = resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	}, timeout, 25*time.Millisecond, "%s never became ready", url)
-}
-
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // Pid is the process id of the running process (0 if none).

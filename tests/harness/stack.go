@@ -11,6 +11,7 @@ import (
 
 	"github.com/outposthq/outpost/libs/queue/sqs"
 	"github.com/outposthq/outpost/libs/queue/sqs/sqstest"
+	"github.com/outposthq/outpost/libs/testsupport"
 )
 
 // Stack is a broker, a scheduler and any number of runners, all real
@@ -65,7 +66,7 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 		opts.Pool = "default"
 	}
 	dataDir := t.TempDir()
-	natsPort, healthPort, apiPort := FreePort(t), FreePort(t), FreePort(t)
+	natsPort, healthPort, apiPort := testsupport.FreePort(t), testsupport.FreePort(t), testsupport.FreePort(t)
 	s := &Stack{
 		t: t, Tenant: opts.Tenant, Pool: opts.Pool,
 		BrokerURL:    fmt.Sprintf("nats://127.0.0.1:%d", natsPort),
@@ -110,7 +111,7 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 func (s *Stack) StartRunner(name string, env map[string]string) *Process {
 	s.t.Helper()
 	s.runners++
-	opsPort := FreePort(s.t)
+	opsPort := testsupport.FreePort(s.t)
 	e := map[string]string{
 		"OUTPOST_BROKER_URL": s.BrokerURL,
 		"OUTPOST_TENANT":     s.Tenant,
@@ -132,7 +133,7 @@ func (s *Stack) StartRunner(name string, env map[string]string) *Process {
 // waits until it is ready. It returns the process and the replica's base URL.
 func (s *Stack) StartScheduler(name string, env map[string]string) (*Process, string) {
 	s.t.Helper()
-	port := FreePort(s.t)
+	port := testsupport.FreePort(s.t)
 	api := fmt.Sprintf("http://127.0.0.1:%d", port)
 	e := maps.Clone(s.schedEnv)
 	maps.Copy(e, env)

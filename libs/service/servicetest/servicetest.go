@@ -5,7 +5,6 @@ package servicetest
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -14,15 +13,6 @@ import (
 
 	"github.com/outposthq/outpost/libs/natsembed/natstest"
 )
-
-// FreeAddr returns a 127.0.0.1 address that was free a moment ago.
-func FreeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // Lifecycle starts a broker, stops it, and calls start with its URL and a
 // context. start must run the service (returning Run's error) with its ops

@@ -12,7 +12,6 @@
 package sqstest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -22,7 +21,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -32,6 +30,7 @@ import (
 
 	"github.com/outposthq/outpost/libs/queue/queuetest"
 	"github.com/outposthq/outpost/libs/queue/sqs"
+	"github.com/outposthq/outpost/libs/testsupport"
 )
 
 // Region is the region the test server and brokers use.
@@ -138,7 +137,7 @@ func Start(t testing.TB) *Server {
 	require.NoError(t, err)
 	lines := make(chan string, 1)
 	cmd.Stdout = &addressWriter{found: lines}
-	stderr := &syncBuffer{}
+	stderr := &testsupport.SyncBuffer{Limit: 64 << 10}
 	cmd.Stderr = stderr
 	require.NoError(t, cmd.Start(), "start %s", paths.Node)
 
@@ -238,27 +237,6 @@ func (w *addressWriter) Write(p []byte) (int, error) {
 		w.line = w.line[:0]
 	}
 	return len(p), nil
-}
-
-// syncBuffer collects a process's stderr for error messages.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.buf.Len() > 64<<10 {
-		return len(p), nil
-	}
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // Capabilities states what the SQS backend guarantees where backends

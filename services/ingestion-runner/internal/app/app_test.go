@@ -1,14 +1,12 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,35 +14,10 @@ import (
 
 	"github.com/outposthq/outpost/libs/natsembed/natstest"
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/testsupport"
 
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/app"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
-}
 
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
@@ -58,7 +31,7 @@ func get(t *testing.T, url string) (int, string) {
 }
 
 type runResult struct {
-	logs   *syncBuffer
+	logs   *testsupport.SyncBuffer
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -68,7 +41,7 @@ func runApp(t *testing.T, brokerURL, opsAddr string) *runResult {
 	cfg := runnerConfig(t, "r-app")
 	cfg.Broker.URL = brokerURL
 	cfg.OpsAddr = opsAddr
-	rr := &runResult{logs: &syncBuffer{}, done: make(chan error, 1)}
+	rr := &runResult{logs: &testsupport.SyncBuffer{}, done: make(chan error, 1)}
 	log := slog.New(slog.NewJSONHandler(rr.logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	rr.cancel = cancel
@@ -91,7 +64,7 @@ func (rr *runResult) wait(t *testing.T) error {
 
 func TestRunConnectsAndServesOps(t *testing.T) {
 	e := newEnv(t)
-	ops := freeAddr(t)
+	ops := testsupport.FreeAddr(t)
 	rr := runApp(t, e.url, ops)
 
 	require.Eventually(t, func() bool {
@@ -108,8 +81,8 @@ func TestRunConnectsAndServesOps(t *testing.T) {
 }
 
 func TestRunNotReadyWithoutQueue(t *testing.T) {
-	ops := freeAddr(t)
-	rr := runApp(t, "nats://"+freeAddr(t), ops) // nothing listens there
+	ops := testsupport.FreeAddr(t)
+	rr := runApp(t, "nats://"+testsupport.FreeAddr(t), ops) // nothing listens there
 
 	require.Eventually(t, func() bool {
 		code, _ := get(t, "http://"+ops+"/healthz")
@@ -125,7 +98,7 @@ func TestRunNotReadyWithoutQueue(t *testing.T) {
 
 func TestRunWaitsForTenantQueues(t *testing.T) {
 	srv := natstest.RunServer(t)
-	ops := freeAddr(t)
+	ops := testsupport.FreeAddr(t)
 	rr := runApp(t, srv.ClientURL(), ops)
 	require.Eventually(t, func() bool {
 		return strings.Contains(rr.logs.String(), "tenant queues not provisioned yet")

@@ -35,6 +35,9 @@ type Store interface {
 	Create(ctx context.Context, key string, value []byte) (uint64, error)
 	// Update writes key only if its current revision is rev.
 	Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error)
+	// Delete removes key if its current revision is rev (any revision when
+	// rev is 0). Deleting a key that does not exist returns ErrNotFound.
+	Delete(ctx context.Context, key string, rev uint64) error
 	// List calls fn for every current entry, in no particular order, until
 	// fn returns false.
 	List(ctx context.Context, fn func(Entry) bool) error

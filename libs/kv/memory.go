@@ -55,6 +55,21 @@ func (m *Memory) Update(_ context.Context, key string, value []byte, rev uint64)
 	return m.rev, nil
 }
 
+// Delete implements Store.
+func (m *Memory) Delete(_ context.Context, key string, rev uint64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.data[key]
+	switch {
+	case !ok:
+		return ErrNotFound
+	case rev != 0 && e.Revision != rev:
+		return ErrConflict
+	}
+	delete(m.data, key)
+	return nil
+}
+
 // List implements Store.
 func (m *Memory) List(_ context.Context, fn func(Entry) bool) error {
 	m.mu.Lock()

@@ -20,22 +20,31 @@ const (
 	RoleControl    Role = "control"    // events: CancelJob, keyed by pool.runner (or pool)
 	RoleRunners    Role = "runners"    // events: RunnerHeartbeat, keyed by pool
 	RoleDeadLetter Role = "dlq"        // events: dead-lettered messages, keyed by the role they came from
+	RoleLeases     Role = "leases"     // work: AccountLease, keyed by zone
+	RoleOps        Role = "ops"        // work: Operation, keyed by account
+	RoleAccounts   Role = "accounts"   // events: account status, presence, control, checksums, operation results
+	RoleWatch      Role = "watch"      // compacted: ObjectDelta, keyed by account.kind.namespace.name
 )
 
 // IsWork reports whether messages of the role are work items (consumed once,
 // removed on ack) rather than events.
 func (r Role) IsWork() bool {
 	switch r {
-	case RoleSubmit, RoleJobs:
+	case RoleSubmit, RoleJobs, RoleLeases, RoleOps:
 		return true
 	}
 	return false
 }
 
+// IsCompacted reports whether the role keeps only the last message of each
+// subject (the watch inventory): a new message replaces the one before it.
+func (r Role) IsCompacted() bool { return r == RoleWatch }
+
 // Known reports whether r is one of the roles above.
 func (r Role) Known() bool {
 	switch r {
-	case RoleSubmit, RoleJobs, RoleJobEvents, RoleControl, RoleRunners, RoleDeadLetter:
+	case RoleSubmit, RoleJobs, RoleJobEvents, RoleControl, RoleRunners, RoleDeadLetter,
+		RoleLeases, RoleOps, RoleAccounts, RoleWatch:
 		return true
 	}
 	return false
@@ -114,6 +123,55 @@ func (s Subjects) Runners(tenant, pool string) string { return s.join(tenant, Ro
 func (s Subjects) DeadLetter(tenant string, from Role) string {
 	return s.join(tenant, RoleDeadLetter, string(from))
 }
+
+// Leases is the work queue of the account leases of one zone: one
+// AccountLease per account, held in progress by the watcher that watches it.
+func (s Subjects) Leases(tenant, zone string) string { return s.join(tenant, RoleLeases, zone) }
+
+// Ops is the work queue of the operations (apply, delete, scale) for one
+// account, consumed by the watcher that holds the account's lease.
+func (s Subjects) Ops(tenant, account string) string { return s.join(tenant, RoleOps, account) }
+
+// AccountStatus carries the AccountStatus events every watcher reports.
+func (s Subjects) AccountStatus(tenant string) string {
+	return s.join(tenant, RoleAccounts, "status")
+}
+
+// WatcherPresence carries the heartbeats of one watcher replica.
+func (s Subjects) WatcherPresence(tenant, zone, watcherID string) string {
+	return s.join(tenant, RoleAccounts, "presence", zone, watcherID)
+}
+
+// AllWatcherPresence matches the heartbeats of every watcher of a tenant.
+func (s Subjects) AllWatcherPresence(tenant string) string {
+	return s.join(tenant, RoleAccounts, "presence", ">")
+}
+
+// ZoneControl carries AccountControl commands for the watchers of a zone;
+// every replica reads them and the one holding the account acts.
+func (s Subjects) ZoneControl(tenant, zone string) string {
+	return s.join(tenant, RoleAccounts, "control", zone)
+}
+
+// InventoryChecksums carries the InventoryChecksum events of one account.
+func (s Subjects) InventoryChecksums(tenant, account string) string {
+	return s.join(tenant, RoleAccounts, "checksums", account)
+}
+
+// AllInventoryChecksums matches the checksums of every account of a tenant.
+func (s Subjects) AllInventoryChecksums(tenant string) string {
+	return s.join(tenant, RoleAccounts, "checksums", "*")
+}
+
+// OperationResults carries the OperationResult events of a tenant.
+func (s Subjects) OperationResults(tenant string) string {
+	return s.join(tenant, RoleAccounts, "results")
+}
+
+// Watch is the prefix of an account's inventory subjects,
+// "<stack>.<tenant>.watch.<account>"; package inventory appends the kind,
+// namespace and name tokens.
+func (s Subjects) Watch(tenant, account string) string { return s.join(tenant, RoleWatch, account) }
 
 // All matches every key under a role, for consumers and Read. RoleSubmit has
 // no key, so Submit(tenant) is already its whole queue and All(tenant,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -89,6 +90,25 @@ func (s *Store) Update(ctx context.Context, key string, value []byte, rev uint64
 		return 0, fmt.Errorf("natsjs: update %s/%s at revision %d: %w", s.name, key, rev, kv.ErrConflict)
 	}
 	return 0, s.err("update", key, err)
+}
+
+// Delete implements kv.Store. The key is purged, not just marked deleted,
+// so the bucket does not keep its history.
+func (s *Store) Delete(ctx context.Context, key string, rev uint64) error {
+	e, err := s.kv.Get(ctx, key)
+	if err != nil {
+		return s.err("delete", key, err)
+	}
+	if rev == 0 {
+		rev = e.Revision()
+	}
+	if err := s.kv.Purge(ctx, key, jetstream.LastRevision(rev)); err != nil {
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || strings.Contains(err.Error(), "wrong last sequence") {
+			return fmt.Errorf("natsjs: delete %s/%s at revision %d: %w", s.name, key, rev, kv.ErrConflict)
+		}
+		return s.err("delete", key, err)
+	}
+	return nil
 }
 
 // List implements kv.Store with a watcher that delivers the last value of

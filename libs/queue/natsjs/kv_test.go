@@ -69,6 +69,19 @@ func testStoreCRUD(t *testing.T, s kv.Store) {
 	require.ErrorIs(t, err, kv.ErrNotFound)
 	_, err = s.Get(ctx, "job-404")
 	require.ErrorIs(t, err, kv.ErrNotFound)
+
+	// Delete is compare-and-set too; a deleted key can be created again.
+	require.ErrorIs(t, s.Delete(ctx, "job-1", rev), kv.ErrConflict)
+	require.NoError(t, s.Delete(ctx, "job-1", rev2))
+	_, err = s.Get(ctx, "job-1")
+	require.ErrorIs(t, err, kv.ErrNotFound)
+	require.ErrorIs(t, s.Delete(ctx, "job-1", 0), kv.ErrNotFound)
+	_, err = s.Create(ctx, "job-1", []byte("again"))
+	require.NoError(t, err)
+	require.NoError(t, s.Delete(ctx, "job-1", 0))
+	listed := 0
+	require.NoError(t, s.List(ctx, func(kv.Entry) bool { listed++; return true }))
+	require.Zero(t, listed, "a deleted key is not listed")
 }
 
 func TestStoreMutateUnderContention(t *testing.T) {

@@ -14,16 +14,19 @@ import (
 	"github.com/outposthq/outpost/libs/queue"
 )
 
-// streamKind is one of a tenant's three streams.
+// streamKind is one of a tenant's four streams.
 type streamKind uint8
 
 const (
 	kindWork streamKind = iota
 	kindEvents
 	kindDLQ
+	// kindWatch keeps one message per subject: the last state of every
+	// watched Kubernetes object, tombstones included.
+	kindWatch
 )
 
-var kindSuffix = [...]string{kindWork: "WORK", kindEvents: "EVENTS", kindDLQ: "DLQ"}
+var kindSuffix = [...]string{kindWork: "WORK", kindEvents: "EVENTS", kindDLQ: "DLQ", kindWatch: "WATCH"}
 
 // kindOf is the stream a role's messages are stored in.
 func kindOf(r queue.Role) streamKind {
@@ -32,13 +35,15 @@ func kindOf(r queue.Role) streamKind {
 		return kindWork
 	case r == queue.RoleDeadLetter:
 		return kindDLQ
+	case r.IsCompacted():
+		return kindWatch
 	default:
 		return kindEvents
 	}
 }
 
 // eventRoles are the roles stored in the events stream.
-var eventRoles = []queue.Role{queue.RoleJobEvents, queue.RoleControl, queue.RoleRunners}
+var eventRoles = []queue.Role{queue.RoleJobEvents, queue.RoleControl, queue.RoleRunners, queue.RoleAccounts}
 
 // StreamName is the name of the stream that stores role's messages of
 // tenant, e.g. "OUTPOST_acme_WORK" (per-tenant) or "OUTPOST_WORK" (shared).
@@ -79,7 +84,7 @@ func (c *Conn) streamConfig(tenant string, k streamKind, limits queue.TenantLimi
 	switch k {
 	case kindWork:
 		cfg.Description = "outpost work queue: " + c.cfg.Stack + " tenant " + t
-		cfg.Subjects = []string{s.Submit(t), s.All(t, queue.RoleJobs)}
+		cfg.Subjects = []string{s.Submit(t), s.All(t, queue.RoleJobs), s.All(t, queue.RoleLeases), s.All(t, queue.RoleOps)}
 		cfg.Retention = jetstream.WorkQueuePolicy
 		cfg.Discard = jetstream.DiscardNew
 	case kindEvents:
@@ -96,6 +101,15 @@ func (c *Conn) streamConfig(tenant string, k streamKind, limits queue.TenantLimi
 		cfg.Retention = jetstream.LimitsPolicy
 		cfg.Discard = jetstream.DiscardOld
 		cfg.MaxAge = c.cfg.DeadLetterMaxAge
+	case kindWatch:
+		// Compaction, not age, bounds it: one message per object, so the
+		// stream is the inventory itself.
+		cfg.Description = "outpost watch inventory: " + c.cfg.Stack + " tenant " + t
+		cfg.Subjects = []string{s.All(t, queue.RoleWatch)}
+		cfg.Retention = jetstream.LimitsPolicy
+		cfg.Discard = jetstream.DiscardOld
+		cfg.MaxMsgsPerSubject = 1
+		cfg.AllowDirect = true
 	}
 	if cfg.MaxAge > 0 && cfg.Duplicates > cfg.MaxAge {
 		cfg.Duplicates = cfg.MaxAge

@@ -81,19 +81,23 @@ func TestStreamNames(t *testing.T) {
 	require.Equal(t, "OUTPOST_acme_DLQ", per.StreamName("acme", queue.RoleDeadLetter))
 
 	work := per.streamConfig("acme", kindWork, queue.TenantLimits{MaxBytes: 1 << 20, MaxMessages: 10})
-	require.Equal(t, []string{"outpost.acme.submit", "outpost.acme.jobs.>"}, work.Subjects)
+	require.Equal(t, []string{"outpost.acme.submit", "outpost.acme.jobs.>", "outpost.acme.leases.>", "outpost.acme.ops.>"}, work.Subjects)
 	require.EqualValues(t, 1<<20, work.MaxBytes)
 	require.EqualValues(t, 10, work.MaxMsgs)
 	events := per.streamConfig("acme", kindEvents, queue.TenantLimits{})
-	require.Equal(t, []string{"outpost.acme.job-events.>", "outpost.acme.control.>", "outpost.acme.runners.>"}, events.Subjects)
+	require.Equal(t, []string{"outpost.acme.job-events.>", "outpost.acme.control.>", "outpost.acme.runners.>", "outpost.acme.accounts.>"}, events.Subjects)
 	require.EqualValues(t, -1, events.MaxBytes)
 
 	shared := &Conn{cfg: Config{Stack: "outpost", Layout: LayoutShared}, prefix: "OUTPOST", subjects: queue.NewSubjects("outpost")}
 	require.Equal(t, "OUTPOST_WORK", shared.StreamName("acme", queue.RoleJobs))
 	sw := shared.streamConfig("acme", kindWork, queue.TenantLimits{MaxMessages: 10})
-	require.Equal(t, []string{"outpost.*.submit", "outpost.*.jobs.>"}, sw.Subjects)
+	require.Equal(t, []string{"outpost.*.submit", "outpost.*.jobs.>", "outpost.*.leases.>", "outpost.*.ops.>"}, sw.Subjects)
 	require.EqualValues(t, -1, sw.MaxMsgs, "limits are not applied to shared streams")
 	require.Equal(t, []string{"outpost.*.dlq.>"}, shared.streamConfig("", kindDLQ, queue.TenantLimits{}).Subjects)
+	watch := per.streamConfig("acme", kindWatch, queue.TenantLimits{})
+	require.Equal(t, []string{"outpost.acme.watch.>"}, watch.Subjects)
+	require.Equal(t, int64(1), watch.MaxMsgsPerSubject, "the watch stream keeps the last state of each object")
+	require.Zero(t, watch.MaxAge)
 }
 
 func TestSanitizeAndConsumerName(t *testing.T) {

@@ -40,9 +40,10 @@ func TestEnsureTenantCreatesStreams(t *testing.T) {
 		retention jetstream.RetentionPolicy
 		subjects  []string
 	}{
-		{queue.RoleJobs, "OUTPOST_acme_WORK", jetstream.WorkQueuePolicy, []string{"outpost.acme.submit", "outpost.acme.jobs.>"}},
-		{queue.RoleJobEvents, "OUTPOST_acme_EVENTS", jetstream.LimitsPolicy, []string{"outpost.acme.job-events.>", "outpost.acme.control.>", "outpost.acme.runners.>"}},
+		{queue.RoleJobs, "OUTPOST_acme_WORK", jetstream.WorkQueuePolicy, []string{"outpost.acme.submit", "outpost.acme.jobs.>", "outpost.acme.leases.>", "outpost.acme.ops.>"}},
+		{queue.RoleJobEvents, "OUTPOST_acme_EVENTS", jetstream.LimitsPolicy, []string{"outpost.acme.job-events.>", "outpost.acme.control.>", "outpost.acme.runners.>", "outpost.acme.accounts.>"}},
 		{queue.RoleDeadLetter, "OUTPOST_acme_DLQ", jetstream.LimitsPolicy, []string{"outpost.acme.dlq.>"}},
+		{queue.RoleWatch, "OUTPOST_acme_WATCH", jetstream.LimitsPolicy, []string{"outpost.acme.watch.>"}},
 	}
 	for _, tc := range cases {
 		require.Equal(t, tc.name, c.StreamName("acme", tc.role))
@@ -456,4 +457,39 @@ func survivesRestart(t *testing.T, c *natsjs.Conn, n int, work time.Duration, re
 	if !assert.Eventually(t, func() bool { return len(missing()) == 0 }, within, 20*time.Millisecond) {
 		t.Fatalf("not every message was handled across the restart; missing %v", missing())
 	}
+}
+
+func TestWatchStreamCompactsLastAndPurges(t *testing.T) {
+	srv := natstest.RunServer(t)
+	c := connect(t, natsjs.Config{URL: srv.ClientURL()})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, c.EnsureTenant(ctx, "acme", queue.TenantLimits{}))
+	s := queue.NewSubjects("")
+	obj := s.Watch("acme", "prod") + ".configmaps.default.app"
+	other := s.Watch("acme", "prod") + ".configmaps.default.other"
+	for _, m := range []queue.Message{
+		{Subject: obj, Data: []byte("v1")},
+		{Subject: obj, Data: []byte("v2")},
+		{Subject: other, Data: []byte("o1")},
+	} {
+		require.NoError(t, c.Publish(ctx, m))
+	}
+
+	last, err := c.Last(ctx, obj)
+	require.NoError(t, err)
+	require.Equal(t, "v2", string(last.Data))
+
+	var seen []string
+	require.NoError(t, c.Read(ctx, s.Watch("acme", "prod")+".>", queue.ReadOptions{}, func(m queue.StreamMessage) bool {
+		seen = append(seen, string(m.Data))
+		return true
+	}))
+	require.Equal(t, []string{"v2", "o1"}, seen, "one message per object: the last")
+
+	require.NoError(t, c.Purge(ctx, s.Watch("acme", "prod")+".>"))
+	_, err = c.Last(ctx, obj)
+	require.ErrorIs(t, err, natsjs.ErrNoMessage)
+	_, err = c.Last(ctx, s.Jobs("acme", "pool"))
+	require.ErrorIs(t, err, queue.ErrInvalidSubject)
 }

@@ -113,3 +113,64 @@ func (c *Conn) Read(ctx context.Context, subject string, opts queue.ReadOptions,
 		}
 	}
 }
+
+// ErrNoMessage is returned by Last when the subject holds no message.
+var ErrNoMessage = errors.New("natsjs: no message on subject")
+
+// Last returns the last message stored on one subject of an event or
+// compacted role (for the watch inventory: the object's current state),
+// with one direct request and no consumer.
+func (c *Conn) Last(ctx context.Context, subject string) (queue.StreamMessage, error) {
+	if c.closed.Load() {
+		return queue.StreamMessage{}, queue.ErrClosed
+	}
+	tenant, role, err := c.checkSubject(subject, false)
+	if err != nil {
+		return queue.StreamMessage{}, fmt.Errorf("natsjs: last: %w", err)
+	}
+	if role.IsWork() {
+		return queue.StreamMessage{}, fmt.Errorf("natsjs: last %s: %w: role %q is a work queue", subject, queue.ErrInvalidSubject, role)
+	}
+	stream, err := c.js.Stream(ctx, c.streamName(tenant, kindOf(role)))
+	if err != nil {
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return queue.StreamMessage{}, fmt.Errorf("natsjs: last %s: %w: %q", subject, queue.ErrUnknownTenant, tenant)
+		}
+		return queue.StreamMessage{}, fmt.Errorf("natsjs: last %s: %w", subject, err)
+	}
+	m, err := stream.GetLastMsgForSubject(ctx, subject)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return queue.StreamMessage{}, fmt.Errorf("natsjs: last %s: %w", subject, ErrNoMessage)
+		}
+		return queue.StreamMessage{}, fmt.Errorf("natsjs: last %s: %w", subject, err)
+	}
+	return queue.StreamMessage{Subject: m.Subject, Data: m.Data, Header: headerMap(m.Header), Sequence: m.Sequence, Time: m.Time}, nil
+}
+
+// Purge removes every stored message matching subject (a filter) from an
+// event or compacted role, e.g. the whole inventory of an account that was
+// deactivated.
+func (c *Conn) Purge(ctx context.Context, subject string) error {
+	if c.closed.Load() {
+		return queue.ErrClosed
+	}
+	tenant, role, err := c.checkSubject(subject, true)
+	if err != nil {
+		return fmt.Errorf("natsjs: purge: %w", err)
+	}
+	if role.IsWork() {
+		return fmt.Errorf("natsjs: purge %s: %w: role %q is a work queue", subject, queue.ErrInvalidSubject, role)
+	}
+	stream, err := c.js.Stream(ctx, c.streamName(tenant, kindOf(role)))
+	if err != nil {
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("natsjs: purge %s: %w: %q", subject, queue.ErrUnknownTenant, tenant)
+		}
+		return fmt.Errorf("natsjs: purge %s: %w", subject, err)
+	}
+	if err := stream.Purge(ctx, jetstream.WithPurgeSubject(subject)); err != nil {
+		return fmt.Errorf("natsjs: purge %s: %w", subject, err)
+	}
+	return nil
+}

@@ -116,6 +116,8 @@ func (b *Broker) checkSubject(subject string) (string, queue.Role, string, error
 		return "", "", "", fmt.Errorf("%w: %q: tenant %q is not 1-64 characters of [a-zA-Z0-9_-]", queue.ErrInvalidSubject, subject, tenant)
 	case !role.Known():
 		return "", "", "", fmt.Errorf("%w: %q: unknown role %q", queue.ErrInvalidSubject, subject, r)
+	case !sqsRole(role):
+		return "", "", "", fmt.Errorf("%w: %q: the %s role (Kubernetes accounts) needs JetStream: SQS cannot compact per object or fan out control", ErrRoleUnsupported, subject, role)
 	case role == queue.RoleSubmit && key != "":
 		return "", "", "", fmt.Errorf("%w: %q: role %q takes no key", queue.ErrInvalidSubject, subject, r)
 	case role != queue.RoleSubmit && key == "":
@@ -160,6 +162,20 @@ func (b *Broker) queueFor(subject string) (queueID, error) {
 		id.Key = key
 	}
 	return id, nil
+}
+
+// ErrRoleUnsupported is returned (wrapped, and wrapping
+// errors.ErrUnsupported) for subjects of the Kubernetes account roles
+// (leases, ops, accounts, watch), which only JetStream carries.
+var ErrRoleUnsupported = fmt.Errorf("sqs: role not supported: %w", errors.ErrUnsupported)
+
+// sqsRole reports whether SQS carries role.
+func sqsRole(r queue.Role) bool {
+	switch r {
+	case queue.RoleLeases, queue.RoleOps, queue.RoleAccounts, queue.RoleWatch:
+		return false
+	}
+	return true
 }
 
 // ErrFilterUnsupported is returned (wrapped, and wrapping

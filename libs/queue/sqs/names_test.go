@@ -152,3 +152,20 @@ func TestFilterQueues(t *testing.T) {
 		})
 	}
 }
+
+func TestAccountRolesUnsupported(t *testing.T) {
+	b := offline(t, Config{})
+	s := queue.NewSubjects("outpost")
+	for _, subject := range []string{
+		s.Leases("acme", "zone-a"),
+		s.Ops("acme", "prod"),
+		s.AccountStatus("acme"),
+		s.Watch("acme", "prod") + ".configmaps.default.app",
+	} {
+		t.Run(subject, func(t *testing.T) {
+			_, err := b.QueueName(subject)
+			require.ErrorIs(t, err, ErrRoleUnsupported)
+			require.ErrorIs(t, err, errors.ErrUnsupported)
+		})
+	}
+}

@@ -1,7 +1,7 @@
 // Command k8s-watcher is the agent that runs inside a customer's cluster,
 // holds account leases and streams the cluster's objects to the control
-// plane. This build is the runnable skeleton: configuration, logging,
-// health, the outbound queue connection and graceful shutdown.
+// plane. Everything but configuration, logging and the signal context lives
+// in internal/app.
 package main
 
 import (

@@ -1,5 +1,6 @@
-// Package app wires the k8s-watcher: the operations server and the outbound
-// queue connection, run until the context ends.
+// Package app wires the k8s-watcher: the operations server, the outbound
+// queue connection and the agent that holds account leases, run until the
+// context ends.
 package app
 
 import (
@@ -12,13 +13,25 @@ import (
 
 	"github.com/outposthq/outpost/libs/queue/natsjs"
 	"github.com/outposthq/outpost/libs/service"
+	"github.com/outposthq/outpost/services/k8s-watcher/internal/agent"
+	"github.com/outposthq/outpost/services/k8s-watcher/internal/cluster"
 	"github.com/outposthq/outpost/services/k8s-watcher/internal/config"
+	"github.com/outposthq/outpost/services/k8s-watcher/internal/metrics"
 )
 
+// ErrBrokerDown is reported by readiness while the broker connection is
+// down.
+var ErrBrokerDown = errors.New("queue connection is down")
+
 // Run starts the watcher and blocks until ctx is cancelled and everything
-// has shut down.
+// has shut down: leases are given back before the broker connection
+// closes.
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	log = log.With("tenant", cfg.Tenant, "zone", cfg.Zone)
+	log = log.With("tenant", cfg.Tenant, "zone", cfg.Zone, "watcher_id", cfg.WatcherID)
+	key, err := cfg.Key()
+	if err != nil {
+		return err
+	}
 	ln, err := service.Listen(cfg.OpsAddr)
 	if err != nil {
 		return err
@@ -26,25 +39,41 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	// Health answers while the broker is still being dialled (the watcher
 	// may start before the network to the control plane is up).
 	var ready service.ReadyGate
-	srv := service.NewHTTPServer(service.OpsHandler(nil, service.NewRegistry(), ready.Check))
+	reg := service.NewRegistry()
+	m := metrics.New(reg)
+	srv := service.NewHTTPServer(service.OpsHandler(nil, reg, ready.Check))
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return service.Serve(ctx, log, srv, ln, cfg.ShutdownGrace) })
 	g.Go(func() error {
 		conn, err := natsjs.Connect(ctx, natsjs.Config{URL: cfg.Broker.URL, Stack: cfg.Broker.Stack, Name: "k8s-watcher", Logger: log})
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
 			return fmt.Errorf("connect to broker: %w", err)
 		}
 		defer conn.Close()
 		ready.Set(func() error {
 			if !conn.Ready() {
-				return errors.New("queue connection is down: " + conn.Status())
+				return fmt.Errorf("%w: %s", ErrBrokerDown, conn.Status())
 			}
 			return nil
 		})
 		log.Info("Starting outpost k8s watcher", "ops_addr", ln.Addr().String())
-		<-ctx.Done()
-		return nil
+		a := agent.New(agent.Config{
+			Tenant: cfg.Tenant, Zone: cfg.Zone, WatcherID: cfg.WatcherID,
+			Subjects:          conn.Subjects(),
+			LeaseAckWait:      cfg.LeaseAckWait,
+			HeartbeatInterval: cfg.HeartbeatInterval,
+			ChecksumInterval:  cfg.ChecksumInterval,
+			SyncTimeout:       cfg.SyncTimeout,
+			ShutdownGrace:     cfg.ShutdownGrace,
+			MaxAccounts:       cfg.MaxAccounts,
+			PublishWorkers:    cfg.PublishWorkers,
+			Resolver:          &cluster.Resolver{OwnKubeconfig: cfg.Kubeconfig, Key: key, Timeout: cfg.ClusterTimeout},
+		}, conn, log, m)
+		return a.Run(ctx)
 	})
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) {

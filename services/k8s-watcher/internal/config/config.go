@@ -2,7 +2,12 @@
 package config
 
 import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
 	"fmt"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/outposthq/outpost/libs/config"
@@ -15,11 +20,38 @@ type Config struct {
 	Tenant string `yaml:"tenant" env:"OUTPOST_TENANT"`
 	// Zone groups the watchers that can reach the same clusters.
 	Zone string `yaml:"zone" env:"OUTPOST_ZONE"`
+	// WatcherID names this replica in heartbeats and statuses; it is a
+	// subject token. Defaults to the hostname with a random suffix, so two
+	// replicas never share one.
+	WatcherID string `yaml:"watcher_id" env:"OUTPOST_WATCHER_ID"`
 	// OpsAddr serves /healthz, /readyz and /metrics; nothing else listens,
 	// the watcher only dials out.
-	OpsAddr       string        `yaml:"ops_addr" env:"OUTPOST_OPS_ADDR"`
-	LogLevel      string        `yaml:"log_level" env:"OUTPOST_LOG_LEVEL"`
-	Broker        Broker        `yaml:"broker"`
+	OpsAddr  string `yaml:"ops_addr" env:"OUTPOST_OPS_ADDR"`
+	LogLevel string `yaml:"log_level" env:"OUTPOST_LOG_LEVEL"`
+	Broker   Broker `yaml:"broker"`
+	// Kubeconfig is the watcher's own cluster credentials: where
+	// "encryptedFile:k8s!..." Secrets are read from and what accounts with
+	// serviceAccount use. Empty means the in-cluster ServiceAccount.
+	Kubeconfig string `yaml:"kubeconfig" env:"OUTPOST_KUBECONFIG"`
+	// KubeconfigKey is the base64 (standard) AES-256 key that opens sealed
+	// inline kubeconfigs; empty refuses them.
+	KubeconfigKey string `yaml:"kubeconfig_key" env:"OUTPOST_KUBECONFIG_KEY"`
+	// LeaseAckWait is the ack wait of the lease consumer: how long a killed
+	// watcher's accounts stay unwatched before another replica gets them.
+	LeaseAckWait time.Duration `yaml:"lease_ack_wait" env:"OUTPOST_LEASE_ACK_WAIT"`
+	// HeartbeatInterval is how often the presence heartbeat is sent.
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval" env:"OUTPOST_HEARTBEAT_INTERVAL"`
+	// ChecksumInterval is how often each watched kind's checksum is sent.
+	ChecksumInterval time.Duration `yaml:"checksum_interval" env:"OUTPOST_CHECKSUM_INTERVAL"`
+	// MaxAccounts bounds how many accounts this replica watches at once.
+	MaxAccounts int `yaml:"max_accounts" env:"OUTPOST_MAX_ACCOUNTS"`
+	// PublishWorkers is the number of workers publishing one account's
+	// changes.
+	PublishWorkers int `yaml:"publish_workers" env:"OUTPOST_PUBLISH_WORKERS"`
+	// ClusterTimeout bounds each request to an account's API server.
+	ClusterTimeout time.Duration `yaml:"cluster_timeout" env:"OUTPOST_CLUSTER_TIMEOUT"`
+	// SyncTimeout bounds the wait for an account's informer caches.
+	SyncTimeout   time.Duration `yaml:"sync_timeout" env:"OUTPOST_SYNC_TIMEOUT"`
 	ShutdownGrace time.Duration `yaml:"shutdown_grace" env:"OUTPOST_SHUTDOWN_GRACE"`
 }
 
@@ -32,30 +64,98 @@ type Broker struct {
 // Default returns the configuration used when nothing is set.
 func Default() Config {
 	return Config{
-		Tenant:        "default",
-		Zone:          "default",
-		OpsAddr:       "127.0.0.1:9092",
-		LogLevel:      "info",
-		Broker:        Broker{URL: "nats://127.0.0.1:4222", Stack: queue.DefaultStack},
-		ShutdownGrace: 10 * time.Second,
+		Tenant:            "default",
+		Zone:              "default",
+		WatcherID:         DefaultWatcherID(),
+		OpsAddr:           "127.0.0.1:9092",
+		LogLevel:          "info",
+		Broker:            Broker{URL: "nats://127.0.0.1:4222", Stack: queue.DefaultStack},
+		LeaseAckWait:      30 * time.Second,
+		HeartbeatInterval: 5 * time.Second,
+		ChecksumInterval:  time.Minute,
+		MaxAccounts:       100,
+		PublishWorkers:    8,
+		ClusterTimeout:    10 * time.Second,
+		SyncTimeout:       2 * time.Minute,
+		ShutdownGrace:     10 * time.Second,
 	}
+}
+
+// DefaultWatcherID is the hostname, cut to what a subject token allows,
+// with a random suffix.
+func DefaultWatcherID() string {
+	host, _ := os.Hostname()
+	host = strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
+			return r
+		}
+		return '-'
+	}, host)
+	if len(host) > 48 {
+		host = host[:48]
+	}
+	if host == "" {
+		host = "watcher"
+	}
+	suffix := make([]byte, 3)
+	_, _ = rand.Read(suffix)
+	return host + "-" + hex.EncodeToString(suffix)
+}
+
+// Key decodes KubeconfigKey: nil when unset.
+func (c Config) Key() ([]byte, error) {
+	if c.KubeconfigKey == "" {
+		return nil, nil
+	}
+	k, err := base64.StdEncoding.DecodeString(c.KubeconfigKey)
+	if err != nil {
+		return nil, fmt.Errorf("%w: kubeconfig_key is not base64: %w", config.ErrInvalid, err)
+	}
+	if len(k) != 32 {
+		return nil, fmt.Errorf("%w: kubeconfig_key must decode to 32 bytes (AES-256), got %d", config.ErrInvalid, len(k))
+	}
+	return k, nil
 }
 
 // Validate reports the first unusable value.
 func (c Config) Validate() error {
+	positive := []struct {
+		name string
+		v    time.Duration
+	}{
+		{"lease_ack_wait", c.LeaseAckWait},
+		{"heartbeat_interval", c.HeartbeatInterval},
+		{"checksum_interval", c.ChecksumInterval},
+		{"cluster_timeout", c.ClusterTimeout},
+		{"sync_timeout", c.SyncTimeout},
+		{"shutdown_grace", c.ShutdownGrace},
+	}
+	for _, p := range positive {
+		if p.v <= 0 {
+			return fmt.Errorf("%w: %s must be positive", config.ErrInvalid, p.name)
+		}
+	}
 	switch {
 	case !queue.ValidToken(c.Tenant):
 		return fmt.Errorf("%w: tenant %q is not a valid token", config.ErrInvalid, c.Tenant)
 	case !queue.ValidToken(c.Zone):
 		return fmt.Errorf("%w: zone %q is not a valid token", config.ErrInvalid, c.Zone)
+	case !queue.ValidToken(c.WatcherID):
+		return fmt.Errorf("%w: watcher_id %q is not a valid token ([a-zA-Z0-9_-], at most 64)", config.ErrInvalid, c.WatcherID)
 	case c.OpsAddr == "":
 		return fmt.Errorf("%w: ops_addr is empty", config.ErrInvalid)
 	case c.Broker.URL == "":
 		return fmt.Errorf("%w: broker.url is empty", config.ErrInvalid)
 	case !queue.ValidToken(c.Broker.Stack):
 		return fmt.Errorf("%w: broker.stack %q is not a valid subject token", config.ErrInvalid, c.Broker.Stack)
-	case c.ShutdownGrace <= 0:
-		return fmt.Errorf("%w: shutdown_grace must be positive", config.ErrInvalid)
+	case c.MaxAccounts <= 0:
+		return fmt.Errorf("%w: max_accounts must be positive", config.ErrInvalid)
+	case c.PublishWorkers <= 0:
+		return fmt.Errorf("%w: publish_workers must be positive", config.ErrInvalid)
+	case c.LeaseAckWait < 3*time.Second:
+		return fmt.Errorf("%w: lease_ack_wait must be at least 3s (the lease is renewed every third of it)", config.ErrInvalid)
 	}
-	return nil
+	_, err := c.Key()
+	return err
 }

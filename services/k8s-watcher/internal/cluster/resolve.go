@@ -1,0 +1,247 @@
+// Package cluster turns an account's spec into a connection to its
+// Kubernetes cluster: the kubeconfig (a reference resolved inside the
+// customer network, a sealed inline one, or the watcher's own identity),
+// what the cluster is (host, CA fingerprint, version) and which kinds the
+// account's credentials can watch.
+package cluster
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	accountsv1 "github.com/outposthq/outpost/proto/outpost/accounts/v1"
+	"github.com/outposthq/outpost/services/k8s-watcher/internal/sealed"
+)
+
+// Causes of a failed activation. Every error of this package wraps one of
+// them, so that the FAILED status (and the operator reading it) names why.
+var (
+	// ErrBadKubeconfig is a kubeconfig that cannot be parsed or used.
+	ErrBadKubeconfig = errors.New("bad kubeconfig")
+	// ErrBadReference is a kubeconfig_file that is not a reference the
+	// watcher understands.
+	ErrBadReference = errors.New("bad kubeconfig reference")
+	// ErrSecretNotFound is an encryptedFile reference to a Secret, or a key
+	// of it, that does not exist.
+	ErrSecretNotFound = errors.New("kubeconfig secret not found")
+	// ErrNoCredentials is a spec that names no way to reach its cluster.
+	ErrNoCredentials = errors.New("account has no kubeconfig")
+	// ErrUnreachable is a cluster whose API server does not answer.
+	ErrUnreachable = errors.New("cluster unreachable")
+	// ErrUnauthorized is a cluster that rejects the account's credentials
+	// (401: expired or revoked token, unknown certificate).
+	ErrUnauthorized = errors.New("credentials rejected by the cluster (401 Unauthorized)")
+	// ErrOwnCluster is the watcher's own cluster credentials not being
+	// usable (no in-cluster ServiceAccount and no kubeconfig configured).
+	ErrOwnCluster = errors.New("watcher's own cluster credentials unavailable")
+)
+
+// Resolver builds REST configurations from account specs.
+type Resolver struct {
+	// OwnKubeconfig is the watcher's own kubeconfig file; empty means the
+	// in-cluster ServiceAccount.
+	OwnKubeconfig string
+	// Key opens sealed inline kubeconfigs; nil refuses them.
+	Key []byte
+	// Timeout bounds every request made with the returned configurations.
+	Timeout time.Duration
+}
+
+// Own is the watcher's own cluster configuration.
+func (r *Resolver) Own() (*rest.Config, error) {
+	var (
+		rc  *rest.Config
+		err error
+	)
+	if r.OwnKubeconfig == "" {
+		rc, err = rest.InClusterConfig()
+	} else {
+		rc, err = clientcmd.BuildConfigFromFlags("", r.OwnKubeconfig)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrOwnCluster, err)
+	}
+	return r.tune(rc), nil
+}
+
+// tune sets what every configuration of the watcher shares: a user agent,
+// rate limits for discovery and probes, and the request timeout.
+func (r *Resolver) tune(rc *rest.Config) *rest.Config {
+	rc = rest.CopyConfig(rc)
+	rc.UserAgent = "outpost-k8s-watcher"
+	rc.QPS, rc.Burst = 50, 100
+	rc.Timeout = r.Timeout
+	return rc
+}
+
+// RESTConfig resolves the spec's credentials. The returned configuration
+// has Timeout set: informers must clear it, or every watch is cut after it.
+func (r *Resolver) RESTConfig(ctx context.Context, spec *accountsv1.AccountSpec) (*rest.Config, error) {
+	switch {
+	case spec.GetServiceAccount():
+		return r.Own()
+	case len(spec.GetKubeconfigSealed()) > 0:
+		plain, err := sealed.Open(r.Key, spec.GetKubeconfigSealed())
+		if err != nil {
+			return nil, fmt.Errorf("%w: sealed kubeconfig: %w", ErrBadKubeconfig, err)
+		}
+		return r.fromBytes(plain, spec.GetContext(), "sealed kubeconfig")
+	case spec.GetKubeconfigFile() != "":
+		return r.fromReference(ctx, spec.GetKubeconfigFile(), spec.GetContext())
+	}
+	return nil, ErrNoCredentials
+}
+
+// SecretRef is a parsed "encryptedFile:k8s!n:<secret>!k:<key>!ns:<namespace>".
+type SecretRef struct {
+	Namespace, Name, Key string
+}
+
+func (s SecretRef) String() string { return s.Namespace + "/" + s.Name + " key " + s.Key }
+
+const encryptedPrefix = "encryptedFile:"
+
+// ParseSecretRef parses an encryptedFile reference; the three fields may
+// come in any order after "k8s".
+func ParseSecretRef(ref string) (SecretRef, error) {
+	body, ok := strings.CutPrefix(ref, encryptedPrefix)
+	parts := strings.Split(body, "!")
+	if !ok || len(parts) < 2 || parts[0] != "k8s" {
+		return SecretRef{}, fmt.Errorf("%w: %q: want encryptedFile:k8s!n:<secret>!k:<key>!ns:<namespace>", ErrBadReference, ref)
+	}
+	var s SecretRef
+	for _, p := range parts[1:] {
+		k, v, _ := strings.Cut(p, ":")
+		switch k {
+		case "n":
+			s.Name = v
+		case "k":
+			s.Key = v
+		case "ns":
+			s.Namespace = v
+		default:
+			return SecretRef{}, fmt.Errorf("%w: %q: unknown field %q", ErrBadReference, ref, k)
+		}
+	}
+	if s.Name == "" || s.Key == "" || s.Namespace == "" {
+		return SecretRef{}, fmt.Errorf("%w: %q: n, k and ns are all required", ErrBadReference, ref)
+	}
+	return s, nil
+}
+
+func (r *Resolver) fromReference(ctx context.Context, ref, kubeContext string) (*rest.Config, error) {
+	if strings.HasPrefix(ref, encryptedPrefix) {
+		s, err := ParseSecretRef(ref)
+		if err != nil {
+			return nil, err
+		}
+		data, err := r.readSecret(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		return r.fromBytes(data, kubeContext, "secret "+s.String())
+	}
+	path := strings.TrimPrefix(ref, "file:")
+	cfg, err := clientcmd.LoadFromFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w: file %s does not exist", ErrBadKubeconfig, path)
+		}
+		return nil, fmt.Errorf("%w: file %s: %w", ErrBadKubeconfig, path, err)
+	}
+	return r.fromConfig(cfg, kubeContext, "file "+path)
+}
+
+func (r *Resolver) readSecret(ctx context.Context, s SecretRef) ([]byte, error) {
+	own, err := r.Own()
+	if err != nil {
+		return nil, err
+	}
+	cs, err := kubernetes.NewForConfig(own)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrOwnCluster, err)
+	}
+	sec, err := cs.CoreV1().Secrets(s.Namespace).Get(ctx, s.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, fmt.Errorf("%w: secret %s/%s does not exist", ErrSecretNotFound, s.Namespace, s.Name)
+	case err != nil:
+		return nil, fmt.Errorf("read kubeconfig secret %s/%s from the watcher's cluster: %w", s.Namespace, s.Name, err)
+	}
+	data, ok := sec.Data[s.Key]
+	if !ok {
+		return nil, fmt.Errorf("%w: secret %s/%s has no key %q", ErrSecretNotFound, s.Namespace, s.Name, s.Key)
+	}
+	return data, nil
+}
+
+func (r *Resolver) fromBytes(data []byte, kubeContext, source string) (*rest.Config, error) {
+	cfg, err := clientcmd.Load(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrBadKubeconfig, source, err)
+	}
+	return r.fromConfig(cfg, kubeContext, source)
+}
+
+func (r *Resolver) fromConfig(cfg *clientcmdapi.Config, kubeContext, source string) (*rest.Config, error) {
+	rc, err := clientcmd.NewNonInteractiveClientConfig(*cfg, kubeContext, &clientcmd.ConfigOverrides{}, nil).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrBadKubeconfig, source, err)
+	}
+	return r.tune(rc), nil
+}
+
+// CAFingerprint is the hex SHA-256 of the DER of the first CA certificate
+// of rc, or "" when it trusts the system roots.
+func CAFingerprint(rc *rest.Config) (string, error) {
+	data := rc.CAData
+	if len(data) == 0 && rc.CAFile != "" {
+		var err error
+		if data, err = os.ReadFile(rc.CAFile); err != nil {
+			return "", fmt.Errorf("%w: read CA file: %w", ErrBadKubeconfig, err)
+		}
+	}
+	for len(data) > 0 {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			break
+		}
+		if b.Type == "CERTIFICATE" {
+			sum := sha256.Sum256(b.Bytes)
+			return hex.EncodeToString(sum[:]), nil
+		}
+	}
+	return "", nil
+}
+
+// Classify wraps err from a request to an account's API server with its
+// cause: ErrUnauthorized for a 401, ErrUnreachable when the server did
+// not answer with a Kubernetes status at all.
+func Classify(host string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if apierrors.IsUnauthorized(err) {
+		return fmt.Errorf("%w: %s: %w", ErrUnauthorized, host, err)
+	}
+	var status apierrors.APIStatus
+	if errors.As(err, &status) {
+		return err
+	}
+	return fmt.Errorf("%w: %s: %w", ErrUnreachable, host, err)
+}

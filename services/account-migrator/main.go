@@ -1,6 +1,7 @@
 // Command account-migrator serves the Dynamic Accounts API and drives the
-// account lifecycle. This build is the runnable skeleton: configuration,
-// logging, health, the queue connection and graceful shutdown.
+// lifecycle of Kubernetes accounts: it hands their leases to the
+// k8s-watchers of each zone and serves the inventory they stream back
+// (see docs/architecture.md, "Kubernetes accounts").
 package main
 
 import (

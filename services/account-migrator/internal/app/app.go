@@ -1,5 +1,7 @@
-// Package app wires the account-migrator: the HTTP server and the queue
-// connection, run until the context ends.
+// Package app wires the account-migrator: the broker connection, the
+// tenants, the lifecycle engine with its consumers and reconcile loop,
+// automatic migration, and the HTTP server with the API, /healthz, /readyz
+// and /metrics.
 package app
 
 import (
@@ -7,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
 
@@ -15,37 +19,69 @@ import (
 	"github.com/outposthq/outpost/services/account-migrator/internal/config"
 )
 
+// ErrBrokerDown is reported by readiness while the broker connection is
+// down.
+var ErrBrokerDown = errors.New("broker connection is down")
+
+// errConnecting is reported by readiness before the broker is connected.
+var errConnecting = errors.New("connecting to the broker")
+
 // Run starts the account-migrator and blocks until ctx is cancelled and
-// everything has shut down.
+// everything has shut down. The HTTP server starts first (liveness, and
+// readiness false) while the broker connection is made.
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	ln, err := service.Listen(cfg.Listen)
 	if err != nil {
 		return err
 	}
-	// The server answers /healthz while the broker is still being dialled;
-	// /readyz turns ready once the queue connection works.
-	var ready service.ReadyGate
-	srv := service.NewHTTPServer(service.OpsHandler(nil, service.NewRegistry(), ready.Check))
+	reg := service.NewRegistry()
+	var mig atomic.Pointer[Migrator]
+	mux := http.NewServeMux()
+	starting := func(w http.ResponseWriter, r *http.Request) {
+		if m := mig.Load(); m != nil {
+			m.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"error":"the account-migrator is starting: not connected to the broker yet"}` + "\n"))
+	}
+	mux.HandleFunc("/api/", starting)
+	mux.HandleFunc("/armory/", starting)
+	service.OpsHandler(mux, reg, func() error {
+		if m := mig.Load(); m != nil {
+			return m.Ready()
+		}
+		return errConnecting
+	})
+	srv := service.NewHTTPServer(mux)
 
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return service.Serve(ctx, log, srv, ln, cfg.ShutdownGrace) })
+	var conn *natsjs.Conn
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return service.Serve(gctx, log, srv, ln, cfg.ShutdownGrace) })
 	g.Go(func() error {
-		conn, err := natsjs.Connect(ctx, natsjs.Config{URL: cfg.Broker.URL, Stack: cfg.Broker.Stack, Name: "account-migrator", Logger: log})
+		c, err := natsjs.Connect(gctx, natsjs.Config{URL: cfg.Broker.URL, Stack: cfg.Broker.Stack, Name: "account-migrator", Logger: log})
 		if err != nil {
+			if gctx.Err() != nil {
+				return nil // shut down while connecting
+			}
 			return fmt.Errorf("connect to broker: %w", err)
 		}
-		defer conn.Close()
-		ready.Set(func() error {
-			if !conn.Ready() {
-				return errors.New("queue connection is down: " + conn.Status())
-			}
-			return nil
-		})
-		log.Info("account-migrator started", "listen", ln.Addr().String())
-		<-ctx.Done()
-		return nil
+		conn = c
+		m, err := New(gctx, cfg, log, c, reg)
+		if err != nil {
+			return err
+		}
+		mig.Store(m)
+		log.Info("account-migrator started", "listen", ln.Addr().String(), "tenants", cfg.Tenants)
+		return m.Run(gctx)
 	})
 	err = g.Wait()
+	if conn != nil {
+		if cerr := conn.Close(); cerr != nil {
+			log.Warn("close broker connection failed", "error", cerr)
+		}
+	}
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}

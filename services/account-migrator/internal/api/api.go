@@ -1,0 +1,169 @@
+// Package api is the Dynamic Accounts REST API, served identically under
+// /api/v1/accounts and /armory/accounts (so that Armory's curl examples
+// work unchanged): accounts, their inventory and operations, and the
+// zones with their watchers under /api/v1/zones.
+//
+// Requests name their tenant with the X-Outpost-Tenant header (the default
+// tenant without it). Errors are {"error": "...", "field": "..."}; batch
+// requests answer per entry.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/outposthq/outpost/services/account-migrator/internal/accounts"
+	"github.com/outposthq/outpost/services/account-migrator/internal/objects"
+	"github.com/outposthq/outpost/services/account-migrator/internal/operations"
+	"github.com/outposthq/outpost/services/account-migrator/internal/presence"
+)
+
+// TenantHeader names the tenant of a request.
+const TenantHeader = "X-Outpost-Tenant"
+
+// Prefixes under which the accounts API is served.
+var Prefixes = []string{"/api/v1/accounts", "/armory/accounts"}
+
+// Accounts is the lifecycle engine as the API uses it.
+type Accounts interface {
+	Create(ctx context.Context, tenant string, in accounts.Input, source string) (*accounts.Record, error)
+	Patch(ctx context.Context, tenant string, in accounts.Input) (*accounts.Record, error)
+	Delete(ctx context.Context, tenant, name string) (*accounts.Record, bool, error)
+	Get(ctx context.Context, tenant, name string) (*accounts.Record, error)
+	List(ctx context.Context, tenant string) ([]*accounts.Record, error)
+	Presence(tenant string) *presence.Tracker
+}
+
+// Inventory reads accounts' objects.
+type Inventory interface {
+	List(ctx context.Context, tenant, account string, kind *accounts.Kind, namespace string) ([]objects.Item, error)
+	Get(ctx context.Context, tenant, account string, kind accounts.Kind, namespace, name string) (*objects.Item, error)
+}
+
+// Operations submits and reads operations.
+type Operations interface {
+	Submit(ctx context.Context, tenant, account string, req operations.Request) (*operations.Record, error)
+	Get(ctx context.Context, tenant, id string) (*operations.Record, error)
+	Wait(ctx context.Context, tenant, id string, d time.Duration) (*operations.Record, error)
+}
+
+// Tenants says which tenants exist.
+type Tenants interface {
+	Known(name string) bool
+}
+
+// Options configure the API.
+type Options struct {
+	DefaultTenant    string
+	MaxRequestBytes  int64
+	MaxOperationWait time.Duration
+	Logger           *slog.Logger
+	Now              func() time.Time
+}
+
+// API serves the REST API.
+type API struct {
+	accounts Accounts
+	objects  Inventory
+	ops      Operations
+	tenants  Tenants
+	opts     Options
+	log      *slog.Logger
+}
+
+// New returns the API.
+func New(acc Accounts, inv Inventory, ops Operations, tenants Tenants, opts Options) *API {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &API{accounts: acc, objects: inv, ops: ops, tenants: tenants, opts: opts, log: opts.Logger}
+}
+
+// Register adds the API's routes to mux.
+func (a *API) Register(mux *http.ServeMux) {
+	for _, p := range Prefixes {
+		mux.HandleFunc("POST "+p, a.withTenant(a.create))
+		mux.HandleFunc("PATCH "+p, a.withTenant(a.patch))
+		mux.HandleFunc("DELETE "+p, a.withTenant(a.deleteMany))
+		mux.HandleFunc("GET "+p, a.withTenant(a.list))
+		mux.HandleFunc("GET "+p+"/{name}", a.withTenant(a.get))
+		mux.HandleFunc("DELETE "+p+"/{name}", a.withTenant(a.deleteOne))
+		mux.HandleFunc("GET "+p+"/{name}/objects", a.withTenant(a.listObjects))
+		mux.HandleFunc("GET "+p+"/{name}/objects/{kind}/{namespace}/{object}", a.withTenant(a.getObject))
+		mux.HandleFunc("POST "+p+"/{name}/operations", a.withTenant(a.submitOperation))
+		mux.HandleFunc("GET "+p+"/{name}/operations/{id}", a.withTenant(a.getOperation))
+	}
+	mux.HandleFunc("GET /api/v1/zones", a.withTenant(a.zones))
+	notFound := func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path, "")
+	}
+	mux.HandleFunc("/api/", notFound)
+	mux.HandleFunc("/armory/", notFound)
+}
+
+type tenantHandler func(w http.ResponseWriter, r *http.Request, tenant string)
+
+// withTenant resolves the request's tenant.
+func (a *API) withTenant(h tenantHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.Header.Get(TenantHeader)
+		if name == "" {
+			name = a.opts.DefaultTenant
+		}
+		if !a.tenants.Known(name) {
+			writeError(w, http.StatusNotFound, "unknown tenant \""+name+"\"", TenantHeader)
+			return
+		}
+		h(w, r, name)
+	}
+}
+
+// errorBody is the body of every error response.
+type errorBody struct {
+	Error string `json:"error"`
+	Field string `json:"field,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg, field string) {
+	writeJSON(w, code, errorBody{Error: msg, Field: field})
+}
+
+func (a *API) internal(w http.ResponseWriter, r *http.Request, op string, err error) {
+	if r.Context().Err() != nil {
+		return // the client is gone
+	}
+	a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "op", op, "error", err)
+	writeError(w, http.StatusInternalServerError, op+": "+err.Error(), "")
+}
+
+func (a *API) zones(w http.ResponseWriter, _ *http.Request, tenant string) {
+	type zone struct {
+		ZoneID   string             `json:"zoneId"`
+		Live     bool               `json:"live"`
+		Watchers []presence.Watcher `json:"watchers"`
+	}
+	out := []zone{}
+	if tr := a.accounts.Presence(tenant); tr != nil {
+		for id, ws := range tr.Watchers(a.opts.Now()) {
+			z := zone{ZoneID: id, Watchers: ws}
+			for _, wt := range ws {
+				z.Live = z.Live || wt.Live
+			}
+			out = append(out, z)
+		}
+	}
+	sortZones(out, func(z zone) string { return z.ZoneID })
+	writeJSON(w, http.StatusOK, map[string]any{"zones": out, "count": len(out)})
+}

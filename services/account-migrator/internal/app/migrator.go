@@ -1,0 +1,200 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/queue/natsjs"
+	"github.com/outposthq/outpost/services/account-migrator/internal/accounts"
+	"github.com/outposthq/outpost/services/account-migrator/internal/api"
+	"github.com/outposthq/outpost/services/account-migrator/internal/automigrate"
+	"github.com/outposthq/outpost/services/account-migrator/internal/config"
+	"github.com/outposthq/outpost/services/account-migrator/internal/engine"
+	"github.com/outposthq/outpost/services/account-migrator/internal/metrics"
+	"github.com/outposthq/outpost/services/account-migrator/internal/objects"
+	"github.com/outposthq/outpost/services/account-migrator/internal/operations"
+)
+
+// AccountsBucket is the KV bucket of account records.
+const AccountsBucket = "accounts"
+
+// provisionRetry is the pause between attempts to provision the tenants.
+const provisionRetry = time.Second
+
+// Migrator is the account-migrator over one broker connection.
+type Migrator struct {
+	cfg    config.Config
+	log    *slog.Logger
+	conn   *natsjs.Conn
+	engine *engine.Engine
+	ops    *operations.Service
+	auto   *automigrate.Migrator
+	mux    *http.ServeMux
+
+	provisioned atomic.Bool
+}
+
+// New assembles a migrator over conn and registers its metrics on reg. It
+// opens the KV buckets; tenants are provisioned by Run.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger, conn *natsjs.Conn, reg prometheus.Registerer) (*Migrator, error) {
+	key, err := cfg.SealKey()
+	if err != nil {
+		return nil, err
+	}
+	sealer, err := accounts.NewSealer(key)
+	if err != nil {
+		return nil, err
+	}
+	accStore, err := conn.OpenStore(ctx, AccountsBucket)
+	if err != nil {
+		return nil, fmt.Errorf("open accounts bucket: %w", err)
+	}
+	opStore, err := conn.OpenStore(ctx, operations.Bucket)
+	if err != nil {
+		return nil, fmt.Errorf("open operations bucket: %w", err)
+	}
+	m := metrics.New(reg)
+	subjects := queue.NewSubjects(cfg.Broker.Stack)
+	eng := engine.New(conn, accStore, engine.Options{
+		Subjects: subjects,
+		Policy: accounts.Policy{
+			MaxRetries:        cfg.MaxRetries,
+			RetryFrequency:    cfg.RetryEvery(),
+			ActivationTimeout: cfg.ActivationTimeout,
+			DeactivateTimeout: cfg.DeactivateTimeout,
+		},
+		ReconcileInterval:  cfg.ReconcileInterval,
+		ChecksumMismatches: cfg.ChecksumMismatches,
+		PresenceWindow:     cfg.PresenceWindow,
+		Sealer:             sealer,
+		Metrics:            m,
+		Logger:             log.With("component", "engine"),
+	})
+	ops := operations.New(conn, opStore, subjects, m, log.With("component", "operations"))
+	mig := &Migrator{cfg: cfg, log: log, conn: conn, engine: eng, ops: ops, mux: http.NewServeMux()}
+	if a := cfg.AutoMigration; a.Enabled {
+		src, err := source(a)
+		if err != nil {
+			return nil, err
+		}
+		mig.auto = automigrate.New(src, eng, automigrate.Options{
+			Tenant:   cfg.AutoTenant(),
+			Pattern:  regexp.MustCompile(a.Pattern), // validated by config.Validate
+			ZoneID:   a.ZoneID,
+			Interval: a.Interval,
+			Logger:   log.With("component", "automigrate"),
+		})
+	}
+	api.New(eng, objects.NewReader(conn, subjects, log.With("component", "objects")), ops, mig, api.Options{
+		DefaultTenant:    cfg.DefaultTenant,
+		MaxRequestBytes:  cfg.MaxRequestBytes,
+		MaxOperationWait: cfg.MaxOperationWait,
+		Logger:           log.With("component", "api"),
+	}).Register(mig.mux)
+	return mig, nil
+}
+
+func source(a config.AutoMigration) (automigrate.Source, error) {
+	if a.Directory != "" {
+		return automigrate.Dir{Path: a.Directory}, nil
+	}
+	return automigrate.NewSecrets(a.Secrets.Kubeconfig, a.Secrets.Namespace, a.Secrets.LabelSelector, a.Secrets.Key)
+}
+
+// Engine is the lifecycle engine (for tests).
+func (m *Migrator) Engine() *engine.Engine { return m.engine }
+
+// ServeHTTP serves the API.
+func (m *Migrator) ServeHTTP(w http.ResponseWriter, r *http.Request) { m.mux.ServeHTTP(w, r) }
+
+// Known reports whether name is a configured tenant (api.Tenants).
+func (m *Migrator) Known(name string) bool { return slices.Contains(m.cfg.Tenants, name) }
+
+// Ready reports nil once the broker connection works and the tenants are
+// provisioned.
+func (m *Migrator) Ready() error {
+	if !m.conn.Ready() {
+		return fmt.Errorf("%w: %s", ErrBrokerDown, m.conn.Status())
+	}
+	if !m.provisioned.Load() {
+		return errors.New("tenants are not provisioned yet")
+	}
+	return nil
+}
+
+// Run provisions the tenants, starts their consumers, the reconcile loop
+// and automatic migration, and runs until ctx is done; consumers are then
+// stopped within the shutdown grace.
+func (m *Migrator) Run(ctx context.Context) error {
+	if err := m.provision(ctx); err != nil {
+		return nil //nolint:nilerr // only ctx ends provisioning
+	}
+	var (
+		mu    sync.Mutex
+		stops []func(context.Context) error
+	)
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.ShutdownGrace)
+		defer cancel()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, stop := range stops {
+			if err := stop(sctx); err != nil {
+				m.log.Warn("stop consumers failed", "error", err)
+			}
+		}
+	}()
+	for _, t := range m.cfg.Tenants {
+		stop, err := m.engine.StartTenant(ctx, t)
+		if err != nil {
+			return fmt.Errorf("start tenant %q: %w", t, err)
+		}
+		cons, err := m.ops.Start(ctx, m.conn, t)
+		if err != nil {
+			_ = stop(context.WithoutCancel(ctx))
+			return fmt.Errorf("start tenant %q: %w", t, err)
+		}
+		mu.Lock()
+		stops = append(stops, stop, cons.Stop)
+		mu.Unlock()
+	}
+	m.provisioned.Store(true)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return m.engine.Reconcile(gctx, m.cfg.Tenants) })
+	if m.auto != nil {
+		g.Go(func() error { return m.auto.Run(gctx) })
+	}
+	return g.Wait()
+}
+
+// provision ensures every tenant's streams, retrying until it works or ctx
+// is done.
+func (m *Migrator) provision(ctx context.Context) error {
+	for _, t := range m.cfg.Tenants {
+		for {
+			err := m.conn.EnsureTenant(ctx, t, queue.TenantLimits{})
+			if err == nil {
+				break
+			}
+			m.log.Warn("provision tenant failed; retrying", "tenant", t, "error", err)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(provisionRetry):
+			}
+		}
+	}
+	return nil
+}

@@ -34,6 +34,15 @@ type Kind struct {
 	Namespaces []string
 }
 
+// Name is the kind as accounts name it in kinds and omitKinds: "resource"
+// or "resource.group", unescaped.
+func (k Kind) Name() string {
+	if k.GVR.Group == "" {
+		return k.GVR.Resource
+	}
+	return k.GVR.Resource + "." + k.GVR.Group
+}
+
 // Proto is the kind as reported in ACTIVATED.
 func (k Kind) Proto() *accountsv1.WatchedKind {
 	return &accountsv1.WatchedKind{
@@ -52,7 +61,7 @@ type Selection struct {
 // Kind (any case), its plural resource or "resource.group".
 func matches(name string, k Kind) bool {
 	return strings.EqualFold(name, k.Kind) || name == k.GVR.Resource ||
-		(k.GVR.Group != "" && name == k.GVR.Resource+"."+k.GVR.Group)
+		name == k.Name()
 }
 
 // Discover lists the preferred version of every resource that supports
@@ -159,7 +168,7 @@ func Probe(ctx context.Context, host string, dyn dynamic.Interface, kinds []Kind
 			if ns != "" {
 				reason = "namespace " + ns + ": " + reason
 			}
-			skipped = append(skipped, &accountsv1.SkippedKind{Kind: k.Token, Reason: reason})
+			skipped = append(skipped, &accountsv1.SkippedKind{Kind: k.Name(), Reason: reason})
 		}
 		if len(allowed) > 0 {
 			k.Namespaces = allowed

@@ -37,6 +37,13 @@ var ErrNotSynced = errors.New("watch: not synced in time")
 // publishTimeout bounds one publish attempt; a failed one is retried.
 const publishTimeout = 10 * time.Second
 
+// Retry delays of a key whose publish failed: doubling from the first to
+// the last, so that the backlog drains soon after a broker outage ends.
+const (
+	retryFirst = 50 * time.Millisecond
+	retryLast  = 30 * time.Second
+)
+
 // Broker is the part of the queue a watch uses.
 type Broker interface {
 	Publish(ctx context.Context, msg queue.Message) error
@@ -116,7 +123,7 @@ func Start(ctx context.Context, dyn dynamic.Interface, kinds []cluster.Kind, opt
 	a := &Account{
 		opts:      opts,
 		kinds:     make(map[string]*kindWatch, len(kinds)),
-		queue:     workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[objKey]()),
+		queue:     workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[objKey](retryFirst, retryLast)),
 		published: map[objKey]string{},
 		gone:      map[objKey]*watchv1.ObjectDelta{},
 		stopCh:    make(chan struct{}),
@@ -134,9 +141,11 @@ func Start(ctx context.Context, dyn dynamic.Interface, kinds []cluster.Kind, opt
 			}
 			inf := f.ForResource(k.GVR).Informer()
 			if err := inf.SetTransform(Scrubber(k.GVR)); err != nil {
+				a.cancel()
 				return nil, fmt.Errorf("watch %s: set transform: %w", k.Token, err)
 			}
 			if _, err := inf.AddEventHandler(a.handler(k)); err != nil {
+				a.cancel()
 				return nil, fmt.Errorf("watch %s: add handler: %w", k.Token, err)
 			}
 			w.informers[ns] = inf

@@ -44,6 +44,7 @@ type env struct {
 	cfg  config.Config
 	logs *testsupport.SyncBuffer
 	migs []*Migrator
+	regs []*prometheus.Registry
 	http []string
 	subj queue.Subjects
 }
@@ -84,7 +85,8 @@ func newEnv(t *testing.T, replicas int, edit ...func(*config.Config)) *env {
 		// Each replica has its own connection, as separate processes do.
 		c, err := natsjs.Connect(ctx, natsjs.Config{URL: e.url, Stack: cfg.Broker.Stack, Logger: log})
 		require.NoError(t, err)
-		m, err := New(ctx, cfg, log, c, prometheus.NewRegistry())
+		reg := prometheus.NewRegistry()
+		m, err := New(ctx, cfg, log, c, reg)
 		require.NoError(t, err)
 		wg.Go(func() {
 			defer func() { _ = c.Close() }()
@@ -93,7 +95,7 @@ func newEnv(t *testing.T, replicas int, edit ...func(*config.Config)) *env {
 		require.Eventually(t, func() bool { return m.Ready() == nil }, wait, tick)
 		ts := httptest.NewServer(m)
 		t.Cleanup(ts.Close)
-		e.migs = append(e.migs, m)
+		e.migs, e.regs = append(e.migs, m), append(e.regs, reg)
 		e.http = append(e.http, ts.URL)
 	}
 	return e
@@ -409,4 +411,32 @@ func (e *env) activate(w *watcher, l *leases, name string) uint64 {
 	w.report(name, lease.GetGeneration(), accountsv1.AccountStatus_TYPE_ACTIVATED, "")
 	e.waitState(name, "ACTIVE")
 	return lease.GetGeneration()
+}
+
+// metric sums the samples of a metric family of the first replica whose
+// labels include labels.
+func (e *env) metric(name string, labels map[string]string) float64 {
+	e.t.Helper()
+	families, err := e.regs[0].Gather()
+	require.NoError(e.t, err)
+	sum := 0.0
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range f.GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for k, v := range labels {
+				if have[k] != v {
+					continue metrics
+				}
+			}
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return sum
 }

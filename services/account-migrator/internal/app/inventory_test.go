@@ -147,4 +147,6 @@ func TestChecksumDriftResync(t *testing.T) {
 	c := e.waitControl("z1", "drift", func(c *accountsv1.AccountControl) bool { return c.GetResync() != nil })
 	require.Equal(t, "configmaps", c.GetResync().GetKindToken())
 	require.Equal(t, gen, c.GetGeneration())
+	require.Equal(t, 3.0, e.metric("outpost_inventory_drift_total", nil))
+	require.Equal(t, 1.0, e.metric("outpost_inventory_resyncs_total", nil))
 }

@@ -158,6 +158,10 @@ func TestFailedRetries(t *testing.T) {
 	}
 	require.Never(t, func() bool { return len(l.forAccount("broken")) > 1+e.cfg.MaxRetries }, 5*e.cfg.RetryFrequency, tick, "retried past max_retries")
 	require.Equal(t, 4, e.get("broken").FailedCount)
+	require.Equal(t, float64(e.cfg.MaxRetries), e.metric("outpost_account_retries_total", map[string]string{"tenant": tenant}))
+	require.Eventually(t, func() bool {
+		return e.metric("outpost_accounts", map[string]string{"tenant": tenant, "state": "FAILED"}) == 1
+	}, wait, tick)
 
 	// PATCH ACTIVE starts over with failedCount reset.
 	code, b = e.do(http.MethodPatch, "/api/v1/accounts", `[{"name":"broken","state":"ACTIVE"}]`)
@@ -188,6 +192,7 @@ func TestOrphanedAndBack(t *testing.T) {
 	w.stop()
 	acc := e.waitState("orphan", "ORPHANED")
 	require.Equal(t, "no live watcher in zone z1", acc.ErrorMessage)
+	require.Equal(t, 1.0, e.metric("outpost_account_orphans_total", nil))
 
 	w2 := e.startWatcher("z1", "w2")
 	w2.report("orphan", gen, accountsv1.AccountStatus_TYPE_ACTIVATED, "")

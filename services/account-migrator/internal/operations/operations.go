@@ -185,6 +185,9 @@ func (s *Service) Submit(ctx context.Context, tenant, account string, req Reques
 
 // Get returns one operation of tenant.
 func (s *Service) Get(ctx context.Context, tenant, id string) (*Record, error) {
+	if !queue.ValidToken(id) {
+		return nil, fmt.Errorf("%w: %q", ErrNotFound, id)
+	}
 	en, err := s.store.Get(ctx, key(tenant, id))
 	if errors.Is(err, kv.ErrNotFound) {
 		return nil, fmt.Errorf("%w: %q", ErrNotFound, id)

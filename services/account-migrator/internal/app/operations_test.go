@@ -17,6 +17,7 @@ type operation struct {
 	Account string `json:"account"`
 	Type    string `json:"type"`
 	State   string `json:"state"`
+	OK      *bool  `json:"ok"`
 	Error   string `json:"error"`
 	Code    int32  `json:"code"`
 	Reason  string `json:"reason"`
@@ -72,6 +73,7 @@ func TestOperations(t *testing.T) {
 	require.Equal(t, http.StatusOK, code, string(b))
 	op := decode[operation](t, b)
 	require.Equal(t, "SUCCEEDED", op.State)
+	require.True(t, *op.OK)
 	require.Equal(t, "created", op.Objects[0].Action)
 	applied := <-sent
 	require.True(t, applied.GetApply().GetForce())
@@ -83,6 +85,7 @@ func TestOperations(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, code, string(b))
 	op = decode[operation](t, b)
 	require.Equal(t, "PENDING", op.State)
+	require.Nil(t, op.OK, "ok is only set once the result arrived")
 	code, b = e.do(http.MethodGet, "/api/v1/accounts/ops/operations/"+op.ID, nil)
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, "PENDING", decode[operation](t, b).State)
@@ -93,7 +96,8 @@ func TestOperations(t *testing.T) {
 		done = decode[operation](t, b)
 		return done.State != "PENDING"
 	}, wait, tick)
-	require.Equal(t, operation{ID: op.ID, Account: "ops", Type: "delete", State: "FAILED", Error: `configmaps "missing" not found`, Code: 404, Reason: "NotFound"}, done)
+	notOK := false
+	require.Equal(t, operation{ID: op.ID, Account: "ops", Type: "delete", State: "FAILED", OK: &notOK, Error: `configmaps "missing" not found`, Code: 404, Reason: "NotFound"}, done)
 
 	for _, tt := range []struct {
 		name, path, body string

@@ -72,6 +72,8 @@ type Record struct {
 	Account string `json:"account"`
 	Type    string `json:"type"`
 	State   string `json:"state"`
+	// OK is set once the result arrived: whether the operation succeeded.
+	OK *bool `json:"ok,omitempty"`
 	// Target names the object of a delete or scale.
 	Target      *Object   `json:"target,omitempty"`
 	Error       string    `json:"error,omitempty"`
@@ -175,7 +177,10 @@ func (s *Service) Submit(ctx context.Context, tenant, account string, req Reques
 		err = s.pub.Publish(ctx, msg)
 	}
 	if err != nil {
-		_ = s.complete(ctx, tenant, rec.ID, func(r *Record) { r.State, r.Error = Failed, "not sent: "+err.Error() })
+		_ = s.complete(ctx, tenant, rec.ID, func(r *Record) {
+			notOK := false
+			r.State, r.Error, r.OK = Failed, "not sent: "+err.Error(), &notOK
+		})
 		return nil, fmt.Errorf("send operation: %w", err)
 	}
 	s.metrics.Operation(tenant, req.Type, "submitted")
@@ -266,7 +271,8 @@ func (s *Service) handleResult(tenant string) queue.Handler {
 		var typ string
 		err = s.complete(ctx, tenant, res.GetId(), func(r *Record) {
 			typ = r.Type
-			r.State, r.Watcher = Succeeded, res.GetWatcherId()
+			ok := res.GetOk()
+			r.State, r.Watcher, r.OK = Succeeded, res.GetWatcherId(), &ok
 			if !res.GetOk() {
 				r.State, r.Error, r.Code, r.Reason = Failed, res.GetError(), res.GetCode(), res.GetReason()
 			}

@@ -122,7 +122,7 @@ func TestActivationFailures(t *testing.T) {
 			}
 		})
 	}
-	require.Eventually(t, func() bool { return e.leaseBacklog(t) == 1 }, waitFor, poll, "failed leases are acked, the healthy one is held")
+	require.Eventually(t, func() bool { return e.leaseBacklog() == 1 }, waitFor, poll, "failed leases are acked, the healthy one is held")
 
 	_, err = e.kc.Client().CoreV1().ConfigMaps(ns).Create(context.Background(), &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Name: "still-watched"}, Data: map[string]string{"k": "v"},

@@ -157,7 +157,7 @@ func TestChecksumsMatchTheStream(t *testing.T) {
 		return uint64(len(lines)), inventory.Checksum(lines)
 	}
 	require.Eventually(t, func() bool {
-		sums := read[*accountsv1.InventoryChecksum](t, e, e.subj.InventoryChecksums(tenant, "sums"))
+		sums := read[*accountsv1.InventoryChecksum](e, e.subj.InventoryChecksums(tenant, "sums"))
 		if len(sums) == 0 {
 			return false
 		}

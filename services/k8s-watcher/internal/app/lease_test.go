@@ -17,16 +17,16 @@ import (
 	"github.com/outposthq/outpost/services/k8s-watcher/internal/agent"
 )
 
-// holds reports whether the last heartbeat of watcher lists the account.
-func (e *env) heartbeat(t *testing.T, watcherID string) *accountsv1.WatcherHeartbeat {
-	t.Helper()
-	hbs := read[*accountsv1.WatcherHeartbeat](t, e, e.subj.WatcherPresence(tenant, zone, watcherID))
+// heartbeat is the last heartbeat of a watcher, or nil.
+func (e *env) heartbeat(watcherID string) *accountsv1.WatcherHeartbeat {
+	hbs := read[*accountsv1.WatcherHeartbeat](e, e.subj.WatcherPresence(tenant, zone, watcherID))
 	if len(hbs) == 0 {
 		return nil
 	}
 	return hbs[len(hbs)-1]
 }
 
+// holds reports whether a heartbeat lists the account and generation.
 func holds(hb *accountsv1.WatcherHeartbeat, account string, gen uint64) bool {
 	for _, a := range hb.GetAccounts() {
 		if a.GetAccount() == account && a.GetGeneration() == gen {
@@ -42,17 +42,17 @@ func TestDeactivate(t *testing.T) {
 	e.start(t, cfg)
 	ns := e.kc.CreateNamespace(t)
 	e.activated(t, e.spec("leaving", ns), 3)
-	require.Eventually(t, func() bool { return holds(e.heartbeat(t, cfg.WatcherID), "leaving", 3) }, waitFor, poll)
-	require.Equal(t, 1, e.leaseBacklog(t))
+	require.Eventually(t, func() bool { return holds(e.heartbeat(cfg.WatcherID), "leaving", 3) }, waitFor, poll)
+	require.Equal(t, 1, e.leaseBacklog())
 
 	// Another generation's command is not for this holder.
 	e.control(t, &accountsv1.AccountControl{Account: "leaving", Generation: 2, Command: &accountsv1.AccountControl_Deactivate{Deactivate: &accountsv1.Deactivate{Reason: "stale"}}})
 	e.control(t, &accountsv1.AccountControl{Account: "leaving", Generation: 3, Command: &accountsv1.AccountControl_Deactivate{Deactivate: &accountsv1.Deactivate{Reason: "test"}}})
 	st := e.waitStatus(t, "leaving", 3, accountsv1.AccountStatus_TYPE_RELEASED)
 	require.Equal(t, cfg.WatcherID, st.GetWatcherId())
-	require.Eventually(t, func() bool { return e.leaseBacklog(t) == 0 }, waitFor, poll, "the lease is acked")
+	require.Eventually(t, func() bool { return e.leaseBacklog() == 0 }, waitFor, poll, "the lease is acked")
 	require.Eventually(t, func() bool {
-		hb := e.heartbeat(t, cfg.WatcherID)
+		hb := e.heartbeat(cfg.WatcherID)
 		return hb != nil && len(hb.GetAccounts()) == 0
 	}, waitFor, poll)
 
@@ -70,10 +70,10 @@ func TestNewerGenerationRestartsTheWatch(t *testing.T) {
 	e.activated(t, e.spec("moving", ns), 1)
 	e.activated(t, e.spec("moving", ns), 2)
 	require.Eventually(t, func() bool {
-		hb := e.heartbeat(t, cfg.WatcherID)
+		hb := e.heartbeat(cfg.WatcherID)
 		return holds(hb, "moving", 2) && !holds(hb, "moving", 1)
 	}, waitFor, poll)
-	require.Eventually(t, func() bool { return e.leaseBacklog(t) == 1 }, waitFor, poll, "the older lease is acked")
+	require.Eventually(t, func() bool { return e.leaseBacklog() == 1 }, waitFor, poll, "the older lease is acked")
 	_, err := e.kc.Client().CoreV1().ConfigMaps(ns).Create(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "new"}}, metav1.CreateOptions{})
 	require.NoError(t, err)
 	e.waitDelta(t, "moving", "configmaps", ns, "new", func(d *watchv1.ObjectDelta, _ map[string]string) bool { return d.GetGeneration() == 2 })
@@ -95,15 +95,15 @@ func TestStopHandsLeasesOver(t *testing.T) {
 	cfgB := e.config(t)
 	cfgB.LeaseAckWait = time.Minute
 	e.start(t, cfgB)
-	require.Eventually(t, func() bool { return e.heartbeat(t, cfgB.WatcherID) != nil }, waitFor, poll)
+	require.Eventually(t, func() bool { return e.heartbeat(cfgB.WatcherID) != nil }, waitFor, poll)
 
 	began := time.Now()
 	stopA()
-	hb := e.heartbeat(t, cfgA.WatcherID)
+	hb := e.heartbeat(cfgA.WatcherID)
 	require.True(t, hb.GetStopping(), "the last heartbeat says stopping")
 	for _, name := range []string{"one", "two"} {
 		require.Eventually(t, func() bool {
-			for _, s := range read[*accountsv1.AccountStatus](t, e, e.subj.AccountStatus(tenant)) {
+			for _, s := range read[*accountsv1.AccountStatus](e, e.subj.AccountStatus(tenant)) {
 				if s.GetAccount() == name && s.GetType() == accountsv1.AccountStatus_TYPE_ACTIVATED && s.GetWatcherId() == cfgB.WatcherID {
 					return true
 				}

@@ -127,7 +127,7 @@ func TestOperations(t *testing.T) {
 			e.publish(t, e.subj.Ops(tenant, "ops"), tt.op)
 			var res *watchv1.OperationResult
 			require.Eventually(t, func() bool {
-				for _, r := range read[*watchv1.OperationResult](t, e, e.subj.OperationResults(tenant)) {
+				for _, r := range read[*watchv1.OperationResult](e, e.subj.OperationResults(tenant)) {
 					if r.GetId() == tt.op.GetId() {
 						res = r
 						return true

@@ -29,6 +29,9 @@ type active struct {
 	acct   *watch.Account
 	ops    queue.Consumer
 	status *accountsv1.AccountStatus
+	// ping asks the API server its version: is the cluster still there,
+	// and does it still accept the credentials?
+	ping func() error
 }
 
 func (x *active) stop(ctx context.Context, log *slog.Logger) {
@@ -106,7 +109,11 @@ func (a *Agent) activate(ctx, consumeCtx context.Context, lease *accountsv1.Acco
 		st.Kinds = append(st.Kinds, k.Proto())
 	}
 	st.Skipped = skipped
-	return &active{acct: acct, ops: cons, status: st}, nil
+	ping := func() error {
+		_, err := disco.ServerVersion()
+		return cluster.Classify(rc.Host, err)
+	}
+	return &active{acct: acct, ops: cons, status: st, ping: ping}, nil
 }
 
 // operations runs an account's operations one at a time and reports each.

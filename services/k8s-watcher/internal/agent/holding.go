@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -114,14 +115,63 @@ func (a *Agent) hold(ctx context.Context, h *holding, lease *accountsv1.AccountL
 	log.Info("account activated", "kinds", len(active.status.GetKinds()), "skipped", len(active.status.GetSkipped()))
 	a.publishStatus(actx, active.status)
 
-	select {
-	case <-h.released:
-	case <-ctx.Done():
-		h.release(releaseShutdown)
-	}
+	lost := a.watchCluster(ctx, h, active, log)
 	cancel()
 	active.stop(ctx, log)
+	if lost != nil {
+		a.reportFailure(ctx, lease, lost)
+		a.settle(ctx, h.current(), "ack", h.current().Ack)
+		return
+	}
 	a.settleRelease(ctx, h, lease, log)
+}
+
+// ErrLostCluster is reported (FAILED) for an active account whose cluster
+// stopped answering, or rejected its credentials, for longer than the sync
+// timeout: the lease is acked so that the migrator retries the account.
+var ErrLostCluster = errors.New("lost the cluster")
+
+// watchCluster waits until the account is released (nil) or its cluster
+// is lost (the cause), pinging the API server every third of the ack wait.
+func (a *Agent) watchCluster(ctx context.Context, h *holding, x *active, log *slog.Logger) error {
+	tick := time.NewTicker(a.cfg.LeaseAckWait / 3)
+	defer tick.Stop()
+	var since time.Time
+	for {
+		select {
+		case <-h.released:
+			return nil
+		case <-ctx.Done():
+			h.release(releaseShutdown)
+			return nil
+		case <-tick.C:
+		}
+		// A ping to a cluster that does not answer takes up to the cluster
+		// timeout: a release does not wait for it.
+		pinged := make(chan error, 1)
+		go func() { pinged <- x.ping() }()
+		var err error
+		select {
+		case <-h.released:
+			return nil
+		case <-ctx.Done():
+			h.release(releaseShutdown)
+			return nil
+		case err = <-pinged:
+		}
+		switch {
+		case err == nil:
+			if !since.IsZero() {
+				log.Info("cluster answering again")
+			}
+			since = time.Time{}
+		case since.IsZero():
+			since = time.Now()
+			log.Warn("cluster not answering", "error", err)
+		case time.Since(since) >= a.cfg.SyncTimeout:
+			return fmt.Errorf("%w for %s: %w", ErrLostCluster, time.Since(since).Round(time.Second), err)
+		}
+	}
 }
 
 func (a *Agent) settleRelease(ctx context.Context, h *holding, lease *accountsv1.AccountLease, log *slog.Logger) {

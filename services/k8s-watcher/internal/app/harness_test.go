@@ -18,6 +18,7 @@ import (
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/inventory"
 	"github.com/outposthq/outpost/libs/kubetest"
+	"github.com/outposthq/outpost/libs/natsembed"
 	"github.com/outposthq/outpost/libs/natsembed/natstest"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/natsjs"
@@ -41,6 +42,7 @@ const (
 // account-migrator through it.
 type env struct {
 	kc   *kubetest.Cluster
+	srv  *natsembed.Server
 	conn *natsjs.Conn
 	subj queue.Subjects
 	key  []byte
@@ -57,7 +59,7 @@ func newEnv(t *testing.T) *env {
 	require.NoError(t, conn.EnsureTenant(ctx, tenant, queue.TenantLimits{}))
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
-	return &env{kc: kc, conn: conn, subj: conn.Subjects(), key: key}
+	return &env{kc: kc, srv: srv, conn: conn, subj: conn.Subjects(), key: key}
 }
 
 // config is a watcher of the zone with short intervals, whose own cluster
@@ -67,7 +69,7 @@ func (e *env) config(t *testing.T) config.Config {
 	cfg := config.Default()
 	cfg.Tenant, cfg.Zone = tenant, zone
 	cfg.OpsAddr = testsupport.FreeAddr(t)
-	cfg.Broker.URL = e.conn.NATS().ConnectedUrl()
+	cfg.Broker.URL = e.srv.ClientURL()
 	cfg.Kubeconfig = e.kc.Kubeconfig
 	cfg.KubeconfigKey = base64.StdEncoding.EncodeToString(e.key)
 	cfg.LeaseAckWait = 3 * time.Second

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"os"
 
+	"k8s.io/klog/v2"
+
 	"github.com/outposthq/outpost/libs/config"
 	"github.com/outposthq/outpost/libs/service"
 	"github.com/outposthq/outpost/services/k8s-watcher/internal/app"
@@ -38,6 +40,10 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	// client-go reports watch and relist errors through klog: send them to
+	// the service's JSON log. klog's logger is process-wide and must be set
+	// before any client runs, so it is set here rather than in app.Run.
+	klog.SetSlogLogger(logger.With("component", "client-go"))
 
 	ctx, stop := service.SignalContext(context.Background())
 	defer stop()

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 
 	"golang.org/x/sync/errgroup"
-	"k8s.io/klog/v2"
 
 	"github.com/outposthq/outpost/libs/queue/natsjs"
 	"github.com/outposthq/outpost/libs/service"
@@ -29,9 +28,6 @@ var ErrBrokerDown = errors.New("queue connection is down")
 // closes.
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	log = log.With("tenant", cfg.Tenant, "zone", cfg.Zone, "watcher_id", cfg.WatcherID)
-	// client-go reports watch and relist errors through klog: send them to
-	// the service's JSON log rather than to plain stderr.
-	klog.SetSlogLogger(log.With("component", "client-go"))
 	key, err := cfg.Key()
 	if err != nil {
 		return err

@@ -53,7 +53,12 @@ func (r *Record) Deactivate(now time.Time) error {
 	case Inactive, ToDeactivate, Deactivating:
 		return nil
 	case Failed, ToMigrate:
-		r.Release = nil
+		if len(r.Release) > 0 {
+			// A re-migration whose old holder was not told yet: it must
+			// be, so deactivate rather than drop the release.
+			r.setState(ToDeactivate, now)
+			return nil
+		}
 		r.toInactive(now)
 	default:
 		r.setState(ToDeactivate, now)
@@ -174,7 +179,9 @@ func Tick(r *Record, now time.Time, view View, p Policy) (*Record, Effects, bool
 		}
 	case Failed:
 		if n.FailedCount <= p.MaxRetries && now.Sub(n.StateSince) >= p.RetryFrequency {
-			n.Release = nil
+			// A holder that lost its cluster may still hold the old
+			// generation: it is released with the retry.
+			n.Release = n.Holders()
 			n.setState(ToMigrate, now)
 			eff.Retry = true
 			return n, eff, true

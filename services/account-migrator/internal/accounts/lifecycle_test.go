@@ -116,6 +116,7 @@ func TestRequests(t *testing.T) {
 		{"deactivate activating", rec(Activating), func(r *Record) error { return r.Deactivate(t0) }, ToDeactivate, false},
 		{"deactivate failed", rec(Failed), func(r *Record) error { return r.Deactivate(t0) }, Inactive, false},
 		{"deactivate to migrate", rec(ToMigrate), func(r *Record) error { return r.Deactivate(t0) }, Inactive, false},
+		{"deactivate a re-migration not yet leased", rec(ToMigrate, func(r *Record) { r.Release = []Holder{{Zone: "a", Generation: 1}} }), func(r *Record) error { return r.Deactivate(t0) }, ToDeactivate, false},
 		{"deactivate deactivating", rec(Deactivating), func(r *Record) error { return r.Deactivate(t0) }, Deactivating, false},
 	}
 	for _, tt := range tests {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -110,6 +112,14 @@ func (e *env) do(method, path string, body any) (int, []byte) {
 
 func (e *env) doOn(replica int, method, path string, body any, header map[string]string) (int, []byte) {
 	e.t.Helper()
+	code, b, err := e.tryDo(replica, method, path, body, header)
+	require.NoError(e.t, err)
+	return code, b
+}
+
+// tryDo is doOn for conditions polled by require.Eventually, which must
+// not fail the test themselves.
+func (e *env) tryDo(replica int, method, path string, body any, header map[string]string) (int, []byte, error) {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -119,21 +129,26 @@ func (e *env) doOn(replica int, method, path string, body any, header map[string
 		rd = bytes.NewReader(b)
 	default:
 		raw, err := json.Marshal(b)
-		require.NoError(e.t, err)
+		if err != nil {
+			return 0, nil, err
+		}
 		rd = bytes.NewReader(raw)
 	}
 	req, err := http.NewRequestWithContext(e.ctx, method, e.http[replica]+path, rd)
-	require.NoError(e.t, err)
+	if err != nil {
+		return 0, nil, err
+	}
 	req.Header.Set("Content-Type", "application/json")
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(req)
-	require.NoError(e.t, err)
+	if err != nil {
+		return 0, nil, err
+	}
 	defer resp.Body.Close()
 	out, err := io.ReadAll(resp.Body)
-	require.NoError(e.t, err)
-	return resp.StatusCode, out
+	return resp.StatusCode, out, err
 }
 
 func decode[T any](t *testing.T, b []byte) T {
@@ -173,23 +188,40 @@ type result struct {
 // get returns the account, or a zero view with State "" when it is absent.
 func (e *env) get(name string) account {
 	e.t.Helper()
-	code, b := e.do(http.MethodGet, "/api/v1/accounts/"+name, nil)
-	if code == http.StatusNotFound {
-		return account{}
-	}
-	require.Equal(e.t, http.StatusOK, code, string(b))
-	return decode[account](e.t, b)
+	a, err := e.lookup(name)
+	require.NoError(e.t, err)
+	return a
 }
 
-// state polls until the account reaches want ("" = deleted).
+// lookup is get for polled conditions.
+func (e *env) lookup(name string) (account, error) {
+	code, b, err := e.tryDo(0, http.MethodGet, "/api/v1/accounts/"+name, nil, nil)
+	switch {
+	case err != nil:
+		return account{}, err
+	case code == http.StatusNotFound:
+		return account{}, nil
+	case code != http.StatusOK:
+		return account{}, fmt.Errorf("GET %s: %d %s", name, code, b)
+	}
+	var a account
+	return a, json.Unmarshal(b, &a)
+}
+
+// stateOf is the account's state for polled conditions ("?" on errors).
+func (e *env) stateOf(name string) string {
+	a, err := e.lookup(name)
+	if err != nil {
+		return "?"
+	}
+	return a.State
+}
+
+// waitState polls until the account reaches want ("" = deleted).
 func (e *env) waitState(name, want string) account {
 	e.t.Helper()
-	var last account
-	require.Eventually(e.t, func() bool {
-		last = e.get(name)
-		return last.State == want
-	}, wait, tick, "account %s never became %q", name, want)
-	return last
+	require.Eventually(e.t, func() bool { return e.stateOf(name) == want }, wait, tick, "account %s never became %q", name, want)
+	return e.get(name)
 }
 
 func (e *env) publish(subject string, m proto.Message) {
@@ -350,15 +382,27 @@ func (e *env) waitLease(l *leases, account string, n int) *accountsv1.AccountLea
 // controls returns the AccountControl commands sent to zone so far.
 func (e *env) controls(zone string) []*accountsv1.AccountControl {
 	e.t.Helper()
-	var out []*accountsv1.AccountControl
+	cs, err := e.tryControls(zone)
+	require.NoError(e.t, err)
+	return cs
+}
+
+// tryControls is controls for polled conditions.
+func (e *env) tryControls(zone string) ([]*accountsv1.AccountControl, error) {
+	var (
+		out  []*accountsv1.AccountControl
+		derr error
+	)
 	err := e.conn.Read(e.ctx, e.subj.ZoneControl(tenant, zone), queue.ReadOptions{}, func(m queue.StreamMessage) bool {
 		c, err := events.DecodeAs[*accountsv1.AccountControl](m.Header, m.Data)
-		require.NoError(e.t, err)
+		if err != nil {
+			derr = err
+			return false
+		}
 		out = append(out, c)
 		return true
 	})
-	require.NoError(e.t, err)
-	return out
+	return out, errors.Join(err, derr)
 }
 
 // waitControl waits for a command to zone about account that match accepts.
@@ -366,7 +410,8 @@ func (e *env) waitControl(zone, account string, match func(*accountsv1.AccountCo
 	e.t.Helper()
 	var found *accountsv1.AccountControl
 	require.Eventually(e.t, func() bool {
-		for _, c := range e.controls(zone) {
+		cs, _ := e.tryControls(zone)
+		for _, c := range cs {
 			if c.GetAccount() == account && match(c) {
 				found = c
 				return true
@@ -414,11 +459,12 @@ func (e *env) activate(w *watcher, l *leases, name string) uint64 {
 }
 
 // metric sums the samples of a metric family of the first replica whose
-// labels include labels.
+// labels include labels (-1 when they cannot be gathered).
 func (e *env) metric(name string, labels map[string]string) float64 {
-	e.t.Helper()
 	families, err := e.regs[0].Gather()
-	require.NoError(e.t, err)
+	if err != nil {
+		return -1
+	}
 	sum := 0.0
 	for _, f := range families {
 		if f.GetName() != name {

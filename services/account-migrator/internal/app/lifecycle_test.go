@@ -75,7 +75,10 @@ func TestSeedMigration(t *testing.T) {
 	require.Equal(t, "w1", a2.Agent)
 	require.NotNil(t, a2.Cluster)
 	require.Equal(t, "https://"+zone+".example:6443", a2.Cluster.Host)
-	require.Eventually(t, func() bool { return e.get("account-02").LastSeen != nil }, wait, tick, "lastSeen comes from the holder's heartbeats")
+	require.Eventually(t, func() bool {
+		a, err := e.lookup("account-02")
+		return err == nil && a.LastSeen != nil
+	}, wait, tick, "lastSeen comes from the holder's heartbeats")
 
 	code, b = e.do(http.MethodGet, "/armory/accounts", nil)
 	require.Equal(t, http.StatusOK, code)
@@ -119,7 +122,7 @@ func TestOfferFailedEverywhere(t *testing.T) {
 	gen := e.waitLease(la, "nowhere", 1).GetGeneration()
 	e.waitLease(lb, "nowhere", 1)
 	wa.report("nowhere", gen, accountsv1.AccountStatus_TYPE_FAILED, "forbidden")
-	require.Never(t, func() bool { return e.get("nowhere").State == "FAILED" }, 300*time.Millisecond, tick, "one zone failing is not enough")
+	require.Never(t, func() bool { return e.stateOf("nowhere") == "FAILED" }, 300*time.Millisecond, tick, "one zone failing is not enough")
 	wb.report("nowhere", gen, accountsv1.AccountStatus_TYPE_FAILED, "unreachable")
 	acc := e.waitState("nowhere", "FAILED")
 	require.Equal(t, "zone zone-a: forbidden; zone zone-b: unreachable", acc.ErrorMessage)
@@ -180,7 +183,7 @@ func TestStaleGenerationIgnored(t *testing.T) {
 	// Reports of another generation changes nothing.
 	w.report("fenced", gen+5, accountsv1.AccountStatus_TYPE_FAILED, "from the future")
 	w.report("fenced", gen+5, accountsv1.AccountStatus_TYPE_RELEASED, "")
-	require.Never(t, func() bool { return e.get("fenced").State != "ACTIVE" }, 300*time.Millisecond, tick)
+	require.Never(t, func() bool { return e.stateOf("fenced") != "ACTIVE" }, 300*time.Millisecond, tick)
 }
 
 func TestOrphanedAndBack(t *testing.T) {
@@ -266,7 +269,7 @@ func TestDeactivateTimeoutWithoutHolder(t *testing.T) {
 	e.waitState("quiet", "DEACTIVATING")
 	// The watcher still holds it: the migrator asks again rather than
 	// declaring it INACTIVE.
-	require.Never(t, func() bool { return e.get("quiet").State == "INACTIVE" }, 800*time.Millisecond, tick)
+	require.Never(t, func() bool { return e.stateOf("quiet") == "INACTIVE" }, 800*time.Millisecond, tick)
 	w.hold("quiet", 0) // lets go without saying so
 	e.waitState("quiet", "INACTIVE")
 	require.GreaterOrEqual(t, countDeactivates(e.controls("z1"), "quiet", gen), 2)

@@ -99,6 +99,8 @@ func (a *API) Register(mux *http.ServeMux) {
 		mux.HandleFunc("POST "+p+"/{name}/operations", a.withTenant(a.submitOperation))
 		mux.HandleFunc("GET "+p+"/{name}/operations/{id}", a.withTenant(a.getOperation))
 	}
+	// Where the Dynamic Accounts documentation says to check an account.
+	mux.HandleFunc("GET /agents/kubernetes/accounts/{name}", a.withTenant(a.get))
 	mux.HandleFunc("GET /api/v1/zones", a.withTenant(a.zones))
 	notFound := func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path, "")

@@ -48,6 +48,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	mux.HandleFunc("/api/", starting)
 	mux.HandleFunc("/armory/", starting)
+	mux.HandleFunc("/agents/", starting)
 	service.OpsHandler(mux, reg, func() error {
 		if m := mig.Load(); m != nil {
 			return m.Ready()

@@ -80,6 +80,10 @@ func TestSeedMigration(t *testing.T) {
 		return err == nil && a.LastSeen != nil
 	}, wait, tick, "lastSeen comes from the holder's heartbeats")
 
+	code, b = e.do(http.MethodGet, "/agents/kubernetes/accounts/account-02", nil)
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "ACTIVE", decode[account](t, b).State)
+
 	code, b = e.do(http.MethodGet, "/armory/accounts", nil)
 	require.Equal(t, http.StatusOK, code)
 	require.Len(t, decode[[]account](t, b), 2)

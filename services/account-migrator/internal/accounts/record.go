@@ -153,13 +153,21 @@ func (r *Record) Clone() *Record {
 	return &c
 }
 
+// UsesServiceAccount reports whether the watcher watches the account with
+// its own credentials: asked for, or no credentials given at all (an
+// account added by name only, as in the Dynamic Accounts examples, is
+// watched by the agent that takes it, as in Armory's Agent mode).
+func (s Spec) UsesServiceAccount() bool {
+	return s.ServiceAccount || s.KubeconfigFile == "" && len(s.KubeconfigSealed) == 0
+}
+
 // ProtoSpec is the spec as the lease carries it.
 func (r *Record) ProtoSpec() *accountsv1.AccountSpec {
 	return &accountsv1.AccountSpec{
 		Name:             r.Name,
 		KubeconfigFile:   r.Spec.KubeconfigFile,
 		KubeconfigSealed: r.Spec.KubeconfigSealed,
-		ServiceAccount:   r.Spec.ServiceAccount,
+		ServiceAccount:   r.Spec.UsesServiceAccount(),
 		Context:          r.Spec.Context,
 		Namespaces:       r.Spec.Namespaces,
 		Kinds:            r.Spec.Kinds,

@@ -193,7 +193,7 @@ func viewOf(rec *accounts.Record, pv *presence.View) accountView {
 		CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt, StateSince: rec.StateSince, Drift: rec.Drift,
 		Spec: specView{
 			KubeconfigFile: rec.Spec.KubeconfigFile, HasInlineKubeconfig: len(rec.Spec.KubeconfigSealed) > 0,
-			ServiceAccount: rec.Spec.ServiceAccount, Context: rec.Spec.Context,
+			ServiceAccount: rec.Spec.UsesServiceAccount(), Context: rec.Spec.Context,
 			Namespaces: rec.Spec.Namespaces, Kinds: rec.Spec.Kinds, OmitKinds: rec.Spec.OmitKinds,
 		},
 	}

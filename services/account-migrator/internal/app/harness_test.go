@@ -319,7 +319,7 @@ func (w *watcher) report(account string, gen uint64, typ accountsv1.AccountStatu
 
 var testKinds = []*accountsv1.WatchedKind{
 	{Version: "v1", Kind: "ConfigMap", Resource: "configmaps", Namespaced: true, Token: "configmaps"},
-	{Group: "apps", Version: "v1", Kind: "Deployment", Resource: "deployments", Namespaced: true, Token: "deployments.apps"},
+	{Group: "apps", Version: "v1", Kind: "Deployment", Resource: "deployments", Namespaced: true, Token: inventory.KindToken("apps", "deployments")},
 	{Version: "v1", Kind: "Namespace", Resource: "namespaces", Token: "namespaces"},
 }
 

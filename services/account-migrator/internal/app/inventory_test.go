@@ -62,7 +62,7 @@ func TestInventory(t *testing.T) {
 	e.putObject("inv", "", "v1", "ConfigMap", "configmaps", "ns1", "cm1", "11", false)
 	e.putObject("inv", "", "v1", "ConfigMap", "configmaps", "ns2", "cm2", "12", false)
 	e.putObject("inv", "", "v1", "ConfigMap", "configmaps", "ns2", "gone", "13", true)
-	e.putObject("inv", "apps", "v1", "Deployment", "deployments.apps", "ns1", "web.v2", "14", false)
+	e.putObject("inv", "apps", "v1", "Deployment", inventory.KindToken("apps", "deployments"), "ns1", "web.v2", "14", false)
 	e.putObject("inv", "", "v1", "Namespace", "namespaces", "", "ns1", "15", false)
 	e.putObject("other", "", "v1", "ConfigMap", "configmaps", "ns1", "cm1", "16", false)
 
@@ -75,7 +75,8 @@ func TestInventory(t *testing.T) {
 		{"kind token", "?kind=configmaps", []string{"ns1/cm1", "ns2/cm2"}},
 		{"Kind any case", "?kind=configMAP", []string{"ns1/cm1", "ns2/cm2"}},
 		{"plural resource", "?kind=deployments", []string{"ns1/web.v2"}},
-		{"group token", "?kind=deployments.apps", []string{"ns1/web.v2"}},
+		{"resource.group", "?kind=deployments.apps", []string{"ns1/web.v2"}},
+		{"escaped token", "?kind=deployments%252Eapps", []string{"ns1/web.v2"}},
 		{"namespace", "?namespace=ns2", []string{"ns2/cm2"}},
 		{"kind and namespace", "?kind=ConfigMap&namespace=ns1", []string{"ns1/cm1"}},
 		{"cluster-scoped", "?kind=Namespace", []string{"/ns1"}},

@@ -65,6 +65,8 @@ func TestSeedMigration(t *testing.T) {
 	// watcher, here only this one.
 	lease1 := e.waitLease(l, "account-01", 1)
 	require.True(t, lease1.GetOffer())
+	require.True(t, lease1.GetSpec().GetServiceAccount(), "an account with no credentials is watched with the watcher's own")
+	require.False(t, lease2.GetSpec().GetServiceAccount())
 	require.Equal(t, "ACTIVATING", e.get("account-02").State)
 
 	w.report("account-01", 1, accountsv1.AccountStatus_TYPE_ACTIVATED, "")

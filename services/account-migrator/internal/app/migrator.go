@@ -89,9 +89,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, conn *natsjs.
 		if err != nil {
 			return nil, err
 		}
+		pattern, err := regexp.Compile(a.Pattern)
+		if err != nil {
+			return nil, fmt.Errorf("auto_migration.pattern: %w", err)
+		}
 		mig.auto = automigrate.New(src, eng, automigrate.Options{
 			Tenant:   cfg.AutoTenant(),
-			Pattern:  regexp.MustCompile(a.Pattern), // validated by config.Validate
+			Pattern:  pattern,
 			ZoneID:   a.ZoneID,
 			Interval: a.Interval,
 			Logger:   log.With("component", "automigrate"),
@@ -138,8 +142,8 @@ func (m *Migrator) Ready() error {
 // and automatic migration, and runs until ctx is done; consumers are then
 // stopped within the shutdown grace.
 func (m *Migrator) Run(ctx context.Context) error {
-	if err := m.provision(ctx); err != nil {
-		return nil //nolint:nilerr // only ctx ends provisioning
+	if m.provision(ctx) != nil {
+		return nil // only the end of ctx stops provisioning
 	}
 	var (
 		mu    sync.Mutex

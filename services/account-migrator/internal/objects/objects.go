@@ -61,12 +61,13 @@ func NewReader(stream Stream, subjects queue.Subjects, log *slog.Logger) *Reader
 	return &Reader{stream: stream, subjects: subjects, log: log}
 }
 
-// ResolveKind finds the watched kind q names: its token ("configmaps",
-// "deployments.apps"), its Kind ("ConfigMap", any case) or its plural
+// ResolveKind finds the watched kind q names: its token as written
+// ("configmaps", "deployments.apps") or as escaped in subjects
+// ("deployments%2Eapps"), its Kind ("ConfigMap", any case) or its plural
 // resource ("deployments").
 func ResolveKind(kinds []accounts.Kind, q string) (accounts.Kind, error) {
 	for _, match := range []func(k accounts.Kind) bool{
-		func(k accounts.Kind) bool { return k.Token == q },
+		func(k accounts.Kind) bool { return k.Token == q || strings.EqualFold(readable(k), q) },
 		func(k accounts.Kind) bool { return strings.EqualFold(k.Kind, q) },
 		func(k accounts.Kind) bool { return strings.EqualFold(k.Resource, q) },
 	} {
@@ -76,13 +77,22 @@ func ResolveKind(kinds []accounts.Kind, q string) (accounts.Kind, error) {
 	}
 	known := make([]string, 0, len(kinds))
 	for _, k := range kinds {
-		known = append(known, k.Token)
+		known = append(known, readable(k))
 	}
 	slices.Sort(known)
 	if len(known) == 0 {
 		return accounts.Kind{}, fmt.Errorf("%w %q: the account has no watched kinds (it was never activated)", ErrUnknownKind, q)
 	}
 	return accounts.Kind{}, fmt.Errorf("%w %q: known kinds are %s", ErrUnknownKind, q, strings.Join(known, ", "))
+}
+
+// readable is a kind's token before escaping: "resource" or
+// "resource.group".
+func readable(k accounts.Kind) string {
+	if k.Group == "" {
+		return k.Resource
+	}
+	return k.Resource + "." + k.Group
 }
 
 // List returns the live objects of an account, narrowed to kind (nil for

@@ -124,7 +124,11 @@ func (e *Engine) StartTenant(ctx context.Context, tenant string) (func(context.C
 		{s.AccountStatus(tenant), e.handleStatus(tenant)},
 		{s.AllInventoryChecksums(tenant), e.handleChecksum(tenant)},
 	} {
-		cons, err := e.conn.Consume(ctx, queue.ConsumerConfig{Name: ConsumerName, Subject: c.subject, MaxDeliveries: -1}, c.h)
+		// One delivery at a time: a watcher's reports about an account,
+		// and its checksums of a kind ("mismatches in a row"), are
+		// meaningful in order.
+		cfg := queue.ConsumerConfig{Name: ConsumerName, Subject: c.subject, MaxDeliveries: -1, Concurrency: 1}
+		cons, err := e.conn.Consume(ctx, cfg, c.h)
 		if err != nil {
 			_ = stop(context.WithoutCancel(ctx))
 			return nil, fmt.Errorf("consume %s: %w", c.subject, err)

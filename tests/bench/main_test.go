@@ -6,10 +6,15 @@ import (
 	"fmt"
 	"os"
 	"testing"
+
+	"github.com/outposthq/outpost/libs/kubetest"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	if err := kubetest.StopShared(); err != nil {
+		fmt.Fprintln(os.Stderr, "stop shared kube-apiserver:", err)
+	}
 	recordRatios()
 	out := os.Getenv("OUTPOST_BENCH_OUT")
 	if out == "" {

@@ -52,6 +52,7 @@ func recordRatios() {
 	resultsMu.Unlock()
 	ratios := []struct{ name, num, den string }{
 		{"path_jobs_per_s_ratio_to_raw_consume_ack", "path_jobs_per_s", "raw_consume_ack_msgs_per_s"},
+		{"watch_sync_ratio_to_raw_list_watch", "watch_sync_s", "raw_list_watch_sync_s"},
 	}
 	for _, r := range ratios {
 		if n, d := f[r.num], f[r.den]; n > 0 && d > 0 {

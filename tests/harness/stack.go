@@ -85,11 +85,7 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 	}
 	maps.Copy(s.runnerEnv, queueEnv)
 	maps.Copy(s.runnerEnv, opts.RunnerEnv)
-	s.Broker = Start(t, "broker", "outpost-broker", nil,
-		"-listen", fmt.Sprintf("127.0.0.1:%d", natsPort),
-		"-health", fmt.Sprintf("127.0.0.1:%d", healthPort),
-		"-data", filepath.Join(dataDir, "jetstream"))
-	WaitReady(t, s.brokerHealth, 30*time.Second)
+	s.Broker = startBroker(t, natsPort, healthPort, dataDir)
 
 	env := map[string]string{
 		"OUTPOST_LISTEN":         fmt.Sprintf("127.0.0.1:%d", apiPort),
@@ -103,6 +99,18 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 	s.Scheduler = Start(t, "scheduler", "scheduler", env)
 	WaitReady(t, s.API+"/readyz", 30*time.Second)
 	return s
+}
+
+// startBroker starts the embedded JetStream broker on natsPort with its
+// data under dataDir and waits until it is ready.
+func startBroker(t testing.TB, natsPort, healthPort int, dataDir string) *Process {
+	t.Helper()
+	p := Start(t, "broker", "outpost-broker", nil,
+		"-listen", fmt.Sprintf("127.0.0.1:%d", natsPort),
+		"-health", fmt.Sprintf("127.0.0.1:%d", healthPort),
+		"-data", filepath.Join(dataDir, "jetstream"))
+	WaitReady(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", healthPort), 30*time.Second)
+	return p
 }
 
 // StartRunner starts one ingestion-runner of the stack's tenant and pool,

@@ -46,7 +46,9 @@ type Config struct {
 	// MaxAccounts bounds how many accounts this replica watches at once.
 	MaxAccounts int `yaml:"max_accounts" env:"OUTPOST_MAX_ACCOUNTS"`
 	// PublishWorkers is the number of workers publishing one account's
-	// changes.
+	// changes. Each publish waits for the broker's ack, so the first sync
+	// of a large inventory is bound by how many are in flight: 32 keep it
+	// close to the time client-go takes to list the objects.
 	PublishWorkers int `yaml:"publish_workers" env:"OUTPOST_PUBLISH_WORKERS"`
 	// ClusterTimeout bounds each request to an account's API server.
 	ClusterTimeout time.Duration `yaml:"cluster_timeout" env:"OUTPOST_CLUSTER_TIMEOUT"`
@@ -74,7 +76,7 @@ func Default() Config {
 		HeartbeatInterval: 5 * time.Second,
 		ChecksumInterval:  time.Minute,
 		MaxAccounts:       100,
-		PublishWorkers:    8,
+		PublishWorkers:    32,
 		ClusterTimeout:    10 * time.Second,
 		SyncTimeout:       2 * time.Minute,
 		ShutdownGrace:     10 * time.Second,

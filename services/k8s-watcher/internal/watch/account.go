@@ -153,10 +153,33 @@ func Start(ctx context.Context, dyn dynamic.Interface, kinds []cluster.Kind, opt
 		}
 		a.kinds[k.Token] = w
 	}
+	// The stream is read before the informers start, so that objects
+	// whose stored version is current are not published again, and the
+	// workers publish while the informers are still listing: the first
+	// sync costs about the longer of the list and the publication, not
+	// their sum.
+	stored, err := a.readStored(ctx, "")
+	if err != nil {
+		a.cancel()
+		return nil, err
+	}
+	a.mu.Lock()
+	for key, m := range stored {
+		a.published[key] = m.Header[inventory.HeaderResourceVersion]
+	}
+	a.mu.Unlock()
+	for range max(1, a.opts.Workers) {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			for a.processNext() {
+			}
+		}()
+	}
 	for _, f := range factories {
 		f.Start(a.stopCh)
 	}
-	if err := a.firstSync(ctx, synced); err != nil {
+	if err := a.firstSync(ctx, synced, stored); err != nil {
 		a.Stop()
 		return nil, err
 	}
@@ -168,7 +191,7 @@ func Start(ctx context.Context, dyn dynamic.Interface, kinds []cluster.Kind, opt
 	return a, nil
 }
 
-func (a *Account) firstSync(ctx context.Context, synced []cache.InformerSynced) error {
+func (a *Account) firstSync(ctx context.Context, synced []cache.InformerSynced, stored map[objKey]queue.StreamMessage) error {
 	sctx, cancel := context.WithTimeout(ctx, a.opts.SyncTimeout)
 	defer cancel()
 	if !cache.WaitForCacheSync(sctx.Done(), synced...) {
@@ -177,19 +200,7 @@ func (a *Account) firstSync(ctx context.Context, synced []cache.InformerSynced) 
 		}
 		return fmt.Errorf("%w: informer caches of %d kinds not synced within %s", ErrNotSynced, len(a.kinds), a.opts.SyncTimeout)
 	}
-	// The stream is read before any worker runs, so that objects whose
-	// stored version is current are not published again.
-	if err := a.reconcile(sctx, "", false); err != nil {
-		return err
-	}
-	for range max(1, a.opts.Workers) {
-		a.wg.Add(1)
-		go func() {
-			defer a.wg.Done()
-			for a.processNext() {
-			}
-		}()
-	}
+	a.tombstoneMissing(stored)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for !a.idle() {

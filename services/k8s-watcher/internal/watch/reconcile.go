@@ -26,42 +26,21 @@ func (a *Account) Resync(ctx context.Context, kindToken string) error {
 // every cached object is queued to be published again; without, an
 // object whose stored resourceVersion is current is left as it is.
 func (a *Account) reconcile(ctx context.Context, kindToken string, force bool) error {
-	filter := inventory.Filter(a.opts.Subjects, a.opts.Tenant, a.opts.Account, kindToken, "", false)
-	stored := map[objKey]queue.StreamMessage{}
-	err := a.opts.Broker.Read(ctx, filter, queue.ReadOptions{}, func(m queue.StreamMessage) bool {
-		k, err := inventory.ParseSubject(m.Subject)
-		if err != nil || m.Header[inventory.HeaderDeleted] == "true" {
-			return true
-		}
-		stored[objKey{kind: k.KindToken, namespace: k.Namespace, name: k.Name}] = m
-		return true
-	})
+	stored, err := a.readStored(ctx, kindToken)
 	if err != nil {
-		return fmt.Errorf("read the inventory stream of account %s: %w", a.opts.Account, err)
+		return err
 	}
-	var (
-		tombs []objKey
-		live  []objKey
-	)
-	for key, m := range stored {
-		if u, _ := a.lookup(key); u != nil {
-			if !force {
-				a.mu.Lock()
-				if _, ok := a.published[key]; !ok {
-					a.published[key] = m.Header[inventory.HeaderResourceVersion]
-				}
-				a.mu.Unlock()
-			}
-			continue
-		}
-		d := a.storedTombstone(key, m)
+	if !force {
 		a.mu.Lock()
-		if _, ok := a.gone[key]; !ok {
-			a.gone[key] = d
+		for key, m := range stored {
+			if _, ok := a.published[key]; !ok {
+				a.published[key] = m.Header[inventory.HeaderResourceVersion]
+			}
 		}
 		a.mu.Unlock()
-		tombs = append(tombs, key)
 	}
+	tombs := a.tombstoneMissing(stored)
+	var live []objKey
 	if force {
 		for token, w := range a.kinds {
 			if kindToken != "" && token != kindToken {
@@ -80,12 +59,51 @@ func (a *Account) reconcile(ctx context.Context, kindToken string, force bool) e
 			delete(a.published, key)
 		}
 		a.mu.Unlock()
+		for _, key := range live {
+			a.queue.Add(key)
+		}
 	}
-	for _, key := range append(tombs, live...) {
-		a.queue.Add(key)
-	}
-	a.opts.Log.Info("inventory reconciled", "kind", kindToken, "stored", len(stored), "tombstones", len(tombs), "republished", len(live))
+	a.opts.Log.Info("inventory reconciled", "kind", kindToken, "stored", len(stored), "tombstones", tombs, "republished", len(live))
 	return nil
+}
+
+// readStored reads the live objects the account's stream holds (one kind,
+// or all), by key.
+func (a *Account) readStored(ctx context.Context, kindToken string) (map[objKey]queue.StreamMessage, error) {
+	filter := inventory.Filter(a.opts.Subjects, a.opts.Tenant, a.opts.Account, kindToken, "", false)
+	stored := map[objKey]queue.StreamMessage{}
+	err := a.opts.Broker.Read(ctx, filter, queue.ReadOptions{}, func(m queue.StreamMessage) bool {
+		k, err := inventory.ParseSubject(m.Subject)
+		if err != nil || m.Header[inventory.HeaderDeleted] == "true" {
+			return true
+		}
+		stored[objKey{kind: k.KindToken, namespace: k.Namespace, name: k.Name}] = m
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the inventory stream of account %s: %w", a.opts.Account, err)
+	}
+	return stored, nil
+}
+
+// tombstoneMissing queues a tombstone for every stored object the caches
+// do not hold and returns how many.
+func (a *Account) tombstoneMissing(stored map[objKey]queue.StreamMessage) int {
+	n := 0
+	for key, m := range stored {
+		if u, _ := a.lookup(key); u != nil {
+			continue
+		}
+		d := a.storedTombstone(key, m)
+		a.mu.Lock()
+		if _, ok := a.gone[key]; !ok {
+			a.gone[key] = d
+		}
+		a.mu.Unlock()
+		a.queue.Add(key)
+		n++
+	}
+	return n
 }
 
 // storedTombstone turns the last delta stored for key into its tombstone,

@@ -30,6 +30,7 @@ func (e *Engine) Create(ctx context.Context, tenant string, in accounts.Input, s
 	}
 	e.opts.Metrics.Transition(tenant, "", string(r.State))
 	e.log.Info("account created", "tenant", tenant, "account", r.Name, "state", string(r.State), "source", source)
+	e.wake()
 	return r, nil
 }
 
@@ -45,6 +46,9 @@ func (e *Engine) Patch(ctx context.Context, tenant string, in accounts.Input) (*
 		}
 		return n, accounts.Effects{}, true, nil
 	})
+	if err == nil {
+		e.wake()
+	}
 	return r, err
 }
 
@@ -93,6 +97,7 @@ func (e *Engine) Delete(ctx context.Context, tenant, name string) (*accounts.Rec
 			return nil, false, fmt.Errorf("mark account %q deleted: %w", name, err)
 		}
 		e.opts.Metrics.Transition(tenant, string(from), string(r.State))
+		e.wake()
 		return r, false, nil
 	}
 	return nil, false, fmt.Errorf("delete account %q: %w", name, kv.ErrConflict)

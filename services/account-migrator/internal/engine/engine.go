@@ -65,6 +65,10 @@ type Engine struct {
 
 	mu       sync.Mutex
 	trackers map[string]*presence.Tracker
+
+	// kick wakes the reconcile loop at once after an API write, so that a
+	// migration does not wait for the next tick to hand out its lease.
+	kick chan struct{}
 }
 
 // New returns an engine over conn and the accounts store.
@@ -81,7 +85,16 @@ func New(conn Conn, store kv.Store, opts Options) *Engine {
 	if opts.ChecksumMismatches < 1 {
 		opts.ChecksumMismatches = 2
 	}
-	return &Engine{conn: conn, store: store, opts: opts, log: opts.Logger, now: opts.Now, trackers: map[string]*presence.Tracker{}}
+	return &Engine{conn: conn, store: store, opts: opts, log: opts.Logger, now: opts.Now, trackers: map[string]*presence.Tracker{}, kick: make(chan struct{}, 1)}
+}
+
+// wake asks the reconcile loop for a pass now; a pass already asked for
+// covers this one too.
+func (e *Engine) wake() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
 }
 
 // Sealer seals inline kubeconfigs.

@@ -12,7 +12,7 @@ import (
 )
 
 // Reconcile runs the lifecycle loop over the accounts of tenants every
-// ReconcileInterval until ctx is done.
+// ReconcileInterval, and at once after an API write, until ctx is done.
 func (e *Engine) Reconcile(ctx context.Context, tenants []string) error {
 	t := time.NewTicker(e.opts.ReconcileInterval)
 	defer t.Stop()
@@ -24,6 +24,7 @@ func (e *Engine) Reconcile(ctx context.Context, tenants []string) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-e.kick:
 		}
 	}
 }

@@ -11,6 +11,22 @@ NATS_PORT=${OUTPOST_NATS_PORT:-4222}
 export OUTPOST_BROKER_URL=${OUTPOST_BROKER_URL:-nats://127.0.0.1:$NATS_PORT}
 export OUTPOST_TENANT=${OUTPOST_TENANT:-default}
 mkdir -p "$DATA"
+# The k8s-watcher's own cluster: $KUBECONFIG or ~/.kube/config when there is
+# one (a kind or minikube cluster), else none until you set OUTPOST_KUBECONFIG.
+if [ -z "${OUTPOST_KUBECONFIG:-}" ]; then
+	if [ -n "${KUBECONFIG:-}" ]; then
+		export OUTPOST_KUBECONFIG=${KUBECONFIG%%:*}
+	elif [ -f "$HOME/.kube/config" ]; then
+		export OUTPOST_KUBECONFIG=$HOME/.kube/config
+	fi
+fi
+# One AES key, kept in the data folder, seals inline kubeconfigs between the
+# account-migrator and the k8s-watcher.
+if [ -z "${OUTPOST_KUBECONFIG_KEY:-}" ]; then
+	[ -s "$DATA/kubeconfig.key" ] || (umask 077 && head -c 32 /dev/urandom | base64 >"$DATA/kubeconfig.key")
+	OUTPOST_KUBECONFIG_KEY=$(cat "$DATA/kubeconfig.key")
+	export OUTPOST_KUBECONFIG_KEY
+fi
 
 pids=()
 # Each service runs in a session of its own: Ctrl-C in the terminal reaches
@@ -60,5 +76,5 @@ start k8s-watcher "$BIN/k8s-watcher"
 OUTPOST_COMMAND_ALLOWLIST=${OUTPOST_COMMAND_ALLOWLIST:-echo,sh,sleep,env,date,uname} \
 	start ingestion-runner "$BIN/ingestion-runner"
 
-echo "[run] Outpost is up: scheduler API http://127.0.0.1:8080 (Ctrl-C to stop)"
+echo "[run] Outpost is up: scheduler API http://127.0.0.1:8080, accounts API http://127.0.0.1:8081 (Ctrl-C to stop)"
 wait

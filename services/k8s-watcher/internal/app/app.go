@@ -71,7 +71,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			ShutdownGrace:     cfg.ShutdownGrace,
 			MaxAccounts:       cfg.MaxAccounts,
 			PublishWorkers:    cfg.PublishWorkers,
-			Resolver:          &cluster.Resolver{OwnKubeconfig: cfg.Kubeconfig, Key: key, Timeout: cfg.ClusterTimeout},
+			Resolver:          &cluster.Resolver{OwnKubeconfig: cfg.Kubeconfig, Key: key, Timeout: cfg.ClusterTimeout, Log: log.With("component", "client-go")},
 		}, conn, log, m)
 		return a.Run(ctx)
 	})

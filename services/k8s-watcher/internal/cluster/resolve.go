@@ -12,8 +12,10 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -59,6 +61,23 @@ type Resolver struct {
 	Key []byte
 	// Timeout bounds every request made with the returned configurations.
 	Timeout time.Duration
+	// Log receives the API servers' warnings (deprecated kinds and the
+	// like), each message once; nil drops them.
+	Log *slog.Logger
+
+	warnings sync.Map // message → struct{}
+}
+
+// HandleWarningHeader implements rest.WarningHandler. Informers list and
+// watch every kind again and again; a deprecation warning said on each
+// request would flood the log, so each message is logged once.
+func (r *Resolver) HandleWarningHeader(code int, _ string, message string) {
+	if code != 299 || message == "" || r.Log == nil {
+		return
+	}
+	if _, seen := r.warnings.LoadOrStore(message, struct{}{}); !seen {
+		r.Log.Info("api server warning", "warning", message)
+	}
 }
 
 // Own is the watcher's own cluster configuration.
@@ -85,6 +104,7 @@ func (r *Resolver) tune(rc *rest.Config) *rest.Config {
 	rc.UserAgent = "outpost-k8s-watcher"
 	rc.QPS, rc.Burst = 50, 100
 	rc.Timeout = r.Timeout
+	rc.WarningHandler = r
 	return rc
 }
 

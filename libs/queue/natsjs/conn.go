@@ -191,6 +191,9 @@ type Conn struct {
 	// known holds tenants whose streams (or registry entry) were seen, so
 	// that Publish does not look them up again.
 	known sync.Map // tenant -> struct{}
+	// watchReady holds tenants whose WATCH stream exists (per-tenant
+	// layout): it is created on first use, not by EnsureTenant.
+	watchReady sync.Map // tenant -> struct{}
 
 	sharedMu    sync.Mutex
 	sharedReady bool

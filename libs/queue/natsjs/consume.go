@@ -54,7 +54,7 @@ func (c *Conn) Consume(ctx context.Context, cfg queue.ConsumerConfig, h queue.Ha
 		return nil, fmt.Errorf("natsjs: consume: %w", err)
 	}
 	cfg = cfg.WithDefaults()
-	if err := c.checkTenant(ctx, tenant, role); err != nil {
+	if err := c.checkRole(ctx, tenant, role); err != nil {
 		return nil, fmt.Errorf("natsjs: consume %s: %w", cfg.Subject, err)
 	}
 

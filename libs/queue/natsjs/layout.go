@@ -145,9 +145,20 @@ func (c *Conn) EnsureTenant(ctx context.Context, tenant string, limits queue.Ten
 		}
 	} else {
 		for k := range kindSuffix {
+			if streamKind(k) == kindWatch {
+				continue // created on first use: see ensureWatch
+			}
 			if err := c.ensureStream(ctx, c.streamConfig(tenant, streamKind(k), limits)); err != nil {
 				return fmt.Errorf("natsjs: ensure tenant %q: %w", tenant, err)
 			}
+		}
+		// A WATCH stream that exists takes the new limits too.
+		if _, err := c.js.Stream(ctx, c.streamName(tenant, kindWatch)); err == nil {
+			if err := c.ensureStream(ctx, c.streamConfig(tenant, kindWatch, limits)); err != nil {
+				return fmt.Errorf("natsjs: ensure tenant %q: %w", tenant, err)
+			}
+		} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("natsjs: ensure tenant %q: %w", tenant, err)
 		}
 	}
 	c.markKnown(tenant)
@@ -225,7 +236,59 @@ func (c *Conn) isKnown(tenant string) bool {
 
 func (c *Conn) markKnown(tenant string) { c.known.Store(tenant, struct{}{}) }
 
-func (c *Conn) forgetTenant(tenant string) { c.known.Delete(tenant) }
+func (c *Conn) forgetTenant(tenant string) {
+	c.known.Delete(tenant)
+	c.watchReady.Delete(tenant)
+}
+
+// checkRole is checkTenant, and for the compacted watch role also makes
+// sure the tenant's WATCH stream exists.
+func (c *Conn) checkRole(ctx context.Context, tenant string, role queue.Role) error {
+	if err := c.checkTenant(ctx, tenant, role); err != nil {
+		return err
+	}
+	if role.IsCompacted() {
+		return c.ensureWatch(ctx, tenant)
+	}
+	return nil
+}
+
+// ensureWatch creates a provisioned tenant's WATCH stream, in the
+// per-tenant layout, the first time a watch subject of the tenant is used.
+// Most tenants never watch a cluster, and that stream, which tracks every
+// subject, costs the server memory and restart time (about as much as
+// the three others together): EnsureTenant does not create it. It takes
+// the limits of the tenant's WORK stream.
+func (c *Conn) ensureWatch(ctx context.Context, tenant string) error {
+	if c.cfg.Layout == LayoutShared {
+		return nil // the shared WATCH stream is made with the others
+	}
+	if _, ok := c.watchReady.Load(tenant); ok {
+		return nil
+	}
+	work, err := c.js.Stream(ctx, c.streamName(tenant, kindWork))
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		c.forgetTenant(tenant)
+		return fmt.Errorf("%w: %q (call EnsureTenant first)", queue.ErrUnknownTenant, tenant)
+	}
+	if err != nil {
+		return fmt.Errorf("natsjs: watch stream of %q: %w", tenant, err)
+	}
+	var limits queue.TenantLimits
+	if wc := work.CachedInfo().Config; wc.MaxBytes > 0 || wc.MaxMsgs > 0 {
+		limits = queue.TenantLimits{MaxBytes: max(wc.MaxBytes, 0), MaxMessages: max(wc.MaxMsgs, 0)}
+	}
+	name := c.streamName(tenant, kindWatch)
+	if _, err := c.js.Stream(ctx, name); errors.Is(err, jetstream.ErrStreamNotFound) {
+		if err := c.ensureStream(ctx, c.streamConfig(tenant, kindWatch, limits)); err != nil {
+			return fmt.Errorf("natsjs: watch stream of %q: %w", tenant, err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("natsjs: watch stream of %q: %w", tenant, err)
+	}
+	c.watchReady.Store(tenant, struct{}{})
+	return nil
+}
 
 // checkTenant returns nil if the tenant was provisioned, an error wrapping
 // queue.ErrUnknownTenant if not. The answer is cached once positive.
@@ -262,7 +325,11 @@ func (c *Conn) tenantExists(ctx context.Context, tenant string, role queue.Role)
 		}
 		return true, nil
 	}
-	name := c.streamName(tenant, kindOf(role))
+	k := kindOf(role)
+	if k == kindWatch {
+		k = kindWork // the WATCH stream comes later: see ensureWatch
+	}
+	name := c.streamName(tenant, k)
 	_, err := c.js.Stream(ctx, name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return false, nil

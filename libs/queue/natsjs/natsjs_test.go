@@ -45,6 +45,11 @@ func TestEnsureTenantCreatesStreams(t *testing.T) {
 		{queue.RoleDeadLetter, "OUTPOST_acme_DLQ", jetstream.LimitsPolicy, []string{"outpost.acme.dlq.>"}},
 		{queue.RoleWatch, "OUTPOST_acme_WATCH", jetstream.LimitsPolicy, []string{"outpost.acme.watch.>"}},
 	}
+	// The WATCH stream is made on first use of a watch subject, with the
+	// tenant's limits.
+	_, err = js.Stream(ctx, "OUTPOST_acme_WATCH")
+	require.ErrorIs(t, err, jetstream.ErrStreamNotFound, "EnsureTenant leaves the WATCH stream to first use")
+	require.NoError(t, c.Publish(ctx, queue.Message{Subject: queue.NewSubjects("").Watch("acme", "prod") + ".configmaps.default.app", Data: []byte("x")}))
 	for _, tc := range cases {
 		require.Equal(t, tc.name, c.StreamName("acme", tc.role))
 		s, err := js.Stream(ctx, tc.name)
@@ -67,6 +72,9 @@ func TestEnsureTenantCreatesStreams(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 5, s.CachedInfo().Config.MaxMsgs)
 	require.EqualValues(t, -1, s.CachedInfo().Config.MaxBytes)
+	s, err = js.Stream(ctx, "OUTPOST_acme_WATCH")
+	require.NoError(t, err)
+	require.EqualValues(t, 5, s.CachedInfo().Config.MaxMsgs, "an existing WATCH stream takes new limits too")
 
 	require.ErrorIs(t, c.EnsureTenant(ctx, "bad.tenant", queue.TenantLimits{}), queue.ErrInvalidSubject)
 	require.Error(t, c.EnsureTenant(ctx, "acme", queue.TenantLimits{MaxBytes: -1}))

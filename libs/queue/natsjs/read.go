@@ -30,7 +30,7 @@ func (c *Conn) Read(ctx context.Context, subject string, opts queue.ReadOptions,
 	if role.IsWork() {
 		return fmt.Errorf("natsjs: read %s: %w: role %q is a work queue and keeps no history; only event roles can be read", subject, queue.ErrInvalidSubject, role)
 	}
-	if err := c.checkTenant(ctx, tenant, role); err != nil {
+	if err := c.checkRole(ctx, tenant, role); err != nil {
 		return fmt.Errorf("natsjs: read %s: %w", subject, err)
 	}
 	stream := c.streamName(tenant, kindOf(role))
@@ -131,6 +131,9 @@ func (c *Conn) Last(ctx context.Context, subject string) (queue.StreamMessage, e
 	if role.IsWork() {
 		return queue.StreamMessage{}, fmt.Errorf("natsjs: last %s: %w: role %q is a work queue", subject, queue.ErrInvalidSubject, role)
 	}
+	if err := c.checkRole(ctx, tenant, role); err != nil {
+		return queue.StreamMessage{}, fmt.Errorf("natsjs: last %s: %w", subject, err)
+	}
 	stream, err := c.js.Stream(ctx, c.streamName(tenant, kindOf(role)))
 	if err != nil {
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -161,6 +164,9 @@ func (c *Conn) Purge(ctx context.Context, subject string) error {
 	}
 	if role.IsWork() {
 		return fmt.Errorf("natsjs: purge %s: %w: role %q is a work queue", subject, queue.ErrInvalidSubject, role)
+	}
+	if err := c.checkRole(ctx, tenant, role); err != nil {
+		return fmt.Errorf("natsjs: purge %s: %w", subject, err)
 	}
 	stream, err := c.js.Stream(ctx, c.streamName(tenant, kindOf(role)))
 	if err != nil {

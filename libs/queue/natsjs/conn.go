@@ -191,9 +191,9 @@ type Conn struct {
 	// known holds tenants whose streams (or registry entry) were seen, so
 	// that Publish does not look them up again.
 	known sync.Map // tenant -> struct{}
-	// watchReady holds tenants whose WATCH stream exists (per-tenant
-	// layout): it is created on first use, not by EnsureTenant.
-	watchReady sync.Map // tenant -> struct{}
+	// accountsReady holds tenants whose streams carry the account roles
+	// (per-tenant layout): added on first use, see ensureAccounts.
+	accountsReady sync.Map // tenant -> struct{}
 
 	sharedMu    sync.Mutex
 	sharedReady bool

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -14,36 +15,65 @@ import (
 	"github.com/outposthq/outpost/libs/queue"
 )
 
-// streamKind is one of a tenant's four streams.
+// streamKind is one of a tenant's streams.
 type streamKind uint8
 
 const (
 	kindWork streamKind = iota
 	kindEvents
 	kindDLQ
+	// The streams of the Kubernetes account roles (see accountRole).
+	kindAccountWork
+	kindAccountEvents
 	// kindWatch keeps one message per subject: the last state of every
 	// watched Kubernetes object, tombstones included.
 	kindWatch
 )
 
-var kindSuffix = [...]string{kindWork: "WORK", kindEvents: "EVENTS", kindDLQ: "DLQ", kindWatch: "WATCH"}
+var kindSuffix = [...]string{
+	kindWork: "WORK", kindEvents: "EVENTS", kindDLQ: "DLQ",
+	kindAccountWork: "ACCOUNT_WORK", kindAccountEvents: "ACCOUNT_EVENTS", kindWatch: "WATCH",
+}
+
+// baseKinds are the streams EnsureTenant makes; accountKinds are made on
+// first use of an account role (ensureAccounts): most tenants never watch
+// a cluster, and on a server with thousands of streams every stream and
+// subject adds to the time a restart takes to load them.
+var (
+	baseKinds    = []streamKind{kindWork, kindEvents, kindDLQ}
+	accountKinds = []streamKind{kindAccountWork, kindAccountEvents, kindWatch}
+)
 
 // kindOf is the stream a role's messages are stored in.
 func kindOf(r queue.Role) streamKind {
 	switch {
+	case r == queue.RoleLeases, r == queue.RoleOps:
+		return kindAccountWork
+	case r == queue.RoleAccounts:
+		return kindAccountEvents
+	case r.IsCompacted():
+		return kindWatch
 	case r.IsWork():
 		return kindWork
 	case r == queue.RoleDeadLetter:
 		return kindDLQ
-	case r.IsCompacted():
-		return kindWatch
 	default:
 		return kindEvents
 	}
 }
 
 // eventRoles are the roles stored in the events stream.
-var eventRoles = []queue.Role{queue.RoleJobEvents, queue.RoleControl, queue.RoleRunners, queue.RoleAccounts}
+var eventRoles = []queue.Role{queue.RoleJobEvents, queue.RoleControl, queue.RoleRunners}
+
+// accountRole reports the roles of Kubernetes accounts, whose streams are
+// made on first use.
+func accountRole(r queue.Role) bool {
+	switch kindOf(r) {
+	case kindAccountWork, kindAccountEvents, kindWatch:
+		return true
+	}
+	return false
+}
 
 // StreamName is the name of the stream that stores role's messages of
 // tenant, e.g. "OUTPOST_acme_WORK" (per-tenant) or "OUTPOST_WORK" (shared).
@@ -84,7 +114,7 @@ func (c *Conn) streamConfig(tenant string, k streamKind, limits queue.TenantLimi
 	switch k {
 	case kindWork:
 		cfg.Description = "outpost work queue: " + c.cfg.Stack + " tenant " + t
-		cfg.Subjects = []string{s.Submit(t), s.All(t, queue.RoleJobs), s.All(t, queue.RoleLeases), s.All(t, queue.RoleOps)}
+		cfg.Subjects = []string{s.Submit(t), s.All(t, queue.RoleJobs)}
 		cfg.Retention = jetstream.WorkQueuePolicy
 		cfg.Discard = jetstream.DiscardNew
 	case kindEvents:
@@ -101,6 +131,17 @@ func (c *Conn) streamConfig(tenant string, k streamKind, limits queue.TenantLimi
 		cfg.Retention = jetstream.LimitsPolicy
 		cfg.Discard = jetstream.DiscardOld
 		cfg.MaxAge = c.cfg.DeadLetterMaxAge
+	case kindAccountWork:
+		cfg.Description = "outpost account work queue: " + c.cfg.Stack + " tenant " + t
+		cfg.Subjects = []string{s.All(t, queue.RoleLeases), s.All(t, queue.RoleOps)}
+		cfg.Retention = jetstream.WorkQueuePolicy
+		cfg.Discard = jetstream.DiscardNew
+	case kindAccountEvents:
+		cfg.Description = "outpost account events: " + c.cfg.Stack + " tenant " + t
+		cfg.Subjects = []string{s.All(t, queue.RoleAccounts)}
+		cfg.Retention = jetstream.LimitsPolicy
+		cfg.Discard = jetstream.DiscardOld
+		cfg.MaxAge = c.cfg.EventsMaxAge
 	case kindWatch:
 		// Compaction, not age, bounds it: one message per object, so the
 		// stream is the inventory itself.
@@ -144,21 +185,23 @@ func (c *Conn) EnsureTenant(ctx context.Context, tenant string, limits queue.Ten
 			return fmt.Errorf("natsjs: ensure tenant %q: record in %s: %w", tenant, reg.Bucket(), err)
 		}
 	} else {
-		for k := range kindSuffix {
-			if streamKind(k) == kindWatch {
-				continue // created on first use: see ensureWatch
-			}
-			if err := c.ensureStream(ctx, c.streamConfig(tenant, streamKind(k), limits)); err != nil {
+		kinds := baseKinds
+		// A tenant that already uses the account roles has its account
+		// streams updated with the new limits too.
+		_, err := c.js.Stream(ctx, c.streamName(tenant, kindWatch))
+		switch {
+		case err == nil:
+			kinds = append(slices.Clone(baseKinds), accountKinds...)
+		case !errors.Is(err, jetstream.ErrStreamNotFound):
+			return fmt.Errorf("natsjs: ensure tenant %q: %w", tenant, err)
+		}
+		for _, k := range kinds {
+			if err := c.ensureStream(ctx, c.streamConfig(tenant, k, limits)); err != nil {
 				return fmt.Errorf("natsjs: ensure tenant %q: %w", tenant, err)
 			}
 		}
-		// A WATCH stream that exists takes the new limits too.
-		if _, err := c.js.Stream(ctx, c.streamName(tenant, kindWatch)); err == nil {
-			if err := c.ensureStream(ctx, c.streamConfig(tenant, kindWatch, limits)); err != nil {
-				return fmt.Errorf("natsjs: ensure tenant %q: %w", tenant, err)
-			}
-		} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
-			return fmt.Errorf("natsjs: ensure tenant %q: %w", tenant, err)
+		if len(kinds) > len(baseKinds) {
+			c.accountsReady.Store(tenant, struct{}{})
 		}
 	}
 	c.markKnown(tenant)
@@ -238,32 +281,31 @@ func (c *Conn) markKnown(tenant string) { c.known.Store(tenant, struct{}{}) }
 
 func (c *Conn) forgetTenant(tenant string) {
 	c.known.Delete(tenant)
-	c.watchReady.Delete(tenant)
+	c.accountsReady.Delete(tenant)
 }
 
-// checkRole is checkTenant, and for the compacted watch role also makes
-// sure the tenant's WATCH stream exists.
+// checkRole is checkTenant, and for the account roles also makes sure the
+// tenant's streams carry them (ensureAccounts).
 func (c *Conn) checkRole(ctx context.Context, tenant string, role queue.Role) error {
 	if err := c.checkTenant(ctx, tenant, role); err != nil {
 		return err
 	}
-	if role.IsCompacted() {
-		return c.ensureWatch(ctx, tenant)
+	if accountRole(role) {
+		return c.ensureAccounts(ctx, tenant)
 	}
 	return nil
 }
 
-// ensureWatch creates a provisioned tenant's WATCH stream, in the
-// per-tenant layout, the first time a watch subject of the tenant is used.
-// Most tenants never watch a cluster, and that stream, which tracks every
-// subject, costs the server memory and restart time (about as much as
-// the three others together): EnsureTenant does not create it. It takes
-// the limits of the tenant's WORK stream.
-func (c *Conn) ensureWatch(ctx context.Context, tenant string) error {
+// ensureAccounts makes a provisioned tenant's account streams, in the
+// per-tenant layout, the first time an account subject of the tenant is
+// used (see baseKinds). They take the limits of the tenant's WORK stream.
+// The WATCH stream is made last: EnsureTenant takes it as the sign that
+// the others exist.
+func (c *Conn) ensureAccounts(ctx context.Context, tenant string) error {
 	if c.cfg.Layout == LayoutShared {
-		return nil // the shared WATCH stream is made with the others
+		return nil // the shared streams carry every role
 	}
-	if _, ok := c.watchReady.Load(tenant); ok {
+	if _, ok := c.accountsReady.Load(tenant); ok {
 		return nil
 	}
 	work, err := c.js.Stream(ctx, c.streamName(tenant, kindWork))
@@ -272,21 +314,19 @@ func (c *Conn) ensureWatch(ctx context.Context, tenant string) error {
 		return fmt.Errorf("%w: %q (call EnsureTenant first)", queue.ErrUnknownTenant, tenant)
 	}
 	if err != nil {
-		return fmt.Errorf("natsjs: watch stream of %q: %w", tenant, err)
+		return fmt.Errorf("natsjs: account streams of %q: %w", tenant, err)
 	}
 	var limits queue.TenantLimits
 	if wc := work.CachedInfo().Config; wc.MaxBytes > 0 || wc.MaxMsgs > 0 {
 		limits = queue.TenantLimits{MaxBytes: max(wc.MaxBytes, 0), MaxMessages: max(wc.MaxMsgs, 0)}
 	}
-	name := c.streamName(tenant, kindWatch)
-	if _, err := c.js.Stream(ctx, name); errors.Is(err, jetstream.ErrStreamNotFound) {
-		if err := c.ensureStream(ctx, c.streamConfig(tenant, kindWatch, limits)); err != nil {
-			return fmt.Errorf("natsjs: watch stream of %q: %w", tenant, err)
+	for _, k := range accountKinds {
+		if err := c.ensureStream(ctx, c.streamConfig(tenant, k, limits)); err != nil {
+			return fmt.Errorf("natsjs: account streams of %q: %w", tenant, err)
 		}
-	} else if err != nil {
-		return fmt.Errorf("natsjs: watch stream of %q: %w", tenant, err)
 	}
-	c.watchReady.Store(tenant, struct{}{})
+	c.accountsReady.Store(tenant, struct{}{})
+	c.log.Debug("account streams ensured", "tenant", tenant)
 	return nil
 }
 
@@ -326,8 +366,8 @@ func (c *Conn) tenantExists(ctx context.Context, tenant string, role queue.Role)
 		return true, nil
 	}
 	k := kindOf(role)
-	if k == kindWatch {
-		k = kindWork // the WATCH stream comes later: see ensureWatch
+	if accountRole(role) {
+		k = kindWork // the account streams come later: see ensureAccounts
 	}
 	name := c.streamName(tenant, k)
 	_, err := c.js.Stream(ctx, name)

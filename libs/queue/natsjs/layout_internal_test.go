@@ -3,6 +3,7 @@ package natsjs
 import (
 	"testing"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/outposthq/outpost/libs/queue"
@@ -81,17 +82,25 @@ func TestStreamNames(t *testing.T) {
 	require.Equal(t, "OUTPOST_acme_DLQ", per.StreamName("acme", queue.RoleDeadLetter))
 
 	work := per.streamConfig("acme", kindWork, queue.TenantLimits{MaxBytes: 1 << 20, MaxMessages: 10})
-	require.Equal(t, []string{"outpost.acme.submit", "outpost.acme.jobs.>", "outpost.acme.leases.>", "outpost.acme.ops.>"}, work.Subjects)
+	require.Equal(t, []string{"outpost.acme.submit", "outpost.acme.jobs.>"}, work.Subjects)
 	require.EqualValues(t, 1<<20, work.MaxBytes)
 	require.EqualValues(t, 10, work.MaxMsgs)
 	events := per.streamConfig("acme", kindEvents, queue.TenantLimits{})
-	require.Equal(t, []string{"outpost.acme.job-events.>", "outpost.acme.control.>", "outpost.acme.runners.>", "outpost.acme.accounts.>"}, events.Subjects)
+	require.Equal(t, []string{"outpost.acme.job-events.>", "outpost.acme.control.>", "outpost.acme.runners.>"}, events.Subjects)
 	require.EqualValues(t, -1, events.MaxBytes)
+	require.Equal(t, "OUTPOST_acme_ACCOUNT_WORK", per.StreamName("acme", queue.RoleLeases))
+	require.Equal(t, "OUTPOST_acme_ACCOUNT_WORK", per.StreamName("acme", queue.RoleOps))
+	require.Equal(t, "OUTPOST_acme_ACCOUNT_EVENTS", per.StreamName("acme", queue.RoleAccounts))
+	require.Equal(t, "OUTPOST_acme_WATCH", per.StreamName("acme", queue.RoleWatch))
+	aw := per.streamConfig("acme", kindAccountWork, queue.TenantLimits{})
+	require.Equal(t, []string{"outpost.acme.leases.>", "outpost.acme.ops.>"}, aw.Subjects)
+	require.Equal(t, jetstream.WorkQueuePolicy, aw.Retention)
+	require.Equal(t, []string{"outpost.acme.accounts.>"}, per.streamConfig("acme", kindAccountEvents, queue.TenantLimits{}).Subjects)
 
 	shared := &Conn{cfg: Config{Stack: "outpost", Layout: LayoutShared}, prefix: "OUTPOST", subjects: queue.NewSubjects("outpost")}
 	require.Equal(t, "OUTPOST_WORK", shared.StreamName("acme", queue.RoleJobs))
 	sw := shared.streamConfig("acme", kindWork, queue.TenantLimits{MaxMessages: 10})
-	require.Equal(t, []string{"outpost.*.submit", "outpost.*.jobs.>", "outpost.*.leases.>", "outpost.*.ops.>"}, sw.Subjects)
+	require.Equal(t, []string{"outpost.*.submit", "outpost.*.jobs.>"}, sw.Subjects)
 	require.EqualValues(t, -1, sw.MaxMsgs, "limits are not applied to shared streams")
 	require.Equal(t, []string{"outpost.*.dlq.>"}, shared.streamConfig("", kindDLQ, queue.TenantLimits{}).Subjects)
 	watch := per.streamConfig("acme", kindWatch, queue.TenantLimits{})

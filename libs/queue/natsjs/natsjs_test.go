@@ -40,16 +40,23 @@ func TestEnsureTenantCreatesStreams(t *testing.T) {
 		retention jetstream.RetentionPolicy
 		subjects  []string
 	}{
-		{queue.RoleJobs, "OUTPOST_acme_WORK", jetstream.WorkQueuePolicy, []string{"outpost.acme.submit", "outpost.acme.jobs.>", "outpost.acme.leases.>", "outpost.acme.ops.>"}},
-		{queue.RoleJobEvents, "OUTPOST_acme_EVENTS", jetstream.LimitsPolicy, []string{"outpost.acme.job-events.>", "outpost.acme.control.>", "outpost.acme.runners.>", "outpost.acme.accounts.>"}},
+		{queue.RoleJobs, "OUTPOST_acme_WORK", jetstream.WorkQueuePolicy, []string{"outpost.acme.submit", "outpost.acme.jobs.>"}},
+		{queue.RoleJobEvents, "OUTPOST_acme_EVENTS", jetstream.LimitsPolicy, []string{"outpost.acme.job-events.>", "outpost.acme.control.>", "outpost.acme.runners.>"}},
 		{queue.RoleDeadLetter, "OUTPOST_acme_DLQ", jetstream.LimitsPolicy, []string{"outpost.acme.dlq.>"}},
+		{queue.RoleLeases, "OUTPOST_acme_ACCOUNT_WORK", jetstream.WorkQueuePolicy, []string{"outpost.acme.leases.>", "outpost.acme.ops.>"}},
+		{queue.RoleAccounts, "OUTPOST_acme_ACCOUNT_EVENTS", jetstream.LimitsPolicy, []string{"outpost.acme.accounts.>"}},
 		{queue.RoleWatch, "OUTPOST_acme_WATCH", jetstream.LimitsPolicy, []string{"outpost.acme.watch.>"}},
 	}
-	// The WATCH stream is made on first use of a watch subject, with the
-	// tenant's limits.
-	_, err = js.Stream(ctx, "OUTPOST_acme_WATCH")
-	require.ErrorIs(t, err, jetstream.ErrStreamNotFound, "EnsureTenant leaves the WATCH stream to first use")
-	require.NoError(t, c.Publish(ctx, queue.Message{Subject: queue.NewSubjects("").Watch("acme", "prod") + ".configmaps.default.app", Data: []byte("x")}))
+	// The account streams are made on first use of an account subject,
+	// with the tenant's limits.
+	for _, name := range []string{"OUTPOST_acme_ACCOUNT_WORK", "OUTPOST_acme_ACCOUNT_EVENTS", "OUTPOST_acme_WATCH"} {
+		_, err = js.Stream(ctx, name)
+		require.ErrorIs(t, err, jetstream.ErrStreamNotFound, "EnsureTenant leaves %s to first use", name)
+	}
+	require.NoError(t, c.Publish(ctx, queue.Message{Subject: queue.NewSubjects("").Leases("acme", "zone-a"), Data: []byte("x")}))
+	// A connection that did not add them (another process) finds them.
+	other := connect(t, natsjs.Config{URL: srv.ClientURL()})
+	require.NoError(t, other.Publish(ctx, queue.Message{Subject: queue.NewSubjects("").Watch("acme", "prod") + ".configmaps.default.app", Data: []byte("x")}))
 	for _, tc := range cases {
 		require.Equal(t, tc.name, c.StreamName("acme", tc.role))
 		s, err := js.Stream(ctx, tc.name)
@@ -75,6 +82,9 @@ func TestEnsureTenantCreatesStreams(t *testing.T) {
 	s, err = js.Stream(ctx, "OUTPOST_acme_WATCH")
 	require.NoError(t, err)
 	require.EqualValues(t, 5, s.CachedInfo().Config.MaxMsgs, "an existing WATCH stream takes new limits too")
+	s, err = js.Stream(ctx, "OUTPOST_acme_ACCOUNT_WORK")
+	require.NoError(t, err)
+	require.EqualValues(t, 5, s.CachedInfo().Config.MaxMsgs)
 
 	require.ErrorIs(t, c.EnsureTenant(ctx, "bad.tenant", queue.TenantLimits{}), queue.ErrInvalidSubject)
 	require.Error(t, c.EnsureTenant(ctx, "acme", queue.TenantLimits{MaxBytes: -1}))

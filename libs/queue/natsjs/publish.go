@@ -32,7 +32,7 @@ func (c *Conn) Publish(ctx context.Context, msg queue.Message) error {
 	if len(msg.Data) > c.maxPayload {
 		return fmt.Errorf("natsjs: publish to %s: %w: %d bytes, limit is %d bytes", msg.Subject, queue.ErrPayloadTooLarge, len(msg.Data), c.maxPayload)
 	}
-	if !c.isKnown(tenant) || role.IsCompacted() {
+	if !c.isKnown(tenant) || accountRole(role) {
 		if err := c.checkRole(ctx, tenant, role); err != nil {
 			return fmt.Errorf("natsjs: publish to %s: %w", msg.Subject, err)
 		}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/outposthq/outpost/libs/httpjson"
 	"github.com/outposthq/outpost/services/account-migrator/internal/accounts"
 	"github.com/outposthq/outpost/services/account-migrator/internal/engine"
 	"github.com/outposthq/outpost/services/account-migrator/internal/presence"
@@ -52,7 +53,7 @@ func batchStatus(results []entryResult) int {
 // runBatch decodes the entries and applies fn to each; a name given twice
 // fails its later entries.
 func (a *API) runBatch(w http.ResponseWriter, r *http.Request, op string, fn func(ctx context.Context, in accounts.Input) (string, error)) {
-	raw, err := readBody(w, r, a.opts.MaxRequestBytes)
+	raw, err := httpjson.ReadBody(w, r, a.opts.MaxRequestBytes)
 	if err != nil {
 		writeDecodeError(w, err)
 		return
@@ -80,7 +81,7 @@ func (a *API) runBatch(w http.ResponseWriter, r *http.Request, op string, fn fun
 		}
 		results = append(results, res)
 	}
-	writeJSON(w, batchStatus(results), results)
+	httpjson.WriteJSON(w, batchStatus(results), results)
 }
 
 // entryError is the message of a failed entry; unexpected errors are logged.
@@ -136,14 +137,14 @@ func (a *API) deleteOne(w http.ResponseWriter, r *http.Request, tenant string) {
 	state, err := a.delete(r.Context(), tenant, name)
 	switch {
 	case errors.Is(err, engine.ErrNotFound), errors.Is(err, accounts.ErrInvalid):
-		writeError(w, http.StatusNotFound, "account "+name+" not found", "")
+		httpjson.WriteError(w, http.StatusNotFound, "account "+name+" not found", "")
 	case err != nil:
 		a.internal(w, r, "delete account", err)
 	case state == stateDeleted:
-		writeJSON(w, http.StatusOK, entryResult{Name: name, OK: true, State: state})
+		httpjson.WriteJSON(w, http.StatusOK, entryResult{Name: name, OK: true, State: state})
 	default:
 		// Deletion waits for the watcher to release the account.
-		writeJSON(w, http.StatusAccepted, entryResult{Name: name, OK: true, State: state})
+		httpjson.WriteJSON(w, http.StatusAccepted, entryResult{Name: name, OK: true, State: state})
 	}
 }
 
@@ -237,13 +238,13 @@ func (a *API) list(w http.ResponseWriter, r *http.Request, tenant string) {
 			out = append(out, viewOf(rec, pv))
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpjson.WriteJSON(w, http.StatusOK, out)
 }
 
 func (a *API) get(w http.ResponseWriter, r *http.Request, tenant string) {
 	rec, ok := a.account(w, r, tenant)
 	if ok {
-		writeJSON(w, http.StatusOK, viewOf(rec, a.presenceView(tenant)))
+		httpjson.WriteJSON(w, http.StatusOK, viewOf(rec, a.presenceView(tenant)))
 	}
 }
 
@@ -253,7 +254,7 @@ func (a *API) account(w http.ResponseWriter, r *http.Request, tenant string) (*a
 	rec, err := a.accounts.Get(r.Context(), tenant, name)
 	switch {
 	case errors.Is(err, engine.ErrNotFound):
-		writeError(w, http.StatusNotFound, "account "+name+" not found", "")
+		httpjson.WriteError(w, http.StatusNotFound, "account "+name+" not found", "")
 		return nil, false
 	case err != nil:
 		a.internal(w, r, "get account", err)

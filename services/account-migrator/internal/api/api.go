@@ -10,11 +10,11 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"net/http"
 	"time"
 
+	"github.com/outposthq/outpost/libs/httpjson"
 	"github.com/outposthq/outpost/services/account-migrator/internal/accounts"
 	"github.com/outposthq/outpost/services/account-migrator/internal/objects"
 	"github.com/outposthq/outpost/services/account-migrator/internal/operations"
@@ -103,7 +103,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /agents/kubernetes/accounts/{name}", a.withTenant(a.get))
 	mux.HandleFunc("GET /api/v1/zones", a.withTenant(a.zones))
 	notFound := func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path, "")
+		httpjson.WriteError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path, "")
 	}
 	mux.HandleFunc("/api/", notFound)
 	mux.HandleFunc("/armory/", notFound)
@@ -119,27 +119,11 @@ func (a *API) withTenant(h tenantHandler) http.HandlerFunc {
 			name = a.opts.DefaultTenant
 		}
 		if !a.tenants.Known(name) {
-			writeError(w, http.StatusNotFound, "unknown tenant \""+name+"\"", TenantHeader)
+			httpjson.WriteError(w, http.StatusNotFound, "unknown tenant \""+name+"\"", TenantHeader)
 			return
 		}
 		h(w, r, name)
 	}
-}
-
-// errorBody is the body of every error response.
-type errorBody struct {
-	Error string `json:"error"`
-	Field string `json:"field,omitempty"`
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func writeError(w http.ResponseWriter, code int, msg, field string) {
-	writeJSON(w, code, errorBody{Error: msg, Field: field})
 }
 
 func (a *API) internal(w http.ResponseWriter, r *http.Request, op string, err error) {
@@ -147,7 +131,7 @@ func (a *API) internal(w http.ResponseWriter, r *http.Request, op string, err er
 		return // the client is gone
 	}
 	a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "op", op, "error", err)
-	writeError(w, http.StatusInternalServerError, op+": "+err.Error(), "")
+	httpjson.WriteError(w, http.StatusInternalServerError, op+": "+err.Error(), "")
 }
 
 func (a *API) zones(w http.ResponseWriter, _ *http.Request, tenant string) {
@@ -167,5 +151,5 @@ func (a *API) zones(w http.ResponseWriter, _ *http.Request, tenant string) {
 		}
 	}
 	sortZones(out, func(z zone) string { return z.ZoneID })
-	writeJSON(w, http.StatusOK, map[string]any{"zones": out, "count": len(out)})
+	httpjson.WriteJSON(w, http.StatusOK, map[string]any{"zones": out, "count": len(out)})
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/outposthq/outpost/libs/httpjson"
 	"github.com/outposthq/outpost/libs/inventory"
 	"github.com/outposthq/outpost/services/account-migrator/internal/accounts"
 	"github.com/outposthq/outpost/services/account-migrator/internal/objects"
@@ -19,7 +20,7 @@ func (a *API) listObjects(w http.ResponseWriter, r *http.Request, tenant string)
 	if k := q.Get("kind"); k != "" {
 		resolved, err := objects.ResolveKind(rec.Kinds, k)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, err.Error(), "kind")
+			httpjson.WriteError(w, http.StatusBadRequest, err.Error(), "kind")
 			return
 		}
 		kind = &resolved
@@ -27,11 +28,11 @@ func (a *API) listObjects(w http.ResponseWriter, r *http.Request, tenant string)
 	items, err := a.objects.List(r.Context(), tenant, rec.Name, kind, q.Get("namespace"))
 	switch {
 	case errors.Is(err, objects.ErrClusterScoped):
-		writeError(w, http.StatusBadRequest, err.Error(), "namespace")
+		httpjson.WriteError(w, http.StatusBadRequest, err.Error(), "namespace")
 	case err != nil:
 		a.internal(w, r, "list objects", err)
 	default:
-		writeJSON(w, http.StatusOK, map[string]any{"items": items, "count": len(items)})
+		httpjson.WriteJSON(w, http.StatusOK, map[string]any{"items": items, "count": len(items)})
 	}
 }
 
@@ -42,7 +43,7 @@ func (a *API) getObject(w http.ResponseWriter, r *http.Request, tenant string) {
 	}
 	kind, err := objects.ResolveKind(rec.Kinds, r.PathValue("kind"))
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error(), "kind")
+		httpjson.WriteError(w, http.StatusBadRequest, err.Error(), "kind")
 		return
 	}
 	ns := r.PathValue("namespace")
@@ -52,10 +53,10 @@ func (a *API) getObject(w http.ResponseWriter, r *http.Request, tenant string) {
 	item, err := a.objects.Get(r.Context(), tenant, rec.Name, kind, ns, r.PathValue("object"))
 	switch {
 	case errors.Is(err, objects.ErrNotFound):
-		writeError(w, http.StatusNotFound, err.Error(), "")
+		httpjson.WriteError(w, http.StatusNotFound, err.Error(), "")
 	case err != nil:
 		a.internal(w, r, "get object", err)
 	default:
-		writeJSON(w, http.StatusOK, item)
+		httpjson.WriteJSON(w, http.StatusOK, item)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/outposthq/outpost/libs/httpjson"
 	"github.com/outposthq/outpost/services/account-migrator/internal/accounts"
 	"github.com/outposthq/outpost/services/account-migrator/internal/operations"
 )
@@ -18,12 +19,12 @@ func (a *API) submitOperation(w http.ResponseWriter, r *http.Request, tenant str
 	if s := r.URL.Query().Get("wait"); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil || d < 0 {
-			writeError(w, http.StatusBadRequest, "wait must be a duration such as 30s", "wait")
+			httpjson.WriteError(w, http.StatusBadRequest, "wait must be a duration such as 30s", "wait")
 			return
 		}
 		wait = min(d, a.opts.MaxOperationWait)
 	}
-	raw, err := readBody(w, r, a.opts.MaxRequestBytes)
+	raw, err := httpjson.ReadBody(w, r, a.opts.MaxRequestBytes)
 	if err != nil {
 		writeDecodeError(w, err)
 		return
@@ -38,13 +39,13 @@ func (a *API) submitOperation(w http.ResponseWriter, r *http.Request, tenant str
 		return
 	}
 	if rec.State != accounts.Active {
-		writeError(w, http.StatusConflict, "account "+rec.Name+" is "+string(rec.State)+": operations need an ACTIVE account", "")
+		httpjson.WriteError(w, http.StatusConflict, "account "+rec.Name+" is "+string(rec.State)+": operations need an ACTIVE account", "")
 		return
 	}
 	op, err := a.ops.Submit(r.Context(), tenant, rec.Name, req)
 	switch {
 	case errors.Is(err, operations.ErrInvalid):
-		writeError(w, http.StatusBadRequest, err.Error(), "")
+		httpjson.WriteError(w, http.StatusBadRequest, err.Error(), "")
 		return
 	case err != nil:
 		a.internal(w, r, "submit operation", err)
@@ -57,12 +58,12 @@ func (a *API) submitOperation(w http.ResponseWriter, r *http.Request, tenant str
 			return
 		}
 		if done.Done() {
-			writeJSON(w, http.StatusOK, done)
+			httpjson.WriteJSON(w, http.StatusOK, done)
 			return
 		}
 		op = done
 	}
-	writeJSON(w, http.StatusAccepted, op)
+	httpjson.WriteJSON(w, http.StatusAccepted, op)
 }
 
 func (a *API) getOperation(w http.ResponseWriter, r *http.Request, tenant string) {
@@ -70,10 +71,10 @@ func (a *API) getOperation(w http.ResponseWriter, r *http.Request, tenant string
 	op, err := a.ops.Get(r.Context(), tenant, id)
 	switch {
 	case errors.Is(err, operations.ErrNotFound), err == nil && op.Account != name:
-		writeError(w, http.StatusNotFound, "operation "+id+" of account "+name+" not found", "")
+		httpjson.WriteError(w, http.StatusNotFound, "operation "+id+" of account "+name+" not found", "")
 	case err != nil:
 		a.internal(w, r, "get operation", err)
 	default:
-		writeJSON(w, http.StatusOK, op)
+		httpjson.WriteJSON(w, http.StatusOK, op)
 	}
 }

@@ -8,13 +8,14 @@
 package api
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
 	"time"
 
+	"github.com/outposthq/outpost/libs/httpjson"
 	"github.com/outposthq/outpost/libs/queue"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 	"github.com/outposthq/outpost/services/scheduler/internal/config"
@@ -124,7 +125,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/tenants", a.listTenants)
 	mux.HandleFunc("PUT /api/v1/tenants/{tenant}", a.putTenant)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path, "")
+		httpjson.WriteError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path, "")
 	})
 }
 
@@ -142,11 +143,11 @@ func (a *API) withTenant(h tenantHandler) http.HandlerFunc {
 		case err == nil:
 			h(w, r, t)
 		case errors.Is(err, tenants.ErrInvalidName):
-			writeError(w, http.StatusBadRequest, err.Error(), TenantHeader)
+			httpjson.WriteError(w, http.StatusBadRequest, err.Error(), TenantHeader)
 		case errors.Is(err, tenants.ErrUnknown):
-			writeError(w, http.StatusNotFound, "unknown tenant \""+name+"\": it is neither configured nor added with PUT /api/v1/tenants/"+name, TenantHeader)
+			httpjson.WriteError(w, http.StatusNotFound, "unknown tenant \""+name+"\": it is neither configured nor added with PUT /api/v1/tenants/"+name, TenantHeader)
 		case errors.Is(err, tenants.ErrNotReady):
-			writeError(w, http.StatusServiceUnavailable, "the scheduler is starting: tenants are not provisioned yet", "")
+			httpjson.WriteError(w, http.StatusServiceUnavailable, "the scheduler is starting: tenants are not provisioned yet", "")
 		default:
 			a.internal(w, r, "look up tenant", err)
 		}
@@ -154,7 +155,7 @@ func (a *API) withTenant(h tenantHandler) http.HandlerFunc {
 }
 
 func (a *API) listTenants(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"tenants": a.tenants.List()})
+	httpjson.WriteJSON(w, http.StatusOK, map[string]any{"tenants": a.tenants.List()})
 }
 
 func (a *API) putTenant(w http.ResponseWriter, r *http.Request) {
@@ -167,62 +168,60 @@ func (a *API) putTenant(w http.ResponseWriter, r *http.Request) {
 		if l.MaxMessages < 0 {
 			field = "limits.max_messages"
 		}
-		writeError(w, http.StatusBadRequest, "must not be negative", field)
+		httpjson.WriteError(w, http.StatusBadRequest, "must not be negative", field)
 		return
 	}
 	info, created, err := a.tenants.Add(r.Context(), r.PathValue("tenant"), req.Limits, a.now())
 	switch {
 	case errors.Is(err, tenants.ErrInvalidName):
-		writeError(w, http.StatusBadRequest, err.Error(), "tenant")
+		httpjson.WriteError(w, http.StatusBadRequest, err.Error(), "tenant")
 	case errors.Is(err, tenants.ErrNotReady):
-		writeError(w, http.StatusServiceUnavailable, err.Error(), "")
+		httpjson.WriteError(w, http.StatusServiceUnavailable, err.Error(), "")
 	case err != nil:
 		a.internal(w, r, "add tenant", err)
 	case created:
-		writeJSON(w, http.StatusCreated, info)
+		httpjson.WriteJSON(w, http.StatusCreated, info)
 	default:
-		writeJSON(w, http.StatusOK, info)
+		httpjson.WriteJSON(w, http.StatusOK, info)
 	}
 }
 
-// decode decodes the body into dst or writes the error; it reports success.
+// decode decodes the body, a JSON object, into dst or writes the error; it
+// reports success. An empty body is allowed when optional is set and leaves
+// dst as it is.
 func (a *API) decode(w http.ResponseWriter, r *http.Request, dst any, optional bool) bool {
-	err := decodeBody(w, r, a.opts.MaxRequestBytes, dst, optional)
+	raw, err := httpjson.ReadBody(w, r, a.opts.MaxRequestBytes)
+	switch {
+	case errors.Is(err, httpjson.ErrTooLarge):
+		httpjson.WriteError(w, http.StatusRequestEntityTooLarge, err.Error(), "")
+		return false
+	case err == nil && len(bytes.TrimSpace(raw)) == 0:
+		if optional {
+			return true
+		}
+		err = &jobs.FieldError{Message: "the request body is empty: a JSON object is required"}
+	case err == nil:
+		err = httpjson.Decode(raw, dst, "")
+	}
 	if err == nil {
 		return true
-	}
-	if errors.Is(err, errTooLarge) {
-		writeError(w, http.StatusRequestEntityTooLarge, err.Error(), "")
-		return false
 	}
 	writeFieldError(w, err)
 	return false
 }
 
-// errorBody is the body of every error response.
-type errorBody struct {
-	Error string `json:"error"`
-	Field string `json:"field,omitempty"`
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	_ = enc.Encode(v)
-}
-
-func writeError(w http.ResponseWriter, code int, msg, field string) {
-	writeJSON(w, code, errorBody{Error: msg, Field: field})
-}
-
-// writeFieldError writes a 400 for a *jobs.FieldError (or any error).
+// writeFieldError writes a 400 for a *jobs.FieldError or an
+// *httpjson.FieldError (or any error).
 func writeFieldError(w http.ResponseWriter, err error) {
 	if fe, ok := errors.AsType[*jobs.FieldError](err); ok {
-		writeError(w, http.StatusBadRequest, fe.Message, fe.Field)
+		httpjson.WriteError(w, http.StatusBadRequest, fe.Message, fe.Field)
 		return
 	}
-	writeError(w, http.StatusBadRequest, err.Error(), "")
+	if fe, ok := errors.AsType[*httpjson.FieldError](err); ok {
+		httpjson.WriteError(w, http.StatusBadRequest, fe.Message, fe.Field)
+		return
+	}
+	httpjson.WriteError(w, http.StatusBadRequest, err.Error(), "")
 }
 
 func (a *API) internal(w http.ResponseWriter, r *http.Request, op string, err error) {
@@ -230,5 +229,5 @@ func (a *API) internal(w http.ResponseWriter, r *http.Request, op string, err er
 		return // the client is gone
 	}
 	a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "op", op, "error", err)
-	writeError(w, http.StatusInternalServerError, op+": "+err.Error(), "")
+	httpjson.WriteError(w, http.StatusInternalServerError, op+": "+err.Error(), "")
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/outposthq/outpost/libs/httpjson"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
 	"github.com/outposthq/outpost/services/scheduler/internal/tenants"
@@ -43,7 +44,7 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) 
 	if id == "" {
 		id = jobs.NewID(a.now())
 	} else if rec, err := t.Jobs.Get(r.Context(), id); err == nil {
-		writeJSON(w, http.StatusOK, rec)
+		httpjson.WriteJSON(w, http.StatusOK, rec)
 		return
 	} else if !errors.Is(err, jobs.ErrNotFound) {
 		a.internal(w, r, "get job", err)
@@ -52,21 +53,21 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) 
 	if err := a.engine.Submit(r.Context(), t, id, spec, traceID(r)); err != nil {
 		switch {
 		case errors.Is(err, queue.ErrLimitExceeded):
-			writeError(w, http.StatusTooManyRequests, "the tenant's queue is full: "+err.Error(), "")
+			httpjson.WriteError(w, http.StatusTooManyRequests, "the tenant's queue is full: "+err.Error(), "")
 		case errors.Is(err, queue.ErrPayloadTooLarge):
-			writeError(w, http.StatusRequestEntityTooLarge, err.Error(), "")
+			httpjson.WriteError(w, http.StatusRequestEntityTooLarge, err.Error(), "")
 		default:
 			a.log.Error("submit failed", "tenant", t.Name, "job_id", id, "error", err)
-			writeError(w, http.StatusServiceUnavailable, "submit job: "+err.Error(), "")
+			httpjson.WriteError(w, http.StatusServiceUnavailable, "submit job: "+err.Error(), "")
 		}
 		return
 	}
 	w.Header().Set("Location", "/api/v1/jobs/"+id)
 	if rec := a.awaitRecord(r.Context(), t, id); rec != nil {
-		writeJSON(w, http.StatusCreated, rec)
+		httpjson.WriteJSON(w, http.StatusCreated, rec)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, acceptedBody{ID: id, Tenant: t.Name, State: jobs.StateQueued})
+	httpjson.WriteJSON(w, http.StatusAccepted, acceptedBody{ID: id, Tenant: t.Name, State: jobs.StateQueued})
 }
 
 // awaitRecord polls for the record of id for up to SubmitWait.
@@ -97,7 +98,7 @@ func traceID(r *http.Request) string {
 func (a *API) get(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) {
 	rec, ok := a.job(w, r, t)
 	if ok {
-		writeJSON(w, http.StatusOK, rec)
+		httpjson.WriteJSON(w, http.StatusOK, rec)
 	}
 }
 
@@ -105,13 +106,13 @@ func (a *API) get(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) {
 func (a *API) job(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) (*jobs.Record, bool) {
 	id := r.PathValue("id")
 	if !queue.ValidToken(id) {
-		writeError(w, http.StatusNotFound, "job \""+id+"\" not found", "id")
+		httpjson.WriteError(w, http.StatusNotFound, "job \""+id+"\" not found", "id")
 		return nil, false
 	}
 	rec, err := t.Jobs.Get(r.Context(), id)
 	switch {
 	case errors.Is(err, jobs.ErrNotFound):
-		writeError(w, http.StatusNotFound, "job \""+id+"\" not found in tenant \""+t.Name+"\"", "id")
+		httpjson.WriteError(w, http.StatusNotFound, "job \""+id+"\" not found in tenant \""+t.Name+"\"", "id")
 		return nil, false
 	case err != nil:
 		a.internal(w, r, "get job", err)
@@ -129,7 +130,7 @@ func (a *API) list(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) {
 		for part := range strings.SplitSeq(s, ",") {
 			st, err := jobs.ParseState(part)
 			if err != nil {
-				writeError(w, http.StatusBadRequest, "unknown state \""+part+"\"; states are QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, TIMED_OUT", "state")
+				httpjson.WriteError(w, http.StatusBadRequest, "unknown state \""+part+"\"; states are QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, TIMED_OUT", "state")
 				return
 			}
 			states = append(states, st)
@@ -140,7 +141,7 @@ func (a *API) list(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) {
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > a.opts.MaxListLimit {
-			writeError(w, http.StatusBadRequest, "must be an integer between 1 and "+strconv.Itoa(a.opts.MaxListLimit), "limit")
+			httpjson.WriteError(w, http.StatusBadRequest, "must be an integer between 1 and "+strconv.Itoa(a.opts.MaxListLimit), "limit")
 			return
 		}
 		limit = n
@@ -162,7 +163,7 @@ func (a *API) list(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) {
 	if out == nil {
 		out = []*jobs.Record{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"jobs": out[:min(limit, len(out))], "total": len(out)})
+	httpjson.WriteJSON(w, http.StatusOK, map[string]any{"jobs": out[:min(limit, len(out))], "total": len(out)})
 }
 
 func (a *API) cancel(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) {
@@ -176,18 +177,18 @@ func (a *API) cancel(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) 
 	rec, err := a.engine.Cancel(r.Context(), t, r.PathValue("id"), req.Reason)
 	switch {
 	case errors.Is(err, jobs.ErrTerminal):
-		writeError(w, http.StatusConflict, err.Error(), "")
+		httpjson.WriteError(w, http.StatusConflict, err.Error(), "")
 	case errors.Is(err, jobs.ErrNotFound):
-		writeError(w, http.StatusNotFound, err.Error(), "id")
+		httpjson.WriteError(w, http.StatusNotFound, err.Error(), "id")
 	case err != nil && rec != nil:
 		// The record is CANCELLED; only telling the runners failed.
 		a.log.Error("cancel not sent to runners", "tenant", t.Name, "job_id", rec.ID, "error", err)
 		w.Header().Set("Warning", `199 outpost "the cancel was not delivered to the runners: `+strings.ReplaceAll(err.Error(), `"`, `'`)+`"`)
-		writeJSON(w, http.StatusOK, rec)
+		httpjson.WriteJSON(w, http.StatusOK, rec)
 	case err != nil:
 		a.internal(w, r, "cancel job", err)
 	default:
-		writeJSON(w, http.StatusOK, rec)
+		httpjson.WriteJSON(w, http.StatusOK, rec)
 	}
 }
 
@@ -200,7 +201,7 @@ func (a *API) explain(w http.ResponseWriter, r *http.Request, t *tenants.Tenant)
 		a.internal(w, r, "explain job", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, x)
+	httpjson.WriteJSON(w, http.StatusOK, x)
 }
 
 // poolBody answers pause, resume and list of pools.
@@ -220,7 +221,7 @@ func (a *API) setPaused(paused bool) tenantHandler {
 	return func(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) {
 		pool := r.PathValue("pool")
 		if !queue.ValidToken(pool) {
-			writeError(w, http.StatusBadRequest, "must be 1 to 64 characters of [A-Za-z0-9_-]", "pool")
+			httpjson.WriteError(w, http.StatusBadRequest, "must be 1 to 64 characters of [A-Za-z0-9_-]", "pool")
 			return
 		}
 		st, n, err := a.engine.SetPaused(r.Context(), t, pool, paused)
@@ -236,7 +237,7 @@ func (a *API) setPaused(paused bool) tenantHandler {
 			a.internal(w, r, "dispatch held jobs", err)
 			return
 		}
-		writeJSON(w, http.StatusOK, body)
+		httpjson.WriteJSON(w, http.StatusOK, body)
 	}
 }
 
@@ -265,5 +266,5 @@ func (a *API) listPools(w http.ResponseWriter, r *http.Request, t *tenants.Tenan
 		out = append(out, b)
 	}
 	slices.SortFunc(out, func(x, y *poolBody) int { return cmp.Compare(x.Pool, y.Pool) })
-	writeJSON(w, http.StatusOK, map[string]any{"pools": out})
+	httpjson.WriteJSON(w, http.StatusOK, map[string]any{"pools": out})
 }

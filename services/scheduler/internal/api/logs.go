@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/libs/events"
+	"github.com/outposthq/outpost/libs/httpjson"
 	"github.com/outposthq/outpost/libs/queue"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 	"github.com/outposthq/outpost/services/scheduler/internal/tenants"
@@ -37,20 +38,20 @@ func (a *API) logsHandler(w http.ResponseWriter, r *http.Request, t *tenants.Ten
 	if s := q.Get("follow"); s != "" {
 		var err error
 		if follow, err = strconv.ParseBool(s); err != nil {
-			writeError(w, http.StatusBadRequest, "must be true or false", "follow")
+			httpjson.WriteError(w, http.StatusBadRequest, "must be true or false", "follow")
 			return
 		}
 	}
 	format := q.Get("format")
 	if format != "" && format != "text" && format != "ndjson" {
-		writeError(w, http.StatusBadRequest, "must be text or ndjson", "format")
+		httpjson.WriteError(w, http.StatusBadRequest, "must be text or ndjson", "format")
 		return
 	}
 	var attempt uint64
 	if s := q.Get("attempt"); s != "" {
 		n, err := strconv.ParseUint(s, 10, 32)
 		if err != nil || n == 0 {
-			writeError(w, http.StatusBadRequest, "must be a positive integer", "attempt")
+			httpjson.WriteError(w, http.StatusBadRequest, "must be a positive integer", "attempt")
 			return
 		}
 		attempt = n

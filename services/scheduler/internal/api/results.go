@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/outposthq/outpost/libs/httpjson"
 	ingestv1 "github.com/outposthq/outpost/proto/outpost/ingest/v1"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
 	"github.com/outposthq/outpost/services/scheduler/internal/results"
@@ -63,7 +64,7 @@ func (a *API) results(w http.ResponseWriter, r *http.Request, t *tenants.Tenant)
 	if s := q.Get("from"); s != "" {
 		n, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, "must be the next value of a previous page", "from")
+			httpjson.WriteError(w, http.StatusBadRequest, "must be the next value of a previous page", "from")
 			return
 		}
 		from = n
@@ -72,7 +73,7 @@ func (a *API) results(w http.ResponseWriter, r *http.Request, t *tenants.Tenant)
 	idx, err := t.Results.Index(r.Context(), rec.ID)
 	switch {
 	case errors.Is(err, results.ErrNotFound):
-		writeJSON(w, http.StatusOK, body)
+		httpjson.WriteJSON(w, http.StatusOK, body)
 		return
 	case err != nil:
 		a.internal(w, r, "get results", err)
@@ -80,7 +81,7 @@ func (a *API) results(w http.ResponseWriter, r *http.Request, t *tenants.Tenant)
 	case idx.Attempt < rec.Attempt:
 		// A newer attempt runs and has sent nothing yet: the older
 		// attempt's results are not the job's.
-		writeJSON(w, http.StatusOK, body)
+		httpjson.WriteJSON(w, http.StatusOK, body)
 		return
 	}
 	body.Attempt, body.TotalRecords, body.TotalChecks, body.Truncated = idx.Attempt, idx.Records, idx.Checks, idx.Truncated
@@ -110,7 +111,7 @@ func (a *API) results(w http.ResponseWriter, r *http.Request, t *tenants.Tenant)
 		a.internal(w, r, "read results", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, body)
+	httpjson.WriteJSON(w, http.StatusOK, body)
 }
 
 // datasets answers GET /api/v1/metadata/datasets?platform=&name=&limit=:
@@ -146,7 +147,7 @@ func (a *API) datasets(w http.ResponseWriter, r *http.Request, t *tenants.Tenant
 	if out == nil {
 		out = []results.Dataset{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"datasets": out, "total": total})
+	httpjson.WriteJSON(w, http.StatusOK, map[string]any{"datasets": out, "total": total})
 }
 
 // limit reads a limit query parameter (the default when empty) or writes
@@ -157,7 +158,7 @@ func (a *API) limit(w http.ResponseWriter, s string) (int, bool) {
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 1 || n > a.opts.MaxListLimit {
-		writeError(w, http.StatusBadRequest, "must be an integer between 1 and "+strconv.Itoa(a.opts.MaxListLimit), "limit")
+		httpjson.WriteError(w, http.StatusBadRequest, "must be an integer between 1 and "+strconv.Itoa(a.opts.MaxListLimit), "limit")
 		return 0, false
 	}
 	return n, true

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/outposthq/outpost/libs/httpjson"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
 	"github.com/outposthq/outpost/services/scheduler/internal/sources"
@@ -107,11 +108,11 @@ func (a *API) createSource(w http.ResponseWriter, r *http.Request, t *tenants.Te
 	if s.ID == "" {
 		s.ID = "src-" + jobs.NewID(now)
 	} else if !sources.ValidID(s.ID) {
-		writeError(w, http.StatusBadRequest, "must be 1 to "+strconv.Itoa(sources.MaxIDLen)+" characters of [A-Za-z0-9_-]", "id")
+		httpjson.WriteError(w, http.StatusBadRequest, "must be 1 to "+strconv.Itoa(sources.MaxIDLen)+" characters of [A-Za-z0-9_-]", "id")
 		return
 	}
 	if req.Task == nil {
-		writeError(w, http.StatusBadRequest, "is required", "task")
+		httpjson.WriteError(w, http.StatusBadRequest, "is required", "task")
 		return
 	}
 	if _, err := a.applySource(&req, s); err != nil {
@@ -122,12 +123,12 @@ func (a *API) createSource(w http.ResponseWriter, r *http.Request, t *tenants.Te
 	err := t.Sources.Create(r.Context(), s)
 	switch {
 	case errors.Is(err, sources.ErrExists):
-		writeError(w, http.StatusConflict, "source \""+s.ID+"\" exists: change it with PATCH", "id")
+		httpjson.WriteError(w, http.StatusConflict, "source \""+s.ID+"\" exists: change it with PATCH", "id")
 	case err != nil:
 		a.internal(w, r, "create source", err)
 	default:
 		w.Header().Set("Location", "/api/v1/sources/"+s.ID)
-		writeJSON(w, http.StatusCreated, s)
+		httpjson.WriteJSON(w, http.StatusCreated, s)
 	}
 }
 
@@ -145,7 +146,7 @@ func (a *API) source(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) 
 func (a *API) sourceError(w http.ResponseWriter, r *http.Request, id string, t *tenants.Tenant, err error) {
 	switch {
 	case errors.Is(err, sources.ErrNotFound):
-		writeError(w, http.StatusNotFound, "source \""+id+"\" not found in tenant \""+t.Name+"\"", "id")
+		httpjson.WriteError(w, http.StatusNotFound, "source \""+id+"\" not found in tenant \""+t.Name+"\"", "id")
 	case errors.Is(err, jobs.ErrInvalidSpec):
 		writeFieldError(w, err)
 	default:
@@ -155,7 +156,7 @@ func (a *API) sourceError(w http.ResponseWriter, r *http.Request, id string, t *
 
 func (a *API) getSource(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) {
 	if s, ok := a.source(w, r, t); ok {
-		writeJSON(w, http.StatusOK, s)
+		httpjson.WriteJSON(w, http.StatusOK, s)
 	}
 }
 
@@ -171,7 +172,7 @@ func (a *API) listSources(w http.ResponseWriter, r *http.Request, t *tenants.Ten
 		return
 	}
 	slices.SortFunc(out, func(x, y *sources.Source) int { return cmp.Compare(x.ID, y.ID) })
-	writeJSON(w, http.StatusOK, map[string]any{"sources": out})
+	httpjson.WriteJSON(w, http.StatusOK, map[string]any{"sources": out})
 }
 
 func (a *API) patchSource(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) {
@@ -181,7 +182,7 @@ func (a *API) patchSource(w http.ResponseWriter, r *http.Request, t *tenants.Ten
 	}
 	id := r.PathValue("id")
 	if req.ID != "" && req.ID != id {
-		writeError(w, http.StatusBadRequest, "a source's id cannot change", "id")
+		httpjson.WriteError(w, http.StatusBadRequest, "a source's id cannot change", "id")
 		return
 	}
 	s, err := t.Sources.Update(r.Context(), id, func(s *sources.Source) (bool, error) {
@@ -201,7 +202,7 @@ func (a *API) patchSource(w http.ResponseWriter, r *http.Request, t *tenants.Ten
 		return
 	}
 	s.Refresh()
-	writeJSON(w, http.StatusOK, s)
+	httpjson.WriteJSON(w, http.StatusOK, s)
 }
 
 func (a *API) deleteSource(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) {
@@ -227,15 +228,15 @@ func (a *API) runSource(w http.ResponseWriter, r *http.Request, t *tenants.Tenan
 	id, err := a.engine.RunSource(r.Context(), t, s)
 	if err != nil {
 		a.log.Error("run source failed", "tenant", t.Name, "source", s.ID, "error", err)
-		writeError(w, http.StatusServiceUnavailable, "run source: "+err.Error(), "")
+		httpjson.WriteError(w, http.StatusServiceUnavailable, "run source: "+err.Error(), "")
 		return
 	}
 	w.Header().Set("Location", "/api/v1/jobs/"+id)
 	if rec := a.awaitRecord(r.Context(), t, id); rec != nil {
-		writeJSON(w, http.StatusCreated, rec)
+		httpjson.WriteJSON(w, http.StatusCreated, rec)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, acceptedBody{ID: id, Tenant: t.Name, State: jobs.StateQueued})
+	httpjson.WriteJSON(w, http.StatusAccepted, acceptedBody{ID: id, Tenant: t.Name, State: jobs.StateQueued})
 }
 
 // runBody is one run of a source.
@@ -281,5 +282,5 @@ func (a *API) listRuns(w http.ResponseWriter, r *http.Request, t *tenants.Tenant
 	if out == nil {
 		out = []runBody{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"source": s.ID, "runs": out[:min(limit, len(out))], "total": len(out)})
+	httpjson.WriteJSON(w, http.StatusOK, map[string]any{"source": s.ID, "runs": out[:min(limit, len(out))], "total": len(out)})
 }

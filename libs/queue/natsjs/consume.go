@@ -419,6 +419,15 @@ func (d *delivery) deadLetter(ctx context.Context, reason string, attempts int) 
 }
 
 // ackRequest sends an acknowledgement and waits for the server to confirm.
+//
+// A request written just before the connection drops is lost with the old
+// socket, and its reply with it, yet the client keeps waiting on the reply
+// subscription after reconnecting: without a resend the handler, and the
+// slot it holds, would wait for the whole of ctx (in a cluster the client
+// reconnects to another node within milliseconds, before the loss is seen).
+// So a reconnect while waiting sends the acknowledgement again: the server
+// replies to a repeated one as well, and settling one delivery twice has
+// the effect of settling it once.
 func (c *Conn) ackRequest(ctx context.Context, reply string, body []byte) error {
 	if reply == "" {
 		return errors.New("message has no ack subject")
@@ -428,9 +437,22 @@ func (c *Conn) ackRequest(ctx context.Context, reply string, body []byte) error 
 		ctx, cancel = context.WithTimeout(ctx, settleTimeout)
 		defer cancel()
 	}
-	_, err := c.nc.RequestWithContext(ctx, reply, body)
-	if errors.Is(err, nats.ErrConnectionClosed) {
-		return queue.ErrClosed
+	for {
+		epoch := c.currentEpoch()
+		rctx, cancel := context.WithCancel(ctx)
+		stop := context.AfterFunc(epoch, cancel)
+		_, err := c.nc.RequestWithContext(rctx, reply, body)
+		stop()
+		cancel()
+		// Close cancels the epoch without starting a new one: resend only
+		// after a reconnect.
+		if err != nil && ctx.Err() == nil && epoch.Err() != nil && c.currentEpoch() != epoch {
+			c.log.Debug("acknowledgement sent again after a reconnect", "subject", reply)
+			continue
+		}
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			return queue.ErrClosed
+		}
+		return err
 	}
-	return err
 }

@@ -378,10 +378,7 @@ func TestConsumerSurvivesRestart(t *testing.T) {
 		within time.Duration
 	}{
 		{name: "single node", n: 10, work: 20 * time.Millisecond, within: 30 * time.Second},
-		// Known open bug: with handlers in flight (work: 20ms here) a
-		// consumer can stall for good across a cluster node restart. Until
-		// it is fixed this case restarts between messages.
-		{name: "cluster node", cluster: true, n: 20, within: 45 * time.Second},
+		{name: "cluster node", cluster: true, n: 20, work: 20 * time.Millisecond, within: 45 * time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

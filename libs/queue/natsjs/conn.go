@@ -423,3 +423,23 @@ func redactURL(u string) string {
 	}
 	return strings.Join(parts, ",")
 }
+
+// apiAttempt bounds one JetStream API request made by retryAPI.
+const apiAttempt = 5 * time.Second
+
+// retryAPI runs an idempotent JetStream API request (create or update a
+// stream, a consumer, a KV bucket), giving each attempt apiAttempt and
+// trying again while ctx lasts when an attempt goes unanswered. Right after
+// a cluster forms, or while its meta leader moves, a request can be lost
+// on its way to the leader and no reply ever comes: waiting for the whole
+// of ctx would turn that into a failure.
+func retryAPI(ctx context.Context, fn func(context.Context) error) error {
+	for {
+		actx, cancel := context.WithTimeout(ctx, apiAttempt)
+		err := fn(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+	}
+}

@@ -122,7 +122,12 @@ type consumer struct {
 }
 
 func (k *consumer) create(ctx context.Context) error {
-	cons, err := k.c.js.CreateOrUpdateConsumer(ctx, k.stream, k.jcfg)
+	var cons jetstream.Consumer
+	err := retryAPI(ctx, func(ctx context.Context) error {
+		var err error
+		cons, err = k.c.js.CreateOrUpdateConsumer(ctx, k.stream, k.jcfg)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("create consumer %s on %s: %w", k.durable, k.stream, err)
 	}

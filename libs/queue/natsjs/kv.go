@@ -24,12 +24,17 @@ func (c *Conn) OpenStore(ctx context.Context, bucket string) (kv.Store, error) {
 		return nil, errors.New("natsjs: open store: empty bucket name")
 	}
 	name := c.prefix + "_" + sanitizeName(bucket)
-	b, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      name,
-		Description: "outpost store " + bucket + " of stack " + c.cfg.Stack,
-		History:     1,
-		Storage:     jetstream.FileStorage,
-		Replicas:    c.cfg.Replicas,
+	var b jetstream.KeyValue
+	err := retryAPI(ctx, func(ctx context.Context) error {
+		var err error
+		b, err = c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      name,
+			Description: "outpost store " + bucket + " of stack " + c.cfg.Stack,
+			History:     1,
+			Storage:     jetstream.FileStorage,
+			Replicas:    c.cfg.Replicas,
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("natsjs: open store %s: %w", name, err)

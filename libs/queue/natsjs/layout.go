@@ -227,11 +227,14 @@ func (c *Conn) ensureShared(ctx context.Context) error {
 // ensureStream creates the stream or updates it to cfg. Two processes
 // creating the same stream at once is not an error.
 func (c *Conn) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) error {
-	_, err := c.js.CreateOrUpdateStream(ctx, cfg)
-	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		// Somebody created it between our update and create: update.
-		_, err = c.js.UpdateStream(ctx, cfg)
-	}
+	err := retryAPI(ctx, func(ctx context.Context) error {
+		_, err := c.js.CreateOrUpdateStream(ctx, cfg)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			// Somebody created it between our update and create: update.
+			_, err = c.js.UpdateStream(ctx, cfg)
+		}
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", cfg.Name, err)
 	}

@@ -1,6 +1,8 @@
 package queue
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -25,4 +27,21 @@ func TestConsumerConfigWithDefaults(t *testing.T) {
 			require.Equal(t, tt.want, tt.in.WithDefaults())
 		})
 	}
+}
+
+type stopFunc func(context.Context) error
+
+func (f stopFunc) Stop(ctx context.Context) error { return f(ctx) }
+
+func TestStopAll(t *testing.T) {
+	boom := errors.New("boom")
+	var stopped []int
+	cs := []Consumer{
+		stopFunc(func(context.Context) error { stopped = append(stopped, 1); return nil }),
+		stopFunc(func(context.Context) error { stopped = append(stopped, 2); return boom }),
+		stopFunc(func(context.Context) error { stopped = append(stopped, 3); return nil }),
+	}
+	require.ErrorIs(t, StopAll(context.Background(), cs...), boom)
+	require.Equal(t, []int{1, 2, 3}, stopped, "a failed stop does not skip the others")
+	require.NoError(t, StopAll(context.Background()))
 }

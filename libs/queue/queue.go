@@ -154,6 +154,16 @@ type Consumer interface {
 	Stop(ctx context.Context) error
 }
 
+// StopAll stops every consumer of cs with ctx, one after the other, and
+// returns their errors joined (nil when all stopped cleanly).
+func StopAll(ctx context.Context, cs ...Consumer) error {
+	var errs []error
+	for _, c := range cs {
+		errs = append(errs, c.Stop(ctx))
+	}
+	return errors.Join(errs...)
+}
+
 // TenantLimits bounds what one tenant may hold in the broker so that it
 // cannot starve another. Zero values mean no limit.
 type TenantLimits struct {

@@ -121,13 +121,10 @@ func (e *Engine) StartTenant(ctx context.Context, tenant string) (func(context.C
 
 	var consumers []queue.Consumer
 	stop := func(sctx context.Context) error {
-		var errs []error
-		for _, c := range consumers {
-			errs = append(errs, c.Stop(sctx))
-		}
+		err := queue.StopAll(sctx, consumers...)
 		cancel()
 		wg.Wait()
-		return errors.Join(errs...)
+		return err
 	}
 	s := e.opts.Subjects
 	for _, c := range []struct {

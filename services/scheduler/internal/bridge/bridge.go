@@ -100,13 +100,10 @@ func (b *Bridge) Start(ctx context.Context, tenant string) (func(context.Context
 		wg        sync.WaitGroup
 	)
 	stop := func(sctx context.Context) error {
-		var errs []error
-		for _, c := range consumers {
-			errs = append(errs, c.Stop(sctx))
-		}
+		err := queue.StopAll(sctx, consumers...)
 		cancel()
 		wg.Wait()
-		return errors.Join(errs...)
+		return err
 	}
 	s := b.opts.Subjects
 	for _, spec := range []struct {

@@ -129,15 +129,10 @@ func (e *Engine) Start(ctx context.Context, t *tenants.Tenant) (func(context.Con
 		wg        sync.WaitGroup
 	)
 	stop := func(sctx context.Context) error {
-		var errs []error
-		for _, c := range consumers {
-			if err := c.Stop(sctx); err != nil {
-				errs = append(errs, err)
-			}
-		}
+		err := queue.StopAll(sctx, consumers...)
 		cancel()
 		wg.Wait()
-		return errors.Join(errs...)
+		return err
 	}
 	batcher := newBatcher(e.opts.StatusBatch)
 	wg.Go(func() { batcher.run(ctx, func(b []*pending) { e.applyStatusBatch(ctx, t, b) }) })

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -110,4 +111,56 @@ func (g *ReadyGate) Check() error {
 		return errors.New("starting")
 	}
 	return (*fn)()
+}
+
+// ErrStarting is what a Deferred reports as readiness before Set.
+var ErrStarting = errors.New("connecting to the broker")
+
+// Frontend is what a Deferred serves once it is there: a service's API and
+// its readiness.
+type Frontend interface {
+	http.Handler
+	Ready() error
+}
+
+// Deferred stands in for a service's API while the service is being built:
+// the HTTP server starts first, so that liveness answers while the broker
+// is dialled, and until Set every request gets a 503 naming the service and
+// readiness reports ErrStarting.
+type Deferred struct {
+	name string
+	f    atomic.Pointer[Frontend]
+}
+
+// NewDeferred returns a Deferred for the service called name.
+func NewDeferred(name string) *Deferred { return &Deferred{name: name} }
+
+// Set installs the service: from now on it serves every request.
+func (d *Deferred) Set(f Frontend) { d.f.Store(&f) }
+
+// Get returns the service installed by Set, or nil.
+func (d *Deferred) Get() Frontend {
+	if f := d.f.Load(); f != nil {
+		return *f
+	}
+	return nil
+}
+
+// ServeHTTP implements http.Handler.
+func (d *Deferred) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if f := d.Get(); f != nil {
+		f.ServeHTTP(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": "the " + d.name + " is starting: not connected to the broker yet"})
+}
+
+// Ready is the readiness check: the service's own once installed.
+func (d *Deferred) Ready() error {
+	if f := d.Get(); f != nil {
+		return f.Ready()
+	}
+	return ErrStarting
 }

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
 
@@ -23,9 +22,6 @@ import (
 // down.
 var ErrBrokerDown = errors.New("broker connection is down")
 
-// errConnecting is reported by readiness before the broker is connected.
-var errConnecting = errors.New("connecting to the broker")
-
 // Run starts the account-migrator and blocks until ctx is cancelled and
 // everything has shut down. The HTTP server starts first (liveness, and
 // readiness false) while the broker connection is made.
@@ -35,26 +31,12 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	reg := service.NewRegistry()
-	var mig atomic.Pointer[Migrator]
+	front := service.NewDeferred("account-migrator")
 	mux := http.NewServeMux()
-	starting := func(w http.ResponseWriter, r *http.Request) {
-		if m := mig.Load(); m != nil {
-			m.ServeHTTP(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte(`{"error":"the account-migrator is starting: not connected to the broker yet"}` + "\n"))
-	}
-	mux.HandleFunc("/api/", starting)
-	mux.HandleFunc("/armory/", starting)
-	mux.HandleFunc("/agents/", starting)
-	service.OpsHandler(mux, reg, func() error {
-		if m := mig.Load(); m != nil {
-			return m.Ready()
-		}
-		return errConnecting
-	})
+	mux.Handle("/api/", front)
+	mux.Handle("/armory/", front)
+	mux.Handle("/agents/", front)
+	service.OpsHandler(mux, reg, front.Ready)
 	srv := service.NewHTTPServer(mux)
 
 	var conn *natsjs.Conn
@@ -73,7 +55,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		mig.Store(m)
+		front.Set(m)
 		log.Info("account-migrator started", "listen", ln.Addr().String(), "tenants", cfg.Tenants)
 		return m.Run(gctx)
 	})

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
@@ -35,9 +34,6 @@ import (
 // down.
 var ErrBrokerDown = errors.New("broker connection is down")
 
-// errConnecting is reported by readiness before the broker is connected.
-var errConnecting = errors.New("connecting to the broker")
-
 // Run runs the scheduler until ctx is done. The HTTP server starts first
 // (liveness, and readiness false) while the broker connection is made.
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
@@ -46,26 +42,13 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	reg := service.NewRegistry()
-	var sched atomic.Pointer[Scheduler]
+	front := service.NewDeferred("scheduler")
 	mux := http.NewServeMux()
-	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		if s := sched.Load(); s != nil {
-			s.ServeHTTP(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte(`{"error":"the scheduler is starting: not connected to the broker yet"}` + "\n"))
-	})
-	service.OpsHandler(mux, reg, func() error {
-		if s := sched.Load(); s != nil {
-			return s.Ready()
-		}
-		return errConnecting
-	})
+	mux.Handle("/api/", front)
+	service.OpsHandler(mux, reg, front.Ready)
 	srv := service.NewHTTPServer(mux)
 	srv.RegisterOnShutdown(func() {
-		if s := sched.Load(); s != nil {
+		if s, ok := front.Get().(*Scheduler); ok {
 			s.api.Stop()
 		}
 	})
@@ -106,7 +89,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			}
 			return nil
 		}, opts...)
-		sched.Store(s)
+		front.Set(s)
 		return s.Run(gctx)
 	})
 	err = g.Wait()

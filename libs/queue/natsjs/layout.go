@@ -9,7 +9,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/outposthq/outpost/libs/queue"
@@ -238,7 +240,55 @@ func (c *Conn) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) err
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", cfg.Name, err)
 	}
+	if cfg.Replicas > 1 {
+		c.waitStreamLeader(ctx, cfg.Name)
+	}
 	return nil
+}
+
+// waitStreamLeader returns once the replicated stream has elected a
+// leader. A stream create is answered by the meta leader as soon as the
+// stream is assigned; its own raft group elects a leader after that, and a
+// publish in between finds no responder. Waiting here keeps the first
+// publishes after EnsureTenant from paying for the election. It waits at
+// most leaderWait: Publish rides out an election on its own, so a stream
+// that is slow to elect is logged, not an error.
+func (c *Conn) waitStreamLeader(ctx context.Context, name string) {
+	ctx, cancel := context.WithTimeout(ctx, leaderWait)
+	defer cancel()
+	err := backoff.Retry(func() error {
+		actx, cancel := context.WithTimeout(ctx, apiAttempt)
+		defer cancel()
+		s, err := c.js.Stream(actx, name)
+		if err != nil {
+			return fmt.Errorf("look up leader: %w", err)
+		}
+		if info := s.CachedInfo(); info.Cluster == nil || info.Cluster.Leader == "" {
+			return errNoLeader
+		}
+		return nil
+	}, backoff.WithContext(leaderBackoff(), ctx))
+	if err != nil {
+		c.log.Warn("stream has no leader yet", "stream", name, "waited", leaderWait, "error", err)
+	}
+}
+
+// leaderWait bounds waitStreamLeader.
+const leaderWait = 10 * time.Second
+
+// errNoLeader is the retryable state of a stream whose raft group has no
+// leader yet.
+var errNoLeader = errors.New("stream has no leader yet")
+
+// leaderBackoff paces the waits for a stream leader and the publishes
+// retried through an election: elections take a few hundred milliseconds
+// on an idle cluster and seconds on a loaded one.
+func leaderBackoff() *backoff.ExponentialBackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 25 * time.Millisecond
+	b.MaxInterval = 500 * time.Millisecond
+	b.MaxElapsedTime = 0 // bounded by the caller's context
+	return b
 }
 
 // tenantRegistryBucket is the KV bucket listing the tenants of a stack in

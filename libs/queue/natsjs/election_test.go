@@ -86,9 +86,7 @@ func TestPublishRidesOutLeaderElection(t *testing.T) {
 	require.True(t, stopped, "leader %q is one of the nodes", leader)
 	for i := messages; i < messages+stopBatch; i++ {
 		msg := queue.Message{Subject: subject, Data: []byte(fmt.Sprint(i)), DedupeID: fmt.Sprint("m", i)}
-		if err := c.Publish(ctx, msg); err != nil {
-			errs <- fmt.Errorf("publish %d with the leader's node stopped: %w", i, err)
-		}
+		require.NoError(t, c.Publish(ctx, msg), "publish %d with the leader's node stopped", i)
 	}
 	close(errs)
 	for err := range errs {

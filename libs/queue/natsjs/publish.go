@@ -65,14 +65,31 @@ func (c *Conn) Publish(ctx context.Context, msg queue.Message) error {
 // and the client reports no responders. No responder means the message
 // was not stored, so publishing again cannot duplicate it; it is tried
 // again with backoff while ctx lasts, once the tenant is known to exist.
+//
+// A publish sent just as the leader's node goes can also get no answer at
+// all. A message with a dedupe id is therefore given publishAttempt per
+// try and sent again, unchanged, when the try times out: the stream
+// stores it once whichever try arrives. One without a dedupe id waits for
+// its answer until ctx is done, as sending it twice could store it twice.
 func (c *Conn) publishMsg(ctx context.Context, m *nats.Msg, tenant string, role queue.Role) error {
+	idempotent := m.Header.Get(jetstream.MsgIDHeader) != ""
 	var b backoff.BackOff
 	for {
-		_, err := c.js.PublishMsg(ctx, m)
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if idempotent {
+			actx, cancel = context.WithTimeout(ctx, publishAttempt)
+		}
+		_, err := c.js.PublishMsg(actx, m)
+		cancel()
 		if err == nil {
 			return nil
 		}
-		perr := c.publishError(ctx, m.Subject, tenant, role, err)
+		var perr error
+		if idempotent && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			perr = fmt.Errorf("natsjs: publish to %s: %w: %w", m.Subject, errNoStreamAnswer, err)
+		} else {
+			perr = c.publishError(ctx, m.Subject, tenant, role, err)
+		}
 		if !errors.Is(perr, errNoStreamAnswer) {
 			return perr
 		}
@@ -89,6 +106,9 @@ func (c *Conn) publishMsg(ctx context.Context, m *nats.Msg, tenant string, role 
 		}
 	}
 }
+
+// publishAttempt bounds one try of a publish that carries a dedupe id.
+const publishAttempt = 5 * time.Second
 
 // errNoStreamAnswer marks a publish that no stream answered while the
 // tenant's streams exist: a leader election or an outage.

@@ -6,7 +6,7 @@
 // In the per-tenant layout (the default) every tenant gets three streams,
 // created by EnsureTenant:
 //
-//	<STACK>_<tenant>_WORK    work queue   <stack>.<tenant>.submit, <stack>.<tenant>.jobs.>
+//	<STACK>_<tenant>_WORK    work queue   <stack>.<tenant>.submit, <stack>.<tenant>.jobs.*
 //	<STACK>_<tenant>_EVENTS  limits       <stack>.<tenant>.{job-events,control,runners}.>
 //	<STACK>_<tenant>_DLQ     limits       <stack>.<tenant>.dlq.>
 //
@@ -17,7 +17,7 @@
 //
 // In the shared layout (for thousands of tenants per server) the three
 // streams are shared by every tenant of the stack (<STACK>_WORK with
-// <stack>.*.submit and <stack>.*.jobs.>, and so on), consumers are filtered
+// <stack>.*.submit and <stack>.*.jobs.*, and so on), consumers are filtered
 // by the tenant's subjects, and EnsureTenant records the tenant in the
 // <STACK>-tenants KV bucket so that Publish can still refuse unknown
 // tenants. JetStream has no per-subject byte or message quota, so

@@ -52,7 +52,19 @@
 // (and a delivery past MaxDeliveries) first publishes a copy to
 // Subjects.DeadLetter(tenant, role) with the dead-letter headers and the
 // original headers (less JetStream's Nats-* ones), deduplicated by the
-// original's stream sequence, then terminates the original.
+// original's stream sequence, then terminates the original. A delivery of
+// the dead-letter stream itself is only terminated: it stays stored.
+//
+// # Dead letters
+//
+// Conn implements queue.DeadLetterStore: the dead-letter stream keeps its
+// messages once consumed (30 days by default), DeadLetters lists a
+// tenant's with their stream sequence as id, and DeleteDeadLetter removes
+// one.
+//
+// Work streams store only the subject shapes consumers read (one key
+// token: jobs.<pool>, leases.<zone>, ops.<account>); Publish refuses other
+// shapes with queue.ErrInvalidSubject, and no stream stores them.
 package natsjs
 
 import (

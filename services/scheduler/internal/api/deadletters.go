@@ -135,6 +135,8 @@ func (a *API) deadLetterError(w http.ResponseWriter, r *http.Request, op string,
 		httpjson.WriteError(w, http.StatusNotFound, "no dead letter "+strconv.Quote(r.PathValue("id"))+" in this tenant", "id")
 	case errors.Is(err, deadletters.ErrNotReplayable):
 		httpjson.WriteError(w, http.StatusConflict, err.Error(), "")
+	case errors.Is(err, deadletters.ErrConcurrentReplay):
+		httpjson.WriteError(w, http.StatusConflict, deadletters.ErrConcurrentReplay.Error(), "")
 	case errors.Is(err, queue.ErrLimitExceeded):
 		httpjson.WriteError(w, http.StatusTooManyRequests, "the tenant's queue is full: the dead letter stays, replay it later", "")
 	case errors.Is(err, queue.ErrInvalidSubject):

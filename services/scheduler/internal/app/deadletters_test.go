@@ -183,3 +183,26 @@ func (e *env) deadLetter(tenant, id string) deadLetterView {
 	require.Equal(e.t, http.StatusOK, code, string(out))
 	return decode[deadLetterView](e.t, out)
 }
+
+// A dead-lettered dispatch fails its job; replaying the dispatch would only
+// have the runner fenced, so the API refuses it and says what to do.
+func TestDeadLetteredDispatchIsNotReplayed(t *testing.T) {
+	e := newEnv(t)
+	r := e.runner("default", "default")
+	j := e.submit("", noopJob(nil))
+	d, _ := r.next(t)
+	require.NoError(t, d.Term(e.ctx, "attempt 4 exceeds max_attempts 3"))
+	e.waitState("default", j.ID, "FAILED")
+	l := e.deadLetters("", "?role=jobs")
+	require.Len(t, l.DeadLetters, 1)
+	dl := l.DeadLetters[0]
+	require.Equal(t, queue.ClassRejected, dl.ReasonClass)
+	require.Equal(t, 1, dl.Attempts)
+	code, out := e.do("POST", "/api/v1/deadletters/"+dl.ID+"/replay", "", nil)
+	require.Equal(t, http.StatusConflict, code, string(out))
+	require.Contains(t, string(out), "POST /api/v1/jobs")
+	r.requireEmpty(t)
+	require.Eventually(t, func() bool {
+		return e.metric("outpost_dead_letters_total", map[string]string{"role": "jobs", "reason": queue.ClassRejected}) == 1
+	}, waitFor, tick)
+}

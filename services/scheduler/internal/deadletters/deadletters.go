@@ -33,8 +33,14 @@ var ErrUnsupported = fmt.Errorf("dead letters can be listed and replayed only wi
 
 // ErrNotReplayable is returned for a dead letter that has no original
 // subject of its tenant to go back to (published directly to the
-// dead-letter subject, or naming another tenant's subject).
+// dead-letter subject, or naming another tenant's subject), or whose
+// replay could not do what it seems to (a job's dispatch).
 var ErrNotReplayable = errors.New("dead letter cannot be replayed")
+
+// ErrConcurrentReplay is returned when another replay of the same dead
+// letter was recorded first: its publish went out, this one was a
+// duplicate of it or is not recorded; look at the entry and try again.
+var ErrConcurrentReplay = errors.New("the dead letter was replayed at the same time by another request")
 
 // Publisher publishes a replay (queue.Broker.Publish).
 type Publisher interface {
@@ -205,12 +211,18 @@ func (s *Service) replayable(tenant string, d queue.DeadLetter) error {
 	if err != nil || p.Stack != s.stack || p.Tenant != tenant || p.Role == queue.RoleDeadLetter {
 		return fmt.Errorf("%w: its original subject %q is not a subject of tenant %q", ErrNotReplayable, d.OriginalSubject, tenant)
 	}
+	if p.Role == queue.RoleJobs {
+		// The scheduler ended the job FAILED when its dispatch was
+		// dead-lettered: a runner taking the replayed dispatch would be
+		// fenced and told to cancel.
+		return fmt.Errorf("%w: a dead-lettered dispatch ended its job FAILED; submit the job again (POST /api/v1/jobs) instead", ErrNotReplayable)
+	}
 	return nil
 }
 
 // save writes the replay record with compare-and-set: two replays of one
-// dead letter at once are both published (their ids differ only if their
-// counts do), and the second writer's conflict is reported to its caller.
+// dead letter at once publish the same dedupe id (the broker keeps one),
+// and the second writer's conflict is reported to its caller.
 func (s *Service) save(ctx context.Context, tenant, id string, rec Record, rev uint64) error {
 	st, err := s.records(ctx)
 	if err != nil {
@@ -224,6 +236,9 @@ func (s *Service) save(ctx context.Context, tenant, id string, rec Record, rev u
 		_, err = st.Create(ctx, key(tenant, id), raw)
 	} else {
 		_, err = st.Update(ctx, key(tenant, id), raw, rev)
+	}
+	if errors.Is(err, kv.ErrConflict) || errors.Is(err, kv.ErrExists) {
+		return fmt.Errorf("record the replay of dead letter %s: %w", id, ErrConcurrentReplay)
 	}
 	if err != nil {
 		return fmt.Errorf("record the replay of dead letter %s: %w", id, err)

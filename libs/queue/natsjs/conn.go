@@ -63,7 +63,8 @@
 // one.
 //
 // Work streams store only the subject shapes consumers read (one key
-// token: jobs.<pool>, leases.<zone>, ops.<account>); Publish refuses other
+// token: jobs.<pool>, leases.<zone>, ops.<account>), and the watch stream
+// only watch.<account>.<kind>.<namespace>.<name>; Publish refuses other
 // shapes with queue.ErrInvalidSubject, and no stream stores them.
 package natsjs
 

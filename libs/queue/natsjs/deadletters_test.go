@@ -160,9 +160,9 @@ func TestDeadLetterIsNotDeadLetteredAgain(t *testing.T) {
 	require.Len(t, all, 1, "no dead letter of the dead letter")
 }
 
-// Work subjects take only the shapes their consumers read: anything else is
-// refused, by Publish and by the stream itself, instead of sitting in a work
-// queue nobody consumes.
+// Work and watch subjects take only the shapes their readers use: anything
+// else is refused, by Publish and by the stream itself, instead of sitting
+// in a stream nobody reads (the watch stream keeps messages forever).
 func TestWorkSubjectShapes(t *testing.T) {
 	srv := natstest.RunServer(t)
 	c := connect(t, natsjs.Config{URL: srv.ClientURL()})
@@ -171,7 +171,7 @@ func TestWorkSubjectShapes(t *testing.T) {
 	require.NoError(t, c.Publish(ctx, queue.Message{Subject: c.Subjects().Leases("acme", "z"), Data: []byte("lease")}))
 	js, err := jetstream.New(c.NATS())
 	require.NoError(t, err)
-	for _, subject := range []string{"outpost.acme.jobs.x.y", "outpost.acme.leases.x.y", "outpost.acme.ops.a.b.c"} {
+	for _, subject := range []string{"outpost.acme.jobs.x.y", "outpost.acme.leases.x.y", "outpost.acme.ops.a.b.c", "outpost.acme.watch.a.b", "outpost.acme.watch.a.b.c.d.e"} {
 		t.Run(subject, func(t *testing.T) {
 			err := c.Publish(ctx, queue.Message{Subject: subject, Data: []byte("garbage")})
 			require.ErrorIs(t, err, queue.ErrInvalidSubject)
@@ -179,7 +179,7 @@ func TestWorkSubjectShapes(t *testing.T) {
 			require.ErrorIs(t, err, jetstream.ErrNoStreamResponse, "no stream stores it")
 		})
 	}
-	for _, role := range []queue.Role{queue.RoleJobs, queue.RoleLeases} {
+	for _, role := range []queue.Role{queue.RoleJobs, queue.RoleLeases, queue.RoleWatch} {
 		st, err := js.Stream(ctx, c.StreamName("acme", role))
 		require.NoError(t, err)
 		want := uint64(0)

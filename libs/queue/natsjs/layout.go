@@ -149,7 +149,9 @@ func (c *Conn) streamConfig(tenant string, k streamKind, limits queue.TenantLimi
 		// Compaction, not age, bounds it: one message per object, so the
 		// stream is the inventory itself.
 		cfg.Description = "outpost watch inventory: " + c.cfg.Stack + " tenant " + t
-		cfg.Subjects = []string{s.All(t, queue.RoleWatch)}
+		// Only the inventory's shape, <account>.<kind>.<namespace>.<name>:
+		// nothing else could ever be listed or purged with an account.
+		cfg.Subjects = []string{s.Watch(t, "*") + ".*.*.*"}
 		cfg.Retention = jetstream.LimitsPolicy
 		cfg.Discard = jetstream.DiscardOld
 		cfg.MaxMsgsPerSubject = 1
@@ -428,6 +430,9 @@ func (c *Conn) checkSubject(subject string, filter bool) (string, queue.Role, er
 	case role.IsWork() && strings.Contains(key, "."):
 		// The work streams store only these shapes (see streamConfig).
 		return "", "", fmt.Errorf("%w: %q: the key of work role %q is one token (a pool, zone or account)", queue.ErrInvalidSubject, subject, r)
+	case role == queue.RoleWatch && !filter && strings.Count(key, ".") != 3:
+		// The watch stream stores only this shape (see streamConfig).
+		return "", "", fmt.Errorf("%w: %q: a watch subject is <account>.<kind>.<namespace>.<name>", queue.ErrInvalidSubject, subject)
 	case !validKey(key, filter):
 		return "", "", fmt.Errorf("%w: %q: bad key %q", queue.ErrInvalidSubject, subject, key)
 	}

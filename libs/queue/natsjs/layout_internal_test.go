@@ -66,6 +66,9 @@ func TestCheckSubject(t *testing.T) {
 		{"outpost.acme.leases.x.y", false, false},          // a zone is one token
 		{"outpost.acme.ops.a.b", false, false},             // an account is one token
 		{"outpost.acme.dlq.jobs", false, true},
+		{"outpost.acme.watch.acct.pods.ns.name", false, true},
+		{"outpost.acme.watch.acct.>", true, true},
+		{"outpost.acme.watch.acct.pods", false, false}, // an object subject has four key tokens
 	}
 	for _, tc := range cases {
 		_, _, err := c.checkSubject(tc.subject, tc.filter)
@@ -109,7 +112,7 @@ func TestStreamNames(t *testing.T) {
 	require.EqualValues(t, -1, sw.MaxMsgs, "limits are not applied to shared streams")
 	require.Equal(t, []string{"outpost.*.dlq.>"}, shared.streamConfig("", kindDLQ, queue.TenantLimits{}).Subjects)
 	watch := per.streamConfig("acme", kindWatch, queue.TenantLimits{})
-	require.Equal(t, []string{"outpost.acme.watch.>"}, watch.Subjects)
+	require.Equal(t, []string{"outpost.acme.watch.*.*.*.*"}, watch.Subjects)
 	require.Equal(t, int64(1), watch.MaxMsgsPerSubject, "the watch stream keeps the last state of each object")
 	require.Zero(t, watch.MaxAge)
 }

@@ -45,7 +45,7 @@ func TestEnsureTenantCreatesStreams(t *testing.T) {
 		{queue.RoleDeadLetter, "OUTPOST_acme_DLQ", jetstream.LimitsPolicy, []string{"outpost.acme.dlq.>"}},
 		{queue.RoleLeases, "OUTPOST_acme_ACCOUNT_WORK", jetstream.WorkQueuePolicy, []string{"outpost.acme.leases.*", "outpost.acme.ops.*"}},
 		{queue.RoleAccounts, "OUTPOST_acme_ACCOUNT_EVENTS", jetstream.LimitsPolicy, []string{"outpost.acme.accounts.>"}},
-		{queue.RoleWatch, "OUTPOST_acme_WATCH", jetstream.LimitsPolicy, []string{"outpost.acme.watch.>"}},
+		{queue.RoleWatch, "OUTPOST_acme_WATCH", jetstream.LimitsPolicy, []string{"outpost.acme.watch.*.*.*.*"}},
 	}
 	// The account streams are made on first use of an account subject,
 	// with the tenant's limits.

@@ -108,20 +108,36 @@ func TestDeadLetterReplayEndToEnd(t *testing.T) {
 	require.NotEmpty(t, one.Data)
 	require.Equal(t, dl.Reason, one.Headers[queue.HeaderDeadLetterReason])
 
-	// The cause is gone; the replay runs the job.
+	// Replayed while the cause is still there, it fails again and comes
+	// back as a new dead letter: the loop is bounded.
+	code, out = e.do("POST", "/api/v1/deadletters/"+dl.ID+"/replay", "", nil)
+	require.Equal(t, http.StatusOK, code, string(out))
+	var again deadLetterView
+	require.Eventually(t, func() bool {
+		l := e.deadLetters("", "")
+		if len(l.DeadLetters) != 2 {
+			return false
+		}
+		again = l.DeadLetters[1]
+		return true
+	}, waitFor, tick)
+	require.Equal(t, "max deliveries (3) exceeded", again.Reason)
+	require.Equal(t, 1, e.deadLetter("", dl.ID).Replays, "the replay is recorded on the entry")
+	require.Equal(t, dl.ID, e.deadLetter("", again.ID).Headers[queue.HeaderReplayOf])
+
+	// The cause is gone; the next replay, with a new dedupe id, runs the job.
 	require.NoError(t, pools.Delete(e.ctx, "gpu", 0))
 	code, out = e.do("POST", "/api/v1/deadletters/"+dl.ID+"/replay", "", nil)
 	require.Equal(t, http.StatusOK, code, string(out))
 	replayed := decode[deadLetterView](t, out)
-	require.Equal(t, 1, replayed.Replays)
-	require.Len(t, replayed.ReplayHistory, 1)
-	require.Equal(t, "replay/"+dl.ID+"/1", replayed.ReplayHistory[0].DedupeID)
-	require.Equal(t, submit, replayed.ReplayHistory[0].Subject)
+	require.Equal(t, 2, replayed.Replays)
+	require.Len(t, replayed.ReplayHistory, 2)
+	require.Equal(t, "replay/"+dl.ID+"/2", replayed.ReplayHistory[1].DedupeID)
+	require.Equal(t, submit, replayed.ReplayHistory[1].Subject)
 	_, m := r.next(t)
 	require.Equal(t, "stuck-1", m.JobId)
 	require.Equal(t, "QUEUED", e.waitState("default", "stuck-1", "QUEUED").State)
-	require.Equal(t, 1.0, e.metric("outpost_dead_letter_replays_total", map[string]string{"role": "submit"}))
-	require.Equal(t, 1, e.deadLetter("", dl.ID).Replays, "the replay is recorded on the entry")
+	require.Equal(t, 2.0, e.metric("outpost_dead_letter_replays_total", map[string]string{"role": "submit"}))
 
 	// Purged.
 	code, out = e.do("DELETE", "/api/v1/deadletters/"+dl.ID, "", nil)
@@ -132,7 +148,18 @@ func TestDeadLetterReplayEndToEnd(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, code)
 	code, _ = e.do("POST", "/api/v1/deadletters/"+dl.ID+"/replay", "", nil)
 	require.Equal(t, http.StatusNotFound, code)
+	require.Equal(t, []string{again.ID}, ids(e.deadLetters("", "").DeadLetters))
+	code, _ = e.do("DELETE", "/api/v1/deadletters/"+again.ID, "", nil)
+	require.Equal(t, http.StatusNoContent, code)
 	require.Empty(t, e.deadLetters("", "").DeadLetters)
+}
+
+func ids(ds []deadLetterView) []string {
+	out := make([]string, 0, len(ds))
+	for _, d := range ds {
+		out = append(out, d.ID)
+	}
+	return out
 }
 
 // Garbage published straight onto a dead-letter subject is listed with a

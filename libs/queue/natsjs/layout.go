@@ -116,7 +116,10 @@ func (c *Conn) streamConfig(tenant string, k streamKind, limits queue.TenantLimi
 	switch k {
 	case kindWork:
 		cfg.Description = "outpost work queue: " + c.cfg.Stack + " tenant " + t
-		cfg.Subjects = []string{s.Submit(t), s.All(t, queue.RoleJobs)}
+		// Only the shapes consumers read: a message on jobs.x.y would sit
+		// in a work queue that nobody consumes, against the tenant's
+		// limits, so the stream does not take it (Publish is refused).
+		cfg.Subjects = []string{s.Submit(t), s.Jobs(t, "*")}
 		cfg.Retention = jetstream.WorkQueuePolicy
 		cfg.Discard = jetstream.DiscardNew
 	case kindEvents:
@@ -135,7 +138,7 @@ func (c *Conn) streamConfig(tenant string, k streamKind, limits queue.TenantLimi
 		cfg.MaxAge = c.cfg.DeadLetterMaxAge
 	case kindAccountWork:
 		cfg.Description = "outpost account work queue: " + c.cfg.Stack + " tenant " + t
-		cfg.Subjects = []string{s.All(t, queue.RoleLeases), s.All(t, queue.RoleOps)}
+		cfg.Subjects = []string{s.Leases(t, "*"), s.Ops(t, "*")}
 		cfg.Retention = jetstream.WorkQueuePolicy
 		cfg.Discard = jetstream.DiscardNew
 	case kindAccountEvents:
@@ -148,7 +151,9 @@ func (c *Conn) streamConfig(tenant string, k streamKind, limits queue.TenantLimi
 		// Compaction, not age, bounds it: one message per object, so the
 		// stream is the inventory itself.
 		cfg.Description = "outpost watch inventory: " + c.cfg.Stack + " tenant " + t
-		cfg.Subjects = []string{s.All(t, queue.RoleWatch)}
+		// Only the inventory's shape, <account>.<kind>.<namespace>.<name>:
+		// nothing else could ever be listed or purged with an account.
+		cfg.Subjects = []string{s.Watch(t, "*") + ".*.*.*"}
 		cfg.Retention = jetstream.LimitsPolicy
 		cfg.Discard = jetstream.DiscardOld
 		cfg.MaxMsgsPerSubject = 1
@@ -472,6 +477,12 @@ func (c *Conn) checkSubject(subject string, filter bool) (string, queue.Role, er
 		return "", "", fmt.Errorf("%w: %q: role %q takes no key", queue.ErrInvalidSubject, subject, r)
 	case role != queue.RoleSubmit && key == "":
 		return "", "", fmt.Errorf("%w: %q: role %q needs a key", queue.ErrInvalidSubject, subject, r)
+	case role.IsWork() && strings.Contains(key, "."):
+		// The work streams store only these shapes (see streamConfig).
+		return "", "", fmt.Errorf("%w: %q: the key of work role %q is one token (a pool, zone or account)", queue.ErrInvalidSubject, subject, r)
+	case role == queue.RoleWatch && !filter && strings.Count(key, ".") != 3:
+		// The watch stream stores only this shape (see streamConfig).
+		return "", "", fmt.Errorf("%w: %q: a watch subject is <account>.<kind>.<namespace>.<name>", queue.ErrInvalidSubject, subject)
 	case !validKey(key, filter):
 		return "", "", fmt.Errorf("%w: %q: bad key %q", queue.ErrInvalidSubject, subject, key)
 	}

@@ -2,6 +2,7 @@ package natsjs
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -72,16 +73,40 @@ func (c *Conn) Read(ctx context.Context, subject string, opts queue.ReadOptions,
 	// Without Follow, read what was stored when the read started: the
 	// consumer's pending count at creation, or less if limits remove
 	// messages meanwhile (then the stream's own pending count says so).
-	var remaining uint64
+	//
+	// A replicated stream places the ordered consumer on any of its
+	// replicas, and a follower may not yet hold the newest messages, so
+	// its pending count can come up short. There the bound is the
+	// sequence of the last matching message as the stream leader has it,
+	// and the read goes on until the consumer has delivered it.
+	var (
+		remaining uint64
+		last      uint64 // replicated: the last matching sequence
+	)
 	if !opts.Follow {
 		info := cons.CachedInfo()
 		if info == nil {
 			return fmt.Errorf("natsjs: read %s: no consumer info", subject)
 		}
-		if info.NumPending == 0 {
-			return nil
+		if c.cfg.Replicas > 1 {
+			var lastTime time.Time
+			if last, lastTime, err = c.lastMessage(ctx, stream, subject); err != nil {
+				return fmt.Errorf("natsjs: read %s: %w", subject, err)
+			}
+			switch {
+			case last == 0, cfg.DeliverPolicy == jetstream.DeliverNewPolicy:
+				return nil
+			case cfg.DeliverPolicy == jetstream.DeliverByStartSequencePolicy && last < cfg.OptStartSeq:
+				return nil
+			case cfg.DeliverPolicy == jetstream.DeliverByStartTimePolicy && lastTime.Before(*cfg.OptStartTime):
+				return nil
+			}
+		} else {
+			if info.NumPending == 0 {
+				return nil
+			}
+			remaining = info.NumPending
 		}
-		remaining = info.NumPending
 	}
 	for {
 		msg, err := it.Next(jetstream.NextContext(ctx))
@@ -105,13 +130,64 @@ func (c *Conn) Read(ctx context.Context, subject string, opts queue.ReadOptions,
 		if !fn(sm) {
 			return nil
 		}
-		if !opts.Follow {
+		switch {
+		case opts.Follow:
+		case last > 0:
+			if md.Sequence.Stream >= last {
+				return nil
+			}
+		default:
 			remaining--
 			if remaining == 0 || md.NumPending == 0 {
 				return nil
 			}
 		}
 	}
+}
+
+// lastMessage is the stream sequence and time of the last message matching
+// subject (a filter may have wildcards), 0 if there is none, as the
+// stream's leader has it: the request is not a direct get, which a
+// follower could answer.
+func (c *Conn) lastMessage(ctx context.Context, stream, subject string) (uint64, time.Time, error) {
+	req, err := json.Marshal(struct {
+		LastFor string `json:"last_by_subj"`
+	}{subject})
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	var (
+		seq uint64
+		at  time.Time
+	)
+	err = retryAPI(ctx, func(ctx context.Context) error {
+		msg, err := c.nc.RequestWithContext(ctx, jetstream.DefaultAPIPrefix+"STREAM.MSG.GET."+stream, req)
+		if err != nil {
+			return fmt.Errorf("last message of the stream: %w", err)
+		}
+		var resp struct {
+			Message *struct {
+				Sequence uint64    `json:"seq"`
+				Time     time.Time `json:"time"`
+			} `json:"message"`
+			Error *jetstream.APIError `json:"error"`
+		}
+		if err := json.Unmarshal(msg.Data, &resp); err != nil {
+			return fmt.Errorf("last message of the stream: %w", err)
+		}
+		switch {
+		case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+			seq = 0
+		case resp.Error != nil:
+			return fmt.Errorf("last message of the stream: %w", resp.Error)
+		case resp.Message == nil:
+			return errors.New("last message of the stream: empty answer")
+		default:
+			seq, at = resp.Message.Sequence, resp.Message.Time
+		}
+		return nil
+	})
+	return seq, at, err
 }
 
 // ErrNoMessage is returned by Last when the subject holds no message.

@@ -58,6 +58,10 @@ test-e2e: test-deps ## Only the end-to-end tests (real binaries as processes)
 bench: build test-deps ## Benchmarks against the raw substrate, figures to bench/results
 	@scripts/bench.sh
 
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each (default 10s); fails on a crash
+	@scripts/fuzz.sh
+
 .PHONY: lint
 lint: tools ## go vet every module, gofmt check, buf lint
 	@set -e; for m in $(MODULES); do echo "== go vet $$m"; (cd $$m && go vet ./...); done

@@ -90,7 +90,7 @@ func decodeError(err error, raw []byte, t reflect.Type, path string) error {
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
 		field := unknownField(raw, t, path)
 		if field == "" {
-			field = join(path, strings.Trim(name, `"`))
+			field = join(path, keyName(strings.Trim(name, `"`)))
 		}
 		return &FieldError{Field: field, Message: "unknown field", Err: err}
 	}
@@ -128,9 +128,9 @@ func unknownField(raw []byte, t reflect.Type, path string) string {
 		for _, k := range keys {
 			f, ok := jsonField(t, k)
 			if !ok {
-				return join(path, k)
+				return join(path, keyName(k))
 			}
-			if p := unknownField(obj[k], f.Type, join(path, k)); p != "" {
+			if p := unknownField(obj[k], f.Type, join(path, keyName(k))); p != "" {
 				return p
 			}
 		}
@@ -140,7 +140,7 @@ func unknownField(raw []byte, t reflect.Type, path string) string {
 			return ""
 		}
 		for k, v := range obj {
-			if p := unknownField(v, t.Elem(), join(path, k)); p != "" {
+			if p := unknownField(v, t.Elem(), join(path, keyName(k))); p != "" {
 				return p
 			}
 		}
@@ -182,6 +182,15 @@ func jsonField(t reflect.Type, key string) (reflect.StructField, bool) {
 		return *fold, true
 	}
 	return reflect.StructField{}, false
+}
+
+// keyName is how key shows in a path: the empty key as "" so that the
+// path still points at it.
+func keyName(key string) string {
+	if key == "" {
+		return `""`
+	}
+	return key
 }
 
 // join appends key to path with a dot, or returns the one that is not empty.

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -192,10 +193,12 @@ type Parsed struct {
 	Key string
 }
 
-// ParseSubject splits a subject into its parts and checks the role.
+// ParseSubject splits a subject into its parts and checks the role. A
+// subject with an empty token ("a..b", a trailing ".") is no subject: one
+// can arrive where the broker does not check subjects (an SQS attribute).
 func ParseSubject(subject string) (Parsed, error) {
 	parts := strings.SplitN(subject, ".", 4)
-	if len(parts) < 3 || parts[0] == "" || parts[1] == "" {
+	if len(parts) < 3 || slices.Contains(strings.Split(subject, "."), "") {
 		return Parsed{}, fmt.Errorf("%w: %q", ErrInvalidSubject, subject)
 	}
 	p := Parsed{Stack: parts[0], Tenant: parts[1], Role: Role(parts[2])}

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 
@@ -287,7 +288,12 @@ func decode(text []byte, format Format) (map[string]any, error) {
 			return nil, fmt.Errorf("%w: JSON: text after the recipe object", ErrMalformed)
 		}
 	default:
-		if err := yaml.Unmarshal(text, &raw); err != nil {
+		var doc yaml.Node
+		if err := yaml.Unmarshal(text, &doc); err != nil {
+			return nil, fmt.Errorf("%w: YAML: %w", ErrMalformed, err)
+		}
+		timestampsAsText(&doc)
+		if err := doc.Decode(&raw); err != nil {
 			return nil, fmt.Errorf("%w: YAML: %w", ErrMalformed, err)
 		}
 	}
@@ -300,6 +306,18 @@ func decode(text []byte, format Format) (map[string]any, error) {
 		return nil, fmt.Errorf("%w: the top level must be a mapping, not %s", ErrMalformed, kindOf(norm))
 	}
 	return m, nil
+}
+
+// timestampsAsText makes every timestamp of a YAML document a string as
+// written: "2024-01-01" is text to every section (and to the external tools
+// a recipe is handed to), not a time.Time re-encoded another way.
+func timestampsAsText(n *yaml.Node) {
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!timestamp" {
+		n.Tag = "!!str"
+	}
+	for _, c := range n.Content {
+		timestampsAsText(c)
+	}
 }
 
 // normalize makes YAML's and JSON's trees alike: string keys, int64 and
@@ -346,6 +364,10 @@ func normalize(v any) (any, error) {
 	case int:
 		return int64(x), nil
 	case uint64:
+		// Past int64, a number is a float64, as JSON's are.
+		if x > math.MaxInt64 {
+			return float64(x), nil
+		}
 		return int64(x), nil
 	default:
 		return v, nil

@@ -174,7 +174,7 @@ func TestApplyStatus(t *testing.T) {
 func TestValidateKubeconfigFile(t *testing.T) {
 	for ref, ok := range map[string]bool{
 		"encryptedFile:k8s!n:kubeconfig!k:config!ns:spinnaker": true,
-		"encryptedFile:k8s!n:kubeconfig!k:config":              true,
+		"encryptedFile:k8s!n:kubeconfig!k:config":              false,
 		"/etc/kube/config":               true,
 		"file:/etc/kube/config":          true,
 		"encryptedFile:s3!b:bucket":      false,

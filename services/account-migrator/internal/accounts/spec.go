@@ -69,8 +69,10 @@ func ValidateKubeconfigFile(ref string) error {
 		}
 		seen[k] = v
 	}
-	if seen["n"] == "" || seen["k"] == "" {
-		return fmt.Errorf("%w: kubeconfigFile %q: n:<secret> and k:<key> are required", ErrInvalid, ref)
+	// The watcher reads the Secret from the namespace named here and has
+	// no default: a reference without ns would fail every activation.
+	if seen["n"] == "" || seen["k"] == "" || seen["ns"] == "" {
+		return fmt.Errorf("%w: kubeconfigFile %q: n:<secret>, k:<key> and ns:<namespace> are required", ErrInvalid, ref)
 	}
 	return nil
 }

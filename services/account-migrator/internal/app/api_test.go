@@ -68,7 +68,7 @@ func TestBatchResults(t *testing.T) {
 				{Name: "bad.name", Error: `invalid account: name "bad.name": want 1-64 characters of [a-zA-Z0-9_-]`},
 				{Name: "c", Error: "account c appears more than once in the request"},
 				{Name: "d", Error: `invalid account: state "PAUSED": want ACTIVE or INACTIVE`},
-				{Name: "e", Error: `invalid account: kubeconfigFile "encryptedFile:k8s!n:x": n:<secret> and k:<key> are required`},
+				{Name: "e", Error: `invalid account: kubeconfigFile "encryptedFile:k8s!n:x": n:<secret>, k:<key> and ns:<namespace> are required`},
 				{Name: "f", Error: "invalid account: kubeconfigContents: inline kubeconfigs need kubeconfig_key to be configured"},
 			}},
 		{"all failed", http.MethodPatch, `[{"name":"nobody","state":"ACTIVE"},{"name":"a","serviceAccount":true,"kubeconfigFile":"/x"}]`, http.StatusBadRequest,

@@ -42,19 +42,22 @@ func (w *LineWriter) Write(p []byte) (int, error) {
 			w.buf = w.buf[i+1:]
 			continue
 		}
-		if len(w.buf) < window {
+		// A line of window bytes may still end in a newline; waiting for
+		// one more byte also puts w.buf[w.max] in the buffer.
+		if len(w.buf) <= window {
 			break
 		}
-		cut := w.redactor.SafeCut(string(w.buf[:window]), w.max)
-		if cut == w.max {
-			// Keep a multi-byte character whole.
-			for c := cut; c > 0 && c > w.max-utf8.UTFMax; c-- {
-				if utf8.RuneStart(w.buf[c]) {
-					cut = c
-					break
-				}
+		// Keep a multi-byte character whole, then move the cut off any
+		// secret: in that order, so the first step cannot move it back
+		// into a secret.
+		want := w.max
+		for c := want; c > 0 && c > w.max-utf8.UTFMax; c-- {
+			if utf8.RuneStart(w.buf[c]) {
+				want = c
+				break
 			}
 		}
+		cut := w.redactor.SafeCut(string(w.buf[:window]), want)
 		w.emit(string(w.buf[:cut]))
 		w.buf = w.buf[cut:]
 	}

@@ -103,6 +103,12 @@ func TestLineWriter(t *testing.T) {
 		{name: "lines across writes", max: 100, writes: []string{"a\nb", "c\n", "d\r\n\n", "tail"}, want: []string{"a", "bc", "d", "", "tail"}},
 		{name: "long line split at max", max: 4, writes: []string{"abcdefghij\n"}, want: []string{"abcd", "efgh", "ij"}},
 		{name: "split keeps characters whole", max: 4, writes: []string{"aaaé\n"}, want: []string{"aaa", "é"}},
+		{name: "a line of exactly max bytes waits for its end", max: 4, writes: []string{"ab", "cd", "\n", "efgh"}, want: []string{"abcd", "efgh"}},
+		{
+			name: "keeping a character whole never cuts a secret", max: 3, values: []string{"aé"},
+			writes: []string{"a\xc3\xa9\xa9\xa9\xa9\xa9\n"},
+			want:   []string{"a\xc3\xa9", "\xa9\xa9\xa9\xa9"},
+		},
 		{
 			name: "split never cuts a secret", max: 8, values: []string{"SECRET"},
 			writes: []string{"0123456SECRET789abcdefghijklmnop\n"},

@@ -143,11 +143,17 @@ func Documents(manifests []byte) ([]*unstructured.Unstructured, error) {
 		}
 		u := &unstructured.Unstructured{Object: doc}
 		if u.IsList() {
+			n := 0
 			err := u.EachListItem(func(o runtime.Object) error {
+				n++
 				item, ok := o.(*unstructured.Unstructured)
-				if ok {
-					out = append(out, item)
+				if !ok {
+					return fmt.Errorf("item %d is not an object", n)
 				}
+				if err := named(item); err != nil {
+					return fmt.Errorf("item %d: %w", n, err)
+				}
+				out = append(out, item)
 				return nil
 			})
 			if err != nil {
@@ -155,11 +161,22 @@ func Documents(manifests []byte) ([]*unstructured.Unstructured, error) {
 			}
 			continue
 		}
-		if u.GetKind() == "" || u.GetAPIVersion() == "" || u.GetName() == "" {
-			return nil, fmt.Errorf("%w: manifest document %d: apiVersion, kind and metadata.name are required", ErrBadOperation, i)
+		if err := named(u); err != nil {
+			return nil, fmt.Errorf("%w: manifest document %d: %w", ErrBadOperation, i, err)
 		}
 		out = append(out, u)
 	}
+}
+
+// errUnnamed is an object without what apply needs to address it; the
+// items of a List are held to it as much as single documents.
+var errUnnamed = errors.New("apiVersion, kind and metadata.name are required")
+
+func named(u *unstructured.Unstructured) error {
+	if u.GetKind() == "" || u.GetAPIVersion() == "" || u.GetName() == "" {
+		return errUnnamed
+	}
+	return nil
 }
 
 func (e *Executor) apply(ctx context.Context, a *watchv1.Apply) ([]*watchv1.ObjectResult, error) {

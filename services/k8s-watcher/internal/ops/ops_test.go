@@ -18,6 +18,7 @@ func TestDocuments(t *testing.T) {
 		{name: "list", manifests: "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: a}}\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: b}}\n", want: []string{"ConfigMap/a", "ConfigMap/b"}},
 		{name: "not yaml", manifests: "kind: [oops", wantErr: "manifest document 1"},
 		{name: "no name", manifests: "apiVersion: v1\nkind: ConfigMap\n", wantErr: "metadata.name"},
+		{name: "list item without a name", manifests: "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: a}}\n- {apiVersion: v1, kind: ConfigMap}\n", wantErr: "manifest document 1: item 2: apiVersion, kind and metadata.name are required"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -93,16 +93,33 @@ func results(t *testing.T, c *harness.Client, id string) (resultsPage, []metadat
 // datasets queries the tenant's metadata view.
 func datasets(t *testing.T, c *harness.Client, platform, name string) []metadataRecord {
 	t.Helper()
+	ds, err := tryDatasets(c, platform, name)
+	require.NoError(t, err)
+	return ds
+}
+
+// tryDatasets is datasets for polled conditions: it reports what is wrong
+// instead of failing the test.
+func tryDatasets(c *harness.Client, platform, name string) ([]metadataRecord, error) {
 	q := url.Values{"platform": {platform}, "name": {name}}
-	code, body := c.Do(http.MethodGet, "/api/v1/metadata/datasets?"+q.Encode(), nil)
-	require.Equal(t, http.StatusOK, code, "datasets: %s", body)
+	code, body, err := c.Try(http.MethodGet, "/api/v1/metadata/datasets?"+q.Encode(), nil)
+	if err != nil {
+		return nil, err
+	}
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("datasets: status %d: %s", code, body)
+	}
 	var out struct {
 		Datasets []metadataRecord `json:"datasets"`
 		Total    int              `json:"total"`
 	}
-	require.NoError(t, json.Unmarshal(body, &out))
-	require.Len(t, out.Datasets, out.Total)
-	return out.Datasets
+	if err := json.Unmarshal(body, &out); err != nil {
+		return nil, fmt.Errorf("datasets: %w", err)
+	}
+	if len(out.Datasets) != out.Total {
+		return nil, fmt.Errorf("datasets: %d listed, total %d", len(out.Datasets), out.Total)
+	}
+	return out.Datasets, nil
 }
 
 // project renders what the test asserts of a record, one line per fact, so

@@ -133,8 +133,14 @@ func TestIngestThroughOutpostSink(t *testing.T) {
 			require.Equal(t, wantRecords[tc.kind], normalize(got.String(), db.Database))
 
 			// The metadata view holds the latest record of each dataset.
+			// The scheduler stores a batch in the results, then in the
+			// view: the view can trail the results page by a moment.
 			name := db.Database + "." + tc.table
-			ds := datasets(t, c, tc.kind, name)
+			var ds []metadataRecord
+			require.Eventually(t, func() bool {
+				ds, _ = tryDatasets(c, tc.kind, name)
+				return len(ds) > 0
+			}, 10*time.Second, 20*time.Millisecond, "dataset %s", name)
 			require.Len(t, ds, 1, "dataset %s", name)
 			require.Equal(t, job.ID, ds[0].JobID)
 			var fromResults metadataRecord

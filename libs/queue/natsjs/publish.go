@@ -20,7 +20,8 @@ import (
 //
 // Errors wrap queue.ErrInvalidSubject, queue.ErrUnknownTenant (the tenant
 // was never ensured), queue.ErrPayloadTooLarge, queue.ErrLimitExceeded (the
-// tenant's work stream is full) or queue.ErrClosed.
+// tenant's work stream is full), queue.ErrUnavailable (no stream or server
+// answered for the moment) or queue.ErrClosed.
 func (c *Conn) Publish(ctx context.Context, msg queue.Message) error {
 	if c.closed.Load() {
 		return queue.ErrClosed
@@ -73,7 +74,7 @@ func (c *Conn) publishError(ctx context.Context, subject, tenant string, role qu
 			c.forgetTenant(tenant)
 			return fmt.Errorf("natsjs: publish to %s: %w: %q", subject, queue.ErrUnknownTenant, tenant)
 		}
-		return fmt.Errorf("natsjs: publish to %s: no stream answered (leader election or outage?): %w", subject, err)
+		return fmt.Errorf("natsjs: publish to %s: no stream answered (leader election or outage?): %w: %w", subject, queue.ErrUnavailable, err)
 	case errors.As(err, &apiErr):
 		switch {
 		case apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum:
@@ -81,6 +82,9 @@ func (c *Conn) publishError(ctx context.Context, subject, tenant string, role qu
 		case isLimitError(apiErr):
 			return fmt.Errorf("natsjs: publish to %s: %w: %w", subject, queue.ErrLimitExceeded, err)
 		}
+	}
+	if unavailable(err) {
+		return fmt.Errorf("natsjs: publish to %s: %w: %w", subject, queue.ErrUnavailable, err)
 	}
 	return fmt.Errorf("natsjs: publish to %s: %w", subject, err)
 }

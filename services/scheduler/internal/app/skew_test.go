@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/outposthq/outpost/libs/events"
+	"github.com/outposthq/outpost/libs/natsembed/natstest"
 	"github.com/outposthq/outpost/libs/queue"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 )
@@ -85,6 +86,31 @@ func TestDeadLetteredSubmitDoesNotHoldTheJobID(t *testing.T) {
 			_, m := r.next(t)
 			require.Equal(t, id, m.GetJobId())
 			require.Equal(t, "QUEUED", e.job("default", id).State)
+		})
+	}
+}
+
+// TestBrokerDownAnswers503: while the broker is gone, requests that need
+// it answer 503 with Retry-After, not 500 "context deadline exceeded".
+func TestBrokerDownAnswers503(t *testing.T) {
+	srv := natstest.RunServer(t)
+	e := newEnvOn(t, srv.ClientURL())
+	e.submit("default", noopJob(map[string]any{"id": "before"}))
+	srv.Shutdown()
+
+	tests := []struct {
+		name, method, path string
+		body               any
+	}{
+		{"submit", "POST", "/api/v1/jobs", noopJob(map[string]any{"id": "during"})},
+		{"get", "GET", "/api/v1/jobs/before", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, header, out := e.doHeader(tt.method, tt.path, "", tt.body)
+			require.Equal(t, http.StatusServiceUnavailable, code, string(out))
+			require.NotEmpty(t, header.Get("Retry-After"))
+			require.NotContains(t, string(out), "deadline")
 		})
 	}
 }

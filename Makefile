@@ -63,10 +63,11 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 10s); fails on a crash
 	@scripts/fuzz.sh
 
 .PHONY: lint
-lint: tools ## go vet every module, gofmt check, buf lint
+lint: tools ## go vet every module, gofmt check, buf lint, buf breaking (against main, or main's previous commit)
 	@set -e; for m in $(MODULES); do echo "== go vet $$m"; (cd $$m && go vet ./...); done
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	cd proto && buf lint
+	@scripts/buf-breaking.sh
 
 .PHONY: generate
 generate: tools ## Regenerate Go code from proto/

@@ -2,7 +2,9 @@
 # Starts Outpost on this machine with no external dependency: the embedded
 # JetStream broker, the scheduler, the account-migrator, the k8s-watcher and
 # one ingestion-runner, each a process of its own with prefixed logs.
-# Ctrl-C stops them all; a second Ctrl-C kills what is left.
+# Ctrl-C, or SIGTERM to the script or its process group (what a process
+# manager sends), stops them all gracefully; a second Ctrl-C at least a second
+# later kills what is left.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-$PWD/bin}
@@ -34,8 +36,10 @@ pids=()
 # SIGTERM (a second signal would make them exit at once).
 start() { # name command...
 	local name=$1; shift
-	# The log prefixer ignores Ctrl-C too; it ends when its service exits.
-	setsid "$@" > >(trap '' INT; exec sed -u "s/^/[$name] /") 2>&1 &
+	# The log prefixer ignores Ctrl-C and SIGTERM to the process group: it
+	# ends when its service exits, so the service can log while it stops
+	# (a write to a closed pipe would kill it).
+	setsid "$@" > >(trap '' INT TERM; exec sed -u "s/^/[$name] /") 2>&1 &
 	pids+=($!)
 }
 
@@ -48,29 +52,47 @@ wait_ready() { # name url
 	return 1
 }
 
+# One stop request often arrives as several signals at once: SIGTERM to the
+# process group of `make run` reaches this script, and make forwards its own
+# SIGTERM to it too. A signal within a second of the first is that same
+# request; only a later one (a second Ctrl-C) means "kill now".
 stopping=0
-stop() {
+stop_at=0
+now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
+on_signal() { # signal name
 	if ((stopping)); then
-		echo "[run] second interrupt: killing"
+		if (($(now_ms) - stop_at < 1000)); then
+			return # the same stop, delivered twice: keep stopping gracefully
+		fi
+		echo "[run] second $1: killing"
 		kill -9 "${pids[@]}" 2>/dev/null
 		exit 130
 	fi
 	stopping=1
+	stop_at=$(now_ms)
+	stop
+}
+stop() {
 	echo "[run] stopping"
 	# Agents and control plane first, the broker last, so nothing loses its queue mid-shutdown.
 	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
 		kill -TERM "${pids[i]}" 2>/dev/null
-		wait "${pids[i]}" 2>/dev/null
+		# A signal handled meanwhile interrupts wait: wait again until
+		# the service has really exited.
+		while kill -0 "${pids[i]}" 2>/dev/null; do
+			wait "${pids[i]}" 2>/dev/null
+		done
 	done
 	echo "[run] stopped"
 	exit 0
 }
-trap stop INT TERM
+trap 'on_signal interrupt' INT
+trap 'on_signal SIGTERM' TERM
 
 start broker "$BIN/outpost-broker" -data "$DATA/jetstream" -listen "127.0.0.1:$NATS_PORT" -health "127.0.0.1:${OUTPOST_BROKER_HEALTH_PORT:-8222}"
-wait_ready broker "http://127.0.0.1:${OUTPOST_BROKER_HEALTH_PORT:-8222}/readyz" || stop
+wait_ready broker "http://127.0.0.1:${OUTPOST_BROKER_HEALTH_PORT:-8222}/readyz" || on_signal failure
 start scheduler "$BIN/scheduler"
-wait_ready scheduler "http://127.0.0.1:8080/readyz" || stop
+wait_ready scheduler "http://127.0.0.1:8080/readyz" || on_signal failure
 start account-migrator "$BIN/account-migrator"
 start k8s-watcher "$BIN/k8s-watcher"
 OUTPOST_COMMAND_ALLOWLIST=${OUTPOST_COMMAND_ALLOWLIST:-echo,sh,sleep,env,date,uname} \

@@ -57,9 +57,15 @@ func Encode(subject string, m proto.Message, dedupeID string) (queue.Message, er
 // TypeName is the value of queue.HeaderType for m.
 func TypeName(m proto.Message) string { return string(m.ProtoReflect().Descriptor().FullName()) }
 
-// Decode parses data as the message type named by header. Unknown fields
-// are rejected too: an event from a newer, incompatible producer is poison
-// rather than silently half-read.
+// Decode parses data as the message type named by header.
+//
+// Fields this version does not know are accepted and kept (proto3 keeps
+// unknown fields, so they survive a re-encode): agents and the control plane
+// are upgraded on their own schedules, and a producer one version ahead may
+// add a field at any time. Protobuf's rules make such a message readable by
+// older code; refusing it would dead-letter every message between two
+// versions. Bytes that are not a valid encoding, and a type this version
+// does not know at all, are still ErrMalformed.
 func Decode(header map[string]string, data []byte) (proto.Message, error) {
 	name := header[queue.HeaderType]
 	if name == "" {
@@ -72,9 +78,6 @@ func Decode(header map[string]string, data []byte) (proto.Message, error) {
 	m := mt.New().Interface()
 	if err := proto.Unmarshal(data, m); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrMalformed, name, err)
-	}
-	if len(m.ProtoReflect().GetUnknown()) > 0 {
-		return nil, fmt.Errorf("%w: %s: unknown fields", ErrMalformed, name)
 	}
 	return m, nil
 }

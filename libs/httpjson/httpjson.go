@@ -13,10 +13,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // ErrTooLarge is wrapped by the error ReadBody returns for a body over its
@@ -238,6 +241,15 @@ func WriteJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// WriteUnavailable writes a 503 Service Unavailable ErrorBody with a
+// Retry-After header of retryAfter, in whole seconds (at least 1): the
+// request failed for a reason that passes, such as a broker restart, and
+// the same request may be sent again.
+func WriteUnavailable(w http.ResponseWriter, retryAfter time.Duration, msg string) {
+	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(retryAfter.Seconds())))))
+	WriteError(w, http.StatusServiceUnavailable, msg, "")
 }
 
 // WriteError writes an ErrorBody with status code.

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -135,10 +136,13 @@ func TestWrite(t *testing.T) {
 		write func(w http.ResponseWriter)
 		code  int
 		body  string
+		retry string
 	}{
-		{"json", func(w http.ResponseWriter) { WriteJSON(w, http.StatusCreated, map[string]int{"n": 1}) }, http.StatusCreated, `{"n":1}` + "\n"},
-		{"error with a field", func(w http.ResponseWriter) { WriteError(w, http.StatusBadRequest, "unknown field", "a.b") }, http.StatusBadRequest, `{"error":"unknown field","field":"a.b"}` + "\n"},
-		{"error without a field", func(w http.ResponseWriter) { WriteError(w, http.StatusNotFound, "no such job", "") }, http.StatusNotFound, `{"error":"no such job"}` + "\n"},
+		{"json", func(w http.ResponseWriter) { WriteJSON(w, http.StatusCreated, map[string]int{"n": 1}) }, http.StatusCreated, `{"n":1}` + "\n", ""},
+		{"error with a field", func(w http.ResponseWriter) { WriteError(w, http.StatusBadRequest, "unknown field", "a.b") }, http.StatusBadRequest, `{"error":"unknown field","field":"a.b"}` + "\n", ""},
+		{"error without a field", func(w http.ResponseWriter) { WriteError(w, http.StatusNotFound, "no such job", "") }, http.StatusNotFound, `{"error":"no such job"}` + "\n", ""},
+		{"unavailable", func(w http.ResponseWriter) { WriteUnavailable(w, 1500*time.Millisecond, "broker restarting") }, http.StatusServiceUnavailable, `{"error":"broker restarting"}` + "\n", "2"},
+		{"unavailable, at least a second", func(w http.ResponseWriter) { WriteUnavailable(w, 0, "x") }, http.StatusServiceUnavailable, `{"error":"x"}` + "\n", "1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -147,6 +151,7 @@ func TestWrite(t *testing.T) {
 			require.Equal(t, tt.code, w.Code)
 			require.Equal(t, "application/json", w.Header().Get("Content-Type"))
 			require.Equal(t, tt.body, w.Body.String())
+			require.Equal(t, tt.retry, w.Header().Get("Retry-After"))
 		})
 	}
 }

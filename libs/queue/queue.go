@@ -56,6 +56,20 @@ var ErrPayloadTooLarge = errors.New("queue: payload too large")
 // than dropping stored ones. Publishing again later may succeed.
 var ErrLimitExceeded = errors.New("queue: tenant limit exceeded")
 
+// ErrUnavailable is wrapped by the errors of requests the broker (or its
+// record store) did not answer in time or could not serve for the moment: it
+// is restarting, the client is reconnecting, or a stream has no leader.
+// Retry later; a write that failed so may or may not have taken effect.
+var ErrUnavailable = errors.New("queue: broker unavailable")
+
+// IsUnavailable reports whether err is a transient failure of the broker
+// that a retry may cure: it wraps ErrUnavailable, or a request ran out of
+// time (context.DeadlineExceeded) waiting for an answer. HTTP handlers
+// answer it with 503 and Retry-After rather than 500.
+func IsUnavailable(err error) bool {
+	return errors.Is(err, ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)
+}
+
 // ErrAlreadyAcked is returned when a delivery is acknowledged, nak'd or
 // terminated a second time.
 var ErrAlreadyAcked = errors.New("queue: delivery already settled")

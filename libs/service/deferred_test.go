@@ -22,6 +22,7 @@ func TestDeferred(t *testing.T) {
 	d.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/jobs", nil))
 	require.Equal(t, http.StatusServiceUnavailable, rec.Code)
 	require.JSONEq(t, `{"error":"the scheduler is starting: not connected to the broker yet"}`, rec.Body.String())
+	require.Equal(t, "1", rec.Header().Get("Retry-After"))
 	require.ErrorIs(t, d.Ready(), ErrStarting)
 	require.Nil(t, d.Get())
 

@@ -153,6 +153,7 @@ func (d *Deferred) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", "1") // the broker is being dialled: try again soon
 	w.WriteHeader(http.StatusServiceUnavailable)
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": "the " + d.name + " is starting: not connected to the broker yet"})
 }

@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -95,14 +97,39 @@ func (c *Client) Try(method, path string, body any) (int, []byte, error) {
 	return resp.StatusCode, data, err
 }
 
-// Submit posts a job and returns it; the API must accept it.
+// Submit posts a job and returns its record; the API must accept it. A
+// 503 whose body names the job's id (the record was not written in time)
+// is answered as the API asks: the same job is submitted again with that
+// id, until the record is there.
 func (c *Client) Submit(spec map[string]any) Job {
 	c.t.Helper()
-	code, body := c.Do(http.MethodPost, "/api/v1/jobs", spec)
-	require.Contains(c.t, []int{http.StatusCreated, http.StatusAccepted, http.StatusOK}, code, "submit: %s", body)
-	var j Job
-	require.NoError(c.t, json.Unmarshal(body, &j))
-	require.NotEmpty(c.t, j.ID)
+	spec = maps.Clone(spec)
+	var (
+		j    Job
+		last string
+	)
+	// A failed wait is reported with the last answer, below.
+	_ = assert.Eventually(c.t, func() bool {
+		code, body, err := c.Try(http.MethodPost, "/api/v1/jobs", spec)
+		last = fmt.Sprintf("%d %s %v", code, body, err)
+		switch {
+		case err != nil:
+			return false
+		case code == http.StatusCreated || code == http.StatusOK:
+			return json.Unmarshal(body, &j) == nil && j.ID != ""
+		case code != http.StatusServiceUnavailable:
+			return true // refused: no use trying again
+		default:
+			var pending struct {
+				ID string `json:"id"`
+			}
+			if json.Unmarshal(body, &pending) == nil && pending.ID != "" {
+				spec["id"] = pending.ID
+			}
+		}
+		return false
+	}, time.Minute, 100*time.Millisecond)
+	require.NotEmpty(c.t, j.ID, "submit: %s", last)
 	return j
 }
 
@@ -120,7 +147,8 @@ func (c *Client) Get(id string) Job {
 func (c *Client) WaitFor(id string, timeout time.Duration, cond func(Job) bool) Job {
 	c.t.Helper()
 	var last Job
-	require.Eventually(c.t, func() bool {
+	// A failed wait is reported with the last answer, below.
+	_ = assert.Eventually(c.t, func() bool {
 		code, body, err := c.Try(http.MethodGet, "/api/v1/jobs/"+id, nil)
 		if err != nil || code != http.StatusOK {
 			return false

@@ -195,6 +195,16 @@ func (s *Store) err(op, key string, err error) error {
 		return fmt.Errorf("natsjs: %s %s/%s: %w", op, s.name, key, kv.ErrNotFound)
 	case errors.Is(err, jetstream.ErrKeyExists):
 		return fmt.Errorf("natsjs: %s %s/%s: %w", op, s.name, key, kv.ErrExists)
+	case unavailable(err):
+		return fmt.Errorf("natsjs: %s %s/%s: %w: %w", op, s.name, key, queue.ErrUnavailable, err)
 	}
 	return fmt.Errorf("natsjs: %s %s/%s: %w", op, s.name, key, err)
+}
+
+// unavailable reports a failure that says the server is not there or not
+// answering for the moment, rather than that the request was wrong.
+func unavailable(err error) bool {
+	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrDisconnected) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, context.DeadlineExceeded)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/outposthq/outpost/libs/kv"
 	"github.com/outposthq/outpost/libs/natsembed/natstest"
+	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/natsjs"
 )
 
@@ -194,4 +195,38 @@ func TestStoreBucketName(t *testing.T) {
 	e, err := again.Get(ctx, "a")
 	require.NoError(t, err)
 	require.Equal(t, "1", string(e.Value))
+}
+
+// TestUnavailableWhileTheBrokerIsDown: reads, writes and publishes made
+// while the server is gone fail with queue.ErrUnavailable (or a deadline),
+// which the APIs answer with 503 and Retry-After rather than 500.
+func TestUnavailableWhileTheBrokerIsDown(t *testing.T) {
+	srv := natstest.RunServer(t)
+	c := connect(t, natsjs.Config{URL: srv.ClientURL(), Stack: "down"})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := c.OpenStore(ctx, "jobs")
+	require.NoError(t, err)
+	require.NoError(t, c.EnsureTenant(ctx, "acme", queue.TenantLimits{}))
+	srv.Shutdown()
+
+	tests := []struct {
+		name string
+		op   func(context.Context) error
+	}{
+		{"get", func(ctx context.Context) error { _, err := s.Get(ctx, "job-1"); return err }},
+		{"create", func(ctx context.Context) error { _, err := s.Create(ctx, "job-1", []byte("x")); return err }},
+		{"publish", func(ctx context.Context) error {
+			return c.Publish(ctx, queue.Message{Subject: queue.NewSubjects("down").Submit("acme"), Data: []byte("x")})
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			defer cancel()
+			err := tt.op(ctx)
+			require.Error(t, err)
+			require.True(t, queue.IsUnavailable(err), "%v", err)
+		})
+	}
 }

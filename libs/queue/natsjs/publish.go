@@ -25,7 +25,8 @@ import (
 //
 // Errors wrap queue.ErrInvalidSubject, queue.ErrUnknownTenant (the tenant
 // was never ensured), queue.ErrPayloadTooLarge, queue.ErrLimitExceeded (the
-// tenant's work stream is full) or queue.ErrClosed.
+// tenant's work stream is full), queue.ErrUnavailable (no stream or server
+// answered for the moment) or queue.ErrClosed.
 func (c *Conn) Publish(ctx context.Context, msg queue.Message) error {
 	if c.closed.Load() {
 		return queue.ErrClosed
@@ -86,7 +87,7 @@ func (c *Conn) publishMsg(ctx context.Context, m *nats.Msg, tenant string, role 
 		}
 		var perr error
 		if idempotent && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-			perr = fmt.Errorf("natsjs: publish to %s: %w: %w", m.Subject, errNoStreamAnswer, err)
+			perr = fmt.Errorf("natsjs: publish to %s: %w: %w: %w", m.Subject, errNoStreamAnswer, queue.ErrUnavailable, err)
 		} else {
 			perr = c.publishError(ctx, m.Subject, tenant, role, err)
 		}
@@ -131,9 +132,9 @@ func (c *Conn) publishError(ctx context.Context, subject, tenant string, role qu
 			return fmt.Errorf("natsjs: publish to %s: %w: %q", subject, queue.ErrUnknownTenant, tenant)
 		}
 		if lerr != nil {
-			return fmt.Errorf("natsjs: publish to %s: %w: %w (look up tenant: %w)", subject, errNoStreamAnswer, err, lerr)
+			return fmt.Errorf("natsjs: publish to %s: %w: %w: %w (look up tenant: %w)", subject, errNoStreamAnswer, queue.ErrUnavailable, err, lerr)
 		}
-		return fmt.Errorf("natsjs: publish to %s: %w: %w", subject, errNoStreamAnswer, err)
+		return fmt.Errorf("natsjs: publish to %s: %w: %w: %w", subject, errNoStreamAnswer, queue.ErrUnavailable, err)
 	case errors.As(err, &apiErr):
 		switch {
 		case apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum:
@@ -141,6 +142,9 @@ func (c *Conn) publishError(ctx context.Context, subject, tenant string, role qu
 		case isLimitError(apiErr):
 			return fmt.Errorf("natsjs: publish to %s: %w: %w", subject, queue.ErrLimitExceeded, err)
 		}
+	}
+	if unavailable(err) {
+		return fmt.Errorf("natsjs: publish to %s: %w: %w", subject, queue.ErrUnavailable, err)
 	}
 	return fmt.Errorf("natsjs: publish to %s: %w", subject, err)
 }

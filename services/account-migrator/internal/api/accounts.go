@@ -5,10 +5,12 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/outposthq/outpost/libs/httpjson"
+	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/services/account-migrator/internal/accounts"
 	"github.com/outposthq/outpost/services/account-migrator/internal/engine"
 	"github.com/outposthq/outpost/services/account-migrator/internal/presence"
@@ -65,6 +67,7 @@ func (a *API) runBatch(w http.ResponseWriter, r *http.Request, op string, fn fun
 	}
 	results := make([]entryResult, 0, len(entries))
 	seen := map[string]bool{}
+	unavailable := false
 	for _, in := range entries {
 		res := entryResult{Name: in.Name}
 		switch {
@@ -75,13 +78,21 @@ func (a *API) runBatch(w http.ResponseWriter, r *http.Request, op string, fn fun
 			state, err := fn(r.Context(), in)
 			if err != nil {
 				res.Error = a.entryError(r, op, in.Name, err)
+				unavailable = unavailable || queue.IsUnavailable(err)
 			} else {
 				res.OK, res.State = true, state
 			}
 		}
 		results = append(results, res)
 	}
-	httpjson.WriteJSON(w, batchStatus(results), results)
+	code := batchStatus(results)
+	if code == http.StatusBadRequest && unavailable {
+		// Nothing was done and the broker is (part of) why: the same
+		// request may succeed later.
+		code = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", strconv.Itoa(int(retryAfter.Seconds())))
+	}
+	httpjson.WriteJSON(w, code, results)
 }
 
 // entryError is the message of a failed entry; unexpected errors are logged.
@@ -90,6 +101,9 @@ func (a *API) entryError(r *http.Request, op, name string, err error) string {
 	case errors.Is(err, accounts.ErrInvalid), errors.Is(err, accounts.ErrIllegalTransition),
 		errors.Is(err, engine.ErrExists), errors.Is(err, engine.ErrNotFound):
 		return err.Error()
+	case queue.IsUnavailable(err):
+		a.log.Warn("account request failed, broker unavailable", "method", r.Method, "op", op, "account", name, "error", err)
+		return op + " failed: the broker is unavailable for the moment; retry later"
 	}
 	a.log.Error("account request failed", "method", r.Method, "op", op, "account", name, "error", err)
 	return op + " failed: " + err.Error()

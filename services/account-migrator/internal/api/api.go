@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/libs/httpjson"
+	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/services/account-migrator/internal/accounts"
 	"github.com/outposthq/outpost/services/account-migrator/internal/objects"
 	"github.com/outposthq/outpost/services/account-migrator/internal/operations"
@@ -130,9 +131,19 @@ func (a *API) internal(w http.ResponseWriter, r *http.Request, op string, err er
 	if r.Context().Err() != nil {
 		return // the client is gone
 	}
+	if queue.IsUnavailable(err) {
+		// The broker or its record store did not answer: it is
+		// restarting or electing a leader. The client may retry.
+		a.log.Warn("request failed, broker unavailable", "method", r.Method, "path", r.URL.Path, "op", op, "error", err)
+		httpjson.WriteUnavailable(w, retryAfter, op+": the broker is unavailable for the moment; retry later")
+		return
+	}
 	a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "op", op, "error", err)
 	httpjson.WriteError(w, http.StatusInternalServerError, op+": "+err.Error(), "")
 }
+
+// retryAfter is what a 503 asks the client to wait before trying again.
+const retryAfter = 2 * time.Second
 
 func (a *API) zones(w http.ResponseWriter, _ *http.Request, tenant string) {
 	type zone struct {

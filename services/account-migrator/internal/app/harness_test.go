@@ -21,6 +21,7 @@ import (
 
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/inventory"
+	"github.com/outposthq/outpost/libs/natsembed"
 	"github.com/outposthq/outpost/libs/natsembed/natstest"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/natsjs"
@@ -40,6 +41,7 @@ const (
 // env is a migrator on an in-process JetStream; the test plays the watchers.
 type env struct {
 	t    *testing.T
+	srv  *natsembed.Server
 	ctx  context.Context
 	conn *natsjs.Conn
 	url  string
@@ -72,7 +74,7 @@ func newEnv(t *testing.T, replicas int, edit ...func(*config.Config)) *env {
 		f(&cfg)
 	}
 	require.NoError(t, cfg.Validate())
-	e := &env{t: t, ctx: ctx, url: srv.ClientURL(), cfg: cfg, logs: &testsupport.SyncBuffer{}, subj: queue.NewSubjects(cfg.Broker.Stack)}
+	e := &env{t: t, srv: srv, ctx: ctx, url: srv.ClientURL(), cfg: cfg, logs: &testsupport.SyncBuffer{}, subj: queue.NewSubjects(cfg.Broker.Stack)}
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	conn, err := natsjs.Connect(ctx, natsjs.Config{URL: e.url, Stack: cfg.Broker.Stack, Logger: log})
 	require.NoError(t, err)

@@ -57,7 +57,7 @@ type Options struct {
 	DefaultTenant   string
 	MaxRequestBytes int64
 	// SubmitWait bounds how long a submit waits for the record (201)
-	// before it answers 202.
+	// before it answers 503 with the job's id.
 	SubmitWait   time.Duration
 	ListLimit    int
 	MaxListLimit int
@@ -158,7 +158,7 @@ func (a *API) withTenant(h tenantHandler) http.HandlerFunc {
 		case errors.Is(err, tenants.ErrUnknown):
 			httpjson.WriteError(w, http.StatusNotFound, "unknown tenant \""+name+"\": it is neither configured nor added with PUT /api/v1/tenants/"+name, TenantHeader)
 		case errors.Is(err, tenants.ErrNotReady):
-			httpjson.WriteError(w, http.StatusServiceUnavailable, "the scheduler is starting: tenants are not provisioned yet", "")
+			httpjson.WriteUnavailable(w, retryAfter, "the scheduler is starting: tenants are not provisioned yet")
 		default:
 			a.internal(w, r, "look up tenant", err)
 		}
@@ -187,7 +187,7 @@ func (a *API) putTenant(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, tenants.ErrInvalidName):
 		httpjson.WriteError(w, http.StatusBadRequest, err.Error(), "tenant")
 	case errors.Is(err, tenants.ErrNotReady):
-		httpjson.WriteError(w, http.StatusServiceUnavailable, err.Error(), "")
+		httpjson.WriteUnavailable(w, retryAfter, err.Error())
 	case err != nil:
 		a.internal(w, r, "add tenant", err)
 	case created:
@@ -239,6 +239,16 @@ func (a *API) internal(w http.ResponseWriter, r *http.Request, op string, err er
 	if r.Context().Err() != nil {
 		return // the client is gone
 	}
+	if queue.IsUnavailable(err) {
+		// The broker or its record store did not answer: it is
+		// restarting or electing a leader. The client may retry.
+		a.log.Warn("request failed, broker unavailable", "method", r.Method, "path", r.URL.Path, "op", op, "error", err)
+		httpjson.WriteUnavailable(w, retryAfter, op+": the broker is unavailable for the moment; retry later")
+		return
+	}
 	a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "op", op, "error", err)
 	httpjson.WriteError(w, http.StatusInternalServerError, op+": "+err.Error(), "")
 }
+
+// retryAfter is what a 503 asks the client to wait before trying again.
+const retryAfter = 2 * time.Second

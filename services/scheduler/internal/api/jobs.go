@@ -16,16 +16,26 @@ import (
 	"github.com/outposthq/outpost/services/scheduler/internal/tenants"
 )
 
-// acceptedBody answers a submit whose record was not created in time.
-type acceptedBody struct {
-	ID     string     `json:"id"`
-	Tenant string     `json:"tenant"`
-	State  jobs.State `json:"state"`
+// pendingBody answers a submit whose record was not created in time: an
+// error that names the job's id, so that the client can send the same
+// request again with that id (a submit of an id that has a record answers
+// 200 with it) or look the job up.
+type pendingBody struct {
+	Error  string `json:"error"`
+	ID     string `json:"id"`
+	Tenant string `json:"tenant"`
 }
 
 // submit publishes a SubmitJob and waits (bounded) for the submit consumer
-// to create the record: 201 with the record, 202 with the id if it is not
-// there yet, 200 with the existing record for an id already used.
+// to create the record: 201 with the record, 200 with the existing record
+// for an id already used.
+//
+// The API never answers that a job is queued before its record exists:
+// only the record makes a job. A SubmitJob still on the queue is processed
+// later, but one that is dead-lettered never makes a record, and a client
+// told "queued" would wait for a job that does not exist. So when the
+// record is not there within SubmitWait the answer is 503 with Retry-After
+// and the id (writePending); submitting the same id again is idempotent.
 func (a *API) submit(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) {
 	var req submitRequest
 	if !a.decode(w, r, &req, false) {
@@ -57,8 +67,8 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) 
 		case errors.Is(err, queue.ErrPayloadTooLarge):
 			httpjson.WriteError(w, http.StatusRequestEntityTooLarge, err.Error(), "")
 		default:
-			a.log.Error("submit failed", "tenant", t.Name, "job_id", id, "error", err)
-			httpjson.WriteError(w, http.StatusServiceUnavailable, "submit job: "+err.Error(), "")
+			a.log.Warn("submit failed", "tenant", t.Name, "job_id", id, "error", err)
+			httpjson.WriteUnavailable(w, retryAfter, "submit job: the broker did not take the job; retry later")
 		}
 		return
 	}
@@ -67,7 +77,18 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) 
 		httpjson.WriteJSON(w, http.StatusCreated, rec)
 		return
 	}
-	httpjson.WriteJSON(w, http.StatusAccepted, acceptedBody{ID: id, Tenant: t.Name, State: jobs.StateQueued})
+	a.writePending(w, t, id)
+}
+
+// writePending answers 503 for a submitted job that has no record yet.
+func (a *API) writePending(w http.ResponseWriter, t *tenants.Tenant, id string) {
+	a.log.Warn("job not recorded in time", "tenant", t.Name, "job_id", id, "wait", a.opts.SubmitWait)
+	w.Header().Set("Retry-After", "1")
+	httpjson.WriteJSON(w, http.StatusServiceUnavailable, pendingBody{
+		Error:  "job \"" + id + "\" was submitted but is not recorded yet; submit it again with this id, or GET its Location",
+		ID:     id,
+		Tenant: t.Name,
+	})
 }
 
 // awaitRecord polls for the record of id for up to SubmitWait.

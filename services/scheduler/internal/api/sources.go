@@ -219,7 +219,7 @@ func (a *API) deleteSource(w http.ResponseWriter, r *http.Request, t *tenants.Te
 }
 
 // runSource answers POST /api/v1/sources/{id}/run like a job submit: 201
-// with the record, or 202 with the id.
+// with the record, or 503 with the id when it is not recorded in time.
 func (a *API) runSource(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) {
 	s, ok := a.source(w, r, t)
 	if !ok {
@@ -228,7 +228,7 @@ func (a *API) runSource(w http.ResponseWriter, r *http.Request, t *tenants.Tenan
 	id, err := a.engine.RunSource(r.Context(), t, s)
 	if err != nil {
 		a.log.Error("run source failed", "tenant", t.Name, "source", s.ID, "error", err)
-		httpjson.WriteError(w, http.StatusServiceUnavailable, "run source: "+err.Error(), "")
+		httpjson.WriteUnavailable(w, retryAfter, "run source: the broker did not take the job; retry later")
 		return
 	}
 	w.Header().Set("Location", "/api/v1/jobs/"+id)
@@ -236,7 +236,7 @@ func (a *API) runSource(w http.ResponseWriter, r *http.Request, t *tenants.Tenan
 		httpjson.WriteJSON(w, http.StatusCreated, rec)
 		return
 	}
-	httpjson.WriteJSON(w, http.StatusAccepted, acceptedBody{ID: id, Tenant: t.Name, State: jobs.StateQueued})
+	a.writePending(w, t, id)
 }
 
 // runBody is one run of a source.

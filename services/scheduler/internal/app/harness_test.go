@@ -98,6 +98,13 @@ func serveTest(t *testing.T, h http.Handler) string {
 // status and the body.
 func (e *env) do(method, path, tenant string, body any) (int, []byte) {
 	e.t.Helper()
+	code, _, out := e.doHeader(method, path, tenant, body)
+	return code, out
+}
+
+// doHeader is do that returns the response's header too.
+func (e *env) doHeader(method, path, tenant string, body any) (int, http.Header, []byte) {
+	e.t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -118,7 +125,7 @@ func (e *env) do(method, path, tenant string, body any) (int, []byte) {
 	defer resp.Body.Close()
 	out, err := io.ReadAll(resp.Body)
 	require.NoError(e.t, err)
-	return resp.StatusCode, out
+	return resp.StatusCode, resp.Header, out
 }
 
 // jobView is the part of a job record the tests look at.

@@ -94,10 +94,16 @@ func TestReplicas(t *testing.T) {
 	require.Equal(t, "QUEUED", a.job("initech", j.ID).State)
 }
 
-func TestSubmitAnswers202WhenTheRecordIsLate(t *testing.T) {
+// A job is never reported queued before it has a record: when the record
+// is late, the answer is 503 with the id, and submitting the id again
+// answers the record once it is there.
+func TestSubmitAnswers503WhenTheRecordIsLate(t *testing.T) {
 	e := newEnv(t, func(c *config.Config) { c.API.SubmitWait = 0 })
 	code, out := e.do("POST", "/api/v1/jobs", "", noopJob(map[string]any{"id": "late"}))
-	require.Equal(t, http.StatusAccepted, code, string(out))
-	require.JSONEq(t, `{"id":"late","tenant":"default","state":"QUEUED"}`, string(out))
+	require.Equal(t, http.StatusServiceUnavailable, code, string(out))
+	require.JSONEq(t, `{"error":"job \"late\" was submitted but is not recorded yet; submit it again with this id, or GET its Location","id":"late","tenant":"default"}`, string(out))
 	e.waitState("", "late", "QUEUED")
+	code, out = e.do("POST", "/api/v1/jobs", "", noopJob(map[string]any{"id": "late"}))
+	require.Equal(t, http.StatusOK, code, string(out))
+	require.Equal(t, "late", decode[jobView](t, out).ID)
 }

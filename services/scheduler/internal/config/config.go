@@ -102,7 +102,8 @@ type API struct {
 	// MaxRequestBytes bounds a request body; larger bodies get 413.
 	MaxRequestBytes int64 `yaml:"max_request_bytes" env:"OUTPOST_API_MAX_REQUEST_BYTES"`
 	// SubmitWait bounds how long POST /api/v1/jobs waits for the job record
-	// before it answers 202 instead of 201.
+	// before it answers 503 (with the job's id, to submit again) instead of
+	// 201: a job is never reported queued before its record exists.
 	SubmitWait time.Duration `yaml:"submit_wait" env:"OUTPOST_API_SUBMIT_WAIT"`
 	// ListLimit is the default and MaxListLimit the largest page of
 	// GET /api/v1/jobs.

@@ -190,14 +190,24 @@ func (e *Engine) publish(ctx context.Context, subject string, m proto.Message, d
 // Deduplication ids are scoped by what is published: JetStream deduplicates
 // per stream, and the submit and jobs subjects of a tenant share one, so a
 // SubmitJob and the JobDispatched of the same job must not share an id.
-func submitDedupeID(id string) string   { return "submit/" + id }
-func dispatchDedupeID(id string) string { return "dispatch/" + id }
+//
+// A SubmitJob's id names the one message, "submit/<job id>/<event id>",
+// not the job. The broker remembers a dedupe id for its whole window
+// whatever becomes of the message: had the id been "submit/<job id>", a
+// SubmitJob of that id dead-lettered by the submit consumer (sent by
+// another client, or by a version this one cannot read) would make every
+// later submit of the id be dropped as a duplicate within the window, and
+// the job would never exist. Dedupe here only absorbs re-sends of one
+// publish; one job per id comes from the record, whose create is
+// idempotent (a second SubmitJob of an id is acknowledged without effect).
+func submitDedupeID(id, eventID string) string { return "submit/" + id + "/" + eventID }
+func dispatchDedupeID(id string) string        { return "dispatch/" + id }
 
 // Submit publishes a SubmitJob for a job the API accepted; the submit
-// consumer creates the record. The deduplication id is "submit/<job id>".
+// consumer creates the record.
 func (e *Engine) Submit(ctx context.Context, t *tenants.Tenant, id string, spec *jobsv1.JobSpec, traceID string) error {
 	m := &jobsv1.SubmitJob{Envelope: events.NewEnvelope(t.Name, 0, id, traceID), JobId: id, Spec: spec}
-	return e.publish(ctx, e.subjects.Submit(t.Name), m, submitDedupeID(id))
+	return e.publish(ctx, e.subjects.Submit(t.Name), m, submitDedupeID(id, m.GetEnvelope().GetEventId()))
 }
 
 // dispatch puts the job on its pool's queue with the deduplication id

@@ -58,6 +58,11 @@ test-e2e: test-deps ## Only the end-to-end tests (real binaries as processes)
 bench: build test-deps ## Benchmarks against the raw substrate, figures to bench/results
 	@scripts/bench.sh
 
+OUTPOST_CHAOS_JOBS ?= 1000
+.PHONY: chaos
+chaos: test-deps ## Chaos run: OUTPOST_CHAOS_JOBS jobs (1000) under kill -9 of every process kind, figures to bench/results/chaos.json
+	@scripts/chaos.sh
+
 .PHONY: lint
 lint: tools ## go vet every module, gofmt check, buf lint
 	@set -e; for m in $(MODULES); do echo "== go vet $$m"; (cd $$m && go vet ./...); done

@@ -89,6 +89,9 @@ type system struct {
 	brokerURL string
 	targets   []Target
 	readyz    []string
+	// brokers are the broker processes and their /readyz, in a cluster.
+	brokers      []*harness.Process
+	brokerReadyz []string
 }
 
 // processTarget kills one of procs (rng picks) and restarts it, waiting
@@ -201,7 +204,9 @@ func cluster(t *testing.T) system {
 			processTarget(t, "runner", runners, []string{runners[0].Ops + "/readyz", runners[1].Ops + "/readyz"}),
 			processTarget(t, "broker", procs, health),
 		},
-		readyz: append([]string{api + "/readyz", runners[0].Ops + "/readyz", runners[1].Ops + "/readyz"}, health...),
+		readyz:       append([]string{api + "/readyz", runners[0].Ops + "/readyz", runners[1].Ops + "/readyz"}, health...),
+		brokers:      procs,
+		brokerReadyz: health,
 	}
 }
 

@@ -91,7 +91,7 @@ type Outcome struct {
 	Inconsistent map[string]string
 	// States counts the jobs by final state.
 	States map[string]int
-	// Redeliveries sums the attempts past the first over the jobs.
+	// Redeliveries sums the deliveries past the first over the jobs.
 	Redeliveries int
 	// RanTwice are jobs that reported RUNNING for more than one attempt;
 	// MaxRuns is the most attempts one job ran.
@@ -138,7 +138,6 @@ func Check(accepted []string, records map[string]harness.Job, reports Reports, m
 		if rec.Attempt < 1 || rec.Attempt > maxAttempt || rec.Attempt < last {
 			o.Inconsistent[id] = fmt.Sprintf("attempt %d (history up to %d, bound %d): %s", rec.Attempt, last, maxAttempt, history(rec))
 		}
-		o.Redeliveries += max(rec.Attempt-1, 0)
 
 		byAttempt := reports[id]
 		var ends []string
@@ -162,6 +161,12 @@ func Check(accepted []string, records map[string]harness.Job, reports Reports, m
 			}
 		}
 		slices.Sort(runs)
+		// Deliveries past the first: up to the recorded attempt, or to a
+		// later one that ran after the job had ended.
+		o.Redeliveries += max(rec.Attempt-1, 0)
+		if len(runs) > 0 && runs[len(runs)-1] > rec.Attempt {
+			o.Redeliveries += runs[len(runs)-1] - rec.Attempt
+		}
 		o.MaxRuns = max(o.MaxRuns, len(runs))
 		if len(runs) > 1 {
 			o.RanTwice[id] = fmt.Sprintf("ran attempts %v, recorded %s at %d", runs, rec.State, rec.Attempt)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
@@ -23,8 +24,21 @@ import (
 type Reports map[string]map[int][]string
 
 // ReadStatusStream reads every JobStatus of tenant kept on the broker at
-// url, from the first.
+// url, from the first. A cluster that has just lost a node may leave a
+// read unanswered while it elects leaders: the read starts over then,
+// for up to a minute.
 func ReadStatusStream(ctx context.Context, url, tenant string) (Reports, error) {
+	b := backoff.NewExponentialBackOff(backoff.WithInitialInterval(200*time.Millisecond), backoff.WithMaxElapsedTime(time.Minute))
+	var out Reports
+	err := backoff.Retry(func() error {
+		var err error
+		out, err = readStatusStream(ctx, url, tenant)
+		return err
+	}, backoff.WithContext(b, ctx))
+	return out, err
+}
+
+func readStatusStream(ctx context.Context, url, tenant string) (Reports, error) {
 	nc, err := nats.Connect(url)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", url, err)
@@ -72,7 +86,7 @@ func ReadStatusStream(ctx context.Context, url, tenant string) (Reports, error) 
 			return out, nil
 		}
 	}
-	return nil, errors.New("status stream longer than the reader's bound")
+	return nil, backoff.Permanent(errors.New("status stream longer than the reader's bound"))
 }
 
 // Outcome sums up a run: the figures and, for each way a job can go wrong,

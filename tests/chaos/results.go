@@ -41,10 +41,27 @@ func (r *Results) Note(name, text string) {
 	r.Notes[name] = text
 }
 
-// Write writes the results as JSON to path.
+// Write writes the results as JSON to path, over the figures of the same
+// names already there.
 func (r *Results) Write(path string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	// A run of one case keeps the figures of the other cases in the file.
+	if data, err := os.ReadFile(path); err == nil {
+		var old Results
+		if json.Unmarshal(data, &old) == nil {
+			for k, v := range old.Figures {
+				if _, ok := r.Figures[k]; !ok {
+					r.Figures[k] = v
+				}
+			}
+			for k, v := range old.Notes {
+				if _, ok := r.Notes[k]; !ok {
+					r.Notes[k] = v
+				}
+			}
+		}
+	}
 	r.When = time.Now().UTC()
 	r.Machine = fmt.Sprintf("%s/%s, %d CPUs", runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {

@@ -62,6 +62,11 @@ bench: build test-deps ## Benchmarks against the raw substrate, figures to bench
 fuzz: ## Run every fuzz target for FUZZTIME each (default 10s); fails on a crash
 	@scripts/fuzz.sh
 
+OUTPOST_CHAOS_JOBS ?= 1000
+.PHONY: chaos
+chaos: test-deps ## Chaos run: OUTPOST_CHAOS_JOBS jobs (1000) under kill -9 of every process kind, figures to bench/results/chaos.json
+	@scripts/chaos.sh
+
 .PHONY: lint
 lint: tools ## go vet every module, gofmt check, buf lint, buf breaking (against main, or main's previous commit)
 	@set -e; for m in $(MODULES); do echo "== go vet $$m"; (cd $$m && go vet ./...); done

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the benchmarks (tests/bench, build tag `bench`) against the binaries
 # `make build` left in bin/, prints the figures and writes them to
-# bench/results/latest.json. Not part of `make test`.
+# bench/results/latest.json, then runs the 1,000-job chaos run
+# (scripts/chaos.sh, figures in bench/results/chaos.json). Not part of
+# `make test`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export OUTPOST_BIN_DIR="$PWD/bin"
@@ -17,3 +19,5 @@ if [ $status -ne 0 ]; then
 fi
 rm -f "$log"
 echo "figures written to bench/results/latest.json"
+# The chaos run (1,000 jobs under kill -9) with the same binaries.
+scripts/chaos.sh

@@ -428,7 +428,13 @@ func (c *Conn) tenantExists(ctx context.Context, tenant string, role queue.Role)
 		k = kindWork // the account streams come later: see ensureAccounts
 	}
 	name := c.streamName(tenant, k)
-	_, err := c.js.Stream(ctx, name)
+	// The stream's leader answers the lookup: while a cluster elects a
+	// new one (a node was lost) a request can go unanswered, so it is
+	// tried again while ctx lasts rather than failing a consumer's start.
+	err := retryAPI(ctx, func(ctx context.Context) error {
+		_, err := c.js.Stream(ctx, name)
+		return err
+	})
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return false, nil
 	}

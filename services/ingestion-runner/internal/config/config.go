@@ -81,6 +81,9 @@ type Broker struct {
 	URL string `yaml:"url" env:"OUTPOST_BROKER_URL"`
 	// Stack is the subject prefix shared by one Outpost installation.
 	Stack string `yaml:"stack" env:"OUTPOST_STACK"`
+	// Replicas of the streams the runner may create: 1, or 3 on a
+	// JetStream cluster; it must match the scheduler's.
+	Replicas int `yaml:"replicas" env:"OUTPOST_BROKER_REPLICAS"`
 }
 
 // Command configures the command task.
@@ -174,7 +177,7 @@ func Default() Config {
 		Pool:              "default",
 		RunnerID:          defaultRunnerID(),
 		LogLevel:          "info",
-		Broker:            Broker{URL: "nats://127.0.0.1:4222", Stack: queue.DefaultStack},
+		Broker:            Broker{URL: "nats://127.0.0.1:4222", Stack: queue.DefaultStack, Replicas: 1},
 		Queue:             backend.Default(),
 		Concurrency:       4,
 		AckWait:           15 * time.Second,
@@ -258,6 +261,9 @@ func (c Config) Validate() error {
 		if c.MaxDeliveries >= sqs.BackstopMaxReceiveCount {
 			bad("max_deliveries %d must be below %d with queue.kind sqs", c.MaxDeliveries, sqs.BackstopMaxReceiveCount)
 		}
+	}
+	if c.Broker.Replicas != 1 && c.Broker.Replicas != 3 {
+		bad("broker.replicas %d must be 1 or 3", c.Broker.Replicas)
 	}
 	if c.Broker.Stack == "" || strings.ContainsAny(c.Broker.Stack, ".*> \t") {
 		bad("broker.stack %q must be one subject token", c.Broker.Stack)

@@ -69,6 +69,9 @@ type Broker struct {
 	Layout string `yaml:"layout" env:"OUTPOST_BROKER_LAYOUT"`
 	// Name is the connection name shown by the server.
 	Name string `yaml:"name" env:"OUTPOST_BROKER_NAME"`
+	// Replicas of the streams and buckets the scheduler creates: 1, or 3
+	// on a JetStream cluster (a node can then fail without an outage).
+	Replicas int `yaml:"replicas" env:"OUTPOST_BROKER_REPLICAS"`
 }
 
 // Tenants lists the tenants provisioned at start.
@@ -148,10 +151,11 @@ func Default() Config {
 		LogLevel:      "info",
 		ShutdownGrace: 10 * time.Second,
 		Broker: Broker{
-			URL:    "nats://127.0.0.1:4222",
-			Stack:  queue.DefaultStack,
-			Layout: LayoutPerTenant,
-			Name:   "scheduler",
+			URL:      "nats://127.0.0.1:4222",
+			Stack:    queue.DefaultStack,
+			Layout:   LayoutPerTenant,
+			Replicas: 1,
+			Name:     "scheduler",
 		},
 		Queue: backend.Default(),
 		Tenants: Tenants{
@@ -197,6 +201,7 @@ func (c Config) Validate() error {
 	check(queue.ValidToken(c.Broker.Stack), "broker.stack", "%q is not a token of [A-Za-z0-9_-]", c.Broker.Stack)
 	check(c.Broker.Layout == LayoutPerTenant || c.Broker.Layout == LayoutShared,
 		"broker.layout", "%q is neither %q nor %q", c.Broker.Layout, LayoutPerTenant, LayoutShared)
+	check(c.Broker.Replicas == 1 || c.Broker.Replicas == 3, "broker.replicas", "%d is neither 1 nor 3", c.Broker.Replicas)
 	if err := c.Queue.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("%w: %w", ErrInvalid, err))
 	}

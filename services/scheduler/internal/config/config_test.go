@@ -129,6 +129,7 @@ func TestValidate(t *testing.T) {
 		{"no tenants", func(c *Config) { c.Tenants.Names = nil }, "tenants.names"},
 		{"bad stack", func(c *Config) { c.Broker.Stack = "a b" }, "broker.stack"},
 		{"bad layout", func(c *Config) { c.Broker.Layout = "mixed" }, "broker.layout"},
+		{"replicas", func(c *Config) { c.Broker.Replicas = 2 }, "broker.replicas"},
 		{"max backoff below initial", func(c *Config) { c.Jobs.Retry.MaxBackoff = time.Millisecond }, "jobs.retry.max_backoff"},
 		{"multiplier", func(c *Config) { c.Jobs.Retry.Multiplier = 0.5 }, "jobs.retry.multiplier"},
 		{"max timeout below default", func(c *Config) { c.Jobs.MaxTimeout = time.Minute }, "jobs.max_timeout"},

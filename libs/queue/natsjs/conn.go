@@ -218,6 +218,12 @@ type Conn struct {
 
 	consMu    sync.Mutex
 	consumers map[*consumer]struct{}
+
+	// jsReady is the last verdict of probeJetStream; probeDone closes
+	// when the probe stops.
+	jsReady   atomic.Bool
+	probeStop context.CancelFunc
+	probeDone chan struct{}
 }
 
 var (
@@ -290,6 +296,10 @@ func Connect(ctx context.Context, cfg Config) (*Conn, error) {
 		nc.Close()
 		return nil, err
 	}
+	c.jsReady.Store(true)
+	pctx, stop := context.WithCancel(context.Background())
+	c.probeStop, c.probeDone = stop, make(chan struct{})
+	go c.probeJetStream(pctx)
 	c.maxPayload = int(nc.MaxPayload())
 	if cfg.MaxPayload > 0 {
 		if cfg.MaxPayload > c.maxPayload {
@@ -349,17 +359,70 @@ func (c *Conn) currentEpoch() context.Context {
 	return c.epoch
 }
 
-// Ready reports whether the connection is up, for readiness probes.
+// Ready reports whether the connection is up and JetStream answers, for
+// readiness probes. A node of a cluster that lost its quorum keeps the
+// connection up while every JetStream request fails, so the connection
+// alone is not enough: JetStream is asked every ReadyProbeInterval, and
+// two failed probes in a row make the connection not ready until one
+// succeeds.
 func (c *Conn) Ready() bool {
-	return !c.closed.Load() && c.nc.IsConnected()
+	return !c.closed.Load() && c.nc.IsConnected() && c.jsReady.Load()
 }
 
-// Status is the connection state, e.g. "CONNECTED" or "RECONNECTING".
+// Status is the connection state, e.g. "CONNECTED" or "RECONNECTING", or
+// "JETSTREAM UNAVAILABLE" while connected to a server whose JetStream does
+// not answer.
 func (c *Conn) Status() string {
 	if c.closed.Load() {
 		return "CLOSED"
 	}
-	return c.nc.Status().String()
+	st := c.nc.Status()
+	if st == nats.CONNECTED && !c.jsReady.Load() {
+		return "JETSTREAM UNAVAILABLE"
+	}
+	return st.String()
+}
+
+// ReadyProbeInterval is how often a connection asks JetStream whether it
+// answers (see Ready).
+const ReadyProbeInterval = 2 * time.Second
+
+// probeJetStream keeps jsReady: JetStream's account info needs the
+// cluster's meta leader, so it fails while the cluster has no quorum.
+func (c *Conn) probeJetStream(ctx context.Context) {
+	defer close(c.probeDone)
+	t := time.NewTicker(ReadyProbeInterval)
+	defer t.Stop()
+	failures := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !c.nc.IsConnected() {
+			continue // Ready says so already; reconnecting is not a JetStream fault
+		}
+		actx, cancel := context.WithTimeout(ctx, ReadyProbeInterval)
+		_, err := c.js.AccountInfo(actx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err == nil:
+			if failures >= 2 {
+				c.log.Info("jetstream answers again")
+			}
+			failures = 0
+			c.jsReady.Store(true)
+		default:
+			failures++
+			if failures == 2 {
+				c.log.Warn("jetstream does not answer: not ready", "error", err)
+				c.jsReady.Store(false)
+			}
+		}
+	}
 }
 
 // Subjects returns the subject builder of the connection's stack.
@@ -402,6 +465,8 @@ func (c *Conn) Close() error {
 			c.log.Warn("consumer did not stop before close", "consumer", k.durable, "error", err)
 		}
 	}
+	c.probeStop()
+	<-c.probeDone
 	c.nc.Close()
 	c.epochMu.Lock()
 	c.epochCancel()

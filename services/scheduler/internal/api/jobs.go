@@ -60,7 +60,10 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) 
 		a.internal(w, r, "get job", err)
 		return
 	}
-	if err := a.engine.Submit(r.Context(), t, id, spec, traceID(r)); err != nil {
+	sctx, cancel := context.WithTimeout(r.Context(), submitPublishWait)
+	err = a.engine.Submit(sctx, t, id, spec, traceID(r))
+	cancel()
+	if err != nil {
 		switch {
 		case errors.Is(err, queue.ErrLimitExceeded):
 			httpjson.WriteError(w, http.StatusTooManyRequests, "the tenant's queue is full: "+err.Error(), "")
@@ -79,6 +82,12 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) 
 	}
 	a.writePending(w, t, id)
 }
+
+// submitPublishWait bounds how long a submit waits for the broker to store
+// the job: long enough to ride out a stream leader election, and short of
+// a client's patience when the broker has no quorum (the answer is then
+// 503 with Retry-After).
+const submitPublishWait = 10 * time.Second
 
 // writePending answers 503 for a submitted job that has no record yet.
 func (a *API) writePending(w http.ResponseWriter, t *tenants.Tenant, id string) {

@@ -100,7 +100,7 @@ func testRedeliveryAfterAckWait(t *testing.T, s *suite) {
 	require.Equal(t, 1, got[0].Attempt)
 	require.Equal(t, 2, got[1].Attempt)
 	gap := got[1].At.Sub(got[0].At)
-	require.GreaterOrEqual(t, gap, ackWait-earlySlack, "redelivered before the ack wait")
+	require.GreaterOrEqual(t, gap, ackWait-s.early, "redelivered before the ack wait")
 	require.LessOrEqual(t, gap, ackWait+s.tol, "redelivered too long after the ack wait")
 }
 
@@ -172,7 +172,7 @@ func testNakDelay(t *testing.T, s *suite) {
 		got := rec.all()
 		require.Equal(t, 2, got[1].Attempt)
 		gap := got[1].At.Sub(time.Unix(0, nakAt.Load()))
-		require.GreaterOrEqual(t, gap, delay-earlySlack, "redelivered before the nak delay")
+		require.GreaterOrEqual(t, gap, delay-s.early, "redelivered before the nak delay")
 		require.LessOrEqual(t, gap, delay+s.tol, "redelivered too long after the nak delay")
 	})
 }

@@ -50,15 +50,18 @@ type Capabilities struct {
 	// (ack wait expired, Nak delay over). Zero means
 	// DefaultTimingTolerance. Redeliveries are never allowed early.
 	TimingTolerance time.Duration
+	// EarlySlack is how much earlier than due a redelivery may be seen by
+	// the handler, because the first delivery reached it late: the
+	// latency from the backend starting its timer to the handler seeing
+	// the message. Zero means DefaultEarlySlack.
+	EarlySlack time.Duration
 }
 
 // DefaultTimingTolerance is used when Capabilities.TimingTolerance is zero.
 const DefaultTimingTolerance = 2 * time.Second
 
-// earlySlack absorbs the delivery latency between the backend starting a
-// timer and the handler seeing the message: a redelivery may appear this
-// much before its due time as measured by the test.
-const earlySlack = 150 * time.Millisecond
+// DefaultEarlySlack is used when Capabilities.EarlySlack is zero.
+const DefaultEarlySlack = 150 * time.Millisecond
 
 // Harness is what the suite needs from a backend for one test. newHarness
 // is called once per subtest, and subtests run in parallel.
@@ -129,9 +132,12 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 				if h.Subjects.Stack == "" {
 					h.Subjects = queue.NewSubjects("")
 				}
-				s := &suite{Harness: h, tol: h.Capabilities.TimingTolerance}
+				s := &suite{Harness: h, tol: h.Capabilities.TimingTolerance, early: h.Capabilities.EarlySlack}
 				if s.tol <= 0 {
 					s.tol = DefaultTimingTolerance
+				}
+				if s.early <= 0 {
+					s.early = DefaultEarlySlack
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
@@ -154,7 +160,8 @@ func runAll[T any](t *testing.T, cases []T, name func(T) string, f func(*testing
 
 type suite struct {
 	Harness
-	tol time.Duration
+	tol   time.Duration // Capabilities.TimingTolerance or its default
+	early time.Duration // Capabilities.EarlySlack or its default
 }
 
 // dur rounds d up to the backend's time granularity.

@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/stretchr/testify/require"
 
-	"github.com/outposthq/outpost/libs/testsupport"
+	"github.com/outposthq/outpost/libs/testenv"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/app"
@@ -56,7 +56,7 @@ func TestSecretFromAWSNeverLeaves(t *testing.T) {
 	cfg.Secrets.AWS = config.AWSSecrets{Region: "eu-west-1", Endpoint: secretsManager(t, map[string]string{"outpost/API_TOKEN": value}), Prefix: "outpost/"}
 	require.NoError(t, cfg.Validate())
 
-	logs := &testsupport.SyncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	reg := prometheus.NewRegistry()
 	conn := e.connect(t)

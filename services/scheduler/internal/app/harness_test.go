@@ -1,15 +1,11 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -22,6 +18,7 @@ import (
 	"github.com/outposthq/outpost/libs/natsembed/natstest"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/natsjs"
+	"github.com/outposthq/outpost/libs/testenv"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 	"github.com/outposthq/outpost/services/scheduler/internal/app"
 	"github.com/outposthq/outpost/services/scheduler/internal/config"
@@ -40,6 +37,7 @@ type env struct {
 	subjects queue.Subjects
 	reg      *prometheus.Registry
 	url      string
+	api      *testenv.Client
 }
 
 func testLogger() *slog.Logger {
@@ -84,7 +82,8 @@ func newEnvOn(t *testing.T, url string, edit ...func(*config.Config)) *env {
 		require.NoError(t, <-done)
 	})
 	require.Eventually(t, func() bool { return s.Ready() == nil }, waitFor, tick)
-	return &env{t: t, ctx: ctx, conn: conn, subjects: queue.NewSubjects(cfg.Broker.Stack), reg: reg, url: serveTest(t, s)}
+	base := serveTest(t, s)
+	return &env{t: t, ctx: ctx, conn: conn, subjects: queue.NewSubjects(cfg.Broker.Stack), reg: reg, url: base, api: &testenv.Client{Base: base}}
 }
 
 // serveTest serves h until the test ends and returns its URL.
@@ -98,27 +97,13 @@ func serveTest(t *testing.T, h http.Handler) string {
 // status and the body.
 func (e *env) do(method, path, tenant string, body any) (int, []byte) {
 	e.t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		raw, err := json.Marshal(b)
-		require.NoError(e.t, err)
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequestWithContext(e.ctx, method, e.url+path, rd)
-	require.NoError(e.t, err)
+	var header map[string]string
 	if tenant != "" {
-		req.Header.Set("X-Outpost-Tenant", tenant)
+		header = map[string]string{"X-Outpost-Tenant": tenant}
 	}
-	resp, err := http.DefaultClient.Do(req)
+	code, out, err := e.api.Send(e.ctx, method, path, body, header)
 	require.NoError(e.t, err)
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	require.NoError(e.t, err)
-	return resp.StatusCode, out
+	return code, out
 }
 
 // jobView is the part of a job record the tests look at.
@@ -142,9 +127,7 @@ type jobView struct {
 
 func decode[T any](t *testing.T, b []byte) T {
 	t.Helper()
-	var v T
-	require.NoError(t, json.Unmarshal(b, &v), string(b))
-	return v
+	return testenv.DecodeJSON[T](t, b)
 }
 
 // submit posts a job and requires 201.

@@ -426,7 +426,7 @@ func (p *Process) WaitReady(timeout time.Duration, probe Probe) error {
 	var last error
 	for {
 		if r.exited() {
-			return fmt.Errorf("%s %w before it was ready (%v); output:\n%s", p.name, ErrExited, r.err, p.LogTail(40))
+			return fmt.Errorf("%s %w before it was ready (%s); output:\n%s", p.name, ErrExited, describeExit(r.err), p.LogTail(40))
 		}
 		last = probe(ctx)
 		if last == nil {
@@ -439,6 +439,14 @@ func (p *Process) WaitReady(timeout time.Duration, probe Probe) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// describeExit says how a run ended, for messages.
+func describeExit(err error) string {
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
 }
 
 // ErrNoLine is returned by a LogProbe until the line shows up.

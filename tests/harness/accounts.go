@@ -160,7 +160,7 @@ func (c *Client) WaitAccount(name string, timeout time.Duration, cond func(Accou
 	ok := func() bool {
 		code, body, err := c.Try(http.MethodGet, "/api/v1/accounts/"+name, nil)
 		if err != nil || code != http.StatusOK {
-			lastErr = fmt.Errorf("status %d, %v: %s", code, err, body)
+			lastErr = fmt.Errorf("status %d, %w: %s", code, err, body)
 			return false
 		}
 		var a Account

@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/outposthq/outpost/libs/testenv"
 )
 
 // TestMain runs the test binary as a child process when envChild names a
@@ -14,5 +14,5 @@ func TestMain(m *testing.M) {
 	if role := os.Getenv(envChild); role != "" {
 		os.Exit(child(role))
 	}
-	goleak.VerifyTestMain(m)
+	testenv.VerifyNoLeaks(m)
 }

@@ -37,7 +37,6 @@ type env struct {
 	subjects queue.Subjects
 	reg      *prometheus.Registry
 	url      string
-	api      *testenv.Client
 }
 
 func testLogger() *slog.Logger {
@@ -82,8 +81,7 @@ func newEnvOn(t *testing.T, url string, edit ...func(*config.Config)) *env {
 		require.NoError(t, <-done)
 	})
 	require.Eventually(t, func() bool { return s.Ready() == nil }, waitFor, tick)
-	base := serveTest(t, s)
-	return &env{t: t, ctx: ctx, conn: conn, subjects: queue.NewSubjects(cfg.Broker.Stack), reg: reg, url: base, api: &testenv.Client{Base: base}}
+	return &env{t: t, ctx: ctx, conn: conn, subjects: queue.NewSubjects(cfg.Broker.Stack), reg: reg, url: serveTest(t, s)}
 }
 
 // serveTest serves h until the test ends and returns its URL.
@@ -101,7 +99,8 @@ func (e *env) do(method, path, tenant string, body any) (int, []byte) {
 	if tenant != "" {
 		header = map[string]string{"X-Outpost-Tenant": tenant}
 	}
-	code, out, err := e.api.Send(e.ctx, method, path, body, header)
+	api := testenv.Client{Base: e.url}
+	code, out, err := api.Send(e.ctx, method, path, body, header)
 	require.NoError(e.t, err)
 	return code, out
 }

@@ -221,6 +221,14 @@ func StopShared() error {
 //
 //	func TestMain(m *testing.M) { kubetest.Main(m) }
 func Main(m *testing.M) {
+	os.Exit(Run(m))
+}
+
+// Run is Main returning the exit code instead of exiting, for a TestMain
+// that checks more once the cluster is stopped:
+//
+//	func TestMain(m *testing.M) { os.Exit(testenv.CheckLeaks(kubetest.Run(m))) }
+func Run(m *testing.M) int {
 	code := m.Run()
 	if err := StopShared(); err != nil {
 		fmt.Fprintf(os.Stderr, "kubetest: stop shared cluster: %v\n", err)
@@ -228,7 +236,7 @@ func Main(m *testing.M) {
 			code = 1
 		}
 	}
-	os.Exit(code)
+	return code
 }
 
 // RESTConfig is a copy of the admin identity's client configuration, with

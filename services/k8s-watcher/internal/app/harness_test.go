@@ -29,7 +29,7 @@ import (
 	"github.com/outposthq/outpost/services/k8s-watcher/internal/config"
 )
 
-func TestMain(m *testing.M) { kubetest.Main(m) }
+func TestMain(m *testing.M) { os.Exit(testenv.CheckLeaks(kubetest.Run(m))) }
 
 const (
 	tenant  = "acme"

@@ -107,6 +107,8 @@ type Process struct {
 	name string
 	logs *tailBuffer
 
+	restartMu sync.Mutex // one Restart at a time: two would start two runs
+
 	mu   sync.Mutex
 	cur  *run // the current (or last) run
 	runs int
@@ -271,6 +273,8 @@ func (p *Process) Name() string { return p.name }
 // Restart starts the process again with the same spec after it exited
 // (Kill or Stop it first). Its error wraps ErrRunning when it still runs.
 func (p *Process) Restart() error {
+	p.restartMu.Lock()
+	defer p.restartMu.Unlock()
 	r := p.current()
 	if r != nil && !r.exited() {
 		return fmt.Errorf("restart %s: %w", p.name, ErrRunning)

@@ -1,8 +1,10 @@
 package testenv_test
 
 import (
+	"errors"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -189,4 +191,30 @@ func TestStartLogsOutputOfAFailedTest(t *testing.T) {
 	})
 	require.True(t, f.failed)
 	require.Contains(t, f.logs(), "talker| ready", "each line prefixed with the name")
+}
+
+func TestLiveLogs(t *testing.T) {
+	t.Setenv(testenv.EnvLiveLogs, "1")
+	f := runFake(t, func(tb testing.TB) {
+		p := testenv.Start(tb, childSpec("live", "serve"))
+		require.NoError(t, p.WaitLog("ready", wait))
+	})
+	require.False(t, f.failed)
+	require.Contains(t, f.logs(), "live| ready", "lines reach the test log as they come")
+	require.Contains(t, f.logs(), "live| bye", "until the process is stopped")
+}
+
+func TestConcurrentRestartsStartOneRun(t *testing.T) {
+	p := testenv.Start(t, childSpec("serve", "serve"))
+	require.NoError(t, p.WaitLog("ready", wait))
+	require.NoError(t, p.Kill())
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() { errs <- p.Restart() }()
+	}
+	first, second := <-errs, <-errs
+	require.Len(t, slices.DeleteFunc([]error{first, second}, func(err error) bool { return err == nil }), 1,
+		"one restart runs, the other finds it running")
+	require.ErrorIs(t, errors.Join(first, second), testenv.ErrRunning)
+	require.Equal(t, 2, p.Runs())
 }

@@ -74,6 +74,7 @@ func Bin(t testing.TB, name string) string {
 // on errors; a chaos driver on a goroutine of its own uses Proc, whose
 // methods return them.
 type Process struct {
+	// Name names the process in the test log.
 	Name string
 	// Ops is the base URL of a runner's ops server (/readyz, /metrics),
 	// set by Stack.StartRunner.

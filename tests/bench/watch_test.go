@@ -84,6 +84,10 @@ func TestWatchInventory(t *testing.T) {
 	record("watch_watcher_rss_mib_per_10k_objects", float64(syncedRSS-baseRSS)/(1<<20)*10000/float64(n))
 	record("watch_watcher_rss_mib", float64(syncedRSS)/(1<<20))
 
+	// The watcher publishes while its informers list, before it reports
+	// ACTIVATED with the kinds it watches: the inventory can be full
+	// before the account-migrator knows which kinds the account has.
+	c.WaitAccountState("bench", "ACTIVE", time.Minute)
 	start = time.Now()
 	objs, err := c.Objects("bench", "kind=configmaps&namespace="+ns)
 	require.NoError(t, err)

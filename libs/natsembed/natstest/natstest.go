@@ -10,9 +10,15 @@
 package natstest
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/outposthq/outpost/libs/natsembed"
 )
@@ -45,7 +51,8 @@ func RunServerWith(t testing.TB, opts natsembed.Options) *natsembed.Server {
 
 // RunCluster starts n JetStream nodes (n >= 1, normally 3) on loopback with
 // routes between them, random client ports and JetStream clustered, waits
-// until they have elected a meta leader, and shuts them down with t.Cleanup.
+// until the cluster serves JetStream (a stream replicated on every node can
+// be made and written), and shuts them down with t.Cleanup.
 // URL(nodes...) is the comma-separated URL to connect to all of them.
 func RunCluster(t testing.TB, n int) []*natsembed.Server {
 	t.Helper()
@@ -87,7 +94,54 @@ func RunCluster(t testing.TB, n int) []*natsembed.Server {
 			t.Fatalf("natstest: start cluster node %d: %v", i+1, errs[i])
 		}
 	}
+	if err := waitServing(servers); err != nil {
+		t.Fatalf("natstest: cluster of %d nodes: %v", n, err)
+	}
 	return servers
+}
+
+// clusterReady bounds waitServing.
+const clusterReady = 60 * time.Second
+
+// waitServing returns once the cluster serves JetStream: a stream
+// replicated on every node can be made, elects a leader and stores a
+// message. Every node knowing a meta leader is not enough: right after the
+// cluster forms, the meta leader may not yet count its peers as current,
+// and a stream request can go unanswered. The probe stream is deleted.
+func waitServing(servers []*natsembed.Server) error {
+	ctx, cancel := context.WithTimeout(context.Background(), clusterReady)
+	defer cancel()
+	nc, err := nats.Connect(URL(servers...), nats.MaxReconnects(-1))
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	const probe = "NATSTEST_PROBE"
+	cfg := jetstream.StreamConfig{Name: probe, Subjects: []string{"natstest.probe"}, Replicas: len(servers), Storage: jetstream.MemoryStorage}
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = 50*time.Millisecond, time.Second, 0
+	err = backoff.Retry(func() error {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if _, err := js.CreateOrUpdateStream(actx, cfg); err != nil {
+			return fmt.Errorf("create a probe stream: %w", err)
+		}
+		if _, err := js.Publish(actx, "natstest.probe", nil); err != nil {
+			return fmt.Errorf("publish to the probe stream: %w", err)
+		}
+		return nil
+	}, backoff.WithContext(b, ctx))
+	if err != nil {
+		return fmt.Errorf("JetStream does not serve within %s: %w", clusterReady, err)
+	}
+	if err := js.DeleteStream(ctx, probe); err != nil {
+		return fmt.Errorf("delete the probe stream: %w", err)
+	}
+	return nil
 }
 
 // URL is the comma-separated client URL of servers.

@@ -6,7 +6,7 @@
 // In the per-tenant layout (the default) every tenant gets three streams,
 // created by EnsureTenant:
 //
-//	<STACK>_<tenant>_WORK    work queue   <stack>.<tenant>.submit, <stack>.<tenant>.jobs.>
+//	<STACK>_<tenant>_WORK    work queue   <stack>.<tenant>.submit, <stack>.<tenant>.jobs.*
 //	<STACK>_<tenant>_EVENTS  limits       <stack>.<tenant>.{job-events,control,runners}.>
 //	<STACK>_<tenant>_DLQ     limits       <stack>.<tenant>.dlq.>
 //
@@ -17,7 +17,7 @@
 //
 // In the shared layout (for thousands of tenants per server) the three
 // streams are shared by every tenant of the stack (<STACK>_WORK with
-// <stack>.*.submit and <stack>.*.jobs.>, and so on), consumers are filtered
+// <stack>.*.submit and <stack>.*.jobs.*, and so on), consumers are filtered
 // by the tenant's subjects, and EnsureTenant records the tenant in the
 // <STACK>-tenants KV bucket so that Publish can still refuse unknown
 // tenants. JetStream has no per-subject byte or message quota, so
@@ -52,7 +52,20 @@
 // (and a delivery past MaxDeliveries) first publishes a copy to
 // Subjects.DeadLetter(tenant, role) with the dead-letter headers and the
 // original headers (less JetStream's Nats-* ones), deduplicated by the
-// original's stream sequence, then terminates the original.
+// original's stream sequence, then terminates the original. A delivery of
+// the dead-letter stream itself is only terminated: it stays stored.
+//
+// # Dead letters
+//
+// Conn implements queue.DeadLetterStore: the dead-letter stream keeps its
+// messages once consumed (30 days by default), DeadLetters lists a
+// tenant's with their stream sequence as id, and DeleteDeadLetter removes
+// one.
+//
+// Work streams store only the subject shapes consumers read (one key
+// token: jobs.<pool>, leases.<zone>, ops.<account>), and the watch stream
+// only watch.<account>.<kind>.<namespace>.<name>; Publish refuses other
+// shapes with queue.ErrInvalidSubject, and no stream stores them.
 package natsjs
 
 import (

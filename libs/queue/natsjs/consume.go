@@ -293,6 +293,7 @@ type delivery struct {
 	header  map[string]string
 	attempt int
 	seq     uint64
+	stored  time.Time // when the message was stored in its stream
 
 	mu      sync.Mutex
 	settled bool
@@ -310,6 +311,7 @@ func (k *consumer) newDelivery(msg jetstream.Msg) (*delivery, error) {
 		header:  headerMap(msg.Headers()),
 		attempt: int(md.NumDelivered),
 		seq:     md.Sequence.Stream,
+		stored:  md.Timestamp,
 	}, nil
 }
 
@@ -379,6 +381,10 @@ func (d *delivery) settle(ctx context.Context, op string, body []byte) error {
 // its tenant and role, then terminates the original. The copy's Nats-Msg-Id
 // is derived from the original's stream sequence, so a retry after a
 // failed terminate does not store it twice.
+//
+// A dead letter itself (a delivery of the dead-letter stream) is not
+// copied again: terminating it only ends its deliveries to this consumer,
+// and it stays in the dead-letter stream, where DeadLetters lists it.
 func (d *delivery) deadLetter(ctx context.Context, reason string, attempts int) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -397,6 +403,13 @@ func (d *delivery) deadLetter(ctx context.Context, reason string, attempts int) 
 		}
 		return r
 	}, reason)
+	if queue.Role(role) == queue.RoleDeadLetter {
+		if err := d.k.c.ackRequest(ctx, d.msg.Reply(), []byte("+TERM "+reason)); err != nil {
+			return fmt.Errorf("natsjs: term dead letter %s: %w", d.subject, err)
+		}
+		d.settled = true
+		return nil
+	}
 	h := make(nats.Header, len(d.msg.Headers())+4)
 	for key, v := range d.msg.Headers() {
 		if strings.HasPrefix(key, "Nats-") {
@@ -407,6 +420,9 @@ func (d *delivery) deadLetter(ctx context.Context, reason string, attempts int) 
 	h[queue.HeaderDeadLetterReason] = []string{reason}
 	h[queue.HeaderDeadLetterSubject] = []string{d.subject}
 	h[queue.HeaderDeadLetterAttempts] = []string{strconv.Itoa(attempts)}
+	if !d.stored.IsZero() {
+		h[queue.HeaderDeadLetterFirstTime] = []string{d.stored.UTC().Format(time.RFC3339Nano)}
+	}
 	h[jetstream.MsgIDHeader] = []string{"dlq-" + d.k.stream + "-" + strconv.FormatUint(d.seq, 10)}
 	dlq := &nats.Msg{
 		Subject: d.k.c.subjects.DeadLetter(tenant, queue.Role(role)),

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/outposthq/outpost/libs/kv"
@@ -39,7 +41,29 @@ func (c *Conn) OpenStore(ctx context.Context, bucket string) (kv.Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("natsjs: open store %s: %w", name, err)
 	}
+	if c.cfg.Replicas > 1 {
+		c.waitStreamLeader(ctx, "KV_"+name)
+	}
 	return &Store{kv: b, name: name}, nil
+}
+
+// retryElection runs a write to a KV bucket again, with backoff while ctx
+// lasts, when no stream answered it: the bucket's stream is electing a
+// leader, and a write nobody answered was not stored, so a compare-and-set
+// stays exact.
+func retryElection(ctx context.Context, write func() error) error {
+	b := leaderBackoff()
+	for {
+		err := write()
+		if !errors.Is(err, jetstream.ErrNoStreamResponse) && !errors.Is(err, nats.ErrNoResponders) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(b.NextBackOff()):
+		}
+	}
 }
 
 // Store is a kv.Store on a JetStream KV bucket. Revisions are the bucket
@@ -65,7 +89,11 @@ func (s *Store) Get(ctx context.Context, key string) (kv.Entry, error) {
 
 // Create implements kv.Store.
 func (s *Store) Create(ctx context.Context, key string, value []byte) (uint64, error) {
-	rev, err := s.kv.Create(ctx, key, value)
+	var rev uint64
+	err := retryElection(ctx, func() (err error) {
+		rev, err = s.kv.Create(ctx, key, value)
+		return err
+	})
 	if err != nil {
 		return 0, s.err("create", key, err)
 	}
@@ -82,7 +110,11 @@ func (s *Store) Update(ctx context.Context, key string, value []byte, rev uint64
 		}
 		return 0, fmt.Errorf("natsjs: update %s/%s at revision 0: %w", s.name, key, kv.ErrConflict)
 	}
-	next, err := s.kv.Update(ctx, key, value, rev)
+	var next uint64
+	err := retryElection(ctx, func() (err error) {
+		next, err = s.kv.Update(ctx, key, value, rev)
+		return err
+	})
 	if err == nil {
 		return next, nil
 	}
@@ -107,7 +139,10 @@ func (s *Store) Delete(ctx context.Context, key string, rev uint64) error {
 	if rev == 0 {
 		rev = e.Revision()
 	}
-	if err := s.kv.Purge(ctx, key, jetstream.LastRevision(rev)); err != nil {
+	err = retryElection(ctx, func() error {
+		return s.kv.Purge(ctx, key, jetstream.LastRevision(rev))
+	})
+	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || strings.Contains(err.Error(), "wrong last sequence") {
 			return fmt.Errorf("natsjs: delete %s/%s at revision %d: %w", s.name, key, rev, kv.ErrConflict)
 		}

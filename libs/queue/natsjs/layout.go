@@ -9,7 +9,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/outposthq/outpost/libs/queue"
@@ -114,7 +116,10 @@ func (c *Conn) streamConfig(tenant string, k streamKind, limits queue.TenantLimi
 	switch k {
 	case kindWork:
 		cfg.Description = "outpost work queue: " + c.cfg.Stack + " tenant " + t
-		cfg.Subjects = []string{s.Submit(t), s.All(t, queue.RoleJobs)}
+		// Only the shapes consumers read: a message on jobs.x.y would sit
+		// in a work queue that nobody consumes, against the tenant's
+		// limits, so the stream does not take it (Publish is refused).
+		cfg.Subjects = []string{s.Submit(t), s.Jobs(t, "*")}
 		cfg.Retention = jetstream.WorkQueuePolicy
 		cfg.Discard = jetstream.DiscardNew
 	case kindEvents:
@@ -133,7 +138,7 @@ func (c *Conn) streamConfig(tenant string, k streamKind, limits queue.TenantLimi
 		cfg.MaxAge = c.cfg.DeadLetterMaxAge
 	case kindAccountWork:
 		cfg.Description = "outpost account work queue: " + c.cfg.Stack + " tenant " + t
-		cfg.Subjects = []string{s.All(t, queue.RoleLeases), s.All(t, queue.RoleOps)}
+		cfg.Subjects = []string{s.Leases(t, "*"), s.Ops(t, "*")}
 		cfg.Retention = jetstream.WorkQueuePolicy
 		cfg.Discard = jetstream.DiscardNew
 	case kindAccountEvents:
@@ -146,7 +151,9 @@ func (c *Conn) streamConfig(tenant string, k streamKind, limits queue.TenantLimi
 		// Compaction, not age, bounds it: one message per object, so the
 		// stream is the inventory itself.
 		cfg.Description = "outpost watch inventory: " + c.cfg.Stack + " tenant " + t
-		cfg.Subjects = []string{s.All(t, queue.RoleWatch)}
+		// Only the inventory's shape, <account>.<kind>.<namespace>.<name>:
+		// nothing else could ever be listed or purged with an account.
+		cfg.Subjects = []string{s.Watch(t, "*") + ".*.*.*"}
 		cfg.Retention = jetstream.LimitsPolicy
 		cfg.Discard = jetstream.DiscardOld
 		cfg.MaxMsgsPerSubject = 1
@@ -238,7 +245,55 @@ func (c *Conn) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) err
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", cfg.Name, err)
 	}
+	if cfg.Replicas > 1 {
+		c.waitStreamLeader(ctx, cfg.Name)
+	}
 	return nil
+}
+
+// waitStreamLeader returns once the replicated stream has elected a
+// leader. A stream create is answered by the meta leader as soon as the
+// stream is assigned; its own raft group elects a leader after that, and a
+// publish in between finds no responder. Waiting here keeps the first
+// publishes after EnsureTenant from paying for the election. It waits at
+// most leaderWait: Publish rides out an election on its own, so a stream
+// that is slow to elect is logged, not an error.
+func (c *Conn) waitStreamLeader(ctx context.Context, name string) {
+	ctx, cancel := context.WithTimeout(ctx, leaderWait)
+	defer cancel()
+	err := backoff.Retry(func() error {
+		actx, cancel := context.WithTimeout(ctx, apiAttempt)
+		defer cancel()
+		s, err := c.js.Stream(actx, name)
+		if err != nil {
+			return fmt.Errorf("look up leader: %w", err)
+		}
+		if info := s.CachedInfo(); info.Cluster == nil || info.Cluster.Leader == "" {
+			return errNoLeader
+		}
+		return nil
+	}, backoff.WithContext(leaderBackoff(), ctx))
+	if err != nil {
+		c.log.Warn("stream has no leader yet", "stream", name, "waited", leaderWait, "error", err)
+	}
+}
+
+// leaderWait bounds waitStreamLeader.
+const leaderWait = 10 * time.Second
+
+// errNoLeader is the retryable state of a stream whose raft group has no
+// leader yet.
+var errNoLeader = errors.New("stream has no leader yet")
+
+// leaderBackoff paces the waits for a stream leader and the publishes
+// retried through an election: elections take a few hundred milliseconds
+// on an idle cluster and seconds on a loaded one.
+func leaderBackoff() *backoff.ExponentialBackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 25 * time.Millisecond
+	b.MaxInterval = 500 * time.Millisecond
+	b.MaxElapsedTime = 0 // bounded by the caller's context
+	return b
 }
 
 // tenantRegistryBucket is the KV bucket listing the tenants of a stack in
@@ -422,6 +477,12 @@ func (c *Conn) checkSubject(subject string, filter bool) (string, queue.Role, er
 		return "", "", fmt.Errorf("%w: %q: role %q takes no key", queue.ErrInvalidSubject, subject, r)
 	case role != queue.RoleSubmit && key == "":
 		return "", "", fmt.Errorf("%w: %q: role %q needs a key", queue.ErrInvalidSubject, subject, r)
+	case role.IsWork() && strings.Contains(key, "."):
+		// The work streams store only these shapes (see streamConfig).
+		return "", "", fmt.Errorf("%w: %q: the key of work role %q is one token (a pool, zone or account)", queue.ErrInvalidSubject, subject, r)
+	case role == queue.RoleWatch && !filter && strings.Count(key, ".") != 3:
+		// The watch stream stores only this shape (see streamConfig).
+		return "", "", fmt.Errorf("%w: %q: a watch subject is <account>.<kind>.<namespace>.<name>", queue.ErrInvalidSubject, subject)
 	case !validKey(key, filter):
 		return "", "", fmt.Errorf("%w: %q: bad key %q", queue.ErrInvalidSubject, subject, key)
 	}

@@ -61,6 +61,14 @@ func TestCheckSubject(t *testing.T) {
 		{"outpost.*.submit", true, false},                  // wildcard tenant
 		{"outpost.ac/me.submit", false, false},             // bad tenant
 		{"outpost.acme.bogus.x", false, false},             // unknown role
+		{"outpost.acme.jobs.x.y", false, false},            // a pool is one token
+		{"outpost.acme.jobs.*.>", true, false},             // nothing reads deeper
+		{"outpost.acme.leases.x.y", false, false},          // a zone is one token
+		{"outpost.acme.ops.a.b", false, false},             // an account is one token
+		{"outpost.acme.dlq.jobs", false, true},
+		{"outpost.acme.watch.acct.pods.ns.name", false, true},
+		{"outpost.acme.watch.acct.>", true, true},
+		{"outpost.acme.watch.acct.pods", false, false}, // an object subject has four key tokens
 	}
 	for _, tc := range cases {
 		_, _, err := c.checkSubject(tc.subject, tc.filter)
@@ -82,7 +90,7 @@ func TestStreamNames(t *testing.T) {
 	require.Equal(t, "OUTPOST_acme_DLQ", per.StreamName("acme", queue.RoleDeadLetter))
 
 	work := per.streamConfig("acme", kindWork, queue.TenantLimits{MaxBytes: 1 << 20, MaxMessages: 10})
-	require.Equal(t, []string{"outpost.acme.submit", "outpost.acme.jobs.>"}, work.Subjects)
+	require.Equal(t, []string{"outpost.acme.submit", "outpost.acme.jobs.*"}, work.Subjects)
 	require.EqualValues(t, 1<<20, work.MaxBytes)
 	require.EqualValues(t, 10, work.MaxMsgs)
 	events := per.streamConfig("acme", kindEvents, queue.TenantLimits{})
@@ -93,18 +101,18 @@ func TestStreamNames(t *testing.T) {
 	require.Equal(t, "OUTPOST_acme_ACCOUNT_EVENTS", per.StreamName("acme", queue.RoleAccounts))
 	require.Equal(t, "OUTPOST_acme_WATCH", per.StreamName("acme", queue.RoleWatch))
 	aw := per.streamConfig("acme", kindAccountWork, queue.TenantLimits{})
-	require.Equal(t, []string{"outpost.acme.leases.>", "outpost.acme.ops.>"}, aw.Subjects)
+	require.Equal(t, []string{"outpost.acme.leases.*", "outpost.acme.ops.*"}, aw.Subjects)
 	require.Equal(t, jetstream.WorkQueuePolicy, aw.Retention)
 	require.Equal(t, []string{"outpost.acme.accounts.>"}, per.streamConfig("acme", kindAccountEvents, queue.TenantLimits{}).Subjects)
 
 	shared := &Conn{cfg: Config{Stack: "outpost", Layout: LayoutShared}, prefix: "OUTPOST", subjects: queue.NewSubjects("outpost")}
 	require.Equal(t, "OUTPOST_WORK", shared.StreamName("acme", queue.RoleJobs))
 	sw := shared.streamConfig("acme", kindWork, queue.TenantLimits{MaxMessages: 10})
-	require.Equal(t, []string{"outpost.*.submit", "outpost.*.jobs.>"}, sw.Subjects)
+	require.Equal(t, []string{"outpost.*.submit", "outpost.*.jobs.*"}, sw.Subjects)
 	require.EqualValues(t, -1, sw.MaxMsgs, "limits are not applied to shared streams")
 	require.Equal(t, []string{"outpost.*.dlq.>"}, shared.streamConfig("", kindDLQ, queue.TenantLimits{}).Subjects)
 	watch := per.streamConfig("acme", kindWatch, queue.TenantLimits{})
-	require.Equal(t, []string{"outpost.acme.watch.>"}, watch.Subjects)
+	require.Equal(t, []string{"outpost.acme.watch.*.*.*.*"}, watch.Subjects)
 	require.Equal(t, int64(1), watch.MaxMsgsPerSubject, "the watch stream keeps the last state of each object")
 	require.Zero(t, watch.MaxAge)
 }

@@ -40,12 +40,12 @@ func TestEnsureTenantCreatesStreams(t *testing.T) {
 		retention jetstream.RetentionPolicy
 		subjects  []string
 	}{
-		{queue.RoleJobs, "OUTPOST_acme_WORK", jetstream.WorkQueuePolicy, []string{"outpost.acme.submit", "outpost.acme.jobs.>"}},
+		{queue.RoleJobs, "OUTPOST_acme_WORK", jetstream.WorkQueuePolicy, []string{"outpost.acme.submit", "outpost.acme.jobs.*"}},
 		{queue.RoleJobEvents, "OUTPOST_acme_EVENTS", jetstream.LimitsPolicy, []string{"outpost.acme.job-events.>", "outpost.acme.control.>", "outpost.acme.runners.>"}},
 		{queue.RoleDeadLetter, "OUTPOST_acme_DLQ", jetstream.LimitsPolicy, []string{"outpost.acme.dlq.>"}},
-		{queue.RoleLeases, "OUTPOST_acme_ACCOUNT_WORK", jetstream.WorkQueuePolicy, []string{"outpost.acme.leases.>", "outpost.acme.ops.>"}},
+		{queue.RoleLeases, "OUTPOST_acme_ACCOUNT_WORK", jetstream.WorkQueuePolicy, []string{"outpost.acme.leases.*", "outpost.acme.ops.*"}},
 		{queue.RoleAccounts, "OUTPOST_acme_ACCOUNT_EVENTS", jetstream.LimitsPolicy, []string{"outpost.acme.accounts.>"}},
-		{queue.RoleWatch, "OUTPOST_acme_WATCH", jetstream.LimitsPolicy, []string{"outpost.acme.watch.>"}},
+		{queue.RoleWatch, "OUTPOST_acme_WATCH", jetstream.LimitsPolicy, []string{"outpost.acme.watch.*.*.*.*"}},
 	}
 	// The account streams are made on first use of an account subject,
 	// with the tenant's limits.

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -17,6 +19,9 @@ import (
 // subject, the Nats-Msg-Id header (deduplicated within
 // Config.DuplicateWindow). JetStream deduplicates per stream, and one stream
 // holds several subjects, so the subject is part of the id.
+//
+// While the tenant's stream elects a leader nothing answers; Publish tries
+// again with backoff until ctx is done, so callers bound it with ctx.
 //
 // Errors wrap queue.ErrInvalidSubject, queue.ErrUnknownTenant (the tenant
 // was never ensured), queue.ErrPayloadTooLarge, queue.ErrLimitExceeded (the
@@ -51,11 +56,63 @@ func (c *Conn) Publish(ctx context.Context, msg queue.Message) error {
 		}
 		m.Header = h
 	}
-	if _, err := c.js.PublishMsg(ctx, m); err != nil {
-		return c.publishError(ctx, msg.Subject, tenant, role, err)
-	}
-	return nil
+	return c.publishMsg(ctx, m, tenant, role)
 }
+
+// publishMsg publishes m, riding out a stream leader election: while a
+// replicated stream elects a leader (right after it was created, or when
+// its leader's node stops or falls behind) nothing answers its subjects,
+// and the client reports no responders. No responder means the message
+// was not stored, so publishing again cannot duplicate it; it is tried
+// again with backoff while ctx lasts, once the tenant is known to exist.
+//
+// A publish sent just as the leader's node goes can also get no answer at
+// all. A message with a dedupe id is therefore given publishAttempt per
+// try and sent again, unchanged, when the try times out: the stream
+// stores it once whichever try arrives. One without a dedupe id waits for
+// its answer until ctx is done, as sending it twice could store it twice.
+func (c *Conn) publishMsg(ctx context.Context, m *nats.Msg, tenant string, role queue.Role) error {
+	idempotent := m.Header.Get(jetstream.MsgIDHeader) != ""
+	var b backoff.BackOff
+	for {
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if idempotent {
+			actx, cancel = context.WithTimeout(ctx, publishAttempt)
+		}
+		_, err := c.js.PublishMsg(actx, m)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		var perr error
+		if idempotent && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			perr = fmt.Errorf("natsjs: publish to %s: %w: %w", m.Subject, errNoStreamAnswer, err)
+		} else {
+			perr = c.publishError(ctx, m.Subject, tenant, role, err)
+		}
+		if !errors.Is(perr, errNoStreamAnswer) {
+			return perr
+		}
+		if b == nil {
+			b = leaderBackoff()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (%w)", perr, ctx.Err())
+		case <-time.After(b.NextBackOff()):
+		}
+		if c.closed.Load() {
+			return queue.ErrClosed
+		}
+	}
+}
+
+// publishAttempt bounds one try of a publish that carries a dedupe id.
+const publishAttempt = 5 * time.Second
+
+// errNoStreamAnswer marks a publish that no stream answered while the
+// tenant's streams exist: a leader election or an outage.
+var errNoStreamAnswer = errors.New("no stream answered (leader election or outage?)")
 
 // publishError maps a JetStream publish failure onto the queue errors.
 func (c *Conn) publishError(ctx context.Context, subject, tenant string, role queue.Role, err error) error {
@@ -73,7 +130,10 @@ func (c *Conn) publishError(ctx context.Context, subject, tenant string, role qu
 			c.forgetTenant(tenant)
 			return fmt.Errorf("natsjs: publish to %s: %w: %q", subject, queue.ErrUnknownTenant, tenant)
 		}
-		return fmt.Errorf("natsjs: publish to %s: no stream answered (leader election or outage?): %w", subject, err)
+		if lerr != nil {
+			return fmt.Errorf("natsjs: publish to %s: %w: %w (look up tenant: %w)", subject, errNoStreamAnswer, err, lerr)
+		}
+		return fmt.Errorf("natsjs: publish to %s: %w: %w", subject, errNoStreamAnswer, err)
 	case errors.As(err, &apiErr):
 		switch {
 		case apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum:

@@ -78,11 +78,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, conn *natsjs.
 		ReconcileInterval:  cfg.ReconcileInterval,
 		ChecksumMismatches: cfg.ChecksumMismatches,
 		PresenceWindow:     cfg.PresenceWindow,
+		MaxDeliveries:      cfg.MaxDeliveries,
 		Sealer:             sealer,
 		Metrics:            m,
 		Logger:             log.With("component", "engine"),
 	})
-	ops := operations.New(conn, opStore, subjects, m, log.With("component", "operations"))
+	ops := operations.New(conn, opStore, subjects, cfg.MaxDeliveries, m, log.With("component", "operations"))
 	mig := &Migrator{cfg: cfg, log: log, conn: conn, engine: eng, ops: ops, mux: http.NewServeMux()}
 	if a := cfg.AutoMigration; a.Enabled {
 		src, err := source(a)

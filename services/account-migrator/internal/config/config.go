@@ -58,6 +58,12 @@ type Config struct {
 	MaxOperationWait time.Duration `yaml:"max_operation_wait" env:"OUTPOST_MAX_OPERATION_WAIT"`
 	// PresenceWindow is how far back heartbeats are read at start.
 	PresenceWindow time.Duration `yaml:"presence_window" env:"OUTPOST_PRESENCE_WINDOW"`
+	// MaxDeliveries bounds how often one watcher event (status, checksum,
+	// operation result) is delivered: one that decodes but keeps failing
+	// is dead-lettered with the reason past it instead of being retried
+	// forever. Failures are retried every second, so the default 60 lasts
+	// about the default activation_timeout.
+	MaxDeliveries int `yaml:"max_deliveries" env:"OUTPOST_MAX_DELIVERIES"`
 
 	AutoMigration AutoMigration `yaml:"auto_migration"`
 }
@@ -114,6 +120,7 @@ func Default() Config {
 		MaxRequestBytes:    4 << 20,
 		MaxOperationWait:   60 * time.Second,
 		PresenceWindow:     5 * time.Minute,
+		MaxDeliveries:      60,
 		AutoMigration: AutoMigration{
 			Interval: 30 * time.Second,
 			Secrets:  Secrets{Key: "config"},
@@ -186,6 +193,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: max_operation_wait must not be negative", config.ErrInvalid)
 	case c.PresenceWindow <= 0:
 		return fmt.Errorf("%w: presence_window must be positive", config.ErrInvalid)
+	case c.MaxDeliveries < 1:
+		return fmt.Errorf("%w: max_deliveries must be at least 1", config.ErrInvalid)
 	}
 	for _, t := range c.Tenants {
 		if !queue.ValidToken(t) {

@@ -34,6 +34,7 @@ func TestValidate(t *testing.T) {
 		{name: "retryFrequencySeconds alone", mutate: func(c *Config) { c.RetryFrequency, c.RetryFrequencySeconds = 0, 7 }},
 		{name: "no reconcile interval", mutate: func(c *Config) { c.ReconcileInterval = 0 }, wantErr: "reconcile_interval"},
 		{name: "no mismatches", mutate: func(c *Config) { c.ChecksumMismatches = 0 }, wantErr: "checksum_mismatches"},
+		{name: "unlimited deliveries", mutate: func(c *Config) { c.MaxDeliveries = -1 }, wantErr: "max_deliveries"},
 		{name: "auto: no source", mutate: func(c *Config) { c.AutoMigration.Enabled = true }, wantErr: "exactly one source"},
 		{name: "auto: two sources", mutate: func(c *Config) {
 			c.AutoMigration = AutoMigration{Enabled: true, Interval: time.Second, Directory: "/d", Secrets: Secrets{Namespace: "ns", Key: "config"}}
@@ -73,6 +74,7 @@ func TestLoad(t *testing.T) {
 		"OUTPOST_MAX_RETRIES":        "5",
 		"OUTPOST_ACTIVATION_TIMEOUT": "2m",
 		"OUTPOST_RECONCILE_INTERVAL": "250ms",
+		"OUTPOST_MAX_DELIVERIES":     "7",
 		"OUTPOST_KUBECONFIG_KEY":     base64.StdEncoding.EncodeToString(make([]byte, 32)),
 	}
 	cfg := Default()
@@ -82,6 +84,8 @@ func TestLoad(t *testing.T) {
 	require.Equal(t, 5, cfg.MaxRetries)
 	require.Equal(t, 2*time.Minute, cfg.ActivationTimeout)
 	require.Equal(t, 250*time.Millisecond, cfg.ReconcileInterval)
+	require.Equal(t, 7, cfg.MaxDeliveries)
+	require.Equal(t, 60, Default().MaxDeliveries)
 	require.Equal(t, 9*time.Second, cfg.RetryEvery())
 	require.Equal(t, "config", cfg.AutoMigration.Secrets.Key)
 	key, err := cfg.SealKey()

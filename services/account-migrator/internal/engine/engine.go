@@ -49,11 +49,22 @@ type Options struct {
 	ReconcileInterval  time.Duration
 	ChecksumMismatches int
 	PresenceWindow     time.Duration
-	Sealer             *accounts.Sealer
-	Metrics            *metrics.Metrics
-	Logger             *slog.Logger
-	Now                func() time.Time
+	// MaxDeliveries bounds the deliveries of one status or checksum event
+	// before it is dead-lettered with the reason; 0 means
+	// DefaultMaxDeliveries.
+	MaxDeliveries int
+	Sealer        *accounts.Sealer
+	Metrics       *metrics.Metrics
+	Logger        *slog.Logger
+	Now           func() time.Time
 }
+
+// DefaultMaxDeliveries is the default of Options.MaxDeliveries. A failed
+// event is retried every second (nakDelay), so 60 deliveries last about as
+// long as the default activation timeout: an ACTIVATED or FAILED that could
+// not be applied by then is superseded by the timeout, and a later
+// activation is retried by the lifecycle anyway.
+const DefaultMaxDeliveries = 60
 
 // Engine is the lifecycle engine over one accounts bucket.
 type Engine struct {
@@ -81,6 +92,9 @@ func New(conn Conn, store kv.Store, opts Options) *Engine {
 	}
 	if opts.Sealer == nil {
 		opts.Sealer, _ = accounts.NewSealer(nil)
+	}
+	if opts.MaxDeliveries <= 0 {
+		opts.MaxDeliveries = DefaultMaxDeliveries
 	}
 	if opts.ChecksumMismatches < 1 {
 		opts.ChecksumMismatches = 2
@@ -137,7 +151,7 @@ func (e *Engine) StartTenant(ctx context.Context, tenant string) (func(context.C
 		// One delivery at a time: a watcher's reports about an account,
 		// and its checksums of a kind ("mismatches in a row"), are
 		// meaningful in order.
-		cfg := queue.ConsumerConfig{Name: ConsumerName, Subject: c.subject, MaxDeliveries: -1, Concurrency: 1}
+		cfg := queue.ConsumerConfig{Name: ConsumerName, Subject: c.subject, MaxDeliveries: e.opts.MaxDeliveries, Concurrency: 1}
 		cons, err := e.conn.Consume(ctx, cfg, c.h)
 		if err != nil {
 			_ = stop(context.WithoutCancel(ctx))
@@ -153,7 +167,7 @@ func (e *Engine) StartTenant(ctx context.Context, tenant string) (func(context.C
 func (e *Engine) followPresence(ctx context.Context, tenant string, tr *presence.Tracker) {
 	subject := e.opts.Subjects.AllWatcherPresence(tenant)
 	for ctx.Err() == nil {
-		err := tr.Follow(ctx, e.conn, subject, e.opts.PresenceWindow, e.log)
+		err := tr.Follow(ctx, e.conn, subject, e.opts.PresenceWindow, e.log, e.opts.Metrics)
 		if err == nil || ctx.Err() != nil {
 			return
 		}

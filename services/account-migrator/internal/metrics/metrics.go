@@ -14,6 +14,7 @@ type Metrics struct {
 	resyncs     *prometheus.CounterVec
 	operations  *prometheus.CounterVec
 	poison      *prometheus.CounterVec
+	malformed   *prometheus.CounterVec
 }
 
 // New registers the metrics on reg.
@@ -43,8 +44,11 @@ func New(reg prometheus.Registerer) *Metrics {
 		poison: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_account_events_terminated_total", Help: "Malformed watcher events terminated (dead-lettered) without retry.",
 		}, []string{"tenant", "consumer"}),
+		malformed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_malformed_messages_total", Help: "Messages that did not decode, by subject role; read ones (watcher heartbeats) are skipped, consumed ones terminated.",
+		}, []string{"role"}),
 	}
-	reg.MustRegister(m.accounts, m.transitions, m.retries, m.orphans, m.drift, m.resyncs, m.operations, m.poison)
+	reg.MustRegister(m.accounts, m.transitions, m.retries, m.orphans, m.drift, m.resyncs, m.operations, m.poison, m.malformed)
 	return m
 }
 
@@ -98,5 +102,12 @@ func (m *Metrics) Operation(tenant, typ, outcome string) {
 func (m *Metrics) Poison(tenant, consumer string) {
 	if m != nil {
 		m.poison.WithLabelValues(tenant, consumer).Inc()
+	}
+}
+
+// Malformed counts a message of role that did not decode.
+func (m *Metrics) Malformed(role string) {
+	if m != nil {
+		m.malformed.WithLabelValues(role).Inc()
 	}
 }

@@ -81,7 +81,7 @@ func ResolveKind(kinds []accounts.Kind, q string) (accounts.Kind, error) {
 	}
 	slices.Sort(known)
 	if len(known) == 0 {
-		return accounts.Kind{}, fmt.Errorf("%w %q: the account has no watched kinds (it was never activated)", ErrUnknownKind, q)
+		return accounts.Kind{}, fmt.Errorf("%w %q: the account has no watched kinds (it has not been activated yet)", ErrUnknownKind, q)
 	}
 	return accounts.Kind{}, fmt.Errorf("%w %q: known kinds are %s", ErrUnknownKind, q, strings.Join(known, ", "))
 }

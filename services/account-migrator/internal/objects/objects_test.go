@@ -42,5 +42,5 @@ func TestResolveKind(t *testing.T) {
 		})
 	}
 	_, err := ResolveKind(nil, "pods")
-	require.ErrorContains(t, err, "never activated")
+	require.ErrorContains(t, err, "not been activated yet")
 }

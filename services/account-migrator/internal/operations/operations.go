@@ -106,11 +106,16 @@ type Service struct {
 	metrics  *metrics.Metrics
 	log      *slog.Logger
 	poll     time.Duration
+	// maxDeliveries bounds the deliveries of one result before it is
+	// dead-lettered with the reason.
+	maxDeliveries int
 }
 
-// New returns the service over the operations store.
-func New(pub Publisher, store kv.Store, subjects queue.Subjects, m *metrics.Metrics, log *slog.Logger) *Service {
-	return &Service{pub: pub, store: store, subjects: subjects, metrics: m, log: log, poll: 50 * time.Millisecond}
+// New returns the service over the operations store; maxDeliveries bounds
+// the deliveries of one operation result (a result that cannot be stored
+// is retried every second until then).
+func New(pub Publisher, store kv.Store, subjects queue.Subjects, maxDeliveries int, m *metrics.Metrics, log *slog.Logger) *Service {
+	return &Service{pub: pub, store: store, subjects: subjects, metrics: m, log: log, poll: 50 * time.Millisecond, maxDeliveries: maxDeliveries}
 }
 
 func key(tenant, id string) string { return tenant + "." + id }
@@ -249,7 +254,7 @@ func (s *Service) complete(ctx context.Context, tenant, id string, fn func(*Reco
 // is stopped.
 func (s *Service) Start(ctx context.Context, c Consumer, tenant string) (queue.Consumer, error) {
 	subject := s.subjects.OperationResults(tenant)
-	cons, err := c.Consume(ctx, queue.ConsumerConfig{Name: "account-migrator", Subject: subject, MaxDeliveries: -1, Concurrency: 4}, s.handleResult(tenant))
+	cons, err := c.Consume(ctx, queue.ConsumerConfig{Name: "account-migrator", Subject: subject, MaxDeliveries: s.maxDeliveries, Concurrency: 4}, s.handleResult(tenant))
 	if err != nil {
 		return nil, fmt.Errorf("consume %s: %w", subject, err)
 	}

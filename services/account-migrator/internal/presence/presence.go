@@ -17,6 +17,7 @@ import (
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/queue"
 	accountsv1 "github.com/outposthq/outpost/proto/outpost/accounts/v1"
+	"github.com/outposthq/outpost/services/account-migrator/internal/metrics"
 )
 
 // LiveIntervals is how many heartbeat intervals a watcher stays live
@@ -174,19 +175,23 @@ type Reader interface {
 
 // Follow reads the heartbeats of subject from now-window, marks the tracker
 // synced once it has caught up, then follows new ones until ctx is done.
-// Malformed heartbeats are logged and skipped: presence is a view, it has
-// nothing to settle.
-func (t *Tracker) Follow(ctx context.Context, r Reader, subject string, window time.Duration, log *slog.Logger) error {
+// Malformed heartbeats are counted (outpost_malformed_messages_total
+// {role="accounts"}), logged with their subject and skipped: presence is a
+// view, it has nothing to settle, and the message stays in the events
+// stream (until its age limit) rather than being copied to the dead-letter
+// queue by every replica that reads it.
+func (t *Tracker) Follow(ctx context.Context, r Reader, subject string, window time.Duration, log *slog.Logger, m *metrics.Metrics) error {
 	start := time.Now()
 	var last uint64
-	observe := func(m queue.StreamMessage) bool {
-		last = m.Sequence
-		hb, err := events.DecodeAs[*accountsv1.WatcherHeartbeat](m.Header, m.Data)
+	observe := func(msg queue.StreamMessage) bool {
+		last = msg.Sequence
+		hb, err := events.DecodeAs[*accountsv1.WatcherHeartbeat](msg.Header, msg.Data)
 		if err != nil {
-			log.Warn("malformed heartbeat skipped", "subject", m.Subject, "error", err)
+			m.Malformed(string(queue.RoleAccounts))
+			log.Warn("malformed heartbeat skipped", "subject", msg.Subject, "sequence", msg.Sequence, "error", err)
 			return true
 		}
-		t.Observe(hb, m.Time)
+		t.Observe(hb, msg.Time)
 		return true
 	}
 	if err := r.Read(ctx, subject, queue.ReadOptions{Since: start.Add(-window)}, observe); err != nil {

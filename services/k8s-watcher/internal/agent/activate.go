@@ -96,6 +96,9 @@ func (a *Agent) activate(ctx, consumeCtx context.Context, lease *accountsv1.Acco
 		return nil, fmt.Errorf("start watching: %w", err)
 	}
 	exec := ops.NewExecutor(dyn, disco)
+	// The library's default max deliveries (5): an operation whose result
+	// cannot be published is run again at most that often, then
+	// dead-lettered with the reason.
 	cons, err := a.broker.Consume(consumeCtx, queue.ConsumerConfig{
 		Name: ConsumerName, Subject: a.cfg.Subjects.Ops(a.cfg.Tenant, spec.GetName()), Concurrency: 1,
 	}, a.operations(exec, log))

@@ -80,6 +80,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	// Handlers must outlive ctx: they settle their leases after it ends.
 	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
+	// Unlimited deliveries, on purpose: a lease is the account's one work
+	// item for as long as it is watched, and every watcher that stops (a
+	// rolling upgrade Naks it) or dies (its ack wait lapses) adds a
+	// delivery. A bound would in time dead-letter the lease of a healthy
+	// account and nothing would watch it again. No outcome of handleLease
+	// loops: a malformed lease is terminated, a failed activation reports
+	// FAILED and acks, a held one stays in progress.
 	cfg := queue.ConsumerConfig{
 		Name:          ConsumerName,
 		Subject:       a.cfg.Subjects.Leases(a.cfg.Tenant, a.cfg.Zone),

@@ -1,6 +1,7 @@
 // Package api is the scheduler's REST API under /api/v1: jobs (submit, get,
 // list, logs, cancel, explain, results), the metadata view, sources
-// (schedules), pools (pause, resume) and tenants.
+// (schedules), pools (pause, resume), dead letters (list, replay, delete)
+// and tenants.
 //
 // Requests name their tenant with the X-Outpost-Tenant header (the default
 // tenant without it). Bodies are JSON objects decoded strictly; errors are
@@ -19,6 +20,7 @@ import (
 	"github.com/outposthq/outpost/libs/queue"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 	"github.com/outposthq/outpost/services/scheduler/internal/config"
+	"github.com/outposthq/outpost/services/scheduler/internal/deadletters"
 	"github.com/outposthq/outpost/services/scheduler/internal/explain"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
 	"github.com/outposthq/outpost/services/scheduler/internal/pools"
@@ -64,8 +66,10 @@ type Options struct {
 	// LogPoll is how often a log follow checks whether the job has ended;
 	// 0 means 500ms.
 	LogPoll time.Duration
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// DeadLetters serves /api/v1/deadletters; nil answers 501.
+	DeadLetters DeadLetters
+	Logger      *slog.Logger
+	Now         func() time.Time
 }
 
 // API serves the REST API.
@@ -92,6 +96,9 @@ func New(engine Engine, ts Tenants, logs LogReader, opts Options) *API {
 	}
 	if opts.LogPoll <= 0 {
 		opts.LogPoll = 500 * time.Millisecond
+	}
+	if opts.DeadLetters == nil {
+		opts.DeadLetters = deadletters.New(nil, nil, nil, "", nil, opts.Logger)
 	}
 	stopping, stop := context.WithCancel(context.Background())
 	return &API{engine: engine, tenants: ts, logs: logs, opts: opts, log: opts.Logger, now: opts.Now, stopping: stopping, stop: stop}
@@ -122,6 +129,10 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/pools", a.withTenant(a.listPools))
 	mux.HandleFunc("POST /api/v1/pools/{pool}/pause", a.withTenant(a.setPaused(true)))
 	mux.HandleFunc("POST /api/v1/pools/{pool}/resume", a.withTenant(a.setPaused(false)))
+	mux.HandleFunc("GET /api/v1/deadletters", a.withTenant(a.listDeadLetters))
+	mux.HandleFunc("GET /api/v1/deadletters/{id}", a.withTenant(a.getDeadLetter))
+	mux.HandleFunc("POST /api/v1/deadletters/{id}/replay", a.withTenant(a.replayDeadLetter))
+	mux.HandleFunc("DELETE /api/v1/deadletters/{id}", a.withTenant(a.deleteDeadLetter))
 	mux.HandleFunc("GET /api/v1/tenants", a.listTenants)
 	mux.HandleFunc("PUT /api/v1/tenants/{tenant}", a.putTenant)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {

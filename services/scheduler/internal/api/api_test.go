@@ -207,3 +207,21 @@ func TestListAndGetErrors(t *testing.T) {
 	require.Equal(t, http.StatusOK, rec.Code)
 	require.JSONEq(t, `{"jobs":[],"total":0}`, rec.Body.String())
 }
+
+// Without a dead-letter store (the SQS backend) the dead-letter routes say
+// so, whatever the operation.
+func TestDeadLettersUnsupported(t *testing.T) {
+	h := newTestAPI(t, &fakeEngine{})
+	for _, r := range []struct{ method, path string }{
+		{"GET", "/api/v1/deadletters"},
+		{"GET", "/api/v1/deadletters/1"},
+		{"POST", "/api/v1/deadletters/1/replay"},
+		{"DELETE", "/api/v1/deadletters/1"},
+	} {
+		t.Run(r.method+" "+r.path, func(t *testing.T) {
+			rec := serve(h, r.method, r.path, "", nil)
+			require.Equal(t, http.StatusNotImplemented, rec.Code, rec.Body.String())
+			require.Contains(t, rec.Body.String(), "queue.kind nats")
+		})
+	}
+}

@@ -23,6 +23,7 @@ import (
 	"github.com/outposthq/outpost/services/scheduler/internal/api"
 	"github.com/outposthq/outpost/services/scheduler/internal/bridge"
 	"github.com/outposthq/outpost/services/scheduler/internal/config"
+	"github.com/outposthq/outpost/services/scheduler/internal/deadletters"
 	"github.com/outposthq/outpost/services/scheduler/internal/dispatch"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
 	"github.com/outposthq/outpost/services/scheduler/internal/metrics"
@@ -170,8 +171,11 @@ func New(cfg config.Config, log *slog.Logger, broker queue.Broker, opener kv.Ope
 		Policy:       policy,
 		HistoryLimit: cfg.Jobs.HistoryLimit,
 		StatusBatch:  cfg.Jobs.StatusBatch,
-		Metrics:      m,
-		Logger:       log.With("component", "engine"),
+		// Every consumer is bounded: a message that decodes but keeps
+		// failing is dead-lettered with its reason, listed by the API.
+		MaxDeliveries: cfg.Consumers.MaxDeliveries,
+		Metrics:       m,
+		Logger:        log.With("component", "engine"),
 	}
 	if w.sqs != nil {
 		sb := w.sqs
@@ -187,9 +191,10 @@ func New(cfg config.Config, log *slog.Logger, broker queue.Broker, opener kv.Ope
 	start := engine.Start
 	if w.sqs != nil {
 		start = withBridge(start, bridge.New(w.sqs, w.history, bridge.Options{
-			Subjects: subjects,
-			Metrics:  m,
-			Logger:   log.With("component", "bridge"),
+			Subjects:      subjects,
+			MaxDeliveries: cfg.Consumers.MaxDeliveries,
+			Metrics:       m,
+			Logger:        log.With("component", "bridge"),
 		}))
 	}
 	registry := tenants.NewRegistry(tenants.Options{
@@ -200,6 +205,10 @@ func New(cfg config.Config, log *slog.Logger, broker queue.Broker, opener kv.Ope
 		Logger:          log.With("component", "tenants"),
 	}, broker, opener, start)
 	reg.MustRegister(presence.NewCollector(registry.Trackers))
+	// Dead letters are listed from the queue backend's dead-letter
+	// streams (JetStream); SQS keeps none once consumed: 501.
+	dlStore, _ := broker.(queue.DeadLetterStore)
+	dls := deadletters.New(dlStore, broker, opener, cfg.Broker.Stack, m, log.With("component", "deadletters"))
 	a := api.New(engine, registry, broker, api.Options{
 		DefaultTenant:   cfg.Tenants.Default,
 		MaxRequestBytes: cfg.API.MaxRequestBytes,
@@ -208,6 +217,7 @@ func New(cfg config.Config, log *slog.Logger, broker queue.Broker, opener kv.Ope
 		MaxListLimit:    cfg.API.MaxListLimit,
 		Policy:          policy,
 		Subjects:        subjects,
+		DeadLetters:     dls,
 		Logger:          log.With("component", "api"),
 	})
 	mux := http.NewServeMux()

@@ -64,8 +64,12 @@ type Options struct {
 	// Concurrency of each consumer: how many messages are received and
 	// held at once; 0 means 64.
 	Concurrency int
-	Metrics     *metrics.Metrics
-	Logger      *slog.Logger
+	// MaxDeliveries bounds the copies tried of one message before it is
+	// dead-lettered; 0 means 20 (about seven minutes of JetStream outage,
+	// with up to 30s between tries).
+	MaxDeliveries int
+	Metrics       *metrics.Metrics
+	Logger        *slog.Logger
 }
 
 // Bridge copies a tenant's logs and heartbeats from Source to Sink.
@@ -80,6 +84,9 @@ type Bridge struct {
 func New(from Source, to Sink, opts Options) *Bridge {
 	if opts.AckWait <= 0 {
 		opts.AckWait = 30 * time.Second
+	}
+	if opts.MaxDeliveries <= 0 {
+		opts.MaxDeliveries = 20
 	}
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 64
@@ -116,7 +123,7 @@ func (b *Bridge) Start(ctx context.Context, tenant string) (func(context.Context
 		in := make(chan *item)
 		wg.Go(func() { b.run(ctx, spec.role, in) })
 		c, err := b.from.Consume(ctx, queue.ConsumerConfig{
-			Name: spec.name, Subject: spec.subject, AckWait: b.opts.AckWait, MaxDeliveries: -1, Concurrency: b.opts.Concurrency,
+			Name: spec.name, Subject: spec.subject, AckWait: b.opts.AckWait, MaxDeliveries: b.opts.MaxDeliveries, Concurrency: b.opts.Concurrency,
 		}, b.handler(in))
 		if err != nil {
 			_ = stop(context.WithoutCancel(ctx))

@@ -102,7 +102,7 @@ func start(t *testing.T, sink *fakeSink) (*fakeSource, *metrics.Metrics) {
 func TestBridgeStartsConsumers(t *testing.T) {
 	src, _ := start(t, &fakeSink{})
 	require.Len(t, src.cfgs, 2)
-	require.Equal(t, queue.ConsumerConfig{Name: ConsumerLogs, Subject: "outpost.acme.job-events.*.logs", AckWait: 30 * time.Second, MaxDeliveries: -1, Concurrency: 64}, src.cfgs[0])
+	require.Equal(t, queue.ConsumerConfig{Name: ConsumerLogs, Subject: "outpost.acme.job-events.*.logs", AckWait: 30 * time.Second, MaxDeliveries: 20, Concurrency: 64}, src.cfgs[0])
 	require.Equal(t, "outpost.acme.runners.>", src.cfgs[1].Subject)
 }
 

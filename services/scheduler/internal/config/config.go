@@ -44,6 +44,20 @@ type Config struct {
 	API     API            `yaml:"api"`
 	Jobs    Jobs           `yaml:"jobs"`
 	Runners Runners        `yaml:"runners"`
+	// Consumers tunes the scheduler's queue consumers.
+	Consumers Consumers `yaml:"consumers"`
+}
+
+// Consumers tunes the scheduler's queue consumers (submit, status,
+// records, dead letters and, with SQS, the bridge).
+type Consumers struct {
+	// MaxDeliveries bounds how often one message is delivered to a
+	// consumer: a message that decodes but keeps failing (a store error,
+	// a bug) is dead-lettered with the reason "max deliveries (N)
+	// exceeded" past it, instead of being retried forever. Failures are
+	// retried with a delay growing to 30s, so the default 20 outlasts an
+	// outage of about seven minutes.
+	MaxDeliveries int `yaml:"max_deliveries" env:"OUTPOST_CONSUMERS_MAX_DELIVERIES"`
 }
 
 // Broker is the NATS JetStream connection: the queue itself by default, and
@@ -163,7 +177,8 @@ func Default() Config {
 			HistoryLimit:   50,
 			StatusBatch:    64,
 		},
-		Runners: Runners{PresenceWindow: 15 * time.Second},
+		Runners:   Runners{PresenceWindow: 15 * time.Second},
+		Consumers: Consumers{MaxDeliveries: 20},
 	}
 }
 
@@ -206,6 +221,7 @@ func (c Config) Validate() error {
 	check(c.Jobs.HistoryLimit >= 1, "jobs.history_limit", "must be at least 1")
 	check(c.Jobs.StatusBatch >= 1, "jobs.status_batch", "must be at least 1")
 	check(c.Runners.PresenceWindow > 0, "runners.presence_window", "must be positive")
+	check(c.Consumers.MaxDeliveries >= 1, "consumers.max_deliveries", "must be at least 1")
 	return errors.Join(errs...)
 }
 

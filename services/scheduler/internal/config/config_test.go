@@ -29,6 +29,7 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, time.Hour, cfg.Jobs.DefaultTimeout)
 	require.Equal(t, 24*time.Hour, cfg.Jobs.MaxTimeout)
 	require.Equal(t, 15*time.Second, cfg.Runners.PresenceWindow)
+	require.Equal(t, 20, cfg.Consumers.MaxDeliveries)
 	require.Equal(t, backend.KindNATS, cfg.Queue.Kind)
 }
 
@@ -75,12 +76,23 @@ jobs:
   max_timeout: 48h
 runners:
   presence_window: 30s
+consumers:
+  max_deliveries: 8
 `), 0o600))
 	cfg, err := Load(path, env(map[string]string{
 		"OUTPOST_BROKER_URL":            "nats://other:4222",
 		"OUTPOST_TENANTS":               "acme, globex, initech",
 		"OUTPOST_RETRY_MULTIPLIER":      "1.5",
 		"OUTPOST_API_MAX_REQUEST_BYTES": "2048",
+	}))
+	require.NoError(t, err)
+	require.Equal(t, 8, cfg.Consumers.MaxDeliveries)
+	cfg, err = Load(path, env(map[string]string{
+		"OUTPOST_BROKER_URL":               "nats://other:4222",
+		"OUTPOST_TENANTS":                  "acme, globex, initech",
+		"OUTPOST_RETRY_MULTIPLIER":         "1.5",
+		"OUTPOST_API_MAX_REQUEST_BYTES":    "2048",
+		"OUTPOST_CONSUMERS_MAX_DELIVERIES": "9",
 	}))
 	require.NoError(t, err)
 	require.Equal(t, "0.0.0.0:9000", cfg.Listen)
@@ -93,6 +105,7 @@ runners:
 	require.Equal(t, 48*time.Hour, cfg.Jobs.MaxTimeout)
 	require.Equal(t, int64(2048), cfg.API.MaxRequestBytes)
 	require.Equal(t, 30*time.Second, cfg.Runners.PresenceWindow)
+	require.Equal(t, 9, cfg.Consumers.MaxDeliveries)
 }
 
 func TestLoadErrors(t *testing.T) {
@@ -121,6 +134,7 @@ func TestValidate(t *testing.T) {
 		{"max timeout below default", func(c *Config) { c.Jobs.MaxTimeout = time.Minute }, "jobs.max_timeout"},
 		{"request bytes", func(c *Config) { c.API.MaxRequestBytes = 0 }, "api.max_request_bytes"},
 		{"presence window", func(c *Config) { c.Runners.PresenceWindow = 0 }, "runners.presence_window"},
+		{"unlimited deliveries", func(c *Config) { c.Consumers.MaxDeliveries = -1 }, "consumers.max_deliveries"},
 		{"negative limits", func(c *Config) { c.Tenants.Limits.MaxBytes = -1 }, "tenants.limits.max_bytes"},
 		{"sqs wait time", func(c *Config) { c.Queue.Kind, c.Queue.SQS.WaitTime = backend.KindSQS, time.Minute }, "queue.sqs.wait_time"},
 		{"sqs needs the broker too", func(c *Config) { c.Queue.Kind, c.Broker.URL = backend.KindSQS, "" }, "broker.url"},

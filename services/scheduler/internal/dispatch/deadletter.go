@@ -3,7 +3,6 @@ package dispatch
 import (
 	"context"
 	"errors"
-	"strconv"
 	"time"
 
 	"github.com/outposthq/outpost/libs/events"
@@ -17,34 +16,38 @@ var jobDispatchedType = events.TypeName(&jobsv1.JobDispatched{})
 
 // handleDeadLetter handles a message of the tenant's dead-letter queue. A
 // dead-lettered JobDispatched ends its job FAILED with
-// "dead-lettered: <reason>"; any other message is logged and counted. A
-// dead letter is never terminated again (that would loop through the
-// dead-letter queue): it is acknowledged, or retried on a store error.
+// "dead-lettered: <reason>"; any other message is logged and counted, by
+// role and reason class. A message published straight to a dead-letter
+// subject, without the dead-letter headers, gets the reason
+// queue.ReasonPublishedDirectly and fails no job: nothing took it out of a
+// queue. A dead letter is acknowledged, or retried on a store error; it
+// stays in the dead-letter stream either way (JetStream), where the API
+// lists it, and past its deliveries it is only terminated, never copied to
+// the dead-letter queue again.
 func (e *Engine) handleDeadLetter(t *tenants.Tenant) queue.Handler {
 	return func(ctx context.Context, d queue.Delivery) {
 		h := d.Header()
-		reason := h[queue.HeaderDeadLetterReason]
-		origin := h[queue.HeaderDeadLetterSubject]
-		attempts, _ := strconv.Atoi(h[queue.HeaderDeadLetterAttempts])
-		role := deadLetterRole(d.Subject(), origin)
-		if h[queue.HeaderType] != jobDispatchedType {
-			e.m.DeadLetters.WithLabelValues(string(role)).Inc()
-			e.log.Warn("dead letter", "tenant", t.Name, "subject", origin, "type", h[queue.HeaderType], "attempts", attempts, "reason", reason)
+		dl := queue.ParseDeadLetter(t.Name, "", queue.StreamMessage{Subject: d.Subject(), Data: d.Data(), Header: h})
+		log := e.log.With("tenant", t.Name, "subject", dl.OriginalSubject, "dlq_subject", d.Subject(), "role", string(dl.Role),
+			"type", h[queue.HeaderType], "attempts", dl.Attempts, "reason", dl.Reason, "class", dl.Class)
+		if dl.Direct || h[queue.HeaderType] != jobDispatchedType {
+			e.m.DeadLetter(dl)
+			log.Warn("dead letter")
 			e.ack(ctx, d)
 			return
 		}
 		m, err := events.DecodeAs[*jobsv1.JobDispatched](h, d.Data())
 		if err != nil {
-			e.m.DeadLetters.WithLabelValues(string(role)).Inc()
-			e.log.Warn("undecodable dead-lettered job", "tenant", t.Name, "subject", origin, "reason", reason, "error", err)
+			e.m.DeadLetter(dl)
+			log.Warn("undecodable dead-lettered job", "error", err)
 			e.ack(ctx, d)
 			return
 		}
-		if err := e.failDeadLettered(ctx, t, m.JobId, reason, attempts); err != nil {
+		if err := e.failDeadLettered(ctx, t, m.JobId, dl.Reason, dl.Attempts); err != nil {
 			e.retryLater(ctx, d, err)
 			return
 		}
-		e.m.DeadLetters.WithLabelValues(string(role)).Inc()
+		e.m.DeadLetter(dl)
 		e.ack(ctx, d)
 	}
 }
@@ -73,18 +76,6 @@ func (e *Engine) failDeadLettered(ctx context.Context, t *tenants.Tenant, id, re
 		e.log.Debug("dead letter of an ended job", "tenant", t.Name, "job_id", id, "state", string(rec.State))
 	}
 	return nil
-}
-
-// deadLetterRole is the role a dead letter came from: the key of its
-// dead-letter subject, or the role of its original subject.
-func deadLetterRole(subject, origin string) queue.Role {
-	if p, err := queue.ParseSubject(origin); err == nil {
-		return p.Role
-	}
-	if p, err := queue.ParseSubject(subject); err == nil && p.Key != "" {
-		return queue.Role(p.Key)
-	}
-	return "unknown"
 }
 
 // watchRunners follows the tenant's heartbeats into its presence tracker,

@@ -31,6 +31,13 @@ const (
 	ConsumerDeadLetter = "scheduler-dlq"
 )
 
+// DefaultMaxDeliveries is the default of Options.MaxDeliveries. Failures
+// that decode are retried with a growing delay (up to 30s between
+// attempts), so 20 deliveries outlast a broker or store outage of about
+// seven minutes before a message is dead-lettered, and a message that can
+// never be processed stops being retried within that time.
+const DefaultMaxDeliveries = 20
+
 // Broker is what the engine needs of the queue.
 type Broker interface {
 	Publish(ctx context.Context, msg queue.Message) error
@@ -49,6 +56,11 @@ type Options struct {
 	AckWait time.Duration
 	// SubmitConcurrency bounds the submissions handled at once; 0 means 8.
 	SubmitConcurrency int
+	// MaxDeliveries bounds the deliveries of a message to each of the
+	// scheduler's consumers; past it the message is dead-lettered with the
+	// reason "max deliveries (N) exceeded" (a dead letter is only
+	// terminated: it stays listed). 0 means DefaultMaxDeliveries.
+	MaxDeliveries int
 	// ScheduleTick is how often the sources' schedules are checked; 0
 	// means 1s.
 	ScheduleTick time.Duration
@@ -97,6 +109,9 @@ func New(broker Broker, opts Options) *Engine {
 	if opts.SubmitConcurrency <= 0 {
 		opts.SubmitConcurrency = 8
 	}
+	if opts.MaxDeliveries <= 0 {
+		opts.MaxDeliveries = DefaultMaxDeliveries
+	}
 	if opts.ScheduleTick <= 0 {
 		opts.ScheduleTick = time.Second
 	}
@@ -136,14 +151,15 @@ func (e *Engine) Start(ctx context.Context, t *tenants.Tenant) (func(context.Con
 	}
 	batcher := newBatcher(e.opts.StatusBatch)
 	wg.Go(func() { batcher.run(ctx, func(b []*pending) { e.applyStatusBatch(ctx, t, b) }) })
+	maxDel := e.opts.MaxDeliveries
 	specs := []struct {
 		cfg queue.ConsumerConfig
 		h   queue.Handler
 	}{
-		{queue.ConsumerConfig{Name: ConsumerSubmit, Subject: e.subjects.Submit(t.Name), AckWait: e.opts.AckWait, MaxDeliveries: -1, Concurrency: e.opts.SubmitConcurrency}, e.handleSubmit(t)},
-		{queue.ConsumerConfig{Name: ConsumerStatus, Subject: e.subjects.AllJobStatus(t.Name), AckWait: e.opts.AckWait, MaxDeliveries: -1, Concurrency: e.opts.StatusBatch}, batcher.handle},
-		{queue.ConsumerConfig{Name: ConsumerDeadLetter, Subject: e.subjects.All(t.Name, queue.RoleDeadLetter), AckWait: e.opts.AckWait, MaxDeliveries: -1, Concurrency: 4}, e.handleDeadLetter(t)},
-		{queue.ConsumerConfig{Name: ConsumerRecords, Subject: e.subjects.AllJobRecords(t.Name), AckWait: e.opts.AckWait, MaxDeliveries: -1, Concurrency: 4}, e.handleRecords(t)},
+		{queue.ConsumerConfig{Name: ConsumerSubmit, Subject: e.subjects.Submit(t.Name), AckWait: e.opts.AckWait, MaxDeliveries: maxDel, Concurrency: e.opts.SubmitConcurrency}, e.handleSubmit(t)},
+		{queue.ConsumerConfig{Name: ConsumerStatus, Subject: e.subjects.AllJobStatus(t.Name), AckWait: e.opts.AckWait, MaxDeliveries: maxDel, Concurrency: e.opts.StatusBatch}, batcher.handle},
+		{queue.ConsumerConfig{Name: ConsumerDeadLetter, Subject: e.subjects.All(t.Name, queue.RoleDeadLetter), AckWait: e.opts.AckWait, MaxDeliveries: maxDel, Concurrency: 4}, e.handleDeadLetter(t)},
+		{queue.ConsumerConfig{Name: ConsumerRecords, Subject: e.subjects.AllJobRecords(t.Name), AckWait: e.opts.AckWait, MaxDeliveries: maxDel, Concurrency: 4}, e.handleRecords(t)},
 	}
 	for _, s := range specs {
 		c, err := e.broker.Consume(ctx, s.cfg, s.h)

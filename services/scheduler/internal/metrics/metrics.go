@@ -18,8 +18,12 @@ type Metrics struct {
 	// Redeliveries counts jobs reaching RUNNING with attempt > 1.
 	Redeliveries prometheus.Counter
 	// DeadLetters counts dead-lettered messages the scheduler consumed, by
-	// the role they came from.
+	// the role they came from and the class of their reason
+	// (queue.DeadLetterClass): both bounded sets.
 	DeadLetters *prometheus.CounterVec
+	// DeadLetterReplays counts dead letters replayed through the API, by
+	// role.
+	DeadLetterReplays *prometheus.CounterVec
 	// Malformed counts messages that did not decode, by subject role.
 	Malformed *prometheus.CounterVec
 	// Fenced counts status events refused by fencing, by reason.
@@ -52,7 +56,11 @@ func New(reg prometheus.Registerer) *Metrics {
 		}),
 		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_dead_letters_total",
-			Help: "Dead-lettered messages consumed by the scheduler, by the role they were taken from.",
+			Help: "Dead-lettered messages consumed by the scheduler, by the role they were taken from and reason class (max_deliveries, malformed, rejected, redrive, direct).",
+		}, []string{"role", "reason"}),
+		DeadLetterReplays: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_dead_letter_replays_total",
+			Help: "Dead letters republished to their original subject through the API, by role.",
 		}, []string{"role"}),
 		Malformed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_malformed_messages_total",
@@ -75,8 +83,13 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Events copied from SQS into JetStream for their history (logs, heartbeats), by subject role.",
 		}, []string{"role"}),
 	}
-	reg.MustRegister(m.Jobs, m.DispatchLatency, m.Redeliveries, m.DeadLetters, m.Malformed, m.Fenced, m.StatusEvents, m.StatusWrites, m.Bridged)
+	reg.MustRegister(m.Jobs, m.DispatchLatency, m.Redeliveries, m.DeadLetters, m.DeadLetterReplays, m.Malformed, m.Fenced, m.StatusEvents, m.StatusWrites, m.Bridged)
 	return m
+}
+
+// DeadLetter counts one dead letter consumed.
+func (m *Metrics) DeadLetter(d queue.DeadLetter) {
+	m.DeadLetters.WithLabelValues(string(d.Role), d.Class).Inc()
 }
 
 // MalformedMessage counts one undecodable message on a subject of role.

@@ -12,7 +12,8 @@ export GOFLAGS := -buildvcs=false
 # Pinned tool versions, installed into .cache/bin by scripts/install-tools.sh.
 BUF_VERSION           ?= v1.50.0
 PROTOC_GEN_GO_VERSION ?= v1.36.12
-export BUF_VERSION PROTOC_GEN_GO_VERSION
+GOLANGCI_LINT_VERSION ?= v2.15.0
+export BUF_VERSION PROTOC_GEN_GO_VERSION GOLANGCI_LINT_VERSION
 
 MODULES  = $(shell go list -m -f '{{.Dir}}')
 SERVICES = scheduler account-migrator k8s-watcher ingestion-runner
@@ -23,7 +24,7 @@ help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: tools
-tools: ## Install pinned tools (buf, protoc-gen-go) into .cache/bin
+tools: ## Install pinned tools (buf, protoc-gen-go, golangci-lint) into .cache/bin
 	@scripts/install-tools.sh
 
 .PHONY: build
@@ -68,8 +69,9 @@ chaos: test-deps ## Chaos run: OUTPOST_CHAOS_JOBS jobs (1000) under kill -9 of e
 	@scripts/chaos.sh
 
 .PHONY: lint
-lint: tools ## go vet every module, gofmt check, buf lint, buf breaking (against main, or main's previous commit)
+lint: tools ## go vet and golangci-lint (.golangci.yml) every module, gofmt check, buf lint, buf breaking (against main, or main's previous commit)
 	@set -e; for m in $(MODULES); do echo "== go vet $$m"; (cd $$m && go vet ./...); done
+	@set -e; for m in $(MODULES); do echo "== golangci-lint $$m"; (cd $$m && golangci-lint run ./...); done
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	cd proto && buf lint
 	@scripts/buf-breaking.sh

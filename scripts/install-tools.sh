@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs the pinned code-generation tools into .cache/bin. Cached: a tool
-# already at the pinned version is not rebuilt.
+# Installs the pinned code-generation and lint tools into .cache/bin.
+# Cached: a tool already at the pinned version is not rebuilt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="$PWD/.cache/bin"
@@ -18,3 +18,4 @@ install() { # name module version
 
 install buf github.com/bufbuild/buf/cmd/buf "${BUF_VERSION:-v1.50.0}"
 install protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go "${PROTOC_GEN_GO_VERSION:-v1.36.12}"
+install golangci-lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint "${GOLANGCI_LINT_VERSION:-v2.15.0}"

@@ -47,6 +47,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/outposthq/outpost/libs/testenv"
+
 	// The drivers behind DriverName: "pgx" and "mysql".
 	_ "github.com/go-sql-driver/mysql"
 	_ "github.com/jackc/pgx/v5/stdlib"
@@ -216,10 +218,7 @@ func private(t testing.TB, kind Kind) *DB {
 // in CI (CI=true), where they must be installed.
 func unavailable(t testing.TB, err error) {
 	t.Helper()
-	if isCI() {
-		t.Fatalf("dbtest: %v (CI=true: the database servers must be installed)", err)
-	}
-	t.Skipf("dbtest: %v", err)
+	testenv.Require(t, "dbtest: database server", err)
 }
 
 // HostPort is "127.0.0.1:<port>", the form recipes' host_port takes.
@@ -362,7 +361,7 @@ func (s *server) newDatabase(t testing.TB) *DB {
 	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
 	defer cancel()
 	if err := s.eng.createDatabase(ctx, s.admin, database, user, password); err != nil {
-		t.Fatalf("dbtest: create %s database %s: %v\nserver log:\n%s", s.eng.kind(), database, err, s.proc.out)
+		t.Fatalf("dbtest: create %s database %s: %v\nserver log:\n%s", s.eng.kind(), database, err, s.proc.Logs())
 	}
 	d := &DB{
 		Kind:     s.eng.kind(),

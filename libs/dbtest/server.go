@@ -8,10 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,7 +19,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/outposthq/outpost/libs/testsupport"
+	"github.com/outposthq/outpost/libs/testenv"
 )
 
 const (
@@ -85,7 +83,7 @@ type server struct {
 	cred          *syscall.Credential // who the server runs as; nil: as the test process
 	port          int
 	adminPassword string
-	proc          *process
+	proc          *testenv.Process
 	admin         *sql.DB // superuser pool, no particular database
 
 	stopOnce sync.Once
@@ -120,12 +118,12 @@ func start(t testing.TB, eng engine, own func(*server)) *server {
 	for attempt := 1; attempt <= portAttempts; attempt++ {
 		s.port, err = pickPort()
 		require.NoError(t, err)
-		s.proc, err = launch(eng.command(s), s.dir, cred, eng.deathSignal())
+		s.proc, err = launch(eng.command(s), s.dir, cred, eng.deathSignal(), eng.stopSignal())
 		require.NoError(t, err, "dbtest: %s", eng.kind())
 		s.admin, err = sql.Open(eng.driver(), eng.dsn(s.port, eng.adminUser(), s.adminPassword, "", true))
 		require.NoError(t, err)
 		require.Eventually(t, func() bool {
-			if s.proc.exited() {
+			if s.proc.Exited() {
 				return true
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -133,19 +131,19 @@ func start(t testing.TB, eng engine, own func(*server)) *server {
 			return s.admin.PingContext(ctx) == nil
 		}, readyTimeout, 25*time.Millisecond,
 			"dbtest: %s on 127.0.0.1:%d does not accept connections within %s; its output:\n%s",
-			eng.kind(), s.port, readyTimeout, s.proc.out)
-		if !s.proc.exited() {
+			eng.kind(), s.port, readyTimeout, s.proc.Logs())
+		if !s.proc.Exited() {
 			ready = true
 			break
 		}
 		_ = s.admin.Close()
-		if !strings.Contains(s.proc.out.String(), "Address already in use") {
-			t.Fatalf("dbtest: %s exited before accepting connections (%v)%s; its output:\n%s", eng.kind(), s.proc.wait(), who, s.proc.out)
+		if !strings.Contains(s.proc.Logs(), "Address already in use") {
+			t.Fatalf("dbtest: %s exited before accepting connections (%v)%s; its output:\n%s", eng.kind(), s.proc.Err(), who, s.proc.Logs())
 		}
 		t.Logf("dbtest: port %d was taken before %s could bind it (attempt %d of %d)", s.port, eng.kind(), attempt, portAttempts)
 	}
 	if !ready {
-		t.Fatalf("dbtest: %s found no free port in %d attempts; its output:\n%s", eng.kind(), portAttempts, s.proc.out)
+		t.Fatalf("dbtest: %s found no free port in %d attempts; its output:\n%s", eng.kind(), portAttempts, s.proc.Logs())
 	}
 	t.Logf("dbtest: %s ready on 127.0.0.1:%d in %s (initialize %s)%s, folder %s",
 		eng.kind(), s.port, time.Since(begin).Round(time.Millisecond), initialized.Round(time.Millisecond), who, s.dir)
@@ -161,7 +159,7 @@ func (s *server) stop() {
 			_ = s.admin.Close()
 		}
 		if s.proc != nil {
-			s.proc.stop(s.eng.stopSignal(), stopGrace)
+			_ = s.proc.Stop() // killed after stopGrace: stopped all the same
 		}
 		if s.dir != "" {
 			_ = os.RemoveAll(s.dir)
@@ -304,7 +302,7 @@ var pickPort = freePort
 
 // freePort is a TCP port on 127.0.0.1 that was free a moment ago.
 func freePort() (int, error) {
-	ports, err := testsupport.FreePorts(1)
+	ports, err := testenv.FreePorts(1)
 	if err != nil {
 		return 0, err
 	}
@@ -319,138 +317,49 @@ func randomHex(n int) (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
-func isCI() bool { return os.Getenv("CI") == "true" }
-
-// process is a child process with its output kept for error messages.
-type process struct {
-	cmd  *os.Process
-	out  *tail
-	done chan struct{} // closed when the process has exited
-	err  error         // its exit, valid once done is closed
-}
-
-// launch starts argv in dir as cred's user, in its own process group, with
-// sig as its parent-death signal.
-func launch(argv []string, dir string, cred *syscall.Credential, sig syscall.Signal) (*process, error) {
-	cmd := execCommand(argv, dir, cred, sig)
-	p := &process{out: &tail{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	started := make(chan error, 1)
-	go func() {
-		// The parent-death signal is sent when the thread that started
-		// the child exits, not the process (golang/go#27505): keep this
-		// goroutine on its thread for as long as the child runs.
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		p.cmd = cmd.Process
-		started <- nil
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	if err := <-started; err != nil {
-		return nil, fmt.Errorf("start %s: %w", argv[0], err)
-	}
-	return p, nil
-}
-
-// execCommand prepares argv: in dir, as cred's user, in its own process
-// group, with sig as its parent-death signal (see sysProcAttr), and with an
-// environment free of the test's client settings.
-func execCommand(argv []string, dir string, cred *syscall.Credential, sig syscall.Signal) *exec.Cmd {
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Dir = dir
-	cmd.SysProcAttr = sysProcAttr(cred, sig)
-	// Children that keep the output pipe open must not hold up Wait.
-	cmd.WaitDelay = 5 * time.Second
+// launch starts argv in dir as cred's user, in its own process group,
+// with sig as its parent-death signal and stop as its stop signal, and with
+// an environment free of the test's client settings.
+func launch(argv []string, dir string, cred *syscall.Credential, sig, stop syscall.Signal) (*testenv.Process, error) {
 	env := []string{"LC_ALL=C", "HOME=" + dir, "TMPDIR=" + filepath.Join(dir, "tmp")}
 	for _, kv := range os.Environ() {
 		if name, _, _ := strings.Cut(kv, "="); name == "PATH" || name == "TZ" {
 			env = append(env, kv)
 		}
 	}
-	cmd.Env = env
-	return cmd
+	p, err := testenv.Launch(testenv.Spec{
+		Path:        argv[0],
+		Args:        argv[1:],
+		Env:         env,
+		Dir:         dir,
+		Credential:  cred,
+		DeathSignal: sig,
+		StopSignal:  stop,
+		Grace:       stopGrace,
+		LogLimit:    logLimit,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dbtest: %w", err)
+	}
+	return p, nil
 }
+
+// logLimit is how much of a server's output is kept for error messages.
+const logLimit = 32 << 10
 
 // run runs argv to its end, killing it after timeout, and returns its
 // output with the error.
 func run(argv []string, dir string, cred *syscall.Credential, timeout time.Duration) error {
-	p, err := launch(argv, dir, cred, syscall.SIGKILL)
+	p, err := launch(argv, dir, cred, syscall.SIGKILL, syscall.SIGTERM)
 	if err != nil {
 		return err
 	}
-	select {
-	case <-p.done:
-	case <-time.After(timeout):
-		p.stop(syscall.SIGKILL, 0)
-		return fmt.Errorf("%s did not finish within %s; its output:\n%s", filepath.Base(argv[0]), timeout, p.out)
+	if !p.Wait(timeout) {
+		_ = p.Kill()
+		return fmt.Errorf("%s did not finish within %s; its output:\n%s", filepath.Base(argv[0]), timeout, p.Logs())
 	}
-	if p.err != nil {
-		return fmt.Errorf("%s: %w; its output:\n%s", filepath.Base(argv[0]), p.err, p.out)
+	if err := p.Err(); err != nil {
+		return fmt.Errorf("%s: %w; its output:\n%s", filepath.Base(argv[0]), err, p.Logs())
 	}
 	return nil
-}
-
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// wait returns how the process exited; call it once exited is true.
-func (p *process) wait() error {
-	<-p.done
-	return p.err
-}
-
-// stop sends sig and gives the process grace to exit; then it kills the
-// process group (the server with what it started, like PostgreSQL's
-// backends) and waits for the exit.
-func (p *process) stop(sig syscall.Signal, grace time.Duration) {
-	if p.exited() {
-		return
-	}
-	_ = p.cmd.Signal(sig)
-	select {
-	case <-p.done:
-		return
-	case <-time.After(grace):
-	}
-	_ = syscall.Kill(-p.cmd.Pid, syscall.SIGKILL)
-	select {
-	case <-p.done:
-	case <-time.After(stopGrace):
-	}
-}
-
-// tail keeps the last tailSize bytes written to it.
-type tail struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-const tailSize = 32 << 10
-
-func (w *tail) Write(b []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf = append(w.buf, b...)
-	if over := len(w.buf) - tailSize; over > 0 {
-		w.buf = append(w.buf[:0], w.buf[over:]...)
-	}
-	return len(b), nil
-}
-
-// String is what the process printed last.
-func (w *tail) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return string(w.buf)
 }

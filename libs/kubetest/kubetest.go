@@ -39,6 +39,8 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/outposthq/outpost/libs/testenv"
 )
 
 //go:embed kube-version.txt
@@ -75,9 +77,9 @@ type Binaries struct {
 func FindBinaries() (Binaries, error) {
 	dir := os.Getenv(EnvBinDir)
 	if dir == "" {
-		root, err := repoRoot()
+		root, err := testenv.RepoRoot()
 		if err != nil {
-			return Binaries{}, err
+			return Binaries{}, fmt.Errorf("kubetest: %w", err)
 		}
 		dir = filepath.Join(root, ".cache", "kube", Version)
 	}
@@ -99,23 +101,6 @@ func FindBinaries() (Binaries, error) {
 		b.Etcd = etcd
 	}
 	return b, nil
-}
-
-// repoRoot is the closest folder up from the working directory that holds
-// go.work.
-func repoRoot() (string, error) {
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("kubetest: find repository root: %w", err)
-	}
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
-			return dir, nil
-		}
-		if filepath.Dir(dir) == dir {
-			return "", fmt.Errorf("kubetest: find repository root: no go.work above %s", wd)
-		}
-	}
 }
 
 // Options change how a cluster starts. The zero value is what tests want.
@@ -150,8 +135,8 @@ type Cluster struct {
 	dynamic    dynamic.Interface
 
 	mu       sync.Mutex // guards the processes and stopped
-	etcd     *proc
-	api      *proc
+	etcd     *testenv.Process
+	api      *testenv.Process
 	stopped  bool
 	stopErr  error
 	stopOnce sync.Once
@@ -189,12 +174,8 @@ func StartWith(t testing.TB, opts Options) *Cluster {
 // missing, naming scripts/install-kube.sh; when CI=true it fails it instead.
 func SkipIfNotInstalled(t testing.TB) {
 	t.Helper()
-	if _, err := FindBinaries(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%v", err)
-		}
-		t.Skipf("%v", err)
-	}
+	_, err := FindBinaries()
+	testenv.Require(t, "kube-apiserver", err)
 }
 
 var shared struct {
@@ -240,6 +221,14 @@ func StopShared() error {
 //
 //	func TestMain(m *testing.M) { kubetest.Main(m) }
 func Main(m *testing.M) {
+	os.Exit(Run(m))
+}
+
+// Run is Main returning the exit code instead of exiting, for a TestMain
+// that checks more once the cluster is stopped:
+//
+//	func TestMain(m *testing.M) { os.Exit(testenv.CheckLeaks(kubetest.Run(m))) }
+func Run(m *testing.M) int {
 	code := m.Run()
 	if err := StopShared(); err != nil {
 		fmt.Fprintf(os.Stderr, "kubetest: stop shared cluster: %v\n", err)
@@ -247,7 +236,7 @@ func Main(m *testing.M) {
 			code = 1
 		}
 	}
-	os.Exit(code)
+	return code
 }
 
 // RESTConfig is a copy of the admin identity's client configuration, with
@@ -274,10 +263,10 @@ func (c *Cluster) Stop() error {
 		defer c.mu.Unlock()
 		c.stopped = true
 		if c.api != nil {
-			c.api.stop(10 * time.Second)
+			stopProc(c.api, stopGrace)
 		}
 		if c.etcd != nil {
-			c.etcd.stop(10 * time.Second)
+			stopProc(c.etcd, stopGrace)
 		}
 		if err := os.RemoveAll(c.dir); err != nil {
 			c.stopErr = fmt.Errorf("kubetest: remove %s: %w", c.dir, err)
@@ -293,7 +282,7 @@ func (c *Cluster) StopAPIServer(t testing.TB) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.api != nil {
-		c.api.stop(10 * time.Second)
+		stopProc(c.api, stopGrace)
 		c.api = nil
 	}
 }
@@ -308,7 +297,7 @@ func (c *Cluster) StartAPIServer(t testing.TB) {
 	if c.stopped {
 		t.Fatalf("kubetest: StartAPIServer on a stopped cluster")
 	}
-	if c.api != nil && !c.api.exited() {
+	if c.api != nil && !c.api.Exited() {
 		t.Fatalf("kubetest: StartAPIServer while kube-apiserver runs: call StopAPIServer first")
 	}
 	if err := c.runAPIServer(); err != nil {
@@ -326,5 +315,10 @@ func (c *Cluster) RestartAPIServer(t testing.TB) {
 
 // apiLogTail is the end of kube-apiserver's log, for failure messages.
 func (c *Cluster) apiLogTail(n int) string {
-	return fileTail(filepath.Join(c.dir, "kube-apiserver.log"), n)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.api == nil {
+		return "(kube-apiserver is stopped)"
+	}
+	return c.api.LogTail(n)
 }

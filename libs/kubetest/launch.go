@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/http"
 	"os"
@@ -20,7 +19,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	"github.com/outposthq/outpost/libs/testsupport"
+	"github.com/outposthq/outpost/libs/testenv"
 )
 
 // ServiceAccountIssuer is the apiserver's --service-account-issuer, the iss
@@ -82,7 +81,8 @@ const staleAfter = 2 * time.Minute
 // sweepStale removes the cluster folders under base left by test processes
 // that died without stopping their cluster (killed, timed out, no
 // TestMain): their etcd data would otherwise hold memory in /dev/shm. The
-// children themselves died with the process (see sysProcAttr).
+// children themselves died with the process (testenv gives them a
+// parent-death signal).
 func sweepStale(base string) {
 	entries, err := os.ReadDir(base)
 	if err != nil {
@@ -130,7 +130,7 @@ func (c *Cluster) launch() error {
 	if err := c.runEtcd(); err != nil {
 		return err
 	}
-	ports, err := testsupport.FreePorts(1)
+	ports, err := testenv.FreePorts(1)
 	if err != nil {
 		return err
 	}
@@ -139,13 +139,13 @@ func (c *Cluster) launch() error {
 	}
 	for attempt := 1; ; attempt++ {
 		err := c.runAPIServer()
-		if err == nil || attempt == startAttempts || !errors.Is(err, errExited) || !c.api.addressInUse() {
+		if err == nil || attempt == startAttempts || !errors.Is(err, testenv.ErrExited) || !addressInUse(c.api) {
 			if err != nil {
 				return err
 			}
 			break
 		}
-		ports, err := testsupport.FreePorts(1)
+		ports, err := testenv.FreePorts(1)
 		if err != nil {
 			return err
 		}
@@ -156,16 +156,18 @@ func (c *Cluster) launch() error {
 	// The apiserver creates the system namespaces just after it is ready.
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
-	return c.api.waitUntil(c.timeout, 100*time.Millisecond, "creating namespace default", func() (bool, error) {
-		_, err := c.client.CoreV1().Namespaces().Get(ctx, metav1.NamespaceDefault, metav1.GetOptions{})
-		return err == nil, err
+	return c.api.WaitReady(c.timeout, func(context.Context) error {
+		if _, err := c.client.CoreV1().Namespaces().Get(ctx, metav1.NamespaceDefault, metav1.GetOptions{}); err != nil {
+			return fmt.Errorf("namespace default not created yet: %w", err)
+		}
+		return nil
 	})
 }
 
 // runEtcd starts etcd on two free ports with its data in the cluster folder.
 func (c *Cluster) runEtcd() error {
 	for attempt := 1; ; attempt++ {
-		ports, err := testsupport.FreePorts(2)
+		ports, err := testenv.FreePorts(2)
 		if err != nil {
 			return err
 		}
@@ -184,30 +186,18 @@ func (c *Cluster) runEtcd() error {
 			"--logger=zap",
 			"--log-level=warn",
 		}
-		etcd, err := startProc("etcd", c.Binaries.Etcd, args, filepath.Join(c.dir, "etcd.log"))
+		etcd, err := startProc("etcd", c.Binaries.Etcd, args, 50*time.Millisecond)
 		if err != nil {
 			return err
 		}
 		c.etcd = etcd
-		httpc := &http.Client{Timeout: 2 * time.Second}
-		err = etcd.waitUntil(c.timeout, 50*time.Millisecond, "healthy", func() (bool, error) {
-			resp, err := httpc.Get(client + "/health")
-			if err != nil {
-				return false, err
-			}
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-			_ = resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return false, fmt.Errorf("GET /health: %s: %s", resp.Status, body)
-			}
-			return true, nil
-		})
+		err = etcd.WaitReady(c.timeout, statusProbe(&http.Client{Timeout: 2 * time.Second}, client+"/health"))
 		if err == nil {
 			c.apiArgs = append([]string{"--etcd-servers=" + client}, c.apiArgs...)
 			return nil
 		}
-		etcd.stop(5 * time.Second)
-		if attempt == startAttempts || !errors.Is(err, errExited) || !etcd.addressInUse() {
+		stopProc(etcd, 5*time.Second)
+		if attempt == startAttempts || !errors.Is(err, testenv.ErrExited) || !addressInUse(etcd) {
 			return err
 		}
 	}
@@ -271,32 +261,21 @@ func (c *Cluster) apiServerArgs() []string {
 // runAPIServer starts kube-apiserver and waits for /readyz. The caller holds
 // c.mu or has the cluster to itself.
 func (c *Cluster) runAPIServer() error {
-	api, err := startProc("kube-apiserver", c.Binaries.APIServer, c.apiServerArgs(), filepath.Join(c.dir, "kube-apiserver.log"))
-	if err != nil {
-		return err
-	}
-	c.api = api
 	httpc, err := rest.HTTPClientFor(c.restConfig)
 	if err != nil {
 		return fmt.Errorf("admin HTTP client: %w", err)
 	}
 	httpc.Timeout = 5 * time.Second
-	err = api.waitUntil(c.timeout, 100*time.Millisecond, "ready", func() (bool, error) {
-		resp, err := httpc.Get(c.Server + "/readyz")
-		if err != nil {
-			return false, err
-		}
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return false, fmt.Errorf("GET /readyz: %s: %s", resp.Status, body)
-		}
-		return true, nil
-	})
+	api, err := startProc("kube-apiserver", c.Binaries.APIServer, c.apiServerArgs(), 100*time.Millisecond)
 	if err != nil {
-		api.stop(5 * time.Second)
+		return err
 	}
-	return err
+	c.api = api
+	if err := api.WaitReady(c.timeout, statusProbe(httpc, c.Server+"/readyz")); err != nil {
+		stopProc(api, 5*time.Second)
+		return fmt.Errorf("kube-apiserver: %w", err)
+	}
+	return nil
 }
 
 // kubeconfig is a one-context kubeconfig for server with the given user.

@@ -1,122 +1,58 @@
 package kubetest
 
 import (
-	"bytes"
-	"errors"
+	"context"
 	"fmt"
-	"os"
-	"os/exec"
+	"io"
+	"net/http"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/outposthq/outpost/libs/testenv"
 )
 
-// proc is a child process whose output goes to a log file.
-type proc struct {
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-	waitErr error // set before done is closed
-}
+// stopGrace is how long etcd and kube-apiserver may take to stop after
+// SIGTERM before they are killed.
+const stopGrace = 10 * time.Second
 
-// startProc starts bin with args, appending its stdout and stderr to logPath.
-func startProc(name, bin string, args []string, logPath string) (*proc, error) {
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+// startProc starts bin under the test supervisor: its own process group, a
+// parent-death signal, its output kept for error messages.
+func startProc(name, bin string, args []string, probeEvery time.Duration) (*testenv.Process, error) {
+	p, err := testenv.Launch(testenv.Spec{Name: name, Path: bin, Args: args, ProbeInterval: probeEvery})
 	if err != nil {
-		return nil, fmt.Errorf("open %s log: %w", name, err)
+		return nil, fmt.Errorf("kubetest: %w", err)
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		_ = f.Close()
-		return nil, fmt.Errorf("start %s (%s): %w", name, bin, err)
-	}
-	p := &proc{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() {
-		p.waitErr = cmd.Wait()
-		_ = f.Close()
-		close(p.done)
-	}()
 	return p, nil
 }
 
-// exited reports whether the process has ended.
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
+// stopProc stops p (SIGTERM, then SIGKILL after grace); a process killed
+// after the grace is still stopped.
+func stopProc(p *testenv.Process, grace time.Duration) {
+	_ = p.StopWithin(grace)
 }
 
-// stop sends SIGTERM, and SIGKILL after grace; it returns once the process
-// is gone.
-func (p *proc) stop(grace time.Duration) {
-	if p.exited() {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(grace):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
+// addressInUse reports whether the process's output says a port was taken,
+// in which case starting again on other ports may succeed.
+func addressInUse(p *testenv.Process) bool {
+	return strings.Contains(p.RunLogs(), "address already in use")
 }
 
-// errExited is wrapped by waitUntil's error when the process ended early.
-var errExited = errors.New("process exited")
-
-// waitUntil calls ready every interval until it returns true, the process
-// exits, or timeout passes. The returned error carries the last error of
-// ready and the tail of the process's log.
-func (p *proc) waitUntil(timeout, interval time.Duration, what string, ready func() (bool, error)) error {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	var last error
-	for {
-		ok, err := ready()
-		if ok {
-			return nil
-		}
+// statusProbe is ready once GET url with client answers 200.
+func statusProbe(client *http.Client, url string) testenv.Probe {
+	return func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
-			last = err
+			return fmt.Errorf("GET %s: %w", url, err)
 		}
-		select {
-		case <-p.done:
-			return fmt.Errorf("%s %w before %s (%v); log tail:\n%s", p.name, errExited, what, p.waitErr, p.logTail(40))
-		case <-deadline.C:
-			return fmt.Errorf("%s not %s within %s (last error: %v); log tail:\n%s", p.name, what, timeout, last, p.logTail(40))
-		case <-tick.C:
+		resp, err := client.Do(req)
+		if err != nil {
+			return fmt.Errorf("GET %s: %w", url, err)
 		}
+		defer func() { _ = resp.Body.Close() }()
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET %s: %s: %s: %w", url, resp.Status, body, testenv.ErrNotOK)
+		}
+		return nil
 	}
-}
-
-// addressInUse reports whether the process's log says a port was taken, in
-// which case starting again on other ports may succeed.
-func (p *proc) addressInUse() bool {
-	b, err := os.ReadFile(p.logPath)
-	return err == nil && bytes.Contains(b, []byte("address already in use"))
-}
-
-// logTail is the last n lines of the process's log.
-func (p *proc) logTail(n int) string {
-	return fileTail(p.logPath, n)
-}
-
-func fileTail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(no log: %v)", err)
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -6,13 +6,6 @@ import (
 	"syscall"
 )
 
-// sysProcAttr makes the kernel kill a child when the test process dies
-// without stopping it (a panic, a timeout, kill -9), so no etcd or
-// kube-apiserver outlives its test binary.
-func sysProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-}
-
 // tempBase is where cluster folders go: /dev/shm when it has room (etcd
 // fsyncs every write, a no-op in memory), else the default temp folder.
 func tempBase() string {

@@ -7,10 +7,6 @@ import (
 	"syscall"
 )
 
-// sysProcAttr has no parent-death signal outside Linux: children are only
-// stopped by Cluster.Stop.
-func sysProcAttr() *syscall.SysProcAttr { return nil }
-
 // tempBase is the default temp folder.
 func tempBase() string { return os.TempDir() }
 

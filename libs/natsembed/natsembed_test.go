@@ -13,7 +13,7 @@ import (
 
 	"github.com/outposthq/outpost/libs/natsembed"
 	"github.com/outposthq/outpost/libs/natsembed/natstest"
-	"github.com/outposthq/outpost/libs/testsupport"
+	"github.com/outposthq/outpost/libs/testenv"
 )
 
 func jsConnect(t *testing.T, url string) jetstream.JetStream {
@@ -108,7 +108,7 @@ func TestMaxPayload(t *testing.T) {
 }
 
 func TestLoggerReceivesServerLines(t *testing.T) {
-	var buf testsupport.SyncBuffer
+	var buf testenv.SyncBuffer
 	srv := natstest.RunServerWith(t, natsembed.Options{Logger: slog.New(slog.NewTextHandler(&buf, nil))})
 	require.True(t, srv.Running())
 	out := buf.String()

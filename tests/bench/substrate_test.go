@@ -18,7 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/outposthq/outpost/libs/events"
-	"github.com/outposthq/outpost/libs/testsupport"
+	"github.com/outposthq/outpost/libs/testenv"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 	"github.com/outposthq/outpost/tests/harness"
 )
@@ -37,7 +37,7 @@ func (b brokerProcess) HealthURL() string { return b.healthURL }
 
 func startBroker(t *testing.T) (brokerProcess, string) {
 	t.Helper()
-	port, health := testsupport.FreePort(t), testsupport.FreePort(t)
+	port, health := testenv.FreePort(t), testenv.FreePort(t)
 	p := harness.Start(t, "broker", "outpost-broker", nil,
 		"-listen", fmt.Sprintf("127.0.0.1:%d", port),
 		"-health", fmt.Sprintf("127.0.0.1:%d", health),

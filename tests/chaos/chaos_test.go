@@ -15,7 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/outposthq/outpost/libs/testsupport"
+	"github.com/outposthq/outpost/libs/testenv"
 	"github.com/outposthq/outpost/tests/harness"
 )
 
@@ -146,9 +146,9 @@ func cluster(t *testing.T) system {
 	const nodes = 3
 	client, route, health := make([]int, nodes), make([]string, nodes), make([]string, nodes)
 	for i := range nodes {
-		client[i] = testsupport.FreePort(t)
-		route[i] = fmt.Sprintf("nats://127.0.0.1:%d", testsupport.FreePort(t))
-		health[i] = fmt.Sprintf("http://127.0.0.1:%d/readyz", testsupport.FreePort(t))
+		client[i] = testenv.FreePort(t)
+		route[i] = fmt.Sprintf("nats://127.0.0.1:%d", testenv.FreePort(t))
+		health[i] = fmt.Sprintf("http://127.0.0.1:%d/readyz", testenv.FreePort(t))
 	}
 	urls := make([]string, nodes)
 	procs := make([]*harness.Process, nodes)
@@ -168,7 +168,7 @@ func cluster(t *testing.T) system {
 		harness.WaitReady(t, h, readyTimeout)
 	}
 	brokerURL := strings.Join(urls, ",")
-	apiPort := testsupport.FreePort(t)
+	apiPort := testenv.FreePort(t)
 	api := fmt.Sprintf("http://127.0.0.1:%d", apiPort)
 	sched := harness.Start(t, "scheduler", "scheduler", map[string]string{
 		"OUTPOST_LISTEN":          fmt.Sprintf("127.0.0.1:%d", apiPort),
@@ -180,7 +180,7 @@ func cluster(t *testing.T) system {
 	harness.WaitReady(t, api+"/readyz", readyTimeout)
 	runners := make([]*harness.Process, 2)
 	for i := range runners {
-		ops := fmt.Sprintf("127.0.0.1:%d", testsupport.FreePort(t))
+		ops := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 		env := map[string]string{
 			"OUTPOST_BROKER_URL":      brokerURL,
 			"OUTPOST_BROKER_REPLICAS": "3",

@@ -66,7 +66,7 @@ func TestSQSPoisonJobIsDeadLettered(t *testing.T) {
 			_ = d.Ack(ctx)
 		})
 	require.NoError(t, err)
-	defer dlq.Stop(context.Background())
+	defer func() { _ = dlq.Stop(context.Background()) }()
 	count := func() int {
 		mu.Lock()
 		defer mu.Unlock()

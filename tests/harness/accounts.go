@@ -12,7 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/outposthq/outpost/libs/testsupport"
+	"github.com/outposthq/outpost/libs/testenv"
 )
 
 // Plane is the Kubernetes side of Outpost as real processes: a broker, an
@@ -63,7 +63,7 @@ func StartPlane(t testing.TB, opts PlaneOptions) *Plane {
 	if opts.Tenant == "" {
 		opts.Tenant = "default"
 	}
-	natsPort, healthPort, apiPort := testsupport.FreePort(t), testsupport.FreePort(t), testsupport.FreePort(t)
+	natsPort, healthPort, apiPort := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	p := &Plane{
@@ -84,7 +84,7 @@ func StartPlane(t testing.TB, opts PlaneOptions) *Plane {
 	maps.Copy(env, opts.MigratorEnv)
 	p.migEnv = env
 	p.Migrator = Start(t, "account-migrator", "account-migrator", env)
-	WaitReady(t, p.API+"/readyz", 30*time.Second)
+	p.Migrator.waitReady(p.API+"/readyz", 30*time.Second)
 	return p
 }
 
@@ -93,7 +93,7 @@ func StartPlane(t testing.TB, opts PlaneOptions) *Plane {
 // added, and waits until it is connected.
 func (p *Plane) StartWatcher(name, zone, home string, env map[string]string) *Process {
 	p.t.Helper()
-	opsPort := testsupport.FreePort(p.t)
+	opsPort := testenv.FreePort(p.t)
 	e := map[string]string{
 		"OUTPOST_BROKER_URL":     p.BrokerURL,
 		"OUTPOST_TENANT":         p.Tenant,
@@ -107,7 +107,7 @@ func (p *Plane) StartWatcher(name, zone, home string, env map[string]string) *Pr
 	maps.Copy(e, env)
 	w := Start(p.t, name, "k8s-watcher", e)
 	w.Ops = fmt.Sprintf("http://127.0.0.1:%d", opsPort)
-	WaitReady(p.t, w.Ops+"/readyz", 30*time.Second)
+	w.waitReady(w.Ops+"/readyz", 30*time.Second)
 	return w
 }
 
@@ -160,7 +160,7 @@ func (c *Client) WaitAccount(name string, timeout time.Duration, cond func(Accou
 	ok := func() bool {
 		code, body, err := c.Try(http.MethodGet, "/api/v1/accounts/"+name, nil)
 		if err != nil || code != http.StatusOK {
-			lastErr = fmt.Errorf("status %d, %v: %s", code, err, body)
+			lastErr = fmt.Errorf("status %d, %w: %s", code, err, body)
 			return false
 		}
 		var a Account

@@ -1,11 +1,8 @@
 package harness
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
 	"slices"
@@ -14,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/outposthq/outpost/libs/testenv"
 )
 
 // Job is the scheduler's job record as the REST API returns it (the fields
@@ -65,36 +64,11 @@ func (c *Client) Do(method, path string, body any) (int, []byte) {
 // conditions of require.Eventually: they run on a goroutine of their own
 // that may outlive the test, and must not fail it.
 func (c *Client) Try(method, path string, body any) (int, []byte, error) {
-	var r io.Reader
-	if body != nil {
-		switch b := body.(type) {
-		case string:
-			r = bytes.NewBufferString(b)
-		default:
-			data, err := json.Marshal(b)
-			if err != nil {
-				return 0, nil, err
-			}
-			r = bytes.NewReader(data)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, r)
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
+	api := testenv.Client{Base: c.Base}
 	if c.Tenant != "" {
-		req.Header.Set("X-Outpost-Tenant", c.Tenant)
+		api.Header = map[string]string{"X-Outpost-Tenant": c.Tenant}
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, data, err
+	return api.Try(method, path, body)
 }
 
 // Submit posts a job and returns its record; the API must accept it. A

@@ -1,18 +1,15 @@
 // Package harness runs Outpost's real binaries as processes for end-to-end
 // tests and benchmarks: it builds them once, starts them with their
-// configuration in the environment, waits for /readyz, and can kill, pause,
-// resume and restart them.
+// configuration in the environment under libs/testenv's supervisor, waits
+// for /readyz, and can kill, pause, resume and restart them.
 package harness
 
 import (
-	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -20,7 +17,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/outposthq/outpost/libs/testsupport"
+	"github.com/outposthq/outpost/libs/testenv"
 )
 
 // Binaries the harness builds, by name, with the package that builds each
@@ -71,21 +68,22 @@ func Bin(t testing.TB, name string) string {
 	return filepath.Join(binDir, name)
 }
 
-// Process is one running binary.
+// Process is one running binary, supervised by testenv: its own process
+// group, a parent-death signal, its output kept and written to the test log
+// (prefixed with its name) when the test fails. Its methods fail the test
+// on errors; a chaos driver on a goroutine of its own uses Proc, whose
+// methods return them.
 type Process struct {
+	// Name names the process in the test log.
 	Name string
 	// Ops is the base URL of a runner's ops server (/readyz, /metrics),
 	// set by Stack.StartRunner.
-	Ops  string
-	t    testing.TB
-	bin  string
-	args []string
-	env  map[string]string
+	Ops string
+	// Proc is the supervised process: Kill, Signal, Restart and WaitReady
+	// returning errors, safe from any goroutine.
+	Proc *testenv.Process
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	logs *testsupport.SyncBuffer
-	done chan struct{}
+	t testing.TB
 }
 
 // Start runs binary name with env added to a minimal environment. The
@@ -93,136 +91,80 @@ type Process struct {
 // test log if the test failed.
 func Start(t testing.TB, name, binary string, env map[string]string, args ...string) *Process {
 	t.Helper()
-	p := &Process{Name: name, t: t, bin: Bin(t, binary), args: args, env: env, logs: &testsupport.SyncBuffer{}}
-	p.start()
-	t.Cleanup(func() {
-		p.Kill()
-		if t.Failed() {
-			t.Logf("---- logs of %s ----\n%s", p.Name, p.Logs())
-		}
-	})
-	return p
-}
-
-func (p *Process) start() {
-	p.t.Helper()
-	cmd := exec.Command(p.bin, p.args...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
-	for k, v := range p.env {
-		cmd.Env = append(cmd.Env, k+"="+v)
+	e := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	for k, v := range env {
+		e = append(e, k+"="+v)
 	}
-	cmd.Stdout, cmd.Stderr = p.logs, p.logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	require.NoError(p.t, cmd.Start(), "start %s", p.Name)
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	p.mu.Lock()
-	p.cmd, p.done = cmd, done
-	p.mu.Unlock()
+	p := &Process{Name: name, t: t}
+	p.Proc = testenv.Start(t, testenv.Spec{Name: name, Path: Bin(t, binary), Args: args, Env: e})
+	// Runs before testenv's graceful stop (cleanups run last first): the
+	// tests end their processes with SIGKILL, as they always have, which
+	// keeps teardown quick.
+	t.Cleanup(p.Kill)
+	return p
 }
 
 // Restart starts the process again with the same arguments after it exited.
 func (p *Process) Restart() {
 	p.t.Helper()
-	p.mu.Lock()
-	done := p.done
-	p.mu.Unlock()
-	select {
-	case <-done:
-	default:
-		p.t.Fatalf("restart %s: still running", p.Name)
-	}
-	p.start()
+	require.NoError(p.t, p.Proc.Restart())
 }
 
-func (p *Process) signal(sig syscall.Signal) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd != nil && p.cmd.Process != nil {
-		_ = syscall.Kill(-p.cmd.Process.Pid, sig)
+// Signal sends sig to the process group.
+func (p *Process) Signal(sig syscall.Signal) {
+	if err := p.Proc.Signal(sig); err != nil {
+		p.t.Errorf("harness: %v", err)
 	}
 }
 
 // Kill sends SIGKILL to the process group and waits for the exit.
 func (p *Process) Kill() {
-	p.signal(syscall.SIGCONT)
-	p.signal(syscall.SIGKILL)
-	p.Wait(10 * time.Second)
+	if err := p.Proc.Kill(); err != nil {
+		p.t.Errorf("harness: %v", err)
+	}
 }
 
 // Stop sends SIGTERM and waits up to timeout for a graceful exit, then kills.
 func (p *Process) Stop(timeout time.Duration) {
-	p.signal(syscall.SIGTERM)
-	if !p.Wait(timeout) {
-		p.t.Errorf("%s did not stop within %s after SIGTERM", p.Name, timeout)
-		p.Kill()
+	if err := p.Proc.StopWithin(timeout); err != nil {
+		p.t.Errorf("harness: %v", err)
 	}
 }
 
 // Pause stops the process with SIGSTOP; Resume continues it.
-func (p *Process) Pause() { p.signal(syscall.SIGSTOP) }
+func (p *Process) Pause() { p.Signal(syscall.SIGSTOP) }
 
 // Resume continues a paused process.
-func (p *Process) Resume() { p.signal(syscall.SIGCONT) }
+func (p *Process) Resume() { p.Signal(syscall.SIGCONT) }
 
 // Wait waits up to timeout for the process to exit and reports whether it did.
-func (p *Process) Wait(timeout time.Duration) bool {
-	p.mu.Lock()
-	done := p.done
-	p.mu.Unlock()
-	if done == nil {
-		return true
-	}
-	select {
-	case <-done:
-		return true
-	case <-time.After(timeout):
-		return false
-	}
-}
+func (p *Process) Wait(timeout time.Duration) bool { return p.Proc.Wait(timeout) }
 
 // ExitCode is the exit status after the process ended (-1 if killed).
-func (p *Process) ExitCode() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil || p.cmd.ProcessState == nil {
-		return -1
-	}
-	return p.cmd.ProcessState.ExitCode()
-}
+func (p *Process) ExitCode() int { return p.Proc.ExitCode() }
 
 // Logs returns everything the process wrote so far.
-func (p *Process) Logs() string { return p.logs.String() }
+func (p *Process) Logs() string { return p.Proc.Logs() }
 
-// WaitLog waits until the process logged a line containing s.
+// WaitLog waits until the process (since its last start) logged a line
+// containing s; it fails at once if the process exits.
 func (p *Process) WaitLog(s string, timeout time.Duration) {
 	p.t.Helper()
-	require.Eventually(p.t, func() bool { return strings.Contains(p.Logs(), s) }, timeout, 20*time.Millisecond,
-		"%s never logged %q", p.Name, s)
+	require.NoError(p.t, p.Proc.WaitLog(s, timeout), "%s never logged %q", p.Name, s)
+}
+
+// waitReady waits until url answers 200, failing at once if the process
+// exits.
+func (p *Process) waitReady(url string, timeout time.Duration) {
+	p.t.Helper()
+	require.NoError(p.t, p.Proc.WaitReady(timeout, testenv.HTTPProbe(nil, url)), "%s never became ready", url)
 }
 
 // WaitReady polls url until it answers 200.
 func WaitReady(t testing.TB, url string, timeout time.Duration) {
 	t.Helper()
-	require.Eventually(t, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return false
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, timeout, 25*time.Millisecond, "%s never became ready", url)
+	require.NoError(t, testenv.WaitProbe(timeout, 25*time.Millisecond, testenv.HTTPProbe(nil, url)), "%s never became ready", url)
 }
 
-// Pid is the process id of the running process (0 if none).
-func (p *Process) Pid() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil || p.cmd.Process == nil {
-		return 0
-	}
-	return p.cmd.Process.Pid
-}
+// Pid is the process id of the running process.
+func (p *Process) Pid() int { return p.Proc.Pid() }

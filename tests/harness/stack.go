@@ -11,7 +11,7 @@ import (
 
 	"github.com/outposthq/outpost/libs/queue/sqs"
 	"github.com/outposthq/outpost/libs/queue/sqs/sqstest"
-	"github.com/outposthq/outpost/libs/testsupport"
+	"github.com/outposthq/outpost/libs/testenv"
 )
 
 // Stack is a broker, a scheduler and any number of runners, all real
@@ -66,7 +66,7 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 		opts.Pool = "default"
 	}
 	dataDir := t.TempDir()
-	natsPort, healthPort, apiPort := testsupport.FreePort(t), testsupport.FreePort(t), testsupport.FreePort(t)
+	natsPort, healthPort, apiPort := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
 	s := &Stack{
 		t: t, Tenant: opts.Tenant, Pool: opts.Pool,
 		BrokerURL:    fmt.Sprintf("nats://127.0.0.1:%d", natsPort),
@@ -97,7 +97,7 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 	maps.Copy(env, opts.SchedulerEnv)
 	s.schedEnv = env
 	s.Scheduler = Start(t, "scheduler", "scheduler", env)
-	WaitReady(t, s.API+"/readyz", 30*time.Second)
+	s.Scheduler.waitReady(s.API+"/readyz", 30*time.Second)
 	return s
 }
 
@@ -109,7 +109,7 @@ func startBroker(t testing.TB, natsPort, healthPort int, dataDir string) *Proces
 		"-listen", fmt.Sprintf("127.0.0.1:%d", natsPort),
 		"-health", fmt.Sprintf("127.0.0.1:%d", healthPort),
 		"-data", filepath.Join(dataDir, "jetstream"))
-	WaitReady(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", healthPort), 30*time.Second)
+	p.waitReady(fmt.Sprintf("http://127.0.0.1:%d/readyz", healthPort), 30*time.Second)
 	return p
 }
 
@@ -119,7 +119,7 @@ func startBroker(t testing.TB, natsPort, healthPort int, dataDir string) *Proces
 func (s *Stack) StartRunner(name string, env map[string]string) *Process {
 	s.t.Helper()
 	s.runners++
-	opsPort := testsupport.FreePort(s.t)
+	opsPort := testenv.FreePort(s.t)
 	e := map[string]string{
 		"OUTPOST_BROKER_URL": s.BrokerURL,
 		"OUTPOST_TENANT":     s.Tenant,
@@ -132,7 +132,7 @@ func (s *Stack) StartRunner(name string, env map[string]string) *Process {
 	p := Start(s.t, name, "ingestion-runner", e)
 	p.Ops = fmt.Sprintf("http://127.0.0.1:%d", opsPort)
 	p.WaitLog("Starting outpost ingestion runner", 30*time.Second)
-	WaitReady(s.t, p.Ops+"/readyz", 30*time.Second)
+	p.waitReady(p.Ops+"/readyz", 30*time.Second)
 	return p
 }
 
@@ -141,13 +141,13 @@ func (s *Stack) StartRunner(name string, env map[string]string) *Process {
 // waits until it is ready. It returns the process and the replica's base URL.
 func (s *Stack) StartScheduler(name string, env map[string]string) (*Process, string) {
 	s.t.Helper()
-	port := testsupport.FreePort(s.t)
+	port := testenv.FreePort(s.t)
 	api := fmt.Sprintf("http://127.0.0.1:%d", port)
 	e := maps.Clone(s.schedEnv)
 	maps.Copy(e, env)
 	e["OUTPOST_LISTEN"] = fmt.Sprintf("127.0.0.1:%d", port)
 	p := Start(s.t, name, "scheduler", e)
-	WaitReady(s.t, api+"/readyz", 30*time.Second)
+	p.waitReady(api+"/readyz", 30*time.Second)
 	return p, api
 }
 
@@ -161,7 +161,7 @@ func (s *Stack) RestartBroker() {
 	s.t.Helper()
 	s.Broker.Kill()
 	s.Broker.Restart()
-	WaitReady(s.t, s.brokerHealth, 30*time.Second)
+	s.Broker.waitReady(s.brokerHealth, 30*time.Second)
 }
 
 // RestartScheduler kills the scheduler with SIGKILL and starts it again.
@@ -169,7 +169,7 @@ func (s *Stack) RestartScheduler() {
 	s.t.Helper()
 	s.Scheduler.Kill()
 	s.Scheduler.Restart()
-	WaitReady(s.t, s.API+"/readyz", 30*time.Second)
+	s.Scheduler.waitReady(s.API+"/readyz", 30*time.Second)
 }
 
 // sqsEnv points a service at the stack's fauxqs server, with the static

@@ -143,7 +143,7 @@ func TestOpenSQSWithHistory(t *testing.T) {
 		_ = d.Ack(ctx)
 	})
 	require.NoError(t, err)
-	defer c.Stop(ctx)
+	defer func() { _ = c.Stop(ctx) }()
 	require.Equal(t, "via sqs", <-got)
 
 	// Copied into JetStream (what the scheduler's bridge does): readable

@@ -21,7 +21,7 @@ func TestSplitSubjectMatchesParseSubject(t *testing.T) {
 		require.NoError(t, err, s)
 		stack, tenant, role, key, ok := splitSubject(s)
 		require.True(t, ok, s)
-		require.Equal(t, p, queue.Parsed{Stack: stack, Tenant: tenant, Role: queue.Role(role), Key: key}, s)
+		require.Equal(t, queue.Parsed{Stack: stack, Tenant: tenant, Role: queue.Role(role), Key: key}, p, s)
 	}
 	for _, s := range []string{"", "outpost", "outpost.acme", ".acme.submit", "outpost..submit", "outpost.acme."} {
 		_, _, _, _, ok := splitSubject(s)

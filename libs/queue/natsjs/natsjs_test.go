@@ -233,7 +233,7 @@ func TestConcurrencyBoundNothingHeld(t *testing.T) {
 	}, 500*time.Millisecond, 20*time.Millisecond, "more messages taken than handlers can run")
 	info, err := cons.Info(ctx)
 	require.NoError(t, err)
-	require.EqualValues(t, conc, info.NumAckPending)
+	require.Equal(t, conc, info.NumAckPending)
 	require.EqualValues(t, n-conc, info.NumPending)
 
 	close(release)

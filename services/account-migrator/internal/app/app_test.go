@@ -7,13 +7,13 @@ import (
 	"testing"
 
 	"github.com/outposthq/outpost/libs/service/servicetest"
-	"github.com/outposthq/outpost/libs/testsupport"
+	"github.com/outposthq/outpost/libs/testenv"
 	"github.com/outposthq/outpost/services/account-migrator/internal/config"
 )
 
 func TestRunLifecycle(t *testing.T) {
 	cfg := config.Default()
-	cfg.Listen = testsupport.FreeAddr(t)
+	cfg.Listen = testenv.FreeAddr(t)
 	servicetest.Lifecycle(t, cfg.Listen, func(ctx context.Context, brokerURL string) error {
 		cfg.Broker.URL = brokerURL
 		return Run(ctx, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))

@@ -32,7 +32,7 @@ func TestAutoMigrationFromDirectory(t *testing.T) {
 	// heartbeat was read: the lease is out either way.
 	require.Contains(t, []string{"ACTIVATING", "ORPHANED"}, acc.State)
 	require.True(t, acc.Spec.HasInlineKubeconfig)
-	require.Equal(t, "", e.get("other").State, "names not matching the pattern are not migrated")
+	require.Empty(t, e.get("other").State, "names not matching the pattern are not migrated")
 
 	// The kubeconfig is never logged, and the source is never touched.
 	require.NotContains(t, e.logs.String(), "AUTO-SECRET")

@@ -1,16 +1,13 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,7 +22,7 @@ import (
 	"github.com/outposthq/outpost/libs/natsembed/natstest"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/natsjs"
-	"github.com/outposthq/outpost/libs/testsupport"
+	"github.com/outposthq/outpost/libs/testenv"
 	accountsv1 "github.com/outposthq/outpost/proto/outpost/accounts/v1"
 	watchv1 "github.com/outposthq/outpost/proto/outpost/watch/v1"
 	"github.com/outposthq/outpost/services/account-migrator/internal/config"
@@ -46,7 +43,7 @@ type env struct {
 	conn *natsjs.Conn
 	url  string
 	cfg  config.Config
-	logs *testsupport.SyncBuffer
+	logs *testenv.SyncBuffer
 	migs []*Migrator
 	regs []*prometheus.Registry
 	http []string
@@ -74,7 +71,7 @@ func newEnv(t *testing.T, replicas int, edit ...func(*config.Config)) *env {
 		f(&cfg)
 	}
 	require.NoError(t, cfg.Validate())
-	e := &env{t: t, srv: srv, ctx: ctx, url: srv.ClientURL(), cfg: cfg, logs: &testsupport.SyncBuffer{}, subj: queue.NewSubjects(cfg.Broker.Stack)}
+	e := &env{t: t, srv: srv, ctx: ctx, url: srv.ClientURL(), cfg: cfg, logs: &testenv.SyncBuffer{}, subj: queue.NewSubjects(cfg.Broker.Stack)}
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	conn, err := natsjs.Connect(ctx, natsjs.Config{URL: e.url, Stack: cfg.Broker.Stack, Logger: log})
 	require.NoError(t, err)
@@ -122,42 +119,13 @@ func (e *env) doOn(replica int, method, path string, body any, header map[string
 // tryDo is doOn for conditions polled by require.Eventually, which must
 // not fail the test themselves.
 func (e *env) tryDo(replica int, method, path string, body any, header map[string]string) (int, []byte, error) {
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	case []byte:
-		rd = bytes.NewReader(b)
-	default:
-		raw, err := json.Marshal(b)
-		if err != nil {
-			return 0, nil, err
-		}
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequestWithContext(e.ctx, method, e.http[replica]+path, rd)
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, out, err
+	api := testenv.Client{Base: e.http[replica]}
+	return api.Send(e.ctx, method, path, body, header)
 }
 
 func decode[T any](t *testing.T, b []byte) T {
 	t.Helper()
-	var v T
-	require.NoError(t, json.Unmarshal(b, &v), string(b))
-	return v
+	return testenv.DecodeJSON[T](t, b)
 }
 
 // account is GET's view, as far as the tests look.

@@ -14,7 +14,7 @@ import (
 
 	"github.com/outposthq/outpost/libs/natsembed/natstest"
 	"github.com/outposthq/outpost/libs/queue"
-	"github.com/outposthq/outpost/libs/testsupport"
+	"github.com/outposthq/outpost/libs/testenv"
 
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/app"
 )
@@ -31,7 +31,7 @@ func get(t *testing.T, url string) (int, string) {
 }
 
 type runResult struct {
-	logs   *testsupport.SyncBuffer
+	logs   *testenv.SyncBuffer
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -41,7 +41,7 @@ func runApp(t *testing.T, brokerURL, opsAddr string) *runResult {
 	cfg := runnerConfig(t, "r-app")
 	cfg.Broker.URL = brokerURL
 	cfg.OpsAddr = opsAddr
-	rr := &runResult{logs: &testsupport.SyncBuffer{}, done: make(chan error, 1)}
+	rr := &runResult{logs: &testenv.SyncBuffer{}, done: make(chan error, 1)}
 	log := slog.New(slog.NewJSONHandler(rr.logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	rr.cancel = cancel
@@ -64,7 +64,7 @@ func (rr *runResult) wait(t *testing.T) error {
 
 func TestRunConnectsAndServesOps(t *testing.T) {
 	e := newEnv(t)
-	ops := testsupport.FreeAddr(t)
+	ops := testenv.FreeAddr(t)
 	rr := runApp(t, e.url, ops)
 
 	require.Eventually(t, func() bool {
@@ -81,8 +81,8 @@ func TestRunConnectsAndServesOps(t *testing.T) {
 }
 
 func TestRunNotReadyWithoutQueue(t *testing.T) {
-	ops := testsupport.FreeAddr(t)
-	rr := runApp(t, "nats://"+testsupport.FreeAddr(t), ops) // nothing listens there
+	ops := testenv.FreeAddr(t)
+	rr := runApp(t, "nats://"+testenv.FreeAddr(t), ops) // nothing listens there
 
 	require.Eventually(t, func() bool {
 		code, _ := get(t, "http://"+ops+"/healthz")
@@ -98,7 +98,7 @@ func TestRunNotReadyWithoutQueue(t *testing.T) {
 
 func TestRunWaitsForTenantQueues(t *testing.T) {
 	srv := natstest.RunServer(t)
-	ops := testsupport.FreeAddr(t)
+	ops := testenv.FreeAddr(t)
 	rr := runApp(t, srv.ClientURL(), ops)
 	require.Eventually(t, func() bool {
 		return strings.Contains(rr.logs.String(), "tenant queues not provisioned yet")

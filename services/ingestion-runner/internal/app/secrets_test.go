@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/stretchr/testify/require"
 
-	"github.com/outposthq/outpost/libs/testsupport"
+	"github.com/outposthq/outpost/libs/testenv"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/app"
@@ -56,7 +56,7 @@ func TestSecretFromAWSNeverLeaves(t *testing.T) {
 	cfg.Secrets.AWS = config.AWSSecrets{Region: "eu-west-1", Endpoint: secretsManager(t, map[string]string{"outpost/API_TOKEN": value}), Prefix: "outpost/"}
 	require.NoError(t, cfg.Validate())
 
-	logs := &testsupport.SyncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	reg := prometheus.NewRegistry()
 	conn := e.connect(t)
@@ -68,7 +68,8 @@ func TestSecretFromAWSNeverLeaves(t *testing.T) {
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-done:
+		case err := <-done:
+			require.NoError(t, err)
 		case <-time.After(30 * time.Second):
 			t.Error("runner did not stop")
 		}
@@ -92,14 +93,21 @@ func TestSecretFromAWSNeverLeaves(t *testing.T) {
 	}
 	require.Contains(t, logs.String(), `"msg":"secret providers","providers":["aws"]`)
 	require.NotContains(t, logs.String(), value)
-	mfs, err := reg.Gather()
-	require.NoError(t, err)
+	// The attempt is counted as finished just after its status is sent.
 	var metrics strings.Builder
-	for _, mf := range mfs {
-		_, err := expfmt.MetricFamilyToText(&metrics, mf)
-		require.NoError(t, err)
-	}
-	require.Contains(t, metrics.String(), "outpost_runner_jobs_finished_total")
+	require.Eventually(t, func() bool {
+		metrics.Reset()
+		mfs, err := reg.Gather()
+		if err != nil {
+			return false
+		}
+		for _, mf := range mfs {
+			if _, err := expfmt.MetricFamilyToText(&metrics, mf); err != nil {
+				return false
+			}
+		}
+		return strings.Contains(metrics.String(), "outpost_runner_jobs_finished_total")
+	}, 10*time.Second, 5*time.Millisecond, "no finished job counted")
 	require.NotContains(t, metrics.String(), value)
 }
 

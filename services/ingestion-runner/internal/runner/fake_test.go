@@ -14,6 +14,7 @@ import (
 
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/testenv"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 )
 
@@ -108,7 +109,7 @@ func (b *fakeBroker) deliver(t *testing.T, header map[string]string, data []byte
 	h := b.handler
 	b.mu.Unlock()
 	require.NotNil(t, h, "runner is not consuming")
-	d := &fakeDelivery{header: header, data: data, attempt: attempt, settled: make(chan struct{})}
+	d := &fakeDelivery{testenv.NewDelivery(queue.Message{Subject: jobsSubject, Header: header, Data: data}, attempt)}
 	b.handlers.Add(1)
 	go func() {
 		defer b.handlers.Done()
@@ -138,7 +139,7 @@ func (b *fakeBroker) sendControl(t *testing.T, m proto.Message) *fakeDelivery {
 	h := b.controlH
 	b.mu.Unlock()
 	require.NotNil(t, h, "runner is not consuming its control queue")
-	d := &fakeDelivery{subject: msg.Subject, header: msg.Header, data: msg.Data, attempt: 1, settled: make(chan struct{})}
+	d := &fakeDelivery{testenv.NewDelivery(msg, 1)}
 	go h(context.Background(), d)
 	return d
 }
@@ -203,70 +204,19 @@ func (b *fakeBroker) heartbeats(t *testing.T) []*jobsv1.RunnerHeartbeat {
 	return out
 }
 
-// fakeDelivery records how it was settled.
-type fakeDelivery struct {
-	subject string // "" for jobsSubject
-	header  map[string]string
-	data    []byte
-	attempt int
+// fakeDelivery is the shared in-memory delivery with the runner tests'
+// ways of reading it.
+type fakeDelivery struct{ *testenv.Delivery }
 
-	mu         sync.Mutex
-	op         string // "ack", "nak", "term"
-	delay      time.Duration
-	reason     string
-	inProgress int
-	settled    chan struct{}
-}
-
-func (d *fakeDelivery) Subject() string {
-	if d.subject == "" {
-		return jobsSubject
-	}
-	return d.subject
-}
-func (d *fakeDelivery) Data() []byte              { return d.data }
-func (d *fakeDelivery) Header() map[string]string { return d.header }
-func (d *fakeDelivery) Attempt() int              { return d.attempt }
-
-func (d *fakeDelivery) settle(op string, delay time.Duration, reason string) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.op != "" {
-		return queue.ErrAlreadyAcked
-	}
-	d.op, d.delay, d.reason = op, delay, reason
-	close(d.settled)
-	return nil
-}
-
-func (d *fakeDelivery) Ack(context.Context) error { return d.settle("ack", 0, "") }
-func (d *fakeDelivery) Nak(_ context.Context, delay time.Duration) error {
-	return d.settle("nak", delay, "")
-}
-func (d *fakeDelivery) Term(_ context.Context, reason string) error {
-	return d.settle("term", 0, reason)
-}
-func (d *fakeDelivery) InProgress(context.Context) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.inProgress++
-	return nil
-}
-
+// wait returns how the delivery was settled, failing the test when it is
+// not within 10 s.
 func (d *fakeDelivery) wait(t *testing.T) (op string, delay time.Duration, reason string) {
 	t.Helper()
-	select {
-	case <-d.settled:
-	case <-time.After(10 * time.Second):
+	s, ok := d.WaitSettled(10 * time.Second)
+	if !ok {
 		t.Fatal("delivery not settled")
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.op, d.delay, d.reason
+	return s.Op, s.Delay, s.Reason
 }
 
-func (d *fakeDelivery) progressCount() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.inProgress
-}
+func (d *fakeDelivery) progressCount() int { return d.InProgressCount() }

@@ -123,7 +123,7 @@ func startRunnerOn(t *testing.T, b *fakeBroker, mod func(*Config), register func
 	go func() { h.runErr <- r.Run(ctx) }()
 	require.Eventually(t, func() bool { return r.Ready() == nil }, 5*time.Second, time.Millisecond)
 	<-b.reading
-	t.Cleanup(func() { h.stop(t) })
+	t.Cleanup(func() { require.NoError(t, h.stop(t), "Run ends cleanly when its context is cancelled") })
 	return h
 }
 

@@ -15,7 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/outposthq/outpost/libs/inventory"
-	"github.com/outposthq/outpost/libs/testsupport"
+	"github.com/outposthq/outpost/libs/testenv"
 	accountsv1 "github.com/outposthq/outpost/proto/outpost/accounts/v1"
 	watchv1 "github.com/outposthq/outpost/proto/outpost/watch/v1"
 	"github.com/outposthq/outpost/services/k8s-watcher/internal/sealed"
@@ -79,7 +79,7 @@ func TestActivationFailures(t *testing.T) {
 	admin, err := os.ReadFile(e.kc.Kubeconfig)
 	require.NoError(t, err)
 	unreachable := filepath.Join(dir, "unreachable")
-	port := testsupport.FreePort(t)
+	port := testenv.FreePort(t)
 	require.NoError(t, os.WriteFile(unreachable, []byte(replaceServer(t, string(admin), e.kc.Server, "https://127.0.0.1:"+itoa(port))), 0o600))
 	_, err = e.kc.Client().CoreV1().Secrets(ns).Create(context.Background(), &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "creds"}, Data: map[string][]byte{"other": []byte("x")},

@@ -22,14 +22,14 @@ import (
 	"github.com/outposthq/outpost/libs/natsembed/natstest"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/natsjs"
-	"github.com/outposthq/outpost/libs/testsupport"
+	"github.com/outposthq/outpost/libs/testenv"
 	accountsv1 "github.com/outposthq/outpost/proto/outpost/accounts/v1"
 	watchv1 "github.com/outposthq/outpost/proto/outpost/watch/v1"
 	"github.com/outposthq/outpost/services/k8s-watcher/internal/agent"
 	"github.com/outposthq/outpost/services/k8s-watcher/internal/config"
 )
 
-func TestMain(m *testing.M) { kubetest.Main(m) }
+func TestMain(m *testing.M) { os.Exit(testenv.CheckLeaks(kubetest.Run(m))) }
 
 const (
 	tenant  = "acme"
@@ -68,7 +68,7 @@ func (e *env) config(t *testing.T) config.Config {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Tenant, cfg.Zone = tenant, zone
-	cfg.OpsAddr = testsupport.FreeAddr(t)
+	cfg.OpsAddr = testenv.FreeAddr(t)
 	cfg.Broker.URL = e.srv.ClientURL()
 	cfg.Kubeconfig = e.kc.Kubeconfig
 	cfg.KubeconfigKey = base64.StdEncoding.EncodeToString(e.key)

@@ -106,7 +106,7 @@ func (a *API) followLogs(ctx context.Context, t *tenants.Tenant, id, subject str
 		select {
 		case <-a.stopping.Done():
 			cancel()
-			<-done
+			<-done //nolint:errcheck // cancelled just above: the reader ends with the cancellation's error
 			return
 		case err := <-done:
 			if err != nil && fctx.Err() == nil {
@@ -119,7 +119,7 @@ func (a *API) followLogs(ctx context.Context, t *tenants.Tenant, id, subject str
 				continue
 			}
 			cancel()
-			<-done
+			<-done //nolint:errcheck // cancelled just above: the reader ends with the cancellation's error
 			return
 		}
 	}

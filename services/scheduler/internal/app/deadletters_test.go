@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -201,7 +200,7 @@ func TestDeadLetterPublishedDirectly(t *testing.T) {
 	}, waitFor, tick)
 	code, out = e.do("GET", "/api/v1/deadletters/999999", "", nil)
 	require.Equal(t, http.StatusNotFound, code, string(out))
-	require.True(t, strings.Contains(string(out), "999999"))
+	require.Contains(t, string(out), "999999")
 }
 
 func (e *env) deadLetter(tenant, id string) deadLetterView {

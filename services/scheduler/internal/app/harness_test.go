@@ -1,15 +1,11 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -22,6 +18,7 @@ import (
 	"github.com/outposthq/outpost/libs/natsembed/natstest"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/natsjs"
+	"github.com/outposthq/outpost/libs/testenv"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 	"github.com/outposthq/outpost/services/scheduler/internal/app"
 	"github.com/outposthq/outpost/services/scheduler/internal/config"
@@ -105,27 +102,14 @@ func (e *env) do(method, path, tenant string, body any) (int, []byte) {
 // doHeader is do that returns the response's header too.
 func (e *env) doHeader(method, path, tenant string, body any) (int, http.Header, []byte) {
 	e.t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		raw, err := json.Marshal(b)
-		require.NoError(e.t, err)
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequestWithContext(e.ctx, method, e.url+path, rd)
-	require.NoError(e.t, err)
+	var header map[string]string
 	if tenant != "" {
-		req.Header.Set("X-Outpost-Tenant", tenant)
+		header = map[string]string{"X-Outpost-Tenant": tenant}
 	}
-	resp, err := http.DefaultClient.Do(req)
+	api := testenv.Client{Base: e.url}
+	code, h, out, err := api.SendHeader(e.ctx, method, path, body, header)
 	require.NoError(e.t, err)
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	require.NoError(e.t, err)
-	return resp.StatusCode, resp.Header, out
+	return code, h, out
 }
 
 // jobView is the part of a job record the tests look at.
@@ -149,9 +133,7 @@ type jobView struct {
 
 func decode[T any](t *testing.T, b []byte) T {
 	t.Helper()
-	var v T
-	require.NoError(t, json.Unmarshal(b, &v), string(b))
-	return v
+	return testenv.DecodeJSON[T](t, b)
 }
 
 // submit posts a job and requires 201.

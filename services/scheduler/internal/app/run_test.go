@@ -81,7 +81,10 @@ func TestReplicas(t *testing.T) {
 	ctx, stop := context.WithCancel(a.ctx)
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() { stop(); <-done })
+	t.Cleanup(func() {
+		stop()
+		require.NoError(t, <-done)
+	})
 	require.Eventually(t, func() bool { return s.Ready() == nil }, waitFor, tick)
 	b := &env{t: t, ctx: a.ctx, conn: conn, subjects: a.subjects, reg: a.reg, url: serveTest(t, s)}
 

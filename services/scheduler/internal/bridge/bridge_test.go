@@ -15,6 +15,7 @@ import (
 
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/testenv"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 	"github.com/outposthq/outpost/services/scheduler/internal/metrics"
 )
@@ -61,22 +62,21 @@ func (s *fakeSink) copied() []queue.Message {
 	return append([]queue.Message(nil), s.msgs...)
 }
 
-type delivery struct {
-	queue.Message
-	settled chan string
-}
+// delivery is the shared in-memory delivery, with its settlement spelled
+// as the tests compare it.
+type delivery struct{ *testenv.Delivery }
 
-func (d *delivery) Subject() string                  { return d.Message.Subject }
-func (d *delivery) Data() []byte                     { return d.Message.Data }
-func (d *delivery) Header() map[string]string        { return d.Message.Header }
-func (d *delivery) Attempt() int                     { return 1 }
-func (d *delivery) Ack(context.Context) error        { d.settled <- "ack"; return nil }
-func (d *delivery) InProgress(context.Context) error { return nil }
-func (d *delivery) Term(_ context.Context, r string) error {
-	d.settled <- "term: " + r
-	return nil
+// wait returns "ack", "nak" or "term: <reason>" once the delivery is
+// settled, failing the test when it is not within 10 s.
+func (d delivery) wait(t *testing.T) string {
+	t.Helper()
+	s, ok := d.WaitSettled(10 * time.Second)
+	require.True(t, ok, "delivery not settled")
+	if s.Op == testenv.OpTerm {
+		return "term: " + s.Reason
+	}
+	return s.Op
 }
-func (d *delivery) Nak(context.Context, time.Duration) error { d.settled <- "nak"; return nil }
 
 func chunk(t *testing.T, subject string, attempt uint32, first uint64) *delivery {
 	t.Helper()
@@ -85,7 +85,7 @@ func chunk(t *testing.T, subject string, attempt uint32, first uint64) *delivery
 		Lines: []*jobsv1.LogLine{{Stream: "stdout", Text: fmt.Sprintf("line %d", first)}},
 	}, "")
 	require.NoError(t, err)
-	return &delivery{Message: msg, settled: make(chan string, 1)}
+	return &delivery{testenv.NewDelivery(msg, 1)}
 }
 
 func start(t *testing.T, sink *fakeSink) (*fakeSource, *metrics.Metrics) {
@@ -120,7 +120,7 @@ func TestBridgeCopiesInOrder(t *testing.T) {
 	}
 	wg.Wait()
 	for _, d := range ds {
-		require.Equal(t, "ack", <-d.settled)
+		require.Equal(t, "ack", d.wait(t))
 	}
 	var got []string
 	for _, msg := range sink.copied() {
@@ -150,7 +150,7 @@ func TestBridgeSettlesFailures(t *testing.T) {
 			src, _ := start(t, &fakeSink{err: tc.err})
 			d := chunk(t, subject, 1, 1)
 			src.handlers["outpost.acme.job-events.*.logs"](context.Background(), d)
-			require.Equal(t, tc.want, <-d.settled)
+			require.Equal(t, tc.want, d.wait(t))
 		})
 	}
 }

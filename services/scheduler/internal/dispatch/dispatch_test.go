@@ -17,6 +17,7 @@ import (
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/kv"
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/testenv"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
 	"github.com/outposthq/outpost/services/scheduler/internal/metrics"
@@ -68,23 +69,18 @@ func (s *countingStore) Update(ctx context.Context, key string, v []byte, rev ui
 	return s.Memory.Update(ctx, key, v, rev)
 }
 
-// fakeDelivery records how it was settled.
-type fakeDelivery struct {
-	subject string
-	data    []byte
-	header  map[string]string
-	attempt int
-	settled string
-}
+// fakeDelivery is the shared in-memory delivery, with its settlement
+// spelled as the tests compare it.
+type fakeDelivery struct{ *testenv.Delivery }
 
-func (d *fakeDelivery) Subject() string                          { return d.subject }
-func (d *fakeDelivery) Data() []byte                             { return d.data }
-func (d *fakeDelivery) Header() map[string]string                { return d.header }
-func (d *fakeDelivery) Attempt() int                             { return d.attempt }
-func (d *fakeDelivery) Ack(context.Context) error                { d.settled = "ack"; return nil }
-func (d *fakeDelivery) Nak(context.Context, time.Duration) error { d.settled = "nak"; return nil }
-func (d *fakeDelivery) InProgress(context.Context) error         { return nil }
-func (d *fakeDelivery) Term(_ context.Context, r string) error   { d.settled = "term: " + r; return nil }
+// settled is "ack", "nak", "term: <reason>", or "" while unsettled.
+func (d fakeDelivery) settled() string {
+	s := d.Settlement()
+	if s.Op == testenv.OpTerm {
+		return "term: " + s.Reason
+	}
+	return s.Op
+}
 
 type fixture struct {
 	e      *Engine
@@ -113,7 +109,7 @@ func (f *fixture) delivery(t *testing.T, subject string, m proto.Message, attemp
 	t.Helper()
 	msg, err := events.Encode(subject, m, "")
 	require.NoError(t, err)
-	return &fakeDelivery{subject: subject, data: msg.Data, header: msg.Header, attempt: attempt}
+	return &fakeDelivery{testenv.NewDelivery(msg, attempt)}
 }
 
 func (f *fixture) statusDelivery(t *testing.T, id string, s jobsv1.JobState, attempt uint32) *fakeDelivery {
@@ -138,7 +134,7 @@ func TestStatusBatchCoalescesWrites(t *testing.T) {
 		f.statusDelivery(t, "b", jobsv1.JobState_JOB_STATE_RUNNING, 1),
 		f.statusDelivery(t, "a", jobsv1.JobState_JOB_STATE_SUCCEEDED, 1),
 		f.statusDelivery(t, "b", jobsv1.JobState_JOB_STATE_RUNNING, 1), // duplicate
-		{subject: f.subjs.JobStatus("acme", "a"), data: []byte("junk"), header: map[string]string{queue.HeaderType: "outpost.jobs.v1.JobStatus"}, attempt: 1},
+		{testenv.NewDelivery(queue.Message{Subject: f.subjs.JobStatus("acme", "a"), Data: []byte("junk"), Header: map[string]string{queue.HeaderType: "outpost.jobs.v1.JobStatus"}}, 1)},
 		f.statusDelivery(t, "zz", jobsv1.JobState_JOB_STATE_RUNNING, 1), // no such job
 	}
 	batch := make([]*pending, len(ds))
@@ -151,10 +147,10 @@ func TestStatusBatchCoalescesWrites(t *testing.T) {
 	require.Equal(t, 2.0, testutil.ToFloat64(f.m.StatusWrites))
 	require.Equal(t, 6.0, testutil.ToFloat64(f.m.StatusEvents))
 	for i := range 4 {
-		require.Equal(t, "ack", ds[i].settled, i)
+		require.Equal(t, "ack", ds[i].settled(), i)
 	}
-	require.Contains(t, ds[4].settled, "term: malformed event")
-	require.Equal(t, "nak", ds[5].settled, "an unknown job is retried a few times first")
+	require.Contains(t, ds[4].settled(), "term: malformed event")
+	require.Equal(t, "nak", ds[5].settled(), "an unknown job is retried a few times first")
 
 	a, err := f.t.Jobs.Get(context.Background(), "a")
 	require.NoError(t, err)
@@ -173,8 +169,8 @@ func TestStatusSubjectMismatchIsMalformed(t *testing.T) {
 	}, 1)
 	zero := f.statusDelivery(t, "a", jobsv1.JobState_JOB_STATE_RUNNING, 0)
 	f.e.applyStatusBatch(context.Background(), f.t, []*pending{{d: d}, {d: zero}})
-	require.Contains(t, d.settled, "term: malformed event: job_id \"a\" on the subject of job \"b\"")
-	require.Contains(t, zero.settled, "term: malformed event")
+	require.Contains(t, d.settled(), "term: malformed event: job_id \"a\" on the subject of job \"b\"")
+	require.Contains(t, zero.settled(), "term: malformed event")
 	require.Equal(t, 0, f.store.updates)
 }
 
@@ -209,7 +205,7 @@ func TestCancelGoesToTheRunner(t *testing.T) {
 		_, err := f.e.Cancel(context.Background(), f.t, "a", "")
 		require.NoError(t, err)
 		require.Empty(t, f.b.published())
-		require.Equal(t, "ack", status(f, "a", jobsv1.JobState_JOB_STATE_RUNNING, 1, "r2").settled)
+		require.Equal(t, "ack", status(f, "a", jobsv1.JobState_JOB_STATE_RUNNING, 1, "r2").settled())
 		msgs := f.b.published()
 		require.Len(t, msgs, 1)
 		require.Equal(t, f.subjs.RunnerControl("acme", "default", "r2"), msgs[0].Subject)
@@ -223,7 +219,7 @@ func TestCancelGoesToTheRunner(t *testing.T) {
 		f.create(t, "a")
 		_, err := f.e.Cancel(context.Background(), f.t, "a", "")
 		require.NoError(t, err)
-		require.Equal(t, "ack", status(f, "a", jobsv1.JobState_JOB_STATE_RUNNING, 1, "host.example.com-12").settled)
+		require.Equal(t, "ack", status(f, "a", jobsv1.JobState_JOB_STATE_RUNNING, 1, "host.example.com-12").settled())
 		require.Empty(t, f.b.published())
 	})
 }
@@ -237,15 +233,15 @@ func TestSubmitHandler(t *testing.T) {
 	}
 	t.Run("creates and dispatches once", func(t *testing.T) {
 		f := newFixture(t)
-		require.Equal(t, "ack", submit(f, "j1", 1).settled)
-		require.Equal(t, "ack", submit(f, "j1", 1).settled, "a duplicate submit")
+		require.Equal(t, "ack", submit(f, "j1", 1).settled())
+		require.Equal(t, "ack", submit(f, "j1", 1).settled(), "a duplicate submit")
 		msgs := f.b.published()
 		require.Len(t, msgs, 1)
 		require.Equal(t, f.subjs.Jobs("acme", "p"), msgs[0].Subject)
 		require.Equal(t, "dispatch/j1", msgs[0].DedupeID)
 		// A redelivered submit (the first try was cut short) dispatches again;
 		// the broker deduplicates.
-		require.Equal(t, "ack", submit(f, "j1", 2).settled)
+		require.Equal(t, "ack", submit(f, "j1", 2).settled())
 		require.Len(t, f.b.published(), 2)
 	})
 	t.Run("paused pool holds, resume releases", func(t *testing.T) {
@@ -267,7 +263,7 @@ func TestSubmitHandler(t *testing.T) {
 	})
 	t.Run("bad id is dead-lettered", func(t *testing.T) {
 		f := newFixture(t)
-		require.Contains(t, submit(f, "a.b", 1).settled, "term: invalid SubmitJob: job_id")
+		require.Contains(t, submit(f, "a.b", 1).settled(), "term: invalid SubmitJob: job_id")
 	})
 }
 
@@ -312,13 +308,13 @@ func TestEnsurePoolBeforeFirstDispatch(t *testing.T) {
 		f.e.handleSubmit(f.t)(context.Background(), d)
 		return d
 	}
-	require.Equal(t, "nak", submit("j1").settled, "no dispatch before the pool's queues exist")
+	require.Equal(t, "nak", submit("j1").settled(), "no dispatch before the pool's queues exist")
 	require.Empty(t, f.b.published())
 	d := f.delivery(t, f.subjs.Submit("acme"), &jobsv1.SubmitJob{Envelope: events.NewEnvelope("acme", 0, "", ""), JobId: "j1",
 		Spec: &jobsv1.JobSpec{Pool: "p", Task: &jobsv1.Task{Kind: &jobsv1.Task_Noop{Noop: &jobsv1.NoopTask{}}}}}, 2)
 	f.e.handleSubmit(f.t)(context.Background(), d)
-	require.Equal(t, "ack", d.settled, "the redelivered submit dispatches")
-	require.Equal(t, "ack", submit("j2").settled)
+	require.Equal(t, "ack", d.settled(), "the redelivered submit dispatches")
+	require.Equal(t, "ack", submit("j2").settled())
 	require.Len(t, f.b.published(), 2)
 	require.Equal(t, []string{"acme/p", "acme/p"}, ensured, "once per pool after it succeeded")
 }

@@ -1,7 +1,6 @@
 package jobs
 
 import (
-	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -74,7 +73,7 @@ func TestNormalizeSpecErrors(t *testing.T) {
 			_, err := NormalizeSpec(s, policy)
 			require.ErrorIs(t, err, ErrInvalidSpec)
 			var fe *FieldError
-			require.True(t, errors.As(err, &fe))
+			require.ErrorAs(t, err, &fe)
 			require.Equal(t, c.field, fe.Field)
 		})
 	}
@@ -108,8 +107,10 @@ func TestIDs(t *testing.T) {
 	b := NewID(t0.Add(time.Millisecond))
 	require.Len(t, a, 26)
 	require.Less(t, a, b, "ids sort by time")
-	require.NotEqual(t, NewID(t0), NewID(t0))
-	require.Equal(t, DeriveID(t0, []byte("e1")), DeriveID(t0, []byte("e1")))
+	first, second := NewID(t0), NewID(t0)
+	require.NotEqual(t, first, second, "ids of the same instant differ")
+	derived, again := DeriveID(t0, []byte("e1")), DeriveID(t0, []byte("e1"))
+	require.Equal(t, derived, again, "a derived id depends on its inputs only")
 	require.NotEqual(t, DeriveID(t0, []byte("e1")), DeriveID(t0, []byte("e2")))
 	require.Equal(t, a[:10], DeriveID(t0, []byte("e1"))[:10], "the time prefix is the same")
 }

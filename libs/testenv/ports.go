@@ -1,14 +1,8 @@
-// Package testsupport holds the small helpers every test harness of the
-// project needs: free loopback ports and a buffer that a server's output
-// goroutines can write to while a test reads it. Production code does not
-// import it.
-package testsupport
+package testenv
 
 import (
-	"bytes"
 	"fmt"
 	"net"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -48,31 +42,4 @@ func FreePort(t testing.TB) int {
 func FreeAddr(t testing.TB) string {
 	t.Helper()
 	return fmt.Sprintf("127.0.0.1:%d", FreePort(t))
-}
-
-// SyncBuffer is a bytes.Buffer safe for concurrent writes and reads. With
-// Limit above zero, writes past that many bytes are dropped (and reported
-// as written), so a chatty process cannot grow it without bound.
-type SyncBuffer struct {
-	Limit int
-
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-// Write implements io.Writer.
-func (b *SyncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.Limit > 0 && b.buf.Len() >= b.Limit {
-		return len(p), nil
-	}
-	return b.buf.Write(p)
-}
-
-// String returns everything written so far.
-func (b *SyncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -55,7 +55,7 @@ func FuzzParse(f *testing.F) {
 		r, err := recipe.Parse(text, format)
 		if err != nil {
 			malformed, invalid := errors.Is(err, recipe.ErrMalformed), errors.Is(err, recipe.ErrInvalid)
-			require.True(t, malformed != invalid, "exactly one of ErrMalformed or ErrInvalid: %v", err)
+			require.NotEqual(t, malformed, invalid, "exactly one of ErrMalformed or ErrInvalid: %v", err)
 			if invalid {
 				var ve *recipe.ValidationError
 				require.ErrorAs(t, err, &ve)

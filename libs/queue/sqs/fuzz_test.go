@@ -30,7 +30,7 @@ func FuzzBody(f *testing.F) {
 		require.NotEmpty(t, enc, "SQS refuses empty bodies")
 		got, err := decodeBody(enc)
 		require.NoError(t, err)
-		require.Equal(t, len(data), len(got))
+		require.Len(t, got, len(data))
 		require.True(t, len(data) == 0 || string(data) == string(got), "payload changed")
 
 		dec, err := decodeBody(body)

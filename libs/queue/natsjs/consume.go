@@ -249,7 +249,7 @@ func (k *consumer) fetch(n int) (int, error) {
 			continue
 		}
 		k.handlers.Add(1)
-		go k.handle(msg)
+		go k.handle(msg, time.Now())
 	}
 	err = batch.Error()
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
@@ -266,10 +266,10 @@ func (k *consumer) giveBack(msg jetstream.Msg) {
 	}
 }
 
-func (k *consumer) handle(msg jetstream.Msg) {
+func (k *consumer) handle(msg jetstream.Msg, received time.Time) {
 	defer k.handlers.Done()
 	defer func() { <-k.slots }()
-	d, err := k.newDelivery(msg)
+	d, err := k.newDelivery(msg, received)
 	if err != nil {
 		k.log.Error("bad delivery", "subject", msg.Subject(), "error", err)
 		return
@@ -293,12 +293,17 @@ type delivery struct {
 	header  map[string]string
 	attempt int
 	seq     uint64
+	// lease refuses settlements once the ack wait passed: the server
+	// settles by stream sequence whichever delivery the reply names, so
+	// a stale Ack would remove, and a stale Nak redeliver, the message
+	// another consumer now holds.
+	lease *handling.Lease
 
 	mu      sync.Mutex
 	settled bool
 }
 
-func (k *consumer) newDelivery(msg jetstream.Msg) (*delivery, error) {
+func (k *consumer) newDelivery(msg jetstream.Msg, received time.Time) (*delivery, error) {
 	md, err := msg.Metadata()
 	if err != nil {
 		return nil, err
@@ -310,6 +315,7 @@ func (k *consumer) newDelivery(msg jetstream.Msg) (*delivery, error) {
 		header:  headerMap(msg.Headers()),
 		attempt: int(md.NumDelivered),
 		seq:     md.Sequence.Stream,
+		lease:   handling.NewLease(k.cfg.AckWait, received),
 	}, nil
 }
 
@@ -350,9 +356,14 @@ func (d *delivery) InProgress(ctx context.Context) error {
 	if settled {
 		return fmt.Errorf("natsjs: in progress %s: %w", d.subject, queue.ErrAlreadyAcked)
 	}
+	sent := time.Now()
+	if err := d.lease.Check(sent); err != nil {
+		return fmt.Errorf("natsjs: in progress %s: %w", d.subject, err)
+	}
 	if err := d.k.c.ackRequest(ctx, d.msg.Reply(), ackProgress); err != nil {
 		return fmt.Errorf("natsjs: in progress %s: %w", d.subject, err)
 	}
+	d.lease.Renew(sent)
 	return nil
 }
 
@@ -367,6 +378,9 @@ func (d *delivery) settle(ctx context.Context, op string, body []byte) error {
 	defer d.mu.Unlock()
 	if d.settled {
 		return fmt.Errorf("natsjs: %s %s: %w", op, d.subject, queue.ErrAlreadyAcked)
+	}
+	if err := d.lease.Check(time.Now()); err != nil {
+		return fmt.Errorf("natsjs: %s %s: %w", op, d.subject, err)
 	}
 	if err := d.k.c.ackRequest(ctx, d.msg.Reply(), body); err != nil {
 		return fmt.Errorf("natsjs: %s %s: %w", op, d.subject, err)
@@ -384,6 +398,9 @@ func (d *delivery) deadLetter(ctx context.Context, reason string, attempts int) 
 	defer d.mu.Unlock()
 	if d.settled {
 		return fmt.Errorf("natsjs: term %s: %w", d.subject, queue.ErrAlreadyAcked)
+	}
+	if err := d.lease.Check(time.Now()); err != nil {
+		return fmt.Errorf("natsjs: term %s: %w", d.subject, err)
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc

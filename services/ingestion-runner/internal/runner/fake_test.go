@@ -215,7 +215,23 @@ type fakeDelivery struct {
 	delay      time.Duration
 	reason     string
 	inProgress int
+	superseded bool // the queue's answer once the ack wait passed
 	settled    chan struct{}
+}
+
+// supersede makes every later InProgress and settlement fail with
+// queue.ErrSuperseded, as the queue does past the ack wait.
+func (d *fakeDelivery) supersede() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.superseded = true
+}
+
+// settledOp is how the delivery was settled so far ("" when it was not).
+func (d *fakeDelivery) settledOp() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.op
 }
 
 func (d *fakeDelivery) Subject() string {
@@ -234,6 +250,9 @@ func (d *fakeDelivery) settle(op string, delay time.Duration, reason string) err
 	if d.op != "" {
 		return queue.ErrAlreadyAcked
 	}
+	if d.superseded {
+		return queue.ErrSuperseded
+	}
 	d.op, d.delay, d.reason = op, delay, reason
 	close(d.settled)
 	return nil
@@ -249,6 +268,9 @@ func (d *fakeDelivery) Term(_ context.Context, reason string) error {
 func (d *fakeDelivery) InProgress(context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.superseded {
+		return queue.ErrSuperseded
+	}
 	d.inProgress++
 	return nil
 }

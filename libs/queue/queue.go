@@ -229,3 +229,15 @@ type Broker interface {
 	// Close releases the connection. Consumers still running are stopped.
 	Close() error
 }
+
+// WorkLister is implemented by backends that can list the messages a work
+// subject still holds without consuming them (natsjs; SQS cannot). The
+// scheduler uses it to tell a job whose work message is gone (settled by a
+// superseded delivery, or lost) from one the queue will hand out again.
+type WorkLister interface {
+	// ListWork calls fn, in publish order, for each message stored on the
+	// work subject (a full subject of a work role, no wildcard) and not
+	// yet acknowledged, until fn returns false. A message being handled
+	// counts as stored.
+	ListWork(ctx context.Context, subject string, fn func(StreamMessage) bool) error
+}

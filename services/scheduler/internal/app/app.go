@@ -170,6 +170,7 @@ func New(cfg config.Config, log *slog.Logger, broker queue.Broker, opener kv.Ope
 		Policy:       policy,
 		HistoryLimit: cfg.Jobs.HistoryLimit,
 		StatusBatch:  cfg.Jobs.StatusBatch,
+		LostAfter:    cfg.Runners.LostAfter,
 		Metrics:      m,
 		Logger:       log.With("component", "engine"),
 	}

@@ -228,8 +228,15 @@ func (k *consumer) run() {
 
 // fetch pulls up to n messages and starts a handler for each. It returns
 // how many of the n reserved slots it handed to handlers.
+//
+// A pull lasts at most a fifth of the ack wait: the server starts a
+// delivery's ack wait when it sends the message, which is after the pull
+// began but, if this process was paused, may be long before it read it.
+// The delivery's lease starts when the pull began, so it never outlasts
+// the server's ack wait, and the short pull keeps it close to it.
 func (k *consumer) fetch(n int) (int, error) {
-	fctx, cancel := context.WithTimeout(k.loopCtx, fetchWindow)
+	started := time.Now()
+	fctx, cancel := context.WithTimeout(k.loopCtx, min(fetchWindow, max(k.cfg.AckWait/5, 100*time.Millisecond)))
 	defer cancel()
 	// A reconnect loses the pull request on the server side: pull again.
 	defer context.AfterFunc(k.c.currentEpoch(), cancel)()
@@ -249,7 +256,7 @@ func (k *consumer) fetch(n int) (int, error) {
 			continue
 		}
 		k.handlers.Add(1)
-		go k.handle(msg, time.Now())
+		go k.handle(msg, started)
 	}
 	err = batch.Error()
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {

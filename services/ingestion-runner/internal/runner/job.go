@@ -100,6 +100,13 @@ func (r *Runner) handle(_ context.Context, d queue.Delivery) {
 		return
 	}
 
+	if superseded(d) {
+		// Read only after its ack wait passed (this runner was paused
+		// with the message in hand): another runner has it by now.
+		log.Warn("delivery superseded before the job started; not run")
+		r.metrics.JobsFinished.WithLabelValues(outcomeSuperseded).Inc()
+		return
+	}
 	jobCtx, cancel := context.WithCancelCause(r.base)
 	defer cancel(nil)
 	run := &jobRun{jobID: job.GetJobId(), attempt: attempt, cancel: cancel, done: make(chan struct{})}

@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"context"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/outposthq/outpost/tests/harness"
@@ -79,4 +82,48 @@ func TestPausedRunnerStaleSuccessThenCurrentRunnerKilled(t *testing.T) {
 	require.Equal(t, []int{1, 2, 3}, attempts(done, "RUNNING"), done.String())
 	require.Equal(t, []int{3}, attempts(done, "SUCCEEDED"), "ended once: %s", done.String())
 	require.Equal(t, 1.0, harness.MetricBy(t, a.Ops, "outpost_runner_jobs_finished_total", "outcome")["superseded"])
+}
+
+// A RUNNING job whose work message is gone (here purged, as a broker that
+// lost its state or a superseded ack would leave it) and whose runner is
+// killed is not lost: the scheduler dispatches it again as the next
+// attempt within runners.lost_after and a margin, and it ends once.
+func TestLostJobIsDispatchedAgain(t *testing.T) {
+	s := harness.StartStack(t, harness.StackOptions{RunnerEnv: runnerEnv, SchedulerEnv: schedulerLostAfter})
+	a := s.StartRunner("runner-a", nil)
+	c := s.Client()
+	job := c.Submit(harness.Command("default", "sh", "-c", "sleep 3; echo ok"))
+	c.WaitFor(job.ID, 30*time.Second, func(j harness.Job) bool { return j.State == "RUNNING" && j.RunnerID == "runner-a" })
+	a.Kill()
+	purgeWork(t, s.BrokerURL, "outpost."+s.Tenant+".jobs."+s.Pool)
+	s.StartRunner("runner-b", nil)
+
+	lostAt := time.Now()
+	done := c.WaitTerminal(job.ID, 40*time.Second)
+	require.Equal(t, "SUCCEEDED", done.State, done.String())
+	require.Equal(t, 2, done.Attempt, done.String())
+	require.Equal(t, "runner-b", done.RunnerID)
+	require.Less(t, time.Since(lostAt), 4*time.Second+15*time.Second, "dispatched again too late")
+	require.Equal(t, []int{2}, attempts(done, "SUCCEEDED"), "ended once: %s", done.String())
+	require.Contains(t, attempts(done, "QUEUED"), 1, "the record shows the lost attempt handed back: %s", done.String())
+}
+
+// purgeWork removes every stored message of a work subject from the broker.
+func purgeWork(t *testing.T, brokerURL, subject string) {
+	t.Helper()
+	nc, err := nats.Connect(brokerURL)
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	name, err := js.StreamNameBySubject(ctx, subject)
+	require.NoError(t, err)
+	stream, err := js.Stream(ctx, name)
+	require.NoError(t, err)
+	require.NoError(t, stream.Purge(ctx, jetstream.WithPurgeSubject(subject)))
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(subject))
+	require.NoError(t, err)
+	require.Empty(t, info.State.Subjects, "work messages left on %s", subject)
 }

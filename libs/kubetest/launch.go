@@ -191,7 +191,7 @@ func (c *Cluster) runEtcd() error {
 			return err
 		}
 		c.etcd = etcd
-		err = etcd.WaitReady(c.timeout, statusProbe(&http.Client{Timeout: 2 * time.Second}, client+"/health"))
+		err = etcd.WaitReady(c.timeout, testenv.HTTPProbe(&http.Client{Timeout: 2 * time.Second}, client+"/health"))
 		if err == nil {
 			c.apiArgs = append([]string{"--etcd-servers=" + client}, c.apiArgs...)
 			return nil
@@ -271,7 +271,7 @@ func (c *Cluster) runAPIServer() error {
 		return err
 	}
 	c.api = api
-	if err := api.WaitReady(c.timeout, statusProbe(httpc, c.Server+"/readyz")); err != nil {
+	if err := api.WaitReady(c.timeout, testenv.HTTPProbe(httpc, c.Server+"/readyz")); err != nil {
 		stopProc(api, 5*time.Second)
 		return fmt.Errorf("kube-apiserver: %w", err)
 	}

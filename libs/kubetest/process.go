@@ -1,10 +1,7 @@
 package kubetest
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"time"
 
@@ -35,24 +32,4 @@ func stopProc(p *testenv.Process, grace time.Duration) {
 // in which case starting again on other ports may succeed.
 func addressInUse(p *testenv.Process) bool {
 	return strings.Contains(p.RunLogs(), "address already in use")
-}
-
-// statusProbe is ready once GET url with client answers 200.
-func statusProbe(client *http.Client, url string) testenv.Probe {
-	return func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return fmt.Errorf("GET %s: %w", url, err)
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return fmt.Errorf("GET %s: %w", url, err)
-		}
-		defer func() { _ = resp.Body.Close() }()
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET %s: %s: %s: %w", url, resp.Status, body, testenv.ErrNotOK)
-		}
-		return nil
-	}
 }

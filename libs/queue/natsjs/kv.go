@@ -47,14 +47,18 @@ func (c *Conn) OpenStore(ctx context.Context, bucket string) (kv.Store, error) {
 	return &Store{kv: b, name: name}, nil
 }
 
-// retryElection runs a write to a KV bucket again, with backoff while ctx
-// lasts, when no stream answered it: the bucket's stream is electing a
-// leader, and a write nobody answered was not stored, so a compare-and-set
-// stays exact.
-func retryElection(ctx context.Context, write func() error) error {
+// retryElection runs a read or a write of a KV bucket again, with backoff,
+// when nothing answered it: the bucket's stream is electing a leader, or
+// was just made and its replicas do not serve direct reads yet. A write
+// nobody answered was not stored, so a compare-and-set stays exact. It
+// tries for at most electionWait, less when ctx ends first: past that the
+// cluster is out, not electing, and the caller hears so.
+func retryElection(ctx context.Context, op func() error) error {
+	ctx, cancel := context.WithTimeout(ctx, electionWait)
+	defer cancel()
 	b := leaderBackoff()
 	for {
-		err := write()
+		err := op()
 		if !errors.Is(err, jetstream.ErrNoStreamResponse) && !errors.Is(err, nats.ErrNoResponders) {
 			return err
 		}
@@ -65,6 +69,9 @@ func retryElection(ctx context.Context, write func() error) error {
 		}
 	}
 }
+
+// electionWait bounds retryElection.
+const electionWait = 10 * time.Second
 
 // Store is a kv.Store on a JetStream KV bucket. Revisions are the bucket
 // stream's sequence numbers.
@@ -80,7 +87,11 @@ func (s *Store) Bucket() string { return s.name }
 
 // Get implements kv.Store.
 func (s *Store) Get(ctx context.Context, key string) (kv.Entry, error) {
-	e, err := s.kv.Get(ctx, key)
+	var e jetstream.KeyValueEntry
+	err := retryElection(ctx, func() (err error) {
+		e, err = s.kv.Get(ctx, key)
+		return err
+	})
 	if err != nil {
 		return kv.Entry{}, s.err("get", key, err)
 	}

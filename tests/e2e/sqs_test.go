@@ -27,12 +27,18 @@ const sqsAckWait = 3 * time.Second
 // pools are found within a second.
 func startSQSStack(t *testing.T, runner map[string]string) *harness.Stack {
 	t.Helper()
+	return harness.StartStack(t, sqsStackOptions(runner))
+}
+
+// sqsStackOptions are startSQSStack's options, with runner added to the
+// runners' environment.
+func sqsStackOptions(runner map[string]string) harness.StackOptions {
 	sqsEnv := map[string]string{"OUTPOST_SQS_WAIT_TIME": "1s", "OUTPOST_SQS_DISCOVERY_INTERVAL": "1s"}
 	renv := maps.Clone(runnerEnv)
 	maps.Copy(renv, sqsEnv)
 	renv["OUTPOST_ACK_WAIT"] = sqsAckWait.String()
 	maps.Copy(renv, runner)
-	return harness.StartStack(t, harness.StackOptions{Queue: harness.QueueSQS, RunnerEnv: renv, SchedulerEnv: sqsEnv})
+	return harness.StackOptions{Queue: harness.QueueSQS, RunnerEnv: renv, SchedulerEnv: sqsEnv}
 }
 
 // A message on a jobs queue that does not decode is dead-lettered by the

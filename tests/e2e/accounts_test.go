@@ -283,33 +283,6 @@ func TestAccountsWatcherFailover(t *testing.T) {
 	}
 }
 
-// TestAccountsPausedWatcherLetsGo: a replica paused (SIGSTOP) past its
-// lease ack wait loses the account to the other replica; once it runs
-// again it lets the account go instead of watching it beside the new
-// holder, which keeps it.
-func TestAccountsPausedWatcherLetsGo(t *testing.T) {
-	kc := kubetest.Shared(t)
-	p := harness.StartPlane(t, harness.PlaneOptions{})
-	w1 := p.StartWatcher("w1", "zone-a", kc.Kubeconfig, nil)
-	c := p.Client()
-	code, body := c.Do(http.MethodPost, "/api/v1/accounts", []map[string]any{
-		{"name": "paused", "state": "ACTIVE", "zoneId": "zone-a", "serviceAccount": true, "kinds": []string{"Namespace"}},
-	})
-	require.Equal(t, http.StatusOK, code, "%s", body)
-	require.Equal(t, "w1", c.WaitAccountState("paused", "ACTIVE", 60*time.Second).Agent)
-	p.StartWatcher("w2", "zone-a", kc.Kubeconfig, nil)
-
-	w1.Pause()
-	c.WaitAccount("paused", 30*time.Second, func(a harness.Account) bool { return a.State == "ACTIVE" && a.Agent == "w2" })
-	w1.Resume()
-	w1.WaitLog("account lease lapsed", 30*time.Second)
-	w1.WaitLog("account let go after its lease lapsed", 30*time.Second)
-	require.Never(t, func() bool {
-		code, body, err := c.Try(http.MethodGet, "/api/v1/accounts/paused", nil)
-		return err == nil && code == http.StatusOK && !strings.Contains(string(body), `"agent":"w2"`)
-	}, 3*time.Second, 100*time.Millisecond, "the account stays with w2")
-}
-
 // TestAccountsOperations: an apply operation creates a Deployment, a scale
 // changes it, and a bad manifest returns the Kubernetes error.
 func TestAccountsOperations(t *testing.T) {

@@ -24,11 +24,6 @@ const (
 	releaseDeactivate
 	// releaseSuperseded: a newer generation's lease arrived; Ack the old.
 	releaseSuperseded
-	// releaseLapsed: the lease went unrenewed past its ack wait (this
-	// replica was paused or cut off), so the queue may have handed it to
-	// another replica: stop watching, and settle nothing the queue no
-	// longer counts as ours.
-	releaseLapsed
 )
 
 // holding is one account this replica holds the lease of.
@@ -189,13 +184,6 @@ func (a *Agent) settleRelease(ctx context.Context, h *holding, lease *accountsv1
 	case releaseSuperseded:
 		a.settle(ctx, d, "ack", d.Ack)
 		log.Info("account handed to its newer lease")
-	case releaseLapsed:
-		// The lapsed delivery refuses every settlement without sending
-		// it; only a delivery that arrived since is given back.
-		if err := d.Nak(context.WithoutCancel(ctx), 0); err != nil && !errors.Is(err, queue.ErrSuperseded) && !errors.Is(err, queue.ErrAlreadyAcked) {
-			log.Warn("lease not settled", "op", "nak", "error", err)
-		}
-		log.Info("account let go after its lease lapsed")
 	default:
 		a.settle(ctx, d, "nak", func(c context.Context) error { return d.Nak(c, 0) })
 		log.Info("account lease given back")
@@ -218,14 +206,7 @@ func (a *Agent) keepAlive(ctx context.Context, h *holding, log *slog.Logger) {
 		rctx, cancel := context.WithTimeout(ctx, a.cfg.LeaseAckWait/3)
 		err := h.current().InProgress(rctx)
 		cancel()
-		switch {
-		case errors.Is(err, queue.ErrSuperseded):
-			// Two replicas must not watch one account: let it go.
-			log.Warn("account lease lapsed: letting the account go", "error", err)
-			a.metrics.LeasesLapsed.Inc()
-			h.release(releaseLapsed)
-			return
-		case err != nil && !errors.Is(err, queue.ErrAlreadyAcked):
+		if err != nil && !errors.Is(err, queue.ErrAlreadyAcked) {
 			log.Warn("lease not renewed", "error", err)
 		}
 	}

@@ -9,9 +9,6 @@ import "github.com/prometheus/client_golang/prometheus"
 type Metrics struct {
 	// AccountsHeld is the number of account leases this replica holds.
 	AccountsHeld prometheus.Gauge
-	// LeasesLapsed counts accounts let go because their lease went
-	// unrenewed past its ack wait (the replica was paused or cut off).
-	LeasesLapsed prometheus.Counter
 	// Activations counts activations by outcome ("activated", "failed").
 	Activations *prometheus.CounterVec
 	// DeltasPublished counts ObjectDeltas by type ("added", "updated",
@@ -33,9 +30,6 @@ func New(reg prometheus.Registerer) *Metrics {
 		AccountsHeld: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "outpost_watcher_accounts_held", Help: "Account leases this watcher holds.",
 		}),
-		LeasesLapsed: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "outpost_watcher_leases_lapsed_total", Help: "Accounts let go because their lease lapsed.",
-		}),
 		Activations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_watcher_activations_total", Help: "Account activations by outcome.",
 		}, []string{"outcome"}),
@@ -53,7 +47,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.AccountsHeld, m.LeasesLapsed, m.Activations, m.DeltasPublished, m.PublishErrors, m.Operations, m.Malformed)
+		reg.MustRegister(m.AccountsHeld, m.Activations, m.DeltasPublished, m.PublishErrors, m.Operations, m.Malformed)
 	}
 	return m
 }

@@ -74,16 +74,6 @@ func IsUnavailable(err error) bool {
 // terminated a second time.
 var ErrAlreadyAcked = errors.New("queue: delivery already settled")
 
-// ErrSuperseded is returned by Ack, Nak, Term and InProgress of a delivery
-// whose ack wait passed, by this process's clock, without a settlement or a
-// successful InProgress (the process was paused, or starved, or partitioned
-// from the broker): the broker has handed the message, or will hand it, to
-// another consumer, and settling this stale delivery would settle that one
-// instead. Nothing was sent; the current delivery's holder settles the
-// message. A handler that gets it should stop its work and not report an
-// outcome that the current delivery also reports.
-var ErrSuperseded = errors.New("queue: delivery superseded")
-
 // Message is one message to publish.
 type Message struct {
 	// Subject to publish to; see Subjects.
@@ -99,10 +89,7 @@ type Message struct {
 }
 
 // Delivery is one received message. Exactly one of Ack, Nak or Term settles
-// it; InProgress may be called any number of times before that. Each of them
-// fails with ErrSuperseded, sending nothing, once the consumer's AckWait
-// (less a margin of a fifth of it, at most 2s) passed since the delivery or
-// the last successful InProgress.
+// it; InProgress may be called any number of times before that.
 type Delivery interface {
 	// Subject the message was published to.
 	Subject() string
@@ -242,16 +229,4 @@ type Broker interface {
 	Read(ctx context.Context, subject string, opts ReadOptions, fn func(StreamMessage) bool) error
 	// Close releases the connection. Consumers still running are stopped.
 	Close() error
-}
-
-// WorkLister is implemented by backends that can list the messages a work
-// subject still holds without consuming them (natsjs; SQS cannot). The
-// scheduler uses it to tell a job whose work message is gone (settled by a
-// superseded delivery, or lost) from one the queue will hand out again.
-type WorkLister interface {
-	// ListWork calls fn, in publish order, for each message stored on the
-	// work subject (a full subject of a work role, no wildcard) and not
-	// yet acknowledged, until fn returns false. A message being handled
-	// counts as stored.
-	ListWork(ctx context.Context, subject string, fn func(StreamMessage) bool) error
 }

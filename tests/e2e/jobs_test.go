@@ -76,6 +76,42 @@ func TestRestartsLoseNoJob(t *testing.T) {
 	}
 }
 
+// A runner paused (SIGSTOP) past the ack wait loses its job to another
+// runner; resumed, it reports the outcome of its superseded attempt, which
+// must not overwrite the real one.
+func TestPausedRunnerCannotOverwriteOutcome(t *testing.T) {
+	s := harness.StartStack(t, harness.StackOptions{RunnerEnv: runnerEnv})
+	// The same job fails on runner-a and succeeds on runner-b, so an
+	// overwrite would be visible.
+	a := s.StartRunner("runner-a", map[string]string{"E2E_EXIT": "7"})
+	c := s.Client()
+
+	spec := harness.Command("default", "sh", "-c", "sleep 1; exit ${E2E_EXIT}")
+	spec["retry"] = map[string]any{"max_attempts": 3, "initial_backoff": "100ms"}
+	job := c.Submit(spec)
+	c.WaitFor(job.ID, 30*time.Second, func(j harness.Job) bool { return j.State == "RUNNING" && j.RunnerID == "runner-a" })
+	a.Pause()
+
+	s.StartRunner("runner-b", map[string]string{"E2E_EXIT": "0"})
+	done := c.WaitTerminal(job.ID, 60*time.Second)
+	require.Equal(t, "SUCCEEDED", done.State, done.String())
+	require.Equal(t, "runner-b", done.RunnerID)
+	attempt := done.Attempt
+
+	fencedBefore := harness.Metric(t, s.API, "outpost_fenced_events_total")
+	a.Resume()
+	require.Eventually(t, func() bool {
+		v, err := harness.TryMetric(s.API, "outpost_fenced_events_total")
+		return err == nil && v > fencedBefore
+	},
+		30*time.Second, 50*time.Millisecond, "the resumed runner's stale report was never fenced")
+
+	after := c.Get(job.ID)
+	require.Equal(t, "SUCCEEDED", after.State, after.String())
+	require.Equal(t, attempt, after.Attempt)
+	require.Equal(t, "runner-b", after.RunnerID)
+}
+
 func TestBadRequestsAreRefusedClearly(t *testing.T) {
 	s := harness.StartStack(t, harness.StackOptions{SchedulerEnv: map[string]string{"OUTPOST_API_MAX_REQUEST_BYTES": "4096"}})
 	c := s.Client()

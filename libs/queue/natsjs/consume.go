@@ -228,15 +228,8 @@ func (k *consumer) run() {
 
 // fetch pulls up to n messages and starts a handler for each. It returns
 // how many of the n reserved slots it handed to handlers.
-//
-// A pull lasts at most a fifth of the ack wait: the server starts a
-// delivery's ack wait when it sends the message, which is after the pull
-// began but, if this process was paused, may be long before it read it.
-// The delivery's lease starts when the pull began, so it never outlasts
-// the server's ack wait, and the short pull keeps it close to it.
 func (k *consumer) fetch(n int) (int, error) {
-	started := time.Now()
-	fctx, cancel := context.WithTimeout(k.loopCtx, min(fetchWindow, max(k.cfg.AckWait/5, 100*time.Millisecond)))
+	fctx, cancel := context.WithTimeout(k.loopCtx, fetchWindow)
 	defer cancel()
 	// A reconnect loses the pull request on the server side: pull again.
 	defer context.AfterFunc(k.c.currentEpoch(), cancel)()
@@ -256,7 +249,7 @@ func (k *consumer) fetch(n int) (int, error) {
 			continue
 		}
 		k.handlers.Add(1)
-		go k.handle(msg, started)
+		go k.handle(msg)
 	}
 	err = batch.Error()
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
@@ -273,10 +266,10 @@ func (k *consumer) giveBack(msg jetstream.Msg) {
 	}
 }
 
-func (k *consumer) handle(msg jetstream.Msg, received time.Time) {
+func (k *consumer) handle(msg jetstream.Msg) {
 	defer k.handlers.Done()
 	defer func() { <-k.slots }()
-	d, err := k.newDelivery(msg, received)
+	d, err := k.newDelivery(msg)
 	if err != nil {
 		k.log.Error("bad delivery", "subject", msg.Subject(), "error", err)
 		return
@@ -301,17 +294,12 @@ type delivery struct {
 	attempt int
 	seq     uint64
 	stored  time.Time // when the message was stored in its stream
-	// lease refuses settlements once the ack wait passed: the server
-	// settles by stream sequence whichever delivery the reply names, so
-	// a stale Ack would remove, and a stale Nak redeliver, the message
-	// another consumer now holds.
-	lease *handling.Lease
 
 	mu      sync.Mutex
 	settled bool
 }
 
-func (k *consumer) newDelivery(msg jetstream.Msg, received time.Time) (*delivery, error) {
+func (k *consumer) newDelivery(msg jetstream.Msg) (*delivery, error) {
 	md, err := msg.Metadata()
 	if err != nil {
 		return nil, err
@@ -324,7 +312,6 @@ func (k *consumer) newDelivery(msg jetstream.Msg, received time.Time) (*delivery
 		attempt: int(md.NumDelivered),
 		seq:     md.Sequence.Stream,
 		stored:  md.Timestamp,
-		lease:   handling.NewLease(k.cfg.AckWait, received),
 	}, nil
 }
 
@@ -365,14 +352,9 @@ func (d *delivery) InProgress(ctx context.Context) error {
 	if settled {
 		return fmt.Errorf("natsjs: in progress %s: %w", d.subject, queue.ErrAlreadyAcked)
 	}
-	sent := time.Now()
-	if err := d.lease.Check(sent); err != nil {
-		return fmt.Errorf("natsjs: in progress %s: %w", d.subject, err)
-	}
 	if err := d.k.c.ackRequest(ctx, d.msg.Reply(), ackProgress); err != nil {
 		return fmt.Errorf("natsjs: in progress %s: %w", d.subject, err)
 	}
-	d.lease.Renew(sent)
 	return nil
 }
 
@@ -387,9 +369,6 @@ func (d *delivery) settle(ctx context.Context, op string, body []byte) error {
 	defer d.mu.Unlock()
 	if d.settled {
 		return fmt.Errorf("natsjs: %s %s: %w", op, d.subject, queue.ErrAlreadyAcked)
-	}
-	if err := d.lease.Check(time.Now()); err != nil {
-		return fmt.Errorf("natsjs: %s %s: %w", op, d.subject, err)
 	}
 	if err := d.k.c.ackRequest(ctx, d.msg.Reply(), body); err != nil {
 		return fmt.Errorf("natsjs: %s %s: %w", op, d.subject, err)
@@ -411,9 +390,6 @@ func (d *delivery) deadLetter(ctx context.Context, reason string, attempts int) 
 	defer d.mu.Unlock()
 	if d.settled {
 		return fmt.Errorf("natsjs: term %s: %w", d.subject, queue.ErrAlreadyAcked)
-	}
-	if err := d.lease.Check(time.Now()); err != nil {
-		return fmt.Errorf("natsjs: term %s: %w", d.subject, err)
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc

@@ -101,7 +101,6 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"Ordering", testOrdering},
 		{"RedeliveryAfterAckWait", testRedeliveryAfterAckWait},
 		{"InProgressExtendsAckWait", testInProgress},
-		{"SupersededSettle", testSupersededSettle},
 		{"NakDelay", testNakDelay},
 		{"MaxDeliveriesDeadLetter", testMaxDeliveries},
 		{"TermDeadLetter", testTerm},

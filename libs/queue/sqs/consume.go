@@ -368,7 +368,6 @@ func (k *consumer) newDelivery(ql *queueLoop, m types.Message) *delivery {
 		ql:        ql,
 		handle:    aws.ToString(m.ReceiptHandle),
 		messageID: aws.ToString(m.MessageId),
-		lease:     handling.NewLease(k.cfg.AckWait, time.Now()),
 	}
 	d.attempt, _ = strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
 	d.attempt = max(d.attempt, 1)

@@ -30,13 +30,6 @@ import (
 // down; they are handed back to the queue, not failed.
 var ErrShutdown = errors.New("runner shutting down")
 
-// ErrSuperseded is the context cause of a job whose delivery was
-// superseded: its ack wait passed without an InProgress (the runner was
-// paused or cut off from the broker), so the job went, or goes, to another
-// attempt. The run is stopped and neither reported nor settled; the
-// scheduler fences what it would report anyway.
-var ErrSuperseded = errors.New("delivery superseded by a later attempt")
-
 // ErrJobsLeft is returned by Run when jobs were still running at the end of
 // the drain: the queue hands them to another runner after the ack wait
 // instead of at once.

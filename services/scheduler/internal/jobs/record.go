@@ -32,11 +32,6 @@ type Record struct {
 	// Held is true while a job created in a paused pool waits for the pool
 	// to resume; it has not been put on the pool's queue yet.
 	Held bool `json:"held,omitempty"`
-	// Redispatched is the attempt of the work message the scheduler put on
-	// the queue again after the job's runner went silent and its message
-	// was gone (0 when it never did). While the record is QUEUED with
-	// Redispatched = Attempt + 1, that message is due on the queue.
-	Redispatched int `json:"redispatched,omitempty"`
 
 	CreatedAt  time.Time  `json:"created_at"`
 	UpdatedAt  time.Time  `json:"updated_at"`

@@ -511,13 +511,45 @@ const apiAttempt = 5 * time.Second
 // a cluster forms, or while its meta leader moves, a request can be lost
 // on its way to the leader and no reply ever comes: waiting for the whole
 // of ctx would turn that into a failure.
+//
+// Two answers are transient in a cluster and tried again the same way,
+// after a short pause: "no suitable peers for placement" (a peer that
+// missed a heartbeat, right after the cluster formed or under load, counts
+// as offline for a moment) and "JetStream system temporarily unavailable"
+// (no meta leader yet).
 func retryAPI(ctx context.Context, fn func(context.Context) error) error {
+	b := leaderBackoff()
 	for {
 		actx, cancel := context.WithTimeout(ctx, apiAttempt)
 		err := fn(actx)
 		cancel()
-		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+		switch {
+		case err == nil || ctx.Err() != nil:
+			return err
+		case errors.Is(err, context.DeadlineExceeded):
+		case transientClusterError(err):
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(b.NextBackOff()):
+			}
+		default:
 			return err
 		}
 	}
+}
+
+// JetStream's error codes for a peer counted offline (no placement) and
+// for a cluster without a meta leader.
+const (
+	errCodeClusterNoPeers  = 10005
+	errCodeClusterNotAvail = 10008
+)
+
+func transientClusterError(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	return apiErr.ErrorCode == errCodeClusterNoPeers || apiErr.ErrorCode == errCodeClusterNotAvail
 }

@@ -67,11 +67,14 @@ func RunCluster(t testing.TB, n int) []*natsembed.Server {
 			t.Fatalf("natstest: %v", err)
 		}
 		opts[i] = natsembed.Options{
-			Port:        natsembed.RandomPort,
-			DataDir:     t.TempDir(),
-			ServerName:  fmt.Sprintf("n%d", i+1),
-			ClusterName: "natstest",
-			ClusterPort: p,
+			// A loaded machine (other test packages beside this one)
+			// can take longer than the default to elect a meta leader.
+			StartTimeout: clusterStart,
+			Port:         natsembed.RandomPort,
+			DataDir:      t.TempDir(),
+			ServerName:   fmt.Sprintf("n%d", i+1),
+			ClusterName:  "natstest",
+			ClusterPort:  p,
 		}
 		routes[i] = fmt.Sprintf("nats://127.0.0.1:%d", p)
 	}
@@ -99,6 +102,9 @@ func RunCluster(t testing.TB, n int) []*natsembed.Server {
 	}
 	return servers
 }
+
+// clusterStart bounds the start of each node, meta leader included.
+const clusterStart = 90 * time.Second
 
 // clusterReady bounds waitServing.
 const clusterReady = 60 * time.Second

@@ -20,7 +20,7 @@ func TestMain(m *testing.M) {
 	if out == "" {
 		out = "../../bench/results/latest.json" // the repository's bench/results
 	}
-	if err := writeResults(out); err != nil {
+	if err := results.Write(out); err != nil {
 		fmt.Fprintln(os.Stderr, "write results:", err)
 		code = 1
 	}

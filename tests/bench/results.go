@@ -7,73 +7,33 @@
 package bench
 
 import (
-	"encoding/json"
-	"fmt"
-	"os"
-	"path/filepath"
-	"runtime"
 	"sort"
-	"sync"
 	"time"
+
+	"github.com/outposthq/outpost/tests/harness"
 )
 
-// Results are all figures of one run, written as JSON.
-type Results struct {
-	When    time.Time          `json:"when"`
-	Machine string             `json:"machine"`
-	Figures map[string]float64 `json:"figures"`
-	Notes   map[string]string  `json:"notes,omitempty"`
-}
+// results collects the figures of every benchmark; TestMain writes them.
+var results = harness.NewResults()
 
-var (
-	resultsMu sync.Mutex
-	results   = Results{Figures: map[string]float64{}, Notes: map[string]string{}}
-)
+func record(name string, v float64) { results.Record(name, v) }
 
-func record(name string, v float64) {
-	resultsMu.Lock()
-	defer resultsMu.Unlock()
-	results.Figures[name] = v
-	fmt.Printf("%-48s %14.3f\n", name, v)
-}
-
-func note(name, text string) {
-	resultsMu.Lock()
-	defer resultsMu.Unlock()
-	results.Notes[name] = text
-}
+func note(name, text string) { results.Note(name, text) }
 
 // recordRatios derives the figures that compare two measurements, once
 // every test has run (tests run in file order, not in the order of the
 // comparison).
 func recordRatios() {
-	resultsMu.Lock()
-	f := results.Figures
-	resultsMu.Unlock()
 	ratios := []struct{ name, num, den string }{
 		{"path_jobs_per_s_ratio_to_raw_consume_ack", "path_jobs_per_s", "raw_consume_ack_msgs_per_s"},
 		{"watch_sync_ratio_to_raw_list_watch", "watch_sync_s", "raw_list_watch_sync_s"},
 	}
 	for _, r := range ratios {
-		if n, d := f[r.num], f[r.den]; n > 0 && d > 0 {
+		n, _ := results.Figure(r.num)
+		if d, _ := results.Figure(r.den); n > 0 && d > 0 {
 			record(r.name, n/d)
 		}
 	}
-}
-
-func writeResults(path string) error {
-	resultsMu.Lock()
-	defer resultsMu.Unlock()
-	results.When = time.Now().UTC()
-	results.Machine = fmt.Sprintf("%s/%s, %d CPUs", runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	data, err := json.MarshalIndent(results, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(data, '\n'), 0o644)
 }
 
 // percentile returns the p-th percentile (0..100) of ds.

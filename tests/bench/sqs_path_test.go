@@ -41,9 +41,4 @@ func TestSQSJobPath(t *testing.T) {
 	}
 }
 
-func figure(name string) (float64, bool) {
-	resultsMu.Lock()
-	defer resultsMu.Unlock()
-	v, ok := results.Figures[name]
-	return v, ok
-}
+func figure(name string) (float64, bool) { return results.Figure(name) }

@@ -21,7 +21,7 @@ import (
 
 // results collects the figures of every case; TestMain writes them to
 // OUTPOST_CHAOS_OUT when it is set (make chaos, make bench).
-var results = NewResults()
+var results = harness.NewResults()
 
 func TestMain(m *testing.M) {
 	code := m.Run()

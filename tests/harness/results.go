@@ -1,4 +1,4 @@
-package chaos
+package harness
 
 import (
 	"encoding/json"
@@ -10,8 +10,8 @@ import (
 	"time"
 )
 
-// Results are the figures of one chaos run, in the format of the
-// benchmarks' bench/results files.
+// Results are the figures of one benchmark or chaos run, written as JSON to
+// bench/results.
 type Results struct {
 	When    time.Time          `json:"when"`
 	Machine string             `json:"machine"`
@@ -32,6 +32,14 @@ func (r *Results) Record(name string, v float64) {
 	defer r.mu.Unlock()
 	r.Figures[name] = v
 	fmt.Printf("%-48s %14.3f\n", name, v)
+}
+
+// Figure returns the figure recorded as name.
+func (r *Results) Figure(name string) (float64, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v, ok := r.Figures[name]
+	return v, ok
 }
 
 // Note keeps a text beside the figures (e.g. the seed's schedule).

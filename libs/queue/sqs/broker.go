@@ -299,6 +299,10 @@ type Broker struct {
 
 	consMu    sync.Mutex
 	consumers map[*consumer]struct{}
+
+	// alive is probeLiveness's verdict: SQS answered one of its last
+	// probes.
+	alive atomic.Bool
 }
 
 var _ queue.Broker = (*Broker)(nil)
@@ -354,6 +358,8 @@ func Connect(ctx context.Context, cfg Config) (*Broker, error) {
 		b.cancelBase()
 		return nil, err
 	}
+	b.alive.Store(true)
+	go b.probeLiveness(b.base)
 	return b, nil
 }
 
@@ -391,10 +397,11 @@ func (b *Broker) endpointName() string {
 	return "SQS in " + b.cfg.Region
 }
 
-// Ready reports whether the broker is open and SQS answered its last
-// request, for readiness probes. It makes no request itself.
+// Ready reports whether the broker is open, SQS answered its last request
+// and its liveness probe (a request every 2 s in the background) is
+// answered, for readiness probes.
 func (b *Broker) Ready() bool {
-	return !b.closed.Load() && b.metrics.ready.Load()
+	return !b.closed.Load() && b.metrics.ready.Load() && b.alive.Load()
 }
 
 // Subjects returns the subject builder of the broker's stack.

@@ -32,3 +32,19 @@ func TestReadyFollowsTheEndpoint(t *testing.T) {
 	require.NoError(t, b.Publish(ctx, msg))
 	require.True(t, b.Ready(), "not ready after SQS answered again")
 }
+
+// A broker whose SQS endpoint hangs (the server paused: connections are
+// accepted, nothing answers) is not ready within a few probe intervals,
+// though no request of its own fails, and ready again once it answers.
+func TestReadyFollowsAHungEndpoint(t *testing.T) {
+	s := sqstest.StartWith(t, sqstest.Options{DataDir: t.TempDir()})
+	b := sqstest.Connect(t, s, sqs.Config{})
+	require.True(t, b.Ready())
+
+	require.NoError(t, s.Process.Pause())
+	t.Cleanup(func() { _ = s.Process.Resume() })
+	require.Eventually(t, func() bool { return !b.Ready() }, 20*time.Second, 50*time.Millisecond, "ready while SQS hangs")
+
+	require.NoError(t, s.Process.Resume())
+	require.Eventually(t, b.Ready, 20*time.Second, 50*time.Millisecond, "not ready after SQS answered again")
+}

@@ -278,6 +278,9 @@ func (k *consumer) poll(ql *queueLoop) {
 		if k.b.closed.Load() {
 			return
 		}
+		if isNotFound(err) && k.recreate(ql) {
+			return // a loop of the queue made again polls it
+		}
 		k.log.Warn("receive failed", "queue", ql.qi.name, "error", err, "retry_in", wait)
 		select {
 		case <-time.After(wait):
@@ -286,6 +289,33 @@ func (k *consumer) poll(ql *queueLoop) {
 		}
 		wait = min(2*wait, 5*time.Second)
 	}
+}
+
+// recreate makes ql's queue again after SQS said it does not exist (it was
+// deleted, or a server without persistence restarted), so that a consumer
+// does not poll a vanished queue forever. It reports whether a new loop
+// took over: the queue came back under another URL. When the queue comes
+// back under the same URL (SQS's URLs follow the name) ql keeps polling
+// it. A principal that may not create queues (a runner) gets an error,
+// logged, and keeps polling until the control plane makes the queue.
+func (k *consumer) recreate(ql *queueLoop) bool {
+	k.b.forget(ql.qi.name)
+	ctx, cancel := context.WithTimeout(k.loopCtx, settleTimeout)
+	defer cancel()
+	qi, err := k.b.resolve(ctx, ql.qi.id, true)
+	if err != nil {
+		k.log.Warn("queue vanished and could not be made again", "queue", ql.qi.name, "error", err)
+		return false
+	}
+	k.log.Warn("queue vanished; made it again", "queue", qi.name)
+	if qi.url == ql.qi.url {
+		return false
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.loops, ql.qi.url)
+	k.startLoop(qi)
+	return true
 }
 
 // receive long-polls for up to n messages. It is bound to the broker, not

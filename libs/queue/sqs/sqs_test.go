@@ -396,3 +396,46 @@ func TestTermOnDeadLetter(t *testing.T) {
 	require.Eventually(t, func() bool { return termErr.Load() != nil }, 10*time.Second, 10*time.Millisecond)
 	require.ErrorIs(t, termErr.Load().(error), errors.ErrUnsupported)
 }
+
+// A consumer whose queue is deleted under it (by hand, or a server without
+// persistence restarting) makes it again and goes on receiving, rather
+// than polling a vanished queue forever.
+func TestConsumerRemakesAVanishedQueue(t *testing.T) {
+	s := server(t)
+	b := sqstest.Connect(t, s, sqs.Config{})
+	tenant := queuetest.UniqueTenant()
+	ctx := ctxFor(t)
+	require.NoError(t, b.EnsureTenant(ctx, tenant, queue.TenantLimits{}))
+	subject := b.Subjects().Jobs(tenant, "p")
+	require.NoError(t, b.EnsureQueues(ctx, subject))
+	g := &got{}
+	consume(t, b, queue.ConsumerConfig{Name: "r", Subject: subject}, ackAll(g))
+	require.NoError(t, b.Publish(ctx, queue.Message{Subject: subject, Data: []byte("before")}))
+	require.Eventually(t, func() bool { return g.len() == 1 }, 10*time.Second, 10*time.Millisecond)
+
+	name, err := b.QueueName(subject)
+	require.NoError(t, err)
+	url, err := b.Client().GetQueueUrl(ctx, &awssqs.GetQueueUrlInput{QueueName: aws.String(name)})
+	require.NoError(t, err)
+	_, err = b.Client().DeleteQueue(ctx, &awssqs.DeleteQueueInput{QueueUrl: url.QueueUrl})
+	require.NoError(t, err)
+
+	// The consumer's next receive finds the queue gone and makes it again.
+	require.Eventually(t, func() bool {
+		_, err := b.Client().GetQueueUrl(ctx, &awssqs.GetQueueUrlInput{QueueName: aws.String(name)})
+		return err == nil
+	}, 30*time.Second, 50*time.Millisecond, "the consumer did not make its queue again")
+	// A publish right after the delete may find it gone once; the next
+	// goes to the queue made again, and the consumer receives it.
+	require.Eventually(t, func() bool {
+		return b.Publish(ctx, queue.Message{Subject: subject, Data: []byte("after")}) == nil
+	}, 30*time.Second, 100*time.Millisecond)
+	require.Eventually(t, func() bool {
+		for _, d := range g.all() {
+			if string(d.Data()) == "after" {
+				return true
+			}
+		}
+		return false
+	}, 30*time.Second, 10*time.Millisecond, "nothing received from the queue made again")
+}

@@ -232,7 +232,39 @@ func (e *env) startWatcher(zone, id string) *watcher {
 		}
 	}()
 	e.t.Cleanup(w.kill)
+	// The migrator learns of a watcher from its heartbeats, asynchronously:
+	// an account offered before it has seen this one would skip its zone.
+	require.Eventually(e.t, func() bool { return e.watcherLive(zone, id) }, wait, tick, "the migrator never saw watcher %s of zone %s", id, zone)
 	return w
+}
+
+// watcherLive reports whether GET /api/v1/zones lists watcher id of zone
+// as live.
+func (e *env) watcherLive(zone, id string) bool {
+	code, b := e.do(http.MethodGet, "/api/v1/zones", nil)
+	if code != http.StatusOK {
+		return false
+	}
+	var out struct {
+		Zones []struct {
+			ZoneID   string `json:"zoneId"`
+			Watchers []struct {
+				ID   string `json:"id"`
+				Live bool   `json:"live"`
+			} `json:"watchers"`
+		} `json:"zones"`
+	}
+	if json.Unmarshal(b, &out) != nil {
+		return false
+	}
+	for _, z := range out.Zones {
+		for _, w := range z.Watchers {
+			if z.ZoneID == zone && w.ID == id && w.Live {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (w *watcher) beat(stopping bool) {

@@ -17,6 +17,9 @@ import (
 // the request's context.
 const principalHeader = "X-Test-Principal"
 
+// roleHeader is the principal's role in the tenant; admin without it.
+const roleHeader = "X-Test-Role"
+
 // rulesEnv is a scheduler whose requests carry the principal named by
 // principalHeader.
 type rulesEnv struct {
@@ -28,8 +31,16 @@ func newRulesEnv(t *testing.T) *rulesEnv {
 	e := newEnv(t)
 	front := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if name := r.Header.Get(principalHeader); name != "" {
+			role := auth.RoleAdmin
+			if h := r.Header.Get(roleHeader); h != "" {
+				var err error
+				if role, err = auth.ParseRole(h); err != nil {
+					http.Error(w, err.Error(), http.StatusBadRequest)
+					return
+				}
+			}
 			p := &auth.Principal{Subject: "apikey:" + name, Name: name, Kind: auth.KindAPIKey,
-				Tenants: map[string]auth.Role{"default": auth.RoleAdmin}}
+				Tenants: map[string]auth.Role{"default": role}}
 			r = r.WithContext(auth.WithPrincipal(r.Context(), p))
 		}
 		e.handler.ServeHTTP(w, r)
@@ -37,12 +48,21 @@ func newRulesEnv(t *testing.T) *rulesEnv {
 	return &rulesEnv{env: e, url: serveTest(t, front)}
 }
 
-// as sends a request made by principal ("" for none).
+// as sends a request made by principal ("" for none), an admin.
 func (e *rulesEnv) as(principal, method, path string, body any) (int, []byte) {
 	e.t.Helper()
-	var header map[string]string
+	return e.asRole(principal, "", method, path, body)
+}
+
+// asRole sends a request made by principal with role.
+func (e *rulesEnv) asRole(principal, role, method, path string, body any) (int, []byte) {
+	e.t.Helper()
+	header := map[string]string{}
 	if principal != "" {
-		header = map[string]string{principalHeader: principal}
+		header[principalHeader] = principal
+	}
+	if role != "" {
+		header[roleHeader] = role
 	}
 	c := testenv.Client{Base: e.url}
 	code, _, out, err := c.SendHeader(e.ctx, method, path, body, header)

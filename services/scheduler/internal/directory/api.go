@@ -153,7 +153,7 @@ func (a *API) decode(w http.ResponseWriter, r *http.Request, dst any, optional b
 }
 
 // fail answers err: 400 for an invalid value, 404 for a missing entity,
-// 409 for one in use, 503 while the store is unavailable, 500 otherwise
+// 409 for one in use, 403 for a rebind the caller may not make, 503 while the store is unavailable, 500 otherwise
 // (logged, without the internal text).
 func (a *API) fail(w http.ResponseWriter, r *http.Request, op string, err error) {
 	if ie, ok := errors.AsType[*InvalidError](err); ok {
@@ -165,6 +165,8 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, op string, err error)
 		httpjson.WriteError(w, http.StatusNotFound, err.Error(), "")
 	case errors.Is(err, ErrInUse):
 		httpjson.WriteError(w, http.StatusConflict, err.Error(), "")
+	case errors.Is(err, ErrRebind):
+		httpjson.WriteError(w, http.StatusForbidden, err.Error()+": rebinding it to another user needs the admin role", "")
 	case r.Context().Err() != nil:
 	case queue.IsUnavailable(err):
 		a.log.Warn("directory request failed, broker unavailable", "method", r.Method, "path", r.URL.Path, "op", op, "error", err)
@@ -404,9 +406,12 @@ func (a *API) getDeployment(w http.ResponseWriter, r *http.Request, s *Store) {
 
 // putDeployment registers the pool as a deployment of the caller: the
 // principal making the request becomes its deployment user, so that
-// reinstalling a deployment with another credential rebinds it.
+// reinstalling a deployment with another credential rebinds it. Taking a
+// deployment over from another deployment user needs the admin role: an
+// operator could otherwise make any deployment run its own jobs.
 func (a *API) putDeployment(w http.ResponseWriter, r *http.Request, s *Store) {
-	user := UserOf(auth.PrincipalFrom(r.Context()))
+	p := auth.PrincipalFrom(r.Context())
+	user := UserOf(p)
 	if user == "" {
 		httpjson.WriteError(w, http.StatusUnauthorized, "a deployment is registered with its deployment user's credential: the request carries none", "")
 		return
@@ -415,7 +420,8 @@ func (a *API) putDeployment(w http.ResponseWriter, r *http.Request, s *Store) {
 	if !a.decode(w, r, &req, true) {
 		return
 	}
-	d, created, err := s.BindDeployment(r.Context(), r.PathValue("pool"), user, req.Environment, req.Projects, a.opts.Now())
+	mayRebind := p.RoleIn(s.Tenant()) >= auth.RoleAdmin
+	d, created, err := s.BindDeployment(r.Context(), r.PathValue("pool"), user, req.Environment, req.Projects, mayRebind, a.opts.Now())
 	if err != nil {
 		a.fail(w, r, "register deployment", err)
 		return

@@ -32,6 +32,10 @@ var ErrNotFound = errors.New("not found")
 // ErrInUse is returned when deleting an entity others still refer to.
 var ErrInUse = errors.New("in use")
 
+// ErrRebind is returned when a principal that may not rebind a deployment
+// registers it again under its own name.
+var ErrRebind = errors.New("the deployment is bound to another deployment user")
+
 // ErrInvalid is wrapped by the errors of a malformed id or value; the
 // error is an *InvalidError naming the field.
 var ErrInvalid = errors.New("invalid")

@@ -276,9 +276,11 @@ func (s *Store) Associate(ctx context.Context, env, project string, on bool) (*E
 
 // BindDeployment registers pool as a deployment of user (the deployment
 // user), in environment env ("" for none) and with the explicit project
-// list projects; registering it again rebinds it to user and replaces
-// the environment and list. The environment and the projects must exist.
-func (s *Store) BindDeployment(ctx context.Context, pool, user, env string, projects []string, now time.Time) (*Deployment, bool, error) {
+// list projects. Registering it again replaces the environment and list,
+// and rebinds it when user is another one, which only a caller that may
+// rebind (mayRebind) can do (ErrRebind otherwise). The environment and
+// the projects must exist.
+func (s *Store) BindDeployment(ctx context.Context, pool, user, env string, projects []string, mayRebind bool, now time.Time) (*Deployment, bool, error) {
 	if err := CheckName(pool, "pool"); err != nil {
 		return nil, false, err
 	}
@@ -312,6 +314,9 @@ func (s *Store) BindDeployment(ctx context.Context, pool, user, env string, proj
 				return false, nil
 			}
 			if d.User != user {
+				if !mayRebind {
+					return false, fmt.Errorf("deployment %s is bound to %s: %w", pool, d.User, ErrRebind)
+				}
 				d.BoundAt = now
 			}
 			d.User, d.Environment, d.Projects = user, env, set

@@ -217,7 +217,12 @@ func dispatchDedupeID(id string) string        { return "dispatch/" + id }
 // consumer creates the record.
 // The job's user is the principal of ctx (the API request's), if any.
 func (e *Engine) Submit(ctx context.Context, t *tenants.Tenant, id string, spec *jobsv1.JobSpec, traceID string) error {
-	m := &jobsv1.SubmitJob{Envelope: events.NewEnvelope(t.Name, 0, id, traceID), JobId: id, Spec: spec, User: directory.UserOf(auth.PrincipalFrom(ctx))}
+	return e.submitAs(ctx, t, id, spec, directory.UserOf(auth.PrincipalFrom(ctx)), traceID)
+}
+
+// submitAs publishes a SubmitJob of user ("" for none).
+func (e *Engine) submitAs(ctx context.Context, t *tenants.Tenant, id string, spec *jobsv1.JobSpec, user, traceID string) error {
+	m := &jobsv1.SubmitJob{Envelope: events.NewEnvelope(t.Name, 0, id, traceID), JobId: id, Spec: spec, User: user}
 	return e.publish(ctx, e.subjects.Submit(t.Name), m, submitDedupeID(id, m.GetEnvelope().GetEventId()))
 }
 

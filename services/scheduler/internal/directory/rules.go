@@ -2,10 +2,13 @@ package directory
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/outposthq/outpost/libs/kv"
 )
 
 // The rules a deployment may take a job by (Check.Rule).
@@ -31,21 +34,54 @@ type Snapshot struct {
 	Deployments  []Deployment
 }
 
-// Snapshot reads the teams, projects, environments and deployments.
+// Snapshot reads the teams, projects, environments and deployments, in
+// one pass over the bucket.
 func (s *Store) Snapshot(ctx context.Context) (*Snapshot, error) {
-	var snap Snapshot
-	var err error
-	if snap.Teams, err = s.ListTeams(ctx); err != nil {
-		return nil, err
+	var (
+		snap Snapshot
+		derr error
+	)
+	decodeInto := func(e kv.Entry, v any) bool {
+		if err := json.Unmarshal(e.Value, v); err != nil {
+			derr = fmt.Errorf("decode %s: %w", e.Key, err)
+			return false
+		}
+		return true
 	}
-	if snap.Projects, err = s.ListProjects(ctx); err != nil {
-		return nil, err
+	err := s.kv.List(ctx, func(e kv.Entry) bool {
+		switch {
+		case strings.HasPrefix(e.Key, prefixTeam):
+			var v Team
+			if !decodeInto(e, &v) {
+				return false
+			}
+			snap.Teams = append(snap.Teams, v)
+		case strings.HasPrefix(e.Key, prefixProject):
+			var v Project
+			if !decodeInto(e, &v) {
+				return false
+			}
+			snap.Projects = append(snap.Projects, v)
+		case strings.HasPrefix(e.Key, prefixEnv):
+			var v Environment
+			if !decodeInto(e, &v) {
+				return false
+			}
+			snap.Environments = append(snap.Environments, v)
+		case strings.HasPrefix(e.Key, prefixDeployment):
+			var v Deployment
+			if !decodeInto(e, &v) {
+				return false
+			}
+			snap.Deployments = append(snap.Deployments, v)
+		}
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the directory: %w", err)
 	}
-	if snap.Environments, err = s.ListEnvironments(ctx); err != nil {
-		return nil, err
-	}
-	if snap.Deployments, err = s.ListDeployments(ctx); err != nil {
-		return nil, err
+	if derr != nil {
+		return nil, derr
 	}
 	return &snap, nil
 }

@@ -38,6 +38,8 @@ func TestDirectoryAPIErrors(t *testing.T) {
 		{name: "delete an environment in use", method: "DELETE", path: "/api/v1/environments/gke-prod", code: 409, message: "deployment hybrid runs in environment gke-prod"},
 		{name: "get unknown deployment", method: "GET", path: "/api/v1/deployments/nope", code: 404},
 		{name: "text body", method: "PUT", path: "/api/v1/users/bob", body: "name=bob", code: 400},
+		{name: "job with an invalid project", method: "POST", path: "/api/v1/jobs", body: noopJob(map[string]any{"project": "p 1"}), code: 400, field: "project"},
+		{name: "job naming its user", method: "POST", path: "/api/v1/jobs", body: noopJob(map[string]any{"user": "svc-hybrid"}), code: 400, field: "user"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

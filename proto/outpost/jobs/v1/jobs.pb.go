@@ -412,8 +412,11 @@ type JobSpec struct {
 	Task  *Task        `protobuf:"bytes,2,opt,name=task,proto3" json:"task,omitempty"`
 	Retry *RetryPolicy `protobuf:"bytes,3,opt,name=retry,proto3" json:"retry,omitempty"`
 	// Limit for one attempt; the runner stops the task when it passes.
-	Timeout       *durationpb.Duration `protobuf:"bytes,4,opt,name=timeout,proto3" json:"timeout,omitempty"`
-	Labels        map[string]string    `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Timeout *durationpb.Duration `protobuf:"bytes,4,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	Labels  map[string]string    `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Project the job belongs to; the polling rules of the pool's deployment
+	// may admit a job by its project. Empty for none.
+	Project       string `protobuf:"bytes,6,opt,name=project,proto3" json:"project,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -483,6 +486,13 @@ func (x *JobSpec) GetLabels() map[string]string {
 	return nil
 }
 
+func (x *JobSpec) GetProject() string {
+	if x != nil {
+		return x.Project
+	}
+	return ""
+}
+
 // SubmitJob asks the scheduler to create a job; publishing it on the
 // tenant's submit subject does the same as POST /api/v1/jobs.
 type SubmitJob struct {
@@ -490,8 +500,11 @@ type SubmitJob struct {
 	Envelope *v11.Envelope          `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
 	// Optional id chosen by the client; a repeated submit with the same id
 	// creates the job once.
-	JobId         string   `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	Spec          *JobSpec `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	JobId string   `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Spec  *JobSpec `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	// Who submitted the job: the principal of the API request, or what a
+	// client publishing on the broker names. Empty for none.
+	User          string `protobuf:"bytes,4,opt,name=user,proto3" json:"user,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -545,6 +558,13 @@ func (x *SubmitJob) GetSpec() *JobSpec {
 		return x.Spec
 	}
 	return nil
+}
+
+func (x *SubmitJob) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
 }
 
 // JobDispatched is the work item on a pool's queue. The attempt is the
@@ -1092,20 +1112,22 @@ const file_outpost_jobs_v1_jobs_proto_rawDesc = "" +
 	"\x04noop\x18\x02 \x01(\v2\x19.outpost.jobs.v1.NoopTaskH\x00R\x04noop\x127\n" +
 	"\x06ingest\x18\x03 \x01(\v2\x1d.outpost.ingest.v1.IngestTaskH\x00R\x06ingest\x12@\n" +
 	"\tassertion\x18\x04 \x01(\v2 .outpost.ingest.v1.AssertionTaskH\x00R\tassertionB\x06\n" +
-	"\x04kind\"\xaa\x02\n" +
+	"\x04kind\"\xc4\x02\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12)\n" +
 	"\x04task\x18\x02 \x01(\v2\x15.outpost.jobs.v1.TaskR\x04task\x122\n" +
 	"\x05retry\x18\x03 \x01(\v2\x1c.outpost.jobs.v1.RetryPolicyR\x05retry\x123\n" +
 	"\atimeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12<\n" +
-	"\x06labels\x18\x05 \x03(\v2$.outpost.jobs.v1.JobSpec.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\x05 \x03(\v2$.outpost.jobs.v1.JobSpec.LabelsEntryR\x06labels\x12\x18\n" +
+	"\aproject\x18\x06 \x01(\tR\aproject\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x89\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9d\x01\n" +
 	"\tSubmitJob\x127\n" +
 	"\benvelope\x18\x01 \x01(\v2\x1b.outpost.common.v1.EnvelopeR\benvelope\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12,\n" +
-	"\x04spec\x18\x03 \x01(\v2\x18.outpost.jobs.v1.JobSpecR\x04spec\"\xcc\x01\n" +
+	"\x04spec\x18\x03 \x01(\v2\x18.outpost.jobs.v1.JobSpecR\x04spec\x12\x12\n" +
+	"\x04user\x18\x04 \x01(\tR\x04user\"\xcc\x01\n" +
 	"\rJobDispatched\x127\n" +
 	"\benvelope\x18\x01 \x01(\v2\x1b.outpost.common.v1.EnvelopeR\benvelope\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12,\n" +

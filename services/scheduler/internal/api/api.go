@@ -142,6 +142,15 @@ func (a *API) Register(mux *http.ServeMux) {
 
 type tenantHandler func(w http.ResponseWriter, r *http.Request, t *tenants.Tenant)
 
+// Tenant resolves the request's tenant as every route of the API does, or
+// writes the error response and returns false: the tenant resolution of
+// the routes other packages serve (the directory's).
+func (a *API) Tenant(w http.ResponseWriter, r *http.Request) (*tenants.Tenant, bool) {
+	var out *tenants.Tenant
+	a.withTenant(func(_ http.ResponseWriter, _ *http.Request, t *tenants.Tenant) { out = t })(w, r)
+	return out, out != nil
+}
+
 // withTenant resolves the request's tenant.
 func (a *API) withTenant(h tenantHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {

@@ -22,6 +22,10 @@ type submitRequest struct {
 	Retry   *retryRequest     `json:"retry"`
 	Timeout string            `json:"timeout"`
 	Labels  map[string]string `json:"labels"`
+	// Project is the job's project, for the polling rules of the pool's
+	// deployment. The job's user is the request's principal, never a
+	// field of the body.
+	Project string `json:"project"`
 }
 
 type taskRequest struct {
@@ -70,7 +74,7 @@ func (r *submitRequest) spec() (*jobsv1.JobSpec, error) {
 	if err != nil {
 		return nil, err
 	}
-	spec := &jobsv1.JobSpec{Pool: r.Pool, Labels: r.Labels, Task: task}
+	spec := &jobsv1.JobSpec{Pool: r.Pool, Labels: r.Labels, Task: task, Project: r.Project}
 	if rr := r.Retry; rr != nil {
 		if rr.MaxAttempts < 0 || rr.MaxAttempts > math.MaxUint32 {
 			return nil, &jobs.FieldError{Field: "retry.max_attempts", Message: "must be at least 1 (0 or absent means the default)"}

@@ -8,8 +8,10 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/outposthq/outpost/libs/auth"
 	"github.com/outposthq/outpost/libs/httpjson"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
+	"github.com/outposthq/outpost/services/scheduler/internal/directory"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
 	"github.com/outposthq/outpost/services/scheduler/internal/sources"
 	"github.com/outposthq/outpost/services/scheduler/internal/tenants"
@@ -24,6 +26,7 @@ type sourceRequest struct {
 	Task     *taskRequest      `json:"task"`
 	Timeout  *string           `json:"timeout"`
 	Labels   map[string]string `json:"labels"`
+	Project  *string           `json:"project"`
 	Schedule *sources.Cron     `json:"schedule"`
 	Enabled  *bool             `json:"enabled"`
 }
@@ -52,6 +55,9 @@ func (a *API) applySource(req *sourceRequest, s *sources.Source) (bool, error) {
 	}
 	if req.Labels != nil {
 		s.Labels = req.Labels
+	}
+	if req.Project != nil {
+		s.Project = *req.Project
 	}
 	if req.Schedule != nil {
 		next := req.Schedule
@@ -82,6 +88,7 @@ func (a *API) applySource(req *sourceRequest, s *sources.Source) (bool, error) {
 		spec.Timeout, _ = duration(time.Duration(s.Timeout).String(), "timeout")
 	}
 	spec.Labels = s.Labels
+	spec.Project = s.Project
 	norm, err := jobs.NormalizeSpec(spec, a.opts.Policy)
 	if err != nil {
 		return false, err
@@ -119,6 +126,7 @@ func (a *API) createSource(w http.ResponseWriter, r *http.Request, t *tenants.Te
 		writeFieldError(w, err)
 		return
 	}
+	s.User = directory.UserOf(auth.PrincipalFrom(r.Context()))
 	s.Refresh()
 	err := t.Sources.Create(r.Context(), s)
 	switch {
@@ -189,6 +197,11 @@ func (a *API) patchSource(w http.ResponseWriter, r *http.Request, t *tenants.Ten
 		rearm, err := a.applySource(&req, s)
 		if err != nil {
 			return false, err
+		}
+		// Whoever changes a source owns its runs from then on: a change
+		// by another user must not run as the source's previous user.
+		if u := directory.UserOf(auth.PrincipalFrom(r.Context())); u != "" {
+			s.User = u
 		}
 		now := a.now()
 		if rearm {

@@ -24,6 +24,7 @@ import (
 	"github.com/outposthq/outpost/services/scheduler/internal/bridge"
 	"github.com/outposthq/outpost/services/scheduler/internal/config"
 	"github.com/outposthq/outpost/services/scheduler/internal/deadletters"
+	"github.com/outposthq/outpost/services/scheduler/internal/directory"
 	"github.com/outposthq/outpost/services/scheduler/internal/dispatch"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
 	"github.com/outposthq/outpost/services/scheduler/internal/metrics"
@@ -223,6 +224,16 @@ func New(cfg config.Config, log *slog.Logger, broker queue.Broker, opener kv.Ope
 	})
 	mux := http.NewServeMux()
 	a.Register(mux)
+	// The directory (users, teams, projects, environments, deployments)
+	// resolves its tenant as every other route does.
+	dir := directory.NewAPI(func(w http.ResponseWriter, r *http.Request) (*directory.Store, bool) {
+		t, ok := a.Tenant(w, r)
+		if !ok {
+			return nil, false
+		}
+		return t.Directory, true
+	}, directory.APIOptions{MaxRequestBytes: cfg.API.MaxRequestBytes, Logger: log.With("component", "directory")})
+	directory.Register(mux, dir.Routes(), nil)
 	return &Scheduler{cfg: cfg, registry: registry, api: a, mux: mux, brokerReady: brokerReady}
 }
 

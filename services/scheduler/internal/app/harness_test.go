@@ -37,6 +37,9 @@ type env struct {
 	subjects queue.Subjects
 	reg      *prometheus.Registry
 	url      string
+	// handler is the scheduler's HTTP handler, to serve it behind
+	// another front (a principal, as the authentication would set).
+	handler http.Handler
 }
 
 func testLogger() *slog.Logger {
@@ -81,7 +84,7 @@ func newEnvOn(t *testing.T, url string, edit ...func(*config.Config)) *env {
 		require.NoError(t, <-done)
 	})
 	require.Eventually(t, func() bool { return s.Ready() == nil }, waitFor, tick)
-	return &env{t: t, ctx: ctx, conn: conn, subjects: queue.NewSubjects(cfg.Broker.Stack), reg: reg, url: serveTest(t, s)}
+	return &env{t: t, ctx: ctx, conn: conn, subjects: queue.NewSubjects(cfg.Broker.Stack), reg: reg, url: serveTest(t, s), handler: s}
 }
 
 // serveTest serves h until the test ends and returns its URL.

@@ -19,6 +19,7 @@ import (
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/testenv"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
+	"github.com/outposthq/outpost/services/scheduler/internal/directory"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
 	"github.com/outposthq/outpost/services/scheduler/internal/metrics"
 	"github.com/outposthq/outpost/services/scheduler/internal/pools"
@@ -101,7 +102,7 @@ func newFixture(t *testing.T) *fixture {
 	f.e = New(f.b, Options{Subjects: f.subjs, Policy: f.policy, Metrics: f.m,
 		Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return t0 }})
 	f.t = &tenants.Tenant{Name: "acme", Jobs: jobs.NewStore(f.store), Pools: pools.NewStore(kv.NewMemory()),
-		Presence: presence.NewTracker(time.Second, t0)}
+		Presence: presence.NewTracker(time.Second, t0), Directory: directory.NewStore(kv.NewMemory(), "acme")}
 	return f
 }
 

@@ -16,9 +16,11 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/outposthq/outpost/libs/auth"
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/queue"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
+	"github.com/outposthq/outpost/services/scheduler/internal/directory"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
 	"github.com/outposthq/outpost/services/scheduler/internal/metrics"
 	"github.com/outposthq/outpost/services/scheduler/internal/tenants"
@@ -68,6 +70,10 @@ type Options struct {
 	Logger       *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// GateInterval is how often the jobs the polling rules keep back are
+	// looked at again (besides after every directory write through this
+	// replica); 0 means 2s.
+	GateInterval time.Duration
 	// EnsurePool, when set, is called before the first dispatch of this
 	// process to each pool of a tenant, until it succeeds: the SQS
 	// backend creates the pool's queues there (jobs, and runners, which a
@@ -114,6 +120,9 @@ func New(broker Broker, opts Options) *Engine {
 	}
 	if opts.ScheduleTick <= 0 {
 		opts.ScheduleTick = time.Second
+	}
+	if opts.GateInterval <= 0 {
+		opts.GateInterval = 2 * time.Second
 	}
 	return &Engine{broker: broker, subjects: opts.Subjects, opts: opts, m: opts.Metrics, log: opts.Logger, now: opts.Now}
 }
@@ -172,6 +181,7 @@ func (e *Engine) Start(ctx context.Context, t *tenants.Tenant) (func(context.Con
 	wg.Go(func() { e.watchRunners(ctx, t) })
 	wg.Go(func() { e.releaseAllHeld(ctx, t) })
 	wg.Go(func() { e.runSchedules(ctx, t) })
+	wg.Go(func() { e.runGate(ctx, t) })
 	return stop, nil
 }
 
@@ -205,8 +215,14 @@ func dispatchDedupeID(id string) string        { return "dispatch/" + id }
 
 // Submit publishes a SubmitJob for a job the API accepted; the submit
 // consumer creates the record.
+// The job's user is the principal of ctx (the API request's), if any.
 func (e *Engine) Submit(ctx context.Context, t *tenants.Tenant, id string, spec *jobsv1.JobSpec, traceID string) error {
-	m := &jobsv1.SubmitJob{Envelope: events.NewEnvelope(t.Name, 0, id, traceID), JobId: id, Spec: spec}
+	return e.submitAs(ctx, t, id, spec, directory.UserOf(auth.PrincipalFrom(ctx)), traceID)
+}
+
+// submitAs publishes a SubmitJob of user ("" for none).
+func (e *Engine) submitAs(ctx context.Context, t *tenants.Tenant, id string, spec *jobsv1.JobSpec, user, traceID string) error {
+	m := &jobsv1.SubmitJob{Envelope: events.NewEnvelope(t.Name, 0, id, traceID), JobId: id, Spec: spec, User: user}
 	return e.publish(ctx, e.subjects.Submit(t.Name), m, submitDedupeID(id, m.GetEnvelope().GetEventId()))
 }
 

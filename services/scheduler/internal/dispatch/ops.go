@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/outposthq/outpost/services/scheduler/internal/directory"
 	"github.com/outposthq/outpost/services/scheduler/internal/explain"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
 	"github.com/outposthq/outpost/services/scheduler/internal/pools"
@@ -77,6 +78,17 @@ func (e *Engine) Explain(ctx context.Context, t *tenants.Tenant, id string) (exp
 	if err != nil {
 		return explain.Explanation{}, err
 	}
+	// The polling rules matter to a job not yet on its pool's queue.
+	var checks []directory.Check
+	if rec.State == jobs.StateQueued && rec.Attempt == 0 {
+		c, err := t.Directory.Gate(ctx, rec.Pool, rec.User, rec.Project)
+		if err != nil {
+			return explain.Explanation{}, err
+		}
+		if c != nil {
+			checks = append(checks, *c)
+		}
+	}
 	now := e.now()
 	var others []string
 	for pool, n := range t.Presence.Counts(now) {
@@ -87,6 +99,7 @@ func (e *Engine) Explain(ctx context.Context, t *tenants.Tenant, id string) (exp
 	return explain.Explain(explain.Input{
 		Job:           rec,
 		Pool:          st,
+		Deployments:   checks,
 		Runners:       t.Presence.Pool(rec.Pool, now),
 		OtherPools:    others,
 		Window:        t.Presence.Window(),

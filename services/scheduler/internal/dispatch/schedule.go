@@ -8,7 +8,9 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/outposthq/outpost/libs/auth"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
+	"github.com/outposthq/outpost/services/scheduler/internal/directory"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
 	"github.com/outposthq/outpost/services/scheduler/internal/sources"
 	"github.com/outposthq/outpost/services/scheduler/internal/tenants"
@@ -73,7 +75,7 @@ func (e *Engine) fireDue(ctx context.Context, t *tenants.Tenant) error {
 // absorb.
 func (e *Engine) fire(ctx context.Context, t *tenants.Tenant, s *sources.Source, at time.Time) error {
 	id := sources.FireJobID(s.ID, at)
-	if err := e.Submit(ctx, t, id, SourceSpec(s, sources.TriggerSchedule, at), ""); err != nil {
+	if err := e.submitAs(ctx, t, id, SourceSpec(s, sources.TriggerSchedule, at), s.User, ""); err != nil {
 		return err
 	}
 	_, err := t.Sources.Update(ctx, s.ID, func(cur *sources.Source) (bool, error) {
@@ -91,11 +93,16 @@ func (e *Engine) fire(ctx context.Context, t *tenants.Tenant, s *sources.Source,
 }
 
 // RunSource submits a run of source s now (POST /api/v1/sources/{id}/run)
-// and returns its job id.
+// and returns its job id. The run's user is the request's principal, or
+// the source's user without one.
 func (e *Engine) RunSource(ctx context.Context, t *tenants.Tenant, s *sources.Source) (string, error) {
 	now := e.now()
 	id := jobs.NewID(now)
-	if err := e.Submit(ctx, t, id, SourceSpec(s, sources.TriggerManual, now), ""); err != nil {
+	user := directory.UserOf(auth.PrincipalFrom(ctx))
+	if user == "" {
+		user = s.User
+	}
+	if err := e.submitAs(ctx, t, id, SourceSpec(s, sources.TriggerManual, now), user, ""); err != nil {
 		return "", err
 	}
 	return id, nil
@@ -111,7 +118,7 @@ func SourceSpec(s *sources.Source, trigger string, at time.Time) *jobsv1.JobSpec
 	labels[sources.LabelSource] = s.ID
 	labels[sources.LabelTrigger] = trigger
 	labels[sources.LabelScheduledAt] = at.UTC().Format(time.RFC3339)
-	spec := &jobsv1.JobSpec{Pool: s.Pool, Task: s.Task.Proto(), Labels: labels}
+	spec := &jobsv1.JobSpec{Pool: s.Pool, Task: s.Task.Proto(), Labels: labels, Project: s.Project}
 	if s.Timeout > 0 {
 		spec.Timeout = durationpb.New(s.Timeout.D())
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/queue"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
+	"github.com/outposthq/outpost/services/scheduler/internal/directory"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
 	"github.com/outposthq/outpost/services/scheduler/internal/tenants"
 )
@@ -47,7 +48,7 @@ func (e *Engine) handleSubmit(t *tenants.Tenant) queue.Handler {
 			e.poison(ctx, d, queue.RoleSubmit, fmt.Errorf("%w: envelope tenant %q on a subject of tenant %q", errInvalidSubmit, tn, t.Name))
 			return
 		}
-		rec, err := e.createRecord(ctx, t, id, m.GetSpec(), m.GetEnvelope().GetTraceId())
+		rec, err := e.createRecord(ctx, t, id, m.GetSpec(), m.GetUser(), m.GetEnvelope().GetTraceId())
 		switch {
 		case errors.Is(err, jobs.ErrExists) && d.Attempt() == 1:
 			e.log.Debug("duplicate submit ignored", "tenant", t.Name, "job_id", id)
@@ -91,10 +92,13 @@ func submitID(m *jobsv1.SubmitJob, data []byte) (string, error) {
 
 // createRecord validates the spec and stores the job's first record:
 // QUEUED (held when the pool is paused), or FAILED when the spec is invalid.
-func (e *Engine) createRecord(ctx context.Context, t *tenants.Tenant, id string, spec *jobsv1.JobSpec, traceID string) (*jobs.Record, error) {
+func (e *Engine) createRecord(ctx context.Context, t *tenants.Tenant, id string, spec *jobsv1.JobSpec, user, traceID string) (*jobs.Record, error) {
 	now := e.now()
 	var rec *jobs.Record
 	norm, verr := jobs.NormalizeSpec(spec, e.opts.Policy)
+	if verr == nil && user != "" {
+		verr = directory.CheckUserID(user, "user")
+	}
 	if verr != nil {
 		rec = jobs.NewRejectedRecord(id, t.Name, spec, "invalid spec: "+verr.Error(), now)
 	} else {
@@ -105,6 +109,7 @@ func (e *Engine) createRecord(ctx context.Context, t *tenants.Tenant, id string,
 		rec = jobs.NewRecord(id, t.Name, norm, now, paused)
 	}
 	rec.TraceID = traceID
+	rec.User = user
 	if err := t.Jobs.Create(ctx, rec); err != nil {
 		return nil, err
 	}
@@ -117,13 +122,14 @@ func (e *Engine) createRecord(ctx context.Context, t *tenants.Tenant, id string,
 	return rec, nil
 }
 
-// dispatchOrHold dispatches a QUEUED job that has not run. A held job is
+// dispatchOrHold dispatches a QUEUED job that has not run, if the polling
+// rules of its pool's deployment admit it (gate.go). A held job is
 // released only if its pool is no longer paused: the pause is read again
 // after the record was written, so that a resume between the submit
 // consumer's first look and its write cannot strand the job.
 func (e *Engine) dispatchOrHold(ctx context.Context, t *tenants.Tenant, rec *jobs.Record) error {
 	if !rec.Held {
-		return e.dispatch(ctx, t, rec)
+		return e.admit(ctx, t, rec)
 	}
 	paused, err := t.Pools.Paused(ctx, rec.Pool)
 	if err != nil || paused {
@@ -132,35 +138,31 @@ func (e *Engine) dispatchOrHold(ctx context.Context, t *tenants.Tenant, rec *job
 	return e.release(ctx, t, rec)
 }
 
-// release dispatches a held job and clears its hold. The dispatch comes
-// first: a crash in between leaves the job held, to be dispatched again
-// (and deduplicated) by the next release.
+// release dispatches a held job, if the polling rules admit it (else it
+// gates it), and clears its hold. The dispatch comes first: a crash in
+// between leaves the job held, to be dispatched again (and deduplicated)
+// by the next release.
 func (e *Engine) release(ctx context.Context, t *tenants.Tenant, rec *jobs.Record) error {
-	if err := e.dispatch(ctx, t, rec); err != nil {
-		return err
-	}
-	_, _, err := t.Jobs.Update(ctx, rec.ID, func(r *jobs.Record) (bool, error) {
-		if !r.Held {
-			return false, nil
-		}
-		r.Held = false
-		r.UpdatedAt = e.now()
-		return true, nil
-	})
-	return err
+	return e.admit(ctx, t, rec)
 }
 
 // releaseHeld dispatches the held jobs of pool ("" for every pool that is
 // not paused), oldest first, and returns how many it dispatched.
 func (e *Engine) releaseHeld(ctx context.Context, t *tenants.Tenant, pool string) (int, error) {
-	var held []*jobs.Record
+	var held, gated []*jobs.Record
 	err := t.Jobs.List(ctx, func(r *jobs.Record) bool {
 		if r.Held && r.State == jobs.StateQueued && (pool == "" || r.Pool == pool) {
 			held = append(held, r)
 		}
+		if pool == "" && r.Gated && !r.Held && r.State == jobs.StateQueued && r.Attempt == 0 {
+			gated = append(gated, r)
+		}
 		return true
 	})
 	if err != nil {
+		return 0, err
+	}
+	if err := e.indexGated(ctx, t, gated); err != nil {
 		return 0, err
 	}
 	slices.SortFunc(held, func(a, b *jobs.Record) int { return a.CreatedAt.Compare(b.CreatedAt) })
@@ -186,7 +188,8 @@ func (e *Engine) releaseHeld(ctx context.Context, t *tenants.Tenant, pool string
 }
 
 // releaseAllHeld runs once when a tenant starts: it dispatches jobs left
-// held by a resume that did not finish (a replica that died mid-way).
+// held by a resume that did not finish (a replica that died mid-way), and
+// indexes the gated jobs (gate.go).
 func (e *Engine) releaseAllHeld(ctx context.Context, t *tenants.Tenant) {
 	n, err := e.releaseHeld(ctx, t, "")
 	if err != nil && ctx.Err() == nil {

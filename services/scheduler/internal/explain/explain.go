@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/outposthq/outpost/services/scheduler/internal/directory"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
 	"github.com/outposthq/outpost/services/scheduler/internal/pools"
 	"github.com/outposthq/outpost/services/scheduler/internal/presence"
@@ -32,6 +33,10 @@ const (
 	// CodeWaitingForRunner: runners are live with free capacity; the job is
 	// on the pool's queue and should be taken shortly.
 	CodeWaitingForRunner = "WAITING_FOR_RUNNER"
+	// CodeDeploymentRules: the polling rules of the pool's deployment do
+	// not let it take the job (its user, team and project); the job stays
+	// QUEUED, undispatched, until a change to the directory does.
+	CodeDeploymentRules = "DEPLOYMENT_RULES"
 	// CodeRunning: an attempt is running.
 	CodeRunning = "RUNNING"
 	// CodeRunnerSilent: the runner of the running attempt stopped sending
@@ -66,12 +71,18 @@ type Explanation struct {
 	Summary string     `json:"summary"`
 	Reasons []Reason   `json:"reasons"`
 	Runners Runners    `json:"runners"`
+	// Deployments is the outcome of the polling rules for each deployment
+	// that could take the job (its pool's), while it has not been
+	// dispatched; absent for a pool without a registered deployment.
+	Deployments []directory.Check `json:"deployments,omitempty"`
 }
 
 // Input is what Explain looks at.
 type Input struct {
 	Job  *jobs.Record
 	Pool pools.State
+	// Deployments are the polling rules' outcomes for the job.
+	Deployments []directory.Check
 	// Runners are the pool's runners ever seen, live or not.
 	Runners []presence.Runner
 	// OtherPools are the tenant's other pools with live runners.
@@ -86,7 +97,7 @@ type Input struct {
 // Explain returns why the job is in its state.
 func Explain(in Input) Explanation {
 	j := in.Job
-	x := Explanation{ID: j.ID, Tenant: j.Tenant, Pool: j.Pool, State: j.State, Attempt: j.Attempt, Runners: summarise(in)}
+	x := Explanation{ID: j.ID, Tenant: j.Tenant, Pool: j.Pool, State: j.State, Attempt: j.Attempt, Runners: summarise(in), Deployments: in.Deployments}
 	switch j.State {
 	case jobs.StateQueued:
 		x.Reasons = queued(in, x.Runners)
@@ -136,6 +147,9 @@ func queued(in Input, rs Runners) []Reason {
 		out = append(out, Reason{Code: CodeHeld,
 			Message: fmt.Sprintf("the job was held while pool %q was paused; the pool is resumed and the job is being dispatched", j.Pool)})
 	}
+	if j.Gated && !j.Held {
+		out = append(out, gated(in))
+	}
 	if j.Attempt > 0 {
 		msg := fmt.Sprintf("attempt %d of %d failed", j.Attempt, j.Retry.MaxAttempts)
 		if j.Reason != "" {
@@ -162,6 +176,22 @@ func queued(in Input, rs Runners) []Reason {
 			Message: fmt.Sprintf("%d runners of pool %q are live with free capacity: the job is on the pool's queue and should be taken shortly", rs.Live-rs.Busy-rs.Draining, j.Pool)})
 	}
 	return out
+}
+
+// gated names, for each candidate deployment, the rules that failed.
+func gated(in Input) Reason {
+	var refused []string
+	for _, c := range in.Deployments {
+		if !c.Allowed {
+			refused = append(refused, c.Summary())
+		}
+	}
+	if len(refused) == 0 {
+		return Reason{Code: CodeDeploymentRules,
+			Message: fmt.Sprintf("the job was kept back by the polling rules of pool %q, which now admit it: it is dispatched at the next check", in.Job.Pool)}
+	}
+	return Reason{Code: CodeDeploymentRules,
+		Message: "no deployment may take the job, so it is not dispatched: " + strings.Join(refused, "; ")}
 }
 
 func noRunners(in Input, rs Runners) Reason {

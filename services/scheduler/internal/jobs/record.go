@@ -18,6 +18,11 @@ type Record struct {
 	Labels  map[string]string `json:"labels,omitempty"`
 	// TraceID is the trace of the submission, carried to the runners.
 	TraceID string `json:"trace_id,omitempty"`
+	// User submitted the job: the API request's principal, or the user a
+	// SubmitJob published on the broker names. Project is the job's
+	// project. The polling rules of the pool's deployment look at both.
+	User    string `json:"user,omitempty"`
+	Project string `json:"project,omitempty"`
 
 	State State `json:"state"`
 	// Attempt is the attempt the state belongs to: 0 until a runner first
@@ -32,6 +37,10 @@ type Record struct {
 	// Held is true while a job created in a paused pool waits for the pool
 	// to resume; it has not been put on the pool's queue yet.
 	Held bool `json:"held,omitempty"`
+	// Gated is true while no deployment of the job's pool may take it by
+	// the polling rules; it has not been put on the pool's queue yet, and
+	// is once a change to the directory lets the deployment take it.
+	Gated bool `json:"gated,omitempty"`
 
 	CreatedAt  time.Time  `json:"created_at"`
 	UpdatedAt  time.Time  `json:"updated_at"`

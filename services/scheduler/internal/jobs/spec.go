@@ -56,6 +56,9 @@ func NormalizeSpec(spec *jobsv1.JobSpec, p Policy) (*jobsv1.JobSpec, error) {
 	if !queue.ValidToken(out.Pool) {
 		return nil, fieldErr("pool", "must be 1 to 64 characters of [A-Za-z0-9_-]")
 	}
+	if out.Project != "" && !queue.ValidToken(out.Project) {
+		return nil, fieldErr("project", "must be 1 to 64 characters of [A-Za-z0-9_-]")
+	}
 	if err := checkTask(out.GetTask()); err != nil {
 		return nil, err
 	}
@@ -221,6 +224,7 @@ func baseRecord(id, tenant string, spec *jobsv1.JobSpec, now time.Time) *Record 
 		Task:      TaskFromProto(spec.GetTask()),
 		Timeout:   Duration(spec.GetTimeout().AsDuration()),
 		Labels:    spec.GetLabels(),
+		Project:   spec.GetProject(),
 		CreatedAt: now,
 		UpdatedAt: now,
 	}
@@ -274,6 +278,7 @@ func (r *Record) Spec() *jobsv1.JobSpec {
 		Pool:    r.Pool,
 		Timeout: durationpb.New(r.Timeout.D()),
 		Labels:  r.Labels,
+		Project: r.Project,
 		Retry: &jobsv1.RetryPolicy{
 			MaxAttempts:    uint32(r.Retry.MaxAttempts),
 			InitialBackoff: durationpb.New(r.Retry.InitialBackoff.D()),

@@ -51,14 +51,20 @@ const mutateAttempts = 20
 
 // Source is one ingestion source as stored and as the API returns it.
 type Source struct {
-	ID       string            `json:"id"`
-	Tenant   string            `json:"tenant"`
-	Pool     string            `json:"pool"`
-	Task     jobs.Task         `json:"task"`
-	Timeout  jobs.Duration     `json:"timeout,omitempty"`
-	Labels   map[string]string `json:"labels,omitempty"`
-	Schedule *Cron             `json:"schedule,omitempty"`
-	Enabled  bool              `json:"enabled"`
+	ID      string            `json:"id"`
+	Tenant  string            `json:"tenant"`
+	Pool    string            `json:"pool"`
+	Task    jobs.Task         `json:"task"`
+	Timeout jobs.Duration     `json:"timeout,omitempty"`
+	Labels  map[string]string `json:"labels,omitempty"`
+	// Project is the project of the source's jobs; User is who created or
+	// last changed the source (its principal): the source's jobs are
+	// submitted as that user, for the polling rules of the pool's
+	// deployment.
+	Project  string `json:"project,omitempty"`
+	User     string `json:"user,omitempty"`
+	Schedule *Cron  `json:"schedule,omitempty"`
+	Enabled  bool   `json:"enabled"`
 	// LastFire is the scheduled time of the last fire handled; fires up
 	// to it never run again. It starts at the creation (or enabling, or
 	// rescheduling) time, so no fire from before then runs.

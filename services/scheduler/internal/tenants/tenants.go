@@ -21,6 +21,7 @@ import (
 	"github.com/outposthq/outpost/libs/kv"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/services/scheduler/internal/config"
+	"github.com/outposthq/outpost/services/scheduler/internal/directory"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
 	"github.com/outposthq/outpost/services/scheduler/internal/pools"
 	"github.com/outposthq/outpost/services/scheduler/internal/presence"
@@ -49,6 +50,9 @@ type Tenant struct {
 	Presence *presence.Tracker
 	Results  *results.Store
 	Sources  *sources.Store
+	// Directory holds the tenant's users, teams, projects, environments
+	// and deployments: the polling rules' inputs.
+	Directory *directory.Store
 }
 
 // Info describes a tenant for the API.
@@ -337,7 +341,7 @@ func (r *Registry) provision(ctx context.Context, info Info) (*Tenant, error) {
 		return nil, fmt.Errorf("open pools bucket of tenant %s: %w", name, err)
 	}
 	stores := map[string]kv.Store{}
-	for _, b := range []string{"results_", "metadata_", "sources_"} {
+	for _, b := range []string{"results_", "metadata_", "sources_", "directory_"} {
 		s, err := r.opener.OpenStore(ctx, b+name)
 		if err != nil {
 			return nil, fmt.Errorf("open %sbucket of tenant %s: %w", b, name, err)
@@ -345,12 +349,13 @@ func (r *Registry) provision(ctx context.Context, info Info) (*Tenant, error) {
 		stores[b] = s
 	}
 	t := &Tenant{
-		Name:     name,
-		Jobs:     jobs.NewStore(jobsKV),
-		Pools:    pools.NewStore(poolsKV),
-		Results:  results.NewStore(stores["results_"], stores["metadata_"]),
-		Sources:  sources.NewStore(stores["sources_"]),
-		Presence: presence.NewTracker(r.opts.PresenceWindow, time.Now().Add(-r.opts.PresenceWindow)),
+		Name:      name,
+		Jobs:      jobs.NewStore(jobsKV),
+		Pools:     pools.NewStore(poolsKV),
+		Results:   results.NewStore(stores["results_"], stores["metadata_"]),
+		Sources:   sources.NewStore(stores["sources_"]),
+		Directory: directory.NewStore(stores["directory_"], name),
+		Presence:  presence.NewTracker(r.opts.PresenceWindow, time.Now().Add(-r.opts.PresenceWindow)),
 	}
 	// Consumers live as long as the registry runs, not as the request
 	// that provisioned the tenant.

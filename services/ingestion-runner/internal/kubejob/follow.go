@@ -83,7 +83,9 @@ func (t *Task) follow(ctx context.Context, job *batchv1.Job, out tasks.Output, c
 		}
 		select {
 		case <-ctx.Done():
-			f.events(context.WithoutCancel(ctx))
+			ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+			f.events(ectx)
+			cancel()
 			out.Log(fmt.Sprintf("stopping Job %s/%s: %v", job.Namespace, job.Name, context.Cause(ctx)))
 			// Deleted before the log is drained: its end closes the stream.
 			cl.deleteJob()

@@ -330,3 +330,37 @@ func TestCancelAndTimeout(t *testing.T) {
 		})
 	}
 }
+
+func TestRefusedBeforeAnythingIsCreated(t *testing.T) {
+	cases := []struct {
+		name    string
+		edit    func(k *jobsv1.KubernetesTask)
+		wantErr error
+		msg     string
+	}{
+		{"unknown secret", func(k *jobsv1.KubernetesTask) { k.Env["PASSWORD"] = "${MISSING}" }, secrets.ErrUnknownSecret, `environment variable PASSWORD: unknown secret "MISSING"`},
+		{"bad quantity", func(k *jobsv1.KubernetesTask) { k.Resources.MemoryLimit = "lots" }, tasks.ErrInvalidTask, `resources.memory_limit "lots" is not a Kubernetes quantity`},
+		{"reserved variable", func(k *jobsv1.KubernetesTask) { k.Env["OUTPOST_ARG_0"] = "x" }, tasks.ErrInvalidTask, "OUTPOST_ is reserved"},
+		{"no image", func(k *jobsv1.KubernetesTask) { k.Image = "" }, tasks.ErrInvalidTask, "needs an image"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			task := newTask(t, e, ServiceAccounts{Default: "jobs-default"})
+			in := kubeInput("alice", "")
+			tc.edit(in.Spec.GetTask().GetKubernetes())
+			out := newOutput()
+			res := task.Run(ctxT(t), in, out)
+			require.ErrorIs(t, res.Err, tc.wantErr)
+			require.ErrorContains(t, res.Err, tc.msg)
+			require.True(t, tasks.IsPermanent(res.Err))
+			require.NotContains(t, out.text()+res.Err.Error(), secretValue)
+			jobs, err := e.admin.BatchV1().Jobs(e.ns).List(ctxT(t), metav1.ListOptions{})
+			require.NoError(t, err)
+			require.Empty(t, jobs.Items)
+			list, err := e.admin.CoreV1().Secrets(e.ns).List(ctxT(t), metav1.ListOptions{})
+			require.NoError(t, err)
+			require.Empty(t, list.Items)
+		})
+	}
+}

@@ -177,7 +177,7 @@ func (r *Runner) execute(ctx context.Context, d queue.Delivery, job *jobsv1.JobD
 			taskCtx, cancel = context.WithTimeoutCause(ctx, timeout, fmt.Errorf("%w after %s", tasks.ErrTimedOut, timeout))
 			defer cancel()
 		}
-		in := tasks.Input{Tenant: r.cfg.Tenant, JobID: job.GetJobId(), Attempt: attempt, Spec: spec}
+		in := tasks.Input{Tenant: r.cfg.Tenant, JobID: job.GetJobId(), Attempt: attempt, Spec: spec, User: job.GetUser()}
 		res = impl.Run(taskCtx, in, streamer)
 	}
 	duration := time.Since(started)

@@ -238,6 +238,8 @@ func (e *Engine) dispatch(ctx context.Context, t *tenants.Tenant, r *jobs.Record
 		JobId:       r.ID,
 		Spec:        r.Spec(),
 		SubmittedAt: timestamppb.New(r.CreatedAt),
+		// The runner maps the user to the ServiceAccount of a kubernetes task.
+		User: r.User,
 	}
 	return e.publish(ctx, e.subjects.Jobs(t.Name, r.Pool), m, dispatchDedupeID(r.ID))
 }

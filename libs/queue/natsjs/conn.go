@@ -74,11 +74,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -137,6 +139,52 @@ type Config struct {
 	// Logger receives connection events and handler failures; default
 	// slog.Default().
 	Logger *slog.Logger
+	// Credentials is a NATS credentials file (user JWT and nkey seed), as
+	// issued by package natsauth. Empty connects without credentials,
+	// which a server in operator mode refuses.
+	Credentials string
+	// TLS configures TLS to the server; the zero value uses TLS only when
+	// the URL says tls://.
+	TLS TLS
+	// InboxPrefix replaces "_INBOX" as the prefix of reply subjects, so
+	// that a user's permissions can allow replies to its own inbox only
+	// (natsauth issues each user the prefix "_INBOX.<user id>").
+	InboxPrefix string
+}
+
+// TLS is the client side of a TLS connection to NATS. CA verifies the
+// server; Cert and Key are the client certificate for mutual TLS.
+type TLS struct {
+	// CA is a PEM file of the CAs that sign the server's certificate;
+	// empty means the system roots.
+	CA string `yaml:"ca" env:"CA"`
+	// Cert and Key are PEM files of the client certificate and its key,
+	// for servers that verify clients (mTLS). Both or neither.
+	Cert string `yaml:"cert" env:"CERT"`
+	Key  string `yaml:"key" env:"KEY"`
+}
+
+// Enabled reports whether any TLS setting is given.
+func (t TLS) Enabled() bool { return t.CA != "" || t.Cert != "" || t.Key != "" }
+
+// ErrTLSConfig is returned by Connect when the TLS settings are incomplete.
+var ErrTLSConfig = errors.New("natsjs: tls: cert and key must be given together")
+
+func (t TLS) options() ([]nats.Option, error) {
+	if (t.Cert == "") != (t.Key == "") {
+		return nil, ErrTLSConfig
+	}
+	var opts []nats.Option
+	if t.Enabled() {
+		opts = append(opts, nats.Secure())
+	}
+	if t.CA != "" {
+		opts = append(opts, nats.RootCAs(t.CA))
+	}
+	if t.Cert != "" {
+		opts = append(opts, nats.ClientCert(t.Cert, t.Key))
+	}
+	return opts, nil
 }
 
 func (cfg Config) withDefaults() (Config, error) {
@@ -278,6 +326,26 @@ func Connect(ctx context.Context, cfg Config) (*Conn, error) {
 			c.log.Warn("nats async error", "subject", subject, "error", err)
 		}),
 	}
+	tlsOpts, err := cfg.TLS.options()
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, tlsOpts...)
+	if cfg.Credentials != "" {
+		if _, err := os.Stat(cfg.Credentials); err != nil {
+			return nil, fmt.Errorf("natsjs: credentials: %w", err)
+		}
+		opts = append(opts, nats.UserCredentials(cfg.Credentials))
+	}
+	inbox := cfg.InboxPrefix
+	if inbox == "" && cfg.Credentials != "" {
+		if inbox, err = credentialsInbox(cfg.Credentials); err != nil {
+			return nil, err
+		}
+	}
+	if inbox != "" {
+		opts = append(opts, nats.CustomInboxPrefix(inbox))
+	}
 	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("natsjs: connect %s: %w", redactURL(cfg.URL), err)
@@ -314,6 +382,11 @@ func (c *Conn) waitConnected(ctx context.Context) error {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for !c.nc.IsConnected() {
+		if c.nc.IsClosed() {
+			// The client gives up on a server that refuses its
+			// credentials (twice in a row): waiting longer is pointless.
+			return fmt.Errorf("natsjs: connect %s: %w", redactURL(c.cfg.URL), closedErr(c.nc))
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("natsjs: connect %s: %w", redactURL(c.cfg.URL), ctx.Err())
@@ -488,6 +561,41 @@ func (c *Conn) removeConsumer(k *consumer) {
 	c.consMu.Lock()
 	defer c.consMu.Unlock()
 	delete(c.consumers, k)
+}
+
+// ErrConnectionClosed is returned by Connect when the client gave up, e.g.
+// because the server refused its credentials.
+var ErrConnectionClosed = errors.New("natsjs: connection closed")
+
+func closedErr(nc *nats.Conn) error {
+	if err := nc.LastError(); err != nil {
+		return fmt.Errorf("%w: %w", ErrConnectionClosed, err)
+	}
+	return ErrConnectionClosed
+}
+
+// InboxPrefix is the reply-subject prefix of the NATS user userID (its
+// public key): "_INBOX.<userID>". Connect uses it for a credentials file
+// when Config.InboxPrefix is empty, and natsauth allows each user to
+// subscribe under its own prefix only, so that no user can read another's
+// replies.
+func InboxPrefix(userID string) string { return "_INBOX." + userID }
+
+// credentialsInbox reads the user's public key from a credentials file.
+func credentialsInbox(path string) (string, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("natsjs: credentials: %w", err)
+	}
+	token, err := jwt.ParseDecoratedJWT(raw)
+	if err != nil {
+		return "", fmt.Errorf("natsjs: credentials %s: %w", path, err)
+	}
+	claims, err := jwt.DecodeUserClaims(token)
+	if err != nil {
+		return "", fmt.Errorf("natsjs: credentials %s: %w", path, err)
+	}
+	return InboxPrefix(claims.Subject), nil
 }
 
 func redactURL(u string) string {

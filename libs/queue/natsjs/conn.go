@@ -157,11 +157,11 @@ type Config struct {
 type TLS struct {
 	// CA is a PEM file of the CAs that sign the server's certificate;
 	// empty means the system roots.
-	CA string `yaml:"ca" env:"CA"`
+	CA string `yaml:"ca" env:"OUTPOST_BROKER_TLS_CA"`
 	// Cert and Key are PEM files of the client certificate and its key,
 	// for servers that verify clients (mTLS). Both or neither.
-	Cert string `yaml:"cert" env:"CERT"`
-	Key  string `yaml:"key" env:"KEY"`
+	Cert string `yaml:"cert" env:"OUTPOST_BROKER_TLS_CERT"`
+	Key  string `yaml:"key" env:"OUTPOST_BROKER_TLS_KEY"`
 }
 
 // Enabled reports whether any TLS setting is given.
@@ -597,6 +597,10 @@ func credentialsInbox(path string) (string, error) {
 	}
 	return InboxPrefix(claims.Subject), nil
 }
+
+// RedactURL replaces the user information of every URL in a
+// comma-separated NATS URL with "redacted", for logs and errors.
+func RedactURL(u string) string { return redactURL(u) }
 
 func redactURL(u string) string {
 	parts := strings.Split(u, ",")

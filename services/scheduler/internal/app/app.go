@@ -65,10 +65,12 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		b, err := backend.Open(gctx, cfg.Queue, backend.Options{
 			Stack: cfg.Broker.Stack,
 			NATS: natsjs.Config{
-				URL:      cfg.Broker.URL,
-				Layout:   natsjs.Layout(cfg.Broker.Layout),
-				Name:     cfg.Broker.Name,
-				Replicas: cfg.Broker.Replicas,
+				URL:         cfg.Broker.URL,
+				Credentials: cfg.Broker.Credentials,
+				TLS:         cfg.Broker.TLS,
+				Layout:      natsjs.Layout(cfg.Broker.Layout),
+				Name:        cfg.Broker.Name,
+				Replicas:    cfg.Broker.Replicas,
 			},
 			History:    true,
 			Registerer: reg,

@@ -11,6 +11,7 @@ import (
 	libconfig "github.com/outposthq/outpost/libs/config"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/backend"
+	"github.com/outposthq/outpost/libs/queue/natsjs"
 )
 
 // ErrInvalid is returned by Validate for a configuration the scheduler cannot
@@ -72,6 +73,13 @@ type Broker struct {
 	// Replicas of the streams and buckets the scheduler creates: 1, or 3
 	// on a JetStream cluster (a node can then fail without an outage).
 	Replicas int `yaml:"replicas" env:"OUTPOST_BROKER_REPLICAS"`
+	// Credentials is the NATS credentials file issued for this service
+	// (libs/natsauth); a broker in operator mode refuses connections
+	// without one.
+	Credentials string `yaml:"credentials" env:"OUTPOST_BROKER_CREDENTIALS"`
+	// TLS verifies the broker (ca) and presents a client certificate
+	// (cert, key) to a broker that asks for one.
+	TLS natsjs.TLS `yaml:"tls"`
 }
 
 // Tenants lists the tenants provisioned at start.

@@ -111,7 +111,7 @@ trap 'on_signal SIGTERM' TERM
 
 start broker "$BIN/outpost-broker" "${BROKER_AUTH[@]}" -data "$DATA/jetstream" -listen "127.0.0.1:$NATS_PORT" -health "127.0.0.1:${OUTPOST_BROKER_HEALTH_PORT:-8222}"
 wait_ready broker "http://127.0.0.1:${OUTPOST_BROKER_HEALTH_PORT:-8222}/readyz" || on_signal failure
-OUTPOST_BROKER_CREDENTIALS=$SCHEDULER_CREDS start scheduler "$BIN/scheduler"
+OUTPOST_BROKER_CREDENTIALS=$SCHEDULER_CREDS OUTPOST_AGENTS_AUTH_DIR=${BROKER_AUTH[1]:-} start scheduler "$BIN/scheduler"
 wait_ready scheduler "http://127.0.0.1:8080/readyz" || on_signal failure
 OUTPOST_BROKER_CREDENTIALS=$MIGRATOR_CREDS start account-migrator "$BIN/account-migrator"
 OUTPOST_BROKER_CREDENTIALS=$WATCHER_CREDS start k8s-watcher "$BIN/k8s-watcher"

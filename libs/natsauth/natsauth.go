@@ -35,6 +35,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/outposthq/outpost/libs/natsembed"
+	"github.com/outposthq/outpost/libs/queue/natsjs"
 )
 
 // Sentinel errors.
@@ -341,4 +342,79 @@ func (c Credentials) Option() (nats.Option, error) {
 	}
 	s, _ := seed.Seed()
 	return nats.UserJWTAndSeed(c.JWT, string(s)), nil
+}
+
+// PushTo pushes the Outpost account's current JWT to the servers at url
+// (comma-separated), connecting as a new short-lived system user with
+// opts (TLS). The servers of a cluster pass the update on to each other.
+func (a *Authority) PushTo(ctx context.Context, url string, opts ...nats.Option) error {
+	sys, err := a.Issue("outpost-account-push", Scope{Role: RoleSystem}, time.Minute)
+	if err != nil {
+		return err
+	}
+	auth, err := sys.Option()
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(url, append([]nats.Option{auth, nats.Name("outpost-account-push")}, opts...)...)
+	if err != nil {
+		return fmt.Errorf("natsauth: push account: connect %s: %w", natsjs.RedactURL(url), err)
+	}
+	defer nc.Close()
+	return a.Push(ctx, nc)
+}
+
+// Issued is the record of an issued user, kept in the folder (users/<id>.json)
+// so that a revocation can be checked against the user's tenant.
+type Issued struct {
+	ID      string    `json:"id"`
+	Name    string    `json:"name"`
+	Role    Role      `json:"role"`
+	Tenant  string    `json:"tenant,omitempty"`
+	Pool    string    `json:"pool,omitempty"`
+	Zone    string    `json:"zone,omitempty"`
+	Expires time.Time `json:"expires,omitzero"`
+	Revoked bool      `json:"revoked,omitempty"`
+}
+
+// ErrUnknownUser is returned by Lookup for a user this authority has no
+// record of.
+var ErrUnknownUser = errors.New("natsauth: unknown user")
+
+// IssueRecorded is Issue, and keeps a record of the user (Lookup).
+func (a *Authority) IssueRecorded(name string, scope Scope, ttl time.Duration) (Credentials, error) {
+	c, err := a.Issue(name, scope, ttl)
+	if err != nil {
+		return Credentials{}, err
+	}
+	rec := Issued{ID: c.ID, Name: name, Role: scope.Role, Tenant: scope.Tenant, Pool: scope.Pool, Zone: scope.Zone, Expires: c.Expires}
+	raw, err := json.Marshal(rec)
+	if err != nil {
+		return Credentials{}, fmt.Errorf("natsauth: user record: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Join(a.dir, "users"), 0o700); err != nil {
+		return Credentials{}, fmt.Errorf("natsauth: user record: %w", err)
+	}
+	return c, writeFile(filepath.Join(a.dir, "users", c.ID+".json"), raw)
+}
+
+// Lookup returns the record of a user issued with IssueRecorded, with
+// Revoked set when it is on the revocation list.
+func (a *Authority) Lookup(id string) (Issued, error) {
+	if !nkeys.IsValidPublicUserKey(id) {
+		return Issued{}, fmt.Errorf("%w: %q", ErrUnknownUser, id)
+	}
+	raw, err := os.ReadFile(filepath.Join(a.dir, "users", id+".json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return Issued{}, fmt.Errorf("%w: %q", ErrUnknownUser, id)
+	}
+	if err != nil {
+		return Issued{}, fmt.Errorf("natsauth: user record: %w", err)
+	}
+	var rec Issued
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return Issued{}, fmt.Errorf("%w: user record %s: %w", ErrCorrupt, id, err)
+	}
+	rec.Revoked = a.Revoked(id)
+	return rec, nil
 }

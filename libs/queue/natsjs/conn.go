@@ -170,6 +170,10 @@ func (t TLS) Enabled() bool { return t.CA != "" || t.Cert != "" || t.Key != "" }
 // ErrTLSConfig is returned by Connect when the TLS settings are incomplete.
 var ErrTLSConfig = errors.New("natsjs: tls: cert and key must be given together")
 
+// Options are the nats.go options of t, for connections made outside
+// Connect (e.g. a system-account user pushing an account update).
+func (t TLS) Options() ([]nats.Option, error) { return t.options() }
+
 func (t TLS) options() ([]nats.Option, error) {
 	if (t.Cert == "") != (t.Key == "") {
 		return nil, ErrTLSConfig

@@ -15,11 +15,13 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/outposthq/outpost/libs/kv"
+	"github.com/outposthq/outpost/libs/natsauth"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/backend"
 	"github.com/outposthq/outpost/libs/queue/natsjs"
 	"github.com/outposthq/outpost/libs/queue/sqs"
 	"github.com/outposthq/outpost/libs/service"
+	"github.com/outposthq/outpost/services/scheduler/internal/agents"
 	"github.com/outposthq/outpost/services/scheduler/internal/api"
 	"github.com/outposthq/outpost/services/scheduler/internal/bridge"
 	"github.com/outposthq/outpost/services/scheduler/internal/config"
@@ -225,6 +227,7 @@ func New(cfg config.Config, log *slog.Logger, broker queue.Broker, opener kv.Ope
 	})
 	mux := http.NewServeMux()
 	a.Register(mux)
+	registerAgents(mux, cfg, log)
 	return &Scheduler{cfg: cfg, registry: registry, api: a, mux: mux, brokerReady: brokerReady}
 }
 
@@ -246,4 +249,27 @@ func (s *Scheduler) Ready() error {
 // then stops them within the shutdown grace.
 func (s *Scheduler) Run(ctx context.Context) error {
 	return s.registry.Run(ctx, s.cfg.ShutdownGrace)
+}
+
+// registerAgents serves the agents routes when the scheduler holds the
+// broker's authority (agents.auth_dir). The routes require an admin of the
+// agent's tenant (package agents).
+func registerAgents(mux *http.ServeMux, cfg config.Config, log *slog.Logger) {
+	if cfg.Agents.AuthDir == "" {
+		return
+	}
+	log = log.With("component", "agents")
+	authority, err := natsauth.Open(cfg.Agents.AuthDir)
+	if err != nil {
+		log.Error("agents routes not served: broker authority unusable", "error", err)
+		return
+	}
+	push := func(ctx context.Context) error {
+		opts, err := cfg.Broker.TLS.Options()
+		if err != nil {
+			return err
+		}
+		return authority.PushTo(ctx, cfg.Broker.URL, opts...)
+	}
+	agents.New(authority, push, cfg.Broker.Stack, natsjs.Layout(cfg.Broker.Layout), log).Register(mux)
 }

@@ -36,6 +36,9 @@ type Config struct {
 	// shutdown.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace" env:"OUTPOST_SHUTDOWN_GRACE"`
 	Broker        Broker        `yaml:"broker"`
+	// Agents issues and revokes agents' broker credentials
+	// (POST/DELETE /api/v1/agents) when AuthDir is set.
+	Agents Agents `yaml:"agents"`
 	// Queue chooses where the scheduler publishes and consumes: JetStream
 	// (the broker above, the default) or SQS. With SQS the broker is still
 	// needed: job records, tenants, pools and the history of logs and
@@ -59,6 +62,14 @@ type Consumers struct {
 	// retried with a delay growing to 30s, so the default 20 outlasts an
 	// outage of about seven minutes.
 	MaxDeliveries int `yaml:"max_deliveries" env:"OUTPOST_CONSUMERS_MAX_DELIVERIES"`
+}
+
+// Agents configures the issue of agent credentials.
+type Agents struct {
+	// AuthDir is the folder of the broker's operator and accounts
+	// (libs/natsauth; `outpost-broker -auth-dir`). Empty: the agents
+	// routes are not served.
+	AuthDir string `yaml:"auth_dir" env:"OUTPOST_AGENTS_AUTH_DIR"`
 }
 
 // Broker is the NATS JetStream connection: the queue itself by default, and

@@ -45,6 +45,9 @@ if [ "${OUTPOST_BROKER_AUTH:-on}" != off ]; then
 	MIGRATOR_CREDS=$(creds account-migrator.creds account-migrator)
 	WATCHER_CREDS=$(creds "watcher-$OUTPOST_TENANT-${OUTPOST_ZONE:-default}.creds" watcher -tenant "$OUTPOST_TENANT" -zone "${OUTPOST_ZONE:-default}")
 	RUNNER_CREDS=$(creds "runner-$OUTPOST_TENANT-${OUTPOST_POOL:-default}.creds" runner -tenant "$OUTPOST_TENANT" -pool "${OUTPOST_POOL:-default}")
+	for c in "$SCHEDULER_CREDS" "$MIGRATOR_CREDS" "$WATCHER_CREDS" "$RUNNER_CREDS"; do
+		[ -s "$c" ] || { echo "[run] broker credentials not made in $AUTH" >&2; exit 1; }
+	done
 else
 	BROKER_AUTH=()
 	SCHEDULER_CREDS='' MIGRATOR_CREDS='' WATCHER_CREDS='' RUNNER_CREDS=''

@@ -125,9 +125,14 @@ func TestWatcherCannotTouchJobs(t *testing.T) {
 	publish(t, e.admin, e.subj.Jobs("a", "p"), "a1")
 	scope := natsauth.Scope{Role: natsauth.RoleWatcher, Tenant: "a", Zone: "z"}
 	w := e.connect(t, e.srv.ClientURL(), scope, 1)
+	// Before the control plane made the tenant's account streams, the
+	// watcher is told so at once: it may not make them.
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	_, err := w.Consume(sctx, queue.ConsumerConfig{Name: "runners-p", Subject: e.subj.Jobs("a", "p"), Concurrency: 1}, func(context.Context, queue.Delivery) {})
+	_, err := w.Consume(sctx, queue.ConsumerConfig{Name: "k8s-watcher", Subject: e.subj.Leases("a", "z"), Concurrency: 1}, func(context.Context, queue.Delivery) {})
+	require.ErrorIs(t, err, queue.ErrUnknownTenant)
+	require.NoError(t, sctx.Err())
+	_, err = w.Consume(sctx, queue.ConsumerConfig{Name: "runners-p", Subject: e.subj.Jobs("a", "p"), Concurrency: 1}, func(context.Context, queue.Delivery) {})
 	require.Error(t, err)
 
 	path, creds := e.credsFile(t, scope, time.Hour)

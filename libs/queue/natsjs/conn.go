@@ -251,6 +251,10 @@ type Conn struct {
 
 	maxPayload int
 
+	// pubAllow and pubDeny are the publish permissions of the
+	// credentials' user (none: no restriction); see mayPublish.
+	pubAllow, pubDeny []string
+
 	closed atomic.Bool
 
 	// known holds tenants whose streams (or registry entry) were seen, so
@@ -342,10 +346,15 @@ func Connect(ctx context.Context, cfg Config) (*Conn, error) {
 		opts = append(opts, nats.UserCredentials(cfg.Credentials))
 	}
 	inbox := cfg.InboxPrefix
-	if inbox == "" && cfg.Credentials != "" {
-		if inbox, err = credentialsInbox(cfg.Credentials); err != nil {
+	if cfg.Credentials != "" {
+		user, err := credentialsUser(cfg.Credentials)
+		if err != nil {
 			return nil, err
 		}
+		if inbox == "" {
+			inbox = InboxPrefix(user.Subject)
+		}
+		c.pubAllow, c.pubDeny = user.Pub.Allow, user.Pub.Deny
 	}
 	if inbox != "" {
 		opts = append(opts, nats.CustomInboxPrefix(inbox))
@@ -585,21 +594,58 @@ func closedErr(nc *nats.Conn) error {
 // replies.
 func InboxPrefix(userID string) string { return "_INBOX." + userID }
 
-// credentialsInbox reads the user's public key from a credentials file.
-func credentialsInbox(path string) (string, error) {
+// credentialsUser reads the user's claims (public key, permissions) from a
+// credentials file.
+func credentialsUser(path string) (*jwt.UserClaims, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("natsjs: credentials: %w", err)
+		return nil, fmt.Errorf("natsjs: credentials: %w", err)
 	}
 	token, err := jwt.ParseDecoratedJWT(raw)
 	if err != nil {
-		return "", fmt.Errorf("natsjs: credentials %s: %w", path, err)
+		return nil, fmt.Errorf("natsjs: credentials %s: %w", path, err)
 	}
 	claims, err := jwt.DecodeUserClaims(token)
 	if err != nil {
-		return "", fmt.Errorf("natsjs: credentials %s: %w", path, err)
+		return nil, fmt.Errorf("natsjs: credentials %s: %w", path, err)
 	}
-	return InboxPrefix(claims.Subject), nil
+	return claims, nil
+}
+
+// mayPublish reports whether the connection's user may publish to subject
+// (a JetStream API request included), as its credentials say: a request
+// the server would refuse goes unanswered, so it is better not sent. A
+// connection without credentials may publish anything.
+func (c *Conn) mayPublish(subject string) bool {
+	for _, d := range c.pubDeny {
+		if subjectMatches(d, subject) {
+			return false
+		}
+	}
+	if len(c.pubAllow) == 0 {
+		return true
+	}
+	for _, a := range c.pubAllow {
+		if subjectMatches(a, subject) {
+			return true
+		}
+	}
+	return false
+}
+
+// subjectMatches reports whether subject matches the NATS pattern (with
+// "*" for one token and a final ">" for one or more).
+func subjectMatches(pattern, subject string) bool {
+	pt, st := strings.Split(pattern, "."), strings.Split(subject, ".")
+	for i, p := range pt {
+		if p == ">" {
+			return len(st) > i
+		}
+		if i >= len(st) || (p != "*" && p != st[i]) {
+			return false
+		}
+	}
+	return len(pt) == len(st)
 }
 
 // RedactURL replaces the user information of every URL in a

@@ -399,6 +399,9 @@ func (c *Conn) ensureAccounts(ctx context.Context, tenant string) error {
 		c.accountsReady.Store(tenant, struct{}{})
 		return nil
 	}
+	if !c.mayPublish(jetstream.DefaultAPIPrefix + "STREAM.CREATE." + c.streamName(tenant, kindWatch)) {
+		return fmt.Errorf("%w: %q: its account streams are not made yet (the control plane makes them)", queue.ErrUnknownTenant, tenant)
+	}
 	work, err := c.js.Stream(ctx, c.streamName(tenant, kindWork))
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		c.forgetTenant(tenant)

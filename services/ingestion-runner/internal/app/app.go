@@ -81,9 +81,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		c, err := backend.Open(gctx, cfg.Queue, backend.Options{
 			Stack: cfg.Broker.Stack,
 			NATS: natsjs.Config{
-				URL:      cfg.Broker.URL,
-				Name:     ServiceName + "/" + cfg.Tenant + "/" + cfg.Pool + "/" + cfg.RunnerID,
-				Replicas: cfg.Broker.Replicas,
+				URL:         cfg.Broker.URL,
+				Credentials: cfg.Broker.Credentials,
+				TLS:         cfg.Broker.TLS,
+				Name:        ServiceName + "/" + cfg.Tenant + "/" + cfg.Pool + "/" + cfg.RunnerID,
+				Replicas:    cfg.Broker.Replicas,
 			},
 			// The jobs queue's redrive policy (when this runner creates
 			// the queue) matches the runner's own max deliveries.

@@ -16,6 +16,7 @@ import (
 	libconfig "github.com/outposthq/outpost/libs/config"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/backend"
+	"github.com/outposthq/outpost/libs/queue/natsjs"
 	"github.com/outposthq/outpost/libs/queue/sqs"
 
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/kubejob"
@@ -116,6 +117,13 @@ type Broker struct {
 	// Replicas of the streams the runner may create: 1, or 3 on a
 	// JetStream cluster; it must match the scheduler's.
 	Replicas int `yaml:"replicas" env:"OUTPOST_BROKER_REPLICAS"`
+	// Credentials is the NATS credentials file issued for this service
+	// (libs/natsauth); a broker in operator mode refuses connections
+	// without one.
+	Credentials string `yaml:"credentials" env:"OUTPOST_BROKER_CREDENTIALS"`
+	// TLS verifies the broker (ca) and presents a client certificate
+	// (cert, key) to a broker that asks for one.
+	TLS natsjs.TLS `yaml:"tls"`
 }
 
 // Command configures the command task.

@@ -46,7 +46,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return service.Serve(ctx, log, srv, ln, cfg.ShutdownGrace) })
 	g.Go(func() error {
-		conn, err := natsjs.Connect(ctx, natsjs.Config{URL: cfg.Broker.URL, Stack: cfg.Broker.Stack, Name: "k8s-watcher", Logger: log})
+		conn, err := natsjs.Connect(ctx, natsjs.Config{URL: cfg.Broker.URL, Stack: cfg.Broker.Stack, Name: "k8s-watcher", Logger: log, Credentials: cfg.Broker.Credentials, TLS: cfg.Broker.TLS})
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil

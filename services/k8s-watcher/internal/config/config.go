@@ -12,6 +12,7 @@ import (
 
 	"github.com/outposthq/outpost/libs/config"
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/queue/natsjs"
 )
 
 // Config is the k8s-watcher's configuration.
@@ -61,6 +62,13 @@ type Config struct {
 type Broker struct {
 	URL   string `yaml:"url" env:"OUTPOST_BROKER_URL"`
 	Stack string `yaml:"stack" env:"OUTPOST_STACK"`
+	// Credentials is the NATS credentials file issued for this service
+	// (libs/natsauth); a broker in operator mode refuses connections
+	// without one.
+	Credentials string `yaml:"credentials" env:"OUTPOST_BROKER_CREDENTIALS"`
+	// TLS verifies the broker (ca) and presents a client certificate
+	// (cert, key) to a broker that asks for one.
+	TLS natsjs.TLS `yaml:"tls"`
 }
 
 // Default returns the configuration used when nothing is set.

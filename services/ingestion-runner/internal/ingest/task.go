@@ -13,6 +13,7 @@ import (
 	"github.com/outposthq/outpost/libs/queue"
 	ingestv1 "github.com/outposthq/outpost/proto/outpost/ingest/v1"
 
+	"github.com/outposthq/outpost/services/ingestion-runner/internal/policy"
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/secrets"
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/tasks"
 )
@@ -33,6 +34,9 @@ type Task struct {
 	RetryBase time.Duration
 	// Now is time.Now when nil; tests pin it for datasetProfile.
 	Now func() time.Time
+	// Policy, when set, confines the file sink to its directory at the
+	// moment the file is opened (the job was checked against it before).
+	Policy *policy.Policy
 }
 
 // Format maps the proto's recipe format.
@@ -198,6 +202,9 @@ func (t *Task) newSink(s recipe.Section, in tasks.Input, pipelineName string, ou
 	}
 	switch c := cfg.(type) {
 	case *recipe.FileSink:
+		if t.Policy != nil {
+			return newFileSinkIn(t.Policy, c.Filename)
+		}
 		return newFileSink(c.Filename)
 	case *recipe.ConsoleSink:
 		return newConsoleSink(out.Stream("stdout")), nil

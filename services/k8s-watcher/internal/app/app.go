@@ -71,7 +71,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			ShutdownGrace:     cfg.ShutdownGrace,
 			MaxAccounts:       cfg.MaxAccounts,
 			PublishWorkers:    cfg.PublishWorkers,
-			Resolver:          &cluster.Resolver{OwnKubeconfig: cfg.Kubeconfig, Key: key, Timeout: cfg.ClusterTimeout, Log: log.With("component", "client-go")},
+			Resolver: &cluster.Resolver{
+				OwnKubeconfig: cfg.Kubeconfig, Key: key, Timeout: cfg.ClusterTimeout, Log: log.With("component", "client-go"),
+				KubeconfigDir: cfg.KubeconfigDir, SecretNamespaces: cfg.SecretNamespaces, AllowServiceAccount: cfg.AllowServiceAccount,
+			},
 		}, conn, log, m)
 		return a.Run(ctx)
 	})

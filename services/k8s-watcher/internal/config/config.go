@@ -7,8 +7,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/outposthq/outpost/libs/config"
 	"github.com/outposthq/outpost/libs/queue"
@@ -36,6 +39,17 @@ type Config struct {
 	// KubeconfigKey is the base64 (standard) AES-256 key that opens sealed
 	// inline kubeconfigs; empty refuses them.
 	KubeconfigKey string `yaml:"kubeconfig_key" env:"OUTPOST_KUBECONFIG_KEY"`
+	// KubeconfigDir is the only directory an account's "file:<path>"
+	// reference may name a file in (".." and links cannot lead out); empty
+	// refuses file references.
+	KubeconfigDir string `yaml:"kubeconfig_dir" env:"OUTPOST_KUBECONFIG_DIR"`
+	// SecretNamespaces are the namespaces of the watcher's own cluster
+	// whose Secrets "encryptedFile:k8s!..." references may read ("*": any
+	// namespace); empty refuses such references.
+	SecretNamespaces []string `yaml:"secret_namespaces" env:"OUTPOST_SECRET_NAMESPACES"`
+	// AllowServiceAccount lets accounts with "serviceAccount": true use
+	// the watcher's own identity; off (the default), they fail.
+	AllowServiceAccount bool `yaml:"allow_service_account" env:"OUTPOST_ALLOW_SERVICE_ACCOUNT"`
 	// LeaseAckWait is the ack wait of the lease consumer: how long a killed
 	// watcher's accounts stay unwatched before another replica gets them.
 	LeaseAckWait time.Duration `yaml:"lease_ack_wait" env:"OUTPOST_LEASE_ACK_WAIT"`
@@ -157,6 +171,16 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: publish_workers must be positive", config.ErrInvalid)
 	case c.LeaseAckWait < 3*time.Second:
 		return fmt.Errorf("%w: lease_ack_wait must be at least 3s (the lease is renewed every third of it)", config.ErrInvalid)
+	}
+	if c.KubeconfigDir != "" {
+		if fi, err := os.Stat(c.KubeconfigDir); err != nil || !fi.IsDir() || !filepath.IsAbs(c.KubeconfigDir) {
+			return fmt.Errorf("%w: kubeconfig_dir %q must be an absolute path to an existing directory", config.ErrInvalid, c.KubeconfigDir)
+		}
+	}
+	for _, ns := range c.SecretNamespaces {
+		if ns != "*" && len(validation.IsDNS1123Label(ns)) > 0 {
+			return fmt.Errorf("%w: secret_namespaces entry %q is not a namespace name", config.ErrInvalid, ns)
+		}
 	}
 	_, err := c.Key()
 	return err

@@ -88,11 +88,11 @@ func NewKeyring(keys []Key, legacy []byte) (*Keyring, error) {
 		}
 		seen[k.ID] = true
 		if len(k.Secret) != KeySize {
-			return nil, fmt.Errorf("%w: key %q is %d bytes, want %d", ErrInvalidKey, k.ID, len(k.Secret), KeySize)
+			return nil, fmt.Errorf("%w: key %q must be %d bytes, is %d", ErrInvalidKey, k.ID, KeySize, len(k.Secret))
 		}
 	}
 	if legacy != nil && len(legacy) != KeySize {
-		return nil, fmt.Errorf("%w: legacy key is %d bytes, want %d", ErrInvalidKey, len(legacy), KeySize)
+		return nil, fmt.Errorf("%w: legacy key must be %d bytes, is %d", ErrInvalidKey, KeySize, len(legacy))
 	}
 	return &Keyring{keys: keys, legacy: legacy}, nil
 }
@@ -270,7 +270,7 @@ func (k *Keyring) openLegacy(sealed []byte) ([]byte, error) {
 // tests of the upgrade path and nothing else.
 func SealLegacy(key, plain []byte) ([]byte, error) {
 	if len(key) != KeySize {
-		return nil, fmt.Errorf("%w: legacy key is %d bytes, want %d", ErrInvalidKey, len(key), KeySize)
+		return nil, fmt.Errorf("%w: legacy key must be %d bytes, is %d", ErrInvalidKey, KeySize, len(key))
 	}
 	g, err := gcm(key)
 	if err != nil {

@@ -116,9 +116,9 @@ func TestParse(t *testing.T) {
 		{name: "no id", entries: []string{b64(key(2))}, wantErr: "must be id=<base64 key>"},
 		{name: "bad id", entries: []string{"a.b=" + b64(key(2))}, wantErr: "entry 1 must be id=<base64 key>"},
 		{name: "twice", entries: []string{"a=" + b64(key(2)), "a=" + b64(key(3))}, wantErr: "given twice"},
-		{name: "short", entries: []string{"a=" + b64([]byte("short"))}, wantErr: "is 5 bytes"},
+		{name: "short", entries: []string{"a=" + b64([]byte("short"))}, wantErr: "must be 32 bytes, is 5"},
 		{name: "not base64", entries: []string{"a=%%%"}, wantErr: "not base64"},
-		{name: "legacy short", legacy: b64([]byte("short")), wantErr: "legacy key is 5 bytes"},
+		{name: "legacy short", legacy: b64([]byte("short")), wantErr: "legacy key must be 32 bytes, is 5"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -27,8 +27,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/outposthq/outpost/libs/seal"
 	accountsv1 "github.com/outposthq/outpost/proto/outpost/accounts/v1"
-	"github.com/outposthq/outpost/services/k8s-watcher/internal/sealed"
 )
 
 // Causes of a failed activation. Every error of this package wraps one of
@@ -64,8 +64,10 @@ type Resolver struct {
 	// OwnKubeconfig is the watcher's own kubeconfig file; empty means the
 	// in-cluster ServiceAccount.
 	OwnKubeconfig string
-	// Key opens sealed inline kubeconfigs; nil refuses them.
-	Key []byte
+	// Keys open sealed inline kubeconfigs of Tenant (libs/seal); nil or
+	// empty refuses them.
+	Keys   *seal.Keyring
+	Tenant string
 	// KubeconfigDir is the only directory "file:" references resolve
 	// under (links included); empty refuses them.
 	KubeconfigDir string
@@ -134,7 +136,7 @@ func (r *Resolver) RESTConfig(ctx context.Context, spec *accountsv1.AccountSpec)
 		}
 		return r.Own()
 	case len(spec.GetKubeconfigSealed()) > 0:
-		plain, err := sealed.Open(r.Key, spec.GetKubeconfigSealed())
+		plain, err := r.Keys.Open(r.Tenant, spec.GetKubeconfigSealed())
 		if err != nil {
 			return nil, fmt.Errorf("%w: sealed kubeconfig: %w", ErrBadKubeconfig, err)
 		}

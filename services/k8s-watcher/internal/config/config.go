@@ -3,7 +3,6 @@ package config
 
 import (
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/outposthq/outpost/libs/config"
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/seal"
 )
 
 // Config is the k8s-watcher's configuration.
@@ -36,8 +36,15 @@ type Config struct {
 	// "encryptedFile:k8s!..." Secrets are read from and what accounts with
 	// serviceAccount use. Empty means the in-cluster ServiceAccount.
 	Kubeconfig string `yaml:"kubeconfig" env:"OUTPOST_KUBECONFIG"`
-	// KubeconfigKey is the base64 (standard) AES-256 key that opens sealed
-	// inline kubeconfigs; empty refuses them.
+	// KubeconfigKeys are the master keys that open sealed inline
+	// kubeconfigs, "id=<base64 AES-256 key>", the same as the
+	// account-migrator's: a value opens with the key its id names, derived
+	// for this watcher's tenant (libs/seal), so several keys are held
+	// while one is rotated out.
+	KubeconfigKeys []string `yaml:"kubeconfig_keys" env:"OUTPOST_KUBECONFIG_KEYS"`
+	// KubeconfigKey is the base64 (standard) AES-256 key of values sealed
+	// before key ids; without KubeconfigKeys it is also the master key (id
+	// "default"). Both empty refuse inline kubeconfigs.
 	KubeconfigKey string `yaml:"kubeconfig_key" env:"OUTPOST_KUBECONFIG_KEY"`
 	// KubeconfigDir is the only directory an account's "file:<path>"
 	// reference may name a file in (".." and links cannot lead out); empty
@@ -119,17 +126,11 @@ func DefaultWatcherID() string {
 	return host + "-" + hex.EncodeToString(suffix)
 }
 
-// Key decodes KubeconfigKey: nil when unset.
-func (c Config) Key() ([]byte, error) {
-	if c.KubeconfigKey == "" {
-		return nil, nil
-	}
-	k, err := base64.StdEncoding.DecodeString(c.KubeconfigKey)
+// Keyring is the keyring of KubeconfigKeys and KubeconfigKey.
+func (c Config) Keyring() (*seal.Keyring, error) {
+	k, err := seal.Parse(c.KubeconfigKeys, c.KubeconfigKey)
 	if err != nil {
-		return nil, fmt.Errorf("%w: kubeconfig_key is not base64: %w", config.ErrInvalid, err)
-	}
-	if len(k) != 32 {
-		return nil, fmt.Errorf("%w: kubeconfig_key must decode to 32 bytes (AES-256), got %d", config.ErrInvalid, len(k))
+		return nil, fmt.Errorf("%w: kubeconfig_keys or kubeconfig_key: %w", config.ErrInvalid, err)
 	}
 	return k, nil
 }
@@ -182,6 +183,6 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%w: secret_namespaces entry %q is not a namespace name", config.ErrInvalid, ns)
 		}
 	}
-	_, err := c.Key()
+	_, err := c.Keyring()
 	return err
 }

@@ -140,11 +140,40 @@ func (r *Resolver) RESTConfig(ctx context.Context, spec *accountsv1.AccountSpec)
 		if err != nil {
 			return nil, fmt.Errorf("%w: sealed kubeconfig: %w", ErrBadKubeconfig, err)
 		}
-		return r.fromBytes(plain, spec.GetContext(), "sealed kubeconfig")
+		cfg, err := clientcmd.Load(plain)
+		if err != nil {
+			return nil, fmt.Errorf("%w: sealed kubeconfig: %w", ErrBadKubeconfig, err)
+		}
+		if err := checkInline(cfg); err != nil {
+			return nil, err
+		}
+		return r.fromConfig(cfg, spec.GetContext(), "sealed kubeconfig")
 	case spec.GetKubeconfigFile() != "":
 		return r.fromReference(ctx, spec.GetKubeconfigFile(), spec.GetContext())
 	}
 	return nil, ErrNoCredentials
+}
+
+// checkInline refuses what a kubeconfig sent by the control plane (not a
+// file or Secret of the customer's) could make the watcher do on its own
+// host: run a credential plugin or an auth provider, or read a local file.
+func checkInline(cfg *clientcmdapi.Config) error {
+	for name, a := range cfg.AuthInfos {
+		switch {
+		case a.Exec != nil:
+			return fmt.Errorf("%w: sealed kubeconfig user %s runs a credential plugin (exec); inline kubeconfigs carry their credentials as data", ErrRefused, name)
+		case a.AuthProvider != nil:
+			return fmt.Errorf("%w: sealed kubeconfig user %s uses an auth provider; inline kubeconfigs carry their credentials as data", ErrRefused, name)
+		case a.ClientCertificate != "" || a.ClientKey != "" || a.TokenFile != "":
+			return fmt.Errorf("%w: sealed kubeconfig user %s names a local file; inline kubeconfigs carry their credentials as data", ErrRefused, name)
+		}
+	}
+	for name, c := range cfg.Clusters {
+		if c.CertificateAuthority != "" {
+			return fmt.Errorf("%w: sealed kubeconfig cluster %s names a local CA file; use certificate-authority-data", ErrRefused, name)
+		}
+	}
+	return nil
 }
 
 // SecretRef is a parsed "encryptedFile:k8s!n:<secret>!k:<key>!ns:<namespace>".

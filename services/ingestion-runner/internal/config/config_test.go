@@ -135,6 +135,16 @@ policy:
 			},
 		},
 		{
+			name: "the permissive local policy of make run",
+			env: map[string]string{"OUTPOST_TENANT": "acme", "OUTPOST_POLICY_ALLOWED_HOSTS": "127.0.0.1,localhost,[::1]",
+				"OUTPOST_POLICY_SECRETS": "*=*", "OUTPOST_POLICY_FILE_SINK_DIR": secretsDir},
+			want: func(c *Config) {
+				c.Tenant = "acme"
+				c.Policy.AllowedHosts = []string{"127.0.0.1", "localhost", "[::1]"}
+				c.Policy.Secrets, c.Policy.FileSinkDir = []string{"*=*"}, secretsDir
+			},
+		},
+		{
 			name: "policy values refused",
 			env: map[string]string{"OUTPOST_TENANT": "acme", "OUTPOST_POLICY_ALLOWED_TASK_KINDS": "shell",
 				"OUTPOST_POLICY_ALLOWED_SINKS": "s3", "OUTPOST_POLICY_ALLOWED_HOSTS": "https://x.test",

@@ -192,7 +192,18 @@ func (t *Task) newSink(s recipe.Section, in tasks.Input, pipelineName string, ou
 		if timeoutSec > 0 {
 			timeout = time.Duration(timeoutSec) * time.Second
 		}
-		return &http.Client{Timeout: timeout}
+		c := &http.Client{Timeout: timeout}
+		if t.Policy != nil {
+			// A redirect is a new destination: it is held to the same
+			// hosts as the URL the job named.
+			c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+				if len(via) >= 10 {
+					return errors.New("stopped after 10 redirects")
+				}
+				return t.Policy.CheckURL("sink "+s.Type+" redirect", req.URL.String())
+			}
+		}
+		return c
 	}
 	orDefault := func(v, d int) int {
 		if v > 0 {

@@ -117,8 +117,27 @@ wait_ready broker "http://127.0.0.1:${OUTPOST_BROKER_HEALTH_PORT:-8222}/readyz" 
 OUTPOST_BROKER_CREDENTIALS=$SCHEDULER_CREDS OUTPOST_AGENTS_AUTH_DIR=${BROKER_AUTH[1]:-} start scheduler "$BIN/scheduler"
 wait_ready scheduler "http://127.0.0.1:8080/readyz" || on_signal failure
 OUTPOST_BROKER_CREDENTIALS=$MIGRATOR_CREDS start account-migrator "$BIN/account-migrator"
-OUTPOST_BROKER_CREDENTIALS=$WATCHER_CREDS start k8s-watcher "$BIN/k8s-watcher"
-OUTPOST_COMMAND_ALLOWLIST=${OUTPOST_COMMAND_ALLOWLIST:-echo,sh,sleep,env,date,uname} OUTPOST_BROKER_CREDENTIALS=$RUNNER_CREDS \
+# The watcher's policy, permissive on this machine: accounts may use its own
+# cluster identity, Secrets of any namespace of it, and kubeconfig files
+# under $DATA/kubeconfigs (a deployed watcher allows none of these until
+# configured).
+mkdir -p "$DATA/kubeconfigs"
+OUTPOST_ALLOW_SERVICE_ACCOUNT=${OUTPOST_ALLOW_SERVICE_ACCOUNT:-true} \
+	OUTPOST_SECRET_NAMESPACES=${OUTPOST_SECRET_NAMESPACES:-*} \
+	OUTPOST_KUBECONFIG_DIR=${OUTPOST_KUBECONFIG_DIR:-$DATA/kubeconfigs} \
+	OUTPOST_BROKER_CREDENTIALS=$WATCHER_CREDS \
+	start k8s-watcher "$BIN/k8s-watcher"
+# The runner's policy is the customer's say over what jobs may do. A
+# deployed runner allows no destination host, no secret name and no file
+# sink directory until they are listed; this local one is permissive on
+# this machine only: sinks and databases on loopback, any ${NAME} its
+# providers know, and the file sink under $DATA/out.
+mkdir -p "$DATA/out"
+OUTPOST_POLICY_ALLOWED_HOSTS=${OUTPOST_POLICY_ALLOWED_HOSTS:-127.0.0.1,localhost,[::1]} \
+	OUTPOST_POLICY_SECRETS=${OUTPOST_POLICY_SECRETS:-*=*} \
+	OUTPOST_POLICY_FILE_SINK_DIR=${OUTPOST_POLICY_FILE_SINK_DIR:-$DATA/out} \
+	OUTPOST_COMMAND_ALLOWLIST=${OUTPOST_COMMAND_ALLOWLIST:-echo,sh,sleep,env,date,uname} \
+	OUTPOST_BROKER_CREDENTIALS=$RUNNER_CREDS \
 	start ingestion-runner "$BIN/ingestion-runner"
 
 echo "[run] Outpost is up: scheduler API http://127.0.0.1:8080, accounts API http://127.0.0.1:8081 (Ctrl-C to stop)"

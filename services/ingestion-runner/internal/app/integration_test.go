@@ -120,6 +120,7 @@ func runnerConfig(t *testing.T, id string) config.Config {
 	cfg.Command.CancelGrace = time.Second
 	cfg.Logs.Interval = 20 * time.Millisecond
 	cfg.DrainGrace = 200 * time.Millisecond
+	cfg.Policy.Secrets = []string{"default=DB_*", "default=API_*"}
 	return cfg
 }
 

@@ -28,7 +28,7 @@ var ErrBrokerDown = errors.New("queue connection is down")
 // closes.
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	log = log.With("tenant", cfg.Tenant, "zone", cfg.Zone, "watcher_id", cfg.WatcherID)
-	key, err := cfg.Key()
+	keys, err := cfg.Keyring()
 	if err != nil {
 		return err
 	}
@@ -71,7 +71,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			ShutdownGrace:     cfg.ShutdownGrace,
 			MaxAccounts:       cfg.MaxAccounts,
 			PublishWorkers:    cfg.PublishWorkers,
-			Resolver:          &cluster.Resolver{OwnKubeconfig: cfg.Kubeconfig, Key: key, Timeout: cfg.ClusterTimeout, Log: log.With("component", "client-go")},
+			Resolver: &cluster.Resolver{
+				OwnKubeconfig: cfg.Kubeconfig, Keys: keys, Tenant: cfg.Tenant, Timeout: cfg.ClusterTimeout, Log: log.With("component", "client-go"),
+				KubeconfigDir: cfg.KubeconfigDir, SecretNamespaces: cfg.SecretNamespaces, AllowServiceAccount: cfg.AllowServiceAccount,
+			},
 		}, conn, log, m)
 		return a.Run(ctx)
 	})

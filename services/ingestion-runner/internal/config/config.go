@@ -81,7 +81,7 @@ type Config struct {
 	// KubernetesJob enables the kubernetes task (when its namespace is
 	// set): jobs' containers run as Kubernetes Jobs in this cluster.
 	KubernetesJob KubernetesJob `yaml:"kubernetes_job"`
-	Policy  Policy  `yaml:"policy"`
+	Policy        Policy        `yaml:"policy"`
 }
 
 // Policy is what the customer lets jobs do on this runner, whatever the

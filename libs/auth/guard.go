@@ -57,9 +57,9 @@ func (c Credentials) Verify(ctx context.Context, token string) (*Principal, erro
 // RateLimit is the per-principal token bucket.
 type RateLimit struct {
 	// PerSecond is the sustained rate; 0 means no limit.
-	PerSecond float64 `yaml:"per_second" json:"per_second"`
+	PerSecond float64 `yaml:"per_second" json:"per_second" env:"OUTPOST_AUTH_RATE_LIMIT"`
 	// Burst is the bucket size (at least 1).
-	Burst int `yaml:"burst" json:"burst"`
+	Burst int `yaml:"burst" json:"burst" env:"OUTPOST_AUTH_RATE_BURST"`
 }
 
 // GuardOptions configure a Guard.

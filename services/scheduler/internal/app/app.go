@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/outposthq/outpost/libs/auth"
 	"github.com/outposthq/outpost/libs/kv"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/backend"
@@ -46,7 +47,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	front := service.NewDeferred("scheduler")
 	mux := http.NewServeMux()
 	mux.Handle("/api/", front)
-	service.OpsHandler(mux, reg, front.Ready)
+	// The API listener serves only the probes without a credential;
+	// /metrics (every tenant's numbers) is on the ops listener.
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.Handle("GET /readyz", service.OpsHandler(nil, reg, front.Ready))
 	srv := service.NewHTTPServer(mux)
 	srv.RegisterOnShutdown(func() {
 		if s, ok := front.Get().(*Scheduler); ok {
@@ -59,6 +63,15 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	var be *backend.Backend
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return service.Serve(gctx, log, srv, ln, cfg.ShutdownGrace) })
+	if cfg.OpsListen != "" {
+		opsLn, err := service.Listen(cfg.OpsListen)
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		ops := service.NewHTTPServer(service.OpsHandler(nil, reg, front.Ready))
+		g.Go(func() error { return service.Serve(gctx, log, ops, opsLn, cfg.ShutdownGrace) })
+	}
 	g.Go(func() error {
 		// JetStream is needed with either backend: the records (KV) and
 		// the history of logs and heartbeats stay there.
@@ -112,6 +125,13 @@ type Option func(*wiring)
 type wiring struct {
 	sqs     *sqs.Broker
 	history queue.Broker
+	routes  []func(*auth.Router)
+}
+
+// WithRoutes lets another part of the scheduler add its routes to the
+// API, each with the role it needs (the guard applies to them as to all).
+func WithRoutes(register func(*auth.Router)) Option {
+	return func(w *wiring) { w.routes = append(w.routes, register) }
 }
 
 // WithSQS wires the scheduler for the SQS backend (broker publishes and
@@ -146,6 +166,9 @@ type Scheduler struct {
 	registry    *tenants.Registry
 	api         *api.API
 	mux         *http.ServeMux
+	keys        *auth.Keys
+	rules       []auth.Rule
+	log         *slog.Logger
 	brokerReady func() error
 }
 
@@ -210,6 +233,14 @@ func New(cfg config.Config, log *slog.Logger, broker queue.Broker, opener kv.Ope
 	// streams (JetStream); SQS keeps none once consumed: 501.
 	dlStore, _ := broker.(queue.DeadLetterStore)
 	dls := deadletters.New(dlStore, broker, opener, cfg.Broker.Stack, m, log.With("component", "deadletters"))
+	// Every replica of the scheduler and the account-migrator reads the
+	// same keys bucket: a key revoked on one is refused by all at once.
+	audit := auth.NewAuditor(nil, log.With("component", "audit"))
+	guard, keys, err := cfg.Auth.NewGuard(opener, cfg.Tenants.Default, audit, log.With("component", "auth"))
+	if err != nil {
+		// Validate checked the same configuration.
+		panic(fmt.Sprintf("scheduler: auth configuration: %v", err))
+	}
 	a := api.New(engine, registry, broker, api.Options{
 		DefaultTenant:   cfg.Tenants.Default,
 		MaxRequestBytes: cfg.API.MaxRequestBytes,
@@ -219,11 +250,17 @@ func New(cfg config.Config, log *slog.Logger, broker queue.Broker, opener kv.Ope
 		Policy:          policy,
 		Subjects:        subjects,
 		DeadLetters:     dls,
+		Keys:            keys,
+		Audit:           audit,
 		Logger:          log.With("component", "api"),
 	})
 	mux := http.NewServeMux()
-	a.Register(mux)
-	return &Scheduler{cfg: cfg, registry: registry, api: a, mux: mux, brokerReady: brokerReady}
+	router := guard.Router(mux)
+	for _, f := range w.routes {
+		f(router)
+	}
+	a.Register(router)
+	return &Scheduler{cfg: cfg, registry: registry, api: a, mux: mux, keys: keys, rules: router.Rules(), log: log, brokerReady: brokerReady}
 }
 
 // ServeHTTP serves the API.
@@ -240,8 +277,17 @@ func (s *Scheduler) Ready() error {
 	return s.registry.Ready()
 }
 
-// Run provisions the tenants and runs their consumers until ctx is done,
-// then stops them within the shutdown grace.
+// Rules returns the access rule of every API route.
+func (s *Scheduler) Rules() []auth.Rule { return s.rules }
+
+// Run writes the bootstrap key when it is configured and missing, then
+// provisions the tenants and runs their consumers until ctx is done, and
+// stops them within the shutdown grace.
 func (s *Scheduler) Run(ctx context.Context) error {
+	if f := s.cfg.Auth.BootstrapKeyFile; f != "" {
+		if err := auth.Bootstrap(ctx, s.keys, f, s.cfg.Tenants.Names, s.log.With("component", "auth")); err != nil {
+			return err
+		}
+	}
 	return s.registry.Run(ctx, s.cfg.ShutdownGrace)
 }

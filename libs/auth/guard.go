@@ -197,13 +197,34 @@ func (g *Guard) wrap(rule Rule, h http.Handler) http.Handler {
 			httpjson.WriteError(w, http.StatusTooManyRequests, "rate limit exceeded", "")
 			return
 		}
+		// A refused call that would have changed something is audited
+		// too: in the tenant's audit when the principal holds it (nobody
+		// writes into the audit of a tenant it does not hold), else in
+		// the log only.
+		deny := func(tenant string, status int, msg, field string) {
+			httpjson.WriteError(w, status, msg, field)
+			if !mutating(r.Method) {
+				return
+			}
+			if RoleOf(p, tenant) == RoleNone {
+				g.log.Info("audit", "principal", p.Subject, "name", p.Name, "tenant", tenant, "action", rule.Pattern,
+					"target", r.URL.Path, "result", "denied", "status", status, "request_id", rid)
+				return
+			}
+			{
+				g.opts.Audit.Record(ctx, Event{
+					Time: g.opts.Now().UTC(), RequestID: rid, Principal: p.Subject, Name: p.Name, Tenant: tenant,
+					Action: rule.Pattern, Target: r.URL.Path, Status: status,
+				})
+			}
+		}
 		tenant, status, msg := g.tenant(r, p, rule)
 		if status != 0 {
-			httpjson.WriteError(w, status, msg, TenantHeader)
+			deny(r.Header.Get(TenantHeader), status, msg, TenantHeader)
 			return
 		}
 		if RoleOf(p, tenant) < rule.Role {
-			httpjson.WriteError(w, http.StatusForbidden, fmt.Sprintf("this needs the %s role in tenant %q", rule.Role, tenant), "")
+			deny(tenant, http.StatusForbidden, fmt.Sprintf("this needs the %s role in tenant %q", rule.Role, tenant), "")
 			return
 		}
 		ctx = WithTenant(WithPrincipal(ctx, p), tenant)

@@ -67,9 +67,7 @@ func (c *Client) SendHeader(ctx context.Context, method, path string, body any, 
 	if err != nil {
 		return 0, nil, nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
+	req.Header.Set("Content-Type", "application/json")
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}

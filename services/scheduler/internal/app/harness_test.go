@@ -16,8 +16,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/auth"
+	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/natsembed/natstest"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/natsjs"
@@ -42,6 +42,7 @@ type env struct {
 	url      string
 	// token is the bootstrap admin key (every tenant).
 	token string
+	sched *app.Scheduler
 }
 
 func testLogger() *slog.Logger {
@@ -89,7 +90,7 @@ func newEnvOn(t *testing.T, url string, edit ...func(*config.Config)) *env {
 	})
 	require.Eventually(t, func() bool { return s.Ready() == nil }, waitFor, tick)
 	return &env{t: t, ctx: ctx, conn: conn, subjects: queue.NewSubjects(cfg.Broker.Stack), reg: reg, url: serveTest(t, s),
-		token: readKey(t, cfg.Auth.BootstrapKeyFile)}
+		token: readKey(t, cfg.Auth.BootstrapKeyFile), sched: s}
 }
 
 // readKey reads the API key a scheduler bootstrapped into path.

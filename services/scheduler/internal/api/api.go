@@ -76,7 +76,7 @@ type Options struct {
 	// Audit serves /api/v1/audit; nil answers 501.
 	Audit  *auth.Auditor
 	Logger *slog.Logger
-	Now         func() time.Time
+	Now    func() time.Time
 }
 
 // API serves the REST API.

@@ -38,7 +38,7 @@ type Config struct {
 	// Auth configures who may call the API: OIDC issuers, API keys,
 	// browser origins, the rate limit and the bootstrap key.
 	Auth     auth.Config `yaml:"auth"`
-	LogLevel string `yaml:"log_level" env:"OUTPOST_LOG_LEVEL"`
+	LogLevel string      `yaml:"log_level" env:"OUTPOST_LOG_LEVEL"`
 	// ShutdownGrace bounds how long in-flight requests and handlers get on
 	// shutdown.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace" env:"OUTPOST_SHUTDOWN_GRACE"`

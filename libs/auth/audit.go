@@ -2,7 +2,6 @@ package auth
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"sync"
 	"time"
@@ -18,6 +17,8 @@ type Event struct {
 	Action    string    `json:"action"`
 	Target    string    `json:"target"`
 	Status    int       `json:"status"`
+	// Service is the API that served the call (set on events read back).
+	Service string `json:"service,omitempty"`
 }
 
 // Result is "ok" for a 2xx/3xx status, "denied" for 401/403, else "failed".
@@ -32,8 +33,8 @@ func (e Event) Result() string {
 	}
 }
 
-// Publish sends an audit event of tenant somewhere durable.
-type Publish func(ctx context.Context, tenant string, data []byte) error
+// Publish sends an audit event somewhere durable (see QueueAudit).
+type Publish func(ctx context.Context, e Event) error
 
 // Auditor writes one structured log line per event, publishes it when
 // given a Publish, and keeps the last events of each tenant for
@@ -45,6 +46,9 @@ type Auditor struct {
 	mu     sync.Mutex
 	recent map[string][]Event
 }
+
+// publishTimeout bounds the publish of one audit event.
+const publishTimeout = 2 * time.Second
 
 // auditKeep is how many events per tenant the auditor keeps in memory.
 const auditKeep = 1000
@@ -71,11 +75,11 @@ func (a *Auditor) Record(ctx context.Context, e Event) {
 	if a.publish == nil {
 		return
 	}
-	raw, err := json.Marshal(e)
-	if err == nil {
-		err = a.publish(context.WithoutCancel(ctx), e.Tenant, raw)
-	}
-	if err != nil {
+	// The call has been answered: a slow broker delays only this
+	// handler's return, bounded.
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
+	defer cancel()
+	if err := a.publish(pctx, e); err != nil {
 		a.log.Warn("publish audit event failed", "tenant", e.Tenant, "request_id", e.RequestID, "error", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/outposthq/outpost/libs/auth"
+	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/services/account-migrator/internal/config"
 )
 
@@ -152,4 +153,26 @@ func TestBrowserSafety(t *testing.T) {
 	}
 	code, _ := e.do(http.MethodGet, "/api/v1/accounts/csrf", nil)
 	require.Equal(t, http.StatusNotFound, code, "no account was created")
+}
+
+// A mutating call is published on the tenant's audit subject, where the
+// scheduler's GET /api/v1/audit reads it.
+func TestAuditEventPublished(t *testing.T) {
+	e := newEnv(t, 1)
+	code, out := e.do(http.MethodPost, "/api/v1/accounts", `[{"name":"audited"}]`)
+	require.Equal(t, http.StatusOK, code, string(out))
+	var got []auth.Event
+	require.NoError(t, e.conn.Read(e.ctx, e.subj.All("default", queue.RoleAudit), queue.ReadOptions{}, func(m queue.StreamMessage) bool {
+		ev, err := auth.DecodeAudit(m)
+		require.NoError(t, err)
+		got = append(got, ev)
+		return true
+	}))
+	require.Len(t, got, 1)
+	require.Equal(t, "POST /api/v1/accounts", got[0].Action)
+	require.Equal(t, "account-migrator", got[0].Service)
+	require.Equal(t, "default", got[0].Tenant)
+	require.Equal(t, "ok", got[0].Result())
+	require.True(t, strings.HasPrefix(got[0].Principal, "apikey:"))
+	require.NotEmpty(t, got[0].RequestID)
 }

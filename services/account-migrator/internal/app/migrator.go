@@ -107,7 +107,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, conn *natsjs.
 	}
 	// The keys are the scheduler's: the same bucket, read on every request,
 	// so a key revoked there is refused here at once.
-	guard, keys, err := cfg.Auth.NewGuard(conn, cfg.DefaultTenant, auth.NewAuditor(nil, log.With("component", "audit")), log.With("component", "auth"))
+	// Audit events go to the tenant's audit subject, read back by the
+	// scheduler's GET /api/v1/audit.
+	audit := auth.NewAuditor(auth.QueueAudit(conn, subjects, "account-migrator"), log.With("component", "audit"))
+	guard, keys, err := cfg.Auth.NewGuard(conn, cfg.DefaultTenant, audit, log.With("component", "auth"))
 	if err != nil {
 		return nil, err
 	}

@@ -74,9 +74,13 @@ type Options struct {
 	// Keys serves /api/v1/keys; nil answers 501.
 	Keys *auth.Keys
 	// Audit serves /api/v1/audit; nil answers 501.
-	Audit  *auth.Auditor
-	Logger *slog.Logger
-	Now    func() time.Time
+	Audit *auth.Auditor
+	// AuditReader, when set, reads the tenants' audit subjects (both
+	// services' events, from every replica) for /api/v1/audit; without
+	// it the answer is this replica's recent events.
+	AuditReader LogReader
+	Logger      *slog.Logger
+	Now         func() time.Time
 }
 
 // API serves the REST API.

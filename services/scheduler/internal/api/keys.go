@@ -8,6 +8,7 @@ import (
 
 	"github.com/outposthq/outpost/libs/auth"
 	"github.com/outposthq/outpost/libs/httpjson"
+	"github.com/outposthq/outpost/libs/queue"
 )
 
 // keyRequest is the body of POST /api/v1/keys. Tenants default to the
@@ -111,12 +112,39 @@ func (a *API) revokeKey(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// audit lists the tenant's last audited calls this replica served.
+// auditLimit is how many of the last audit events GET /api/v1/audit
+// answers.
+const auditLimit = 1000
+
+// audit lists the tenant's last audited calls, oldest first: from its audit
+// subjects when they can be read, else those this replica served.
 func (a *API) audit(w http.ResponseWriter, r *http.Request) {
-	if a.opts.Audit == nil {
-		httpjson.WriteError(w, http.StatusNotImplemented, "the audit log is not configured", "")
+	tenant := auth.TenantFrom(r.Context())
+	if a.opts.AuditReader == nil {
+		if a.opts.Audit == nil {
+			httpjson.WriteError(w, http.StatusNotImplemented, "the audit log is not configured", "")
+			return
+		}
+		events := a.opts.Audit.Recent(tenant)
+		httpjson.WriteJSON(w, http.StatusOK, map[string]any{"events": events, "count": len(events)})
 		return
 	}
-	events := a.opts.Audit.Recent(auth.TenantFrom(r.Context()))
+	events := []auth.Event{}
+	err := a.opts.AuditReader.Read(r.Context(), a.opts.Subjects.All(tenant, queue.RoleAudit), queue.ReadOptions{}, func(m queue.StreamMessage) bool {
+		e, err := auth.DecodeAudit(m)
+		if err != nil {
+			a.log.Warn("skip malformed audit event", "tenant", tenant, "sequence", m.Sequence, "error", err)
+			return true
+		}
+		events = append(events, e)
+		if len(events) > auditLimit {
+			events = events[1:]
+		}
+		return true
+	})
+	if err != nil {
+		a.internal(w, r, "read audit", err)
+		return
+	}
 	httpjson.WriteJSON(w, http.StatusOK, map[string]any{"events": events, "count": len(events)})
 }

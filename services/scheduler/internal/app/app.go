@@ -235,7 +235,14 @@ func New(cfg config.Config, log *slog.Logger, broker queue.Broker, opener kv.Ope
 	dls := deadletters.New(dlStore, broker, opener, cfg.Broker.Stack, m, log.With("component", "deadletters"))
 	// Every replica of the scheduler and the account-migrator reads the
 	// same keys bucket: a key revoked on one is refused by all at once.
-	audit := auth.NewAuditor(nil, log.With("component", "audit"))
+	// Audit events go to the tenant's audit subject on JetStream (the
+	// record store's connection, whatever the queue backend).
+	var publish auth.Publish
+	auditReader, _ := opener.(api.LogReader)
+	if p, ok := opener.(auth.Publisher); ok {
+		publish = auth.QueueAudit(p, subjects, "scheduler")
+	}
+	audit := auth.NewAuditor(publish, log.With("component", "audit"))
 	guard, keys, err := cfg.Auth.NewGuard(opener, cfg.Tenants.Default, audit, log.With("component", "auth"))
 	if err != nil {
 		// Validate checked the same configuration.
@@ -252,6 +259,7 @@ func New(cfg config.Config, log *slog.Logger, broker queue.Broker, opener kv.Ope
 		DeadLetters:     dls,
 		Keys:            keys,
 		Audit:           audit,
+		AuditReader:     auditReader,
 		Logger:          log.With("component", "api"),
 	})
 	mux := http.NewServeMux()

@@ -2,7 +2,6 @@ package auth_test
 
 import (
 	"context"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -36,7 +35,7 @@ func TestKeys(t *testing.T) {
 
 	key, secret, err := keys.Create(ctx, auth.KeyRequest{Owner: "ci", Tenants: []string{"b", "a"}, Role: auth.RoleOperator, TTL: time.Hour})
 	require.NoError(t, err)
-	require.Regexp(t, regexp.MustCompile(`^opk_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$`), secret)
+	require.Regexp(t, `^opk_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$`, secret)
 	require.Empty(t, key.Hash, "the hash is never handed out")
 	require.Equal(t, []string{"a", "b"}, key.Tenants)
 

@@ -73,11 +73,10 @@ func TestEveryRouteHasARule(t *testing.T) {
 // an API key in tenant default that no other tenant may see.
 type authEnv struct {
 	*env
-	issuer  *oidctest.Issuer
-	jobID   string
-	keyID   string
-	keys    map[string]string // principal name -> API key
-	revoked string
+	issuer *oidctest.Issuer
+	jobID  string
+	keyID  string
+	keys   map[string]string // principal name -> API key
 }
 
 const audience = "outpost-api"

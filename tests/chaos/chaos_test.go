@@ -170,13 +170,15 @@ func cluster(t *testing.T) system {
 	brokerURL := strings.Join(urls, ",")
 	apiPort := testenv.FreePort(t)
 	api := fmt.Sprintf("http://127.0.0.1:%d", apiPort)
-	sched := harness.Start(t, "scheduler", "scheduler", map[string]string{
+	schedEnv := map[string]string{
 		"OUTPOST_LISTEN":          fmt.Sprintf("127.0.0.1:%d", apiPort),
 		"OUTPOST_BROKER_URL":      brokerURL,
 		"OUTPOST_BROKER_REPLICAS": "3",
 		"OUTPOST_TENANTS":         tenant,
 		"OUTPOST_DEFAULT_TENANT":  tenant,
-	})
+	}
+	keyFile := harness.AuthEnv(schedEnv, data)
+	sched := harness.Start(t, "scheduler", "scheduler", schedEnv)
 	harness.WaitReady(t, api+"/readyz", readyTimeout)
 	runners := make([]*harness.Process, 2)
 	for i := range runners {
@@ -197,7 +199,7 @@ func cluster(t *testing.T) system {
 		harness.WaitReady(t, runners[i].Ops+"/readyz", readyTimeout)
 	}
 	return system{
-		client:    &harness.Client{Base: api, Tenant: tenant},
+		client:    &harness.Client{Base: api, Tenant: tenant, Token: harness.ReadKey(t, keyFile)},
 		brokerURL: brokerURL,
 		targets: []Target{
 			processTarget(t, "scheduler", []*harness.Process{sched}, []string{api + "/readyz"}),

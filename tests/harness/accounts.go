@@ -28,6 +28,8 @@ type Plane struct {
 	API string
 	// Key is the base64 AES-256 key both sides seal inline kubeconfigs with.
 	Key string
+	// Token is the admin API key the migrator bootstrapped.
+	Token string
 
 	migEnv map[string]string
 }
@@ -76,7 +78,8 @@ func StartPlane(t testing.TB, opts PlaneOptions) *Plane {
 		API:       fmt.Sprintf("http://127.0.0.1:%d", apiPort),
 		Key:       base64.StdEncoding.EncodeToString(key),
 	}
-	p.Broker = startBroker(t, natsPort, healthPort, t.TempDir())
+	dataDir := t.TempDir()
+	p.Broker = startBroker(t, natsPort, healthPort, dataDir)
 	env := map[string]string{
 		"OUTPOST_LISTEN":         fmt.Sprintf("127.0.0.1:%d", apiPort),
 		"OUTPOST_BROKER_URL":     p.BrokerURL,
@@ -84,11 +87,13 @@ func StartPlane(t testing.TB, opts PlaneOptions) *Plane {
 		"OUTPOST_DEFAULT_TENANT": opts.Tenant,
 		"OUTPOST_KUBECONFIG_KEY": p.Key,
 	}
+	keyFile := AuthEnv(env, dataDir)
 	maps.Copy(env, testMigratorEnv)
 	maps.Copy(env, opts.MigratorEnv)
 	p.migEnv = env
 	p.Migrator = Start(t, "account-migrator", "account-migrator", env)
 	p.Migrator.waitReady(p.API+"/readyz", 30*time.Second)
+	p.Token = ReadKey(t, keyFile)
 	return p
 }
 
@@ -116,7 +121,9 @@ func (p *Plane) StartWatcher(name, zone, home string, env map[string]string) *Pr
 }
 
 // Client returns a client of the accounts API for the plane's tenant.
-func (p *Plane) Client() *Client { return &Client{t: p.t, Base: p.API, Tenant: p.Tenant} }
+func (p *Plane) Client() *Client {
+	return &Client{t: p.t, Base: p.API, Tenant: p.Tenant, Token: p.Token}
+}
 
 // Account is an account as the accounts API returns it (the fields the
 // tests look at).

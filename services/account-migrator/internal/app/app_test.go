@@ -14,7 +14,9 @@ import (
 func TestRunLifecycle(t *testing.T) {
 	cfg := config.Default()
 	cfg.Listen = testenv.FreeAddr(t)
-	servicetest.Lifecycle(t, cfg.Listen, func(ctx context.Context, brokerURL string) error {
+	// The probes and /metrics are on the ops listener.
+	cfg.OpsListen = testenv.FreeAddr(t)
+	servicetest.Lifecycle(t, cfg.OpsListen, func(ctx context.Context, brokerURL string) error {
 		cfg.Broker.URL = brokerURL
 		return Run(ctx, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	})

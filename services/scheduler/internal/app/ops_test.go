@@ -66,6 +66,7 @@ func TestLogs(t *testing.T) {
 	t.Run("follow", func(t *testing.T) {
 		req, err := http.NewRequestWithContext(e.ctx, "GET", e.url+"/api/v1/jobs/"+j.ID+"/logs?follow=true", nil)
 		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+e.token)
 		resp, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
 		defer resp.Body.Close()

@@ -17,6 +17,7 @@ import (
 	"os"
 
 	"github.com/outposthq/outpost/libs/service"
+	"github.com/outposthq/outpost/libs/version"
 	"github.com/outposthq/outpost/services/scheduler/internal/app"
 	"github.com/outposthq/outpost/services/scheduler/internal/config"
 )
@@ -27,7 +28,11 @@ func main() {
 
 func run() int {
 	configPath := flag.String("config", "", "path to a YAML configuration file")
+	showVersion := version.Flag(nil)
 	flag.Parse()
+	if version.PrintIfRequested(showVersion, os.Stdout, "scheduler") {
+		return 0
+	}
 
 	ctx, stop := service.SignalContext(context.Background())
 	defer stop()

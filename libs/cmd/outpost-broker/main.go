@@ -17,6 +17,7 @@ import (
 
 	"github.com/outposthq/outpost/libs/natsembed"
 	"github.com/outposthq/outpost/libs/service"
+	"github.com/outposthq/outpost/libs/version"
 )
 
 func main() {
@@ -36,7 +37,11 @@ func run() error {
 	clusterName := flag.String("cluster-name", "", "name of the JetStream cluster this node joins (empty: one node)")
 	clusterAddr := flag.String("cluster", "", "route address of a cluster node (host:port)")
 	routes := flag.String("routes", "", "comma-separated route URLs of the cluster's nodes, e.g. nats://127.0.0.1:6222")
+	showVersion := version.Flag(nil)
 	flag.Parse()
+	if version.PrintIfRequested(showVersion, os.Stdout, "outpost-broker") {
+		return nil
+	}
 
 	log, err := service.NewLogger(os.Stderr, "outpost-broker", *logLevel)
 	if err != nil {

@@ -137,6 +137,14 @@ func TestHelmInstall(t *testing.T) {
 					"--kubeconfig", cluster.Kubeconfig, "--namespace", ns,
 					"-f", filepath.Join(chartDir(t), "values-"+p.name+".yaml"), "--set", "global.stack=second")
 				require.Contains(t, out, "STATUS: deployed")
+				_, err := client.RbacV1().ClusterRoles().Get(ctx, release+"-b-k8s-watcher-"+ns, metav1.GetOptions{})
+				require.NoError(t, err, "each release has a ClusterRole of its own")
+				cm, err := client.CoreV1().ConfigMaps(ns).Get(ctx, release+"-b-ingestion-runner", metav1.GetOptions{})
+				require.NoError(t, err)
+				require.Contains(t, cm.Data["config.yaml"], "stack: second")
+				cm, err = client.CoreV1().ConfigMaps(ns).Get(ctx, release+"-ingestion-runner", metav1.GetOptions{})
+				require.NoError(t, err)
+				require.Contains(t, cm.Data["config.yaml"], "stack: outpost", "the second release left the first one's stack alone")
 			}
 			mustRun(t, nil, helm, "uninstall", release, "--kubeconfig", cluster.Kubeconfig, "--namespace", ns)
 		})

@@ -40,8 +40,18 @@ default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
 [engine]
 runtime = "runc"
 `), 0o600))
-	return []string{"CONTAINERS_CONF=" + conf},
-		[]string{"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "run"), "--storage-driver", "vfs"}
+	env = []string{"CONTAINERS_CONF=" + conf}
+	storage = []string{"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "run"), "--storage-driver", "vfs"}
+	// Runs before the folder's removal (cleanups run last first): podman
+	// removes the containers and images of this storage, and waits for the
+	// cleanup processes of --rm containers, which otherwise still write
+	// into the folder as it is removed.
+	t.Cleanup(func() {
+		if out, err := run(t, env, "podman", append(append([]string{}, storage...), "system", "reset", "--force")...); err != nil {
+			t.Errorf("podman system reset: %v\n%s", err, out)
+		}
+	})
+	return env, storage
 }
 
 func TestImages(t *testing.T) {

@@ -14,6 +14,9 @@ BUF_VERSION           ?= v1.50.0
 PROTOC_GEN_GO_VERSION ?= v1.36.12
 GOLANGCI_LINT_VERSION ?= v2.15.0
 export BUF_VERSION PROTOC_GEN_GO_VERSION GOLANGCI_LINT_VERSION
+# Helm for the charts' tests and make helm-lint (.cache/helm/<version>/helm).
+HELM_VERSION          ?= v4.3.2
+export HELM_VERSION
 
 MODULES  = $(shell go list -m -f '{{.Dir}}')
 SERVICES = scheduler account-migrator k8s-watcher ingestion-runner
@@ -40,13 +43,15 @@ run: build ## Start Outpost locally: embedded JetStream and the four services
 	@scripts/run-local.sh
 
 .PHONY: test-deps
-test-deps: tools ## Install what the tests need: fauxqs, kube-apiserver and kubectl (.cache/), etcd, PostgreSQL, MariaDB (Debian)
+test-deps: tools ## Install what the tests need: fauxqs, kube-apiserver, kubectl and helm (.cache/), etcd, PostgreSQL, MariaDB, buildah, podman, skopeo (Debian)
 	@scripts/install-fauxqs.sh
 	@scripts/install-databases.sh
 	@scripts/install-kube.sh
+	@scripts/install-image-tools.sh
+	@scripts/install-helm.sh
 
 .PHONY: test
-test: test-deps ## Unit, integration and end-to-end tests of every module
+test: test-deps images ## Unit, integration and end-to-end tests of every module
 	@set -e; for m in $(MODULES); do \
 		echo "== go test $$m"; (cd $$m && go test $(GO_TEST_FLAGS) ./...); \
 	done
@@ -85,9 +90,15 @@ checkgenerate: generate ## Fail if the committed generated code is stale
 	@git diff --exit-code -- proto || (echo "generated code is stale: run make generate and commit"; exit 1)
 	@test -z "$$(git status --porcelain -- proto)" || (git status --porcelain -- proto; echo "untracked generated files"; exit 1)
 
+.PHONY: images
+images: ## Build one OCI image per binary (buildah, no registry) into bin/images/<name>.tar
+	@scripts/build-images.sh
+
 .PHONY: helm-lint
-helm-lint: ## Lint the Helm charts (charts arrive with the deployment work)
-	@if [ -d deploy/helm ]; then scripts/helm-lint.sh; else echo "no charts under deploy/helm yet"; fi
+helm-lint: ## helm lint --strict each profile, then real helm installs into the test kube-apiserver
+	@scripts/install-kube.sh
+	@scripts/install-helm.sh
+	@scripts/helm-lint.sh
 
 .PHONY: clean
 clean: ## Remove build output and local broker data

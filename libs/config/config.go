@@ -25,7 +25,11 @@ var ErrInvalid = errors.New("invalid configuration")
 // environment through lookup (os.LookupEnv when nil).
 //
 // Fields are matched to YAML keys by their `yaml` tags; a field tagged
-// `env:"NAME"` is overridden by that variable. Supported field kinds:
+// `env:"NAME"` is overridden by that variable or, when NAME is not set, by
+// the content of the file that NAME_FILE names (trailing newlines removed):
+// a credential mounted from a Kubernetes Secret is given as NAME_FILE, so its
+// value never appears in the pod spec or the process environment.
+// Supported field kinds:
 // string, bool, ints, float64, time.Duration, []string (comma-separated in
 // the environment) and nested structs.
 func Load(path string, dst any, lookup func(string) (string, bool)) error {
@@ -72,7 +76,15 @@ func applyEnv(v reflect.Value, lookup func(string) (string, bool)) error {
 		}
 		raw, ok := lookup(name)
 		if !ok {
-			continue
+			file, fromFile := lookup(name + "_FILE")
+			if !fromFile || file == "" {
+				continue
+			}
+			content, err := os.ReadFile(file)
+			if err != nil {
+				return fmt.Errorf("%w: %s_FILE: %w", ErrInvalid, name, err)
+			}
+			raw = strings.TrimRight(string(content), "\r\n")
 		}
 		if err := setValue(fv, raw); err != nil {
 			return fmt.Errorf("%w: %s=%q: %w", ErrInvalid, name, raw, err)

@@ -48,6 +48,18 @@ func TestLoad(t *testing.T) {
 		{name: "bad duration in env", env: map[string]string{"T_WAIT": "soon"}, wantErr: "T_WAIT"},
 		{name: "bad int in env", env: map[string]string{"T_WORKERS": "many"}, wantErr: "T_WORKERS"},
 		{name: "missing file", file: filepath.Join(dir, "nope.yaml"), wantErr: "read config file"},
+		{
+			name: "value from a _FILE variable",
+			env:  map[string]string{"T_URL_FILE": write("url", "nats://u:p@b:4222\n"), "T_ADDR_FILE": ""},
+			want: func(c *testConfig) { c.Nested.URL = "nats://u:p@b:4222" },
+		},
+		{
+			name: "variable wins over its _FILE",
+			env:  map[string]string{"T_URL": "nats://env", "T_URL_FILE": write("url2", "nats://file")},
+			want: func(c *testConfig) { c.Nested.URL = "nats://env" },
+		},
+		{name: "missing _FILE", env: map[string]string{"T_URL_FILE": filepath.Join(dir, "none")}, wantErr: "T_URL_FILE"},
+		{name: "bad value in _FILE", env: map[string]string{"T_WAIT_FILE": write("wait", "soon")}, wantErr: "T_WAIT"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

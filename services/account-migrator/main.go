@@ -12,6 +12,7 @@ import (
 
 	"github.com/outposthq/outpost/libs/config"
 	"github.com/outposthq/outpost/libs/service"
+	"github.com/outposthq/outpost/libs/version"
 	"github.com/outposthq/outpost/services/account-migrator/internal/app"
 	appconfig "github.com/outposthq/outpost/services/account-migrator/internal/config"
 )
@@ -25,7 +26,11 @@ func main() {
 
 func run() error {
 	configPath := flag.String("config", "", "path to a YAML configuration file")
+	showVersion := version.Flag(nil)
 	flag.Parse()
+	if version.PrintIfRequested(showVersion, os.Stdout, "account-migrator") {
+		return nil
+	}
 
 	cfg := appconfig.Default()
 	if err := config.Load(*configPath, &cfg, nil); err != nil {

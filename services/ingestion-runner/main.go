@@ -11,6 +11,7 @@ import (
 	"os"
 
 	"github.com/outposthq/outpost/libs/service"
+	"github.com/outposthq/outpost/libs/version"
 
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/app"
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/config"
@@ -23,7 +24,11 @@ func main() {
 // run returns the exit code, so deferred cleanup runs before os.Exit.
 func run() int {
 	configPath := flag.String("config", "", "YAML configuration file (optional; OUTPOST_* variables override it)")
+	showVersion := version.Flag(nil)
 	flag.Parse()
+	if version.PrintIfRequested(showVersion, os.Stdout, "ingestion-runner") {
+		return 0
+	}
 
 	// A first SIGINT/SIGTERM drains; a second exits at once.
 	ctx, stop := service.SignalContext(context.Background())

@@ -14,6 +14,7 @@ import (
 
 	"github.com/outposthq/outpost/libs/config"
 	"github.com/outposthq/outpost/libs/service"
+	"github.com/outposthq/outpost/libs/version"
 	"github.com/outposthq/outpost/services/k8s-watcher/internal/app"
 	appconfig "github.com/outposthq/outpost/services/k8s-watcher/internal/config"
 )
@@ -27,7 +28,11 @@ func main() {
 
 func run() error {
 	configPath := flag.String("config", "", "path to a YAML configuration file")
+	showVersion := version.Flag(nil)
 	flag.Parse()
+	if version.PrintIfRequested(showVersion, os.Stdout, "k8s-watcher") {
+		return nil
+	}
 
 	cfg := appconfig.Default()
 	if err := config.Load(*configPath, &cfg, nil); err != nil {

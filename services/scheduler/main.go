@@ -18,6 +18,7 @@ import (
 
 	"github.com/outposthq/outpost/libs/queue/natsjs"
 	"github.com/outposthq/outpost/libs/service"
+	"github.com/outposthq/outpost/libs/version"
 	"github.com/outposthq/outpost/services/scheduler/internal/app"
 	"github.com/outposthq/outpost/services/scheduler/internal/config"
 )
@@ -28,7 +29,11 @@ func main() {
 
 func run() int {
 	configPath := flag.String("config", "", "path to a YAML configuration file")
+	showVersion := version.Flag(nil)
 	flag.Parse()
+	if version.PrintIfRequested(showVersion, os.Stdout, "scheduler") {
+		return 0
+	}
 
 	ctx, stop := service.SignalContext(context.Background())
 	defer stop()

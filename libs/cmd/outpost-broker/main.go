@@ -19,6 +19,7 @@ import (
 	"github.com/outposthq/outpost/libs/natsembed"
 	"github.com/outposthq/outpost/libs/queue/natsjs"
 	"github.com/outposthq/outpost/libs/service"
+	"github.com/outposthq/outpost/libs/version"
 )
 
 func main() {
@@ -49,7 +50,11 @@ func run() error {
 	tlsCert := flag.String("tls-cert", "", "PEM server certificate: serve TLS only")
 	tlsKey := flag.String("tls-key", "", "PEM key of -tls-cert")
 	tlsClientCA := flag.String("tls-client-ca", "", "PEM CAs of client certificates: require one (mTLS)")
+	showVersion := version.Flag(nil)
 	flag.Parse()
+	if version.PrintIfRequested(showVersion, os.Stdout, "outpost-broker") {
+		return nil
+	}
 
 	log, err := service.NewLogger(os.Stderr, "outpost-broker", *logLevel)
 	if err != nil {

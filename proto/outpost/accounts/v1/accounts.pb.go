@@ -739,7 +739,9 @@ type WatcherHeartbeat struct {
 	IntervalMs uint32                 `protobuf:"varint,5,opt,name=interval_ms,json=intervalMs,proto3" json:"interval_ms,omitempty"`
 	StartedAt  *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
 	// Set on the last heartbeat of a watcher that is shutting down.
-	Stopping      bool `protobuf:"varint,7,opt,name=stopping,proto3" json:"stopping,omitempty"`
+	Stopping bool `protobuf:"varint,7,opt,name=stopping,proto3" json:"stopping,omitempty"`
+	// Version of the watcher binary (libs/version), for version skew.
+	Version       string `protobuf:"bytes,8,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -821,6 +823,13 @@ func (x *WatcherHeartbeat) GetStopping() bool {
 		return x.Stopping
 	}
 	return false
+}
+
+func (x *WatcherHeartbeat) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
 }
 
 // AccountControl is a command for whichever watcher of a zone holds an
@@ -1186,7 +1195,7 @@ const file_outpost_accounts_v1_accounts_proto_rawDesc = "" +
 	"\aaccount\x18\x01 \x01(\tR\aaccount\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x02 \x01(\x04R\n" +
-	"generation\"\xb4\x02\n" +
+	"generation\"\xce\x02\n" +
 	"\x10WatcherHeartbeat\x127\n" +
 	"\benvelope\x18\x01 \x01(\v2\x1b.outpost.common.v1.EnvelopeR\benvelope\x12\x12\n" +
 	"\x04zone\x18\x02 \x01(\tR\x04zone\x12\x1d\n" +
@@ -1197,7 +1206,8 @@ const file_outpost_accounts_v1_accounts_proto_rawDesc = "" +
 	"intervalMs\x129\n" +
 	"\n" +
 	"started_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12\x1a\n" +
-	"\bstopping\x18\a \x01(\bR\bstopping\"\x88\x02\n" +
+	"\bstopping\x18\a \x01(\bR\bstopping\x12\x18\n" +
+	"\aversion\x18\b \x01(\tR\aversion\"\x88\x02\n" +
 	"\x0eAccountControl\x127\n" +
 	"\benvelope\x18\x01 \x01(\v2\x1b.outpost.common.v1.EnvelopeR\benvelope\x12\x18\n" +
 	"\aaccount\x18\x02 \x01(\tR\aaccount\x12\x1e\n" +

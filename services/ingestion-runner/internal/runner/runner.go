@@ -13,13 +13,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/version"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/logstream"
@@ -55,7 +55,7 @@ type Config struct {
 	Tenant   string
 	Pool     string
 	RunnerID string
-	// Version is reported in heartbeats; the module version when empty.
+	// Version is reported in heartbeats; the binary's version (libs/version) when empty.
 	Version string
 
 	Concurrency       int
@@ -100,7 +100,7 @@ type Runner struct {
 // New returns a runner. metrics may be nil.
 func New(cfg Config, broker Broker, subjects queue.Subjects, registry *tasks.Registry, log *slog.Logger, metrics *Metrics) *Runner {
 	if cfg.Version == "" {
-		cfg.Version = moduleVersion()
+		cfg.Version = version.Get()
 	}
 	if metrics == nil {
 		metrics = NewMetrics(nil)
@@ -302,11 +302,4 @@ func (r *Runner) heartbeat(ctx context.Context) {
 	if err != nil && ctx.Err() == nil {
 		r.log.Warn("heartbeat not published", "error", err)
 	}
-}
-
-func moduleVersion() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "devel"
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/version"
 	accountsv1 "github.com/outposthq/outpost/proto/outpost/accounts/v1"
 )
 
@@ -33,6 +34,7 @@ func (a *Agent) sendHeartbeat(ctx context.Context, stopping bool) {
 		WatcherId:  a.cfg.WatcherID,
 		IntervalMs: uint32(a.cfg.HeartbeatInterval / time.Millisecond),
 		StartedAt:  timestamppb.New(a.started),
+		Version:    version.Get(),
 		Stopping:   stopping,
 	}
 	for _, h := range a.holdings() {

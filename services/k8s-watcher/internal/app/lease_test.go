@@ -12,6 +12,7 @@ import (
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/inventory"
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/version"
 	accountsv1 "github.com/outposthq/outpost/proto/outpost/accounts/v1"
 	watchv1 "github.com/outposthq/outpost/proto/outpost/watch/v1"
 	"github.com/outposthq/outpost/services/k8s-watcher/internal/agent"
@@ -43,6 +44,7 @@ func TestDeactivate(t *testing.T) {
 	ns := e.kc.CreateNamespace(t)
 	e.activated(t, e.spec("leaving", ns), 3)
 	require.Eventually(t, func() bool { return holds(e.heartbeat(cfg.WatcherID), "leaving", 3) }, waitFor, poll)
+	require.Equal(t, version.Get(), e.heartbeat(cfg.WatcherID).GetVersion(), "heartbeats carry the binary's version")
 	require.Equal(t, 1, e.leaseBacklog())
 
 	// Another generation's command is not for this holder.

@@ -1,6 +1,7 @@
 package directory
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -100,7 +101,7 @@ func TestCheckIDs(t *testing.T) {
 	for _, id := range []string{"", "a b", "a\tb", "x\x00", strings.Repeat("u", maxUserID+1), "\xff"} {
 		err := CheckUserID(id, "user")
 		require.ErrorIs(t, err, ErrInvalid, "%q", id)
-		ie, ok := err.(*InvalidError)
+		ie, ok := errors.AsType[*InvalidError](err)
 		require.True(t, ok)
 		require.Equal(t, "user", ie.Field)
 	}

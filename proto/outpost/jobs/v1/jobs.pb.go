@@ -570,11 +570,17 @@ func (x *SubmitJob) GetUser() string {
 // JobDispatched is the work item on a pool's queue. The attempt is the
 // queue's delivery count, not a field, so redelivery needs no rewrite.
 type JobDispatched struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Envelope      *v11.Envelope          `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
-	JobId         string                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	Spec          *JobSpec               `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
-	SubmittedAt   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=submitted_at,json=submittedAt,proto3" json:"submitted_at,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Envelope    *v11.Envelope          `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	JobId       string                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Spec        *JobSpec               `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	SubmittedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=submitted_at,json=submittedAt,proto3" json:"submitted_at,omitempty"`
+	// The control plane's signature; a runner runs only a job it verifies.
+	Signature *v11.Signature `protobuf:"bytes,5,opt,name=signature,proto3" json:"signature,omitempty"`
+	// Issued by the control plane with the dispatch: runners echo it on every
+	// JobStatus, LogChunk and JobRecords of the job, and the scheduler drops
+	// events whose token is not the job's current one.
+	AttemptToken  string `protobuf:"bytes,6,opt,name=attempt_token,json=attemptToken,proto3" json:"attempt_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -635,6 +641,20 @@ func (x *JobDispatched) GetSubmittedAt() *timestamppb.Timestamp {
 		return x.SubmittedAt
 	}
 	return nil
+}
+
+func (x *JobDispatched) GetSignature() *v11.Signature {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *JobDispatched) GetAttemptToken() string {
+	if x != nil {
+		return x.AttemptToken
+	}
+	return ""
 }
 
 // JobResult is the outcome of a finished attempt, carried by its terminal
@@ -711,8 +731,10 @@ type JobStatus struct {
 	RunnerId string `protobuf:"bytes,5,opt,name=runner_id,json=runnerId,proto3" json:"runner_id,omitempty"`
 	// Set when a failed attempt will be retried: the job is QUEUED again and
 	// becomes visible to runners at this time.
-	RetryAt       *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=retry_at,json=retryAt,proto3" json:"retry_at,omitempty"`
-	Result        *JobResult             `protobuf:"bytes,7,opt,name=result,proto3" json:"result,omitempty"`
+	RetryAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=retry_at,json=retryAt,proto3" json:"retry_at,omitempty"`
+	Result  *JobResult             `protobuf:"bytes,7,opt,name=result,proto3" json:"result,omitempty"`
+	// The attempt token of the JobDispatched this status reports on.
+	AttemptToken  string `protobuf:"bytes,8,opt,name=attempt_token,json=attemptToken,proto3" json:"attempt_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -796,6 +818,13 @@ func (x *JobStatus) GetResult() *JobResult {
 	return nil
 }
 
+func (x *JobStatus) GetAttemptToken() string {
+	if x != nil {
+		return x.AttemptToken
+	}
+	return ""
+}
+
 // LogLine is one line a task wrote.
 type LogLine struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -864,8 +893,10 @@ type LogChunk struct {
 	Envelope *v11.Envelope          `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
 	JobId    string                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	// Sequence number of the first line within the attempt.
-	FirstSeq      uint64     `protobuf:"varint,3,opt,name=first_seq,json=firstSeq,proto3" json:"first_seq,omitempty"`
-	Lines         []*LogLine `protobuf:"bytes,4,rep,name=lines,proto3" json:"lines,omitempty"`
+	FirstSeq uint64     `protobuf:"varint,3,opt,name=first_seq,json=firstSeq,proto3" json:"first_seq,omitempty"`
+	Lines    []*LogLine `protobuf:"bytes,4,rep,name=lines,proto3" json:"lines,omitempty"`
+	// The attempt token of the JobDispatched these lines belong to.
+	AttemptToken  string `protobuf:"bytes,5,opt,name=attempt_token,json=attemptToken,proto3" json:"attempt_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -926,6 +957,13 @@ func (x *LogChunk) GetLines() []*LogLine {
 		return x.Lines
 	}
 	return nil
+}
+
+func (x *LogChunk) GetAttemptToken() string {
+	if x != nil {
+		return x.AttemptToken
+	}
+	return ""
 }
 
 // CancelJob tells the runners of a pool to stop a job.
@@ -1127,19 +1165,21 @@ const file_outpost_jobs_v1_jobs_proto_rawDesc = "" +
 	"\benvelope\x18\x01 \x01(\v2\x1b.outpost.common.v1.EnvelopeR\benvelope\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12,\n" +
 	"\x04spec\x18\x03 \x01(\v2\x18.outpost.jobs.v1.JobSpecR\x04spec\x12\x12\n" +
-	"\x04user\x18\x04 \x01(\tR\x04user\"\xcc\x01\n" +
+	"\x04user\x18\x04 \x01(\tR\x04user\"\xad\x02\n" +
 	"\rJobDispatched\x127\n" +
 	"\benvelope\x18\x01 \x01(\v2\x1b.outpost.common.v1.EnvelopeR\benvelope\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12,\n" +
 	"\x04spec\x18\x03 \x01(\v2\x18.outpost.jobs.v1.JobSpecR\x04spec\x12=\n" +
-	"\fsubmitted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vsubmittedAt\"\xde\x01\n" +
+	"\fsubmitted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vsubmittedAt\x12:\n" +
+	"\tsignature\x18\x05 \x01(\v2\x1c.outpost.common.v1.SignatureR\tsignature\x12#\n" +
+	"\rattempt_token\x18\x06 \x01(\tR\fattemptToken\"\xde\x01\n" +
 	"\tJobResult\x12\x1b\n" +
 	"\texit_code\x18\x01 \x01(\x05R\bexitCode\x125\n" +
 	"\bduration\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12A\n" +
 	"\aoutputs\x18\x03 \x03(\v2'.outpost.jobs.v1.JobResult.OutputsEntryR\aoutputs\x1a:\n" +
 	"\fOutputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xac\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd1\x02\n" +
 	"\tJobStatus\x127\n" +
 	"\benvelope\x18\x01 \x01(\v2\x1b.outpost.common.v1.EnvelopeR\benvelope\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12/\n" +
@@ -1147,16 +1187,18 @@ const file_outpost_jobs_v1_jobs_proto_rawDesc = "" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x1b\n" +
 	"\trunner_id\x18\x05 \x01(\tR\brunnerId\x125\n" +
 	"\bretry_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\aretryAt\x122\n" +
-	"\x06result\x18\a \x01(\v2\x1a.outpost.jobs.v1.JobResultR\x06result\"e\n" +
+	"\x06result\x18\a \x01(\v2\x1a.outpost.jobs.v1.JobResultR\x06result\x12#\n" +
+	"\rattempt_token\x18\b \x01(\tR\fattemptToken\"e\n" +
 	"\aLogLine\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\tR\x06stream\x12\x12\n" +
-	"\x04text\x18\x03 \x01(\tR\x04text\"\xa7\x01\n" +
+	"\x04text\x18\x03 \x01(\tR\x04text\"\xcc\x01\n" +
 	"\bLogChunk\x127\n" +
 	"\benvelope\x18\x01 \x01(\v2\x1b.outpost.common.v1.EnvelopeR\benvelope\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x1b\n" +
 	"\tfirst_seq\x18\x03 \x01(\x04R\bfirstSeq\x12.\n" +
-	"\x05lines\x18\x04 \x03(\v2\x18.outpost.jobs.v1.LogLineR\x05lines\"s\n" +
+	"\x05lines\x18\x04 \x03(\v2\x18.outpost.jobs.v1.LogLineR\x05lines\x12#\n" +
+	"\rattempt_token\x18\x05 \x01(\tR\fattemptToken\"s\n" +
 	"\tCancelJob\x127\n" +
 	"\benvelope\x18\x01 \x01(\v2\x1b.outpost.common.v1.EnvelopeR\benvelope\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x16\n" +
@@ -1216,6 +1258,7 @@ var file_outpost_jobs_v1_jobs_proto_goTypes = []any{
 	(*v1.AssertionTask)(nil),      // 19: outpost.ingest.v1.AssertionTask
 	(*v11.Envelope)(nil),          // 20: outpost.common.v1.Envelope
 	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*v11.Signature)(nil),         // 22: outpost.common.v1.Signature
 }
 var file_outpost_jobs_v1_jobs_proto_depIdxs = []int32{
 	17, // 0: outpost.jobs.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
@@ -1236,22 +1279,23 @@ var file_outpost_jobs_v1_jobs_proto_depIdxs = []int32{
 	20, // 15: outpost.jobs.v1.JobDispatched.envelope:type_name -> outpost.common.v1.Envelope
 	5,  // 16: outpost.jobs.v1.JobDispatched.spec:type_name -> outpost.jobs.v1.JobSpec
 	21, // 17: outpost.jobs.v1.JobDispatched.submitted_at:type_name -> google.protobuf.Timestamp
-	17, // 18: outpost.jobs.v1.JobResult.duration:type_name -> google.protobuf.Duration
-	16, // 19: outpost.jobs.v1.JobResult.outputs:type_name -> outpost.jobs.v1.JobResult.OutputsEntry
-	20, // 20: outpost.jobs.v1.JobStatus.envelope:type_name -> outpost.common.v1.Envelope
-	0,  // 21: outpost.jobs.v1.JobStatus.state:type_name -> outpost.jobs.v1.JobState
-	21, // 22: outpost.jobs.v1.JobStatus.retry_at:type_name -> google.protobuf.Timestamp
-	8,  // 23: outpost.jobs.v1.JobStatus.result:type_name -> outpost.jobs.v1.JobResult
-	21, // 24: outpost.jobs.v1.LogLine.time:type_name -> google.protobuf.Timestamp
-	20, // 25: outpost.jobs.v1.LogChunk.envelope:type_name -> outpost.common.v1.Envelope
-	10, // 26: outpost.jobs.v1.LogChunk.lines:type_name -> outpost.jobs.v1.LogLine
-	20, // 27: outpost.jobs.v1.CancelJob.envelope:type_name -> outpost.common.v1.Envelope
-	20, // 28: outpost.jobs.v1.RunnerHeartbeat.envelope:type_name -> outpost.common.v1.Envelope
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	22, // 18: outpost.jobs.v1.JobDispatched.signature:type_name -> outpost.common.v1.Signature
+	17, // 19: outpost.jobs.v1.JobResult.duration:type_name -> google.protobuf.Duration
+	16, // 20: outpost.jobs.v1.JobResult.outputs:type_name -> outpost.jobs.v1.JobResult.OutputsEntry
+	20, // 21: outpost.jobs.v1.JobStatus.envelope:type_name -> outpost.common.v1.Envelope
+	0,  // 22: outpost.jobs.v1.JobStatus.state:type_name -> outpost.jobs.v1.JobState
+	21, // 23: outpost.jobs.v1.JobStatus.retry_at:type_name -> google.protobuf.Timestamp
+	8,  // 24: outpost.jobs.v1.JobStatus.result:type_name -> outpost.jobs.v1.JobResult
+	21, // 25: outpost.jobs.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	20, // 26: outpost.jobs.v1.LogChunk.envelope:type_name -> outpost.common.v1.Envelope
+	10, // 27: outpost.jobs.v1.LogChunk.lines:type_name -> outpost.jobs.v1.LogLine
+	20, // 28: outpost.jobs.v1.CancelJob.envelope:type_name -> outpost.common.v1.Envelope
+	20, // 29: outpost.jobs.v1.RunnerHeartbeat.envelope:type_name -> outpost.common.v1.Envelope
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_outpost_jobs_v1_jobs_proto_init() }

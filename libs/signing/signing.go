@@ -83,14 +83,18 @@ func Reason(err error) string {
 // PoolScope is the scope of a job of pool.
 func PoolScope(pool string) string { return "pool/" + pool }
 
-// ZoneScope is the scope of an operation or a lease for zone.
+// ZoneScope is the scope of an account lease for zone.
 func ZoneScope(zone string) string { return "zone/" + zone }
+
+// AccountScope is the scope of an operation on account: operations are
+// queued per account, and only the watcher holding it consumes them.
+func AccountScope(account string) string { return "account/" + account }
 
 // Binding is what a signature is bound to besides the message bytes.
 type Binding struct {
 	// Tenant owning the message.
 	Tenant string
-	// Scope is PoolScope or ZoneScope.
+	// Scope is PoolScope, ZoneScope or AccountScope.
 	Scope string
 	// Subject is the job id, operation id or account name.
 	Subject string

@@ -139,7 +139,7 @@ type Signature struct {
 	// The ed25519 signature (64 bytes).
 	Signature []byte `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
 	// Where the message may run: "pool/<pool>" for a job, "zone/<zone>" for
-	// an operation or an account lease.
+	// an account lease, "account/<account>" for an operation.
 	Scope         string `protobuf:"bytes,4,opt,name=scope,proto3" json:"scope,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

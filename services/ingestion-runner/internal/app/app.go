@@ -45,6 +45,11 @@ const (
 // Run runs the runner until ctx is done and it has drained. The operations
 // server stays up until the end so the drain can be watched.
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	// A runner that could not verify its work refuses to start, before it
+	// connects to anything.
+	if _, err := cfg.Signing.Verifier(); err != nil {
+		return fmt.Errorf("signing: %w", err)
+	}
 	reg := service.NewRegistry()
 	metrics := runner.NewMetrics(reg)
 
@@ -119,7 +124,16 @@ func New(cfg config.Config, broker runner.Broker, subjects queue.Subjects, log *
 		names[i] = p.Name()
 	}
 	log.Info("secret providers", "providers", names, "cache_ttl", cfg.Secrets.CacheTTL)
-	return runner.New(RunnerConfig(cfg), broker, subjects, Tasks(cfg, broker, subjects, providers), log, metrics), nil
+	verifier, err := cfg.Signing.Verifier()
+	if err != nil {
+		return nil, fmt.Errorf("signing: %w", err)
+	}
+	if verifier == nil {
+		log.Warn("no trusted signing key: unsigned jobs will run (signing.allow_unsigned, for development only)")
+	}
+	rc := RunnerConfig(cfg)
+	rc.Verifier = verifier
+	return runner.New(rc, broker, subjects, Tasks(cfg, broker, subjects, providers), log, metrics), nil
 }
 
 // RunnerConfig maps the service configuration onto the runner's.

@@ -15,6 +15,7 @@ import (
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/backend"
 	"github.com/outposthq/outpost/libs/queue/sqs"
+	"github.com/outposthq/outpost/libs/signing"
 
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/secrets"
 )
@@ -71,6 +72,9 @@ type Config struct {
 	Command Command `yaml:"command"`
 	Secrets Secrets `yaml:"secrets"`
 	Logs    Logs    `yaml:"logs"`
+	// Signing holds the control plane's trusted public keys: a job runs
+	// only if one of them verifies its signature.
+	Signing signing.VerifierConfig `yaml:"signing"`
 }
 
 // Broker is the queue connection.

@@ -30,7 +30,10 @@ type Input struct {
 	Tenant  string
 	JobID   string
 	Attempt int
-	Spec    *jobsv1.JobSpec
+	// AttemptToken is the dispatch's attempt token, echoed on every event
+	// the task publishes.
+	AttemptToken string
+	Spec         *jobsv1.JobSpec
 }
 
 // Output is where a task reports while it runs. Everything written is

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -157,11 +158,11 @@ func (s *Signer) Sign(m proto.Message, b Binding) error {
 		ExpiresAt: timestamppb.New(s.now().Add(s.ttl).UTC()),
 		Scope:     b.Scope,
 	}
-	payload, err := signedBytes(m, fd, sig, b)
+	body, err := marshalUnsigned(m, fd)
 	if err != nil {
 		return err
 	}
-	sig.Signature = ed25519.Sign(s.key, payload)
+	sig.Signature = ed25519.Sign(s.key, signedBytes(m, sig, b, body))
 	m.ProtoReflect().Set(fd, protoreflect.ValueOfMessage(sig.ProtoReflect()))
 	return nil
 }
@@ -212,7 +213,12 @@ func (v *Verifier) WithClock(now func() time.Time) *Verifier {
 // are read from m. It returns an error wrapping one of ErrUnsigned,
 // ErrWrongTenant, ErrWrongScope, ErrUnknownKey, ErrExpired or
 // ErrBadSignature. msgTenant is the tenant the message names.
-func (v *Verifier) Verify(m proto.Message, msgTenant string, b Binding) error {
+//
+// raw is the message as received, m decoded from it: the signed bytes are
+// raw less its signature field, so that an agent verifies fields it does
+// not know (a newer control plane's) as they were signed. With raw nil, m
+// is marshalled deterministically instead.
+func (v *Verifier) Verify(m proto.Message, raw []byte, msgTenant string, b Binding) error {
 	fd, err := signatureField(m)
 	if err != nil {
 		return err
@@ -238,10 +244,15 @@ func (v *Verifier) Verify(m proto.Message, msgTenant string, b Binding) error {
 	if !sig.GetExpiresAt().IsValid() || !v.now().Before(sig.GetExpiresAt().AsTime()) {
 		return fmt.Errorf("%w: at %s", ErrExpired, sig.GetExpiresAt().AsTime().Format(time.RFC3339))
 	}
-	payload, err := signedBytes(m, fd, sig, b)
-	if err != nil {
+	var body []byte
+	if raw != nil {
+		if body, err = stripField(raw, fd.Number()); err != nil {
+			return fmt.Errorf("%w: %w", ErrBadSignature, err)
+		}
+	} else if body, err = marshalUnsigned(m, fd); err != nil {
 		return err
 	}
+	payload := signedBytes(m, sig, b, body)
 	if !ed25519.Verify(key, payload, sig.GetSignature()) {
 		return fmt.Errorf("%w: key id %q", ErrBadSignature, sig.GetKeyId())
 	}
@@ -251,16 +262,45 @@ func (v *Verifier) Verify(m proto.Message, msgTenant string, b Binding) error {
 // domain separates these signatures from any other use of the keys.
 const domain = "outpost-signature-v1"
 
-// signedBytes is what a signature covers: the domain, the signature's key
-// id, expiry and scope, the binding, and m marshalled deterministically
-// with its signature field cleared; each part length-prefixed.
-func signedBytes(m proto.Message, fd protoreflect.FieldDescriptor, sig *commonv1.Signature, b Binding) ([]byte, error) {
+// marshalUnsigned is m marshalled deterministically with its signature
+// field cleared. Marshalled deterministically with the signature (as
+// events.Encode does), the same message is these bytes with the signature
+// field in its place: fields are written in number order.
+func marshalUnsigned(m proto.Message, fd protoreflect.FieldDescriptor) ([]byte, error) {
 	c := proto.Clone(m)
 	c.ProtoReflect().Clear(fd)
 	body, err := proto.MarshalOptions{Deterministic: true}.Marshal(c)
 	if err != nil {
 		return nil, fmt.Errorf("signing: marshal %s: %w", m.ProtoReflect().Descriptor().FullName(), err)
 	}
+	return body, nil
+}
+
+// stripField returns raw, a marshalled message, without its top-level
+// fields of number num.
+func stripField(raw []byte, num protowire.Number) ([]byte, error) {
+	out := make([]byte, 0, len(raw))
+	for rest := raw; len(rest) > 0; {
+		n, typ, tl := protowire.ConsumeTag(rest)
+		if tl < 0 {
+			return nil, protowire.ParseError(tl)
+		}
+		vl := protowire.ConsumeFieldValue(n, typ, rest[tl:])
+		if vl < 0 {
+			return nil, protowire.ParseError(vl)
+		}
+		if n != num {
+			out = append(out, rest[:tl+vl]...)
+		}
+		rest = rest[tl+vl:]
+	}
+	return out, nil
+}
+
+// signedBytes is what a signature covers: the domain, the message type,
+// the signature's key id, expiry and scope, the binding, and body (the
+// message without its signature); each part length-prefixed.
+func signedBytes(m proto.Message, sig *commonv1.Signature, b Binding, body []byte) []byte {
 	var out []byte
 	put := func(p []byte) {
 		out = binary.BigEndian.AppendUint32(out, uint32(len(p)))
@@ -276,7 +316,7 @@ func signedBytes(m proto.Message, fd protoreflect.FieldDescriptor, sig *commonv1
 	put([]byte(b.Subject))
 	out = binary.BigEndian.AppendUint32(out, b.Attempt)
 	put(body)
-	return out, nil
+	return out
 }
 
 var signatureName = (&commonv1.Signature{}).ProtoReflect().Descriptor().FullName()

@@ -1,13 +1,17 @@
 package signing_test
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/outposthq/outpost/libs/events"
 
 	"github.com/outposthq/outpost/libs/signing"
 	commonv1 "github.com/outposthq/outpost/proto/outpost/common/v1"
@@ -81,16 +85,16 @@ func TestSignVerify(t *testing.T) {
 			m := job()
 			if tc.signer != nil {
 				require.NoError(t, tc.signer.Sign(m, binding("acme", "default")))
-				// What is verified is what went over the wire.
-				raw, err := proto.Marshal(m)
-				require.NoError(t, err)
-				m = &jobsv1.JobDispatched{}
-				require.NoError(t, proto.Unmarshal(raw, m))
 			}
 			if tc.mutate != nil {
 				tc.mutate(m)
 			}
-			err := tc.v.Verify(m, m.GetEnvelope().GetTenant(), tc.b)
+			// What is verified is what went over the wire.
+			raw, err := events.Encode("s", m, "")
+			require.NoError(t, err)
+			got, err := events.DecodeAs[*jobsv1.JobDispatched](raw.Header, raw.Data)
+			require.NoError(t, err)
+			err = tc.v.Verify(got, raw.Data, got.GetEnvelope().GetTenant(), tc.b)
 			if tc.want == nil {
 				require.NoError(t, err)
 				return
@@ -107,10 +111,36 @@ func TestExpired(t *testing.T) {
 	m := &watchv1.Operation{Envelope: &commonv1.Envelope{Tenant: "acme"}, Id: "op-1", Account: "prod"}
 	b := signing.Binding{Tenant: "acme", Scope: signing.ZoneScope("eu"), Subject: "op-1"}
 	require.NoError(t, s.WithClock(func() time.Time { return time.Now().Add(-2 * time.Hour) }).Sign(m, b))
-	err = v.Verify(m, "acme", b)
+	err = v.Verify(m, nil, "acme", b)
 	require.ErrorIs(t, err, signing.ErrExpired)
 	require.Equal(t, signing.ReasonExpired, signing.Reason(err))
-	require.NoError(t, v.WithClock(func() time.Time { return time.Now().Add(-90 * time.Minute) }).Verify(m, "acme", b))
+	require.NoError(t, v.WithClock(func() time.Time { return time.Now().Add(-90 * time.Minute) }).Verify(m, nil, "acme", b))
+}
+
+// A control plane newer than the agent signs fields the agent does not
+// know: they reach it as unknown fields, and still verify, as sent; a
+// change to one of them does not.
+func TestUnknownFieldsVerify(t *testing.T) {
+	s := newSigner(t, "k1")
+	v, err := signing.NewVerifier(s.Public())
+	require.NoError(t, err)
+	newer := job()
+	// Field 99 of JobDispatched, a string, as a newer version would send it.
+	extra := protowire.AppendTag(nil, 99, protowire.BytesType)
+	extra = protowire.AppendString(extra, "from a newer version")
+	newer.ProtoReflect().SetUnknown(extra)
+	require.NoError(t, s.Sign(newer, binding("acme", "default")))
+	raw, err := events.Encode("s", newer, "")
+	require.NoError(t, err)
+
+	old := &jobsv1.JobDispatched{}
+	require.NoError(t, proto.Unmarshal(raw.Data, old))
+	require.NotEmpty(t, old.ProtoReflect().GetUnknown())
+	require.NoError(t, v.Verify(old, raw.Data, "acme", binding("acme", "default")))
+
+	tampered := bytes.Replace(raw.Data, []byte("newer version"), []byte("older version"), 1)
+	require.NotEqual(t, raw.Data, tampered)
+	require.ErrorIs(t, v.Verify(old, tampered, "acme", binding("acme", "default")), signing.ErrBadSignature)
 }
 
 func TestNotSignable(t *testing.T) {
@@ -150,7 +180,7 @@ func TestKeyFiles(t *testing.T) {
 	require.NoError(t, err)
 	m := job()
 	require.NoError(t, s.Sign(m, binding("acme", "default")))
-	require.NoError(t, v.Verify(m, "acme", binding("acme", "default")))
+	require.NoError(t, v.Verify(m, nil, "acme", binding("acme", "default")))
 
 	require.NoError(t, os.Chmod(path, 0o644))
 	_, err = signing.ReadPrivateKeyFile(path)

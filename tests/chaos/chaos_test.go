@@ -170,13 +170,16 @@ func cluster(t *testing.T) system {
 	brokerURL := strings.Join(urls, ",")
 	apiPort := testenv.FreePort(t)
 	api := fmt.Sprintf("http://127.0.0.1:%d", apiPort)
-	sched := harness.Start(t, "scheduler", "scheduler", map[string]string{
+	key := harness.NewSigningKey(t, "chaos-1")
+	schedEnv := map[string]string{
 		"OUTPOST_LISTEN":          fmt.Sprintf("127.0.0.1:%d", apiPort),
 		"OUTPOST_BROKER_URL":      brokerURL,
 		"OUTPOST_BROKER_REPLICAS": "3",
 		"OUTPOST_TENANTS":         tenant,
 		"OUTPOST_DEFAULT_TENANT":  tenant,
-	})
+	}
+	maps.Copy(schedEnv, key.SignerEnv())
+	sched := harness.Start(t, "scheduler", "scheduler", schedEnv)
 	harness.WaitReady(t, api+"/readyz", readyTimeout)
 	runners := make([]*harness.Process, 2)
 	for i := range runners {
@@ -189,6 +192,7 @@ func cluster(t *testing.T) system {
 			"OUTPOST_RUNNER_ID":       fmt.Sprintf("runner-%d", i+1),
 			"OUTPOST_OPS_ADDR":        ops,
 		}
+		maps.Copy(env, harness.TrustEnv(key))
 		for k, v := range runnerEnv {
 			env[k] = v
 		}

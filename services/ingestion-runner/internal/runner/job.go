@@ -61,7 +61,7 @@ func (r *Runner) handle(_ context.Context, d queue.Delivery) {
 	if err == nil && r.cfg.Verifier != nil {
 		// Before anything else looks at the job: only work the control
 		// plane signed for this tenant and pool runs.
-		if verr := r.verify(job); verr != nil {
+		if verr := r.verify(job, d.Data()); verr != nil {
 			reason := signing.Reason(verr)
 			r.metrics.RefusedJobs.WithLabelValues(reason).Inc()
 			r.log.Warn("unverified job dead-lettered", "subject", d.Subject(), "reason", reason, "error", verr)
@@ -121,8 +121,8 @@ func (r *Runner) handle(_ context.Context, d queue.Delivery) {
 
 // verify checks the control plane's signature of job against this runner's
 // tenant and pool.
-func (r *Runner) verify(job *jobsv1.JobDispatched) error {
-	return r.cfg.Verifier.Verify(job, job.GetEnvelope().GetTenant(), signing.Binding{
+func (r *Runner) verify(job *jobsv1.JobDispatched, raw []byte) error {
+	return r.cfg.Verifier.Verify(job, raw, job.GetEnvelope().GetTenant(), signing.Binding{
 		Tenant:  r.cfg.Tenant,
 		Scope:   signing.PoolScope(r.cfg.Pool),
 		Subject: job.GetJobId(),

@@ -131,7 +131,7 @@ func (a *Agent) operations(account string, exec *ops.Executor, log *slog.Logger)
 			a.settle(ctx, d, "term", func(c context.Context) error { return d.Term(c, err.Error()) })
 			return
 		}
-		if err := a.verify(op, op.GetEnvelope().GetTenant(), signing.AccountScope(account), op.GetId()); err != nil {
+		if err := a.verify(op, d.Data(), op.GetEnvelope().GetTenant(), signing.AccountScope(account), op.GetId()); err != nil {
 			a.refuse(ctx, d, "operation", err)
 			return
 		}

@@ -156,11 +156,11 @@ func (a *Agent) holding(account string) *holding {
 
 // verify checks the control plane's signature of m (a lease or an
 // operation) against this watcher's tenant and scope.
-func (a *Agent) verify(m proto.Message, tenant, scope, subject string) error {
+func (a *Agent) verify(m proto.Message, raw []byte, tenant, scope, subject string) error {
 	if a.cfg.Verifier == nil {
 		return nil
 	}
-	return a.cfg.Verifier.Verify(m, tenant, signing.Binding{Tenant: a.cfg.Tenant, Scope: scope, Subject: subject, Attempt: 1})
+	return a.cfg.Verifier.Verify(m, raw, tenant, signing.Binding{Tenant: a.cfg.Tenant, Scope: scope, Subject: subject, Attempt: 1})
 }
 
 // refuse dead-letters a message whose signature did not verify, with the
@@ -183,7 +183,7 @@ func (a *Agent) handleLease(ctx context.Context, d queue.Delivery) {
 		return
 	}
 	name, gen := lease.GetSpec().GetName(), lease.GetGeneration()
-	if err := a.verify(lease, lease.GetEnvelope().GetTenant(), signing.ZoneScope(a.cfg.Zone), name); err != nil {
+	if err := a.verify(lease, d.Data(), lease.GetEnvelope().GetTenant(), signing.ZoneScope(a.cfg.Zone), name); err != nil {
 		// Nothing is reported for the account: the lease may not come
 		// from the control plane at all.
 		a.refuse(ctx, d, "lease", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"testing"
 
 	"github.com/outposthq/outpost/libs/service/servicetest"
@@ -14,6 +15,9 @@ import (
 func TestRunLifecycle(t *testing.T) {
 	cfg := config.Default()
 	cfg.Listen = testenv.FreeAddr(t)
+	// Generated at first start, as for local use.
+	cfg.Signing.KeyFile = filepath.Join(t.TempDir(), "signing.key")
+	cfg.Signing.Generate = true
 	servicetest.Lifecycle(t, cfg.Listen, func(ctx context.Context, brokerURL string) error {
 		cfg.Broker.URL = brokerURL
 		return Run(ctx, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))

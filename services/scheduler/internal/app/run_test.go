@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -27,6 +28,9 @@ func TestRun(t *testing.T) {
 	require.NoError(t, err)
 	cfg := config.Default()
 	cfg.Listen = fmt.Sprintf("127.0.0.1:%d", port)
+	// Generated at first start, as for local use.
+	cfg.Signing.KeyFile = filepath.Join(t.TempDir(), "signing.key")
+	cfg.Signing.Generate = true
 	cfg.Broker.URL = srv.ClientURL()
 	base := "http://" + cfg.Listen
 

@@ -28,6 +28,11 @@ func TestSignedDispatchAndForgedStatus(t *testing.T) {
 	require.NoError(t, v.Verify(m, d.Data(), m.GetEnvelope().GetTenant(), b))
 	require.Len(t, m.GetAttemptToken(), 22, "128 random bits, base64url")
 	require.Equal(t, m.GetAttemptToken(), e.token("default", j.ID), "the record keeps the dispatch's token")
+	for _, path := range []string{"/api/v1/jobs/" + j.ID, "/api/v1/jobs"} {
+		_, out := e.do("GET", path, "", nil)
+		require.Contains(t, string(out), j.ID)
+		require.NotContains(t, string(out), m.GetAttemptToken(), "the API shows no attempt token")
+	}
 
 	other := e.submit("", noopJob(nil))
 	_, m2 := r.next(t)

@@ -122,6 +122,14 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// Public returns a copy of r without its attempt token, for the API: the
+// token authenticates the runner's events and is shown to no one else.
+func (r *Record) Public() *Record {
+	c := *r
+	c.AttemptToken = ""
+	return &c
+}
+
 // Live reports whether the job can still change state.
 func (r *Record) Live() bool { return !r.State.Terminal() }
 

@@ -289,6 +289,168 @@ func (x *NoopTask) GetFailMessage() string {
 	return ""
 }
 
+// KubernetesResources are the container's requests and limits, as
+// Kubernetes quantities ("500m", "256Mi"); empty means none.
+type KubernetesResources struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CpuRequest    string                 `protobuf:"bytes,1,opt,name=cpu_request,json=cpuRequest,proto3" json:"cpu_request,omitempty"`
+	CpuLimit      string                 `protobuf:"bytes,2,opt,name=cpu_limit,json=cpuLimit,proto3" json:"cpu_limit,omitempty"`
+	MemoryRequest string                 `protobuf:"bytes,3,opt,name=memory_request,json=memoryRequest,proto3" json:"memory_request,omitempty"`
+	MemoryLimit   string                 `protobuf:"bytes,4,opt,name=memory_limit,json=memoryLimit,proto3" json:"memory_limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KubernetesResources) Reset() {
+	*x = KubernetesResources{}
+	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KubernetesResources) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KubernetesResources) ProtoMessage() {}
+
+func (x *KubernetesResources) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KubernetesResources.ProtoReflect.Descriptor instead.
+func (*KubernetesResources) Descriptor() ([]byte, []int) {
+	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *KubernetesResources) GetCpuRequest() string {
+	if x != nil {
+		return x.CpuRequest
+	}
+	return ""
+}
+
+func (x *KubernetesResources) GetCpuLimit() string {
+	if x != nil {
+		return x.CpuLimit
+	}
+	return ""
+}
+
+func (x *KubernetesResources) GetMemoryRequest() string {
+	if x != nil {
+		return x.MemoryRequest
+	}
+	return ""
+}
+
+func (x *KubernetesResources) GetMemoryLimit() string {
+	if x != nil {
+		return x.MemoryLimit
+	}
+	return ""
+}
+
+// KubernetesTask runs a container as a Kubernetes Job in the runner's
+// cluster and namespace. Command, arguments and environment values may hold
+// ${NAME} references: the runner resolves them and passes the values
+// through a Secret it creates for the Job, never in the Job's spec. The
+// pod's ServiceAccount is chosen by the runner from the job's user or
+// project, never by the job.
+type KubernetesTask struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Image string                 `protobuf:"bytes,1,opt,name=image,proto3" json:"image,omitempty"`
+	// The container's entrypoint; empty keeps the image's.
+	Command   []string             `protobuf:"bytes,2,rep,name=command,proto3" json:"command,omitempty"`
+	Args      []string             `protobuf:"bytes,3,rep,name=args,proto3" json:"args,omitempty"`
+	Env       map[string]string    `protobuf:"bytes,4,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Resources *KubernetesResources `protobuf:"bytes,5,opt,name=resources,proto3" json:"resources,omitempty"`
+	// The Job's activeDeadlineSeconds; empty uses the job's timeout.
+	Timeout       *durationpb.Duration `protobuf:"bytes,6,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KubernetesTask) Reset() {
+	*x = KubernetesTask{}
+	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KubernetesTask) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KubernetesTask) ProtoMessage() {}
+
+func (x *KubernetesTask) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KubernetesTask.ProtoReflect.Descriptor instead.
+func (*KubernetesTask) Descriptor() ([]byte, []int) {
+	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *KubernetesTask) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
+func (x *KubernetesTask) GetCommand() []string {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+func (x *KubernetesTask) GetArgs() []string {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+func (x *KubernetesTask) GetEnv() map[string]string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
+func (x *KubernetesTask) GetResources() *KubernetesResources {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+func (x *KubernetesTask) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
 // Task is what a runner executes.
 type Task struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -298,6 +460,7 @@ type Task struct {
 	//	*Task_Noop
 	//	*Task_Ingest
 	//	*Task_Assertion
+	//	*Task_Kubernetes
 	Kind          isTask_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -305,7 +468,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[3]
+	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -317,7 +480,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[3]
+	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -330,7 +493,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{3}
+	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Task) GetKind() isTask_Kind {
@@ -376,6 +539,15 @@ func (x *Task) GetAssertion() *v1.AssertionTask {
 	return nil
 }
 
+func (x *Task) GetKubernetes() *KubernetesTask {
+	if x != nil {
+		if x, ok := x.Kind.(*Task_Kubernetes); ok {
+			return x.Kubernetes
+		}
+	}
+	return nil
+}
+
 type isTask_Kind interface {
 	isTask_Kind()
 }
@@ -396,6 +568,10 @@ type Task_Assertion struct {
 	Assertion *v1.AssertionTask `protobuf:"bytes,4,opt,name=assertion,proto3,oneof"`
 }
 
+type Task_Kubernetes struct {
+	Kubernetes *KubernetesTask `protobuf:"bytes,5,opt,name=kubernetes,proto3,oneof"`
+}
+
 func (*Task_Command) isTask_Kind() {}
 
 func (*Task_Noop) isTask_Kind() {}
@@ -403,6 +579,8 @@ func (*Task_Noop) isTask_Kind() {}
 func (*Task_Ingest) isTask_Kind() {}
 
 func (*Task_Assertion) isTask_Kind() {}
+
+func (*Task_Kubernetes) isTask_Kind() {}
 
 // JobSpec is everything a runner needs to run a job.
 type JobSpec struct {
@@ -423,7 +601,7 @@ type JobSpec struct {
 
 func (x *JobSpec) Reset() {
 	*x = JobSpec{}
-	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[4]
+	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -435,7 +613,7 @@ func (x *JobSpec) String() string {
 func (*JobSpec) ProtoMessage() {}
 
 func (x *JobSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[4]
+	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -448,7 +626,7 @@ func (x *JobSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobSpec.ProtoReflect.Descriptor instead.
 func (*JobSpec) Descriptor() ([]byte, []int) {
-	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{4}
+	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *JobSpec) GetPool() string {
@@ -511,7 +689,7 @@ type SubmitJob struct {
 
 func (x *SubmitJob) Reset() {
 	*x = SubmitJob{}
-	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[5]
+	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -523,7 +701,7 @@ func (x *SubmitJob) String() string {
 func (*SubmitJob) ProtoMessage() {}
 
 func (x *SubmitJob) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[5]
+	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -536,7 +714,7 @@ func (x *SubmitJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJob.ProtoReflect.Descriptor instead.
 func (*SubmitJob) Descriptor() ([]byte, []int) {
-	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{5}
+	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SubmitJob) GetEnvelope() *v11.Envelope {
@@ -580,14 +758,19 @@ type JobDispatched struct {
 	// Issued by the control plane with the dispatch: runners echo it on every
 	// JobStatus, LogChunk and JobRecords of the job, and the scheduler drops
 	// events whose token is not the job's current one.
-	AttemptToken  string `protobuf:"bytes,6,opt,name=attempt_token,json=attemptToken,proto3" json:"attempt_token,omitempty"`
+	AttemptToken string `protobuf:"bytes,6,opt,name=attempt_token,json=attemptToken,proto3" json:"attempt_token,omitempty"`
+	// The submitting user, as the scheduler recorded it from the request's
+	// principal (empty for none): the runner maps it to a Kubernetes
+	// ServiceAccount for the kubernetes task. Numbered apart from the
+	// other fields so additions to the dispatch do not collide.
+	User          string `protobuf:"bytes,20,opt,name=user,proto3" json:"user,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobDispatched) Reset() {
 	*x = JobDispatched{}
-	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[6]
+	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -599,7 +782,7 @@ func (x *JobDispatched) String() string {
 func (*JobDispatched) ProtoMessage() {}
 
 func (x *JobDispatched) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[6]
+	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -612,7 +795,7 @@ func (x *JobDispatched) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobDispatched.ProtoReflect.Descriptor instead.
 func (*JobDispatched) Descriptor() ([]byte, []int) {
-	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{6}
+	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *JobDispatched) GetEnvelope() *v11.Envelope {
@@ -657,6 +840,13 @@ func (x *JobDispatched) GetAttemptToken() string {
 	return ""
 }
 
+func (x *JobDispatched) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
 // JobResult is the outcome of a finished attempt, carried by its terminal
 // JobStatus.
 type JobResult struct {
@@ -671,7 +861,7 @@ type JobResult struct {
 
 func (x *JobResult) Reset() {
 	*x = JobResult{}
-	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[7]
+	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -683,7 +873,7 @@ func (x *JobResult) String() string {
 func (*JobResult) ProtoMessage() {}
 
 func (x *JobResult) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[7]
+	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -696,7 +886,7 @@ func (x *JobResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobResult.ProtoReflect.Descriptor instead.
 func (*JobResult) Descriptor() ([]byte, []int) {
-	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{7}
+	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *JobResult) GetExitCode() int32 {
@@ -741,7 +931,7 @@ type JobStatus struct {
 
 func (x *JobStatus) Reset() {
 	*x = JobStatus{}
-	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[8]
+	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -753,7 +943,7 @@ func (x *JobStatus) String() string {
 func (*JobStatus) ProtoMessage() {}
 
 func (x *JobStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[8]
+	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -766,7 +956,7 @@ func (x *JobStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStatus.ProtoReflect.Descriptor instead.
 func (*JobStatus) Descriptor() ([]byte, []int) {
-	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{8}
+	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *JobStatus) GetEnvelope() *v11.Envelope {
@@ -838,7 +1028,7 @@ type LogLine struct {
 
 func (x *LogLine) Reset() {
 	*x = LogLine{}
-	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[9]
+	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -850,7 +1040,7 @@ func (x *LogLine) String() string {
 func (*LogLine) ProtoMessage() {}
 
 func (x *LogLine) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[9]
+	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -863,7 +1053,7 @@ func (x *LogLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
 func (*LogLine) Descriptor() ([]byte, []int) {
-	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{9}
+	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *LogLine) GetTime() *timestamppb.Timestamp {
@@ -903,7 +1093,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[10]
+	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -915,7 +1105,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[10]
+	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -928,7 +1118,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{10}
+	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *LogChunk) GetEnvelope() *v11.Envelope {
@@ -978,7 +1168,7 @@ type CancelJob struct {
 
 func (x *CancelJob) Reset() {
 	*x = CancelJob{}
-	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[11]
+	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -990,7 +1180,7 @@ func (x *CancelJob) String() string {
 func (*CancelJob) ProtoMessage() {}
 
 func (x *CancelJob) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[11]
+	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1003,7 +1193,7 @@ func (x *CancelJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJob.ProtoReflect.Descriptor instead.
 func (*CancelJob) Descriptor() ([]byte, []int) {
-	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{11}
+	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CancelJob) GetEnvelope() *v11.Envelope {
@@ -1044,7 +1234,7 @@ type RunnerHeartbeat struct {
 
 func (x *RunnerHeartbeat) Reset() {
 	*x = RunnerHeartbeat{}
-	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[12]
+	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1056,7 +1246,7 @@ func (x *RunnerHeartbeat) String() string {
 func (*RunnerHeartbeat) ProtoMessage() {}
 
 func (x *RunnerHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[12]
+	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1069,7 +1259,7 @@ func (x *RunnerHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerHeartbeat.ProtoReflect.Descriptor instead.
 func (*RunnerHeartbeat) Descriptor() ([]byte, []int) {
-	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{12}
+	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RunnerHeartbeat) GetEnvelope() *v11.Envelope {
@@ -1144,12 +1334,31 @@ const file_outpost_jobs_v1_jobs_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"^\n" +
 	"\bNoopTask\x12/\n" +
 	"\x05sleep\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x05sleep\x12!\n" +
-	"\ffail_message\x18\x02 \x01(\tR\vfailMessage\"\xf4\x01\n" +
+	"\ffail_message\x18\x02 \x01(\tR\vfailMessage\"\x9d\x01\n" +
+	"\x13KubernetesResources\x12\x1f\n" +
+	"\vcpu_request\x18\x01 \x01(\tR\n" +
+	"cpuRequest\x12\x1b\n" +
+	"\tcpu_limit\x18\x02 \x01(\tR\bcpuLimit\x12%\n" +
+	"\x0ememory_request\x18\x03 \x01(\tR\rmemoryRequest\x12!\n" +
+	"\fmemory_limit\x18\x04 \x01(\tR\vmemoryLimit\"\xc1\x02\n" +
+	"\x0eKubernetesTask\x12\x14\n" +
+	"\x05image\x18\x01 \x01(\tR\x05image\x12\x18\n" +
+	"\acommand\x18\x02 \x03(\tR\acommand\x12\x12\n" +
+	"\x04args\x18\x03 \x03(\tR\x04args\x12:\n" +
+	"\x03env\x18\x04 \x03(\v2(.outpost.jobs.v1.KubernetesTask.EnvEntryR\x03env\x12B\n" +
+	"\tresources\x18\x05 \x01(\v2$.outpost.jobs.v1.KubernetesResourcesR\tresources\x123\n" +
+	"\atimeout\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x1a6\n" +
+	"\bEnvEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb7\x02\n" +
 	"\x04Task\x128\n" +
 	"\acommand\x18\x01 \x01(\v2\x1c.outpost.jobs.v1.CommandTaskH\x00R\acommand\x12/\n" +
 	"\x04noop\x18\x02 \x01(\v2\x19.outpost.jobs.v1.NoopTaskH\x00R\x04noop\x127\n" +
 	"\x06ingest\x18\x03 \x01(\v2\x1d.outpost.ingest.v1.IngestTaskH\x00R\x06ingest\x12@\n" +
-	"\tassertion\x18\x04 \x01(\v2 .outpost.ingest.v1.AssertionTaskH\x00R\tassertionB\x06\n" +
+	"\tassertion\x18\x04 \x01(\v2 .outpost.ingest.v1.AssertionTaskH\x00R\tassertion\x12A\n" +
+	"\n" +
+	"kubernetes\x18\x05 \x01(\v2\x1f.outpost.jobs.v1.KubernetesTaskH\x00R\n" +
+	"kubernetesB\x06\n" +
 	"\x04kind\"\xc4\x02\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12)\n" +
@@ -1165,14 +1374,15 @@ const file_outpost_jobs_v1_jobs_proto_rawDesc = "" +
 	"\benvelope\x18\x01 \x01(\v2\x1b.outpost.common.v1.EnvelopeR\benvelope\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12,\n" +
 	"\x04spec\x18\x03 \x01(\v2\x18.outpost.jobs.v1.JobSpecR\x04spec\x12\x12\n" +
-	"\x04user\x18\x04 \x01(\tR\x04user\"\xad\x02\n" +
+	"\x04user\x18\x04 \x01(\tR\x04user\"\xc1\x02\n" +
 	"\rJobDispatched\x127\n" +
 	"\benvelope\x18\x01 \x01(\v2\x1b.outpost.common.v1.EnvelopeR\benvelope\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12,\n" +
 	"\x04spec\x18\x03 \x01(\v2\x18.outpost.jobs.v1.JobSpecR\x04spec\x12=\n" +
 	"\fsubmitted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vsubmittedAt\x12:\n" +
 	"\tsignature\x18\x05 \x01(\v2\x1c.outpost.common.v1.SignatureR\tsignature\x12#\n" +
-	"\rattempt_token\x18\x06 \x01(\tR\fattemptToken\"\xde\x01\n" +
+	"\rattempt_token\x18\x06 \x01(\tR\fattemptToken\x12\x12\n" +
+	"\x04user\x18\x14 \x01(\tR\x04user\"\xde\x01\n" +
 	"\tJobResult\x12\x1b\n" +
 	"\texit_code\x18\x01 \x01(\x05R\bexitCode\x125\n" +
 	"\bduration\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12A\n" +
@@ -1234,68 +1444,75 @@ func file_outpost_jobs_v1_jobs_proto_rawDescGZIP() []byte {
 }
 
 var file_outpost_jobs_v1_jobs_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_outpost_jobs_v1_jobs_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_outpost_jobs_v1_jobs_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_outpost_jobs_v1_jobs_proto_goTypes = []any{
 	(JobState)(0),                 // 0: outpost.jobs.v1.JobState
 	(*RetryPolicy)(nil),           // 1: outpost.jobs.v1.RetryPolicy
 	(*CommandTask)(nil),           // 2: outpost.jobs.v1.CommandTask
 	(*NoopTask)(nil),              // 3: outpost.jobs.v1.NoopTask
-	(*Task)(nil),                  // 4: outpost.jobs.v1.Task
-	(*JobSpec)(nil),               // 5: outpost.jobs.v1.JobSpec
-	(*SubmitJob)(nil),             // 6: outpost.jobs.v1.SubmitJob
-	(*JobDispatched)(nil),         // 7: outpost.jobs.v1.JobDispatched
-	(*JobResult)(nil),             // 8: outpost.jobs.v1.JobResult
-	(*JobStatus)(nil),             // 9: outpost.jobs.v1.JobStatus
-	(*LogLine)(nil),               // 10: outpost.jobs.v1.LogLine
-	(*LogChunk)(nil),              // 11: outpost.jobs.v1.LogChunk
-	(*CancelJob)(nil),             // 12: outpost.jobs.v1.CancelJob
-	(*RunnerHeartbeat)(nil),       // 13: outpost.jobs.v1.RunnerHeartbeat
-	nil,                           // 14: outpost.jobs.v1.CommandTask.EnvEntry
-	nil,                           // 15: outpost.jobs.v1.JobSpec.LabelsEntry
-	nil,                           // 16: outpost.jobs.v1.JobResult.OutputsEntry
-	(*durationpb.Duration)(nil),   // 17: google.protobuf.Duration
-	(*v1.IngestTask)(nil),         // 18: outpost.ingest.v1.IngestTask
-	(*v1.AssertionTask)(nil),      // 19: outpost.ingest.v1.AssertionTask
-	(*v11.Envelope)(nil),          // 20: outpost.common.v1.Envelope
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
-	(*v11.Signature)(nil),         // 22: outpost.common.v1.Signature
+	(*KubernetesResources)(nil),   // 4: outpost.jobs.v1.KubernetesResources
+	(*KubernetesTask)(nil),        // 5: outpost.jobs.v1.KubernetesTask
+	(*Task)(nil),                  // 6: outpost.jobs.v1.Task
+	(*JobSpec)(nil),               // 7: outpost.jobs.v1.JobSpec
+	(*SubmitJob)(nil),             // 8: outpost.jobs.v1.SubmitJob
+	(*JobDispatched)(nil),         // 9: outpost.jobs.v1.JobDispatched
+	(*JobResult)(nil),             // 10: outpost.jobs.v1.JobResult
+	(*JobStatus)(nil),             // 11: outpost.jobs.v1.JobStatus
+	(*LogLine)(nil),               // 12: outpost.jobs.v1.LogLine
+	(*LogChunk)(nil),              // 13: outpost.jobs.v1.LogChunk
+	(*CancelJob)(nil),             // 14: outpost.jobs.v1.CancelJob
+	(*RunnerHeartbeat)(nil),       // 15: outpost.jobs.v1.RunnerHeartbeat
+	nil,                           // 16: outpost.jobs.v1.CommandTask.EnvEntry
+	nil,                           // 17: outpost.jobs.v1.KubernetesTask.EnvEntry
+	nil,                           // 18: outpost.jobs.v1.JobSpec.LabelsEntry
+	nil,                           // 19: outpost.jobs.v1.JobResult.OutputsEntry
+	(*durationpb.Duration)(nil),   // 20: google.protobuf.Duration
+	(*v1.IngestTask)(nil),         // 21: outpost.ingest.v1.IngestTask
+	(*v1.AssertionTask)(nil),      // 22: outpost.ingest.v1.AssertionTask
+	(*v11.Envelope)(nil),          // 23: outpost.common.v1.Envelope
+	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(*v11.Signature)(nil),         // 25: outpost.common.v1.Signature
 }
 var file_outpost_jobs_v1_jobs_proto_depIdxs = []int32{
-	17, // 0: outpost.jobs.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
-	17, // 1: outpost.jobs.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
-	14, // 2: outpost.jobs.v1.CommandTask.env:type_name -> outpost.jobs.v1.CommandTask.EnvEntry
-	18, // 3: outpost.jobs.v1.CommandTask.recipe:type_name -> outpost.ingest.v1.IngestTask
-	17, // 4: outpost.jobs.v1.NoopTask.sleep:type_name -> google.protobuf.Duration
-	2,  // 5: outpost.jobs.v1.Task.command:type_name -> outpost.jobs.v1.CommandTask
-	3,  // 6: outpost.jobs.v1.Task.noop:type_name -> outpost.jobs.v1.NoopTask
-	18, // 7: outpost.jobs.v1.Task.ingest:type_name -> outpost.ingest.v1.IngestTask
-	19, // 8: outpost.jobs.v1.Task.assertion:type_name -> outpost.ingest.v1.AssertionTask
-	4,  // 9: outpost.jobs.v1.JobSpec.task:type_name -> outpost.jobs.v1.Task
-	1,  // 10: outpost.jobs.v1.JobSpec.retry:type_name -> outpost.jobs.v1.RetryPolicy
-	17, // 11: outpost.jobs.v1.JobSpec.timeout:type_name -> google.protobuf.Duration
-	15, // 12: outpost.jobs.v1.JobSpec.labels:type_name -> outpost.jobs.v1.JobSpec.LabelsEntry
-	20, // 13: outpost.jobs.v1.SubmitJob.envelope:type_name -> outpost.common.v1.Envelope
-	5,  // 14: outpost.jobs.v1.SubmitJob.spec:type_name -> outpost.jobs.v1.JobSpec
-	20, // 15: outpost.jobs.v1.JobDispatched.envelope:type_name -> outpost.common.v1.Envelope
-	5,  // 16: outpost.jobs.v1.JobDispatched.spec:type_name -> outpost.jobs.v1.JobSpec
-	21, // 17: outpost.jobs.v1.JobDispatched.submitted_at:type_name -> google.protobuf.Timestamp
-	22, // 18: outpost.jobs.v1.JobDispatched.signature:type_name -> outpost.common.v1.Signature
-	17, // 19: outpost.jobs.v1.JobResult.duration:type_name -> google.protobuf.Duration
-	16, // 20: outpost.jobs.v1.JobResult.outputs:type_name -> outpost.jobs.v1.JobResult.OutputsEntry
-	20, // 21: outpost.jobs.v1.JobStatus.envelope:type_name -> outpost.common.v1.Envelope
-	0,  // 22: outpost.jobs.v1.JobStatus.state:type_name -> outpost.jobs.v1.JobState
-	21, // 23: outpost.jobs.v1.JobStatus.retry_at:type_name -> google.protobuf.Timestamp
-	8,  // 24: outpost.jobs.v1.JobStatus.result:type_name -> outpost.jobs.v1.JobResult
-	21, // 25: outpost.jobs.v1.LogLine.time:type_name -> google.protobuf.Timestamp
-	20, // 26: outpost.jobs.v1.LogChunk.envelope:type_name -> outpost.common.v1.Envelope
-	10, // 27: outpost.jobs.v1.LogChunk.lines:type_name -> outpost.jobs.v1.LogLine
-	20, // 28: outpost.jobs.v1.CancelJob.envelope:type_name -> outpost.common.v1.Envelope
-	20, // 29: outpost.jobs.v1.RunnerHeartbeat.envelope:type_name -> outpost.common.v1.Envelope
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	20, // 0: outpost.jobs.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
+	20, // 1: outpost.jobs.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
+	16, // 2: outpost.jobs.v1.CommandTask.env:type_name -> outpost.jobs.v1.CommandTask.EnvEntry
+	21, // 3: outpost.jobs.v1.CommandTask.recipe:type_name -> outpost.ingest.v1.IngestTask
+	20, // 4: outpost.jobs.v1.NoopTask.sleep:type_name -> google.protobuf.Duration
+	17, // 5: outpost.jobs.v1.KubernetesTask.env:type_name -> outpost.jobs.v1.KubernetesTask.EnvEntry
+	4,  // 6: outpost.jobs.v1.KubernetesTask.resources:type_name -> outpost.jobs.v1.KubernetesResources
+	20, // 7: outpost.jobs.v1.KubernetesTask.timeout:type_name -> google.protobuf.Duration
+	2,  // 8: outpost.jobs.v1.Task.command:type_name -> outpost.jobs.v1.CommandTask
+	3,  // 9: outpost.jobs.v1.Task.noop:type_name -> outpost.jobs.v1.NoopTask
+	21, // 10: outpost.jobs.v1.Task.ingest:type_name -> outpost.ingest.v1.IngestTask
+	22, // 11: outpost.jobs.v1.Task.assertion:type_name -> outpost.ingest.v1.AssertionTask
+	5,  // 12: outpost.jobs.v1.Task.kubernetes:type_name -> outpost.jobs.v1.KubernetesTask
+	6,  // 13: outpost.jobs.v1.JobSpec.task:type_name -> outpost.jobs.v1.Task
+	1,  // 14: outpost.jobs.v1.JobSpec.retry:type_name -> outpost.jobs.v1.RetryPolicy
+	20, // 15: outpost.jobs.v1.JobSpec.timeout:type_name -> google.protobuf.Duration
+	18, // 16: outpost.jobs.v1.JobSpec.labels:type_name -> outpost.jobs.v1.JobSpec.LabelsEntry
+	23, // 17: outpost.jobs.v1.SubmitJob.envelope:type_name -> outpost.common.v1.Envelope
+	7,  // 18: outpost.jobs.v1.SubmitJob.spec:type_name -> outpost.jobs.v1.JobSpec
+	23, // 19: outpost.jobs.v1.JobDispatched.envelope:type_name -> outpost.common.v1.Envelope
+	7,  // 20: outpost.jobs.v1.JobDispatched.spec:type_name -> outpost.jobs.v1.JobSpec
+	24, // 21: outpost.jobs.v1.JobDispatched.submitted_at:type_name -> google.protobuf.Timestamp
+	25, // 22: outpost.jobs.v1.JobDispatched.signature:type_name -> outpost.common.v1.Signature
+	20, // 23: outpost.jobs.v1.JobResult.duration:type_name -> google.protobuf.Duration
+	19, // 24: outpost.jobs.v1.JobResult.outputs:type_name -> outpost.jobs.v1.JobResult.OutputsEntry
+	23, // 25: outpost.jobs.v1.JobStatus.envelope:type_name -> outpost.common.v1.Envelope
+	0,  // 26: outpost.jobs.v1.JobStatus.state:type_name -> outpost.jobs.v1.JobState
+	24, // 27: outpost.jobs.v1.JobStatus.retry_at:type_name -> google.protobuf.Timestamp
+	10, // 28: outpost.jobs.v1.JobStatus.result:type_name -> outpost.jobs.v1.JobResult
+	24, // 29: outpost.jobs.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	23, // 30: outpost.jobs.v1.LogChunk.envelope:type_name -> outpost.common.v1.Envelope
+	12, // 31: outpost.jobs.v1.LogChunk.lines:type_name -> outpost.jobs.v1.LogLine
+	23, // 32: outpost.jobs.v1.CancelJob.envelope:type_name -> outpost.common.v1.Envelope
+	23, // 33: outpost.jobs.v1.RunnerHeartbeat.envelope:type_name -> outpost.common.v1.Envelope
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_outpost_jobs_v1_jobs_proto_init() }
@@ -1303,11 +1520,12 @@ func file_outpost_jobs_v1_jobs_proto_init() {
 	if File_outpost_jobs_v1_jobs_proto != nil {
 		return
 	}
-	file_outpost_jobs_v1_jobs_proto_msgTypes[3].OneofWrappers = []any{
+	file_outpost_jobs_v1_jobs_proto_msgTypes[5].OneofWrappers = []any{
 		(*Task_Command)(nil),
 		(*Task_Noop)(nil),
 		(*Task_Ingest)(nil),
 		(*Task_Assertion)(nil),
+		(*Task_Kubernetes)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1315,7 +1533,7 @@ func file_outpost_jobs_v1_jobs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_jobs_v1_jobs_proto_rawDesc), len(file_outpost_jobs_v1_jobs_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -20,6 +20,7 @@ import (
 
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/config"
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/ingest"
+	"github.com/outposthq/outpost/services/ingestion-runner/internal/kubejob"
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/logstream"
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/runner"
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/secrets"
@@ -131,9 +132,18 @@ func New(cfg config.Config, broker runner.Broker, subjects queue.Subjects, log *
 	if verifier == nil {
 		log.Warn("no trusted signing key: unsigned jobs will run (signing.allow_unsigned, for development only)")
 	}
+	reg := Tasks(cfg, broker, subjects, providers)
+	if k := cfg.KubernetesJob; k.Enabled() {
+		kt, err := KubernetesTask(cfg, providers)
+		if err != nil {
+			return nil, err
+		}
+		reg.Register("kubernetes", kt)
+		log.Info("kubernetes task enabled", "namespace", k.Namespace, "default_service_account", k.DefaultServiceAccount)
+	}
 	rc := RunnerConfig(cfg)
 	rc.Verifier = verifier
-	return runner.New(rc, broker, subjects, Tasks(cfg, broker, subjects, providers), log, metrics), nil
+	return runner.New(rc, broker, subjects, reg, log, metrics), nil
 }
 
 // RunnerConfig maps the service configuration onto the runner's.
@@ -221,4 +231,31 @@ func Providers(ctx context.Context, cfg config.Secrets) ([]secrets.Provider, err
 		}
 	}
 	return out, nil
+}
+
+// KubernetesTask is the kubernetes task of cfg.KubernetesJob, its client
+// from the kubeconfig there or the pod's ServiceAccount.
+func KubernetesTask(cfg config.Config, providers []secrets.Provider) (*kubejob.Task, error) {
+	k := cfg.KubernetesJob
+	users, err := kubejob.ParseAccounts(k.UserServiceAccounts)
+	if err != nil {
+		return nil, err
+	}
+	projects, err := kubejob.ParseAccounts(k.ProjectServiceAccounts)
+	if err != nil {
+		return nil, err
+	}
+	client, err := kubejob.NewClient(k.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	return &kubejob.Task{
+		Client:           client,
+		Namespace:        k.Namespace,
+		Accounts:         kubejob.ServiceAccounts{Users: users, Projects: projects, Default: k.DefaultServiceAccount},
+		Resolver:         &secrets.Resolver{Providers: providers},
+		RunnerID:         cfg.RunnerID,
+		PollInterval:     k.PollInterval,
+		TTLAfterFinished: k.TTLAfterFinished,
+	}, nil
 }

@@ -11,12 +11,15 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/validation"
+
 	libconfig "github.com/outposthq/outpost/libs/config"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/backend"
 	"github.com/outposthq/outpost/libs/queue/sqs"
 	"github.com/outposthq/outpost/libs/signing"
 
+	"github.com/outposthq/outpost/services/ingestion-runner/internal/kubejob"
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/secrets"
 )
 
@@ -75,7 +78,36 @@ type Config struct {
 	// Signing holds the control plane's trusted public keys: a job runs
 	// only if one of them verifies its signature.
 	Signing signing.VerifierConfig `yaml:"signing"`
+	// KubernetesJob enables the kubernetes task (when its namespace is
+	// set): jobs' containers run as Kubernetes Jobs in this cluster.
+	KubernetesJob KubernetesJob `yaml:"kubernetes_job"`
 }
+
+// KubernetesJob configures the kubernetes task. The pod's ServiceAccount
+// is the submitting user's (UserServiceAccounts), else the job's
+// project's, else DefaultServiceAccount; with no default an unmapped job
+// is refused. Jobs never name their ServiceAccount.
+type KubernetesJob struct {
+	// Namespace where the Jobs and their Secrets are made. Empty: the
+	// kubernetes task is not offered.
+	Namespace string `yaml:"namespace" env:"OUTPOST_KUBERNETES_JOB_NAMESPACE"`
+	// Kubeconfig is a kubeconfig file; empty uses the pod's service
+	// account (in-cluster).
+	Kubeconfig string `yaml:"kubeconfig" env:"OUTPOST_KUBERNETES_JOB_KUBECONFIG"`
+	// UserServiceAccounts entries "user=service-account".
+	UserServiceAccounts []string `yaml:"user_service_accounts" env:"OUTPOST_KUBERNETES_JOB_USER_SERVICE_ACCOUNTS"`
+	// ProjectServiceAccounts entries "project=service-account".
+	ProjectServiceAccounts []string `yaml:"project_service_accounts" env:"OUTPOST_KUBERNETES_JOB_PROJECT_SERVICE_ACCOUNTS"`
+	// DefaultServiceAccount runs the jobs no entry maps; empty refuses them.
+	DefaultServiceAccount string `yaml:"default_service_account" env:"OUTPOST_KUBERNETES_JOB_DEFAULT_SERVICE_ACCOUNT"`
+	// PollInterval is how often a running Job, its pods and events are read.
+	PollInterval time.Duration `yaml:"poll_interval" env:"OUTPOST_KUBERNETES_JOB_POLL_INTERVAL"`
+	// TTLAfterFinished removes a finished Job the runner could not delete.
+	TTLAfterFinished time.Duration `yaml:"ttl_after_finished" env:"OUTPOST_KUBERNETES_JOB_TTL_AFTER_FINISHED"`
+}
+
+// Enabled tells whether the kubernetes task is configured.
+func (k KubernetesJob) Enabled() bool { return k.Namespace != "" }
 
 // Broker is the queue connection.
 type Broker struct {
@@ -194,7 +226,8 @@ func Default() Config {
 			Order:    []string{ProviderEnv, ProviderFiles, ProviderKubernetes, ProviderAWS},
 			CacheTTL: secrets.DefaultCacheTTL,
 		},
-		Logs: Logs{MaxLines: 100, MaxBytes: 64 << 10, Interval: 200 * time.Millisecond},
+		Logs:          Logs{MaxLines: 100, MaxBytes: 64 << 10, Interval: 200 * time.Millisecond},
+		KubernetesJob: KubernetesJob{PollInterval: time.Second, TTLAfterFinished: 10 * time.Minute},
 	}
 }
 
@@ -312,6 +345,7 @@ func (c Config) Validate() error {
 		}
 	}
 	c.validateSecrets(bad)
+	c.validateKubernetesJob(bad)
 	if c.Logs.MaxLines < 1 {
 		bad("logs.max_lines %d must be at least 1", c.Logs.MaxLines)
 	}
@@ -352,5 +386,33 @@ func (c Config) validateSecrets(bad func(format string, args ...any)) {
 	}
 	if _, err := secrets.ParseAWSMapping(c.Secrets.AWS.Mapping); err != nil {
 		bad("secrets.aws.mapping: %v", err)
+	}
+}
+
+func (c Config) validateKubernetesJob(bad func(format string, args ...any)) {
+	k := c.KubernetesJob
+	if !k.Enabled() {
+		if k.Kubeconfig != "" || len(k.UserServiceAccounts) > 0 || len(k.ProjectServiceAccounts) > 0 || k.DefaultServiceAccount != "" {
+			bad("kubernetes_job.namespace is required with the other kubernetes_job keys")
+		}
+		return
+	}
+	if msgs := validation.IsDNS1123Label(k.Namespace); len(msgs) > 0 {
+		bad("kubernetes_job.namespace %q: %s", k.Namespace, strings.Join(msgs, "; "))
+	}
+	if _, err := kubejob.ParseAccounts(k.UserServiceAccounts); err != nil {
+		bad("kubernetes_job.user_service_accounts: %v", err)
+	}
+	if _, err := kubejob.ParseAccounts(k.ProjectServiceAccounts); err != nil {
+		bad("kubernetes_job.project_service_accounts: %v", err)
+	}
+	if sa := k.DefaultServiceAccount; sa != "" && len(validation.IsDNS1123Subdomain(sa)) > 0 {
+		bad("kubernetes_job.default_service_account %q is not a ServiceAccount name", sa)
+	}
+	if k.PollInterval < 100*time.Millisecond {
+		bad("kubernetes_job.poll_interval %s must be at least 100ms", k.PollInterval)
+	}
+	if k.TTLAfterFinished < time.Second {
+		bad("kubernetes_job.ttl_after_finished %s must be at least 1s", k.TTLAfterFinished)
 	}
 }

@@ -111,6 +111,43 @@ secrets:
 			env:     map[string]string{"OUTPOST_TENANT": "acme", "OUTPOST_SECRETS_KUBERNETES_NAMESPACE": "ns"},
 			wantErr: []string{"secrets.kubernetes needs mapping, secrets or label_selector"},
 		},
+		{
+			name: "kubernetes job task",
+			file: write("kjob.yaml", `
+tenant: acme
+kubernetes_job:
+  namespace: outpost-jobs
+  user_service_accounts: [alice=ksa-alice, bob=ksa-bob]
+  default_service_account: jobs-default
+  poll_interval: 2s
+`),
+			env: map[string]string{"OUTPOST_KUBERNETES_JOB_PROJECT_SERVICE_ACCOUNTS": "analytics=ksa-analytics", "OUTPOST_KUBERNETES_JOB_KUBECONFIG": "/etc/kube/config"},
+			want: func(c *Config) {
+				c.Tenant = "acme"
+				c.KubernetesJob = KubernetesJob{
+					Namespace: "outpost-jobs", Kubeconfig: "/etc/kube/config",
+					UserServiceAccounts: []string{"alice=ksa-alice", "bob=ksa-bob"}, ProjectServiceAccounts: []string{"analytics=ksa-analytics"},
+					DefaultServiceAccount: "jobs-default", PollInterval: 2 * time.Second, TTLAfterFinished: 10 * time.Minute,
+				}
+			},
+		},
+		{
+			name: "kubernetes job task checked",
+			env: map[string]string{
+				"OUTPOST_TENANT": "acme", "OUTPOST_KUBERNETES_JOB_NAMESPACE": "Jobs",
+				"OUTPOST_KUBERNETES_JOB_USER_SERVICE_ACCOUNTS": "alice=KSA,bob", "OUTPOST_KUBERNETES_JOB_PROJECT_SERVICE_ACCOUNTS": "p=a,p=b",
+				"OUTPOST_KUBERNETES_JOB_DEFAULT_SERVICE_ACCOUNT": "not valid", "OUTPOST_KUBERNETES_JOB_POLL_INTERVAL": "1ms",
+			},
+			wantErr: []string{
+				`kubernetes_job.namespace "Jobs"`, `"alice=KSA": "KSA" is not a ServiceAccount name`, `"bob" must be name=service-account`,
+				`"p" is mapped twice`, `kubernetes_job.default_service_account "not valid"`, "kubernetes_job.poll_interval 1ms",
+			},
+		},
+		{
+			name:    "kubernetes job keys need the namespace",
+			env:     map[string]string{"OUTPOST_TENANT": "acme", "OUTPOST_KUBERNETES_JOB_DEFAULT_SERVICE_ACCOUNT": "jobs"},
+			wantErr: []string{"kubernetes_job.namespace is required with the other kubernetes_job keys"},
+		},
 		{name: "tenant missing", wantErr: []string{"tenant is required"}},
 		{
 			name:    "tenant not a token",

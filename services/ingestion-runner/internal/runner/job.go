@@ -201,7 +201,7 @@ func (r *Runner) execute(ctx context.Context, d queue.Delivery, job *jobsv1.JobD
 			taskCtx, cancel = context.WithTimeoutCause(ctx, timeout, fmt.Errorf("%w after %s", tasks.ErrTimedOut, timeout))
 			defer cancel()
 		}
-		in := tasks.Input{Tenant: r.cfg.Tenant, JobID: job.GetJobId(), Attempt: attempt, AttemptToken: job.GetAttemptToken(), Spec: spec}
+		in := tasks.Input{Tenant: r.cfg.Tenant, JobID: job.GetJobId(), Attempt: attempt, AttemptToken: job.GetAttemptToken(), Spec: spec, User: job.GetUser()}
 		res = impl.Run(taskCtx, in, streamer)
 	}
 	duration := time.Since(started)

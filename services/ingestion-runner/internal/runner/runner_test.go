@@ -387,3 +387,18 @@ func TestSecretsMaskedInLogsReasonAndOutputs(t *testing.T) {
 		require.NotContains(t, l, "s3cr3t")
 	}
 }
+
+func TestTaskGetsTheDispatchedUserAndProject(t *testing.T) {
+	got := make(chan tasks.Input, 1)
+	record := tasks.Func(func(_ context.Context, in tasks.Input, _ tasks.Output) tasks.Result {
+		got <- in
+		return tasks.Result{}
+	})
+	h := startRunnerWith(t, nil, func(r *tasks.Registry) { r.Register("kubernetes", record) })
+	job := &jobsv1.JobDispatched{JobId: "k1", User: "alice", Spec: &jobsv1.JobSpec{Project: "analytics", Task: &jobsv1.Task{Kind: &jobsv1.Task_Kubernetes{Kubernetes: &jobsv1.KubernetesTask{Image: "busybox"}}}}}
+	op, _, _ := h.b.deliverJob(t, job, 1).wait(t)
+	require.Equal(t, "ack", op)
+	in := <-got
+	require.Equal(t, "alice", in.User)
+	require.Equal(t, "analytics", in.Spec.GetProject())
+}

@@ -34,6 +34,9 @@ type Input struct {
 	// the task publishes.
 	AttemptToken string
 	Spec         *jobsv1.JobSpec
+	// User submitted the job, as the scheduler recorded it ("" for none);
+	// the kubernetes task maps it to a ServiceAccount.
+	User string
 }
 
 // Output is where a task reports while it runs. Everything written is

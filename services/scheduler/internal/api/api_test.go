@@ -125,8 +125,15 @@ func TestSubmitValidation(t *testing.T) {
 		{"wrong type for labels", `{"task":{"noop":{}},"labels":{"a":1}}`, 400, `{"error":"must be a string, not number","field":"labels"}`},
 		{"empty command", `{"task":{"command":{"command":""}}}`, 400, `{"error":"is required","field":"task.command.command"}`},
 		{"bad env", `{"task":{"command":{"command":"x","env":{"A-B":"1"}}}}`, 400, `{"error":"is not a valid environment variable name","field":"task.command.env.A-B"}`},
-		{"two kinds", `{"task":{"command":{"command":"x"},"noop":{}}}`, 400, `{"error":"exactly one of command, noop, ingest, assertion is allowed","field":"task"}`},
-		{"no kind", `{"task":{}}`, 400, `{"error":"exactly one of command, noop, ingest, assertion is required","field":"task"}`},
+		{"two kinds", `{"task":{"command":{"command":"x"},"noop":{}}}`, 400, `{"error":"exactly one of command, noop, ingest, assertion, kubernetes is allowed","field":"task"}`},
+		{"no kind", `{"task":{}}`, 400, `{"error":"exactly one of command, noop, ingest, assertion, kubernetes is required","field":"task"}`},
+		{"kubernetes without image", `{"task":{"kubernetes":{"args":["x"]}}}`, 400, `{"error":"is required","field":"task.kubernetes.image"}`},
+		{"kubernetes image with a space", `{"task":{"kubernetes":{"image":"busybox latest"}}}`, 400, `{"error":"must not contain spaces or control characters","field":"task.kubernetes.image"}`},
+		{"kubernetes unknown field", `{"task":{"kubernetes":{"image":"busybox","serviceAccountName":"admin"}}}`, 400, `{"error":"unknown field","field":"task.kubernetes.serviceAccountName"}`},
+		{"kubernetes reserved env", `{"task":{"kubernetes":{"image":"busybox","env":{"OUTPOST_ARG_0":"x"}}}}`, 400, `{"error":"is not a valid environment variable name (OUTPOST_ is reserved)","field":"task.kubernetes.env.OUTPOST_ARG_0"}`},
+		{"kubernetes bad quantity", `{"task":{"kubernetes":{"image":"busybox","resources":{"memory_limit":"1 GB"}}}}`, 400, `{"error":"must be a Kubernetes quantity such as \"500m\" or \"256Mi\"","field":"task.kubernetes.resources.memory_limit"}`},
+		{"kubernetes bad timeout", `{"task":{"kubernetes":{"image":"busybox","timeout":"soon"}}}`, 400, `{"error":"must be a duration such as \"90s\" or \"1h30m\"","field":"task.kubernetes.timeout"}`},
+		{"kubernetes and command", `{"task":{"kubernetes":{"image":"busybox"},"command":{"command":"x"}}}`, 400, `{"error":"exactly one of command, noop, ingest, assertion, kubernetes is allowed","field":"task"}`},
 		{"bad sleep", `{"task":{"noop":{"sleep":"1 minute"}}}`, 400, `{"error":"must be a duration such as \"90s\" or \"1h30m\"","field":"task.noop.sleep"}`},
 		{"negative timeout", `{"task":{"noop":{}},"timeout":"-1s"}`, 400, `{"error":"must not be negative","field":"timeout"}`},
 		{"timeout over max", `{"task":{"noop":{}},"timeout":"25h"}`, 400, `{"error":"must be at most 24h0m0s","field":"timeout"}`},
@@ -163,9 +170,22 @@ func TestSubmitAccepted(t *testing.T) {
 	require.Len(t, eng.submitted, 1)
 	require.Equal(t, uint32(5), eng.submitted[0].Retry.MaxAttempts)
 
+	rec = serve(h, "POST", "/api/v1/jobs", `{"id":"k1","task":{"kubernetes":{"image":"busybox:1.36","command":["sh","-c"],"args":["echo $TOKEN"],"env":{"TOKEN":"${API_TOKEN}"},"resources":{"cpu_request":"100m","memory_limit":"64Mi"},"timeout":"2m"}}}`, nil)
+	require.Equal(t, http.StatusCreated, rec.Code, rec.Body.String())
+	require.Len(t, eng.submitted, 2)
+	k := eng.submitted[1].GetTask().GetKubernetes()
+	require.Equal(t, "busybox:1.36", k.GetImage())
+	require.Equal(t, []string{"sh", "-c"}, k.GetCommand())
+	require.Equal(t, "${API_TOKEN}", k.GetEnv()["TOKEN"], "references are resolved on the runner, never by the scheduler")
+	require.Equal(t, "64Mi", k.GetResources().GetMemoryLimit())
+	require.Equal(t, 2*time.Minute, k.GetTimeout().AsDuration())
+	rec = serve(h, "GET", "/api/v1/jobs/k1", "", nil)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	require.Contains(t, rec.Body.String(), `"kubernetes":{"image":"busybox:1.36"`)
+
 	rec = serve(h, "POST", "/api/v1/jobs", `{"id":"j1","task":{"noop":{}}}`, nil)
 	require.Equal(t, http.StatusOK, rec.Code, "a repeated id returns the existing job")
-	require.Len(t, eng.submitted, 1)
+	require.Len(t, eng.submitted, 2)
 
 	rec = serve(h, "POST", "/api/v1/jobs", `{"task":{"noop":{}}}`, map[string]string{TenantHeader: "other"})
 	require.Equal(t, http.StatusNotFound, rec.Code)

@@ -33,6 +33,20 @@ type taskRequest struct {
 	Noop      *noopRequest        `json:"noop"`
 	Ingest    *jobs.IngestTask    `json:"ingest"`
 	Assertion *jobs.AssertionTask `json:"assertion"`
+	// Kubernetes: strict like the rest of the body (unknown keys refused);
+	// jobs.NormalizeSpec checks the values.
+	Kubernetes *kubernetesRequest `json:"kubernetes"`
+}
+
+// kubernetesRequest is jobs.KubernetesTask with its timeout a string, so a
+// bad duration is reported with its field.
+type kubernetesRequest struct {
+	Image     string                    `json:"image"`
+	Command   []string                  `json:"command"`
+	Args      []string                  `json:"args"`
+	Env       map[string]string         `json:"env"`
+	Resources *jobs.KubernetesResources `json:"resources"`
+	Timeout   string                    `json:"timeout"`
 }
 
 type commandRequest struct {
@@ -104,8 +118,8 @@ func (t *taskRequest) proto() (*jobsv1.Task, error) {
 	if t == nil {
 		return out, nil
 	}
-	if countSet(t.Command != nil, t.Noop != nil, t.Ingest != nil, t.Assertion != nil) > 1 {
-		return nil, &jobs.FieldError{Field: "task", Message: "exactly one of command, noop, ingest, assertion is allowed"}
+	if countSet(t.Command != nil, t.Noop != nil, t.Ingest != nil, t.Assertion != nil, t.Kubernetes != nil) > 1 {
+		return nil, &jobs.FieldError{Field: "task", Message: "exactly one of command, noop, ingest, assertion, kubernetes is allowed"}
 	}
 	switch {
 	case t.Command != nil:
@@ -135,6 +149,15 @@ func (t *taskRequest) proto() (*jobsv1.Task, error) {
 			}
 		}
 		out.Kind = &jobsv1.Task_Assertion{Assertion: t.Assertion.Proto()}
+	case t.Kubernetes != nil:
+		k := t.Kubernetes
+		timeout, err := duration(k.Timeout, "task.kubernetes.timeout")
+		if err != nil {
+			return nil, err
+		}
+		kt := (&jobs.KubernetesTask{Image: k.Image, Command: k.Command, Args: k.Args, Env: k.Env, Resources: k.Resources}).Proto()
+		kt.Timeout = timeout
+		out.Kind = &jobsv1.Task_Kubernetes{Kubernetes: kt}
 	}
 	return out, nil
 }

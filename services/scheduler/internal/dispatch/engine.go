@@ -254,6 +254,8 @@ func (e *Engine) dispatch(ctx context.Context, t *tenants.Tenant, r *jobs.Record
 		Spec:         r.Spec(),
 		SubmittedAt:  timestamppb.New(r.CreatedAt),
 		AttemptToken: r.AttemptToken,
+		// The runner maps the user to the ServiceAccount of a kubernetes task.
+		User: r.User,
 	}
 	if e.opts.Signer != nil {
 		b := signing.Binding{Tenant: t.Name, Scope: signing.PoolScope(r.Pool), Subject: r.ID, Attempt: 1}

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/outposthq/outpost/libs/events"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
@@ -52,6 +53,9 @@ func TestGate(t *testing.T) {
 		msgs := f.b.published()
 		require.Len(t, msgs, 1)
 		require.Equal(t, "dispatch/mine", msgs[0].DedupeID)
+		var dispatched jobsv1.JobDispatched
+		require.NoError(t, proto.Unmarshal(msgs[0].Data, &dispatched))
+		require.Equal(t, "svc", dispatched.GetUser(), "the runner gets the submitting user")
 		r := record(t, f, "theirs")
 		require.True(t, r.Gated)
 		require.Equal(t, jobs.StateQueued, r.State)

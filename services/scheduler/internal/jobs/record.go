@@ -72,6 +72,8 @@ type Task struct {
 	Noop      *NoopTask      `json:"noop,omitempty"`
 	Ingest    *IngestTask    `json:"ingest,omitempty"`
 	Assertion *AssertionTask `json:"assertion,omitempty"`
+	// Kubernetes runs a container as a Job in the runner's cluster.
+	Kubernetes *KubernetesTask `json:"kubernetes,omitempty"`
 }
 
 // CommandTask runs an executable the runner allows.

@@ -118,6 +118,8 @@ func checkTask(t *jobsv1.Task) error {
 		return checkIngest(k.Ingest, "task.ingest", false)
 	case *jobsv1.Task_Assertion:
 		return checkAssertion(k.Assertion)
+	case *jobsv1.Task_Kubernetes:
+		return checkKubernetes(k.Kubernetes)
 	case *jobsv1.Task_Noop:
 		n := k.Noop
 		if n == nil {
@@ -132,7 +134,7 @@ func checkTask(t *jobsv1.Task) error {
 			return fieldErr("task.noop.fail_message", "must be at most %d bytes", maxFailLen)
 		}
 	default:
-		return fieldErr("task", "exactly one of command, noop, ingest, assertion is required")
+		return fieldErr("task", "exactly one of command, noop, ingest, assertion, kubernetes is required")
 	}
 	return nil
 }
@@ -251,6 +253,8 @@ func TaskFromProto(t *jobsv1.Task) Task {
 		return Task{Ingest: ingestFromProto(k.Ingest)}
 	case *jobsv1.Task_Assertion:
 		return Task{Assertion: assertionFromProto(k.Assertion)}
+	case *jobsv1.Task_Kubernetes:
+		return Task{Kubernetes: kubernetesFromProto(k.Kubernetes)}
 	}
 	return Task{}
 }
@@ -269,6 +273,8 @@ func (t Task) Proto() *jobsv1.Task {
 		out.Kind = &jobsv1.Task_Ingest{Ingest: t.Ingest.Proto()}
 	case t.Assertion != nil:
 		out.Kind = &jobsv1.Task_Assertion{Assertion: t.Assertion.Proto()}
+	case t.Kubernetes != nil:
+		out.Kind = &jobsv1.Task_Kubernetes{Kubernetes: t.Kubernetes.Proto()}
 	}
 	return out
 }

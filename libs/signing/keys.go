@@ -44,14 +44,21 @@ func GenerateKey() (ed25519.PrivateKey, error) {
 }
 
 // WritePrivateKeyFile writes key to path as a PKCS #8 PEM block with mode
-// 0600; it refuses to replace an existing file.
+// 0600; it refuses to replace an existing file (an error wrapping
+// fs.ErrExist). The file appears whole or not at all: another process
+// never reads it half written.
 func WritePrivateKeyFile(path string, key ed25519.PrivateKey) error {
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return fmt.Errorf("signing: encode private key: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := os.CreateTemp(filepath.Dir(path), ".signing-key-*")
 	if err != nil {
+		return fmt.Errorf("signing: create private key file: %w", err)
+	}
+	defer os.Remove(f.Name()) //nolint:errcheck // linked to path below, or garbage
+	if err := f.Chmod(0o600); err != nil {
+		_ = f.Close()
 		return fmt.Errorf("signing: create private key file: %w", err)
 	}
 	if err := pem.Encode(f, &pem.Block{Type: pemPrivate, Bytes: der}); err != nil {
@@ -60,6 +67,10 @@ func WritePrivateKeyFile(path string, key ed25519.PrivateKey) error {
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("signing: write private key file: %w", err)
+	}
+	// A hard link fails where path exists: an atomic create-if-absent.
+	if err := os.Link(f.Name(), path); err != nil {
+		return fmt.Errorf("signing: create private key file: %w", err)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package signing_test
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"os"
 	"path/filepath"
 	"testing"
@@ -246,4 +247,28 @@ func TestVerifierConfig(t *testing.T) {
 			require.Equal(t, tc.wantNil, v == nil)
 		})
 	}
+}
+
+// Processes that start together generate one key: every caller gets it.
+func TestLoadOrGenerateConcurrently(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "signing.key")
+	keys := make(chan ed25519.PrivateKey, 8)
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			k, err := signing.LoadOrGenerate(path, "k1", true)
+			keys <- k
+			errs <- err
+		}()
+	}
+	var first ed25519.PrivateKey
+	for range 8 {
+		require.NoError(t, <-errs)
+		k := <-keys
+		if first == nil {
+			first = k
+		}
+		require.True(t, first.Equal(k))
+	}
+	require.ErrorIs(t, signing.WritePrivateKeyFile(path, first), os.ErrExist)
 }

@@ -25,12 +25,20 @@ type SignerConfig struct {
 	Generate bool `yaml:"generate" env:"OUTPOST_SIGNING_GENERATE"`
 	// TTL is how long a signature is valid (DefaultTTL when 0).
 	TTL time.Duration `yaml:"ttl" env:"OUTPOST_SIGNING_TTL"`
+	// LeaseTTL is how long the signature of an account lease is valid
+	// (DefaultLeaseTTL when 0): a lease message lives as long as its
+	// account is held, and is handed to another watcher on failover; its
+	// generation fences it.
+	LeaseTTL time.Duration `yaml:"lease_ttl" env:"OUTPOST_SIGNING_LEASE_TTL"`
 }
+
+// DefaultLeaseTTL is the default of SignerConfig.LeaseTTL.
+const DefaultLeaseTTL = 365 * 24 * time.Hour
 
 // DefaultSignerConfig is the signer configuration before any file or
 // variable is read.
 func DefaultSignerConfig() SignerConfig {
-	return SignerConfig{KeyID: "outpost-1", TTL: DefaultTTL}
+	return SignerConfig{KeyID: "outpost-1", TTL: DefaultTTL, LeaseTTL: DefaultLeaseTTL}
 }
 
 // Signer loads (or generates) the key and returns its signer.

@@ -139,6 +139,17 @@ func (s *Signer) Public() PublicKey {
 	return PublicKey{ID: s.kid, Key: s.key.Public().(ed25519.PublicKey)}
 }
 
+// WithTTL returns a copy of s whose signatures are valid for ttl
+// (DefaultTTL when ttl <= 0).
+func (s *Signer) WithTTL(ttl time.Duration) *Signer {
+	if ttl <= 0 {
+		ttl = DefaultTTL
+	}
+	c := *s
+	c.ttl = ttl
+	return &c
+}
+
 // WithClock returns a copy of s reading the time from now (tests).
 func (s *Signer) WithClock(now func() time.Time) *Signer {
 	c := *s

@@ -272,3 +272,14 @@ func TestLoadOrGenerateConcurrently(t *testing.T) {
 	}
 	require.ErrorIs(t, signing.WritePrivateKeyFile(path, first), os.ErrExist)
 }
+
+func TestWithTTL(t *testing.T) {
+	s := newSigner(t, "k1")
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	long := s.WithTTL(365 * 24 * time.Hour).WithClock(func() time.Time { return now })
+	m := &watchv1.Operation{Envelope: &commonv1.Envelope{Tenant: "acme"}, Id: "op-1"}
+	require.NoError(t, long.Sign(m, signing.Binding{Tenant: "acme", Scope: signing.ZoneScope("eu")}))
+	require.Equal(t, now.Add(365*24*time.Hour), m.GetSignature().GetExpiresAt().AsTime())
+	require.NoError(t, s.WithClock(func() time.Time { return now }).Sign(m, signing.Binding{Tenant: "acme", Scope: signing.ZoneScope("eu")}))
+	require.Equal(t, now.Add(time.Hour), m.GetSignature().GetExpiresAt().AsTime(), "the original keeps its TTL")
+}

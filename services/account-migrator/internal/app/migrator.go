@@ -86,7 +86,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, conn *natsjs.
 		PresenceWindow:     cfg.PresenceWindow,
 		MaxDeliveries:      cfg.MaxDeliveries,
 		Sealer:             sealer,
-		Signer:             signer,
+		Signer:             signer.WithTTL(cfg.Signing.LeaseTTL),
 		Metrics:            m,
 		Logger:             log.With("component", "engine"),
 	})

@@ -104,8 +104,9 @@ type Binding struct {
 }
 
 // DefaultTTL is how long a signature is valid when the signer is given no
-// TTL: long enough for a job to wait in a backlog and be retried.
-const DefaultTTL = 24 * time.Hour
+// TTL: long enough for a job to wait in a backlog and for its attempts
+// (each up to the scheduler's 24 h maximum timeout) to be retried.
+const DefaultTTL = 7 * 24 * time.Hour
 
 // Signer signs messages with one ed25519 key.
 type Signer struct {

@@ -37,6 +37,29 @@ export OUTPOST_SIGNING_KEY_FILE=${OUTPOST_SIGNING_KEY_FILE:-$DATA/signing.key}
 export OUTPOST_SIGNING_GENERATE=${OUTPOST_SIGNING_GENERATE:-true}
 export OUTPOST_SIGNING_TRUSTED_KEYS_FILE=${OUTPOST_SIGNING_TRUSTED_KEYS_FILE:-$OUTPOST_SIGNING_KEY_FILE.pub}
 
+# The broker runs in operator mode: the operator, its accounts and every
+# service's credentials are made in the data folder on first start (0600)
+# and kept. OUTPOST_BROKER_AUTH=off runs it without authentication.
+AUTH=$DATA/nats-auth
+creds() { # file role [flags...]
+	local out=$AUTH/creds/$1; shift
+	"$BIN/outpost-broker" creds -auth-dir "$AUTH" -out "$out" -role "$@" || exit 1
+	echo "$out"
+}
+if [ "${OUTPOST_BROKER_AUTH:-on}" != off ]; then
+	BROKER_AUTH=(-auth-dir "$AUTH")
+	SCHEDULER_CREDS=$(creds scheduler.creds scheduler)
+	MIGRATOR_CREDS=$(creds account-migrator.creds account-migrator)
+	WATCHER_CREDS=$(creds "watcher-$OUTPOST_TENANT-${OUTPOST_ZONE:-default}.creds" watcher -tenant "$OUTPOST_TENANT" -zone "${OUTPOST_ZONE:-default}")
+	RUNNER_CREDS=$(creds "runner-$OUTPOST_TENANT-${OUTPOST_POOL:-default}.creds" runner -tenant "$OUTPOST_TENANT" -pool "${OUTPOST_POOL:-default}")
+	for c in "$SCHEDULER_CREDS" "$MIGRATOR_CREDS" "$WATCHER_CREDS" "$RUNNER_CREDS"; do
+		[ -s "$c" ] || { echo "[run] broker credentials not made in $AUTH" >&2; exit 1; }
+	done
+else
+	BROKER_AUTH=()
+	SCHEDULER_CREDS='' MIGRATOR_CREDS='' WATCHER_CREDS='' RUNNER_CREDS=''
+fi
+
 pids=()
 # Each service runs in a session of its own: Ctrl-C in the terminal reaches
 # only this script, which stops the services one by one, each with a single
@@ -96,13 +119,32 @@ stop() {
 trap 'on_signal interrupt' INT
 trap 'on_signal SIGTERM' TERM
 
-start broker "$BIN/outpost-broker" -data "$DATA/jetstream" -listen "127.0.0.1:$NATS_PORT" -health "127.0.0.1:${OUTPOST_BROKER_HEALTH_PORT:-8222}"
+start broker "$BIN/outpost-broker" "${BROKER_AUTH[@]}" -data "$DATA/jetstream" -listen "127.0.0.1:$NATS_PORT" -health "127.0.0.1:${OUTPOST_BROKER_HEALTH_PORT:-8222}"
 wait_ready broker "http://127.0.0.1:${OUTPOST_BROKER_HEALTH_PORT:-8222}/readyz" || on_signal failure
-start scheduler "$BIN/scheduler"
+OUTPOST_BROKER_CREDENTIALS=$SCHEDULER_CREDS OUTPOST_AGENTS_AUTH_DIR=${BROKER_AUTH[1]:-} start scheduler "$BIN/scheduler"
 wait_ready scheduler "http://127.0.0.1:8080/readyz" || on_signal failure
-start account-migrator "$BIN/account-migrator"
-start k8s-watcher "$BIN/k8s-watcher"
-OUTPOST_COMMAND_ALLOWLIST=${OUTPOST_COMMAND_ALLOWLIST:-echo,sh,sleep,env,date,uname} \
+OUTPOST_BROKER_CREDENTIALS=$MIGRATOR_CREDS start account-migrator "$BIN/account-migrator"
+# The watcher's policy, permissive on this machine: accounts may use its own
+# cluster identity, Secrets of any namespace of it, and kubeconfig files
+# under $DATA/kubeconfigs (a deployed watcher allows none of these until
+# configured).
+mkdir -p "$DATA/kubeconfigs"
+OUTPOST_ALLOW_SERVICE_ACCOUNT=${OUTPOST_ALLOW_SERVICE_ACCOUNT:-true} \
+	OUTPOST_SECRET_NAMESPACES=${OUTPOST_SECRET_NAMESPACES:-*} \
+	OUTPOST_KUBECONFIG_DIR=${OUTPOST_KUBECONFIG_DIR:-$DATA/kubeconfigs} \
+	OUTPOST_BROKER_CREDENTIALS=$WATCHER_CREDS \
+	start k8s-watcher "$BIN/k8s-watcher"
+# The runner's policy is the customer's say over what jobs may do. A
+# deployed runner allows no destination host, no secret name and no file
+# sink directory until they are listed; this local one is permissive on
+# this machine only: sinks and databases on loopback, any ${NAME} its
+# providers know, and the file sink under $DATA/out.
+mkdir -p "$DATA/out"
+OUTPOST_POLICY_ALLOWED_HOSTS=${OUTPOST_POLICY_ALLOWED_HOSTS:-127.0.0.1,localhost,[::1]} \
+	OUTPOST_POLICY_SECRETS=${OUTPOST_POLICY_SECRETS:-*=*} \
+	OUTPOST_POLICY_FILE_SINK_DIR=${OUTPOST_POLICY_FILE_SINK_DIR:-$DATA/out} \
+	OUTPOST_COMMAND_ALLOWLIST=${OUTPOST_COMMAND_ALLOWLIST:-echo,sh,sleep,env,date,uname} \
+	OUTPOST_BROKER_CREDENTIALS=$RUNNER_CREDS \
 	start ingestion-runner "$BIN/ingestion-runner"
 
 echo "[run] Outpost is up: scheduler API http://127.0.0.1:8080, accounts API http://127.0.0.1:8081 (Ctrl-C to stop)"

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 )
 
@@ -73,7 +74,42 @@ type Options struct {
 	Logger *slog.Logger
 	// Debug also forwards the server's debug lines to Logger.
 	Debug bool
+	// Auth, when set, runs the server in operator mode: only users whose
+	// JWT an account of the operator signed may connect, each with the
+	// permissions in its JWT; anonymous connections are refused.
+	Auth *Auth
+	// TLS, when set, makes the client port serve TLS only.
+	TLS *TLS
 }
+
+// Auth is the decentralized JWT configuration of a server in operator
+// mode (see package natsauth, which makes and keeps these).
+type Auth struct {
+	// OperatorJWT is the operator's JWT, which every account JWT is
+	// checked against.
+	OperatorJWT string
+	// SystemAccount is the public key of the system account, whose users
+	// may push account updates (revocations) to the running server.
+	SystemAccount string
+	// Accounts maps account public keys to their JWTs, preloaded into a
+	// memory resolver. Updates pushed on
+	// $SYS.REQ.ACCOUNT.<key>.CLAIMS.UPDATE by a system-account user replace
+	// them while the server runs; a restart starts again from this map.
+	Accounts map[string]string
+}
+
+// TLS is the server side of TLS on the client port.
+type TLS struct {
+	// Cert and Key are PEM files of the server's certificate and key.
+	Cert, Key string
+	// ClientCA, when set, is a PEM file of the CAs that sign client
+	// certificates, and a client without such a certificate is refused
+	// (mutual TLS). Users still authenticate with their JWT.
+	ClientCA string
+}
+
+// ErrAuthConfig is returned by Start for an unusable Auth or TLS.
+var ErrAuthConfig = errors.New("natsembed: invalid auth or tls configuration")
 
 // Server is a running embedded NATS server.
 type Server struct {
@@ -177,6 +213,20 @@ func (s *Server) serverOptions() (*server.Options, error) {
 	if o.JetStreamMaxStore == 0 {
 		so.JetStreamMaxStore = -1
 	}
+	if err := authOptions(so, o.Auth); err != nil {
+		return nil, err
+	}
+	if t := o.TLS; t != nil {
+		if t.Cert == "" || t.Key == "" {
+			return nil, fmt.Errorf("%w: tls needs a certificate and a key", ErrAuthConfig)
+		}
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: t.Cert, KeyFile: t.Key, CaFile: t.ClientCA, Verify: t.ClientCA != ""})
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrAuthConfig, err)
+		}
+		so.TLSConfig, so.TLS, so.TLSVerify = tc, true, t.ClientCA != ""
+		so.TLSTimeout = 5
+	}
 	if o.ClusterName != "" {
 		so.Cluster = server.ClusterOpts{
 			Name: o.ClusterName,
@@ -192,6 +242,32 @@ func (s *Server) serverOptions() (*server.Options, error) {
 		}
 	}
 	return so, nil
+}
+
+func authOptions(so *server.Options, a *Auth) error {
+	if a == nil {
+		return nil
+	}
+	op, err := jwt.DecodeOperatorClaims(a.OperatorJWT)
+	if err != nil {
+		return fmt.Errorf("%w: operator jwt: %w", ErrAuthConfig, err)
+	}
+	if a.SystemAccount == "" {
+		return fmt.Errorf("%w: no system account", ErrAuthConfig)
+	}
+	res := &server.MemAccResolver{}
+	for pub, token := range a.Accounts {
+		if err := res.Store(pub, token); err != nil {
+			return fmt.Errorf("%w: account %s: %w", ErrAuthConfig, pub, err)
+		}
+	}
+	if _, ok := a.Accounts[a.SystemAccount]; !ok {
+		return fmt.Errorf("%w: the system account's jwt is not among the accounts", ErrAuthConfig)
+	}
+	so.TrustedOperators = []*jwt.OperatorClaims{op}
+	so.SystemAccount = a.SystemAccount
+	so.AccountResolver = res
+	return nil
 }
 
 // start runs a server with s.opts. Callers hold s.mu or own s exclusively.
@@ -251,11 +327,16 @@ func waitMetaLeader(ns *server.Server, deadline time.Time) error {
 	}
 }
 
-// ClientURL is the URL clients connect to, e.g. "nats://127.0.0.1:4222".
+// ClientURL is the URL clients connect to, e.g. "nats://127.0.0.1:4222"
+// ("tls://…" when the server serves TLS).
 func (s *Server) ClientURL() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return "nats://" + net.JoinHostPort(s.opts.Host, strconv.Itoa(s.opts.Port))
+	scheme := "nats://"
+	if s.opts.TLS != nil {
+		scheme = "tls://"
+	}
+	return scheme + net.JoinHostPort(s.opts.Host, strconv.Itoa(s.opts.Port))
 }
 
 // ClusterURL is the route URL of a clustered node, or "" for one node.

@@ -152,3 +152,17 @@ func TestCluster(t *testing.T) {
 		return true
 	}, 20*time.Second, 100*time.Millisecond)
 }
+
+func TestStartRefusesBadAuthAndTLS(t *testing.T) {
+	for name, opts := range map[string]natsembed.Options{
+		"tls without key":         {TLS: &natsembed.TLS{Cert: "cert.pem"}},
+		"tls with missing files":  {TLS: &natsembed.TLS{Cert: "missing.pem", Key: "missing-key.pem"}},
+		"operator jwt unreadable": {Auth: &natsembed.Auth{OperatorJWT: "not a jwt", SystemAccount: "A"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			opts.Port, opts.DataDir = natsembed.RandomPort, t.TempDir()
+			_, err := natsembed.Start(opts)
+			require.ErrorIs(t, err, natsembed.ErrAuthConfig)
+		})
+	}
+}

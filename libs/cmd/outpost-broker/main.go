@@ -15,11 +15,20 @@ import (
 	"strings"
 	"time"
 
+	"github.com/outposthq/outpost/libs/natsauth"
 	"github.com/outposthq/outpost/libs/natsembed"
+	"github.com/outposthq/outpost/libs/queue/natsjs"
 	"github.com/outposthq/outpost/libs/service"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "creds" {
+		if err := issue(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "outpost-broker creds:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "outpost-broker:", err)
 		os.Exit(1)
@@ -36,6 +45,10 @@ func run() error {
 	clusterName := flag.String("cluster-name", "", "name of the JetStream cluster this node joins (empty: one node)")
 	clusterAddr := flag.String("cluster", "", "route address of a cluster node (host:port)")
 	routes := flag.String("routes", "", "comma-separated route URLs of the cluster's nodes, e.g. nats://127.0.0.1:6222")
+	authDir := flag.String("auth-dir", "", "folder of the operator and accounts (made on first start); empty: no authentication (anonymous clients allowed)")
+	tlsCert := flag.String("tls-cert", "", "PEM server certificate: serve TLS only")
+	tlsKey := flag.String("tls-key", "", "PEM key of -tls-cert")
+	tlsClientCA := flag.String("tls-client-ca", "", "PEM CAs of client certificates: require one (mTLS)")
 	flag.Parse()
 
 	log, err := service.NewLogger(os.Stderr, "outpost-broker", *logLevel)
@@ -59,6 +72,19 @@ func run() error {
 		Host: host, Port: port, DataDir: *dataDir, ServerName: *name,
 		MaxPayload: int32(*maxPayload), Logger: log,
 	}
+	if *authDir != "" {
+		a, err := natsauth.Open(*authDir)
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		opts.Auth = a.ServerAuth()
+	} else {
+		log.Warn("no -auth-dir: the broker accepts anonymous connections")
+	}
+	if *tlsCert != "" || *tlsKey != "" || *tlsClientCA != "" {
+		opts.TLS = &natsembed.TLS{Cert: *tlsCert, Key: *tlsKey, ClientCA: *tlsClientCA}
+	}
 	if *clusterName != "" {
 		if err := clusterOptions(&opts, *clusterName, *clusterAddr, *routes); err != nil {
 			_ = ln.Close()
@@ -71,7 +97,7 @@ func run() error {
 		return fmt.Errorf("start embedded NATS: %w", err)
 	}
 	defer srv.Shutdown()
-	log.Info("embedded NATS JetStream ready", "url", srv.ClientURL(), "data_dir", *dataDir)
+	log.Info("embedded NATS JetStream ready", "url", srv.ClientURL(), "data_dir", *dataDir, "auth", opts.Auth != nil, "tls", opts.TLS != nil)
 
 	ready := func() error {
 		if !srv.Running() || !srv.NATS().JetStreamEnabled() {
@@ -112,5 +138,49 @@ func clusterOptions(opts *natsembed.Options, name, addr, routes string) error {
 			opts.Routes = append(opts.Routes, r)
 		}
 	}
+	return nil
+}
+
+// issue writes a credentials file for one role:
+//
+//	outpost-broker creds -auth-dir .data/nats-auth -role runner -tenant default -pool default -out runner.creds
+//
+// An existing file is kept unless -force: every start of `make run` calls
+// it, and the services keep the credentials they were given.
+func issue(args []string) error {
+	fs := flag.NewFlagSet("creds", flag.ContinueOnError)
+	authDir := fs.String("auth-dir", ".data/nats-auth", "folder of the operator and accounts (made if missing)")
+	role := fs.String("role", "", "scheduler, account-migrator, runner, watcher or system")
+	stack := fs.String("stack", "", "subject prefix (default outpost)")
+	layout := fs.String("layout", "", "per-tenant (default) or shared")
+	tenant := fs.String("tenant", "", "tenant of a runner or watcher")
+	pool := fs.String("pool", "", "pool of a runner")
+	zone := fs.String("zone", "", "zone of a watcher")
+	name := fs.String("name", "", "user name shown by the server (default the role)")
+	ttl := fs.Duration("expiry", 0, "validity, e.g. 720h (0: no expiry)")
+	out := fs.String("out", "", "credentials file to write (0600)")
+	force := fs.Bool("force", false, "replace an existing file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return errors.New("-out is required")
+	}
+	if _, err := os.Stat(*out); err == nil && !*force {
+		return nil
+	}
+	a, err := natsauth.Open(*authDir)
+	if err != nil {
+		return err
+	}
+	if *name == "" {
+		*name = *role
+	}
+	scope := natsauth.Scope{Role: natsauth.Role(*role), Stack: *stack, Layout: natsjs.Layout(*layout), Tenant: *tenant, Pool: *pool, Zone: *zone}
+	c, err := a.WriteCredentials(*out, *name, scope, *ttl)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "wrote %s (user %s)\n", *out, c.ID)
 	return nil
 }

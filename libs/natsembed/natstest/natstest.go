@@ -56,6 +56,14 @@ func RunServerWith(t testing.TB, opts natsembed.Options) *natsembed.Server {
 // URL(nodes...) is the comma-separated URL to connect to all of them.
 func RunCluster(t testing.TB, n int) []*natsembed.Server {
 	t.Helper()
+	return RunClusterWith(t, n, natsembed.Options{})
+}
+
+// RunClusterWith is RunCluster with the Auth and TLS of base on every node;
+// probe are the options (credentials, TLS) of the connection that checks
+// the cluster serves JetStream.
+func RunClusterWith(t testing.TB, n int, base natsembed.Options, probe ...nats.Option) []*natsembed.Server {
+	t.Helper()
 	if n < 1 {
 		t.Fatalf("natstest: cluster of %d nodes", n)
 	}
@@ -75,6 +83,8 @@ func RunCluster(t testing.TB, n int) []*natsembed.Server {
 			ServerName:   fmt.Sprintf("n%d", i+1),
 			ClusterName:  "natstest",
 			ClusterPort:  p,
+			Auth:         base.Auth,
+			TLS:          base.TLS,
 		}
 		routes[i] = fmt.Sprintf("nats://127.0.0.1:%d", p)
 	}
@@ -97,7 +107,7 @@ func RunCluster(t testing.TB, n int) []*natsembed.Server {
 			t.Fatalf("natstest: start cluster node %d: %v", i+1, errs[i])
 		}
 	}
-	if err := waitServing(servers); err != nil {
+	if err := waitServing(servers, probe); err != nil {
 		t.Fatalf("natstest: cluster of %d nodes: %v", n, err)
 	}
 	return servers
@@ -114,10 +124,10 @@ const clusterReady = 60 * time.Second
 // message. Every node knowing a meta leader is not enough: right after the
 // cluster forms, the meta leader may not yet count its peers as current,
 // and a stream request can go unanswered. The probe stream is deleted.
-func waitServing(servers []*natsembed.Server) error {
+func waitServing(servers []*natsembed.Server, connOpts []nats.Option) error {
 	ctx, cancel := context.WithTimeout(context.Background(), clusterReady)
 	defer cancel()
-	nc, err := nats.Connect(URL(servers...), nats.MaxReconnects(-1))
+	nc, err := nats.Connect(URL(servers...), append([]nats.Option{nats.MaxReconnects(-1)}, connOpts...)...)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}

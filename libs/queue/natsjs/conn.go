@@ -74,11 +74,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -137,6 +139,56 @@ type Config struct {
 	// Logger receives connection events and handler failures; default
 	// slog.Default().
 	Logger *slog.Logger
+	// Credentials is a NATS credentials file (user JWT and nkey seed), as
+	// issued by package natsauth. Empty connects without credentials,
+	// which a server in operator mode refuses.
+	Credentials string
+	// TLS configures TLS to the server; the zero value uses TLS only when
+	// the URL says tls://.
+	TLS TLS
+	// InboxPrefix replaces "_INBOX" as the prefix of reply subjects, so
+	// that a user's permissions can allow replies to its own inbox only
+	// (natsauth issues each user the prefix "_INBOX.<user id>").
+	InboxPrefix string
+}
+
+// TLS is the client side of a TLS connection to NATS. CA verifies the
+// server; Cert and Key are the client certificate for mutual TLS.
+type TLS struct {
+	// CA is a PEM file of the CAs that sign the server's certificate;
+	// empty means the system roots.
+	CA string `yaml:"ca" env:"OUTPOST_BROKER_TLS_CA"`
+	// Cert and Key are PEM files of the client certificate and its key,
+	// for servers that verify clients (mTLS). Both or neither.
+	Cert string `yaml:"cert" env:"OUTPOST_BROKER_TLS_CERT"`
+	Key  string `yaml:"key" env:"OUTPOST_BROKER_TLS_KEY"`
+}
+
+// Enabled reports whether any TLS setting is given.
+func (t TLS) Enabled() bool { return t.CA != "" || t.Cert != "" || t.Key != "" }
+
+// ErrTLSConfig is returned by Connect when the TLS settings are incomplete.
+var ErrTLSConfig = errors.New("natsjs: tls: cert and key must be given together")
+
+// Options are the nats.go options of t, for connections made outside
+// Connect (e.g. a system-account user pushing an account update).
+func (t TLS) Options() ([]nats.Option, error) { return t.options() }
+
+func (t TLS) options() ([]nats.Option, error) {
+	if (t.Cert == "") != (t.Key == "") {
+		return nil, ErrTLSConfig
+	}
+	var opts []nats.Option
+	if t.Enabled() {
+		opts = append(opts, nats.Secure())
+	}
+	if t.CA != "" {
+		opts = append(opts, nats.RootCAs(t.CA))
+	}
+	if t.Cert != "" {
+		opts = append(opts, nats.ClientCert(t.Cert, t.Key))
+	}
+	return opts, nil
 }
 
 func (cfg Config) withDefaults() (Config, error) {
@@ -198,6 +250,10 @@ type Conn struct {
 	js       jetstream.JetStream
 
 	maxPayload int
+
+	// pubAllow and pubDeny are the publish permissions of the
+	// credentials' user (none: no restriction); see mayPublish.
+	pubAllow, pubDeny []string
 
 	closed atomic.Bool
 
@@ -278,6 +334,31 @@ func Connect(ctx context.Context, cfg Config) (*Conn, error) {
 			c.log.Warn("nats async error", "subject", subject, "error", err)
 		}),
 	}
+	tlsOpts, err := cfg.TLS.options()
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, tlsOpts...)
+	if cfg.Credentials != "" {
+		if _, err := os.Stat(cfg.Credentials); err != nil {
+			return nil, fmt.Errorf("natsjs: credentials: %w", err)
+		}
+		opts = append(opts, nats.UserCredentials(cfg.Credentials))
+	}
+	inbox := cfg.InboxPrefix
+	if cfg.Credentials != "" {
+		user, err := credentialsUser(cfg.Credentials)
+		if err != nil {
+			return nil, err
+		}
+		if inbox == "" {
+			inbox = InboxPrefix(user.Subject)
+		}
+		c.pubAllow, c.pubDeny = user.Pub.Allow, user.Pub.Deny
+	}
+	if inbox != "" {
+		opts = append(opts, nats.CustomInboxPrefix(inbox))
+	}
 	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("natsjs: connect %s: %w", redactURL(cfg.URL), err)
@@ -314,6 +395,11 @@ func (c *Conn) waitConnected(ctx context.Context) error {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for !c.nc.IsConnected() {
+		if c.nc.IsClosed() {
+			// The client gives up on a server that refuses its
+			// credentials (twice in a row): waiting longer is pointless.
+			return fmt.Errorf("natsjs: connect %s: %w", redactURL(c.cfg.URL), closedErr(c.nc))
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("natsjs: connect %s: %w", redactURL(c.cfg.URL), ctx.Err())
@@ -489,6 +575,82 @@ func (c *Conn) removeConsumer(k *consumer) {
 	defer c.consMu.Unlock()
 	delete(c.consumers, k)
 }
+
+// ErrConnectionClosed is returned by Connect when the client gave up, e.g.
+// because the server refused its credentials.
+var ErrConnectionClosed = errors.New("natsjs: connection closed")
+
+func closedErr(nc *nats.Conn) error {
+	if err := nc.LastError(); err != nil {
+		return fmt.Errorf("%w: %w", ErrConnectionClosed, err)
+	}
+	return ErrConnectionClosed
+}
+
+// InboxPrefix is the reply-subject prefix of the NATS user userID (its
+// public key): "_INBOX.<userID>". Connect uses it for a credentials file
+// when Config.InboxPrefix is empty, and natsauth allows each user to
+// subscribe under its own prefix only, so that no user can read another's
+// replies.
+func InboxPrefix(userID string) string { return "_INBOX." + userID }
+
+// credentialsUser reads the user's claims (public key, permissions) from a
+// credentials file.
+func credentialsUser(path string) (*jwt.UserClaims, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("natsjs: credentials: %w", err)
+	}
+	token, err := jwt.ParseDecoratedJWT(raw)
+	if err != nil {
+		return nil, fmt.Errorf("natsjs: credentials %s: %w", path, err)
+	}
+	claims, err := jwt.DecodeUserClaims(token)
+	if err != nil {
+		return nil, fmt.Errorf("natsjs: credentials %s: %w", path, err)
+	}
+	return claims, nil
+}
+
+// mayPublish reports whether the connection's user may publish to subject
+// (a JetStream API request included), as its credentials say: a request
+// the server would refuse goes unanswered, so it is better not sent. A
+// connection without credentials may publish anything.
+func (c *Conn) mayPublish(subject string) bool {
+	for _, d := range c.pubDeny {
+		if subjectMatches(d, subject) {
+			return false
+		}
+	}
+	if len(c.pubAllow) == 0 {
+		return true
+	}
+	for _, a := range c.pubAllow {
+		if subjectMatches(a, subject) {
+			return true
+		}
+	}
+	return false
+}
+
+// subjectMatches reports whether subject matches the NATS pattern (with
+// "*" for one token and a final ">" for one or more).
+func subjectMatches(pattern, subject string) bool {
+	pt, st := strings.Split(pattern, "."), strings.Split(subject, ".")
+	for i, p := range pt {
+		if p == ">" {
+			return len(st) > i
+		}
+		if i >= len(st) || (p != "*" && p != st[i]) {
+			return false
+		}
+	}
+	return len(pt) == len(st)
+}
+
+// RedactURL replaces the user information of every URL in a
+// comma-separated NATS URL with "redacted", for logs and errors.
+func RedactURL(u string) string { return redactURL(u) }
 
 func redactURL(u string) string {
 	parts := strings.Split(u, ",")

@@ -84,10 +84,37 @@ func (c *Conn) StreamName(tenant string, role queue.Role) string {
 }
 
 func (c *Conn) streamName(tenant string, k streamKind) string {
-	if c.cfg.Layout == LayoutShared {
-		return c.prefix + "_" + kindSuffix[k]
+	return streamNameOf(c.prefix, c.cfg.Layout, tenant, k)
+}
+
+func streamNameOf(prefix string, layout Layout, tenant string, k streamKind) string {
+	if layout == LayoutShared {
+		return prefix + "_" + kindSuffix[k]
 	}
-	return c.prefix + "_" + sanitizeName(tenant) + "_" + kindSuffix[k]
+	return prefix + "_" + sanitizeName(tenant) + "_" + kindSuffix[k]
+}
+
+// StreamNameFor is the name of the stream that stores role's messages of
+// tenant in a stack and layout, without a connection: what Conn.StreamName
+// answers for a Conn of that stack and layout (an empty layout is the
+// per-tenant one). Broker permissions name streams with it.
+func StreamNameFor(stack string, layout Layout, tenant string, role queue.Role) string {
+	if stack == "" {
+		stack = queue.DefaultStack
+	}
+	if layout == "" {
+		layout = LayoutPerTenant
+	}
+	return streamNameOf(sanitizeName(strings.ToUpper(stack)), layout, tenant, kindOf(role))
+}
+
+// TenantRegistryBucket is the KV bucket of the shared layout's tenants
+// (its stream is "KV_" and the bucket name).
+func TenantRegistryBucket(stack string) string {
+	if stack == "" {
+		stack = queue.DefaultStack
+	}
+	return sanitizeName(strings.ToUpper(stack)) + "-tenants"
 }
 
 // streamConfig is the configuration of one of tenant's streams. In the
@@ -365,6 +392,15 @@ func (c *Conn) ensureAccounts(ctx context.Context, tenant string) error {
 	}
 	if _, ok := c.accountsReady.Load(tenant); ok {
 		return nil
+	}
+	// Streams that exist are only bound: an agent's credentials allow it
+	// to look streams up, not to make them (the control plane does).
+	if _, err := c.js.Stream(ctx, c.streamName(tenant, kindWatch)); err == nil {
+		c.accountsReady.Store(tenant, struct{}{})
+		return nil
+	}
+	if !c.mayPublish(jetstream.DefaultAPIPrefix + "STREAM.CREATE." + c.streamName(tenant, kindWatch)) {
+		return fmt.Errorf("%w: %q: its account streams are not made yet (the control plane makes them)", queue.ErrUnknownTenant, tenant)
 	}
 	work, err := c.js.Stream(ctx, c.streamName(tenant, kindWork))
 	if errors.Is(err, jetstream.ErrStreamNotFound) {

@@ -144,3 +144,23 @@ func TestConfigDefaults(t *testing.T) {
 		require.Error(t, err, "%+v", bad)
 	}
 }
+
+func TestSubjectMatches(t *testing.T) {
+	for _, c := range []struct {
+		pattern, subject string
+		want             bool
+	}{
+		{"a.b", "a.b", true},
+		{"a.b", "a.c", false},
+		{"a.*", "a.b", true},
+		{"a.*", "a.b.c", false},
+		{"a.>", "a.b.c", true},
+		{"a.>", "a", false},
+		{"$JS.API.CONSUMER.MSG.NEXT.S.*", "$JS.API.CONSUMER.MSG.NEXT.S.c", true},
+		{"a.b.c", "a.b", false},
+	} {
+		t.Run(c.pattern+" "+c.subject, func(t *testing.T) {
+			require.Equal(t, c.want, subjectMatches(c.pattern, c.subject))
+		})
+	}
+}

@@ -64,7 +64,9 @@ func (c *Conn) Read(ctx context.Context, subject string, opts queue.ReadOptions,
 		it.Stop()
 		// The ordered consumer is ephemeral; delete it now rather than
 		// leave it to the inactivity threshold.
-		if info := cons.CachedInfo(); info != nil {
+		// An agent may not delete consumers: the server removes it
+		// after InactiveThreshold.
+		if info := cons.CachedInfo(); info != nil && c.mayPublish(jetstream.DefaultAPIPrefix+"CONSUMER.DELETE."+stream+"."+info.Name) {
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 			_ = c.js.DeleteConsumer(dctx, stream, info.Name)
 			cancel()

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/outposthq/outpost/libs/seal"
 )
 
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -195,16 +197,19 @@ func TestValidateKubeconfigFile(t *testing.T) {
 }
 
 func TestSealer(t *testing.T) {
-	s, err := NewSealer(make([]byte, 32))
+	keys, err := seal.NewKeyring([]seal.Key{{ID: "k1", Secret: make([]byte, 32)}}, nil)
 	require.NoError(t, err)
+	s := NewSealer(keys).ForTenant("acme")
 	sealed, err := s.Seal([]byte("plain"))
 	require.NoError(t, err)
-	require.Len(t, sealed, 12+len("plain")+16, "nonce || ciphertext || tag")
+	id, ok := seal.KeyID(sealed)
+	require.True(t, ok)
+	require.Equal(t, "k1", id)
 	plain, err := s.Open(sealed)
 	require.NoError(t, err)
 	require.Equal(t, "plain", string(plain))
-	none, err := NewSealer(nil)
-	require.NoError(t, err)
-	_, err = none.Seal([]byte("plain"))
+	_, err = NewSealer(keys).ForTenant("globex").Open(sealed)
+	require.ErrorIs(t, err, seal.ErrOpen, "another tenant's key does not open it")
+	_, err = NewSealer(nil).Seal([]byte("plain"))
 	require.ErrorIs(t, err, ErrNoKey)
 }

@@ -1,68 +1,46 @@
 package accounts
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
 	"errors"
-	"fmt"
+
+	"github.com/outposthq/outpost/libs/seal"
 )
 
 // ErrNoKey is returned by Seal when no kubeconfig key is configured: an
 // inline kubeconfig is never stored in plain text.
 var ErrNoKey = errors.New("inline kubeconfigs need kubeconfig_key to be configured")
 
-// Sealer seals inline kubeconfigs with AES-256-GCM so that they rest in the
-// KV bucket and travel to the watcher without ever being readable by the
-// broker. Only the watchers, configured with the same key, open them.
+// Sealer seals inline kubeconfigs (libs/seal) with a key of one tenant,
+// so that they rest in the KV bucket and travel to that tenant's watchers
+// without ever being readable by the broker or by another tenant's
+// watchers.
 type Sealer struct {
-	aead cipher.AEAD
+	keys   *seal.Keyring
+	tenant string
 }
 
-// NewSealer returns a sealer for a 32-byte key, or one that refuses to seal
-// when key is nil.
-func NewSealer(key []byte) (*Sealer, error) {
-	if key == nil {
-		return &Sealer{}, nil
-	}
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, fmt.Errorf("kubeconfig key: %w", err)
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, fmt.Errorf("kubeconfig key: %w", err)
-	}
-	return &Sealer{aead: aead}, nil
-}
+// NewSealer returns a sealer of keys, or one that refuses to seal when
+// keys is nil or holds no key. ForTenant binds it to a tenant.
+func NewSealer(keys *seal.Keyring) *Sealer { return &Sealer{keys: keys} }
+
+// ForTenant is the sealer of tenant's accounts.
+func (s *Sealer) ForTenant(tenant string) *Sealer { return &Sealer{keys: s.keys, tenant: tenant} }
 
 // Enabled reports whether a key is configured.
-func (s *Sealer) Enabled() bool { return s.aead != nil }
+func (s *Sealer) Enabled() bool { return s.keys.CanSeal() }
 
-// Seal returns nonce (12 bytes) || ciphertext.
+// Seal seals plain with the keyring's sealing key, for the tenant.
 func (s *Sealer) Seal(plain []byte) ([]byte, error) {
-	if s.aead == nil {
+	if !s.Enabled() {
 		return nil, ErrNoKey
 	}
-	nonce := make([]byte, s.aead.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, fmt.Errorf("seal kubeconfig: %w", err)
-	}
-	return s.aead.Seal(nonce, nonce, plain, nil), nil
+	return s.keys.Seal(s.tenant, plain)
 }
 
 // Open reverses Seal; the migrator itself only needs it in tests.
 func (s *Sealer) Open(sealed []byte) ([]byte, error) {
-	if s.aead == nil {
+	if s.keys == nil {
 		return nil, ErrNoKey
 	}
-	n := s.aead.NonceSize()
-	if len(sealed) < n {
-		return nil, errors.New("open kubeconfig: too short")
-	}
-	plain, err := s.aead.Open(nil, sealed[:n], sealed[n:], nil)
-	if err != nil {
-		return nil, fmt.Errorf("open kubeconfig: %w", err)
-	}
-	return plain, nil
+	return s.keys.Open(s.tenant, sealed)
 }

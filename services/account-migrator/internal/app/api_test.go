@@ -12,6 +12,8 @@ import (
 
 	"github.com/outposthq/outpost/services/account-migrator/internal/accounts"
 	"github.com/outposthq/outpost/services/account-migrator/internal/config"
+
+	"github.com/outposthq/outpost/libs/seal"
 )
 
 func TestBadInput(t *testing.T) {
@@ -124,8 +126,14 @@ func TestInlineKubeconfigSealed(t *testing.T) {
 	require.NotContains(t, string(raw.Value), "TOP-SECRET", "sealed at rest")
 	rec, err := accounts.Decode(raw.Value)
 	require.NoError(t, err)
-	sealer, err := accounts.NewSealer(key)
+	keys, err := seal.Parse(nil, base64.StdEncoding.EncodeToString(key))
 	require.NoError(t, err)
+	sealer := accounts.NewSealer(keys).ForTenant(tenant)
+	id, ok := seal.KeyID(rec.Spec.KubeconfigSealed)
+	require.True(t, ok, "the sealed value names its key")
+	require.Equal(t, seal.DefaultKeyID, id)
+	_, err = accounts.NewSealer(keys).ForTenant("other-tenant").Open(rec.Spec.KubeconfigSealed)
+	require.ErrorIs(t, err, seal.ErrOpen, "sealed for its tenant only")
 	plain, err := sealer.Open(rec.Spec.KubeconfigSealed)
 	require.NoError(t, err)
 	require.Equal(t, secret, string(plain))
@@ -140,6 +148,6 @@ func TestInlineKubeconfigSealed(t *testing.T) {
 	lease := e.waitLease(l, "inline", 1)
 	plain, err = sealer.Open(lease.GetSpec().GetKubeconfigSealed())
 	require.NoError(t, err)
-	require.Equal(t, secret, string(plain), "the lease carries it sealed with the shared key")
+	require.Equal(t, secret, string(plain), "the lease carries it sealed with the tenant's key")
 	require.NotContains(t, e.logs.String(), "TOP-SECRET", "never logged")
 }

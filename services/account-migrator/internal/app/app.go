@@ -43,7 +43,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return service.Serve(gctx, log, srv, ln, cfg.ShutdownGrace) })
 	g.Go(func() error {
-		c, err := natsjs.Connect(gctx, natsjs.Config{URL: cfg.Broker.URL, Stack: cfg.Broker.Stack, Name: "account-migrator", Logger: log})
+		c, err := natsjs.Connect(gctx, natsjs.Config{URL: cfg.Broker.URL, Stack: cfg.Broker.Stack, Name: "account-migrator", Logger: log, Credentials: cfg.Broker.Credentials, TLS: cfg.Broker.TLS})
 		if err != nil {
 			if gctx.Err() != nil {
 				return nil // shut down while connecting

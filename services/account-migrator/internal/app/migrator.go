@@ -49,14 +49,11 @@ type Migrator struct {
 // New assembles a migrator over conn and registers its metrics on reg. It
 // opens the KV buckets; tenants are provisioned by Run.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger, conn *natsjs.Conn, reg prometheus.Registerer) (*Migrator, error) {
-	key, err := cfg.SealKey()
+	keys, err := cfg.Keyring()
 	if err != nil {
 		return nil, err
 	}
-	sealer, err := accounts.NewSealer(key)
-	if err != nil {
-		return nil, err
-	}
+	sealer := accounts.NewSealer(keys)
 	// Watchers act only on signed leases and operations: without its key
 	// the migrator refuses to start.
 	signer, err := cfg.Signing.Signer()

@@ -3,7 +3,6 @@
 package config
 
 import (
-	"encoding/base64"
 	"fmt"
 	"regexp"
 	"slices"
@@ -11,11 +10,13 @@ import (
 
 	"github.com/outposthq/outpost/libs/config"
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/queue/natsjs"
+	"github.com/outposthq/outpost/libs/seal"
 	"github.com/outposthq/outpost/libs/signing"
 )
 
 // KeySize is the length of the AES-256 key that seals inline kubeconfigs.
-const KeySize = 32
+const KeySize = seal.KeySize
 
 // Config is the account-migrator's configuration.
 type Config struct {
@@ -30,9 +31,13 @@ type Config struct {
 	Tenants []string `yaml:"tenants" env:"OUTPOST_TENANTS"`
 	// DefaultTenant serves requests without an X-Outpost-Tenant header.
 	DefaultTenant string `yaml:"default_tenant" env:"OUTPOST_DEFAULT_TENANT"`
-	// KubeconfigKey is the base64 AES-256 key inline kubeconfigs are sealed
-	// with; the watchers are configured with the same key. Empty refuses
-	// inline kubeconfigs.
+	// KubeconfigKeys are the master keys inline kubeconfigs are sealed
+	// with, "id=<base64 AES-256 key>", the first sealing; each tenant's key
+	// is derived from it (libs/seal). The watchers hold the same keys.
+	KubeconfigKeys []string `yaml:"kubeconfig_keys" env:"OUTPOST_KUBECONFIG_KEYS"`
+	// KubeconfigKey is the base64 AES-256 key of values sealed before key
+	// ids. Without KubeconfigKeys it is also the master key (id
+	// "default"). Both empty refuse inline kubeconfigs.
 	KubeconfigKey string `yaml:"kubeconfig_key" env:"OUTPOST_KUBECONFIG_KEY"`
 	// RetryFrequency is how long after a failure a FAILED account is tried
 	// again.
@@ -76,6 +81,13 @@ type Config struct {
 type Broker struct {
 	URL   string `yaml:"url" env:"OUTPOST_BROKER_URL"`
 	Stack string `yaml:"stack" env:"OUTPOST_STACK"`
+	// Credentials is the NATS credentials file issued for this service
+	// (libs/natsauth); a broker in operator mode refuses connections
+	// without one.
+	Credentials string `yaml:"credentials" env:"OUTPOST_BROKER_CREDENTIALS"`
+	// TLS verifies the broker (ca) and presents a client certificate
+	// (cert, key) to a broker that asks for one.
+	TLS natsjs.TLS `yaml:"tls"`
 }
 
 // AutoMigration scans a credentials source and migrates the accounts it
@@ -142,19 +154,13 @@ func (c Config) RetryEvery() time.Duration {
 	return c.RetryFrequency
 }
 
-// SealKey decodes KubeconfigKey; nil when none is configured.
-func (c Config) SealKey() ([]byte, error) {
-	if c.KubeconfigKey == "" {
-		return nil, nil
-	}
-	key, err := base64.StdEncoding.DecodeString(c.KubeconfigKey)
+// Keyring is the keyring of KubeconfigKeys and KubeconfigKey.
+func (c Config) Keyring() (*seal.Keyring, error) {
+	k, err := seal.Parse(c.KubeconfigKeys, c.KubeconfigKey)
 	if err != nil {
-		return nil, fmt.Errorf("%w: kubeconfig_key is not base64: %w", config.ErrInvalid, err)
+		return nil, fmt.Errorf("%w: kubeconfig_keys or kubeconfig_key: %w", config.ErrInvalid, err)
 	}
-	if len(key) != KeySize {
-		return nil, fmt.Errorf("%w: kubeconfig_key must decode to %d bytes, not %d", config.ErrInvalid, KeySize, len(key))
-	}
-	return key, nil
+	return k, nil
 }
 
 // AutoTenant is the tenant automatic migration creates accounts in.
@@ -206,7 +212,7 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%w: tenant %q is not 1-64 characters of [a-zA-Z0-9_-]", config.ErrInvalid, t)
 		}
 	}
-	if _, err := c.SealKey(); err != nil {
+	if _, err := c.Keyring(); err != nil {
 		return err
 	}
 	return c.AutoMigration.validate(c)
@@ -228,8 +234,8 @@ func (a AutoMigration) validate(c Config) error {
 		return fmt.Errorf("%w: auto_migration.interval must be positive", config.ErrInvalid)
 	case (a.Directory == "") == (a.Secrets.Namespace == ""):
 		return fmt.Errorf("%w: auto_migration needs exactly one source: directory or secrets.namespace", config.ErrInvalid)
-	case a.Directory != "" && c.KubeconfigKey == "":
-		return fmt.Errorf("%w: auto_migration.directory needs kubeconfig_key: kubeconfigs are sealed before they are stored", config.ErrInvalid)
+	case a.Directory != "" && c.KubeconfigKey == "" && len(c.KubeconfigKeys) == 0:
+		return fmt.Errorf("%w: auto_migration.directory needs kubeconfig_keys or kubeconfig_key: kubeconfigs are sealed before they are stored", config.ErrInvalid)
 	case a.Secrets.Namespace != "" && a.Secrets.Key == "":
 		return fmt.Errorf("%w: auto_migration.secrets.key is empty", config.ErrInvalid)
 	}

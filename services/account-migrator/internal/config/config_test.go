@@ -88,7 +88,8 @@ func TestLoad(t *testing.T) {
 	require.Equal(t, 60, Default().MaxDeliveries)
 	require.Equal(t, 9*time.Second, cfg.RetryEvery())
 	require.Equal(t, "config", cfg.AutoMigration.Secrets.Key)
-	key, err := cfg.SealKey()
+	keys, err := cfg.Keyring()
 	require.NoError(t, err)
-	require.Len(t, key, KeySize)
+	require.True(t, keys.CanSeal())
+	require.Equal(t, "default", keys.SealingKeyID())
 }

@@ -14,7 +14,7 @@ import (
 // Create stores a new account from a POSTed entry (or one found by
 // automatic migration, source "auto").
 func (e *Engine) Create(ctx context.Context, tenant string, in accounts.Input, source string) (*accounts.Record, error) {
-	r, err := accounts.New(in, e.opts.Sealer, source, e.now())
+	r, err := accounts.New(in, e.opts.Sealer.ForTenant(tenant), source, e.now())
 	if err != nil {
 		return nil, err
 	}
@@ -41,7 +41,7 @@ func (e *Engine) Patch(ctx context.Context, tenant string, in accounts.Input) (*
 	}
 	r, _, err := e.apply(ctx, tenant, in.Name, func(cur *accounts.Record) (*accounts.Record, accounts.Effects, bool, error) {
 		n := cur.Clone()
-		if err := accounts.Patch(n, in, e.opts.Sealer, e.now()); err != nil {
+		if err := accounts.Patch(n, in, e.opts.Sealer.ForTenant(tenant), e.now()); err != nil {
 			return cur, accounts.Effects{}, false, err
 		}
 		return n, accounts.Effects{}, true, nil

@@ -96,7 +96,7 @@ func New(conn Conn, store kv.Store, opts Options) *Engine {
 		opts.Now = time.Now
 	}
 	if opts.Sealer == nil {
-		opts.Sealer, _ = accounts.NewSealer(nil)
+		opts.Sealer = accounts.NewSealer(nil)
 	}
 	if opts.MaxDeliveries <= 0 {
 		opts.MaxDeliveries = DefaultMaxDeliveries

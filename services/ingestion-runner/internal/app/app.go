@@ -22,6 +22,7 @@ import (
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/ingest"
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/kubejob"
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/logstream"
+	"github.com/outposthq/outpost/services/ingestion-runner/internal/policy"
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/runner"
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/secrets"
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/tasks"
@@ -86,9 +87,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		c, err := backend.Open(gctx, cfg.Queue, backend.Options{
 			Stack: cfg.Broker.Stack,
 			NATS: natsjs.Config{
-				URL:      cfg.Broker.URL,
-				Name:     ServiceName + "/" + cfg.Tenant + "/" + cfg.Pool + "/" + cfg.RunnerID,
-				Replicas: cfg.Broker.Replicas,
+				URL:         cfg.Broker.URL,
+				Credentials: cfg.Broker.Credentials,
+				TLS:         cfg.Broker.TLS,
+				Name:        ServiceName + "/" + cfg.Tenant + "/" + cfg.Pool + "/" + cfg.RunnerID,
+				Replicas:    cfg.Broker.Replicas,
 			},
 			// The jobs queue's redrive policy (when this runner creates
 			// the queue) matches the runner's own max deliveries.
@@ -138,7 +141,8 @@ func New(cfg config.Config, broker runner.Broker, subjects queue.Subjects, log *
 		if err != nil {
 			return nil, err
 		}
-		reg.Register("kubernetes", kt)
+		pol := cfg.RunnerPolicy()
+		reg.Register("kubernetes", policy.Guard{Policy: pol, Kind: "kubernetes", Task: kt})
 		log.Info("kubernetes task enabled", "namespace", k.Namespace, "default_service_account", k.DefaultServiceAccount)
 	}
 	rc := RunnerConfig(cfg)
@@ -170,17 +174,24 @@ func RunnerConfig(cfg config.Config) runner.Config {
 
 // Tasks is the registry of the task kinds this runner runs; pub carries
 // the ingest and assertion tasks' records back, providers resolve ${NAME}.
+// Every kind runs behind the runner's policy, which checks a job before
+// any of its references is resolved; the resolver asks the policy again
+// for each name, in case a reference was not seen by the check.
 func Tasks(cfg config.Config, pub ingest.Publisher, subjects queue.Subjects, providers []secrets.Provider) *tasks.Registry {
-	resolver := &secrets.Resolver{Providers: providers}
+	pol := cfg.RunnerPolicy()
+	resolver := &secrets.Resolver{Providers: providers, Allow: pol.CheckSecret}
 	reg := tasks.NewRegistry()
-	reg.Register("noop", tasks.Noop{})
-	reg.Register("command", &tasks.Command{
+	register := func(kind string, t tasks.Task) {
+		reg.Register(kind, policy.Guard{Policy: pol, Kind: kind, Task: t})
+	}
+	register("noop", tasks.Noop{})
+	register("command", &tasks.Command{
 		Allowlist:   tasks.NewAllowlist(cfg.Command.Allowlist),
 		Resolver:    resolver,
 		CancelGrace: cfg.Command.CancelGrace,
 	})
-	reg.Register("ingest", &ingest.Task{Resolver: resolver, Publisher: pub, Subjects: subjects})
-	reg.Register("assertion", &ingest.Assertion{Resolver: resolver, Publisher: pub, Subjects: subjects})
+	register("ingest", &ingest.Task{Resolver: resolver, Publisher: pub, Subjects: subjects, Policy: pol})
+	register("assertion", &ingest.Assertion{Resolver: resolver, Publisher: pub, Subjects: subjects})
 	return reg
 }
 
@@ -253,7 +264,7 @@ func KubernetesTask(cfg config.Config, providers []secrets.Provider) (*kubejob.T
 		Client:           client,
 		Namespace:        k.Namespace,
 		Accounts:         kubejob.ServiceAccounts{Users: users, Projects: projects, Default: k.DefaultServiceAccount},
-		Resolver:         &secrets.Resolver{Providers: providers},
+		Resolver:         &secrets.Resolver{Providers: providers, Allow: cfg.RunnerPolicy().CheckSecret},
 		RunnerID:         cfg.RunnerID,
 		PollInterval:     k.PollInterval,
 		TTLAfterFinished: k.TTLAfterFinished,

@@ -122,6 +122,7 @@ func runnerConfig(t *testing.T, id string) config.Config {
 	cfg.Logs.Interval = 20 * time.Millisecond
 	cfg.DrainGrace = 200 * time.Millisecond
 	cfg.Signing.TrustedKeys = []string{testKey.Public().String()}
+	cfg.Policy.Secrets = []string{"default=DB_*", "default=API_*"}
 	return cfg
 }
 

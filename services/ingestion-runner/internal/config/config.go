@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,10 +18,12 @@ import (
 	libconfig "github.com/outposthq/outpost/libs/config"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/backend"
+	"github.com/outposthq/outpost/libs/queue/natsjs"
 	"github.com/outposthq/outpost/libs/queue/sqs"
 	"github.com/outposthq/outpost/libs/signing"
 
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/kubejob"
+	"github.com/outposthq/outpost/services/ingestion-runner/internal/policy"
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/secrets"
 )
 
@@ -81,6 +85,47 @@ type Config struct {
 	// KubernetesJob enables the kubernetes task (when its namespace is
 	// set): jobs' containers run as Kubernetes Jobs in this cluster.
 	KubernetesJob KubernetesJob `yaml:"kubernetes_job"`
+	Policy        Policy        `yaml:"policy"`
+}
+
+// Policy is what the customer lets jobs do on this runner, whatever the
+// control plane sends (see internal/policy). It is checked on the job as
+// sent, before any ${NAME} is resolved; a refused job fails without retry.
+type Policy struct {
+	// AllowedTaskKinds among noop, command, ingest, assertion, kubernetes (all by
+	// default; command also needs command.allowlist).
+	AllowedTaskKinds []string `yaml:"allowed_task_kinds" env:"OUTPOST_POLICY_ALLOWED_TASK_KINDS"`
+	// AllowedSinks among outpost, console, file, http, datahub-rest (all by
+	// default; file also needs file_sink_dir, http and datahub-rest a host
+	// in allowed_hosts).
+	AllowedSinks []string `yaml:"allowed_sinks" env:"OUTPOST_POLICY_ALLOWED_SINKS"`
+	// AllowedHosts are the "host" or "host:port" patterns ("*.example.com",
+	// "db.internal:5432", "*" for any) that http and datahub-rest sinks and
+	// postgres and mysql sources may reach. Empty (the default): none.
+	AllowedHosts []string `yaml:"allowed_hosts" env:"OUTPOST_POLICY_ALLOWED_HOSTS"`
+	// Secrets are "pool=pattern" entries: the ${NAME}s (path.Match
+	// patterns, "PG_*") a pool may resolve; pool "*" is every pool. None
+	// for this runner's pool (the default): no name resolves.
+	Secrets []string `yaml:"secrets" env:"OUTPOST_POLICY_SECRETS"`
+	// DeniedEnv are environment variables jobs may not set, on top of the
+	// built-in list (PATH, LD_*, DYLD_*, BASH_ENV, PYTHONPATH, ...).
+	DeniedEnv []string `yaml:"denied_env" env:"OUTPOST_POLICY_DENIED_ENV"`
+	// FileSinkDir is the existing directory the file sink writes under;
+	// empty (the default) refuses the file sink.
+	FileSinkDir string `yaml:"file_sink_dir" env:"OUTPOST_POLICY_FILE_SINK_DIR"`
+}
+
+// PoolSecrets returns the secret name patterns of pool: its own entries
+// and those of "*".
+func (p Policy) PoolSecrets(pool string) []string {
+	var out []string
+	for _, e := range p.Secrets {
+		k, v, _ := strings.Cut(e, "=")
+		if k == pool || k == "*" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // KubernetesJob configures the kubernetes task. The pod's ServiceAccount
@@ -120,6 +165,13 @@ type Broker struct {
 	// Replicas of the streams the runner may create: 1, or 3 on a
 	// JetStream cluster; it must match the scheduler's.
 	Replicas int `yaml:"replicas" env:"OUTPOST_BROKER_REPLICAS"`
+	// Credentials is the NATS credentials file issued for this service
+	// (libs/natsauth); a broker in operator mode refuses connections
+	// without one.
+	Credentials string `yaml:"credentials" env:"OUTPOST_BROKER_CREDENTIALS"`
+	// TLS verifies the broker (ca) and presents a client certificate
+	// (cert, key) to a broker that asks for one.
+	TLS natsjs.TLS `yaml:"tls"`
 }
 
 // Command configures the command task.
@@ -228,6 +280,10 @@ func Default() Config {
 		},
 		Logs:          Logs{MaxLines: 100, MaxBytes: 64 << 10, Interval: 200 * time.Millisecond},
 		KubernetesJob: KubernetesJob{PollInterval: time.Second, TTLAfterFinished: 10 * time.Minute},
+		Policy: Policy{
+			AllowedTaskKinds: slices.Clone(policy.TaskKinds),
+			AllowedSinks:     slices.Clone(policy.SinkTypes),
+		},
 	}
 }
 
@@ -346,6 +402,7 @@ func (c Config) Validate() error {
 	}
 	c.validateSecrets(bad)
 	c.validateKubernetesJob(bad)
+	c.validatePolicy(bad)
 	if c.Logs.MaxLines < 1 {
 		bad("logs.max_lines %d must be at least 1", c.Logs.MaxLines)
 	}
@@ -414,5 +471,56 @@ func (c Config) validateKubernetesJob(bad func(format string, args ...any)) {
 	}
 	if k.TTLAfterFinished < time.Second {
 		bad("kubernetes_job.ttl_after_finished %s must be at least 1s", k.TTLAfterFinished)
+	}
+}
+
+func (c Config) validatePolicy(bad func(format string, args ...any)) {
+	p := c.Policy
+	for _, k := range p.AllowedTaskKinds {
+		if !slices.Contains(policy.TaskKinds, k) {
+			bad("policy.allowed_task_kinds entry %q must be one of %s", k, strings.Join(policy.TaskKinds, ", "))
+		}
+	}
+	for _, s := range p.AllowedSinks {
+		if !slices.Contains(policy.SinkTypes, s) {
+			bad("policy.allowed_sinks entry %q must be one of %s", s, strings.Join(policy.SinkTypes, ", "))
+		}
+	}
+	for _, h := range p.AllowedHosts {
+		if err := policy.ValidHostPattern(h); err != nil {
+			bad("policy.allowed_hosts: %v", err)
+		}
+	}
+	for _, e := range p.Secrets {
+		pool, pattern, ok := strings.Cut(e, "=")
+		if !ok || (pool != "*" && !queue.ValidToken(pool)) {
+			bad("policy.secrets entry %q must be pool=pattern (pool a pool name or *)", e)
+			continue
+		}
+		if _, err := path.Match(pattern, ""); err != nil || pattern == "" {
+			bad("policy.secrets entry %q: pattern %q is not a valid pattern", e, pattern)
+		}
+	}
+	for _, e := range p.DeniedEnv {
+		if e == "" || strings.ContainsAny(e, "=\x00") {
+			bad("policy.denied_env entry %q is not a variable name", e)
+		}
+	}
+	if p.FileSinkDir != "" {
+		if fi, err := os.Stat(p.FileSinkDir); err != nil || !fi.IsDir() || !filepath.IsAbs(p.FileSinkDir) {
+			bad("policy.file_sink_dir %q must be an absolute path to an existing directory", p.FileSinkDir)
+		}
+	}
+}
+
+// RunnerPolicy is the policy of this runner's pool.
+func (c Config) RunnerPolicy() *policy.Policy {
+	return &policy.Policy{
+		TaskKinds:   c.Policy.AllowedTaskKinds,
+		Sinks:       c.Policy.AllowedSinks,
+		Hosts:       c.Policy.AllowedHosts,
+		Secrets:     c.Policy.PoolSecrets(c.Pool),
+		DeniedEnv:   c.Policy.DeniedEnv,
+		FileSinkDir: c.Policy.FileSinkDir,
 	}
 }

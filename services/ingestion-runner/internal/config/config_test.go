@@ -148,6 +148,51 @@ kubernetes_job:
 			env:     map[string]string{"OUTPOST_TENANT": "acme", "OUTPOST_KUBERNETES_JOB_DEFAULT_SERVICE_ACCOUNT": "jobs"},
 			wantErr: []string{"kubernetes_job.namespace is required with the other kubernetes_job keys"},
 		},
+		{
+			name: "policy from file and env",
+			file: write("policy.yaml", `
+tenant: acme
+pool: remote
+policy:
+  allowed_task_kinds: [ingest]
+  allowed_sinks: [outpost, datahub-rest]
+  allowed_hosts: ["*.corp.example", "db.internal:5432"]
+  secrets: ["remote=PG_*", "*=API_TOKEN", "other=X_*"]
+  file_sink_dir: `+secretsDir+`
+`),
+			env: map[string]string{"OUTPOST_POLICY_DENIED_ENV": "AWS_PROFILE, KUBECONFIG"},
+			want: func(c *Config) {
+				c.Tenant, c.Pool = "acme", "remote"
+				c.Policy = Policy{
+					AllowedTaskKinds: []string{"ingest"}, AllowedSinks: []string{"outpost", "datahub-rest"},
+					AllowedHosts: []string{"*.corp.example", "db.internal:5432"},
+					Secrets:      []string{"remote=PG_*", "*=API_TOKEN", "other=X_*"},
+					DeniedEnv:    []string{"AWS_PROFILE", "KUBECONFIG"}, FileSinkDir: secretsDir,
+				}
+			},
+		},
+		{
+			name: "the permissive local policy of make run",
+			env: map[string]string{"OUTPOST_TENANT": "acme", "OUTPOST_POLICY_ALLOWED_HOSTS": "127.0.0.1,localhost,[::1]",
+				"OUTPOST_POLICY_SECRETS": "*=*", "OUTPOST_POLICY_FILE_SINK_DIR": secretsDir},
+			want: func(c *Config) {
+				c.Tenant = "acme"
+				c.Policy.AllowedHosts = []string{"127.0.0.1", "localhost", "[::1]"}
+				c.Policy.Secrets, c.Policy.FileSinkDir = []string{"*=*"}, secretsDir
+			},
+		},
+		{
+			name: "policy values refused",
+			env: map[string]string{"OUTPOST_TENANT": "acme", "OUTPOST_POLICY_ALLOWED_TASK_KINDS": "shell",
+				"OUTPOST_POLICY_ALLOWED_SINKS": "s3", "OUTPOST_POLICY_ALLOWED_HOSTS": "https://x.test",
+				"OUTPOST_POLICY_SECRETS": "PG_*,a.b=X,default=[", "OUTPOST_POLICY_FILE_SINK_DIR": "relative/dir"},
+			wantErr: []string{
+				`policy.allowed_task_kinds entry "shell"`, `policy.allowed_sinks entry "s3"`,
+				`policy.allowed_hosts: host pattern "https://x.test"`, `policy.secrets entry "PG_*" must be pool=pattern`,
+				`policy.secrets entry "a.b=X" must be pool=pattern`, `policy.secrets entry "default=["`,
+				`policy.file_sink_dir "relative/dir"`,
+			},
+		},
 		{name: "tenant missing", wantErr: []string{"tenant is required"}},
 		{
 			name:    "tenant not a token",
@@ -273,4 +318,17 @@ func TestDefaults(t *testing.T) {
 	require.Regexp(t, "^"+regexp.QuoteMeta(host)+`-\d+$`, c.RunnerID)
 	require.True(t, queue.ValidToken(c.RunnerID), "the default runner id is a subject token")
 	require.Equal(t, backend.KindNATS, c.Queue.Kind)
+	// Every kind and sink, but no host, no secret and no file directory:
+	// what a job may reach or resolve is the customer's to list.
+	require.Equal(t, Policy{
+		AllowedTaskKinds: []string{"noop", "command", "ingest", "assertion", "kubernetes"},
+		AllowedSinks:     []string{"outpost", "console", "file", "http", "datahub-rest"},
+	}, c.Policy)
+}
+
+func TestRunnerPolicy(t *testing.T) {
+	c := Default()
+	c.Pool = "remote"
+	c.Policy.Secrets = []string{"remote=PG_*", "*=API_TOKEN", "other=X_*", "remote-2=Y_*"}
+	require.Equal(t, []string{"PG_*", "API_TOKEN"}, c.RunnerPolicy().Secrets)
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/queue"
 	ingestv1 "github.com/outposthq/outpost/proto/outpost/ingest/v1"
+
+	"github.com/outposthq/outpost/services/ingestion-runner/internal/policy"
 )
 
 // ErrSink is returned (wrapped) when a sink could not take records.
@@ -82,6 +84,26 @@ func (s *lineSink) Close(context.Context) error {
 // only, as with DataHub's file sink.
 func newFileSink(filename string) (*lineSink, error) {
 	f, err := os.OpenFile(filename, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("%w: file sink: %w", ErrSink, err)
+	}
+	return &lineSink{w: bufio.NewWriter(f), close: f.Close}, nil
+}
+
+// newFileSinkIn opens filename under the policy's file sink directory
+// through os.Root, so neither ".." nor a symbolic link created since the
+// job was checked leads the write out of it.
+func newFileSinkIn(p *policy.Policy, filename string) (*lineSink, error) {
+	rel, err := p.FileTarget(filename)
+	if err != nil {
+		return nil, err
+	}
+	root, err := os.OpenRoot(p.FileSinkDir)
+	if err != nil {
+		return nil, fmt.Errorf("%w: file sink: %w", ErrSink, err)
+	}
+	defer root.Close()
+	f, err := root.OpenFile(rel, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("%w: file sink: %w", ErrSink, err)
 	}

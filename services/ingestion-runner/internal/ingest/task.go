@@ -13,6 +13,7 @@ import (
 	"github.com/outposthq/outpost/libs/queue"
 	ingestv1 "github.com/outposthq/outpost/proto/outpost/ingest/v1"
 
+	"github.com/outposthq/outpost/services/ingestion-runner/internal/policy"
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/secrets"
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/tasks"
 )
@@ -33,6 +34,9 @@ type Task struct {
 	RetryBase time.Duration
 	// Now is time.Now when nil; tests pin it for datasetProfile.
 	Now func() time.Time
+	// Policy, when set, confines the file sink to its directory at the
+	// moment the file is opened (the job was checked against it before).
+	Policy *policy.Policy
 }
 
 // Format maps the proto's recipe format.
@@ -188,7 +192,18 @@ func (t *Task) newSink(s recipe.Section, in tasks.Input, pipelineName string, ou
 		if timeoutSec > 0 {
 			timeout = time.Duration(timeoutSec) * time.Second
 		}
-		return &http.Client{Timeout: timeout}
+		c := &http.Client{Timeout: timeout}
+		if t.Policy != nil {
+			// A redirect is a new destination: it is held to the same
+			// hosts as the URL the job named.
+			c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+				if len(via) >= 10 {
+					return errors.New("stopped after 10 redirects")
+				}
+				return t.Policy.CheckURL("sink "+s.Type+" redirect", req.URL.String())
+			}
+		}
+		return c
 	}
 	orDefault := func(v, d int) int {
 		if v > 0 {
@@ -198,6 +213,9 @@ func (t *Task) newSink(s recipe.Section, in tasks.Input, pipelineName string, ou
 	}
 	switch c := cfg.(type) {
 	case *recipe.FileSink:
+		if t.Policy != nil {
+			return newFileSinkIn(t.Policy, c.Filename)
+		}
 		return newFileSink(c.Filename)
 	case *recipe.ConsoleSink:
 		return newConsoleSink(out.Stream("stdout")), nil

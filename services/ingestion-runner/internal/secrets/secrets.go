@@ -101,6 +101,10 @@ func (d Dir) Lookup(_ context.Context, name string) (string, bool, error) {
 // Resolver expands references against its providers, in order.
 type Resolver struct {
 	Providers []Provider
+	// Allow, when set, is asked before any provider is: a name it refuses
+	// is never looked up, and its error ends the expansion. The runner's
+	// policy (which secret names its pool may resolve) plugs in here.
+	Allow func(name string) error
 }
 
 // Session resolves the references of one job. Each name is looked up once,
@@ -108,6 +112,7 @@ type Resolver struct {
 // session knows every value it handed out for redaction.
 type Session struct {
 	providers []Provider
+	allow     func(name string) error
 	resolved  map[string]string
 	// defined are values the runner itself provides (not secrets, not
 	// masked), such as OUTPOST_RECIPE_FILE.
@@ -125,7 +130,7 @@ func (s *Session) Define(name, value string) {
 
 // NewSession starts resolving for one job.
 func (r *Resolver) NewSession() *Session {
-	return &Session{providers: r.Providers, resolved: map[string]string{}}
+	return &Session{providers: r.Providers, allow: r.Allow, resolved: map[string]string{}}
 }
 
 // Values returns every value resolved so far.
@@ -140,6 +145,26 @@ func (s *Session) Values() []string {
 // Expand replaces each ${NAME} in in with its value. "$${" is a literal
 // "${"; any other "$" is kept as it is.
 func (s *Session) Expand(ctx context.Context, in string) (string, error) {
+	return scan(in, func(name string) (string, error) { return s.lookup(ctx, name) })
+}
+
+// References returns the names in, in order of appearance, as Expand
+// would look them up, without resolving any: the runner's policy checks
+// them all before the first is resolved.
+func References(in string) ([]string, error) {
+	var names []string
+	_, err := scan(in, func(name string) (string, error) {
+		names = append(names, name)
+		return "", nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return names, nil
+}
+
+// scan is the one parser of references, for Expand and References.
+func scan(in string, value func(name string) (string, error)) (string, error) {
 	if !strings.Contains(in, "${") {
 		return in, nil
 	}
@@ -163,7 +188,7 @@ func (s *Session) Expand(ctx context.Context, in string) (string, error) {
 		if !validName(name) {
 			return "", fmt.Errorf("%w: name %q", ErrInvalidReference, name)
 		}
-		v, err := s.lookup(ctx, name)
+		v, err := value(name)
 		if err != nil {
 			return "", err
 		}
@@ -179,6 +204,11 @@ func (s *Session) lookup(ctx context.Context, name string) (string, error) {
 	}
 	if v, ok := s.resolved[name]; ok {
 		return v, nil
+	}
+	if s.allow != nil {
+		if err := s.allow(name); err != nil {
+			return "", err
+		}
 	}
 	for _, p := range s.providers {
 		v, ok, err := p.Lookup(ctx, name)

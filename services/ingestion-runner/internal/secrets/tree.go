@@ -28,3 +28,21 @@ func (s *Session) ExpandSection(ctx context.Context, path string, sec recipe.Sec
 	}
 	return recipe.Section{Type: sec.Type, Config: cfg.(map[string]any)}, nil
 }
+
+// TreeReferences returns the names referenced in the string values of a
+// recipe tree, as ExpandTree would look them up, without resolving any.
+func TreeReferences(path string, tree any) ([]string, error) {
+	var names []string
+	_, err := recipe.MapStrings(path, tree, func(p, v string) (string, error) {
+		refs, err := References(v)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", p, err)
+		}
+		names = append(names, refs...)
+		return v, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return names, nil
+}

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
 	"os"
@@ -15,10 +16,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/outposthq/outpost/libs/inventory"
+	"github.com/outposthq/outpost/libs/seal"
 	"github.com/outposthq/outpost/libs/testenv"
 	accountsv1 "github.com/outposthq/outpost/proto/outpost/accounts/v1"
 	watchv1 "github.com/outposthq/outpost/proto/outpost/watch/v1"
-	"github.com/outposthq/outpost/services/k8s-watcher/internal/sealed"
 )
 
 func TestActivation(t *testing.T) {
@@ -32,7 +33,14 @@ func TestActivation(t *testing.T) {
 		Data:       map[string][]byte{"kubeconfig": admin},
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)
-	box, err := sealed.Seal(e.key, admin)
+	// Sealed the way the account-migrator seals: a key of this tenant
+	// (derived from the installation's key, id "default"); and as before
+	// key ids, which the same key still opens.
+	keys, err := seal.Parse(nil, base64.StdEncoding.EncodeToString(e.key))
+	require.NoError(t, err)
+	box, err := keys.Seal(tenant, admin)
+	require.NoError(t, err)
+	legacyBox, err := seal.SealLegacy(e.key, admin)
 	require.NoError(t, err)
 	block, _ := pem.Decode(e.kc.CACertPEM)
 	sum := sha256.Sum256(block.Bytes)
@@ -47,6 +55,7 @@ func TestActivation(t *testing.T) {
 			s.KubeconfigFile = "encryptedFile:k8s!n:cluster-creds!k:kubeconfig!ns:" + ns
 		}},
 		{name: "sealed inline", mutate: func(s *accountsv1.AccountSpec) { s.KubeconfigFile, s.KubeconfigSealed = "", box }},
+		{name: "sealed inline before key ids", mutate: func(s *accountsv1.AccountSpec) { s.KubeconfigFile, s.KubeconfigSealed = "", legacyBox }},
 		{name: "service account", mutate: func(s *accountsv1.AccountSpec) { s.KubeconfigFile, s.ServiceAccount = "", true }},
 		{name: "named context", mutate: func(s *accountsv1.AccountSpec) { s.Context = "kubetest" }},
 	}
@@ -86,7 +95,15 @@ func TestActivationFailures(t *testing.T) {
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)
 	otherKey := make([]byte, 32)
-	box, err := sealed.Seal(otherKey, admin)
+	box, err := seal.SealLegacy(otherKey, admin)
+	require.NoError(t, err)
+	keys, err := seal.Parse(nil, base64.StdEncoding.EncodeToString(e.key))
+	require.NoError(t, err)
+	otherTenant, err := keys.Seal("another-tenant", admin)
+	require.NoError(t, err)
+	rotated, err := seal.NewKeyring([]seal.Key{{ID: "next", Secret: otherKey}}, nil)
+	require.NoError(t, err)
+	unknownKey, err := rotated.Seal(tenant, admin)
 	require.NoError(t, err)
 
 	tests := []struct {
@@ -108,6 +125,8 @@ func TestActivationFailures(t *testing.T) {
 			s.KubeconfigFile = e.kc.TokenKubeconfig(t, "bogus", "not-a-valid-token")
 		}, wantErr: []string{"401"}},
 		{name: "sealed with another key", mutate: func(s *accountsv1.AccountSpec) { s.KubeconfigFile, s.KubeconfigSealed = "", box }, wantErr: []string{"sealed kubeconfig", "wrong key"}},
+		{name: "sealed for another tenant", mutate: func(s *accountsv1.AccountSpec) { s.KubeconfigFile, s.KubeconfigSealed = "", otherTenant }, wantErr: []string{"sealed kubeconfig", "wrong key"}},
+		{name: "sealed with a key not held", mutate: func(s *accountsv1.AccountSpec) { s.KubeconfigFile, s.KubeconfigSealed = "", unknownKey }, wantErr: []string{"sealed kubeconfig", `key id "next"`}},
 		{name: "no credentials", mutate: func(s *accountsv1.AccountSpec) { s.KubeconfigFile = "" }, wantErr: []string{"no kubeconfig"}},
 		{name: "unknown context", mutate: func(s *accountsv1.AccountSpec) { s.Context = "elsewhere" }, wantErr: []string{"bad kubeconfig", "elsewhere"}},
 	}

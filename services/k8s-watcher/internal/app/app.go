@@ -28,7 +28,7 @@ var ErrBrokerDown = errors.New("queue connection is down")
 // closes.
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	log = log.With("tenant", cfg.Tenant, "zone", cfg.Zone, "watcher_id", cfg.WatcherID)
-	key, err := cfg.Key()
+	keys, err := cfg.Keyring()
 	if err != nil {
 		return err
 	}
@@ -55,7 +55,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return service.Serve(ctx, log, srv, ln, cfg.ShutdownGrace) })
 	g.Go(func() error {
-		conn, err := natsjs.Connect(ctx, natsjs.Config{URL: cfg.Broker.URL, Stack: cfg.Broker.Stack, Name: "k8s-watcher", Logger: log})
+		conn, err := natsjs.Connect(ctx, natsjs.Config{URL: cfg.Broker.URL, Stack: cfg.Broker.Stack, Name: "k8s-watcher", Logger: log, Credentials: cfg.Broker.Credentials, TLS: cfg.Broker.TLS})
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -81,7 +81,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			MaxAccounts:       cfg.MaxAccounts,
 			PublishWorkers:    cfg.PublishWorkers,
 			Verifier:          verifier,
-			Resolver:          &cluster.Resolver{OwnKubeconfig: cfg.Kubeconfig, Key: key, Timeout: cfg.ClusterTimeout, Log: log.With("component", "client-go")},
+			Resolver: &cluster.Resolver{
+				OwnKubeconfig: cfg.Kubeconfig, Keys: keys, Tenant: cfg.Tenant, Timeout: cfg.ClusterTimeout, Log: log.With("component", "client-go"),
+				KubeconfigDir: cfg.KubeconfigDir, SecretNamespaces: cfg.SecretNamespaces, AllowServiceAccount: cfg.AllowServiceAccount,
+			},
 		}, conn, log, m)
 		return a.Run(ctx)
 	})

@@ -76,6 +76,9 @@ func (e *env) config(t *testing.T) config.Config {
 	cfg.Broker.URL = e.srv.ClientURL()
 	cfg.Kubeconfig = e.kc.Kubeconfig
 	cfg.KubeconfigKey = base64.StdEncoding.EncodeToString(e.key)
+	// Files anywhere, Secrets of any namespace and the watcher's own
+	// identity: the tests' namespaces and files are made as they go.
+	cfg.KubeconfigDir, cfg.SecretNamespaces, cfg.AllowServiceAccount = "/", []string{"*"}, true
 	cfg.LeaseAckWait = 3 * time.Second
 	cfg.HeartbeatInterval = 200 * time.Millisecond
 	cfg.ChecksumInterval = 300 * time.Millisecond

@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -25,8 +27,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/outposthq/outpost/libs/seal"
 	accountsv1 "github.com/outposthq/outpost/proto/outpost/accounts/v1"
-	"github.com/outposthq/outpost/services/k8s-watcher/internal/sealed"
 )
 
 // Causes of a failed activation. Every error of this package wraps one of
@@ -50,6 +52,11 @@ var (
 	// ErrOwnCluster is the watcher's own cluster credentials not being
 	// usable (no in-cluster ServiceAccount and no kubeconfig configured).
 	ErrOwnCluster = errors.New("watcher's own cluster credentials unavailable")
+	// ErrRefused is a spec the watcher's own configuration does not allow:
+	// a file outside kubeconfig_dir, a Secret outside secret_namespaces,
+	// the watcher's ServiceAccount without allow_service_account. The
+	// customer, not the control plane, decides what the watcher may read.
+	ErrRefused = errors.New("refused by the watcher's policy")
 )
 
 // Resolver builds REST configurations from account specs.
@@ -57,8 +64,19 @@ type Resolver struct {
 	// OwnKubeconfig is the watcher's own kubeconfig file; empty means the
 	// in-cluster ServiceAccount.
 	OwnKubeconfig string
-	// Key opens sealed inline kubeconfigs; nil refuses them.
-	Key []byte
+	// Keys open sealed inline kubeconfigs of Tenant (libs/seal); nil or
+	// empty refuses them.
+	Keys   *seal.Keyring
+	Tenant string
+	// KubeconfigDir is the only directory "file:" references resolve
+	// under (links included); empty refuses them.
+	KubeconfigDir string
+	// SecretNamespaces are the namespaces "encryptedFile:k8s!..."
+	// references may read Secrets from ("*": any); empty refuses them.
+	SecretNamespaces []string
+	// AllowServiceAccount lets an account use the watcher's own identity
+	// ("serviceAccount": true); off, such an account fails.
+	AllowServiceAccount bool
 	// Timeout bounds every request made with the returned configurations.
 	Timeout time.Duration
 	// Log receives the API servers' warnings (deprecated kinds and the
@@ -113,17 +131,49 @@ func (r *Resolver) tune(rc *rest.Config) *rest.Config {
 func (r *Resolver) RESTConfig(ctx context.Context, spec *accountsv1.AccountSpec) (*rest.Config, error) {
 	switch {
 	case spec.GetServiceAccount():
+		if !r.AllowServiceAccount {
+			return nil, fmt.Errorf("%w: the account uses the watcher's own ServiceAccount and allow_service_account is off", ErrRefused)
+		}
 		return r.Own()
 	case len(spec.GetKubeconfigSealed()) > 0:
-		plain, err := sealed.Open(r.Key, spec.GetKubeconfigSealed())
+		plain, err := r.Keys.Open(r.Tenant, spec.GetKubeconfigSealed())
 		if err != nil {
 			return nil, fmt.Errorf("%w: sealed kubeconfig: %w", ErrBadKubeconfig, err)
 		}
-		return r.fromBytes(plain, spec.GetContext(), "sealed kubeconfig")
+		cfg, err := clientcmd.Load(plain)
+		if err != nil {
+			return nil, fmt.Errorf("%w: sealed kubeconfig: %w", ErrBadKubeconfig, err)
+		}
+		if err := checkInline(cfg); err != nil {
+			return nil, err
+		}
+		return r.fromConfig(cfg, spec.GetContext(), "sealed kubeconfig")
 	case spec.GetKubeconfigFile() != "":
 		return r.fromReference(ctx, spec.GetKubeconfigFile(), spec.GetContext())
 	}
 	return nil, ErrNoCredentials
+}
+
+// checkInline refuses what a kubeconfig sent by the control plane (not a
+// file or Secret of the customer's) could make the watcher do on its own
+// host: run a credential plugin or an auth provider, or read a local file.
+func checkInline(cfg *clientcmdapi.Config) error {
+	for name, a := range cfg.AuthInfos {
+		switch {
+		case a.Exec != nil:
+			return fmt.Errorf("%w: sealed kubeconfig user %s runs a credential plugin (exec); inline kubeconfigs carry their credentials as data", ErrRefused, name)
+		case a.AuthProvider != nil:
+			return fmt.Errorf("%w: sealed kubeconfig user %s uses an auth provider; inline kubeconfigs carry their credentials as data", ErrRefused, name)
+		case a.ClientCertificate != "" || a.ClientKey != "" || a.TokenFile != "":
+			return fmt.Errorf("%w: sealed kubeconfig user %s names a local file; inline kubeconfigs carry their credentials as data", ErrRefused, name)
+		}
+	}
+	for name, c := range cfg.Clusters {
+		if c.CertificateAuthority != "" {
+			return fmt.Errorf("%w: sealed kubeconfig cluster %s names a local CA file; use certificate-authority-data", ErrRefused, name)
+		}
+	}
+	return nil
 }
 
 // SecretRef is a parsed "encryptedFile:k8s!n:<secret>!k:<key>!ns:<namespace>".
@@ -169,13 +219,19 @@ func (r *Resolver) fromReference(ctx context.Context, ref, kubeContext string) (
 		if err != nil {
 			return nil, err
 		}
+		if !slices.Contains(r.SecretNamespaces, s.Namespace) && !slices.Contains(r.SecretNamespaces, "*") {
+			return nil, fmt.Errorf("%w: secret %s/%s: namespace %s is not in secret_namespaces", ErrRefused, s.Namespace, s.Name, s.Namespace)
+		}
 		data, err := r.readSecret(ctx, s)
 		if err != nil {
 			return nil, err
 		}
 		return r.fromBytes(data, kubeContext, "secret "+s.String())
 	}
-	path := strings.TrimPrefix(ref, "file:")
+	path, err := r.kubeconfigPath(strings.TrimPrefix(ref, "file:"))
+	if err != nil {
+		return nil, err
+	}
 	cfg, err := clientcmd.LoadFromFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -184,6 +240,37 @@ func (r *Resolver) fromReference(ctx context.Context, ref, kubeContext string) (
 		return nil, fmt.Errorf("%w: file %s: %w", ErrBadKubeconfig, path, err)
 	}
 	return r.fromConfig(cfg, kubeContext, "file "+path)
+}
+
+// kubeconfigPath is the file a "file:" reference names, once it is known
+// to be inside KubeconfigDir: a relative name is taken in it, and neither
+// ".." nor a symbolic link may lead out (os.Root draws that line).
+func (r *Resolver) kubeconfigPath(name string) (string, error) {
+	if r.KubeconfigDir == "" {
+		return "", fmt.Errorf("%w: file references are refused: kubeconfig_dir is not set", ErrRefused)
+	}
+	dir := filepath.Clean(r.KubeconfigDir)
+	path := name
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(dir, path)
+	}
+	path = filepath.Clean(path)
+	rel, err := filepath.Rel(dir, path)
+	if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return "", fmt.Errorf("%w: file %s is not under kubeconfig_dir %s", ErrRefused, name, dir)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return "", fmt.Errorf("%w: kubeconfig_dir %s: %w", ErrBadKubeconfig, dir, err)
+	}
+	defer root.Close()
+	switch _, err := root.Stat(rel); {
+	case errors.Is(err, os.ErrNotExist):
+		return "", fmt.Errorf("%w: file %s does not exist", ErrBadKubeconfig, path)
+	case err != nil:
+		return "", fmt.Errorf("%w: file %s leads out of kubeconfig_dir %s", ErrRefused, name, dir)
+	}
+	return path, nil
 }
 
 func (r *Resolver) readSecret(ctx context.Context, s SecretRef) ([]byte, error) {

@@ -3,15 +3,19 @@ package config
 
 import (
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/validation"
+
 	"github.com/outposthq/outpost/libs/config"
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/queue/natsjs"
+	"github.com/outposthq/outpost/libs/seal"
 	"github.com/outposthq/outpost/libs/signing"
 )
 
@@ -34,9 +38,27 @@ type Config struct {
 	// "encryptedFile:k8s!..." Secrets are read from and what accounts with
 	// serviceAccount use. Empty means the in-cluster ServiceAccount.
 	Kubeconfig string `yaml:"kubeconfig" env:"OUTPOST_KUBECONFIG"`
-	// KubeconfigKey is the base64 (standard) AES-256 key that opens sealed
-	// inline kubeconfigs; empty refuses them.
+	// KubeconfigKeys are the master keys that open sealed inline
+	// kubeconfigs, "id=<base64 AES-256 key>", the same as the
+	// account-migrator's: a value opens with the key its id names, derived
+	// for this watcher's tenant (libs/seal), so several keys are held
+	// while one is rotated out.
+	KubeconfigKeys []string `yaml:"kubeconfig_keys" env:"OUTPOST_KUBECONFIG_KEYS"`
+	// KubeconfigKey is the base64 (standard) AES-256 key of values sealed
+	// before key ids; without KubeconfigKeys it is also the master key (id
+	// "default"). Both empty refuse inline kubeconfigs.
 	KubeconfigKey string `yaml:"kubeconfig_key" env:"OUTPOST_KUBECONFIG_KEY"`
+	// KubeconfigDir is the only directory an account's "file:<path>"
+	// reference may name a file in (".." and links cannot lead out); empty
+	// refuses file references.
+	KubeconfigDir string `yaml:"kubeconfig_dir" env:"OUTPOST_KUBECONFIG_DIR"`
+	// SecretNamespaces are the namespaces of the watcher's own cluster
+	// whose Secrets "encryptedFile:k8s!..." references may read ("*": any
+	// namespace); empty refuses such references.
+	SecretNamespaces []string `yaml:"secret_namespaces" env:"OUTPOST_SECRET_NAMESPACES"`
+	// AllowServiceAccount lets accounts with "serviceAccount": true use
+	// the watcher's own identity; off (the default), they fail.
+	AllowServiceAccount bool `yaml:"allow_service_account" env:"OUTPOST_ALLOW_SERVICE_ACCOUNT"`
 	// LeaseAckWait is the ack wait of the lease consumer: how long a killed
 	// watcher's accounts stay unwatched before another replica gets them.
 	LeaseAckWait time.Duration `yaml:"lease_ack_wait" env:"OUTPOST_LEASE_ACK_WAIT"`
@@ -65,6 +87,13 @@ type Config struct {
 type Broker struct {
 	URL   string `yaml:"url" env:"OUTPOST_BROKER_URL"`
 	Stack string `yaml:"stack" env:"OUTPOST_STACK"`
+	// Credentials is the NATS credentials file issued for this service
+	// (libs/natsauth); a broker in operator mode refuses connections
+	// without one.
+	Credentials string `yaml:"credentials" env:"OUTPOST_BROKER_CREDENTIALS"`
+	// TLS verifies the broker (ca) and presents a client certificate
+	// (cert, key) to a broker that asks for one.
+	TLS natsjs.TLS `yaml:"tls"`
 }
 
 // Default returns the configuration used when nothing is set.
@@ -109,17 +138,11 @@ func DefaultWatcherID() string {
 	return host + "-" + hex.EncodeToString(suffix)
 }
 
-// Key decodes KubeconfigKey: nil when unset.
-func (c Config) Key() ([]byte, error) {
-	if c.KubeconfigKey == "" {
-		return nil, nil
-	}
-	k, err := base64.StdEncoding.DecodeString(c.KubeconfigKey)
+// Keyring is the keyring of KubeconfigKeys and KubeconfigKey.
+func (c Config) Keyring() (*seal.Keyring, error) {
+	k, err := seal.Parse(c.KubeconfigKeys, c.KubeconfigKey)
 	if err != nil {
-		return nil, fmt.Errorf("%w: kubeconfig_key is not base64: %w", config.ErrInvalid, err)
-	}
-	if len(k) != 32 {
-		return nil, fmt.Errorf("%w: kubeconfig_key must decode to 32 bytes (AES-256), got %d", config.ErrInvalid, len(k))
+		return nil, fmt.Errorf("%w: kubeconfig_keys or kubeconfig_key: %w", config.ErrInvalid, err)
 	}
 	return k, nil
 }
@@ -162,6 +185,16 @@ func (c Config) Validate() error {
 	case c.LeaseAckWait < 3*time.Second:
 		return fmt.Errorf("%w: lease_ack_wait must be at least 3s (the lease is renewed every third of it)", config.ErrInvalid)
 	}
-	_, err := c.Key()
+	if c.KubeconfigDir != "" {
+		if fi, err := os.Stat(c.KubeconfigDir); err != nil || !fi.IsDir() || !filepath.IsAbs(c.KubeconfigDir) {
+			return fmt.Errorf("%w: kubeconfig_dir %q must be an absolute path to an existing directory", config.ErrInvalid, c.KubeconfigDir)
+		}
+	}
+	for _, ns := range c.SecretNamespaces {
+		if ns != "*" && len(validation.IsDNS1123Label(ns)) > 0 {
+			return fmt.Errorf("%w: secret_namespaces entry %q is not a namespace name", config.ErrInvalid, ns)
+		}
+	}
+	_, err := c.Keyring()
 	return err
 }

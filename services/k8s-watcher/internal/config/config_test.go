@@ -28,6 +28,14 @@ func TestValidate(t *testing.T) {
 		{name: "no workers", mutate: func(c *Config) { c.PublishWorkers = 0 }, wantErr: "publish_workers"},
 		{name: "key not base64", mutate: func(c *Config) { c.KubeconfigKey = "!!" }, wantErr: "base64"},
 		{name: "short key", mutate: func(c *Config) { c.KubeconfigKey = "AAAA" }, wantErr: "32 bytes"},
+		{name: "keys with ids", mutate: func(c *Config) { c.KubeconfigKeys = []string{"k2=" + key, "k1=" + key} }},
+		{name: "key without id", mutate: func(c *Config) { c.KubeconfigKeys = []string{key} }, wantErr: "must be id=<base64 key>"},
+		{name: "policy", mutate: func(c *Config) {
+			c.KubeconfigDir, c.SecretNamespaces, c.AllowServiceAccount = "/", []string{"team-a", "*"}, true
+		}},
+		{name: "kubeconfig dir relative", mutate: func(c *Config) { c.KubeconfigDir = "kubeconfigs" }, wantErr: "kubeconfig_dir"},
+		{name: "kubeconfig dir missing", mutate: func(c *Config) { c.KubeconfigDir = "/nonexistent/kubeconfigs" }, wantErr: "kubeconfig_dir"},
+		{name: "bad namespace", mutate: func(c *Config) { c.SecretNamespaces = []string{"Team_A"} }, wantErr: "secret_namespaces"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

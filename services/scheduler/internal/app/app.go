@@ -15,12 +15,14 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/outposthq/outpost/libs/kv"
+	"github.com/outposthq/outpost/libs/natsauth"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/backend"
 	"github.com/outposthq/outpost/libs/queue/natsjs"
 	"github.com/outposthq/outpost/libs/queue/sqs"
 	"github.com/outposthq/outpost/libs/service"
 	"github.com/outposthq/outpost/libs/signing"
+	"github.com/outposthq/outpost/services/scheduler/internal/agents"
 	"github.com/outposthq/outpost/services/scheduler/internal/api"
 	"github.com/outposthq/outpost/services/scheduler/internal/bridge"
 	"github.com/outposthq/outpost/services/scheduler/internal/config"
@@ -74,10 +76,12 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		b, err := backend.Open(gctx, cfg.Queue, backend.Options{
 			Stack: cfg.Broker.Stack,
 			NATS: natsjs.Config{
-				URL:      cfg.Broker.URL,
-				Layout:   natsjs.Layout(cfg.Broker.Layout),
-				Name:     cfg.Broker.Name,
-				Replicas: cfg.Broker.Replicas,
+				URL:         cfg.Broker.URL,
+				Credentials: cfg.Broker.Credentials,
+				TLS:         cfg.Broker.TLS,
+				Layout:      natsjs.Layout(cfg.Broker.Layout),
+				Name:        cfg.Broker.Name,
+				Replicas:    cfg.Broker.Replicas,
 			},
 			History:    true,
 			Registerer: reg,
@@ -249,6 +253,7 @@ func New(cfg config.Config, log *slog.Logger, broker queue.Broker, opener kv.Ope
 		return t.Directory, true
 	}, directory.APIOptions{MaxRequestBytes: cfg.API.MaxRequestBytes, Logger: log.With("component", "directory")})
 	directory.Register(mux, dir.Routes(), nil)
+	registerAgents(mux, cfg, log)
 	return &Scheduler{cfg: cfg, registry: registry, api: a, mux: mux, brokerReady: brokerReady}
 }
 
@@ -270,4 +275,27 @@ func (s *Scheduler) Ready() error {
 // then stops them within the shutdown grace.
 func (s *Scheduler) Run(ctx context.Context) error {
 	return s.registry.Run(ctx, s.cfg.ShutdownGrace)
+}
+
+// registerAgents serves the agents routes when the scheduler holds the
+// broker's authority (agents.auth_dir). The routes require an admin of the
+// agent's tenant (package agents).
+func registerAgents(mux *http.ServeMux, cfg config.Config, log *slog.Logger) {
+	if cfg.Agents.AuthDir == "" {
+		return
+	}
+	log = log.With("component", "agents")
+	authority, err := natsauth.Open(cfg.Agents.AuthDir)
+	if err != nil {
+		log.Error("agents routes not served: broker authority unusable", "error", err)
+		return
+	}
+	push := func(ctx context.Context) error {
+		opts, err := cfg.Broker.TLS.Options()
+		if err != nil {
+			return err
+		}
+		return authority.PushTo(ctx, cfg.Broker.URL, opts...)
+	}
+	agents.New(authority, push, cfg.Broker.Stack, natsjs.Layout(cfg.Broker.Layout), log).Register(mux)
 }

@@ -11,6 +11,7 @@ import (
 	libconfig "github.com/outposthq/outpost/libs/config"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/backend"
+	"github.com/outposthq/outpost/libs/queue/natsjs"
 	"github.com/outposthq/outpost/libs/signing"
 )
 
@@ -36,6 +37,9 @@ type Config struct {
 	// shutdown.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace" env:"OUTPOST_SHUTDOWN_GRACE"`
 	Broker        Broker        `yaml:"broker"`
+	// Agents issues and revokes agents' broker credentials
+	// (POST/DELETE /api/v1/agents) when AuthDir is set.
+	Agents Agents `yaml:"agents"`
 	// Queue chooses where the scheduler publishes and consumes: JetStream
 	// (the broker above, the default) or SQS. With SQS the broker is still
 	// needed: job records, tenants, pools and the history of logs and
@@ -63,6 +67,14 @@ type Consumers struct {
 	MaxDeliveries int `yaml:"max_deliveries" env:"OUTPOST_CONSUMERS_MAX_DELIVERIES"`
 }
 
+// Agents configures the issue of agent credentials.
+type Agents struct {
+	// AuthDir is the folder of the broker's operator and accounts
+	// (libs/natsauth; `outpost-broker -auth-dir`). Empty: the agents
+	// routes are not served.
+	AuthDir string `yaml:"auth_dir" env:"OUTPOST_AGENTS_AUTH_DIR"`
+}
+
 // Broker is the NATS JetStream connection: the queue itself by default, and
 // the scheduler's store (KV records, event history) with either backend.
 type Broker struct {
@@ -75,6 +87,13 @@ type Broker struct {
 	// Replicas of the streams and buckets the scheduler creates: 1, or 3
 	// on a JetStream cluster (a node can then fail without an outage).
 	Replicas int `yaml:"replicas" env:"OUTPOST_BROKER_REPLICAS"`
+	// Credentials is the NATS credentials file issued for this service
+	// (libs/natsauth); a broker in operator mode refuses connections
+	// without one.
+	Credentials string `yaml:"credentials" env:"OUTPOST_BROKER_CREDENTIALS"`
+	// TLS verifies the broker (ca) and presents a client certificate
+	// (cert, key) to a broker that asks for one.
+	TLS natsjs.TLS `yaml:"tls"`
 }
 
 // Tenants lists the tenants provisioned at start.

@@ -36,6 +36,10 @@ fi
 export OUTPOST_SIGNING_KEY_FILE=${OUTPOST_SIGNING_KEY_FILE:-$DATA/signing.key}
 export OUTPOST_SIGNING_GENERATE=${OUTPOST_SIGNING_GENERATE:-true}
 export OUTPOST_SIGNING_TRUSTED_KEYS_FILE=${OUTPOST_SIGNING_TRUSTED_KEYS_FILE:-$OUTPOST_SIGNING_KEY_FILE.pub}
+# Both APIs want a credential: on first start the scheduler writes an admin
+# API key for every tenant into the data folder (mode 0600); the
+# account-migrator verifies keys from the same bucket.
+export OUTPOST_AUTH_BOOTSTRAP_KEY_FILE=${OUTPOST_AUTH_BOOTSTRAP_KEY_FILE:-$DATA/admin.key}
 
 # The broker runs in operator mode: the operator, its accounts and every
 # service's credentials are made in the data folder on first start (0600)
@@ -148,4 +152,6 @@ OUTPOST_POLICY_ALLOWED_HOSTS=${OUTPOST_POLICY_ALLOWED_HOSTS:-127.0.0.1,localhost
 	start ingestion-runner "$BIN/ingestion-runner"
 
 echo "[run] Outpost is up: scheduler API http://127.0.0.1:8080, accounts API http://127.0.0.1:8081 (Ctrl-C to stop)"
+echo "[run] the admin API key is in $OUTPOST_AUTH_BOOTSTRAP_KEY_FILE; use it as:"
+echo "[run]   curl -H \"Authorization: Bearer \$(cat $OUTPOST_AUTH_BOOTSTRAP_KEY_FILE)\" http://127.0.0.1:8080/api/v1/jobs"
 wait

@@ -20,6 +20,7 @@ import (
 
 	"github.com/outposthq/outpost/libs/queue"
 	accountsv1 "github.com/outposthq/outpost/proto/outpost/accounts/v1"
+	auditv1 "github.com/outposthq/outpost/proto/outpost/audit/v1"
 	commonv1 "github.com/outposthq/outpost/proto/outpost/common/v1"
 	ingestv1 "github.com/outposthq/outpost/proto/outpost/ingest/v1"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
@@ -73,6 +74,8 @@ func goldenMessages() []proto.Message {
 	minRows := int64(1)
 	return []proto.Message{
 		&jobsv1.SubmitJob{Envelope: env(), JobId: "job-1", Spec: goldenSpec()},
+		&auditv1.AuditEvent{Envelope: env(), Principal: "apikey:0123456789abcdef", Name: "ci", Action: "POST /api/v1/jobs",
+			Target: "/api/v1/jobs", Result: "ok", Status: 201, RequestId: "r-1", Service: "scheduler"},
 		&jobsv1.JobDispatched{Envelope: env(), JobId: "job-1", Spec: goldenSpec(), SubmittedAt: timestamppb.New(goldenTime)},
 		&jobsv1.JobStatus{
 			Envelope: env(), JobId: "job-1", State: jobsv1.JobState_JOB_STATE_QUEUED, Reason: "exit status 1",
@@ -221,6 +224,17 @@ var goldenChecks = map[string]func(t *testing.T, m proto.Message){
 		o := m.(*watchv1.Operation)
 		require.Equal(t, "web", o.GetDelete().GetObject().GetName())
 		requireGoldenSignature(t, o.GetSignature(), "account/account-01")
+	},
+	"outpost.audit.v1.AuditEvent.binpb": func(t *testing.T, m proto.Message) {
+		a := m.(*auditv1.AuditEvent)
+		require.Equal(t, "apikey:0123456789abcdef", a.GetPrincipal())
+		require.Equal(t, "ci", a.GetName())
+		require.Equal(t, "POST /api/v1/jobs", a.GetAction())
+		require.Equal(t, "/api/v1/jobs", a.GetTarget())
+		require.Equal(t, "ok", a.GetResult())
+		require.EqualValues(t, 201, a.GetStatus())
+		require.Equal(t, "r-1", a.GetRequestId())
+		require.Equal(t, "scheduler", a.GetService())
 	},
 	"outpost.jobs.v1.SubmitJob.binpb": func(t *testing.T, m proto.Message) {
 		s := m.(*jobsv1.SubmitJob)

@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // ErrTooLarge is wrapped by the error ReadBody returns for a body over its
@@ -66,6 +67,11 @@ func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 // prefixes their field paths, so that the elements of an array decoded one
 // by one report "[1].zone".
 func Decode(raw []byte, dst any, path string) error {
+	if !utf8.Valid(raw) {
+		// encoding/json would replace the bad bytes with U+FFFD: the
+		// client's data would change without a word.
+		return &FieldError{Field: path, Message: fmt.Sprintf("the body is not valid UTF-8 (at byte %d)", invalidAt(raw))}
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
@@ -75,6 +81,19 @@ func Decode(raw []byte, dst any, path string) error {
 		return &FieldError{Field: path, Message: "unexpected data after the JSON " + kind(raw)}
 	}
 	return nil
+}
+
+// invalidAt returns the offset of the first byte of raw that is not valid
+// UTF-8.
+func invalidAt(raw []byte) int {
+	for i := 0; i < len(raw); {
+		r, n := utf8.DecodeRune(raw[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return len(raw)
 }
 
 func decodeError(err error, raw []byte, t reflect.Type, path string) error {
@@ -255,4 +274,13 @@ func WriteUnavailable(w http.ResponseWriter, retryAfter time.Duration, msg strin
 // WriteError writes an ErrorBody with status code.
 func WriteError(w http.ResponseWriter, code int, msg, field string) {
 	WriteJSON(w, code, ErrorBody{Error: msg, Field: field})
+}
+
+// WriteInternal writes a 500 that says only which request failed: the
+// error itself is logged with requestID, never sent to the client.
+func WriteInternal(w http.ResponseWriter, requestID string) {
+	if requestID == "" {
+		requestID = w.Header().Get("X-Request-Id")
+	}
+	WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": "internal error", "request_id": requestID})
 }

@@ -56,6 +56,8 @@ func TestDecode(t *testing.T) {
 		{"prefix on a type error", `{"retries":true}`, "[2]", "[2].retries", "must be an integer, not bool"},
 		{"prefix on a top-level type error", `"x"`, "[3]", "[3]", "must be an object, not string"},
 		{"prefix on trailing data", `{} 1`, "[4]", "[4]", "unexpected data after the JSON object"},
+		{"invalid UTF-8 in a string", "{\"name\":\"a\xff\"}", "", "", "the body is not valid UTF-8 (at byte 10)"},
+		{"truncated UTF-8 sequence", "{\"name\":\"\xc3\"}", "[1]", "[1]", "the body is not valid UTF-8 (at byte 9)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -143,6 +145,7 @@ func TestWrite(t *testing.T) {
 		{"error without a field", func(w http.ResponseWriter) { WriteError(w, http.StatusNotFound, "no such job", "") }, http.StatusNotFound, `{"error":"no such job"}` + "\n", ""},
 		{"unavailable", func(w http.ResponseWriter) { WriteUnavailable(w, 1500*time.Millisecond, "broker restarting") }, http.StatusServiceUnavailable, `{"error":"broker restarting"}` + "\n", "2"},
 		{"unavailable, at least a second", func(w http.ResponseWriter) { WriteUnavailable(w, 0, "x") }, http.StatusServiceUnavailable, `{"error":"x"}` + "\n", "1"},
+		{"internal, only the request id", func(w http.ResponseWriter) { WriteInternal(w, "r-1") }, http.StatusInternalServerError, `{"error":"internal error","request_id":"r-1"}` + "\n", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -25,6 +25,7 @@ const (
 	RoleOps        Role = "ops"        // work: Operation, keyed by account
 	RoleAccounts   Role = "accounts"   // events: account status, presence, control, checksums, operation results
 	RoleWatch      Role = "watch"      // compacted: ObjectDelta, keyed by account.kind.namespace.name
+	RoleAudit      Role = "audit"      // events: AuditEvent, keyed by service
 )
 
 // IsWork reports whether messages of the role are work items (consumed once,
@@ -45,7 +46,7 @@ func (r Role) IsCompacted() bool { return r == RoleWatch }
 func (r Role) Known() bool {
 	switch r {
 	case RoleSubmit, RoleJobs, RoleJobEvents, RoleControl, RoleRunners, RoleDeadLetter,
-		RoleLeases, RoleOps, RoleAccounts, RoleWatch:
+		RoleLeases, RoleOps, RoleAccounts, RoleWatch, RoleAudit:
 		return true
 	}
 	return false
@@ -173,6 +174,11 @@ func (s Subjects) OperationResults(tenant string) string {
 // "<stack>.<tenant>.watch.<account>"; package inventory appends the kind,
 // namespace and name tokens.
 func (s Subjects) Watch(tenant, account string) string { return s.join(tenant, RoleWatch, account) }
+
+// Audit is the subject of the audit events (AuditEvent) of tenant's calls
+// to service, "<stack>.<tenant>.audit.<service>"; All(tenant, RoleAudit)
+// reads them all.
+func (s Subjects) Audit(tenant, service string) string { return s.join(tenant, RoleAudit, service) }
 
 // All matches every key under a role, for consumers and Read. RoleSubmit has
 // no key, so Submit(tenant) is already its whole queue and All(tenant,

@@ -24,6 +24,8 @@ type Client struct {
 	Base string
 	// Header is sent with every request, e.g. a tenant header.
 	Header map[string]string
+	// Token, when set, is sent as "Authorization: Bearer <Token>".
+	Token string
 	// HTTP is the client to use; nil is http.DefaultClient.
 	HTTP *http.Client
 	// Timeout bounds each request; DefaultRequestTimeout when 0.
@@ -66,6 +68,9 @@ func (c *Client) SendHeader(ctx context.Context, method, path string, body any, 
 		return 0, nil, nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
 	all := maps.Clone(c.Header)
 	if all == nil {
 		all = map[string]string{}

@@ -172,12 +172,12 @@ func TestClient(t *testing.T) {
 		if r.URL.Path == "/missing" {
 			w.WriteHeader(http.StatusNotFound)
 		}
-		_, _ = fmt.Fprintf(w, `{"method":%q,"tenant":%q,"extra":%q,"type":%q,"body":%q}`,
-			r.Method, r.Header.Get("X-Tenant"), r.Header.Get("X-Extra"), r.Header.Get("Content-Type"), body)
+		_, _ = fmt.Fprintf(w, `{"method":%q,"tenant":%q,"extra":%q,"type":%q,"body":%q,"auth":%q}`,
+			r.Method, r.Header.Get("X-Tenant"), r.Header.Get("X-Extra"), r.Header.Get("Content-Type"), body, r.Header.Get("Authorization"))
 	}))
 	defer srv.Close()
 	type echo struct {
-		Method, Tenant, Extra, Type, Body string
+		Method, Tenant, Extra, Type, Body, Auth string
 	}
 	c := &testenv.Client{Base: srv.URL, Header: map[string]string{"X-Tenant": "acme"}}
 	tests := []struct {
@@ -200,6 +200,10 @@ func TestClient(t *testing.T) {
 	require.NoError(t, err, "a status is no error")
 	require.Equal(t, http.StatusNotFound, code)
 	require.Equal(t, "1", testenv.DecodeJSON[echo](t, data).Extra)
+	require.Empty(t, testenv.DecodeJSON[echo](t, data).Auth, "no token, no Authorization")
+
+	bearer := &testenv.Client{Base: srv.URL, Token: "opk_x"}
+	require.Equal(t, "Bearer opk_x", testenv.DoJSON[echo](t, bearer, http.MethodGet, "/x", nil, http.StatusOK).Auth)
 
 	dead := &testenv.Client{Base: "http://" + testenv.FreeAddr(t), Timeout: time.Second}
 	_, _, err = dead.Try(http.MethodGet, "/", nil)

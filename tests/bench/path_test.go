@@ -347,7 +347,7 @@ func (r *pathRig) sqsRequests() map[string]float64 {
 			out[who] += v
 		}
 	}
-	add(harness.MetricBy(r.t, r.stack.API, "outpost_sqs_requests_total", "operation"), "@services")
+	add(harness.MetricBy(r.t, r.stack.Ops, "outpost_sqs_requests_total", "operation"), "@services")
 	for _, p := range r.runners {
 		add(harness.MetricBy(r.t, p.Ops, "outpost_sqs_requests_total", "operation"), "@services")
 	}

@@ -179,6 +179,7 @@ func cluster(t *testing.T) system {
 		"OUTPOST_DEFAULT_TENANT":  tenant,
 	}
 	maps.Copy(schedEnv, key.SignerEnv())
+	keyFile := harness.AuthEnv(schedEnv, data)
 	sched := harness.Start(t, "scheduler", "scheduler", schedEnv)
 	harness.WaitReady(t, api+"/readyz", readyTimeout)
 	runners := make([]*harness.Process, 2)
@@ -201,7 +202,7 @@ func cluster(t *testing.T) system {
 		harness.WaitReady(t, runners[i].Ops+"/readyz", readyTimeout)
 	}
 	return system{
-		client:    &harness.Client{Base: api, Tenant: tenant},
+		client:    &harness.Client{Base: api, Tenant: tenant, Token: harness.ReadKey(t, keyFile)},
 		brokerURL: brokerURL,
 		targets: []Target{
 			processTarget(t, "scheduler", []*harness.Process{sched}, []string{api + "/readyz"}),

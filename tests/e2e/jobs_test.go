@@ -99,10 +99,10 @@ func TestPausedRunnerCannotOverwriteOutcome(t *testing.T) {
 	require.Equal(t, "runner-b", done.RunnerID)
 	attempt := done.Attempt
 
-	fencedBefore := harness.Metric(t, s.API, "outpost_fenced_events_total")
+	fencedBefore := harness.Metric(t, s.Ops, "outpost_fenced_events_total")
 	a.Resume()
 	require.Eventually(t, func() bool {
-		v, err := harness.TryMetric(s.API, "outpost_fenced_events_total")
+		v, err := harness.TryMetric(s.Ops, "outpost_fenced_events_total")
 		return err == nil && v > fencedBefore
 	},
 		30*time.Second, 50*time.Millisecond, "the resumed runner's stale report was never fenced")

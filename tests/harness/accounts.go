@@ -31,6 +31,8 @@ type Plane struct {
 	// Signing is the key the migrator signs leases and operations with;
 	// watchers trust it.
 	Signing *SigningKey
+	// Token is the admin API key the migrator bootstrapped.
+	Token string
 
 	migEnv map[string]string
 }
@@ -80,7 +82,8 @@ func StartPlane(t testing.TB, opts PlaneOptions) *Plane {
 		Key:       base64.StdEncoding.EncodeToString(key),
 		Signing:   NewSigningKey(t, "plane-1"),
 	}
-	p.Broker = startBroker(t, natsPort, healthPort, t.TempDir())
+	dataDir := t.TempDir()
+	p.Broker = startBroker(t, natsPort, healthPort, dataDir)
 	env := map[string]string{
 		"OUTPOST_LISTEN":         fmt.Sprintf("127.0.0.1:%d", apiPort),
 		"OUTPOST_BROKER_URL":     p.BrokerURL,
@@ -89,11 +92,13 @@ func StartPlane(t testing.TB, opts PlaneOptions) *Plane {
 		"OUTPOST_KUBECONFIG_KEY": p.Key,
 	}
 	maps.Copy(env, p.Signing.SignerEnv())
+	keyFile := AuthEnv(env, dataDir)
 	maps.Copy(env, testMigratorEnv)
 	maps.Copy(env, opts.MigratorEnv)
 	p.migEnv = env
 	p.Migrator = Start(t, "account-migrator", "account-migrator", env)
 	p.Migrator.waitReady(p.API+"/readyz", 30*time.Second)
+	p.Token = ReadKey(t, keyFile)
 	return p
 }
 
@@ -122,7 +127,9 @@ func (p *Plane) StartWatcher(name, zone, home string, env map[string]string) *Pr
 }
 
 // Client returns a client of the accounts API for the plane's tenant.
-func (p *Plane) Client() *Client { return &Client{t: p.t, Base: p.API, Tenant: p.Tenant} }
+func (p *Plane) Client() *Client {
+	return &Client{t: p.t, Base: p.API, Tenant: p.Tenant, Token: p.Token}
+}
 
 // Account is an account as the accounts API returns it (the fields the
 // tests look at).

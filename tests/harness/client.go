@@ -46,10 +46,14 @@ type Client struct {
 	t      testing.TB
 	Base   string
 	Tenant string
+	// Token is the API key sent as the bearer credential.
+	Token string
 }
 
 // Client returns an API client for the stack's tenant.
-func (s *Stack) Client() *Client { return &Client{t: s.t, Base: s.API, Tenant: s.Tenant} }
+func (s *Stack) Client() *Client {
+	return &Client{t: s.t, Base: s.API, Tenant: s.Tenant, Token: s.Token}
+}
 
 // Do sends a request with a JSON body (nil for none) and returns the status
 // and body; a transport error fails the test.
@@ -64,7 +68,7 @@ func (c *Client) Do(method, path string, body any) (int, []byte) {
 // conditions of require.Eventually: they run on a goroutine of their own
 // that may outlive the test, and must not fail it.
 func (c *Client) Try(method, path string, body any) (int, []byte, error) {
-	api := testenv.Client{Base: c.Base}
+	api := testenv.Client{Base: c.Base, Token: c.Token}
 	if c.Tenant != "" {
 		api.Header = map[string]string{"X-Outpost-Tenant": c.Tenant}
 	}

@@ -3,7 +3,9 @@ package harness
 import (
 	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,6 +28,11 @@ type Stack struct {
 	Scheduler *Process
 	// API is the scheduler's base URL, e.g. http://127.0.0.1:41234.
 	API string
+	// Ops is the scheduler's ops URL (/metrics).
+	Ops string
+	// Token is the admin API key the scheduler bootstrapped (every
+	// tenant).
+	Token string
 	// SQS is the fauxqs server in SQS mode, nil otherwise.
 	SQS *sqstest.Server
 	// Key is the key the scheduler signs jobs with; runners trust it.
@@ -100,18 +107,23 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 	maps.Copy(s.runnerEnv, opts.RunnerEnv)
 	s.Broker = startBroker(t, natsPort, healthPort, dataDir)
 
+	opsPort := testenv.FreePort(t)
+	s.Ops = fmt.Sprintf("http://127.0.0.1:%d", opsPort)
 	env := map[string]string{
 		"OUTPOST_LISTEN":         fmt.Sprintf("127.0.0.1:%d", apiPort),
+		"OUTPOST_OPS_LISTEN":     fmt.Sprintf("127.0.0.1:%d", opsPort),
 		"OUTPOST_BROKER_URL":     s.BrokerURL,
 		"OUTPOST_TENANTS":        opts.Tenant,
 		"OUTPOST_DEFAULT_TENANT": opts.Tenant,
 	}
 	maps.Copy(env, s.Key.SignerEnv())
+	keyFile := AuthEnv(env, dataDir)
 	maps.Copy(env, queueEnv)
 	maps.Copy(env, opts.SchedulerEnv)
 	s.schedEnv = env
 	s.Scheduler = Start(t, "scheduler", "scheduler", env)
 	s.Scheduler.waitReady(s.API+"/readyz", 30*time.Second)
+	s.Token = ReadKey(t, keyFile)
 	return s
 }
 
@@ -160,6 +172,7 @@ func (s *Stack) StartScheduler(name string, env map[string]string) (*Process, st
 	e := maps.Clone(s.schedEnv)
 	maps.Copy(e, env)
 	e["OUTPOST_LISTEN"] = fmt.Sprintf("127.0.0.1:%d", port)
+	e["OUTPOST_OPS_LISTEN"] = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(s.t))
 	p := Start(s.t, name, "scheduler", e)
 	p.waitReady(api+"/readyz", 30*time.Second)
 	return p, api
@@ -167,7 +180,27 @@ func (s *Stack) StartScheduler(name string, env map[string]string) (*Process, st
 
 // ClientAt returns an API client for the stack's tenant on another
 // scheduler replica (a base URL from StartScheduler).
-func (s *Stack) ClientAt(api string) *Client { return &Client{t: s.t, Base: api, Tenant: s.Tenant} }
+func (s *Stack) ClientAt(api string) *Client {
+	return &Client{t: s.t, Base: api, Tenant: s.Tenant, Token: s.Token}
+}
+
+// AuthEnv sets a control-plane service's environment to bootstrap an admin
+// API key into dir/admin.key (once: a restart finds it) and to limit no
+// rate (the tests poll), and returns the key file's path.
+func AuthEnv(env map[string]string, dir string) string {
+	keyFile := filepath.Join(dir, "admin.key")
+	env["OUTPOST_AUTH_BOOTSTRAP_KEY_FILE"] = keyFile
+	env["OUTPOST_AUTH_RATE_LIMIT"] = "0"
+	return keyFile
+}
+
+// ReadKey reads the API key a service bootstrapped into path.
+func ReadKey(t testing.TB, path string) string {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err, "the bootstrap API key")
+	return strings.TrimSpace(string(raw))
+}
 
 // RestartBroker kills the broker with SIGKILL and starts it again on the
 // same port and data folder.

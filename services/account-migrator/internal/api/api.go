@@ -3,8 +3,9 @@
 // work unchanged): accounts, their inventory and operations, and the
 // zones with their watchers under /api/v1/zones.
 //
-// Requests name their tenant with the X-Outpost-Tenant header (the default
-// tenant without it). Errors are {"error": "...", "field": "..."}; batch
+// Every route is registered on an auth.Router with the role it needs; the
+// request's tenant comes from the caller's credential (see libs/auth).
+// Errors are {"error": "...", "field": "..."}; batch
 // requests answer per entry.
 package api
 
@@ -14,6 +15,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/outposthq/outpost/libs/auth"
 	"github.com/outposthq/outpost/libs/httpjson"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/services/account-migrator/internal/accounts"
@@ -22,8 +24,9 @@ import (
 	"github.com/outposthq/outpost/services/account-migrator/internal/presence"
 )
 
-// TenantHeader names the tenant of a request.
-const TenantHeader = "X-Outpost-Tenant"
+// TenantHeader names the tenant of a request made by a principal holding
+// several tenants.
+const TenantHeader = auth.TenantHeader
 
 // Prefixes under which the accounts API is served.
 var Prefixes = []string{"/api/v1/accounts", "/armory/accounts"}
@@ -86,39 +89,40 @@ func New(acc Accounts, inv Inventory, ops Operations, tenants Tenants, opts Opti
 	return &API{accounts: acc, objects: inv, ops: ops, tenants: tenants, opts: opts, log: opts.Logger}
 }
 
-// Register adds the API's routes to mux.
-func (a *API) Register(mux *http.ServeMux) {
+// Register adds the API's routes to r, each with the role it needs in the
+// request's tenant (the README's route table): reads are for viewers,
+// operations for operators, and accounts themselves for admins.
+func (a *API) Register(r *auth.Router) {
+	const v, o, ad = auth.RoleViewer, auth.RoleOperator, auth.RoleAdmin
 	for _, p := range Prefixes {
-		mux.HandleFunc("POST "+p, a.withTenant(a.create))
-		mux.HandleFunc("PATCH "+p, a.withTenant(a.patch))
-		mux.HandleFunc("DELETE "+p, a.withTenant(a.deleteMany))
-		mux.HandleFunc("GET "+p, a.withTenant(a.list))
-		mux.HandleFunc("GET "+p+"/{name}", a.withTenant(a.get))
-		mux.HandleFunc("DELETE "+p+"/{name}", a.withTenant(a.deleteOne))
-		mux.HandleFunc("GET "+p+"/{name}/objects", a.withTenant(a.listObjects))
-		mux.HandleFunc("GET "+p+"/{name}/objects/{kind}/{namespace}/{object}", a.withTenant(a.getObject))
-		mux.HandleFunc("POST "+p+"/{name}/operations", a.withTenant(a.submitOperation))
-		mux.HandleFunc("GET "+p+"/{name}/operations/{id}", a.withTenant(a.getOperation))
+		r.HandleFunc("POST "+p, ad, a.withTenant(a.create))
+		r.HandleFunc("PATCH "+p, ad, a.withTenant(a.patch))
+		r.HandleFunc("DELETE "+p, ad, a.withTenant(a.deleteMany))
+		r.HandleFunc("GET "+p, v, a.withTenant(a.list))
+		r.HandleFunc("GET "+p+"/{name}", v, a.withTenant(a.get))
+		r.HandleFunc("DELETE "+p+"/{name}", ad, a.withTenant(a.deleteOne))
+		r.HandleFunc("GET "+p+"/{name}/objects", v, a.withTenant(a.listObjects))
+		r.HandleFunc("GET "+p+"/{name}/objects/{kind}/{namespace}/{object}", v, a.withTenant(a.getObject))
+		r.HandleFunc("POST "+p+"/{name}/operations", o, a.withTenant(a.submitOperation))
+		r.HandleFunc("GET "+p+"/{name}/operations/{id}", v, a.withTenant(a.getOperation))
 	}
 	// Where the Dynamic Accounts documentation says to check an account.
-	mux.HandleFunc("GET /agents/kubernetes/accounts/{name}", a.withTenant(a.get))
-	mux.HandleFunc("GET /api/v1/zones", a.withTenant(a.zones))
+	r.HandleFunc("GET /agents/kubernetes/accounts/{name}", v, a.withTenant(a.get))
+	r.HandleFunc("GET /api/v1/zones", v, a.withTenant(a.zones))
 	notFound := func(w http.ResponseWriter, r *http.Request) {
 		httpjson.WriteError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path, "")
 	}
-	mux.HandleFunc("/api/", notFound)
-	mux.HandleFunc("/armory/", notFound)
+	r.HandleFunc("/api/", v, notFound)
+	r.HandleFunc("/armory/", v, notFound)
 }
 
 type tenantHandler func(w http.ResponseWriter, r *http.Request, tenant string)
 
-// withTenant resolves the request's tenant.
+// withTenant checks the request's tenant, which the guard resolved from
+// the credential.
 func (a *API) withTenant(h tenantHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		name := r.Header.Get(TenantHeader)
-		if name == "" {
-			name = a.opts.DefaultTenant
-		}
+		name := auth.TenantFrom(r.Context())
 		if !a.tenants.Known(name) {
 			httpjson.WriteError(w, http.StatusNotFound, "unknown tenant \""+name+"\"", TenantHeader)
 			return
@@ -138,8 +142,11 @@ func (a *API) internal(w http.ResponseWriter, r *http.Request, op string, err er
 		httpjson.WriteUnavailable(w, retryAfter, op+": the broker is unavailable for the moment; retry later")
 		return
 	}
-	a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "op", op, "error", err)
-	httpjson.WriteError(w, http.StatusInternalServerError, op+": "+err.Error(), "")
+	// The error stays in the log: the client gets the request id to
+	// quote, never internals.
+	rid := auth.RequestIDFrom(r.Context())
+	a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "op", op, "request_id", rid, "error", err)
+	httpjson.WriteInternal(w, rid)
 }
 
 // retryAfter is what a 503 asks the client to wait before trying again.

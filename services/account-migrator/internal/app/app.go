@@ -36,12 +36,24 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	mux.Handle("/api/", front)
 	mux.Handle("/armory/", front)
 	mux.Handle("/agents/", front)
-	service.OpsHandler(mux, reg, front.Ready)
+	// Only the probes are served without a credential; /metrics is on the
+	// ops listener.
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.Handle("GET /readyz", service.OpsHandler(nil, reg, front.Ready))
 	srv := service.NewHTTPServer(mux)
 
 	var conn *natsjs.Conn
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return service.Serve(gctx, log, srv, ln, cfg.ShutdownGrace) })
+	if cfg.OpsListen != "" {
+		opsLn, err := service.Listen(cfg.OpsListen)
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		ops := service.NewHTTPServer(service.OpsHandler(nil, reg, front.Ready))
+		g.Go(func() error { return service.Serve(gctx, log, ops, opsLn, cfg.ShutdownGrace) })
+	}
 	g.Go(func() error {
 		c, err := natsjs.Connect(gctx, natsjs.Config{URL: cfg.Broker.URL, Stack: cfg.Broker.Stack, Name: "account-migrator", Logger: log, Credentials: cfg.Broker.Credentials, TLS: cfg.Broker.TLS})
 		if err != nil {

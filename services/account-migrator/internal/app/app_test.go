@@ -18,7 +18,9 @@ func TestRunLifecycle(t *testing.T) {
 	// Generated at first start, as for local use.
 	cfg.Signing.KeyFile = filepath.Join(t.TempDir(), "signing.key")
 	cfg.Signing.Generate = true
-	servicetest.Lifecycle(t, cfg.Listen, func(ctx context.Context, brokerURL string) error {
+	// The probes and /metrics are on the ops listener.
+	cfg.OpsListen = testenv.FreeAddr(t)
+	servicetest.Lifecycle(t, cfg.OpsListen, func(ctx context.Context, brokerURL string) error {
 		cfg.Broker.URL = brokerURL
 		return Run(ctx, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	})

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/outposthq/outpost/libs/auth"
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/inventory"
 	"github.com/outposthq/outpost/libs/natsembed"
@@ -49,6 +50,8 @@ type env struct {
 	regs []*prometheus.Registry
 	http []string
 	subj queue.Subjects
+	// token is a platform admin's API key, from the shared keys bucket.
+	token string
 }
 
 func testConfig() config.Config {
@@ -59,6 +62,7 @@ func testConfig() config.Config {
 	cfg.DeactivateTimeout = 5 * time.Second
 	cfg.MaxRequestBytes = 64 << 10
 	cfg.MaxOperationWait = 5 * time.Second
+	cfg.Auth.RateLimit = auth.RateLimit{} // the tests poll
 	return cfg
 }
 
@@ -79,6 +83,8 @@ func newEnv(t *testing.T, replicas int, edit ...func(*config.Config)) *env {
 	conn, err := natsjs.Connect(ctx, natsjs.Config{URL: e.url, Stack: cfg.Broker.Stack, Logger: log})
 	require.NoError(t, err)
 	e.conn = conn
+	_, e.token, err = auth.NewKeys(conn, nil).Create(ctx, auth.KeyRequest{Owner: "test", Tenants: []string{auth.AllTenants}, Role: auth.RoleAdmin})
+	require.NoError(t, err)
 	var wg sync.WaitGroup
 	t.Cleanup(func() {
 		cancel()
@@ -122,7 +128,7 @@ func (e *env) doOn(replica int, method, path string, body any, header map[string
 // tryDo is doOn for conditions polled by require.Eventually, which must
 // not fail the test themselves.
 func (e *env) tryDo(replica int, method, path string, body any, header map[string]string) (int, []byte, error) {
-	api := testenv.Client{Base: e.http[replica]}
+	api := testenv.Client{Base: e.http[replica], Token: e.token}
 	return api.Send(e.ctx, method, path, body, header)
 }
 

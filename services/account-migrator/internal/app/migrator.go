@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/outposthq/outpost/libs/auth"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/natsjs"
 	"github.com/outposthq/outpost/services/account-migrator/internal/accounts"
@@ -42,6 +43,8 @@ type Migrator struct {
 	ops    *operations.Service
 	auto   *automigrate.Migrator
 	mux    *http.ServeMux
+	keys   *auth.Keys
+	rules  []auth.Rule
 
 	provisioned atomic.Bool
 }
@@ -49,11 +52,11 @@ type Migrator struct {
 // New assembles a migrator over conn and registers its metrics on reg. It
 // opens the KV buckets; tenants are provisioned by Run.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger, conn *natsjs.Conn, reg prometheus.Registerer) (*Migrator, error) {
-	keys, err := cfg.Keyring()
+	keyring, err := cfg.Keyring()
 	if err != nil {
 		return nil, err
 	}
-	sealer := accounts.NewSealer(keys)
+	sealer := accounts.NewSealer(keyring)
 	// Watchers act only on signed leases and operations: without its key
 	// the migrator refuses to start.
 	signer, err := cfg.Signing.Signer()
@@ -106,12 +109,24 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, conn *natsjs.
 			Logger:   log.With("component", "automigrate"),
 		})
 	}
+	// The keys are the scheduler's: the same bucket, read on every request,
+	// so a key revoked there is refused here at once.
+	// Audit events go to the tenant's audit subject, read back by the
+	// scheduler's GET /api/v1/audit.
+	audit := auth.NewAuditor(auth.QueueAudit(conn, subjects, "account-migrator"), log.With("component", "audit"))
+	guard, keys, err := cfg.Auth.NewGuard(conn, cfg.DefaultTenant, audit, log.With("component", "auth"))
+	if err != nil {
+		return nil, err
+	}
+	mig.keys = keys
+	router := guard.Router(mig.mux)
 	api.New(eng, objects.NewReader(conn, subjects, log.With("component", "objects")), ops, mig, api.Options{
 		DefaultTenant:    cfg.DefaultTenant,
 		MaxRequestBytes:  cfg.MaxRequestBytes,
 		MaxOperationWait: cfg.MaxOperationWait,
 		Logger:           log.With("component", "api"),
-	}).Register(mig.mux)
+	}).Register(router)
+	mig.rules = router.Rules()
 	return mig, nil
 }
 
@@ -143,10 +158,20 @@ func (m *Migrator) Ready() error {
 	return nil
 }
 
+// Rules returns the access rule of every API route.
+func (m *Migrator) Rules() []auth.Rule { return m.rules }
+
 // Run provisions the tenants, starts their consumers, the reconcile loop
 // and automatic migration, and runs until ctx is done; consumers are then
 // stopped within the shutdown grace.
 func (m *Migrator) Run(ctx context.Context) error {
+	if f := m.cfg.Auth.BootstrapKeyFile; f != "" {
+		// For a migrator run on its own (tests, local use); with the
+		// scheduler the same file names the key it wrote.
+		if err := auth.Bootstrap(ctx, m.keys, f, m.cfg.Tenants, m.log.With("component", "auth")); err != nil {
+			return err
+		}
+	}
 	if m.provision(ctx) != nil {
 		return nil // only the end of ctx stops provisioning
 	}

@@ -29,6 +29,8 @@ func TestBrokerDownAnswers503(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			req, err := http.NewRequestWithContext(context.Background(), tt.method, e.http[0]+tt.path, strings.NewReader(tt.body))
 			require.NoError(t, err)
+			req.Header.Set("Authorization", "Bearer "+e.token)
+			req.Header.Set("Content-Type", "application/json")
 			resp, err := http.DefaultClient.Do(req)
 			require.NoError(t, err)
 			defer resp.Body.Close()

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/outposthq/outpost/libs/auth"
 	"github.com/outposthq/outpost/libs/config"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/natsjs"
@@ -20,10 +21,18 @@ const KeySize = seal.KeySize
 
 // Config is the account-migrator's configuration.
 type Config struct {
-	// Listen is the address of the accounts API, /healthz, /readyz and /metrics.
-	Listen   string `yaml:"listen" env:"OUTPOST_LISTEN"`
-	LogLevel string `yaml:"log_level" env:"OUTPOST_LOG_LEVEL"`
-	Broker   Broker `yaml:"broker"`
+	// Listen is the address of the accounts API, with /healthz and /readyz
+	// (the only routes served without a credential).
+	Listen string `yaml:"listen" env:"OUTPOST_LISTEN"`
+	// OpsListen, when set, is the address of the ops server: /metrics,
+	// /healthz and /readyz without credentials. Empty: /metrics is not
+	// served.
+	OpsListen string `yaml:"ops_listen" env:"OUTPOST_OPS_LISTEN"`
+	// Auth configures who may call the API; API keys are read from the
+	// bucket the scheduler manages them in.
+	Auth     auth.Config `yaml:"auth"`
+	LogLevel string      `yaml:"log_level" env:"OUTPOST_LOG_LEVEL"`
+	Broker   Broker      `yaml:"broker"`
 	// ShutdownGrace bounds how long in-flight requests may take at shutdown.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace" env:"OUTPOST_SHUTDOWN_GRACE"`
 
@@ -123,6 +132,7 @@ func Default() Config {
 	return Config{
 		Signing:            signing.DefaultSignerConfig(),
 		Listen:             "127.0.0.1:8081",
+		Auth:               auth.DefaultConfig(),
 		LogLevel:           "info",
 		Broker:             Broker{URL: "nats://127.0.0.1:4222", Stack: queue.DefaultStack},
 		ShutdownGrace:      10 * time.Second,
@@ -176,6 +186,10 @@ func (c Config) Validate() error {
 	switch {
 	case c.Listen == "":
 		return fmt.Errorf("%w: listen address is empty", config.ErrInvalid)
+	case c.OpsListen == c.Listen:
+		return fmt.Errorf("%w: ops_listen must differ from listen", config.ErrInvalid)
+	case c.Auth.Validate() != nil:
+		return fmt.Errorf("%w: %w", config.ErrInvalid, c.Auth.Validate())
 	case c.Broker.URL == "":
 		return fmt.Errorf("%w: broker.url is empty", config.ErrInvalid)
 	case !queue.ValidToken(c.Broker.Stack):

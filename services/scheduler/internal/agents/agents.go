@@ -54,11 +54,11 @@ func New(authority *natsauth.Authority, push Pusher, stack string, layout natsjs
 	return &Handler{authority: authority, push: push, stack: stack, layout: layout, log: log}
 }
 
-// Register adds the routes to mux. Both need RoleAdmin of the agent's
-// tenant (checked by the handlers).
-func (h *Handler) Register(mux *http.ServeMux) {
-	mux.HandleFunc("POST /api/v1/agents", h.create)
-	mux.HandleFunc("DELETE /api/v1/agents/{id}", h.revoke)
+// Register adds the routes to router. Both need RoleAdmin of the
+// request's tenant (the router) and of the agent's tenant (the handlers).
+func (h *Handler) Register(router *auth.Router) {
+	router.HandleFunc("POST /api/v1/agents", auth.RoleAdmin, h.create)
+	router.HandleFunc("DELETE /api/v1/agents/{id}", auth.RoleAdmin, h.revoke)
 }
 
 type createRequest struct {
@@ -90,7 +90,7 @@ func admin(w http.ResponseWriter, r *http.Request, tenant string) bool {
 		httpjson.WriteError(w, http.StatusUnauthorized, "authentication required", "")
 		return false
 	}
-	if p.RoleIn(tenant) < auth.RoleAdmin {
+	if auth.RoleOf(p, tenant) < auth.RoleAdmin {
 		httpjson.WriteError(w, http.StatusForbidden, "admin of the tenant required", "tenant")
 		return false
 	}

@@ -53,7 +53,7 @@ func TestIssueAndRevoke(t *testing.T) {
 	srv := natstest.RunServerWith(t, natsembed.Options{Auth: a.ServerAuth()})
 	h := agents.New(a, func(ctx context.Context) error { return a.PushTo(ctx, srv.ClientURL()) }, "", "", slog.New(slog.DiscardHandler))
 	mux := http.NewServeMux()
-	h.Register(mux)
+	h.RegisterUnguarded(mux)
 	adminA := as(mux, &auth.Principal{Subject: "alice", Tenants: map[string]auth.Role{"a": auth.RoleAdmin, "b": auth.RoleViewer}})
 
 	refused := []struct {

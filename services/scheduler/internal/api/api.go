@@ -3,8 +3,9 @@
 // (schedules), pools (pause, resume), dead letters (list, replay, delete)
 // and tenants.
 //
-// Requests name their tenant with the X-Outpost-Tenant header (the default
-// tenant without it). Bodies are JSON objects decoded strictly; errors are
+// Every route is registered on an auth.Router with the role it needs; the
+// request's tenant comes from the caller's credential (see libs/auth).
+// Bodies are JSON objects decoded strictly; errors are
 // {"error": "...", "field": "..."} with the JSON path of the wrong field.
 package api
 
@@ -16,6 +17,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/outposthq/outpost/libs/auth"
 	"github.com/outposthq/outpost/libs/httpjson"
 	"github.com/outposthq/outpost/libs/queue"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
@@ -28,8 +30,9 @@ import (
 	"github.com/outposthq/outpost/services/scheduler/internal/tenants"
 )
 
-// TenantHeader names the tenant of a request.
-const TenantHeader = "X-Outpost-Tenant"
+// TenantHeader names the tenant of a request made by a principal holding
+// several tenants.
+const TenantHeader = auth.TenantHeader
 
 // Engine carries out the job operations.
 type Engine interface {
@@ -68,6 +71,14 @@ type Options struct {
 	LogPoll time.Duration
 	// DeadLetters serves /api/v1/deadletters; nil answers 501.
 	DeadLetters DeadLetters
+	// Keys serves /api/v1/keys; nil answers 501.
+	Keys *auth.Keys
+	// Audit serves /api/v1/audit; nil answers 501.
+	Audit *auth.Auditor
+	// AuditReader, when set, reads the tenants' audit subjects (both
+	// services' events, from every replica) for /api/v1/audit; without
+	// it the answer is this replica's recent events.
+	AuditReader LogReader
 	Logger      *slog.Logger
 	Now         func() time.Time
 }
@@ -109,33 +120,39 @@ func New(engine Engine, ts Tenants, logs LogReader, opts Options) *API {
 // with http.Server.RegisterOnShutdown.
 func (a *API) Stop() { a.stop() }
 
-// Register adds the API's routes to mux.
-func (a *API) Register(mux *http.ServeMux) {
-	mux.HandleFunc("POST /api/v1/jobs", a.withTenant(a.submit))
-	mux.HandleFunc("GET /api/v1/jobs", a.withTenant(a.list))
-	mux.HandleFunc("GET /api/v1/jobs/{id}", a.withTenant(a.get))
-	mux.HandleFunc("GET /api/v1/jobs/{id}/logs", a.withTenant(a.logsHandler))
-	mux.HandleFunc("POST /api/v1/jobs/{id}/cancel", a.withTenant(a.cancel))
-	mux.HandleFunc("GET /api/v1/jobs/{id}/explain", a.withTenant(a.explain))
-	mux.HandleFunc("GET /api/v1/jobs/{id}/results", a.withTenant(a.results))
-	mux.HandleFunc("GET /api/v1/metadata/datasets", a.withTenant(a.datasets))
-	mux.HandleFunc("POST /api/v1/sources", a.withTenant(a.createSource))
-	mux.HandleFunc("GET /api/v1/sources", a.withTenant(a.listSources))
-	mux.HandleFunc("GET /api/v1/sources/{id}", a.withTenant(a.getSource))
-	mux.HandleFunc("PATCH /api/v1/sources/{id}", a.withTenant(a.patchSource))
-	mux.HandleFunc("DELETE /api/v1/sources/{id}", a.withTenant(a.deleteSource))
-	mux.HandleFunc("POST /api/v1/sources/{id}/run", a.withTenant(a.runSource))
-	mux.HandleFunc("GET /api/v1/sources/{id}/runs", a.withTenant(a.listRuns))
-	mux.HandleFunc("GET /api/v1/pools", a.withTenant(a.listPools))
-	mux.HandleFunc("POST /api/v1/pools/{pool}/pause", a.withTenant(a.setPaused(true)))
-	mux.HandleFunc("POST /api/v1/pools/{pool}/resume", a.withTenant(a.setPaused(false)))
-	mux.HandleFunc("GET /api/v1/deadletters", a.withTenant(a.listDeadLetters))
-	mux.HandleFunc("GET /api/v1/deadletters/{id}", a.withTenant(a.getDeadLetter))
-	mux.HandleFunc("POST /api/v1/deadletters/{id}/replay", a.withTenant(a.replayDeadLetter))
-	mux.HandleFunc("DELETE /api/v1/deadletters/{id}", a.withTenant(a.deleteDeadLetter))
-	mux.HandleFunc("GET /api/v1/tenants", a.listTenants)
-	mux.HandleFunc("PUT /api/v1/tenants/{tenant}", a.putTenant)
-	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+// Register adds the API's routes to r, each with the role it needs in the
+// request's tenant (the README's route table).
+func (a *API) Register(r *auth.Router) {
+	const v, o, ad = auth.RoleViewer, auth.RoleOperator, auth.RoleAdmin
+	r.HandleFunc("POST /api/v1/jobs", o, a.withTenant(a.submit))
+	r.HandleFunc("GET /api/v1/jobs", v, a.withTenant(a.list))
+	r.HandleFunc("GET /api/v1/jobs/{id}", v, a.withTenant(a.get))
+	r.HandleFunc("GET /api/v1/jobs/{id}/logs", v, a.withTenant(a.logsHandler))
+	r.HandleFunc("POST /api/v1/jobs/{id}/cancel", o, a.withTenant(a.cancel))
+	r.HandleFunc("GET /api/v1/jobs/{id}/explain", v, a.withTenant(a.explain))
+	r.HandleFunc("GET /api/v1/jobs/{id}/results", v, a.withTenant(a.results))
+	r.HandleFunc("GET /api/v1/metadata/datasets", v, a.withTenant(a.datasets))
+	r.HandleFunc("POST /api/v1/sources", o, a.withTenant(a.createSource))
+	r.HandleFunc("GET /api/v1/sources", v, a.withTenant(a.listSources))
+	r.HandleFunc("GET /api/v1/sources/{id}", v, a.withTenant(a.getSource))
+	r.HandleFunc("PATCH /api/v1/sources/{id}", o, a.withTenant(a.patchSource))
+	r.HandleFunc("DELETE /api/v1/sources/{id}", o, a.withTenant(a.deleteSource))
+	r.HandleFunc("POST /api/v1/sources/{id}/run", o, a.withTenant(a.runSource))
+	r.HandleFunc("GET /api/v1/sources/{id}/runs", v, a.withTenant(a.listRuns))
+	r.HandleFunc("GET /api/v1/pools", v, a.withTenant(a.listPools))
+	r.HandleFunc("POST /api/v1/pools/{pool}/pause", o, a.withTenant(a.setPaused(true)))
+	r.HandleFunc("POST /api/v1/pools/{pool}/resume", o, a.withTenant(a.setPaused(false)))
+	r.HandleFunc("GET /api/v1/deadletters", v, a.withTenant(a.listDeadLetters))
+	r.HandleFunc("GET /api/v1/deadletters/{id}", v, a.withTenant(a.getDeadLetter))
+	r.HandleFunc("POST /api/v1/deadletters/{id}/replay", o, a.withTenant(a.replayDeadLetter))
+	r.HandleFunc("DELETE /api/v1/deadletters/{id}", o, a.withTenant(a.deleteDeadLetter))
+	r.HandleFunc("GET /api/v1/tenants", v, a.listTenants)
+	r.HandlePathTenant("PUT /api/v1/tenants/{tenant}", "tenant", ad, a.putTenant)
+	r.HandleFunc("POST /api/v1/keys", ad, a.createKey)
+	r.HandleFunc("GET /api/v1/keys", ad, a.listKeys)
+	r.HandleFunc("DELETE /api/v1/keys/{id}", ad, a.revokeKey)
+	r.HandleFunc("GET /api/v1/audit", ad, a.audit)
+	r.HandleFunc("/api/", v, func(w http.ResponseWriter, r *http.Request) {
 		httpjson.WriteError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path, "")
 	})
 }
@@ -151,13 +168,11 @@ func (a *API) Tenant(w http.ResponseWriter, r *http.Request) (*tenants.Tenant, b
 	return out, out != nil
 }
 
-// withTenant resolves the request's tenant.
+// withTenant looks up the request's tenant, which the guard resolved from
+// the credential.
 func (a *API) withTenant(h tenantHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		name := r.Header.Get(TenantHeader)
-		if name == "" {
-			name = a.opts.DefaultTenant
-		}
+		name := auth.TenantFrom(r.Context())
 		t, err := a.tenants.Lookup(r.Context(), name)
 		switch {
 		case err == nil:
@@ -174,8 +189,17 @@ func (a *API) withTenant(h tenantHandler) http.HandlerFunc {
 	}
 }
 
-func (a *API) listTenants(w http.ResponseWriter, _ *http.Request) {
-	httpjson.WriteJSON(w, http.StatusOK, map[string]any{"tenants": a.tenants.List()})
+// listTenants lists the tenants the caller holds (all of them for a
+// platform principal): the others are not the caller's business.
+func (a *API) listTenants(w http.ResponseWriter, r *http.Request) {
+	p := auth.PrincipalFrom(r.Context())
+	out := []tenants.Info{}
+	for _, t := range a.tenants.List() {
+		if auth.RoleOf(p, t.Name) > auth.RoleNone {
+			out = append(out, t)
+		}
+	}
+	httpjson.WriteJSON(w, http.StatusOK, map[string]any{"tenants": out})
 }
 
 func (a *API) putTenant(w http.ResponseWriter, r *http.Request) {
@@ -255,8 +279,11 @@ func (a *API) internal(w http.ResponseWriter, r *http.Request, op string, err er
 		httpjson.WriteUnavailable(w, retryAfter, op+": the broker is unavailable for the moment; retry later")
 		return
 	}
-	a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "op", op, "error", err)
-	httpjson.WriteError(w, http.StatusInternalServerError, op+": "+err.Error(), "")
+	// The error stays in the log: the client gets the request id to
+	// quote, never internals.
+	rid := auth.RequestIDFrom(r.Context())
+	a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "op", op, "request_id", rid, "error", err)
+	httpjson.WriteInternal(w, rid)
 }
 
 // retryAfter is what a 503 asks the client to wait before trying again.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/outposthq/outpost/libs/auth"
 	"github.com/outposthq/outpost/libs/kv"
 	"github.com/outposthq/outpost/libs/queue"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
@@ -96,8 +97,28 @@ func newTestAPI(t *testing.T, eng *fakeEngine) http.Handler {
 		Logger:   slog.New(slog.DiscardHandler),
 	})
 	mux := http.NewServeMux()
-	a.Register(mux)
-	return mux
+	a.Register(auth.NewGuard(auth.GuardOptions{Verifier: staticVerifier{}, DefaultTenant: "default"}).Router(mux))
+	// The tests of the API's own behaviour call it as a platform admin
+	// with a JSON body; the guard has its own tests (guard_test.go).
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "" {
+			r.Header.Set("Authorization", "Bearer admin")
+		}
+		if r.Header.Get("Content-Type") == "" {
+			r.Header.Set("Content-Type", "application/json")
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// staticVerifier knows one token, "admin", of a platform admin.
+type staticVerifier struct{}
+
+func (staticVerifier) Verify(_ context.Context, token string) (*auth.Principal, error) {
+	if token != "admin" {
+		return nil, auth.ErrUnauthenticated
+	}
+	return &auth.Principal{Subject: "test", Name: "test", Tenants: map[string]auth.Role{auth.AllTenants: auth.RoleAdmin}}, nil
 }
 
 func serve(h http.Handler, method, path, body string, header map[string]string) *httptest.ResponseRecorder {

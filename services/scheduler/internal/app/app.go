@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/outposthq/outpost/libs/auth"
 	"github.com/outposthq/outpost/libs/kv"
 	"github.com/outposthq/outpost/libs/natsauth"
 	"github.com/outposthq/outpost/libs/queue"
@@ -57,7 +58,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	front := service.NewDeferred("scheduler")
 	mux := http.NewServeMux()
 	mux.Handle("/api/", front)
-	service.OpsHandler(mux, reg, front.Ready)
+	// The API listener serves only the probes without a credential;
+	// /metrics (every tenant's numbers) is on the ops listener.
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.Handle("GET /readyz", service.OpsHandler(nil, reg, front.Ready))
 	srv := service.NewHTTPServer(mux)
 	srv.RegisterOnShutdown(func() {
 		if s, ok := front.Get().(*Scheduler); ok {
@@ -70,6 +74,15 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	var be *backend.Backend
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return service.Serve(gctx, log, srv, ln, cfg.ShutdownGrace) })
+	if cfg.OpsListen != "" {
+		opsLn, err := service.Listen(cfg.OpsListen)
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		ops := service.NewHTTPServer(service.OpsHandler(nil, reg, front.Ready))
+		g.Go(func() error { return service.Serve(gctx, log, ops, opsLn, cfg.ShutdownGrace) })
+	}
 	g.Go(func() error {
 		// JetStream is needed with either backend: the records (KV) and
 		// the history of logs and heartbeats stay there.
@@ -126,6 +139,13 @@ type wiring struct {
 	sqs     *sqs.Broker
 	history queue.Broker
 	signer  *signing.Signer
+	routes  []func(*auth.Router)
+}
+
+// WithRoutes lets another part of the scheduler add its routes to the
+// API, each with the role it needs (the guard applies to them as to all).
+func WithRoutes(register func(*auth.Router)) Option {
+	return func(w *wiring) { w.routes = append(w.routes, register) }
 }
 
 // WithSQS wires the scheduler for the SQS backend (broker publishes and
@@ -165,6 +185,9 @@ type Scheduler struct {
 	registry    *tenants.Registry
 	api         *api.API
 	mux         *http.ServeMux
+	keys        *auth.Keys
+	rules       []auth.Rule
+	log         *slog.Logger
 	brokerReady func() error
 }
 
@@ -230,6 +253,21 @@ func New(cfg config.Config, log *slog.Logger, broker queue.Broker, opener kv.Ope
 	// streams (JetStream); SQS keeps none once consumed: 501.
 	dlStore, _ := broker.(queue.DeadLetterStore)
 	dls := deadletters.New(dlStore, broker, opener, cfg.Broker.Stack, m, log.With("component", "deadletters"))
+	// Every replica of the scheduler and the account-migrator reads the
+	// same keys bucket: a key revoked on one is refused by all at once.
+	// Audit events go to the tenant's audit subject on JetStream (the
+	// record store's connection, whatever the queue backend).
+	var publish auth.Publish
+	auditReader, _ := opener.(api.LogReader)
+	if p, ok := opener.(auth.Publisher); ok {
+		publish = auth.QueueAudit(p, subjects, "scheduler")
+	}
+	audit := auth.NewAuditor(publish, log.With("component", "audit"))
+	guard, keys, err := cfg.Auth.NewGuard(opener, cfg.Tenants.Default, audit, log.With("component", "auth"))
+	if err != nil {
+		// Validate checked the same configuration.
+		panic(fmt.Sprintf("scheduler: auth configuration: %v", err))
+	}
 	a := api.New(engine, registry, broker, api.Options{
 		DefaultTenant:   cfg.Tenants.Default,
 		MaxRequestBytes: cfg.API.MaxRequestBytes,
@@ -239,12 +277,19 @@ func New(cfg config.Config, log *slog.Logger, broker queue.Broker, opener kv.Ope
 		Policy:          policy,
 		Subjects:        subjects,
 		DeadLetters:     dls,
+		Keys:            keys,
+		Audit:           audit,
+		AuditReader:     auditReader,
 		Logger:          log.With("component", "api"),
 	})
 	mux := http.NewServeMux()
-	a.Register(mux)
+	router := guard.Router(mux)
+	for _, f := range w.routes {
+		f(router)
+	}
 	// The directory (users, teams, projects, environments, deployments)
-	// resolves its tenant as every other route does.
+	// resolves its tenant as every other route does; each route carries
+	// its role.
 	dir := directory.NewAPI(func(w http.ResponseWriter, r *http.Request) (*directory.Store, bool) {
 		t, ok := a.Tenant(w, r)
 		if !ok {
@@ -252,9 +297,10 @@ func New(cfg config.Config, log *slog.Logger, broker queue.Broker, opener kv.Ope
 		}
 		return t.Directory, true
 	}, directory.APIOptions{MaxRequestBytes: cfg.API.MaxRequestBytes, Logger: log.With("component", "directory")})
-	directory.Register(mux, dir.Routes(), nil)
-	registerAgents(mux, cfg, log)
-	return &Scheduler{cfg: cfg, registry: registry, api: a, mux: mux, brokerReady: brokerReady}
+	directory.Register(router, dir.Routes())
+	registerAgents(router, cfg, log)
+	a.Register(router)
+	return &Scheduler{cfg: cfg, registry: registry, api: a, mux: mux, keys: keys, rules: router.Rules(), log: log, brokerReady: brokerReady}
 }
 
 // ServeHTTP serves the API.
@@ -271,16 +317,25 @@ func (s *Scheduler) Ready() error {
 	return s.registry.Ready()
 }
 
-// Run provisions the tenants and runs their consumers until ctx is done,
-// then stops them within the shutdown grace.
+// Rules returns the access rule of every API route.
+func (s *Scheduler) Rules() []auth.Rule { return s.rules }
+
+// Run writes the bootstrap key when it is configured and missing, then
+// provisions the tenants and runs their consumers until ctx is done, and
+// stops them within the shutdown grace.
 func (s *Scheduler) Run(ctx context.Context) error {
+	if f := s.cfg.Auth.BootstrapKeyFile; f != "" {
+		if err := auth.Bootstrap(ctx, s.keys, f, s.cfg.Tenants.Names, s.log.With("component", "auth")); err != nil {
+			return err
+		}
+	}
 	return s.registry.Run(ctx, s.cfg.ShutdownGrace)
 }
 
 // registerAgents serves the agents routes when the scheduler holds the
 // broker's authority (agents.auth_dir). The routes require an admin of the
 // agent's tenant (package agents).
-func registerAgents(mux *http.ServeMux, cfg config.Config, log *slog.Logger) {
+func registerAgents(router *auth.Router, cfg config.Config, log *slog.Logger) {
 	if cfg.Agents.AuthDir == "" {
 		return
 	}
@@ -297,5 +352,5 @@ func registerAgents(mux *http.ServeMux, cfg config.Config, log *slog.Logger) {
 		}
 		return authority.PushTo(ctx, cfg.Broker.URL, opts...)
 	}
-	agents.New(authority, push, cfg.Broker.Stack, natsjs.Layout(cfg.Broker.Layout), log).Register(mux)
+	agents.New(authority, push, cfg.Broker.Stack, natsjs.Layout(cfg.Broker.Layout), log).Register(router)
 }

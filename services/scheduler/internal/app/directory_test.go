@@ -30,7 +30,7 @@ func TestDirectoryAPIErrors(t *testing.T) {
 		{name: "deployment in unknown environment", principal: "svc-x", method: "PUT", path: "/api/v1/deployments/pool-x", body: map[string]any{"environment": "nope"}, code: 404, message: "environment nope not found"},
 		{name: "deployment with unknown project", principal: "svc-x", method: "PUT", path: "/api/v1/deployments/pool-x", body: map[string]any{"projects": []string{"p-list", "p-nope"}}, code: 404, message: "project p-nope not found"},
 		{name: "deployment with invalid project", principal: "svc-x", method: "PUT", path: "/api/v1/deployments/pool-x", body: map[string]any{"projects": []string{"a b"}}, code: 400, field: "projects[0]"},
-		{name: "deployment without a principal", method: "PUT", path: "/api/v1/deployments/pool-x", code: 401},
+		{name: "deployment without a principal", method: "PUT", path: "/api/v1/deployments/pool-x", code: 401, field: "Authorization"},
 		{name: "rebind by an operator", principal: "svc-other", role: "operator", method: "PUT", path: "/api/v1/deployments/hybrid", code: 403, message: "bound to svc-hybrid"},
 		{name: "delete a team with projects", method: "DELETE", path: "/api/v1/teams/t-data", code: 409, message: "belongs to team t-data"},
 		{name: "delete a member user", method: "DELETE", path: "/api/v1/users/alice@example.com", code: 409, message: "member of team t-data"},
@@ -115,8 +115,8 @@ func TestDirectoryAPIRoundTrip(t *testing.T) {
 }
 
 // TestSourceRunsAsItsUser: a source's jobs carry its project and are
-// submitted as the user who created it (a scheduled or unauthenticated
-// run) or as the principal that runs it.
+// submitted as the principal that runs it (a scheduled run goes as the
+// user who created or last changed the source).
 func TestSourceRunsAsItsUser(t *testing.T) {
 	e := newRulesEnv(t)
 	e.directory()
@@ -126,7 +126,7 @@ func TestSourceRunsAsItsUser(t *testing.T) {
 	})
 	require.Equal(t, http.StatusCreated, code, string(out))
 
-	code, out = e.as("", "POST", "/api/v1/sources/src-env/run", nil)
+	code, out = e.as("alice@example.com", "POST", "/api/v1/sources/src-env/run", nil)
 	require.Equal(t, http.StatusCreated, code, string(out))
 	_, m := r.next(t)
 	require.Equal(t, "p-env", m.GetSpec().GetProject())

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/outposthq/outpost/libs/auth"
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/kv"
 	"github.com/outposthq/outpost/libs/natsembed/natstest"
@@ -41,9 +44,9 @@ type env struct {
 	subjects queue.Subjects
 	reg      *prometheus.Registry
 	url      string
-	// handler is the scheduler's HTTP handler, to serve it behind
-	// another front (a principal, as the authentication would set).
-	handler http.Handler
+	// token is the bootstrap admin key (every tenant).
+	token string
+	sched *app.Scheduler
 }
 
 // testSigner is the key the schedulers of these tests sign jobs with.
@@ -87,6 +90,8 @@ func newEnvOn(t *testing.T, url string, edit ...func(*config.Config)) *env {
 	cfg.Tenants.RefreshInterval = 100 * time.Millisecond
 	cfg.Runners.PresenceWindow = 3 * time.Second
 	cfg.ShutdownGrace = 5 * time.Second
+	cfg.Auth.BootstrapKeyFile = filepath.Join(t.TempDir(), "admin.key")
+	cfg.Auth.RateLimit = auth.RateLimit{} // the tests poll; TestRateLimit sets one
 	for _, f := range edit {
 		f(&cfg)
 	}
@@ -101,7 +106,16 @@ func newEnvOn(t *testing.T, url string, edit ...func(*config.Config)) *env {
 		require.NoError(t, <-done)
 	})
 	require.Eventually(t, func() bool { return s.Ready() == nil }, waitFor, tick)
-	return &env{t: t, ctx: ctx, conn: conn, subjects: queue.NewSubjects(cfg.Broker.Stack), reg: reg, url: serveTest(t, s), handler: s}
+	return &env{t: t, ctx: ctx, conn: conn, subjects: queue.NewSubjects(cfg.Broker.Stack), reg: reg, url: serveTest(t, s),
+		token: readKey(t, cfg.Auth.BootstrapKeyFile), sched: s}
+}
+
+// readKey reads the API key a scheduler bootstrapped into path.
+func readKey(t *testing.T, path string) string {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return strings.TrimSpace(string(raw))
 }
 
 // serveTest serves h until the test ends and returns its URL.
@@ -126,7 +140,7 @@ func (e *env) doHeader(method, path, tenant string, body any) (int, http.Header,
 	if tenant != "" {
 		header = map[string]string{"X-Outpost-Tenant": tenant}
 	}
-	api := testenv.Client{Base: e.url}
+	api := testenv.Client{Base: e.url, Token: e.token}
 	code, h, out, err := api.SendHeader(e.ctx, method, path, body, header)
 	require.NoError(e.t, err)
 	return code, h, out
@@ -253,16 +267,16 @@ func withExit(code int32) statusOpt {
 // status publishes a JobStatus as a runner would.
 func (e *env) status(tenant, id string, state jobsv1.JobState, attempt uint32, opts ...statusOpt) {
 	e.t.Helper()
-	m := &jobsv1.JobStatus{Envelope: events.NewEnvelope(tenant, attempt, "", ""), JobId: id, State: state, RunnerId: "runner-1", AttemptToken: e.token(tenant, id)}
+	m := &jobsv1.JobStatus{Envelope: events.NewEnvelope(tenant, attempt, "", ""), JobId: id, State: state, RunnerId: "runner-1", AttemptToken: e.attemptToken(tenant, id)}
 	for _, o := range opts {
 		o(m)
 	}
 	e.publish(e.subjects.JobStatus(tenant, id), m, "")
 }
 
-// token is the attempt token of the job's record, which a runner echoes
+// attemptToken is the attempt token of the job's record, which a runner echoes
 // from the dispatch ("" for a job without a record).
-func (e *env) token(tenant, id string) string {
+func (e *env) attemptToken(tenant, id string) string {
 	e.t.Helper()
 	store, err := e.conn.OpenStore(e.ctx, "jobs_"+tenant)
 	require.NoError(e.t, err)

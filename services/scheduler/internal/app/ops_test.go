@@ -22,7 +22,7 @@ import (
 // logChunk publishes log lines of an attempt as a runner would.
 func (e *env) logChunk(tenant, id string, attempt uint32, first uint64, lines ...string) {
 	e.t.Helper()
-	m := &jobsv1.LogChunk{Envelope: events.NewEnvelope(tenant, attempt, "", ""), JobId: id, FirstSeq: first, AttemptToken: e.token(tenant, id)}
+	m := &jobsv1.LogChunk{Envelope: events.NewEnvelope(tenant, attempt, "", ""), JobId: id, FirstSeq: first, AttemptToken: e.attemptToken(tenant, id)}
 	for _, l := range lines {
 		m.Lines = append(m.Lines, &jobsv1.LogLine{Time: timestamppb.New(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)), Stream: "stdout", Text: l})
 	}
@@ -66,6 +66,7 @@ func TestLogs(t *testing.T) {
 	t.Run("follow", func(t *testing.T) {
 		req, err := http.NewRequestWithContext(e.ctx, "GET", e.url+"/api/v1/jobs/"+j.ID+"/logs?follow=true", nil)
 		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+e.token)
 		resp, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
 		defer resp.Body.Close()

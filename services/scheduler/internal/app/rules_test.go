@@ -1,51 +1,47 @@
 package app_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/outposthq/outpost/libs/auth"
 	"github.com/outposthq/outpost/libs/testenv"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 )
 
-// principalHeader names the caller in these tests. It stands in for the
-// authentication, which puts the principal of a verified credential in
-// the request's context.
-const principalHeader = "X-Test-Principal"
-
-// roleHeader is the principal's role in the tenant; admin without it.
-const roleHeader = "X-Test-Role"
-
-// rulesEnv is a scheduler whose requests carry the principal named by
-// principalHeader.
+// rulesEnv is a scheduler whose test requests are made by named users:
+// each user gets an API key of its own (owner = the user's name), made by
+// the bootstrap admin, so the principal of its requests is that user.
 type rulesEnv struct {
 	*env
-	url string
+	keys map[string]string // "<user>/<role>" → API key
 }
 
 func newRulesEnv(t *testing.T) *rulesEnv {
-	e := newEnv(t)
-	front := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if name := r.Header.Get(principalHeader); name != "" {
-			role := auth.RoleAdmin
-			if h := r.Header.Get(roleHeader); h != "" {
-				var err error
-				if role, err = auth.ParseRole(h); err != nil {
-					http.Error(w, err.Error(), http.StatusBadRequest)
-					return
-				}
-			}
-			p := &auth.Principal{Subject: "apikey:" + name, Name: name, Kind: auth.KindAPIKey,
-				Tenants: map[string]auth.Role{"default": role}}
-			r = r.WithContext(auth.WithPrincipal(r.Context(), p))
-		}
-		e.handler.ServeHTTP(w, r)
-	})
-	return &rulesEnv{env: e, url: serveTest(t, front)}
+	return &rulesEnv{env: newEnv(t), keys: map[string]string{}}
+}
+
+// keyOf returns the API key of user with role in tenant default, made on
+// first use.
+func (e *rulesEnv) keyOf(user, role string) string {
+	e.t.Helper()
+	if k, ok := e.keys[user+"/"+role]; ok {
+		return k
+	}
+	c := testenv.Client{Base: e.url, Token: e.token}
+	code, _, out, err := c.SendHeader(e.ctx, http.MethodPost, "/api/v1/keys",
+		map[string]any{"owner": user, "tenants": []string{"default"}, "role": role}, nil)
+	require.NoError(e.t, err)
+	require.Equal(e.t, http.StatusCreated, code, string(out))
+	var created struct {
+		Secret string `json:"secret"`
+	}
+	require.NoError(e.t, json.Unmarshal(out, &created))
+	e.keys[user+"/"+role] = created.Secret
+	return created.Secret
 }
 
 // as sends a request made by principal ("" for none), an admin.
@@ -54,18 +50,17 @@ func (e *rulesEnv) as(principal, method, path string, body any) (int, []byte) {
 	return e.asRole(principal, "", method, path, body)
 }
 
-// asRole sends a request made by principal with role.
+// asRole sends a request made by principal with role (admin when empty).
 func (e *rulesEnv) asRole(principal, role, method, path string, body any) (int, []byte) {
 	e.t.Helper()
-	header := map[string]string{}
-	if principal != "" {
-		header[principalHeader] = principal
-	}
-	if role != "" {
-		header[roleHeader] = role
-	}
 	c := testenv.Client{Base: e.url}
-	code, _, out, err := c.SendHeader(e.ctx, method, path, body, header)
+	if principal != "" {
+		if role == "" {
+			role = "admin"
+		}
+		c.Token = e.keyOf(principal, role)
+	}
+	code, _, out, err := c.SendHeader(e.ctx, method, path, body, nil)
 	require.NoError(e.t, err)
 	return code, out
 }
@@ -174,8 +169,6 @@ func TestPollingRules(t *testing.T) {
 		{name: "started by the deployment user", user: "svc-hybrid", pool: "hybrid", rule: "deployment-user"},
 		{name: "not the deployment user, not in its team", user: "carol@example.com", pool: "hybrid",
 			failed: []string{"user carol@example.com is not in team of deployment user svc-hybrid", "the job names no project"}},
-		{name: "no submitting user", user: "", pool: "hybrid", project: "p-admin",
-			failed: []string{"the job has no submitting user"}},
 		{name: "team and project administrator", user: "alice@example.com", pool: "hybrid", project: "p-admin", rule: "team-and-project-admin"},
 		{name: "team but deployment user not administrator", user: "alice@example.com", pool: "hybrid", project: "p-none",
 			failed: []string{"deployment user svc-hybrid is not administrator of project p-none"}},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,18 +21,24 @@ import (
 	"github.com/outposthq/outpost/services/scheduler/internal/config"
 )
 
-// TestRun runs the whole service as main does: readiness, the API and
-// /metrics on one port, and a clean stop.
+// TestRun runs the whole service as main does: readiness and the API on
+// one port (the API behind the bootstrap key), /metrics on the ops port,
+// and a clean stop.
 func TestRun(t *testing.T) {
 	srv := natstest.RunServer(t)
 	port, err := natsembed.FreePort("")
 	require.NoError(t, err)
 	cfg := config.Default()
+	opsPort, err := natsembed.FreePort("")
+	require.NoError(t, err)
 	cfg.Listen = fmt.Sprintf("127.0.0.1:%d", port)
 	// Generated at first start, as for local use.
 	cfg.Signing.KeyFile = filepath.Join(t.TempDir(), "signing.key")
 	cfg.Signing.Generate = true
+	cfg.OpsListen = fmt.Sprintf("127.0.0.1:%d", opsPort)
 	cfg.Broker.URL = srv.ClientURL()
+	keyFile := filepath.Join(t.TempDir(), "data", "admin.key")
+	cfg.Auth.BootstrapKeyFile = keyFile
 	base := "http://" + cfg.Listen
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -52,11 +59,29 @@ func TestRun(t *testing.T) {
 	code, _ := get("/healthz")
 	require.Equal(t, http.StatusOK, code)
 
-	resp, err := http.Post(base+"/api/v1/jobs", "application/json", strings.NewReader(`{"task":{"noop":{}}}`))
+	post := func(token string) int {
+		req, err := http.NewRequest("POST", base+"/api/v1/jobs", strings.NewReader(`{"task":{"noop":{}}}`))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	require.Equal(t, http.StatusUnauthorized, post(""), "the API needs a credential")
+	fi, err := os.Stat(keyFile)
 	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusCreated, resp.StatusCode)
+	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "the bootstrap key is the owner's alone")
+	raw, err := os.ReadFile(keyFile)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusCreated, post(strings.TrimSpace(string(raw))))
 
+	code, _ = get("/metrics")
+	require.Equal(t, http.StatusNotFound, code, "/metrics is not on the API listener")
+	base = "http://" + cfg.OpsListen
 	code, body := get("/metrics")
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, body, `outpost_jobs_total{state="QUEUED"} 1`)
@@ -90,7 +115,9 @@ func TestReplicas(t *testing.T) {
 		require.NoError(t, <-done)
 	})
 	require.Eventually(t, func() bool { return s.Ready() == nil }, waitFor, tick)
-	b := &env{t: t, ctx: a.ctx, conn: conn, subjects: a.subjects, reg: a.reg, url: serveTest(t, s)}
+	// The replica verifies the key the first one bootstrapped: they share
+	// the keys bucket.
+	b := &env{t: t, ctx: a.ctx, conn: conn, subjects: a.subjects, reg: a.reg, url: serveTest(t, s), token: a.token}
 
 	code, out := a.do("PUT", "/api/v1/tenants/initech", "", nil)
 	require.Equal(t, http.StatusCreated, code, string(out))

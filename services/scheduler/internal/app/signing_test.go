@@ -27,7 +27,7 @@ func TestSignedDispatchAndForgedStatus(t *testing.T) {
 	b := signing.Binding{Tenant: "default", Scope: signing.PoolScope("default"), Subject: j.ID, Attempt: 1}
 	require.NoError(t, v.Verify(m, d.Data(), m.GetEnvelope().GetTenant(), b))
 	require.Len(t, m.GetAttemptToken(), 22, "128 random bits, base64url")
-	require.Equal(t, m.GetAttemptToken(), e.token("default", j.ID), "the record keeps the dispatch's token")
+	require.Equal(t, m.GetAttemptToken(), e.attemptToken("default", j.ID), "the record keeps the dispatch's token")
 	for _, path := range []string{"/api/v1/jobs/" + j.ID, "/api/v1/jobs"} {
 		_, out := e.do("GET", path, "", nil)
 		require.Contains(t, string(out), j.ID)

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/outposthq/outpost/libs/auth"
 	libconfig "github.com/outposthq/outpost/libs/config"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/backend"
@@ -29,10 +30,17 @@ const (
 
 // Config is the scheduler's configuration.
 type Config struct {
-	// Listen is the address of the one HTTP server: the API, /healthz,
-	// /readyz and /metrics.
-	Listen   string `yaml:"listen" env:"OUTPOST_LISTEN"`
-	LogLevel string `yaml:"log_level" env:"OUTPOST_LOG_LEVEL"`
+	// Listen is the address of the API server (with /healthz and
+	// /readyz, the only routes served without a credential).
+	Listen string `yaml:"listen" env:"OUTPOST_LISTEN"`
+	// OpsListen, when set, is the address of the ops server: /metrics,
+	// /healthz and /readyz, without credentials, for the cluster's
+	// scrapers and probes. Empty: /metrics is not served.
+	OpsListen string `yaml:"ops_listen" env:"OUTPOST_OPS_LISTEN"`
+	// Auth configures who may call the API: OIDC issuers, API keys,
+	// browser origins, the rate limit and the bootstrap key.
+	Auth     auth.Config `yaml:"auth"`
+	LogLevel string      `yaml:"log_level" env:"OUTPOST_LOG_LEVEL"`
 	// ShutdownGrace bounds how long in-flight requests and handlers get on
 	// shutdown.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace" env:"OUTPOST_SHUTDOWN_GRACE"`
@@ -171,6 +179,7 @@ func Default() Config {
 	return Config{
 		Signing:       signing.DefaultSignerConfig(),
 		Listen:        "127.0.0.1:8080",
+		Auth:          auth.DefaultConfig(),
 		LogLevel:      "info",
 		ShutdownGrace: 10 * time.Second,
 		Broker: Broker{
@@ -219,6 +228,10 @@ func (c Config) Validate() error {
 		}
 	}
 	check(c.Listen != "", "listen", "must not be empty")
+	check(c.OpsListen != c.Listen, "ops_listen", "must differ from listen")
+	if err := c.Auth.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%w: %w", ErrInvalid, err))
+	}
 	check(c.ShutdownGrace > 0, "shutdown_grace", "must be positive")
 	check(c.Broker.URL != "", "broker.url", "must not be empty")
 	check(queue.ValidToken(c.Broker.Stack), "broker.stack", "%q is not a token of [A-Za-z0-9_-]", c.Broker.Stack)

@@ -53,15 +53,10 @@ func NewAPI(store StoreFunc, opts APIOptions) *API {
 	return &API{store: store, opts: opts, log: opts.Logger}
 }
 
-// Register adds routes to mux, each through guard (which enforces the
-// route's role); a nil guard registers the handlers as they are.
-func Register(mux *http.ServeMux, routes []Route, guard func(Route) http.Handler) {
+// Register adds routes to router, which enforces each route's role.
+func Register(router *auth.Router, routes []Route) {
 	for _, rt := range routes {
-		if guard == nil {
-			mux.HandleFunc(rt.Pattern, rt.Handler)
-			continue
-		}
-		mux.Handle(rt.Pattern, guard(rt))
+		router.HandleFunc(rt.Pattern, rt.Role, rt.Handler)
 	}
 }
 
@@ -420,7 +415,7 @@ func (a *API) putDeployment(w http.ResponseWriter, r *http.Request, s *Store) {
 	if !a.decode(w, r, &req, true) {
 		return
 	}
-	mayRebind := p.RoleIn(s.Tenant()) >= auth.RoleAdmin
+	mayRebind := auth.RoleOf(p, s.Tenant()) >= auth.RoleAdmin
 	d, created, err := s.BindDeployment(r.Context(), r.PathValue("pool"), user, req.Environment, req.Projects, mayRebind, a.opts.Now())
 	if err != nil {
 		a.fail(w, r, "register deployment", err)

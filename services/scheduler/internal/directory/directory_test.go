@@ -35,10 +35,14 @@ func TestRouteRoles(t *testing.T) {
 			require.Equal(t, want, rt.Role)
 		})
 	}
-	mux := http.NewServeMux()
-	var guarded []auth.Role
-	Register(mux, routes, func(rt Route) http.Handler { guarded = append(guarded, rt.Role); return rt.Handler })
-	require.Len(t, guarded, len(routes))
+	router := auth.NewGuard(auth.GuardOptions{}).Router(http.NewServeMux())
+	Register(router, routes)
+	rules := router.Rules()
+	require.Len(t, rules, len(routes))
+	for i, rt := range routes {
+		require.Equal(t, rt.Pattern, rules[i].Pattern)
+		require.Equal(t, rt.Role, rules[i].Role)
+	}
 }
 
 // TestEvaluate applies each rule and its negation to a snapshot.

@@ -77,7 +77,7 @@ func TestForgedWorkIsRefused(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, conn.Publish(ctx, msg))
 	require.Eventually(t, func() bool {
-		by, err := harness.ScrapeBy(s.API, "outpost_fenced_events_total", "reason")
+		by, err := harness.ScrapeBy(s.Ops, "outpost_fenced_events_total", "reason")
 		return err == nil && by["attempt_token"] == 1
 	}, 30*time.Second, 50*time.Millisecond, "the forged status was not rejected")
 	done := c.WaitTerminal(real.ID, 30*time.Second)

@@ -29,6 +29,13 @@ if [ -z "${OUTPOST_KUBECONFIG_KEY:-}" ]; then
 	OUTPOST_KUBECONFIG_KEY=$(cat "$DATA/kubeconfig.key")
 	export OUTPOST_KUBECONFIG_KEY
 fi
+# The control plane signs the work it sends (jobs, leases, operations) with
+# one ed25519 key, kept in the data folder: the scheduler generates it at
+# its first start, with its public key beside it (signing.key.pub), which
+# the runner and the watcher trust. They start after the scheduler is ready.
+export OUTPOST_SIGNING_KEY_FILE=${OUTPOST_SIGNING_KEY_FILE:-$DATA/signing.key}
+export OUTPOST_SIGNING_GENERATE=${OUTPOST_SIGNING_GENERATE:-true}
+export OUTPOST_SIGNING_TRUSTED_KEYS_FILE=${OUTPOST_SIGNING_TRUSTED_KEYS_FILE:-$OUTPOST_SIGNING_KEY_FILE.pub}
 # Both APIs want a credential: on first start the scheduler writes an admin
 # API key for every tenant into the data folder (mode 0600); the
 # account-migrator verifies keys from the same bucket.

@@ -42,7 +42,9 @@ func NewEnvelope(tenant string, attempt uint32, idempotencyKey, traceID string) 
 // Encode serialises m into a message for subject, with its type header and
 // dedupeID (which may be empty).
 func Encode(subject string, m proto.Message, dedupeID string) (queue.Message, error) {
-	data, err := proto.Marshal(m)
+	// Deterministic: a signed message's bytes are its signed bytes with
+	// the signature field in its place (see libs/signing).
+	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 	if err != nil {
 		return queue.Message{}, fmt.Errorf("marshal %s: %w", m.ProtoReflect().Descriptor().FullName(), err)
 	}

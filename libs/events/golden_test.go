@@ -138,6 +138,16 @@ func goldenMessages() []proto.Message {
 				Object: &watchv1.ObjectRef{ApiVersion: "apps/v1", Kind: "Deployment", Namespace: "default", Name: "web"}, ResourceVersion: "101", Action: "scaled",
 			}},
 		},
+		// Signed work and attempt tokens.
+		&jobsv1.JobDispatched{Envelope: env(), JobId: "job-1", Spec: goldenSpec(), SubmittedAt: timestamppb.New(goldenTime),
+			Signature: goldenSignature("pool/gpu"), AttemptToken: "tok-1"},
+		&jobsv1.JobStatus{Envelope: env(), JobId: "job-1", State: jobsv1.JobState_JOB_STATE_SUCCEEDED, RunnerId: "runner-a", AttemptToken: "tok-1"},
+		&jobsv1.LogChunk{Envelope: env(), JobId: "job-1", FirstSeq: 1, Lines: []*jobsv1.LogLine{{Time: timestamppb.New(goldenTime), Stream: "stdout", Text: "hi"}}, AttemptToken: "tok-1"},
+		&ingestv1.JobRecords{Envelope: env(), JobId: "job-1", FirstSeq: 1, ProducedAt: timestamppb.New(goldenTime), AttemptToken: "tok-1"},
+		&accountsv1.AccountLease{Envelope: env(), Generation: 5, Zone: "eu-1", Spec: &accountsv1.AccountSpec{Name: "account-01"}, Signature: goldenSignature("zone/eu-1")},
+		&watchv1.Operation{Envelope: env(), Id: "op-1", Account: "account-01", Kind: &watchv1.Operation_Delete{Delete: &watchv1.Delete{
+			Object: &watchv1.ObjectRef{ApiVersion: "v1", Kind: "ConfigMap", Namespace: "default", Name: "web"},
+		}}, Signature: goldenSignature("account/account-01")},
 		// An assertion task travels inside JobDispatched: keep one too.
 		&jobsv1.JobDispatched{Envelope: env(), JobId: "job-2", Spec: &jobsv1.JobSpec{Pool: "default", Task: &jobsv1.Task{Kind: &jobsv1.Task_Assertion{Assertion: &ingestv1.AssertionTask{
 			Source: "type: postgres", Format: ingestv1.RecipeFormat_RECIPE_FORMAT_YAML,
@@ -147,18 +157,74 @@ func goldenMessages() []proto.Message {
 }
 
 // goldenName is the file name of m's golden message; a type with two
-// golden messages tells the second by its job id.
+// golden messages tells the second by its job id, or by ".signed" when it
+// carries a signature or an attempt token.
 func goldenName(m proto.Message) string {
+	r := m.ProtoReflect()
+	for _, f := range []protoreflect.Name{"signature", "attempt_token"} {
+		if fd := r.Descriptor().Fields().ByName(f); fd != nil && r.Has(fd) {
+			return TypeName(m) + ".signed.binpb"
+		}
+	}
 	if d, ok := m.(*jobsv1.JobDispatched); ok && d.GetJobId() != "job-1" {
 		return TypeName(m) + "." + d.GetJobId() + ".binpb"
 	}
 	return TypeName(m) + ".binpb"
 }
 
+func goldenSignature(scope string) *commonv1.Signature {
+	sig := make([]byte, 64)
+	for i := range sig {
+		sig[i] = byte(i)
+	}
+	return &commonv1.Signature{KeyId: "key-1", ExpiresAt: timestamppb.New(goldenTime.Add(24 * time.Hour)), Signature: sig, Scope: scope}
+}
+
+func requireGoldenSignature(t *testing.T, sig *commonv1.Signature, scope string) {
+	t.Helper()
+	require.Equal(t, "key-1", sig.GetKeyId())
+	require.Equal(t, goldenTime.Add(24*time.Hour), sig.GetExpiresAt().AsTime())
+	require.Len(t, sig.GetSignature(), 64)
+	require.EqualValues(t, 63, sig.GetSignature()[63])
+	require.Equal(t, scope, sig.GetScope())
+}
+
 // goldenChecks hold, per file, what this version must read from it. They
 // are written out by hand, not compared with goldenMessages, so that a
 // change to the samples cannot make them agree with a broken reader.
 var goldenChecks = map[string]func(t *testing.T, m proto.Message){
+	"outpost.jobs.v1.JobDispatched.signed.binpb": func(t *testing.T, m proto.Message) {
+		d := m.(*jobsv1.JobDispatched)
+		require.Equal(t, "job-1", d.GetJobId())
+		requireGoldenSpec(t, d.GetSpec())
+		requireGoldenSignature(t, d.GetSignature(), "pool/gpu")
+		require.Equal(t, "tok-1", d.GetAttemptToken())
+	},
+	"outpost.jobs.v1.JobStatus.signed.binpb": func(t *testing.T, m proto.Message) {
+		s := m.(*jobsv1.JobStatus)
+		require.Equal(t, jobsv1.JobState_JOB_STATE_SUCCEEDED, s.GetState())
+		require.Equal(t, "tok-1", s.GetAttemptToken())
+	},
+	"outpost.jobs.v1.LogChunk.signed.binpb": func(t *testing.T, m proto.Message) {
+		c := m.(*jobsv1.LogChunk)
+		require.Equal(t, "hi", c.GetLines()[0].GetText())
+		require.Equal(t, "tok-1", c.GetAttemptToken())
+	},
+	"outpost.ingest.v1.JobRecords.signed.binpb": func(t *testing.T, m proto.Message) {
+		r := m.(*ingestv1.JobRecords)
+		require.Equal(t, "job-1", r.GetJobId())
+		require.Equal(t, "tok-1", r.GetAttemptToken())
+	},
+	"outpost.accounts.v1.AccountLease.signed.binpb": func(t *testing.T, m proto.Message) {
+		l := m.(*accountsv1.AccountLease)
+		require.Equal(t, "account-01", l.GetSpec().GetName())
+		requireGoldenSignature(t, l.GetSignature(), "zone/eu-1")
+	},
+	"outpost.watch.v1.Operation.signed.binpb": func(t *testing.T, m proto.Message) {
+		o := m.(*watchv1.Operation)
+		require.Equal(t, "web", o.GetDelete().GetObject().GetName())
+		requireGoldenSignature(t, o.GetSignature(), "account/account-01")
+	},
 	"outpost.audit.v1.AuditEvent.binpb": func(t *testing.T, m proto.Message) {
 		a := m.(*auditv1.AuditEvent)
 		require.Equal(t, "apikey:0123456789abcdef", a.GetPrincipal())

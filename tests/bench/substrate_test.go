@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/outposthq/outpost/libs/events"
+	"github.com/outposthq/outpost/libs/signing"
 	"github.com/outposthq/outpost/libs/testenv"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 	"github.com/outposthq/outpost/tests/harness"
@@ -52,11 +53,14 @@ func startBroker(t *testing.T) (brokerProcess, string) {
 func dispatchPayload(t *testing.T) []byte {
 	t.Helper()
 	m := &jobsv1.JobDispatched{
-		Envelope:    events.NewEnvelope("bench", 0, "job-0000000000000000000000", ""),
-		JobId:       "job-0000000000000000000000",
-		Spec:        &jobsv1.JobSpec{Pool: "default", Task: &jobsv1.Task{Kind: &jobsv1.Task_Noop{Noop: &jobsv1.NoopTask{}}}, Timeout: durationpb.New(time.Hour)},
-		SubmittedAt: timestamppb.Now(),
+		Envelope:     events.NewEnvelope("bench", 1, "job-0000000000000000000000", ""),
+		JobId:        "job-0000000000000000000000",
+		Spec:         &jobsv1.JobSpec{Pool: "default", Task: &jobsv1.Task{Kind: &jobsv1.Task_Noop{Noop: &jobsv1.NoopTask{}}}, Timeout: durationpb.New(time.Hour)},
+		SubmittedAt:  timestamppb.Now(),
+		AttemptToken: "AAAAAAAAAAAAAAAAAAAAAA",
 	}
+	key := harness.NewSigningKey(t, "bench-1")
+	require.NoError(t, key.Signer.Sign(m, signing.Binding{Tenant: "bench", Scope: signing.PoolScope("default"), Subject: m.JobId, Attempt: 1}))
 	data, err := proto.Marshal(m)
 	require.NoError(t, err)
 	return data

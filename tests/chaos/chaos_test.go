@@ -170,6 +170,7 @@ func cluster(t *testing.T) system {
 	brokerURL := strings.Join(urls, ",")
 	apiPort := testenv.FreePort(t)
 	api := fmt.Sprintf("http://127.0.0.1:%d", apiPort)
+	key := harness.NewSigningKey(t, "chaos-1")
 	schedEnv := map[string]string{
 		"OUTPOST_LISTEN":          fmt.Sprintf("127.0.0.1:%d", apiPort),
 		"OUTPOST_BROKER_URL":      brokerURL,
@@ -177,6 +178,7 @@ func cluster(t *testing.T) system {
 		"OUTPOST_TENANTS":         tenant,
 		"OUTPOST_DEFAULT_TENANT":  tenant,
 	}
+	maps.Copy(schedEnv, key.SignerEnv())
 	keyFile := harness.AuthEnv(schedEnv, data)
 	sched := harness.Start(t, "scheduler", "scheduler", schedEnv)
 	harness.WaitReady(t, api+"/readyz", readyTimeout)
@@ -191,6 +193,7 @@ func cluster(t *testing.T) system {
 			"OUTPOST_RUNNER_ID":       fmt.Sprintf("runner-%d", i+1),
 			"OUTPOST_OPS_ADDR":        ops,
 		}
+		maps.Copy(env, harness.TrustEnv(key))
 		for k, v := range runnerEnv {
 			env[k] = v
 		}

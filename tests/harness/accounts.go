@@ -28,6 +28,9 @@ type Plane struct {
 	API string
 	// Key is the base64 AES-256 key both sides seal inline kubeconfigs with.
 	Key string
+	// Signing is the key the migrator signs leases and operations with;
+	// watchers trust it.
+	Signing *SigningKey
 	// Token is the admin API key the migrator bootstrapped.
 	Token string
 
@@ -77,6 +80,7 @@ func StartPlane(t testing.TB, opts PlaneOptions) *Plane {
 		BrokerURL: fmt.Sprintf("nats://127.0.0.1:%d", natsPort),
 		API:       fmt.Sprintf("http://127.0.0.1:%d", apiPort),
 		Key:       base64.StdEncoding.EncodeToString(key),
+		Signing:   NewSigningKey(t, "plane-1"),
 	}
 	dataDir := t.TempDir()
 	p.Broker = startBroker(t, natsPort, healthPort, dataDir)
@@ -87,6 +91,7 @@ func StartPlane(t testing.TB, opts PlaneOptions) *Plane {
 		"OUTPOST_DEFAULT_TENANT": opts.Tenant,
 		"OUTPOST_KUBECONFIG_KEY": p.Key,
 	}
+	maps.Copy(env, p.Signing.SignerEnv())
 	keyFile := AuthEnv(env, dataDir)
 	maps.Copy(env, testMigratorEnv)
 	maps.Copy(env, opts.MigratorEnv)
@@ -112,6 +117,7 @@ func (p *Plane) StartWatcher(name, zone, home string, env map[string]string) *Pr
 		"OUTPOST_KUBECONFIG":     home,
 		"OUTPOST_KUBECONFIG_KEY": p.Key,
 	}
+	maps.Copy(e, TrustEnv(p.Signing))
 	maps.Copy(e, testWatcherEnv)
 	maps.Copy(e, env)
 	w := Start(p.t, name, "k8s-watcher", e)

@@ -35,6 +35,8 @@ type Stack struct {
 	Token string
 	// SQS is the fauxqs server in SQS mode, nil otherwise.
 	SQS *sqstest.Server
+	// Key is the key the scheduler signs jobs with; runners trust it.
+	Key *SigningKey
 
 	brokerHealth string
 	runnerEnv    map[string]string
@@ -98,6 +100,9 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 	default:
 		t.Fatalf("stack: unknown queue %q", opts.Queue)
 	}
+	// The scheduler signs with a key of the test's own; runners trust it.
+	s.Key = NewSigningKey(t, "stack-1")
+	maps.Copy(s.runnerEnv, TrustEnv(s.Key))
 	maps.Copy(s.runnerEnv, queueEnv)
 	maps.Copy(s.runnerEnv, opts.RunnerEnv)
 	s.Broker = startBroker(t, natsPort, healthPort, dataDir)
@@ -111,6 +116,7 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 		"OUTPOST_TENANTS":        opts.Tenant,
 		"OUTPOST_DEFAULT_TENANT": opts.Tenant,
 	}
+	maps.Copy(env, s.Key.SignerEnv())
 	keyFile := AuthEnv(env, dataDir)
 	maps.Copy(env, queueEnv)
 	maps.Copy(env, opts.SchedulerEnv)

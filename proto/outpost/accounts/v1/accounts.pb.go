@@ -283,7 +283,10 @@ type AccountLease struct {
 	Zone string `protobuf:"bytes,4,opt,name=zone,proto3" json:"zone,omitempty"`
 	// True when the account has no zone yet and was offered to every
 	// connected zone: the first watcher to activate it wins.
-	Offer         bool `protobuf:"varint,5,opt,name=offer,proto3" json:"offer,omitempty"`
+	Offer bool `protobuf:"varint,5,opt,name=offer,proto3" json:"offer,omitempty"`
+	// The control plane's signature; a watcher takes an account only from a
+	// lease it verifies.
+	Signature     *v1.Signature `protobuf:"bytes,6,opt,name=signature,proto3" json:"signature,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -351,6 +354,13 @@ func (x *AccountLease) GetOffer() bool {
 		return x.Offer
 	}
 	return false
+}
+
+func (x *AccountLease) GetSignature() *v1.Signature {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
 }
 
 // ClusterInfo describes the cluster behind an account.
@@ -1146,7 +1156,7 @@ const file_outpost_accounts_v1_accounts_proto_rawDesc = "" +
 	"namespaces\x12\x14\n" +
 	"\x05kinds\x18\a \x03(\tR\x05kinds\x12\x1d\n" +
 	"\n" +
-	"omit_kinds\x18\b \x03(\tR\tomitKinds\"\xc7\x01\n" +
+	"omit_kinds\x18\b \x03(\tR\tomitKinds\"\x83\x02\n" +
 	"\fAccountLease\x127\n" +
 	"\benvelope\x18\x01 \x01(\v2\x1b.outpost.common.v1.EnvelopeR\benvelope\x124\n" +
 	"\x04spec\x18\x02 \x01(\v2 .outpost.accounts.v1.AccountSpecR\x04spec\x12\x1e\n" +
@@ -1154,7 +1164,8 @@ const file_outpost_accounts_v1_accounts_proto_rawDesc = "" +
 	"generation\x18\x03 \x01(\x04R\n" +
 	"generation\x12\x12\n" +
 	"\x04zone\x18\x04 \x01(\tR\x04zone\x12\x14\n" +
-	"\x05offer\x18\x05 \x01(\bR\x05offer\"|\n" +
+	"\x05offer\x18\x05 \x01(\bR\x05offer\x12:\n" +
+	"\tsignature\x18\x06 \x01(\v2\x1c.outpost.common.v1.SignatureR\tsignature\"|\n" +
 	"\vClusterInfo\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x122\n" +
 	"\x15ca_fingerprint_sha256\x18\x02 \x01(\tR\x13caFingerprintSha256\x12%\n" +
@@ -1278,28 +1289,30 @@ var file_outpost_accounts_v1_accounts_proto_goTypes = []any{
 	(*Resync)(nil),                // 12: outpost.accounts.v1.Resync
 	(*InventoryChecksum)(nil),     // 13: outpost.accounts.v1.InventoryChecksum
 	(*v1.Envelope)(nil),           // 14: outpost.common.v1.Envelope
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(*v1.Signature)(nil),          // 15: outpost.common.v1.Signature
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
 }
 var file_outpost_accounts_v1_accounts_proto_depIdxs = []int32{
 	14, // 0: outpost.accounts.v1.AccountLease.envelope:type_name -> outpost.common.v1.Envelope
 	2,  // 1: outpost.accounts.v1.AccountLease.spec:type_name -> outpost.accounts.v1.AccountSpec
-	14, // 2: outpost.accounts.v1.AccountStatus.envelope:type_name -> outpost.common.v1.Envelope
-	1,  // 3: outpost.accounts.v1.AccountStatus.type:type_name -> outpost.accounts.v1.AccountStatus.Type
-	4,  // 4: outpost.accounts.v1.AccountStatus.cluster:type_name -> outpost.accounts.v1.ClusterInfo
-	5,  // 5: outpost.accounts.v1.AccountStatus.kinds:type_name -> outpost.accounts.v1.WatchedKind
-	6,  // 6: outpost.accounts.v1.AccountStatus.skipped:type_name -> outpost.accounts.v1.SkippedKind
-	14, // 7: outpost.accounts.v1.WatcherHeartbeat.envelope:type_name -> outpost.common.v1.Envelope
-	8,  // 8: outpost.accounts.v1.WatcherHeartbeat.accounts:type_name -> outpost.accounts.v1.HeldAccount
-	15, // 9: outpost.accounts.v1.WatcherHeartbeat.started_at:type_name -> google.protobuf.Timestamp
-	14, // 10: outpost.accounts.v1.AccountControl.envelope:type_name -> outpost.common.v1.Envelope
-	11, // 11: outpost.accounts.v1.AccountControl.deactivate:type_name -> outpost.accounts.v1.Deactivate
-	12, // 12: outpost.accounts.v1.AccountControl.resync:type_name -> outpost.accounts.v1.Resync
-	14, // 13: outpost.accounts.v1.InventoryChecksum.envelope:type_name -> outpost.common.v1.Envelope
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	15, // 2: outpost.accounts.v1.AccountLease.signature:type_name -> outpost.common.v1.Signature
+	14, // 3: outpost.accounts.v1.AccountStatus.envelope:type_name -> outpost.common.v1.Envelope
+	1,  // 4: outpost.accounts.v1.AccountStatus.type:type_name -> outpost.accounts.v1.AccountStatus.Type
+	4,  // 5: outpost.accounts.v1.AccountStatus.cluster:type_name -> outpost.accounts.v1.ClusterInfo
+	5,  // 6: outpost.accounts.v1.AccountStatus.kinds:type_name -> outpost.accounts.v1.WatchedKind
+	6,  // 7: outpost.accounts.v1.AccountStatus.skipped:type_name -> outpost.accounts.v1.SkippedKind
+	14, // 8: outpost.accounts.v1.WatcherHeartbeat.envelope:type_name -> outpost.common.v1.Envelope
+	8,  // 9: outpost.accounts.v1.WatcherHeartbeat.accounts:type_name -> outpost.accounts.v1.HeldAccount
+	16, // 10: outpost.accounts.v1.WatcherHeartbeat.started_at:type_name -> google.protobuf.Timestamp
+	14, // 11: outpost.accounts.v1.AccountControl.envelope:type_name -> outpost.common.v1.Envelope
+	11, // 12: outpost.accounts.v1.AccountControl.deactivate:type_name -> outpost.accounts.v1.Deactivate
+	12, // 13: outpost.accounts.v1.AccountControl.resync:type_name -> outpost.accounts.v1.Resync
+	14, // 14: outpost.accounts.v1.InventoryChecksum.envelope:type_name -> outpost.common.v1.Envelope
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_outpost_accounts_v1_accounts_proto_init() }

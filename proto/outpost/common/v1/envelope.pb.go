@@ -124,6 +124,85 @@ func (x *Envelope) GetSentAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// Signature is the control plane's ed25519 signature over a work message
+// (JobDispatched, Operation, AccountLease). It covers the message marshalled
+// deterministically with this field cleared, the tenant, the scope, the
+// subject (job id, operation id or account), the attempt, the key id and the
+// expiry; agents verify it with their trusted public keys before anything
+// runs.
+type Signature struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Id of the signing key; names the trusted public key to verify with.
+	KeyId string `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// After this instant the signature, and so the message, is refused.
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// The ed25519 signature (64 bytes).
+	Signature []byte `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
+	// Where the message may run: "pool/<pool>" for a job, "zone/<zone>" for
+	// an account lease, "account/<account>" for an operation.
+	Scope         string `protobuf:"bytes,4,opt,name=scope,proto3" json:"scope,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Signature) Reset() {
+	*x = Signature{}
+	mi := &file_outpost_common_v1_envelope_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Signature) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Signature) ProtoMessage() {}
+
+func (x *Signature) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_common_v1_envelope_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Signature.ProtoReflect.Descriptor instead.
+func (*Signature) Descriptor() ([]byte, []int) {
+	return file_outpost_common_v1_envelope_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Signature) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *Signature) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *Signature) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *Signature) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
 var File_outpost_common_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_outpost_common_v1_envelope_proto_rawDesc = "" +
@@ -137,7 +216,13 @@ const file_outpost_common_v1_envelope_proto_rawDesc = "" +
 	"\btrace_id\x18\x05 \x01(\tR\atraceId\x12;\n" +
 	"\voccurred_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"occurredAt\x123\n" +
-	"\asent_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAtB\xcb\x01\n" +
+	"\asent_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\"\x91\x01\n" +
+	"\tSignature\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x129\n" +
+	"\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x1c\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\x12\x14\n" +
+	"\x05scope\x18\x04 \x01(\tR\x05scopeB\xcb\x01\n" +
 	"\x15com.outpost.common.v1B\rEnvelopeProtoP\x01Z=github.com/outposthq/outpost/proto/outpost/common/v1;commonv1\xa2\x02\x03OCX\xaa\x02\x11Outpost.Common.V1\xca\x02\x11Outpost\\Common\\V1\xe2\x02\x1dOutpost\\Common\\V1\\GPBMetadata\xea\x02\x13Outpost::Common::V1b\x06proto3"
 
 var (
@@ -152,19 +237,21 @@ func file_outpost_common_v1_envelope_proto_rawDescGZIP() []byte {
 	return file_outpost_common_v1_envelope_proto_rawDescData
 }
 
-var file_outpost_common_v1_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_outpost_common_v1_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_outpost_common_v1_envelope_proto_goTypes = []any{
 	(*Envelope)(nil),              // 0: outpost.common.v1.Envelope
-	(*timestamppb.Timestamp)(nil), // 1: google.protobuf.Timestamp
+	(*Signature)(nil),             // 1: outpost.common.v1.Signature
+	(*timestamppb.Timestamp)(nil), // 2: google.protobuf.Timestamp
 }
 var file_outpost_common_v1_envelope_proto_depIdxs = []int32{
-	1, // 0: outpost.common.v1.Envelope.occurred_at:type_name -> google.protobuf.Timestamp
-	1, // 1: outpost.common.v1.Envelope.sent_at:type_name -> google.protobuf.Timestamp
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	2, // 0: outpost.common.v1.Envelope.occurred_at:type_name -> google.protobuf.Timestamp
+	2, // 1: outpost.common.v1.Envelope.sent_at:type_name -> google.protobuf.Timestamp
+	2, // 2: outpost.common.v1.Signature.expires_at:type_name -> google.protobuf.Timestamp
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_outpost_common_v1_envelope_proto_init() }
@@ -178,7 +265,7 @@ func file_outpost_common_v1_envelope_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_common_v1_envelope_proto_rawDesc), len(file_outpost_common_v1_envelope_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   1,
+			NumMessages:   2,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -766,10 +766,12 @@ type JobRecords struct {
 	Envelope *v1.Envelope           `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
 	JobId    string                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	// Sequence of the first record in the attempt, for ordering and dedupe.
-	FirstSeq      uint64                 `protobuf:"varint,3,opt,name=first_seq,json=firstSeq,proto3" json:"first_seq,omitempty"`
-	Records       []*MetadataRecord      `protobuf:"bytes,4,rep,name=records,proto3" json:"records,omitempty"`
-	Checks        []*CheckResult         `protobuf:"bytes,5,rep,name=checks,proto3" json:"checks,omitempty"`
-	ProducedAt    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=produced_at,json=producedAt,proto3" json:"produced_at,omitempty"`
+	FirstSeq   uint64                 `protobuf:"varint,3,opt,name=first_seq,json=firstSeq,proto3" json:"first_seq,omitempty"`
+	Records    []*MetadataRecord      `protobuf:"bytes,4,rep,name=records,proto3" json:"records,omitempty"`
+	Checks     []*CheckResult         `protobuf:"bytes,5,rep,name=checks,proto3" json:"checks,omitempty"`
+	ProducedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=produced_at,json=producedAt,proto3" json:"produced_at,omitempty"`
+	// The attempt token of the JobDispatched these results belong to.
+	AttemptToken  string `protobuf:"bytes,7,opt,name=attempt_token,json=attemptToken,proto3" json:"attempt_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -846,6 +848,13 @@ func (x *JobRecords) GetProducedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *JobRecords) GetAttemptToken() string {
+	if x != nil {
+		return x.AttemptToken
+	}
+	return ""
+}
+
 var File_outpost_ingest_v1_ingest_proto protoreflect.FileDescriptor
 
 const file_outpost_ingest_v1_ingest_proto_rawDesc = "" +
@@ -897,7 +906,7 @@ const file_outpost_ingest_v1_ingest_proto_rawDesc = "" +
 	"\aaspects\x18\x05 \x03(\v2..outpost.ingest.v1.MetadataRecord.AspectsEntryR\aaspects\x1aS\n" +
 	"\fAspectsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12-\n" +
-	"\x05value\x18\x02 \x01(\v2\x17.google.protobuf.StructR\x05value:\x028\x01\"\xab\x02\n" +
+	"\x05value\x18\x02 \x01(\v2\x17.google.protobuf.StructR\x05value:\x028\x01\"\xd0\x02\n" +
 	"\n" +
 	"JobRecords\x127\n" +
 	"\benvelope\x18\x01 \x01(\v2\x1b.outpost.common.v1.EnvelopeR\benvelope\x12\x15\n" +
@@ -906,7 +915,8 @@ const file_outpost_ingest_v1_ingest_proto_rawDesc = "" +
 	"\arecords\x18\x04 \x03(\v2!.outpost.ingest.v1.MetadataRecordR\arecords\x126\n" +
 	"\x06checks\x18\x05 \x03(\v2\x1e.outpost.ingest.v1.CheckResultR\x06checks\x12;\n" +
 	"\vproduced_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"producedAt*]\n" +
+	"producedAt\x12#\n" +
+	"\rattempt_token\x18\a \x01(\tR\fattemptToken*]\n" +
 	"\fRecipeFormat\x12\x1d\n" +
 	"\x19RECIPE_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12RECIPE_FORMAT_YAML\x10\x01\x12\x16\n" +

@@ -753,6 +753,12 @@ type JobDispatched struct {
 	JobId       string                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	Spec        *JobSpec               `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
 	SubmittedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=submitted_at,json=submittedAt,proto3" json:"submitted_at,omitempty"`
+	// The control plane's signature; a runner runs only a job it verifies.
+	Signature *v11.Signature `protobuf:"bytes,5,opt,name=signature,proto3" json:"signature,omitempty"`
+	// Issued by the control plane with the dispatch: runners echo it on every
+	// JobStatus, LogChunk and JobRecords of the job, and the scheduler drops
+	// events whose token is not the job's current one.
+	AttemptToken string `protobuf:"bytes,6,opt,name=attempt_token,json=attemptToken,proto3" json:"attempt_token,omitempty"`
 	// The submitting user, as the scheduler recorded it from the request's
 	// principal (empty for none): the runner maps it to a Kubernetes
 	// ServiceAccount for the kubernetes task. Numbered apart from the
@@ -818,6 +824,20 @@ func (x *JobDispatched) GetSubmittedAt() *timestamppb.Timestamp {
 		return x.SubmittedAt
 	}
 	return nil
+}
+
+func (x *JobDispatched) GetSignature() *v11.Signature {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *JobDispatched) GetAttemptToken() string {
+	if x != nil {
+		return x.AttemptToken
+	}
+	return ""
 }
 
 func (x *JobDispatched) GetUser() string {
@@ -901,8 +921,10 @@ type JobStatus struct {
 	RunnerId string `protobuf:"bytes,5,opt,name=runner_id,json=runnerId,proto3" json:"runner_id,omitempty"`
 	// Set when a failed attempt will be retried: the job is QUEUED again and
 	// becomes visible to runners at this time.
-	RetryAt       *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=retry_at,json=retryAt,proto3" json:"retry_at,omitempty"`
-	Result        *JobResult             `protobuf:"bytes,7,opt,name=result,proto3" json:"result,omitempty"`
+	RetryAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=retry_at,json=retryAt,proto3" json:"retry_at,omitempty"`
+	Result  *JobResult             `protobuf:"bytes,7,opt,name=result,proto3" json:"result,omitempty"`
+	// The attempt token of the JobDispatched this status reports on.
+	AttemptToken  string `protobuf:"bytes,8,opt,name=attempt_token,json=attemptToken,proto3" json:"attempt_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -986,6 +1008,13 @@ func (x *JobStatus) GetResult() *JobResult {
 	return nil
 }
 
+func (x *JobStatus) GetAttemptToken() string {
+	if x != nil {
+		return x.AttemptToken
+	}
+	return ""
+}
+
 // LogLine is one line a task wrote.
 type LogLine struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1054,8 +1083,10 @@ type LogChunk struct {
 	Envelope *v11.Envelope          `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
 	JobId    string                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	// Sequence number of the first line within the attempt.
-	FirstSeq      uint64     `protobuf:"varint,3,opt,name=first_seq,json=firstSeq,proto3" json:"first_seq,omitempty"`
-	Lines         []*LogLine `protobuf:"bytes,4,rep,name=lines,proto3" json:"lines,omitempty"`
+	FirstSeq uint64     `protobuf:"varint,3,opt,name=first_seq,json=firstSeq,proto3" json:"first_seq,omitempty"`
+	Lines    []*LogLine `protobuf:"bytes,4,rep,name=lines,proto3" json:"lines,omitempty"`
+	// The attempt token of the JobDispatched these lines belong to.
+	AttemptToken  string `protobuf:"bytes,5,opt,name=attempt_token,json=attemptToken,proto3" json:"attempt_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1116,6 +1147,13 @@ func (x *LogChunk) GetLines() []*LogLine {
 		return x.Lines
 	}
 	return nil
+}
+
+func (x *LogChunk) GetAttemptToken() string {
+	if x != nil {
+		return x.AttemptToken
+	}
+	return ""
 }
 
 // CancelJob tells the runners of a pool to stop a job.
@@ -1336,12 +1374,14 @@ const file_outpost_jobs_v1_jobs_proto_rawDesc = "" +
 	"\benvelope\x18\x01 \x01(\v2\x1b.outpost.common.v1.EnvelopeR\benvelope\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12,\n" +
 	"\x04spec\x18\x03 \x01(\v2\x18.outpost.jobs.v1.JobSpecR\x04spec\x12\x12\n" +
-	"\x04user\x18\x04 \x01(\tR\x04user\"\xe0\x01\n" +
+	"\x04user\x18\x04 \x01(\tR\x04user\"\xc1\x02\n" +
 	"\rJobDispatched\x127\n" +
 	"\benvelope\x18\x01 \x01(\v2\x1b.outpost.common.v1.EnvelopeR\benvelope\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12,\n" +
 	"\x04spec\x18\x03 \x01(\v2\x18.outpost.jobs.v1.JobSpecR\x04spec\x12=\n" +
-	"\fsubmitted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vsubmittedAt\x12\x12\n" +
+	"\fsubmitted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vsubmittedAt\x12:\n" +
+	"\tsignature\x18\x05 \x01(\v2\x1c.outpost.common.v1.SignatureR\tsignature\x12#\n" +
+	"\rattempt_token\x18\x06 \x01(\tR\fattemptToken\x12\x12\n" +
 	"\x04user\x18\x14 \x01(\tR\x04user\"\xde\x01\n" +
 	"\tJobResult\x12\x1b\n" +
 	"\texit_code\x18\x01 \x01(\x05R\bexitCode\x125\n" +
@@ -1349,7 +1389,7 @@ const file_outpost_jobs_v1_jobs_proto_rawDesc = "" +
 	"\aoutputs\x18\x03 \x03(\v2'.outpost.jobs.v1.JobResult.OutputsEntryR\aoutputs\x1a:\n" +
 	"\fOutputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xac\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd1\x02\n" +
 	"\tJobStatus\x127\n" +
 	"\benvelope\x18\x01 \x01(\v2\x1b.outpost.common.v1.EnvelopeR\benvelope\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12/\n" +
@@ -1357,16 +1397,18 @@ const file_outpost_jobs_v1_jobs_proto_rawDesc = "" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x1b\n" +
 	"\trunner_id\x18\x05 \x01(\tR\brunnerId\x125\n" +
 	"\bretry_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\aretryAt\x122\n" +
-	"\x06result\x18\a \x01(\v2\x1a.outpost.jobs.v1.JobResultR\x06result\"e\n" +
+	"\x06result\x18\a \x01(\v2\x1a.outpost.jobs.v1.JobResultR\x06result\x12#\n" +
+	"\rattempt_token\x18\b \x01(\tR\fattemptToken\"e\n" +
 	"\aLogLine\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\tR\x06stream\x12\x12\n" +
-	"\x04text\x18\x03 \x01(\tR\x04text\"\xa7\x01\n" +
+	"\x04text\x18\x03 \x01(\tR\x04text\"\xcc\x01\n" +
 	"\bLogChunk\x127\n" +
 	"\benvelope\x18\x01 \x01(\v2\x1b.outpost.common.v1.EnvelopeR\benvelope\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x1b\n" +
 	"\tfirst_seq\x18\x03 \x01(\x04R\bfirstSeq\x12.\n" +
-	"\x05lines\x18\x04 \x03(\v2\x18.outpost.jobs.v1.LogLineR\x05lines\"s\n" +
+	"\x05lines\x18\x04 \x03(\v2\x18.outpost.jobs.v1.LogLineR\x05lines\x12#\n" +
+	"\rattempt_token\x18\x05 \x01(\tR\fattemptToken\"s\n" +
 	"\tCancelJob\x127\n" +
 	"\benvelope\x18\x01 \x01(\v2\x1b.outpost.common.v1.EnvelopeR\benvelope\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x16\n" +
@@ -1429,6 +1471,7 @@ var file_outpost_jobs_v1_jobs_proto_goTypes = []any{
 	(*v1.AssertionTask)(nil),      // 22: outpost.ingest.v1.AssertionTask
 	(*v11.Envelope)(nil),          // 23: outpost.common.v1.Envelope
 	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(*v11.Signature)(nil),         // 25: outpost.common.v1.Signature
 }
 var file_outpost_jobs_v1_jobs_proto_depIdxs = []int32{
 	20, // 0: outpost.jobs.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
@@ -1453,22 +1496,23 @@ var file_outpost_jobs_v1_jobs_proto_depIdxs = []int32{
 	23, // 19: outpost.jobs.v1.JobDispatched.envelope:type_name -> outpost.common.v1.Envelope
 	7,  // 20: outpost.jobs.v1.JobDispatched.spec:type_name -> outpost.jobs.v1.JobSpec
 	24, // 21: outpost.jobs.v1.JobDispatched.submitted_at:type_name -> google.protobuf.Timestamp
-	20, // 22: outpost.jobs.v1.JobResult.duration:type_name -> google.protobuf.Duration
-	19, // 23: outpost.jobs.v1.JobResult.outputs:type_name -> outpost.jobs.v1.JobResult.OutputsEntry
-	23, // 24: outpost.jobs.v1.JobStatus.envelope:type_name -> outpost.common.v1.Envelope
-	0,  // 25: outpost.jobs.v1.JobStatus.state:type_name -> outpost.jobs.v1.JobState
-	24, // 26: outpost.jobs.v1.JobStatus.retry_at:type_name -> google.protobuf.Timestamp
-	10, // 27: outpost.jobs.v1.JobStatus.result:type_name -> outpost.jobs.v1.JobResult
-	24, // 28: outpost.jobs.v1.LogLine.time:type_name -> google.protobuf.Timestamp
-	23, // 29: outpost.jobs.v1.LogChunk.envelope:type_name -> outpost.common.v1.Envelope
-	12, // 30: outpost.jobs.v1.LogChunk.lines:type_name -> outpost.jobs.v1.LogLine
-	23, // 31: outpost.jobs.v1.CancelJob.envelope:type_name -> outpost.common.v1.Envelope
-	23, // 32: outpost.jobs.v1.RunnerHeartbeat.envelope:type_name -> outpost.common.v1.Envelope
-	33, // [33:33] is the sub-list for method output_type
-	33, // [33:33] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	25, // 22: outpost.jobs.v1.JobDispatched.signature:type_name -> outpost.common.v1.Signature
+	20, // 23: outpost.jobs.v1.JobResult.duration:type_name -> google.protobuf.Duration
+	19, // 24: outpost.jobs.v1.JobResult.outputs:type_name -> outpost.jobs.v1.JobResult.OutputsEntry
+	23, // 25: outpost.jobs.v1.JobStatus.envelope:type_name -> outpost.common.v1.Envelope
+	0,  // 26: outpost.jobs.v1.JobStatus.state:type_name -> outpost.jobs.v1.JobState
+	24, // 27: outpost.jobs.v1.JobStatus.retry_at:type_name -> google.protobuf.Timestamp
+	10, // 28: outpost.jobs.v1.JobStatus.result:type_name -> outpost.jobs.v1.JobResult
+	24, // 29: outpost.jobs.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	23, // 30: outpost.jobs.v1.LogChunk.envelope:type_name -> outpost.common.v1.Envelope
+	12, // 31: outpost.jobs.v1.LogChunk.lines:type_name -> outpost.jobs.v1.LogLine
+	23, // 32: outpost.jobs.v1.CancelJob.envelope:type_name -> outpost.common.v1.Envelope
+	23, // 33: outpost.jobs.v1.RunnerHeartbeat.envelope:type_name -> outpost.common.v1.Envelope
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_outpost_jobs_v1_jobs_proto_init() }

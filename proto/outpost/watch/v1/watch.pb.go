@@ -233,7 +233,10 @@ type Operation struct {
 	//	*Operation_Apply
 	//	*Operation_Delete
 	//	*Operation_Scale
-	Kind          isOperation_Kind `protobuf_oneof:"kind"`
+	Kind isOperation_Kind `protobuf_oneof:"kind"`
+	// The control plane's signature; a watcher applies only an operation it
+	// verifies.
+	Signature     *v1.Signature `protobuf:"bytes,7,opt,name=signature,proto3" json:"signature,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -319,6 +322,13 @@ func (x *Operation) GetScale() *Scale {
 		if x, ok := x.Kind.(*Operation_Scale); ok {
 			return x.Scale
 		}
+	}
+	return nil
+}
+
+func (x *Operation) GetSignature() *v1.Signature {
+	if x != nil {
+		return x.Signature
 	}
 	return nil
 }
@@ -787,14 +797,15 @@ const file_outpost_watch_v1_watch_proto_rawDesc = "" +
 	"\n" +
 	"TYPE_ADDED\x10\x01\x12\x10\n" +
 	"\fTYPE_UPDATED\x10\x02\x12\x10\n" +
-	"\fTYPE_DELETED\x10\x03\"\x8c\x02\n" +
+	"\fTYPE_DELETED\x10\x03\"\xc8\x02\n" +
 	"\tOperation\x127\n" +
 	"\benvelope\x18\x01 \x01(\v2\x1b.outpost.common.v1.EnvelopeR\benvelope\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x18\n" +
 	"\aaccount\x18\x03 \x01(\tR\aaccount\x12/\n" +
 	"\x05apply\x18\x04 \x01(\v2\x17.outpost.watch.v1.ApplyH\x00R\x05apply\x122\n" +
 	"\x06delete\x18\x05 \x01(\v2\x18.outpost.watch.v1.DeleteH\x00R\x06delete\x12/\n" +
-	"\x05scale\x18\x06 \x01(\v2\x17.outpost.watch.v1.ScaleH\x00R\x05scaleB\x06\n" +
+	"\x05scale\x18\x06 \x01(\v2\x17.outpost.watch.v1.ScaleH\x00R\x05scale\x12:\n" +
+	"\tsignature\x18\a \x01(\v2\x1c.outpost.common.v1.SignatureR\tsignatureB\x06\n" +
 	"\x04kind\"~\n" +
 	"\x05Apply\x12\x1c\n" +
 	"\tmanifests\x18\x01 \x01(\fR\tmanifests\x12#\n" +
@@ -855,6 +866,7 @@ var file_outpost_watch_v1_watch_proto_goTypes = []any{
 	(*OperationResult)(nil), // 7: outpost.watch.v1.OperationResult
 	(*ObjectResult)(nil),    // 8: outpost.watch.v1.ObjectResult
 	(*v1.Envelope)(nil),     // 9: outpost.common.v1.Envelope
+	(*v1.Signature)(nil),    // 10: outpost.common.v1.Signature
 }
 var file_outpost_watch_v1_watch_proto_depIdxs = []int32{
 	9,  // 0: outpost.watch.v1.ObjectDelta.envelope:type_name -> outpost.common.v1.Envelope
@@ -863,16 +875,17 @@ var file_outpost_watch_v1_watch_proto_depIdxs = []int32{
 	3,  // 3: outpost.watch.v1.Operation.apply:type_name -> outpost.watch.v1.Apply
 	5,  // 4: outpost.watch.v1.Operation.delete:type_name -> outpost.watch.v1.Delete
 	6,  // 5: outpost.watch.v1.Operation.scale:type_name -> outpost.watch.v1.Scale
-	4,  // 6: outpost.watch.v1.Delete.object:type_name -> outpost.watch.v1.ObjectRef
-	4,  // 7: outpost.watch.v1.Scale.object:type_name -> outpost.watch.v1.ObjectRef
-	9,  // 8: outpost.watch.v1.OperationResult.envelope:type_name -> outpost.common.v1.Envelope
-	8,  // 9: outpost.watch.v1.OperationResult.objects:type_name -> outpost.watch.v1.ObjectResult
-	4,  // 10: outpost.watch.v1.ObjectResult.object:type_name -> outpost.watch.v1.ObjectRef
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	10, // 6: outpost.watch.v1.Operation.signature:type_name -> outpost.common.v1.Signature
+	4,  // 7: outpost.watch.v1.Delete.object:type_name -> outpost.watch.v1.ObjectRef
+	4,  // 8: outpost.watch.v1.Scale.object:type_name -> outpost.watch.v1.ObjectRef
+	9,  // 9: outpost.watch.v1.OperationResult.envelope:type_name -> outpost.common.v1.Envelope
+	8,  // 10: outpost.watch.v1.OperationResult.objects:type_name -> outpost.watch.v1.ObjectResult
+	4,  // 11: outpost.watch.v1.ObjectResult.object:type_name -> outpost.watch.v1.ObjectRef
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_outpost_watch_v1_watch_proto_init() }

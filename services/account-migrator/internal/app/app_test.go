@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"testing"
 
 	"github.com/outposthq/outpost/libs/service/servicetest"
@@ -14,6 +15,9 @@ import (
 func TestRunLifecycle(t *testing.T) {
 	cfg := config.Default()
 	cfg.Listen = testenv.FreeAddr(t)
+	// Generated at first start, as for local use.
+	cfg.Signing.KeyFile = filepath.Join(t.TempDir(), "signing.key")
+	cfg.Signing.Generate = true
 	// The probes and /metrics are on the ops listener.
 	cfg.OpsListen = testenv.FreeAddr(t)
 	servicetest.Lifecycle(t, cfg.OpsListen, func(ctx context.Context, brokerURL string) error {

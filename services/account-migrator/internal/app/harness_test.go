@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -71,6 +72,8 @@ func newEnv(t *testing.T, replicas int, edit ...func(*config.Config)) *env {
 	srv := natstest.RunServer(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg := testConfig()
+	cfg.Signing.KeyFile = filepath.Join(t.TempDir(), "signing.key")
+	cfg.Signing.Generate = true
 	for _, f := range edit {
 		f(&cfg)
 	}

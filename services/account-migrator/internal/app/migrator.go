@@ -57,6 +57,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, conn *natsjs.
 		return nil, err
 	}
 	sealer := accounts.NewSealer(keyring)
+	// Watchers act only on signed leases and operations: without its key
+	// the migrator refuses to start.
+	signer, err := cfg.Signing.Signer()
+	if err != nil {
+		return nil, fmt.Errorf("signing: %w", err)
+	}
 	accStore, err := conn.OpenStore(ctx, AccountsBucket)
 	if err != nil {
 		return nil, fmt.Errorf("open accounts bucket: %w", err)
@@ -80,10 +86,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, conn *natsjs.
 		PresenceWindow:     cfg.PresenceWindow,
 		MaxDeliveries:      cfg.MaxDeliveries,
 		Sealer:             sealer,
+		Signer:             signer.WithTTL(cfg.Signing.LeaseTTL),
 		Metrics:            m,
 		Logger:             log.With("component", "engine"),
 	})
-	ops := operations.New(conn, opStore, subjects, cfg.MaxDeliveries, m, log.With("component", "operations"))
+	ops := operations.New(conn, opStore, subjects, cfg.MaxDeliveries, m, log.With("component", "operations")).WithSigner(signer)
 	mig := &Migrator{cfg: cfg, log: log, conn: conn, engine: eng, ops: ops, mux: http.NewServeMux()}
 	if a := cfg.AutoMigration; a.Enabled {
 		src, err := source(a)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/signing"
 	watchv1 "github.com/outposthq/outpost/proto/outpost/watch/v1"
 )
 
@@ -34,8 +35,16 @@ type operation struct {
 func (e *env) serveOps(account string, answer func(*watchv1.Operation) *watchv1.OperationResult) chan *watchv1.Operation {
 	e.t.Helper()
 	got := make(chan *watchv1.Operation, 16)
+	// The holder trusts the key the migrator generated at its first start.
+	v, err := signing.VerifierConfig{TrustedKeysFile: e.cfg.Signing.KeyFile + ".pub"}.Verifier()
+	require.NoError(e.t, err)
 	cons, err := e.conn.Consume(e.ctx, queue.ConsumerConfig{Name: "k8s-watcher", Subject: e.subj.Ops(tenant, account)}, func(ctx context.Context, d queue.Delivery) {
 		op, err := events.DecodeAs[*watchv1.Operation](d.Header(), d.Data())
+		if err == nil {
+			err = v.Verify(op, d.Data(), op.GetEnvelope().GetTenant(), signing.Binding{
+				Tenant: tenant, Scope: signing.AccountScope(account), Subject: op.GetId(), Attempt: 1,
+			})
+		}
 		if err != nil {
 			_ = d.Term(ctx, err.Error())
 			return

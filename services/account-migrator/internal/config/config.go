@@ -13,6 +13,7 @@ import (
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/natsjs"
 	"github.com/outposthq/outpost/libs/seal"
+	"github.com/outposthq/outpost/libs/signing"
 )
 
 // KeySize is the length of the AES-256 key that seals inline kubeconfigs.
@@ -80,6 +81,9 @@ type Config struct {
 	MaxDeliveries int `yaml:"max_deliveries" env:"OUTPOST_MAX_DELIVERIES"`
 
 	AutoMigration AutoMigration `yaml:"auto_migration"`
+	// Signing is the key every AccountLease and Operation is signed with.
+	// Required.
+	Signing signing.SignerConfig `yaml:"signing"`
 }
 
 // Broker says where the queue is.
@@ -126,6 +130,7 @@ type Secrets struct {
 // Default returns the configuration used when nothing is set.
 func Default() Config {
 	return Config{
+		Signing:            signing.DefaultSignerConfig(),
 		Listen:             "127.0.0.1:8081",
 		Auth:               auth.DefaultConfig(),
 		LogLevel:           "info",

@@ -16,6 +16,7 @@ import (
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/kv"
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/signing"
 	accountsv1 "github.com/outposthq/outpost/proto/outpost/accounts/v1"
 	"github.com/outposthq/outpost/services/account-migrator/internal/accounts"
 	"github.com/outposthq/outpost/services/account-migrator/internal/metrics"
@@ -54,9 +55,13 @@ type Options struct {
 	// DefaultMaxDeliveries.
 	MaxDeliveries int
 	Sealer        *accounts.Sealer
-	Metrics       *metrics.Metrics
-	Logger        *slog.Logger
-	Now           func() time.Time
+	// Signer signs every AccountLease; watchers take an account only from
+	// a lease they verify. nil publishes unsigned leases (tests of the
+	// engine alone).
+	Signer  *signing.Signer
+	Metrics *metrics.Metrics
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // DefaultMaxDeliveries is the default of Options.MaxDeliveries. A failed
@@ -234,6 +239,14 @@ func (e *Engine) publishEffects(ctx context.Context, tenant string, r *accounts.
 			Generation: r.Generation,
 			Zone:       l.Zone,
 			Offer:      l.Offer,
+		}
+		var err error
+		if e.opts.Signer != nil {
+			err = e.opts.Signer.Sign(lease, signing.Binding{Tenant: tenant, Scope: signing.ZoneScope(l.Zone), Subject: r.Name, Attempt: 1})
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("sign lease of %q to zone %q: %w", r.Name, l.Zone, err))
+			continue
 		}
 		msg, err := events.Encode(e.opts.Subjects.Leases(tenant, l.Zone), lease, fmt.Sprintf("%s-%d", r.Name, r.Generation))
 		if err == nil {

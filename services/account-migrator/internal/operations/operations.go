@@ -17,6 +17,7 @@ import (
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/kv"
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/signing"
 	watchv1 "github.com/outposthq/outpost/proto/outpost/watch/v1"
 	"github.com/outposthq/outpost/services/account-migrator/internal/metrics"
 )
@@ -109,6 +110,8 @@ type Service struct {
 	// maxDeliveries bounds the deliveries of one result before it is
 	// dead-lettered with the reason.
 	maxDeliveries int
+	// signer signs every Operation; nil sends them unsigned (tests).
+	signer *signing.Signer
 }
 
 // New returns the service over the operations store; maxDeliveries bounds
@@ -116,6 +119,12 @@ type Service struct {
 // is retried every second until then).
 func New(pub Publisher, store kv.Store, subjects queue.Subjects, maxDeliveries int, m *metrics.Metrics, log *slog.Logger) *Service {
 	return &Service{pub: pub, store: store, subjects: subjects, metrics: m, log: log, poll: 50 * time.Millisecond, maxDeliveries: maxDeliveries}
+}
+
+// WithSigner makes s sign every Operation it sends with signer.
+func (s *Service) WithSigner(signer *signing.Signer) *Service {
+	s.signer = signer
+	return s
 }
 
 func key(tenant, id string) string { return tenant + "." + id }
@@ -177,7 +186,13 @@ func (s *Service) Submit(ctx context.Context, tenant, account string, req Reques
 		return nil, fmt.Errorf("store operation: %w", err)
 	}
 	op.Envelope = events.NewEnvelope(tenant, 1, rec.ID, "")
-	msg, err := events.Encode(s.subjects.Ops(tenant, account), op, rec.ID)
+	if s.signer != nil {
+		err = s.signer.Sign(op, signing.Binding{Tenant: tenant, Scope: signing.AccountScope(account), Subject: rec.ID, Attempt: 1})
+	}
+	var msg queue.Message
+	if err == nil {
+		msg, err = events.Encode(s.subjects.Ops(tenant, account), op, rec.ID)
+	}
 	if err == nil {
 		err = s.pub.Publish(ctx, msg)
 	}

@@ -47,6 +47,11 @@ const (
 // Run runs the runner until ctx is done and it has drained. The operations
 // server stays up until the end so the drain can be watched.
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	// A runner that could not verify its work refuses to start, before it
+	// connects to anything.
+	if _, err := cfg.Signing.Verifier(); err != nil {
+		return fmt.Errorf("signing: %w", err)
+	}
 	reg := service.NewRegistry()
 	metrics := runner.NewMetrics(reg)
 
@@ -123,6 +128,13 @@ func New(cfg config.Config, broker runner.Broker, subjects queue.Subjects, log *
 		names[i] = p.Name()
 	}
 	log.Info("secret providers", "providers", names, "cache_ttl", cfg.Secrets.CacheTTL)
+	verifier, err := cfg.Signing.Verifier()
+	if err != nil {
+		return nil, fmt.Errorf("signing: %w", err)
+	}
+	if verifier == nil {
+		log.Warn("no trusted signing key: unsigned jobs will run (signing.allow_unsigned, for development only)")
+	}
 	reg := Tasks(cfg, broker, subjects, providers)
 	if k := cfg.KubernetesJob; k.Enabled() {
 		kt, err := KubernetesTask(cfg, providers)
@@ -133,7 +145,9 @@ func New(cfg config.Config, broker runner.Broker, subjects queue.Subjects, log *
 		reg.Register("kubernetes", policy.Guard{Policy: pol, Kind: "kubernetes", Task: kt})
 		log.Info("kubernetes task enabled", "namespace", k.Namespace, "default_service_account", k.DefaultServiceAccount)
 	}
-	return runner.New(RunnerConfig(cfg), broker, subjects, reg, log, metrics), nil
+	rc := RunnerConfig(cfg)
+	rc.Verifier = verifier
+	return runner.New(rc, broker, subjects, reg, log, metrics), nil
 }
 
 // RunnerConfig maps the service configuration onto the runner's.

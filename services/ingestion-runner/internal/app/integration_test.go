@@ -20,6 +20,7 @@ import (
 	"github.com/outposthq/outpost/libs/natsembed/natstest"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/natsjs"
+	"github.com/outposthq/outpost/libs/signing"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/app"
@@ -120,8 +121,35 @@ func runnerConfig(t *testing.T, id string) config.Config {
 	cfg.Command.CancelGrace = time.Second
 	cfg.Logs.Interval = 20 * time.Millisecond
 	cfg.DrainGrace = 200 * time.Millisecond
+	cfg.Signing.TrustedKeys = []string{testKey.Public().String()}
 	cfg.Policy.Secrets = []string{"default=DB_*", "default=API_*"}
 	return cfg
+}
+
+// testKey is the control plane's signing key in these tests; runnerConfig
+// trusts it.
+var testKey = newSigner("test-1")
+
+func newSigner(kid string) *signing.Signer {
+	key, err := signing.GenerateKey()
+	if err != nil {
+		panic(err)
+	}
+	s, err := signing.NewSigner(kid, key, time.Hour)
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// sign signs job with s as the scheduler does, for the default pool.
+func sign(t *testing.T, s *signing.Signer, job *jobsv1.JobDispatched) *jobsv1.JobDispatched {
+	t.Helper()
+	require.NoError(t, s.Sign(job, signing.Binding{
+		Tenant: job.GetEnvelope().GetTenant(), Scope: signing.PoolScope("default"),
+		Subject: job.GetJobId(), Attempt: job.GetEnvelope().GetAttempt(),
+	}))
+	return job
 }
 
 type testRunner struct {
@@ -160,7 +188,7 @@ func (tr *testRunner) stop(t *testing.T) {
 
 func (e *env) dispatch(t *testing.T, jobID string, spec *jobsv1.JobSpec) {
 	t.Helper()
-	job := &jobsv1.JobDispatched{Envelope: events.NewEnvelope(tenant, 0, jobID, ""), JobId: jobID, Spec: spec}
+	job := sign(t, testKey, &jobsv1.JobDispatched{Envelope: events.NewEnvelope(tenant, 1, jobID, ""), JobId: jobID, Spec: spec, AttemptToken: "token-" + jobID})
 	msg, err := events.Encode(e.subj.Jobs(tenant, "default"), job, jobID)
 	require.NoError(t, err)
 	require.NoError(t, e.conn.Publish(context.Background(), msg))

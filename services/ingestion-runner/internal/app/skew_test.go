@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"bytes"
 	"context"
 	"testing"
 
@@ -17,10 +18,15 @@ import (
 // this version does not know.
 func (e *env) publishNewer(t *testing.T, subject string, m proto.Message) {
 	t.Helper()
+	extra := protowire.AppendTag(nil, 1<<20, protowire.BytesType)
+	extra = protowire.AppendString(extra, "from a newer version")
+	m.ProtoReflect().SetUnknown(extra)
+	if job, ok := m.(*jobsv1.JobDispatched); ok {
+		sign(t, testKey, job) // the newer scheduler signs the field too
+	}
 	msg, err := events.Encode(subject, m, "")
 	require.NoError(t, err)
-	msg.Data = protowire.AppendTag(msg.Data, 1<<20, protowire.BytesType)
-	msg.Data = protowire.AppendString(msg.Data, "from a newer version")
+	require.True(t, bytes.HasSuffix(msg.Data, extra), "the unknown field is sent last")
 	require.NoError(t, e.conn.Publish(context.Background(), msg))
 }
 

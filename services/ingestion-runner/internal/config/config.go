@@ -20,6 +20,7 @@ import (
 	"github.com/outposthq/outpost/libs/queue/backend"
 	"github.com/outposthq/outpost/libs/queue/natsjs"
 	"github.com/outposthq/outpost/libs/queue/sqs"
+	"github.com/outposthq/outpost/libs/signing"
 
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/kubejob"
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/policy"
@@ -78,6 +79,9 @@ type Config struct {
 	Command Command `yaml:"command"`
 	Secrets Secrets `yaml:"secrets"`
 	Logs    Logs    `yaml:"logs"`
+	// Signing holds the control plane's trusted public keys: a job runs
+	// only if one of them verifies its signature.
+	Signing signing.VerifierConfig `yaml:"signing"`
 	// KubernetesJob enables the kubernetes task (when its namespace is
 	// set): jobs' containers run as Kubernetes Jobs in this cluster.
 	KubernetesJob KubernetesJob `yaml:"kubernetes_job"`

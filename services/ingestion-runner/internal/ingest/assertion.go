@@ -100,7 +100,7 @@ func (a *Assertion) Run(ctx context.Context, in tasks.Input, out tasks.Output) t
 	if conn != nil {
 		conn.close(ctx)
 	}
-	if err := PublishChecks(ctx, a.Publisher, a.Subjects, in.Tenant, in.JobID, in.Attempt, results); err != nil {
+	if err := PublishChecks(ctx, a.Publisher, a.Subjects, in.Tenant, in.JobID, in.Attempt, in.AttemptToken, results); err != nil {
 		return tasks.Result{Err: fmt.Errorf("publish check results: %w", err), ExitCode: 1}
 	}
 	return summarize(results, cerr, out)

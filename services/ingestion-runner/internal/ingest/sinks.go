@@ -121,6 +121,7 @@ type outpostSink struct {
 	tenant    string
 	jobID     string
 	attempt   int
+	token     string
 	batchSize int
 	// next is the sequence of the next record in the attempt, from 1.
 	next uint64
@@ -138,11 +139,12 @@ func (s *outpostSink) Write(ctx context.Context, recs []*ingestv1.MetadataRecord
 	// sequence identify the batch within the job.
 	dedupe := fmt.Sprintf("%s-%d-records-%d", s.jobID, s.attempt, first)
 	m := &ingestv1.JobRecords{
-		Envelope:   events.NewEnvelope(s.tenant, uint32(s.attempt), dedupe, ""),
-		JobId:      s.jobID,
-		FirstSeq:   first,
-		Records:    recs,
-		ProducedAt: timestamppb.New(s.now()),
+		Envelope:     events.NewEnvelope(s.tenant, uint32(s.attempt), dedupe, ""),
+		JobId:        s.jobID,
+		FirstSeq:     first,
+		Records:      recs,
+		ProducedAt:   timestamppb.New(s.now()),
+		AttemptToken: s.token,
 	}
 	if err := publish(ctx, s.pub, s.subject, m, dedupe); err != nil {
 		return fmt.Errorf("%w: outpost: publish records %d-%d: %w", ErrSink, first, first+uint64(len(recs))-1, err)
@@ -173,14 +175,15 @@ func publish(ctx context.Context, pub Publisher, subject string, m *ingestv1.Job
 
 // PublishChecks sends check results as one JobRecords message, the way
 // the assertion task reports.
-func PublishChecks(ctx context.Context, pub Publisher, subjects queue.Subjects, tenant, jobID string, attempt int, checks []*ingestv1.CheckResult) error {
+func PublishChecks(ctx context.Context, pub Publisher, subjects queue.Subjects, tenant, jobID string, attempt int, token string, checks []*ingestv1.CheckResult) error {
 	dedupe := fmt.Sprintf("%s-%d-checks-1", jobID, attempt)
 	m := &ingestv1.JobRecords{
-		Envelope:   events.NewEnvelope(tenant, uint32(attempt), dedupe, ""),
-		JobId:      jobID,
-		FirstSeq:   1,
-		Checks:     checks,
-		ProducedAt: timestamppb.Now(),
+		Envelope:     events.NewEnvelope(tenant, uint32(attempt), dedupe, ""),
+		JobId:        jobID,
+		FirstSeq:     1,
+		Checks:       checks,
+		ProducedAt:   timestamppb.Now(),
+		AttemptToken: token,
 	}
 	return publish(ctx, pub, subjects.JobRecords(tenant, jobID), m, dedupe)
 }

@@ -225,7 +225,7 @@ func (t *Task) newSink(s recipe.Section, in tasks.Input, pipelineName string, ou
 		}
 		return &outpostSink{
 			pub: t.Publisher, subject: t.Subjects.JobRecords(in.Tenant, in.JobID),
-			tenant: in.Tenant, jobID: in.JobID, attempt: in.Attempt,
+			tenant: in.Tenant, jobID: in.JobID, attempt: in.Attempt, token: in.AttemptToken,
 			batchSize: orDefault(c.BatchSize, defaultOutpostBatch), next: 1, now: t.now,
 		}, nil
 	case *recipe.HTTPSink:

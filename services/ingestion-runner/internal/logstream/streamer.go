@@ -46,7 +46,9 @@ type Options struct {
 	Tenant    string
 	JobID     string
 	Attempt   uint32
-	Limits    Limits
+	// AttemptToken is the dispatch's attempt token, echoed on every chunk.
+	AttemptToken string
+	Limits       Limits
 	// MaxLineBytes is where a line without a newline is split.
 	MaxLineBytes int
 	Redactor     *redact.Redactor
@@ -202,10 +204,11 @@ func (s *Streamer) sendLoop() {
 func (s *Streamer) publish(c chunk) error {
 	dedupe := fmt.Sprintf("%s-%d-logs-%d", s.opts.JobID, s.opts.Attempt, c.firstSeq)
 	m := &jobsv1.LogChunk{
-		Envelope: events.NewEnvelope(s.opts.Tenant, s.opts.Attempt, dedupe, ""),
-		JobId:    s.opts.JobID,
-		FirstSeq: c.firstSeq,
-		Lines:    c.lines,
+		Envelope:     events.NewEnvelope(s.opts.Tenant, s.opts.Attempt, dedupe, ""),
+		JobId:        s.opts.JobID,
+		FirstSeq:     c.firstSeq,
+		Lines:        c.lines,
+		AttemptToken: s.opts.AttemptToken,
 	}
 	msg, err := events.Encode(s.opts.Subject, m, dedupe)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/signing"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/logstream"
@@ -57,6 +58,17 @@ func (r *Runner) handle(_ context.Context, d queue.Delivery) {
 		return
 	}
 	job, err := events.DecodeAs[*jobsv1.JobDispatched](d.Header(), d.Data())
+	if err == nil && r.cfg.Verifier != nil {
+		// Before anything else looks at the job: only work the control
+		// plane signed for this tenant and pool runs.
+		if verr := r.verify(job, d.Data()); verr != nil {
+			reason := signing.Reason(verr)
+			r.metrics.RefusedJobs.WithLabelValues(reason).Inc()
+			r.log.Warn("unverified job dead-lettered", "subject", d.Subject(), "reason", reason, "error", verr)
+			r.settle(r.log, "term", func(ctx context.Context) error { return d.Term(ctx, "refused: "+verr.Error()) })
+			return
+		}
+	}
 	if err == nil {
 		err = r.checkJob(job)
 	}
@@ -105,6 +117,17 @@ func (r *Runner) handle(_ context.Context, d queue.Delivery) {
 	}
 	defer r.unregister(run)
 	r.execute(jobCtx, d, job, attempt, maxAttempts, log)
+}
+
+// verify checks the control plane's signature of job against this runner's
+// tenant and pool.
+func (r *Runner) verify(job *jobsv1.JobDispatched, raw []byte) error {
+	return r.cfg.Verifier.Verify(job, raw, job.GetEnvelope().GetTenant(), signing.Binding{
+		Tenant:  r.cfg.Tenant,
+		Scope:   signing.PoolScope(r.cfg.Pool),
+		Subject: job.GetJobId(),
+		Attempt: job.GetEnvelope().GetAttempt(),
+	})
 }
 
 func (r *Runner) checkJob(job *jobsv1.JobDispatched) error {
@@ -158,6 +181,7 @@ func (r *Runner) execute(ctx context.Context, d queue.Delivery, job *jobsv1.JobD
 		Tenant:       r.cfg.Tenant,
 		JobID:        job.GetJobId(),
 		Attempt:      uint32(attempt),
+		AttemptToken: job.GetAttemptToken(),
 		Limits:       r.cfg.Logs,
 		MaxLineBytes: r.cfg.MaxLineBytes,
 		Redactor:     redactor,
@@ -177,7 +201,7 @@ func (r *Runner) execute(ctx context.Context, d queue.Delivery, job *jobsv1.JobD
 			taskCtx, cancel = context.WithTimeoutCause(ctx, timeout, fmt.Errorf("%w after %s", tasks.ErrTimedOut, timeout))
 			defer cancel()
 		}
-		in := tasks.Input{Tenant: r.cfg.Tenant, JobID: job.GetJobId(), Attempt: attempt, Spec: spec, User: job.GetUser()}
+		in := tasks.Input{Tenant: r.cfg.Tenant, JobID: job.GetJobId(), Attempt: attempt, AttemptToken: job.GetAttemptToken(), Spec: spec, User: job.GetUser()}
 		res = impl.Run(taskCtx, in, streamer)
 	}
 	duration := time.Since(started)
@@ -302,6 +326,7 @@ func (r *Runner) publishStatus(job *jobsv1.JobDispatched, attempt int, st *jobsv
 	st.Envelope = events.NewEnvelope(r.cfg.Tenant, uint32(attempt), dedupe, job.GetEnvelope().GetTraceId())
 	st.JobId = jobID
 	st.RunnerId = r.cfg.RunnerID
+	st.AttemptToken = job.GetAttemptToken()
 	msg, err := events.Encode(r.subjects.JobStatus(r.cfg.Tenant, jobID), st, dedupe)
 	if err != nil {
 		return err

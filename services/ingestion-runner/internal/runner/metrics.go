@@ -28,6 +28,9 @@ type Metrics struct {
 	Redeliveries      prometheus.Counter
 	MalformedMessages *prometheus.CounterVec
 	LogLinesSent      prometheus.Counter
+	// RefusedJobs counts jobs dead-lettered unrun because their signature
+	// did not verify, by reason (signing.Reason).
+	RefusedJobs *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg when it is not
@@ -63,10 +66,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "outpost_runner_log_lines_sent_total",
 			Help: "Job log lines published in LogChunk events.",
 		}),
+		RefusedJobs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_runner_refused_jobs_total",
+			Help: "Jobs dead-lettered without running because their signature did not verify, by reason (unsigned, bad_signature, expired, unknown_key, wrong_tenant, wrong_scope, invalid).",
+		}, []string{"reason"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.JobsStarted, m.JobsFinished, m.JobDuration, m.JobsRunning,
-			m.Redeliveries, m.MalformedMessages, m.LogLinesSent)
+			m.Redeliveries, m.MalformedMessages, m.LogLinesSent, m.RefusedJobs)
 	}
 	return m
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/signing"
 	"github.com/outposthq/outpost/libs/version"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 
@@ -71,6 +72,10 @@ type Config struct {
 	MaxLineBytes int
 	// RetryJitter spreads retry delays by ±this fraction.
 	RetryJitter float64
+	// Verifier checks the control plane's signature of every job before
+	// it runs; nil runs unsigned work (development only, configured
+	// explicitly).
+	Verifier *signing.Verifier
 }
 
 // Runner runs the jobs of one tenant's pool.

@@ -30,7 +30,10 @@ type Input struct {
 	Tenant  string
 	JobID   string
 	Attempt int
-	Spec    *jobsv1.JobSpec
+	// AttemptToken is the dispatch's attempt token, echoed on every event
+	// the task publishes.
+	AttemptToken string
+	Spec         *jobsv1.JobSpec
 	// User submitted the job, as the scheduler recorded it ("" for none);
 	// the kubernetes task maps it to a ServiceAccount.
 	User string

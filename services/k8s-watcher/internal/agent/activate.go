@@ -12,6 +12,7 @@ import (
 
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/signing"
 	accountsv1 "github.com/outposthq/outpost/proto/outpost/accounts/v1"
 	watchv1 "github.com/outposthq/outpost/proto/outpost/watch/v1"
 	"github.com/outposthq/outpost/services/k8s-watcher/internal/cluster"
@@ -101,7 +102,7 @@ func (a *Agent) activate(ctx, consumeCtx context.Context, lease *accountsv1.Acco
 	// dead-lettered with the reason.
 	cons, err := a.broker.Consume(consumeCtx, queue.ConsumerConfig{
 		Name: ConsumerName, Subject: a.cfg.Subjects.Ops(a.cfg.Tenant, spec.GetName()), Concurrency: 1,
-	}, a.operations(exec, log))
+	}, a.operations(spec.GetName(), exec, log))
 	if err != nil {
 		acct.Stop()
 		return nil, fmt.Errorf("consume operations: %w", err)
@@ -120,7 +121,7 @@ func (a *Agent) activate(ctx, consumeCtx context.Context, lease *accountsv1.Acco
 }
 
 // operations runs an account's operations one at a time and reports each.
-func (a *Agent) operations(exec *ops.Executor, log *slog.Logger) queue.Handler {
+func (a *Agent) operations(account string, exec *ops.Executor, log *slog.Logger) queue.Handler {
 	subject := a.cfg.Subjects.OperationResults(a.cfg.Tenant)
 	return func(ctx context.Context, d queue.Delivery) {
 		op, err := events.DecodeAs[*watchv1.Operation](d.Header(), d.Data())
@@ -128,6 +129,10 @@ func (a *Agent) operations(exec *ops.Executor, log *slog.Logger) queue.Handler {
 			a.metrics.Malformed.Inc()
 			log.Error("malformed operation", "subject", d.Subject(), "error", err)
 			a.settle(ctx, d, "term", func(c context.Context) error { return d.Term(c, err.Error()) })
+			return
+		}
+		if err := a.verify(op, d.Data(), op.GetEnvelope().GetTenant(), signing.AccountScope(account), op.GetId()); err != nil {
+			a.refuse(ctx, d, "operation", err)
 			return
 		}
 		res := exec.Do(ctx, op)

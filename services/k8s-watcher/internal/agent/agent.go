@@ -13,9 +13,11 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/signing"
 	accountsv1 "github.com/outposthq/outpost/proto/outpost/accounts/v1"
 	"github.com/outposthq/outpost/services/k8s-watcher/internal/cluster"
 	"github.com/outposthq/outpost/services/k8s-watcher/internal/metrics"
@@ -47,6 +49,10 @@ type Config struct {
 	MaxAccounts             int
 	PublishWorkers          int
 	Resolver                *cluster.Resolver
+	// Verifier checks the control plane's signature of every lease and
+	// operation before it is used; nil takes unsigned ones (development
+	// only, configured explicitly).
+	Verifier *signing.Verifier
 }
 
 // Agent holds this replica's accounts.
@@ -148,6 +154,24 @@ func (a *Agent) holding(account string) *holding {
 	return a.held[account]
 }
 
+// verify checks the control plane's signature of m (a lease or an
+// operation) against this watcher's tenant and scope.
+func (a *Agent) verify(m proto.Message, raw []byte, tenant, scope, subject string) error {
+	if a.cfg.Verifier == nil {
+		return nil
+	}
+	return a.cfg.Verifier.Verify(m, raw, tenant, signing.Binding{Tenant: a.cfg.Tenant, Scope: scope, Subject: subject, Attempt: 1})
+}
+
+// refuse dead-letters a message whose signature did not verify, with the
+// reason, and counts it.
+func (a *Agent) refuse(ctx context.Context, d queue.Delivery, typ string, err error) {
+	reason := signing.Reason(err)
+	a.metrics.Refused.WithLabelValues(typ, reason).Inc()
+	a.log.Warn("unverified message dead-lettered", "type", typ, "subject", d.Subject(), "reason", reason, "error", err)
+	a.settle(ctx, d, "term", func(c context.Context) error { return d.Term(c, "refused: "+err.Error()) })
+}
+
 // handleLease takes one lease. It returns once the account is released,
 // which holds one of max_accounts handler slots per watched account.
 func (a *Agent) handleLease(ctx context.Context, d queue.Delivery) {
@@ -159,6 +183,12 @@ func (a *Agent) handleLease(ctx context.Context, d queue.Delivery) {
 		return
 	}
 	name, gen := lease.GetSpec().GetName(), lease.GetGeneration()
+	if err := a.verify(lease, d.Data(), lease.GetEnvelope().GetTenant(), signing.ZoneScope(a.cfg.Zone), name); err != nil {
+		// Nothing is reported for the account: the lease may not come
+		// from the control plane at all.
+		a.refuse(ctx, d, "lease", err)
+		return
+	}
 	log := a.log.With("account", name, "generation", gen)
 	if !queue.ValidToken(name) {
 		a.reportFailure(ctx, lease, fmt.Errorf("account name %q is not a valid subject token", name))

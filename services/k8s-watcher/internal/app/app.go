@@ -32,6 +32,15 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// A watcher that could not verify leases and operations refuses to
+	// start, before it connects to anything.
+	verifier, err := cfg.Signing.Verifier()
+	if err != nil {
+		return fmt.Errorf("signing: %w", err)
+	}
+	if verifier == nil {
+		log.Warn("no trusted signing key: unsigned leases and operations will be used (signing.allow_unsigned, for development only)")
+	}
 	ln, err := service.Listen(cfg.OpsAddr)
 	if err != nil {
 		return err
@@ -71,6 +80,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			ShutdownGrace:     cfg.ShutdownGrace,
 			MaxAccounts:       cfg.MaxAccounts,
 			PublishWorkers:    cfg.PublishWorkers,
+			Verifier:          verifier,
 			Resolver: &cluster.Resolver{
 				OwnKubeconfig: cfg.Kubeconfig, Keys: keys, Tenant: cfg.Tenant, Timeout: cfg.ClusterTimeout, Log: log.With("component", "client-go"),
 				KubeconfigDir: cfg.KubeconfigDir, SecretNamespaces: cfg.SecretNamespaces, AllowServiceAccount: cfg.AllowServiceAccount,

@@ -14,6 +14,7 @@ import (
 func TestRunLifecycle(t *testing.T) {
 	cfg := config.Default()
 	cfg.OpsAddr = testenv.FreeAddr(t)
+	cfg.Signing.TrustedKeys = []string{newSigner(t, "control-1").Public().String()}
 	servicetest.Lifecycle(t, cfg.OpsAddr, func(ctx context.Context, brokerURL string) error {
 		cfg.Broker.URL = brokerURL
 		return Run(ctx, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))

@@ -22,6 +22,7 @@ import (
 	"github.com/outposthq/outpost/libs/natsembed/natstest"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/natsjs"
+	"github.com/outposthq/outpost/libs/signing"
 	"github.com/outposthq/outpost/libs/testenv"
 	accountsv1 "github.com/outposthq/outpost/proto/outpost/accounts/v1"
 	watchv1 "github.com/outposthq/outpost/proto/outpost/watch/v1"
@@ -46,6 +47,9 @@ type env struct {
 	conn *natsjs.Conn
 	subj queue.Subjects
 	key  []byte
+	// signer signs leases and operations as the control plane does;
+	// watchers of e.config trust it.
+	signer *signing.Signer
 }
 
 func newEnv(t *testing.T) *env {
@@ -59,7 +63,7 @@ func newEnv(t *testing.T) *env {
 	require.NoError(t, conn.EnsureTenant(ctx, tenant, queue.TenantLimits{}))
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
-	return &env{kc: kc, srv: srv, conn: conn, subj: conn.Subjects(), key: key}
+	return &env{kc: kc, srv: srv, conn: conn, subj: conn.Subjects(), key: key, signer: newSigner(t, "control-1")}
 }
 
 // config is a watcher of the zone with short intervals, whose own cluster
@@ -81,7 +85,31 @@ func (e *env) config(t *testing.T) config.Config {
 	cfg.ClusterTimeout = 5 * time.Second
 	cfg.SyncTimeout = 30 * time.Second
 	cfg.ShutdownGrace = 10 * time.Second
+	cfg.Signing.TrustedKeys = []string{e.signer.Public().String()}
 	return cfg
+}
+
+func newSigner(t *testing.T, kid string) *signing.Signer {
+	t.Helper()
+	key, err := signing.GenerateKey()
+	require.NoError(t, err)
+	s, err := signing.NewSigner(kid, key, time.Hour)
+	require.NoError(t, err)
+	return s
+}
+
+// signOp signs op with s as the account-migrator does.
+func signOp(t *testing.T, s *signing.Signer, op *watchv1.Operation) *watchv1.Operation {
+	t.Helper()
+	require.NoError(t, s.Sign(op, signing.Binding{Tenant: tenant, Scope: signing.AccountScope(op.GetAccount()), Subject: op.GetId(), Attempt: 1}))
+	return op
+}
+
+// signLease signs l with s as the account-migrator does.
+func signLease(t *testing.T, s *signing.Signer, l *accountsv1.AccountLease) *accountsv1.AccountLease {
+	t.Helper()
+	require.NoError(t, s.Sign(l, signing.Binding{Tenant: tenant, Scope: signing.ZoneScope(l.GetZone()), Subject: l.GetSpec().GetName(), Attempt: 1}))
+	return l
 }
 
 // start runs a watcher until the returned stop is called (or the test
@@ -122,9 +150,9 @@ func (e *env) publish(t *testing.T, subject string, m proto.Message) {
 
 func (e *env) lease(t *testing.T, spec *accountsv1.AccountSpec, gen uint64) {
 	t.Helper()
-	e.publish(t, e.subj.Leases(tenant, zone), &accountsv1.AccountLease{
+	e.publish(t, e.subj.Leases(tenant, zone), signLease(t, e.signer, &accountsv1.AccountLease{
 		Envelope: events.NewEnvelope(tenant, 0, "", ""), Spec: spec, Generation: gen, Zone: zone,
-	})
+	}))
 }
 
 func (e *env) control(t *testing.T, c *accountsv1.AccountControl) {

@@ -124,7 +124,7 @@ func TestOperations(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.op.Id, tt.op.Account = "op-"+itoa(i), "ops"
 			tt.op.Envelope = events.NewEnvelope(tenant, 0, "", "")
-			e.publish(t, e.subj.Ops(tenant, "ops"), tt.op)
+			e.publish(t, e.subj.Ops(tenant, "ops"), signOp(t, e.signer, tt.op))
 			var res *watchv1.OperationResult
 			require.Eventually(t, func() bool {
 				for _, r := range read[*watchv1.OperationResult](e, e.subj.OperationResults(tenant)) {

@@ -16,6 +16,7 @@ import (
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/natsjs"
 	"github.com/outposthq/outpost/libs/seal"
+	"github.com/outposthq/outpost/libs/signing"
 )
 
 // Config is the k8s-watcher's configuration.
@@ -77,6 +78,9 @@ type Config struct {
 	// SyncTimeout bounds the wait for an account's informer caches.
 	SyncTimeout   time.Duration `yaml:"sync_timeout" env:"OUTPOST_SYNC_TIMEOUT"`
 	ShutdownGrace time.Duration `yaml:"shutdown_grace" env:"OUTPOST_SHUTDOWN_GRACE"`
+	// Signing holds the control plane's trusted public keys: a lease or an
+	// operation is used only if one of them verifies its signature.
+	Signing signing.VerifierConfig `yaml:"signing"`
 }
 
 // Broker says where the queue is.

@@ -21,6 +21,10 @@ type Metrics struct {
 	Operations *prometheus.CounterVec
 	// Malformed counts messages that could not be decoded.
 	Malformed prometheus.Counter
+	// Refused counts leases and operations dead-lettered unused because
+	// their signature did not verify, by type ("lease", "operation") and
+	// reason (signing.Reason).
+	Refused *prometheus.CounterVec
 }
 
 // New creates the metrics and registers them with reg (nil: not registered,
@@ -45,9 +49,13 @@ func New(reg prometheus.Registerer) *Metrics {
 		Malformed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "outpost_malformed_messages_total", Help: "Messages that could not be decoded.",
 		}),
+		Refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_watcher_refused_messages_total",
+			Help: "Leases and operations dead-lettered unused because their signature did not verify, by type and reason (unsigned, bad_signature, expired, unknown_key, wrong_tenant, wrong_scope, invalid).",
+		}, []string{"type", "reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.AccountsHeld, m.Activations, m.DeltasPublished, m.PublishErrors, m.Operations, m.Malformed)
+		reg.MustRegister(m.AccountsHeld, m.Activations, m.DeltasPublished, m.PublishErrors, m.Operations, m.Malformed, m.Refused)
 	}
 	return m
 }

@@ -54,7 +54,7 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) 
 	if id == "" {
 		id = jobs.NewID(a.now())
 	} else if rec, err := t.Jobs.Get(r.Context(), id); err == nil {
-		httpjson.WriteJSON(w, http.StatusOK, rec)
+		httpjson.WriteJSON(w, http.StatusOK, rec.Public())
 		return
 	} else if !errors.Is(err, jobs.ErrNotFound) {
 		a.internal(w, r, "get job", err)
@@ -77,7 +77,7 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) 
 	}
 	w.Header().Set("Location", "/api/v1/jobs/"+id)
 	if rec := a.awaitRecord(r.Context(), t, id); rec != nil {
-		httpjson.WriteJSON(w, http.StatusCreated, rec)
+		httpjson.WriteJSON(w, http.StatusCreated, rec.Public())
 		return
 	}
 	a.writePending(w, t, id)
@@ -128,7 +128,7 @@ func traceID(r *http.Request) string {
 func (a *API) get(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) {
 	rec, ok := a.job(w, r, t)
 	if ok {
-		httpjson.WriteJSON(w, http.StatusOK, rec)
+		httpjson.WriteJSON(w, http.StatusOK, rec.Public())
 	}
 }
 
@@ -179,7 +179,7 @@ func (a *API) list(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) {
 	var out []*jobs.Record
 	err := t.Jobs.List(r.Context(), func(rec *jobs.Record) bool {
 		if (pool == "" || rec.Pool == pool) && (len(states) == 0 || slices.Contains(states, rec.State)) {
-			out = append(out, rec)
+			out = append(out, rec.Public())
 		}
 		return true
 	})
@@ -214,11 +214,11 @@ func (a *API) cancel(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) 
 		// The record is CANCELLED; only telling the runners failed.
 		a.log.Error("cancel not sent to runners", "tenant", t.Name, "job_id", rec.ID, "error", err)
 		w.Header().Set("Warning", `199 outpost "the cancel was not delivered to the runners: `+strings.ReplaceAll(err.Error(), `"`, `'`)+`"`)
-		httpjson.WriteJSON(w, http.StatusOK, rec)
+		httpjson.WriteJSON(w, http.StatusOK, rec.Public())
 	case err != nil:
 		a.internal(w, r, "cancel job", err)
 	default:
-		httpjson.WriteJSON(w, http.StatusOK, rec)
+		httpjson.WriteJSON(w, http.StatusOK, rec.Public())
 	}
 }
 

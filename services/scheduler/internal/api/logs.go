@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -73,7 +74,7 @@ func (a *API) logsHandler(w http.ResponseWriter, r *http.Request, t *tenants.Ten
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusOK)
 
-	lw := &logWriter{w: w, ndjson: format == "ndjson", attempt: uint32(attempt)}
+	lw := &logWriter{w: w, ndjson: format == "ndjson", attempt: uint32(attempt), token: rec.AttemptToken}
 	emit := func(m queue.StreamMessage) bool {
 		if err := lw.write(m); err != nil {
 			return false
@@ -132,7 +133,10 @@ type logWriter struct {
 	w       io.Writer
 	ndjson  bool
 	attempt uint32
-	last    uint64
+	// token, when set, is the job's attempt token: chunks that do not
+	// carry it were not sent by the runner of the job and are skipped.
+	token string
+	last  uint64
 }
 
 // next is the stream sequence to read from after what was written.
@@ -152,6 +156,9 @@ func (lw *logWriter) write(m queue.StreamMessage) error {
 	chunk, err := events.DecodeAs[*jobsv1.LogChunk](m.Header, m.Data)
 	if err != nil {
 		return nil // not a log chunk: skip it
+	}
+	if lw.token != "" && subtle.ConstantTimeCompare([]byte(chunk.GetAttemptToken()), []byte(lw.token)) != 1 {
+		return nil
 	}
 	att := chunk.GetEnvelope().GetAttempt()
 	if lw.attempt != 0 && att != lw.attempt {

@@ -246,7 +246,7 @@ func (a *API) runSource(w http.ResponseWriter, r *http.Request, t *tenants.Tenan
 	}
 	w.Header().Set("Location", "/api/v1/jobs/"+id)
 	if rec := a.awaitRecord(r.Context(), t, id); rec != nil {
-		httpjson.WriteJSON(w, http.StatusCreated, rec)
+		httpjson.WriteJSON(w, http.StatusCreated, rec.Public())
 		return
 	}
 	a.writePending(w, t, id)

@@ -22,6 +22,7 @@ import (
 	"github.com/outposthq/outpost/libs/queue/natsjs"
 	"github.com/outposthq/outpost/libs/queue/sqs"
 	"github.com/outposthq/outpost/libs/service"
+	"github.com/outposthq/outpost/libs/signing"
 	"github.com/outposthq/outpost/services/scheduler/internal/agents"
 	"github.com/outposthq/outpost/services/scheduler/internal/api"
 	"github.com/outposthq/outpost/services/scheduler/internal/bridge"
@@ -42,6 +43,13 @@ var ErrBrokerDown = errors.New("broker connection is down")
 // Run runs the scheduler until ctx is done. The HTTP server starts first
 // (liveness, and readiness false) while the broker connection is made.
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	// Without its signing key the scheduler could dispatch nothing a
+	// runner would run: it refuses to start.
+	signer, err := cfg.Signing.Signer()
+	if err != nil {
+		return fmt.Errorf("signing: %w", err)
+	}
+	log.Info("signing jobs", "key_id", signer.KeyID(), "ttl", cfg.Signing.TTL)
 	ln, err := service.Listen(cfg.Listen)
 	if err != nil {
 		return err
@@ -99,7 +107,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			return fmt.Errorf("connect to broker: %w", err)
 		}
 		be = b
-		var opts []Option
+		opts := []Option{WithSigner(signer)}
 		if b.SQS != nil {
 			opts = append(opts, WithSQS(b.SQS, b.NATS))
 		}
@@ -130,6 +138,7 @@ type Option func(*wiring)
 type wiring struct {
 	sqs     *sqs.Broker
 	history queue.Broker
+	signer  *signing.Signer
 	routes  []func(*auth.Router)
 }
 
@@ -146,6 +155,11 @@ func WithRoutes(register func(*auth.Router)) Option {
 // not create it).
 func WithSQS(sb *sqs.Broker, history queue.Broker) Option {
 	return func(w *wiring) { w.sqs, w.history = sb, history }
+}
+
+// WithSigner makes the scheduler sign every JobDispatched with s.
+func WithSigner(s *signing.Signer) Option {
+	return func(w *wiring) { w.signer = s }
 }
 
 // withBridge starts br for a tenant before start's consumers, and stops it
@@ -205,6 +219,7 @@ func New(cfg config.Config, log *slog.Logger, broker queue.Broker, opener kv.Ope
 		MaxDeliveries: cfg.Consumers.MaxDeliveries,
 		Metrics:       m,
 		Logger:        log.With("component", "engine"),
+		Signer:        w.signer,
 	}
 	if w.sqs != nil {
 		sb := w.sqs

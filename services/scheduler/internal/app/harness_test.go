@@ -2,6 +2,8 @@ package app_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -18,9 +20,11 @@ import (
 
 	"github.com/outposthq/outpost/libs/auth"
 	"github.com/outposthq/outpost/libs/events"
+	"github.com/outposthq/outpost/libs/kv"
 	"github.com/outposthq/outpost/libs/natsembed/natstest"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/natsjs"
+	"github.com/outposthq/outpost/libs/signing"
 	"github.com/outposthq/outpost/libs/testenv"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 	"github.com/outposthq/outpost/services/scheduler/internal/app"
@@ -44,6 +48,19 @@ type env struct {
 	token string
 	sched *app.Scheduler
 }
+
+// testSigner is the key the schedulers of these tests sign jobs with.
+var testSigner = func() *signing.Signer {
+	key, err := signing.GenerateKey()
+	if err != nil {
+		panic(err)
+	}
+	s, err := signing.NewSigner("scheduler-test", key, time.Hour)
+	if err != nil {
+		panic(err)
+	}
+	return s
+}()
 
 func testLogger() *slog.Logger {
 	level := slog.LevelError
@@ -80,7 +97,7 @@ func newEnvOn(t *testing.T, url string, edit ...func(*config.Config)) *env {
 	}
 	require.NoError(t, cfg.Validate())
 	reg := prometheus.NewRegistry()
-	s := app.New(cfg, testLogger(), conn, conn, reg, nil)
+	s := app.New(cfg, testLogger(), conn, conn, reg, nil, app.WithSigner(testSigner))
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- s.Run(runCtx) }()
@@ -250,11 +267,29 @@ func withExit(code int32) statusOpt {
 // status publishes a JobStatus as a runner would.
 func (e *env) status(tenant, id string, state jobsv1.JobState, attempt uint32, opts ...statusOpt) {
 	e.t.Helper()
-	m := &jobsv1.JobStatus{Envelope: events.NewEnvelope(tenant, attempt, "", ""), JobId: id, State: state, RunnerId: "runner-1"}
+	m := &jobsv1.JobStatus{Envelope: events.NewEnvelope(tenant, attempt, "", ""), JobId: id, State: state, RunnerId: "runner-1", AttemptToken: e.attemptToken(tenant, id)}
 	for _, o := range opts {
 		o(m)
 	}
 	e.publish(e.subjects.JobStatus(tenant, id), m, "")
+}
+
+// attemptToken is the attempt token of the job's record, which a runner echoes
+// from the dispatch ("" for a job without a record).
+func (e *env) attemptToken(tenant, id string) string {
+	e.t.Helper()
+	store, err := e.conn.OpenStore(e.ctx, "jobs_"+tenant)
+	require.NoError(e.t, err)
+	en, err := store.Get(e.ctx, id)
+	if errors.Is(err, kv.ErrNotFound) {
+		return ""
+	}
+	require.NoError(e.t, err)
+	var rec struct {
+		Token string `json:"attempt_token"`
+	}
+	require.NoError(e.t, json.Unmarshal(en.Value, &rec))
+	return rec.Token
 }
 
 func (e *env) publish(subject string, m proto.Message, dedupe string) {

@@ -22,7 +22,7 @@ import (
 // logChunk publishes log lines of an attempt as a runner would.
 func (e *env) logChunk(tenant, id string, attempt uint32, first uint64, lines ...string) {
 	e.t.Helper()
-	m := &jobsv1.LogChunk{Envelope: events.NewEnvelope(tenant, attempt, "", ""), JobId: id, FirstSeq: first}
+	m := &jobsv1.LogChunk{Envelope: events.NewEnvelope(tenant, attempt, "", ""), JobId: id, FirstSeq: first, AttemptToken: e.attemptToken(tenant, id)}
 	for _, l := range lines {
 		m.Lines = append(m.Lines, &jobsv1.LogLine{Time: timestamppb.New(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)), Stream: "stdout", Text: l})
 	}

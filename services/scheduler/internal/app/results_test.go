@@ -46,7 +46,7 @@ func dataset(name, comment string) *ingestv1.MetadataRecord {
 // records publishes a JobRecords batch as a runner's outpost sink would.
 func (e *env) records(id string, attempt uint32, seq uint64, produced int64, checks []*ingestv1.CheckResult, recs ...*ingestv1.MetadataRecord) {
 	e.t.Helper()
-	m := &ingestv1.JobRecords{Envelope: events.NewEnvelope("default", attempt, "", ""), JobId: id, FirstSeq: seq,
+	m := &ingestv1.JobRecords{Envelope: events.NewEnvelope("default", attempt, "", ""), JobId: id, FirstSeq: seq, AttemptToken: e.attemptToken("default", id),
 		Records: recs, Checks: checks, ProducedAt: timestamppb.New(time.Unix(1_740_000_000+produced, 0))}
 	e.publish(e.subjects.JobRecords("default", id), m, fmt.Sprintf("%s-%d-%d", id, attempt, seq))
 }

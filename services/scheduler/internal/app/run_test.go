@@ -32,6 +32,9 @@ func TestRun(t *testing.T) {
 	opsPort, err := natsembed.FreePort("")
 	require.NoError(t, err)
 	cfg.Listen = fmt.Sprintf("127.0.0.1:%d", port)
+	// Generated at first start, as for local use.
+	cfg.Signing.KeyFile = filepath.Join(t.TempDir(), "signing.key")
+	cfg.Signing.Generate = true
 	cfg.OpsListen = fmt.Sprintf("127.0.0.1:%d", opsPort)
 	cfg.Broker.URL = srv.ClientURL()
 	keyFile := filepath.Join(t.TempDir(), "data", "admin.key")

@@ -38,7 +38,7 @@ func TestNewerMessagesAreProcessed(t *testing.T) {
 	require.Equal(t, "newer", m.GetJobId())
 	e.waitState("default", "newer", "QUEUED")
 
-	status := &jobsv1.JobStatus{Envelope: events.NewEnvelope("default", 1, "", ""), JobId: "newer", State: jobsv1.JobState_JOB_STATE_SUCCEEDED, RunnerId: "runner-1"}
+	status := &jobsv1.JobStatus{Envelope: events.NewEnvelope("default", 1, "", ""), JobId: "newer", State: jobsv1.JobState_JOB_STATE_SUCCEEDED, RunnerId: "runner-1", AttemptToken: m.GetAttemptToken()}
 	require.NoError(t, e.conn.Publish(e.ctx, withUnknownField(t, e.subjects.JobStatus("default", "newer"), status, "")))
 	e.waitState("default", "newer", "SUCCEEDED")
 

@@ -13,6 +13,7 @@ import (
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/backend"
 	"github.com/outposthq/outpost/libs/queue/natsjs"
+	"github.com/outposthq/outpost/libs/signing"
 )
 
 // ErrInvalid is returned by Validate for a configuration the scheduler cannot
@@ -51,11 +52,13 @@ type Config struct {
 	// (the broker above, the default) or SQS. With SQS the broker is still
 	// needed: job records, tenants, pools and the history of logs and
 	// heartbeats stay in JetStream.
-	Queue   backend.Config `yaml:"queue"`
-	Tenants Tenants        `yaml:"tenants"`
-	API     API            `yaml:"api"`
-	Jobs    Jobs           `yaml:"jobs"`
-	Runners Runners        `yaml:"runners"`
+	Queue backend.Config `yaml:"queue"`
+	// Signing is the key every JobDispatched is signed with. Required.
+	Signing signing.SignerConfig `yaml:"signing"`
+	Tenants Tenants              `yaml:"tenants"`
+	API     API                  `yaml:"api"`
+	Jobs    Jobs                 `yaml:"jobs"`
+	Runners Runners              `yaml:"runners"`
 	// Consumers tunes the scheduler's queue consumers.
 	Consumers Consumers `yaml:"consumers"`
 }
@@ -174,6 +177,7 @@ type Runners struct {
 // Default returns the configuration used when nothing overrides it.
 func Default() Config {
 	return Config{
+		Signing:       signing.DefaultSignerConfig(),
 		Listen:        "127.0.0.1:8080",
 		Auth:          auth.DefaultConfig(),
 		LogLevel:      "info",

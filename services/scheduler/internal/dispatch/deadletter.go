@@ -16,7 +16,8 @@ var jobDispatchedType = events.TypeName(&jobsv1.JobDispatched{})
 
 // handleDeadLetter handles a message of the tenant's dead-letter queue. A
 // dead-lettered JobDispatched ends its job FAILED with
-// "dead-lettered: <reason>"; any other message is logged and counted, by
+// "dead-lettered: <reason>" when it carries the job's attempt token (a
+// message without it is not the job's dispatch); any other message is logged and counted, by
 // role and reason class. A message published straight to a dead-letter
 // subject, without the dead-letter headers, gets the reason
 // queue.ReasonPublishedDirectly and fails no job: nothing took it out of a
@@ -43,7 +44,7 @@ func (e *Engine) handleDeadLetter(t *tenants.Tenant) queue.Handler {
 			e.ack(ctx, d)
 			return
 		}
-		if err := e.failDeadLettered(ctx, t, m.JobId, dl.Reason, dl.Attempts); err != nil {
+		if err := e.failDeadLettered(ctx, t, m.JobId, m.GetAttemptToken(), dl.Reason, dl.Attempts); err != nil {
 			e.retryLater(ctx, d, err)
 			return
 		}
@@ -52,11 +53,19 @@ func (e *Engine) handleDeadLetter(t *tenants.Tenant) queue.Handler {
 	}
 }
 
-func (e *Engine) failDeadLettered(ctx context.Context, t *tenants.Tenant, id, reason string, attempts int) error {
+// failDeadLettered fails the job of a dead-lettered JobDispatched, unless
+// the message does not carry the job's attempt token: then it is not the
+// job's dispatch (a forged or tampered copy a runner refused), and the job
+// is left alone.
+func (e *Engine) failDeadLettered(ctx context.Context, t *tenants.Tenant, id, token, reason string, attempts int) error {
 	if reason == "" {
 		reason = "no reason given"
 	}
+	foreign := false
 	rec, changed, err := t.Jobs.Update(ctx, id, func(r *jobs.Record) (bool, error) {
+		if foreign = !r.TokenMatches(token); foreign {
+			return false, nil
+		}
 		why := "dead-lettered: " + reason
 		if r.State == jobs.StateQueued && r.Reason != "" {
 			why += " (last failure: " + r.Reason + ")"
@@ -69,6 +78,9 @@ func (e *Engine) failDeadLettered(ctx context.Context, t *tenants.Tenant, id, re
 		return nil
 	case err != nil:
 		return err
+	case foreign:
+		e.m.Fenced.WithLabelValues("attempt_token").Inc()
+		e.log.Warn("dead-lettered job message is not the job's dispatch; job unchanged", "tenant", t.Name, "job_id", id, "reason", reason)
 	case changed:
 		e.m.Jobs.WithLabelValues(string(jobs.StateFailed)).Inc()
 		e.log.Info("job failed by dead letter", "tenant", t.Name, "job_id", id, "attempt", rec.Attempt, "reason", rec.Reason)

@@ -115,8 +115,20 @@ func (f *fixture) delivery(t *testing.T, subject string, m proto.Message, attemp
 
 func (f *fixture) statusDelivery(t *testing.T, id string, s jobsv1.JobState, attempt uint32) *fakeDelivery {
 	return f.delivery(t, f.subjs.JobStatus("acme", id), &jobsv1.JobStatus{
-		Envelope: events.NewEnvelope("acme", attempt, "", ""), JobId: id, State: s, RunnerId: "r1",
+		Envelope: events.NewEnvelope("acme", attempt, "", ""), JobId: id, State: s, RunnerId: "r1", AttemptToken: f.token(t, id),
 	}, 1)
+}
+
+// token is the attempt token of job id's record ("" when there is none),
+// which a runner echoes from the dispatch.
+func (f *fixture) token(t *testing.T, id string) string {
+	t.Helper()
+	rec, err := f.t.Jobs.Get(context.Background(), id)
+	if errors.Is(err, jobs.ErrNotFound) {
+		return ""
+	}
+	require.NoError(t, err)
+	return rec.AttemptToken
 }
 
 func (f *fixture) create(t *testing.T, id string) {
@@ -178,7 +190,7 @@ func TestStatusSubjectMismatchIsMalformed(t *testing.T) {
 func TestCancelGoesToTheRunner(t *testing.T) {
 	status := func(f *fixture, id string, st jobsv1.JobState, attempt uint32, runner string) *fakeDelivery {
 		d := f.delivery(t, f.subjs.JobStatus("acme", id), &jobsv1.JobStatus{
-			Envelope: events.NewEnvelope("acme", attempt, "", ""), JobId: id, State: st, RunnerId: runner,
+			Envelope: events.NewEnvelope("acme", attempt, "", ""), JobId: id, State: st, RunnerId: runner, AttemptToken: f.token(t, id),
 		}, 1)
 		f.e.applyStatusBatch(context.Background(), f.t, []*pending{{d: d}})
 		return d

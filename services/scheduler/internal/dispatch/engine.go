@@ -19,6 +19,7 @@ import (
 	"github.com/outposthq/outpost/libs/auth"
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/signing"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 	"github.com/outposthq/outpost/services/scheduler/internal/directory"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
@@ -79,6 +80,10 @@ type Options struct {
 	// backend creates the pool's queues there (jobs, and runners, which a
 	// runner may send to but not create).
 	EnsurePool func(ctx context.Context, tenant, pool string) error
+	// Signer signs every JobDispatched; runners run only work whose
+	// signature they verify. nil publishes unsigned jobs (tests of the
+	// engine alone).
+	Signer *signing.Signer
 }
 
 // Engine runs the consumers of every tenant and the job operations of the
@@ -233,15 +238,49 @@ func (e *Engine) dispatch(ctx context.Context, t *tenants.Tenant, r *jobs.Record
 	if err := e.ensurePool(ctx, t.Name, r.Pool); err != nil {
 		return err
 	}
+	if r.AttemptToken == "" {
+		// A record written before attempt tokens: issue its token first,
+		// so that the events of the dispatch find it.
+		var err error
+		if r, err = e.issueToken(ctx, t, r.ID); err != nil {
+			return err
+		}
+	}
 	m := &jobsv1.JobDispatched{
-		Envelope:    events.NewEnvelope(t.Name, 0, r.ID, r.TraceID),
-		JobId:       r.ID,
-		Spec:        r.Spec(),
-		SubmittedAt: timestamppb.New(r.CreatedAt),
+		// The dispatch opens attempt 1; the queue's redeliveries of this
+		// message count the later ones.
+		Envelope:     events.NewEnvelope(t.Name, 1, r.ID, r.TraceID),
+		JobId:        r.ID,
+		Spec:         r.Spec(),
+		SubmittedAt:  timestamppb.New(r.CreatedAt),
+		AttemptToken: r.AttemptToken,
 		// The runner maps the user to the ServiceAccount of a kubernetes task.
 		User: r.User,
 	}
+	if e.opts.Signer != nil {
+		b := signing.Binding{Tenant: t.Name, Scope: signing.PoolScope(r.Pool), Subject: r.ID, Attempt: 1}
+		if err := e.opts.Signer.Sign(m, b); err != nil {
+			return fmt.Errorf("sign job %s: %w", r.ID, err)
+		}
+	}
 	return e.publish(ctx, e.subjects.Jobs(t.Name, r.Pool), m, dispatchDedupeID(r.ID))
+}
+
+// issueToken gives the record of id an attempt token if it has none yet,
+// and returns the record as stored.
+func (e *Engine) issueToken(ctx context.Context, t *tenants.Tenant, id string) (*jobs.Record, error) {
+	token := jobs.NewAttemptToken()
+	rec, _, err := t.Jobs.Update(ctx, id, func(r *jobs.Record) (bool, error) {
+		if r.AttemptToken != "" {
+			return false, nil
+		}
+		r.AttemptToken = token
+		return true, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("issue attempt token of job %s: %w", id, err)
+	}
+	return rec, nil
 }
 
 // ErrNoRunner is returned when a cancel should go to a runner whose id

@@ -49,6 +49,9 @@ func (e *Engine) handleRecords(t *tenants.Tenant) queue.Handler {
 		case err != nil:
 			e.retryLater(ctx, d, err)
 			return
+		case !rec.TokenMatches(m.GetAttemptToken()):
+			e.rejectToken(ctx, t, d, m.JobId, attempt)
+			return
 		case rec.Attempt > attempt:
 			e.fenceRecords(ctx, t, d, m, rec.Attempt)
 			return

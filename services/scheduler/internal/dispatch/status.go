@@ -173,6 +173,7 @@ func decodeStatus(d queue.Delivery) (string, jobs.Event, error) {
 		Attempt:  int(m.GetEnvelope().GetAttempt()),
 		Reason:   m.Reason,
 		RunnerID: m.RunnerId,
+		Token:    m.GetAttemptToken(),
 	}
 	if ts := m.GetEnvelope().GetOccurredAt(); ts != nil {
 		ev.At = ts.AsTime()
@@ -197,6 +198,9 @@ func decodeStatus(d queue.Delivery) (string, jobs.Event, error) {
 func (e *Engine) applyJobStatus(ctx context.Context, t *tenants.Tenant, id string, items []statusItem, settle *settlements) {
 	var (
 		results []jobs.Result
+		// applied holds the items behind results; forged holds those
+		// whose attempt token is not the job's current one.
+		applied, forged []statusItem
 		// stop holds the events of runners that run a job that has
 		// ended (cancelled, or finished by an attempt they did not know
 		// was superseded): each of them is told to stop it.
@@ -204,9 +208,14 @@ func (e *Engine) applyJobStatus(ctx context.Context, t *tenants.Tenant, id strin
 		now  = e.now()
 	)
 	rec, changed, err := t.Jobs.Update(ctx, id, func(r *jobs.Record) (bool, error) {
-		results, stop = results[:0], stop[:0]
+		results, stop, applied, forged = results[:0], stop[:0], applied[:0], forged[:0]
 		changed := false
 		for _, it := range items {
+			if !r.TokenMatches(it.ev.Token) {
+				forged = append(forged, it)
+				continue
+			}
+			applied = append(applied, it)
 			res, err := r.Apply(it.ev, now, e.opts.HistoryLimit)
 			if err != nil {
 				return false, err
@@ -268,10 +277,28 @@ func (e *Engine) applyJobStatus(ctx context.Context, t *tenants.Tenant, id strin
 		e.m.StatusWrites.Inc()
 	}
 	for i, res := range results {
-		e.count(t, rec, items[i].ev, res)
+		e.count(t, rec, applied[i].ev, res)
 	}
-	for _, it := range items {
+	for _, it := range applied {
 		settle.add(func() { e.ack(ctx, it.d) })
+	}
+	for _, it := range forged {
+		settle.add(func() { e.rejectToken(ctx, t, it.d, id, it.ev.Attempt) })
+	}
+}
+
+// ReasonAttemptToken is the dead-letter reason of a status, log or records
+// event whose attempt token is not the one of its job's current dispatch.
+const ReasonAttemptToken = "attempt token does not match the job's current attempt"
+
+// rejectToken dead-letters an event that carries the wrong attempt token:
+// it was not sent by the runner of the job's current dispatch, so it
+// changes nothing.
+func (e *Engine) rejectToken(ctx context.Context, t *tenants.Tenant, d queue.Delivery, jobID string, attempt int) {
+	e.m.Fenced.WithLabelValues("attempt_token").Inc()
+	e.log.Warn("event with a wrong attempt token dead-lettered", "tenant", t.Name, "job_id", jobID, "subject", d.Subject(), "attempt", attempt)
+	if err := d.Term(context.WithoutCancel(ctx), ReasonAttemptToken); err != nil {
+		e.log.Error("dead-letter message failed", "subject", d.Subject(), "error", err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"crypto/subtle"
 	"fmt"
 	"maps"
 	"time"
@@ -20,6 +21,14 @@ type Event struct {
 	Outputs  map[string]string
 	// At is when the event happened (the envelope's occurred_at), or zero.
 	At time.Time
+	// Token is the attempt token the runner echoed from the dispatch.
+	Token string
+}
+
+// TokenMatches reports whether an event carrying token may change r: its
+// token is r's current one, or r predates attempt tokens.
+func (r *Record) TokenMatches(token string) bool {
+	return r.AttemptToken == "" || subtle.ConstantTimeCompare([]byte(r.AttemptToken), []byte(token)) == 1
 }
 
 // Check reports whether a runner could have sent e at all.

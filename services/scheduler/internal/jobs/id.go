@@ -3,6 +3,7 @@ package jobs
 import (
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"time"
 )
@@ -17,6 +18,15 @@ func NewID(now time.Time) string {
 	var entropy [10]byte
 	_, _ = rand.Read(entropy[:]) // crypto/rand.Read never fails
 	return ulid(now, entropy)
+}
+
+// NewAttemptToken returns a fresh random attempt token: 128 bits, in
+// base64url. The scheduler issues one with a job's dispatch; the runner
+// echoes it on every event of the job.
+func NewAttemptToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 // DeriveID returns the id of a job submitted on the queue without one. It

@@ -34,6 +34,11 @@ type Record struct {
 	ExitCode *int32            `json:"exit_code,omitempty"`
 	Outputs  map[string]string `json:"outputs,omitempty"`
 	RunnerID string            `json:"runner_id,omitempty"`
+	// AttemptToken is the token of the job's current dispatch, issued by
+	// the scheduler in the signed JobDispatched: status, log and records
+	// events that do not carry it are dropped. Empty for a record written
+	// before attempt tokens existed, until its dispatch.
+	AttemptToken string `json:"attempt_token,omitempty"`
 	// Held is true while a job created in a paused pool waits for the pool
 	// to resume; it has not been put on the pool's queue yet.
 	Held bool `json:"held,omitempty"`
@@ -117,6 +122,14 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	}
 	*d = Duration(v)
 	return nil
+}
+
+// Public returns a copy of r without its attempt token, for the API: the
+// token authenticates the runner's events and is shown to no one else.
+func (r *Record) Public() *Record {
+	c := *r
+	c.AttemptToken = ""
+	return &c
 }
 
 // Live reports whether the job can still change state.

@@ -199,6 +199,7 @@ func NewRecord(id, tenant string, spec *jobsv1.JobSpec, now time.Time, held bool
 	r := baseRecord(id, tenant, spec, now)
 	r.State = StateQueued
 	r.Held = held
+	r.AttemptToken = NewAttemptToken()
 	r.record(&Transition{State: StateQueued, At: now}, 2)
 	return r
 }

@@ -68,7 +68,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}, []string{"role"}),
 		Fenced: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_fenced_events_total",
-			Help: "Job status events ignored by fencing, by reason (stale_attempt, terminal, unknown_job).",
+			Help: "Job status events ignored by fencing, by reason (stale_attempt, terminal, unknown_job, attempt_token: the event did not carry the attempt token of the job's current dispatch and was dead-lettered).",
 		}, []string{"reason"}),
 		StatusEvents: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "outpost_status_events_total",

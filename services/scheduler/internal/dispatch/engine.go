@@ -79,6 +79,11 @@ type Options struct {
 	// backend creates the pool's queues there (jobs, and runners, which a
 	// runner may send to but not create).
 	EnsurePool func(ctx context.Context, tenant, pool string) error
+	// LostAfter is how long a RUNNING job's runner may send no heartbeat
+	// (and the record not change) before the job, if its work message is
+	// gone, is dispatched again; 0 turns the check off. It must exceed
+	// the runners' ack wait and heartbeat interval.
+	LostAfter time.Duration
 }
 
 // Engine runs the consumers of every tenant and the job operations of the
@@ -182,6 +187,7 @@ func (e *Engine) Start(ctx context.Context, t *tenants.Tenant) (func(context.Con
 	wg.Go(func() { e.releaseAllHeld(ctx, t) })
 	wg.Go(func() { e.runSchedules(ctx, t) })
 	wg.Go(func() { e.runGate(ctx, t) })
+	wg.Go(func() { e.runReaper(ctx, t) })
 	return stop, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/services/scheduler/internal/directory"
 	"github.com/outposthq/outpost/services/scheduler/internal/explain"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
@@ -96,7 +97,19 @@ func (e *Engine) Explain(ctx context.Context, t *tenants.Tenant, id string) (exp
 			others = append(others, pool)
 		}
 	}
+	// A silent runner's job is promised a redelivery only while the
+	// queue holds its work message.
+	var queued *bool
+	if lister, ok := e.broker.(queue.WorkLister); ok && rec.State == jobs.StateRunning {
+		q, err := e.workQueued(ctx, t, lister, rec)
+		if err != nil {
+			return explain.Explanation{}, err
+		}
+		queued = &q
+	}
 	return explain.Explain(explain.Input{
+		WorkQueued:    queued,
+		LostAfter:     e.opts.LostAfter,
 		Job:           rec,
 		Pool:          st,
 		Deployments:   checks,

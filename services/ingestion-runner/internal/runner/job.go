@@ -358,8 +358,8 @@ func outcomeLabel(s jobsv1.JobState) string {
 	}
 }
 
-// keepAlive extends the delivery's ack wait every third of it until the
-// returned function is called, so a long job is not handed to another
+// keepAlive extends the delivery's ack wait every third of it (or quarter
+// of its fence lease, if shorter) until the returned function is called, so a long job is not handed to another
 // runner while this one is alive. If the queue says the delivery was
 // superseded (this runner was paused past the ack wait), it calls lost and
 // stops.
@@ -368,7 +368,13 @@ func (r *Runner) keepAlive(d queue.Delivery, log *slog.Logger, lost func()) (sto
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(max(r.cfg.AckWait/3, 10*time.Millisecond))
+		// A quarter of the fence lease (the ack wait less its margin) at
+		// most, so only a scheduling stall of about half the lease loses it.
+		every := r.cfg.AckWait / 3
+		if lease := r.cfg.AckWait - queue.FenceMargin(r.cfg.AckWait); lease > 0 {
+			every = min(every, lease/4)
+		}
+		t := time.NewTicker(max(every, 10*time.Millisecond))
 		defer t.Stop()
 		for {
 			select {

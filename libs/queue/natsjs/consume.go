@@ -237,13 +237,26 @@ func (k *consumer) run() {
 // after the pull began but, if this process was paused with the message in
 // its buffer, may be long before it read it. So its pulls are short (half
 // the fence margin), which keeps the lease close to the server's ack wait.
+//
+// A fenced pull is ended by the server (a status that follows any message it
+// sent), not by the client: a pull the client gives up may drop a message
+// the server sent just before, which then waits out its ack wait as a lost
+// delivery, and with pulls this short that would be frequent.
 func (k *consumer) fetch(n int) (int, error) {
 	started := time.Now()
-	fctx, cancel := context.WithTimeout(k.loopCtx, handling.ReceiveWait(k.cfg, fetchWindow))
-	defer cancel()
-	// A reconnect loses the pull request on the server side: pull again.
-	defer context.AfterFunc(k.c.currentEpoch(), cancel)()
-	batch, err := k.cons.Fetch(n, jetstream.FetchContext(fctx))
+	var (
+		batch jetstream.MessageBatch
+		err   error
+	)
+	if k.cfg.Fenced {
+		batch, err = k.cons.Fetch(n, jetstream.FetchMaxWait(handling.ReceiveWait(k.cfg, fetchWindow)))
+	} else {
+		fctx, cancel := context.WithTimeout(k.loopCtx, fetchWindow)
+		defer cancel()
+		// A reconnect loses the pull request on the server side: pull again.
+		defer context.AfterFunc(k.c.currentEpoch(), cancel)()
+		batch, err = k.cons.Fetch(n, jetstream.FetchContext(fctx))
+	}
 	if err != nil {
 		return 0, err
 	}

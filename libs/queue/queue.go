@@ -14,6 +14,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -74,6 +75,22 @@ func IsUnavailable(err error) bool {
 // terminated a second time.
 var ErrAlreadyAcked = errors.New("queue: delivery already settled")
 
+// ErrSuperseded is returned by Ack, Nak, Term and InProgress of a delivery
+// of a Fenced consumer whose lease lapsed (see ConsumerConfig.Fenced): its
+// ack wait, less a safety margin, passed by this process's clock without a
+// settlement or a successful InProgress (the process was paused, or
+// starved, or partitioned from the broker). The broker has handed the
+// message, or may hand it, to another consumer, and settling this stale
+// delivery would settle that one instead. Nothing was sent; the current
+// delivery's holder settles the message. A handler that gets it should stop
+// its work and not report an outcome that the current delivery also reports.
+var ErrSuperseded = errors.New("queue: delivery superseded")
+
+// ErrInvalidConsumer is returned by Consume for a ConsumerConfig it cannot
+// honour, such as a Fenced consumer whose AckWait is below
+// MinFencedAckWait.
+var ErrInvalidConsumer = errors.New("queue: invalid consumer config")
+
 // Message is one message to publish.
 type Message struct {
 	// Subject to publish to; see Subjects.
@@ -89,7 +106,9 @@ type Message struct {
 }
 
 // Delivery is one received message. Exactly one of Ack, Nak or Term settles
-// it; InProgress may be called any number of times before that.
+// it; InProgress may be called any number of times before that. On a Fenced
+// consumer each of them fails with ErrSuperseded, sending nothing, once the
+// delivery's lease lapsed (see ConsumerConfig.Fenced).
 type Delivery interface {
 	// Subject the message was published to.
 	Subject() string
@@ -136,6 +155,43 @@ type ConsumerConfig struct {
 	// Concurrency bounds how many deliveries are being handled at once.
 	// Zero means 1.
 	Concurrency int
+	// Fenced turns on settlement fencing, for long-running handlers whose
+	// stale settlement would harm (a job run twice, or lost). Brokers
+	// accept a settlement of a superseded delivery (JetStream settles by
+	// stream sequence whichever delivery the reply names; SQS deletes with
+	// an older receipt handle), so a handler paused past the ack wait
+	// would remove, or hand out again, the message another consumer now
+	// holds. A fenced delivery holds a lease of AckWait less FenceMargin,
+	// counted by this process's monotonic clock from its receipt (the
+	// start of the receive that brought it, which is before the broker
+	// started the ack wait) and from each successful InProgress (from when
+	// it was sent). Once the lease may have lapsed, Ack, Nak, Term and
+	// InProgress return ErrSuperseded and send nothing. A fenced consumer
+	// receives with short waits (at most half the margin), so a message
+	// read late loses little of its lease. AckWait must be at least
+	// MinFencedAckWait. Unfenced consumers never see ErrSuperseded.
+	Fenced bool
+}
+
+// MinFencedAckWait is the shortest AckWait of a Fenced consumer: the lease
+// keeps FenceMargin, at least a second, of it in hand.
+const MinFencedAckWait = 3 * time.Second
+
+// FenceMargin is how much of a fenced delivery's ack wait the lease keeps in
+// hand for the settlement's way to the broker, the receive's own wait and
+// the clocks' drift: a tenth of it, and at least a second whatever the ack
+// wait.
+func FenceMargin(ackWait time.Duration) time.Duration {
+	return max(time.Second, ackWait/10)
+}
+
+// Validate reports a config Consume cannot honour, wrapping
+// ErrInvalidConsumer. Call it after WithDefaults.
+func (cfg ConsumerConfig) Validate() error {
+	if cfg.Fenced && cfg.AckWait < MinFencedAckWait {
+		return fmt.Errorf("%w: a fenced consumer's ack wait %s is below %s", ErrInvalidConsumer, cfg.AckWait, MinFencedAckWait)
+	}
+	return nil
 }
 
 // Defaults of ConsumerConfig, applied by WithDefaults.
@@ -229,4 +285,16 @@ type Broker interface {
 	Read(ctx context.Context, subject string, opts ReadOptions, fn func(StreamMessage) bool) error
 	// Close releases the connection. Consumers still running are stopped.
 	Close() error
+}
+
+// WorkLister is implemented by backends that can list the messages a work
+// subject still holds without consuming them (natsjs; SQS cannot). The
+// scheduler uses it to tell a job whose work message is gone (settled by a
+// superseded delivery, or lost) from one the queue will hand out again.
+type WorkLister interface {
+	// ListWork calls fn, in publish order, for each message stored on the
+	// work subject (a full subject of a work role, no wildcard) and not
+	// yet acknowledged, until fn returns false. A message being handled
+	// counts as stored.
+	ListWork(ctx context.Context, subject string, fn func(StreamMessage) bool) error
 }

@@ -39,6 +39,7 @@ type Delivery struct {
 	mu         sync.Mutex
 	settlement Settlement
 	inProgress int
+	superseded bool
 	settled    chan struct{}
 }
 
@@ -80,8 +81,20 @@ func (d *Delivery) Term(_ context.Context, reason string) error {
 func (d *Delivery) InProgress(context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.superseded {
+		return queue.ErrSuperseded
+	}
 	d.inProgress++
 	return nil
+}
+
+// Supersede makes every later InProgress, Ack, Nak and Term fail with
+// queue.ErrSuperseded, as a queue answers once the delivery's ack wait
+// passed and another consumer may hold the message.
+func (d *Delivery) Supersede() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.superseded = true
 }
 
 func (d *Delivery) settle(s Settlement) error {
@@ -89,6 +102,9 @@ func (d *Delivery) settle(s Settlement) error {
 	defer d.mu.Unlock()
 	if d.settlement.Op != "" {
 		return queue.ErrAlreadyAcked
+	}
+	if d.superseded {
+		return queue.ErrSuperseded
 	}
 	d.settlement = s
 	close(d.settled)

@@ -242,5 +242,14 @@ func TestDelivery(t *testing.T) {
 			require.Equal(t, tt.want, d.Settlement(), "the second settle is not recorded")
 			require.Equal(t, 1, d.InProgressCount())
 		})
+		t.Run(tt.name+" superseded", func(t *testing.T) {
+			d := testenv.NewDelivery(msg, 2)
+			d.Supersede()
+			require.ErrorIs(t, d.InProgress(ctx), queue.ErrSuperseded)
+			require.ErrorIs(t, tt.settle(d), queue.ErrSuperseded)
+			_, ok := d.WaitSettled(10 * time.Millisecond)
+			require.False(t, ok, "a superseded delivery was settled")
+			require.Zero(t, d.InProgressCount())
+		})
 	}
 }

@@ -54,6 +54,9 @@ func (c *Conn) Consume(ctx context.Context, cfg queue.ConsumerConfig, h queue.Ha
 		return nil, fmt.Errorf("natsjs: consume: %w", err)
 	}
 	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("natsjs: consume %s: %w", cfg.Subject, err)
+	}
 	if err := c.checkRole(ctx, tenant, role); err != nil {
 		return nil, fmt.Errorf("natsjs: consume %s: %w", cfg.Subject, err)
 	}
@@ -228,12 +231,32 @@ func (k *consumer) run() {
 
 // fetch pulls up to n messages and starts a handler for each. It returns
 // how many of the n reserved slots it handed to handlers.
+//
+// A fenced consumer's delivery holds a lease from when the pull began: the
+// server starts a delivery's ack wait when it sends the message, which is
+// after the pull began but, if this process was paused with the message in
+// its buffer, may be long before it read it. So its pulls are short (half
+// the fence margin), which keeps the lease close to the server's ack wait.
+//
+// A fenced pull is ended by the server (a status that follows any message it
+// sent), not by the client: a pull the client gives up may drop a message
+// the server sent just before, which then waits out its ack wait as a lost
+// delivery, and with pulls this short that would be frequent.
 func (k *consumer) fetch(n int) (int, error) {
-	fctx, cancel := context.WithTimeout(k.loopCtx, fetchWindow)
-	defer cancel()
-	// A reconnect loses the pull request on the server side: pull again.
-	defer context.AfterFunc(k.c.currentEpoch(), cancel)()
-	batch, err := k.cons.Fetch(n, jetstream.FetchContext(fctx))
+	started := time.Now()
+	var (
+		batch jetstream.MessageBatch
+		err   error
+	)
+	if k.cfg.Fenced {
+		batch, err = k.cons.Fetch(n, jetstream.FetchMaxWait(handling.ReceiveWait(k.cfg, fetchWindow)))
+	} else {
+		fctx, cancel := context.WithTimeout(k.loopCtx, fetchWindow)
+		defer cancel()
+		// A reconnect loses the pull request on the server side: pull again.
+		defer context.AfterFunc(k.c.currentEpoch(), cancel)()
+		batch, err = k.cons.Fetch(n, jetstream.FetchContext(fctx))
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -249,7 +272,7 @@ func (k *consumer) fetch(n int) (int, error) {
 			continue
 		}
 		k.handlers.Add(1)
-		go k.handle(msg)
+		go k.handle(msg, started)
 	}
 	err = batch.Error()
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
@@ -266,10 +289,10 @@ func (k *consumer) giveBack(msg jetstream.Msg) {
 	}
 }
 
-func (k *consumer) handle(msg jetstream.Msg) {
+func (k *consumer) handle(msg jetstream.Msg, received time.Time) {
 	defer k.handlers.Done()
 	defer func() { <-k.slots }()
-	d, err := k.newDelivery(msg)
+	d, err := k.newDelivery(msg, received)
 	if err != nil {
 		k.log.Error("bad delivery", "subject", msg.Subject(), "error", err)
 		return
@@ -294,12 +317,17 @@ type delivery struct {
 	attempt int
 	seq     uint64
 	stored  time.Time // when the message was stored in its stream
+	// lease (fenced consumers only, else nil) refuses settlements once
+	// the ack wait may have passed: the server settles by stream sequence
+	// whichever delivery the reply names, so a stale Ack would remove,
+	// and a stale Nak redeliver, the message another consumer now holds.
+	lease *handling.Lease
 
 	mu      sync.Mutex
 	settled bool
 }
 
-func (k *consumer) newDelivery(msg jetstream.Msg) (*delivery, error) {
+func (k *consumer) newDelivery(msg jetstream.Msg, received time.Time) (*delivery, error) {
 	md, err := msg.Metadata()
 	if err != nil {
 		return nil, err
@@ -312,6 +340,7 @@ func (k *consumer) newDelivery(msg jetstream.Msg) (*delivery, error) {
 		attempt: int(md.NumDelivered),
 		seq:     md.Sequence.Stream,
 		stored:  md.Timestamp,
+		lease:   handling.NewLease(k.cfg, received),
 	}, nil
 }
 
@@ -352,9 +381,14 @@ func (d *delivery) InProgress(ctx context.Context) error {
 	if settled {
 		return fmt.Errorf("natsjs: in progress %s: %w", d.subject, queue.ErrAlreadyAcked)
 	}
+	sent := time.Now()
+	if err := d.lease.Check(sent); err != nil {
+		return fmt.Errorf("natsjs: in progress %s: %w", d.subject, err)
+	}
 	if err := d.k.c.ackRequest(ctx, d.msg.Reply(), ackProgress); err != nil {
 		return fmt.Errorf("natsjs: in progress %s: %w", d.subject, err)
 	}
+	d.lease.Renew(sent)
 	return nil
 }
 
@@ -369,6 +403,9 @@ func (d *delivery) settle(ctx context.Context, op string, body []byte) error {
 	defer d.mu.Unlock()
 	if d.settled {
 		return fmt.Errorf("natsjs: %s %s: %w", op, d.subject, queue.ErrAlreadyAcked)
+	}
+	if err := d.lease.Check(time.Now()); err != nil {
+		return fmt.Errorf("natsjs: %s %s: %w", op, d.subject, err)
 	}
 	if err := d.k.c.ackRequest(ctx, d.msg.Reply(), body); err != nil {
 		return fmt.Errorf("natsjs: %s %s: %w", op, d.subject, err)
@@ -390,6 +427,9 @@ func (d *delivery) deadLetter(ctx context.Context, reason string, attempts int) 
 	defer d.mu.Unlock()
 	if d.settled {
 		return fmt.Errorf("natsjs: term %s: %w", d.subject, queue.ErrAlreadyAcked)
+	}
+	if err := d.lease.Check(time.Now()); err != nil {
+		return fmt.Errorf("natsjs: term %s: %w", d.subject, err)
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc

@@ -258,3 +258,44 @@ func (c *Conn) Purge(ctx context.Context, subject string) error {
 	}
 	return nil
 }
+
+// ListWork implements queue.WorkLister: it walks the stored messages of one
+// work subject with direct gets by subject (a work-queue stream allows no
+// second consumer on the subject), one request per message.
+func (c *Conn) ListWork(ctx context.Context, subject string, fn func(queue.StreamMessage) bool) error {
+	if c.closed.Load() {
+		return queue.ErrClosed
+	}
+	tenant, role, err := c.checkSubject(subject, false)
+	if err != nil {
+		return fmt.Errorf("natsjs: list work: %w", err)
+	}
+	if !role.IsWork() {
+		return fmt.Errorf("natsjs: list work %s: %w: role %q is not a work queue", subject, queue.ErrInvalidSubject, role)
+	}
+	if err := c.checkRole(ctx, tenant, role); err != nil {
+		return fmt.Errorf("natsjs: list work %s: %w", subject, err)
+	}
+	stream, err := c.js.Stream(ctx, c.streamName(tenant, kindOf(role)))
+	if err != nil {
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("natsjs: list work %s: %w: %q", subject, queue.ErrUnknownTenant, tenant)
+		}
+		return fmt.Errorf("natsjs: list work %s: %w", subject, err)
+	}
+	last := stream.CachedInfo().State.LastSeq
+	for seq := uint64(1); seq <= last; {
+		m, err := stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("natsjs: list work %s: %w", subject, err)
+		}
+		if !fn(queue.StreamMessage{Subject: m.Subject, Data: m.Data, Header: headerMap(m.Header), Sequence: m.Sequence, Time: m.Time}) {
+			return nil
+		}
+		seq = m.Sequence + 1
+	}
+	return nil
+}

@@ -101,6 +101,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"Ordering", testOrdering},
 		{"RedeliveryAfterAckWait", testRedeliveryAfterAckWait},
 		{"InProgressExtendsAckWait", testInProgress},
+		{"SupersededSettle", testSupersededSettle},
 		{"NakDelay", testNakDelay},
 		{"MaxDeliveriesDeadLetter", testMaxDeliveries},
 		{"TermDeadLetter", testTerm},

@@ -48,6 +48,9 @@ func (b *Broker) Consume(ctx context.Context, cfg queue.ConsumerConfig, h queue.
 		return nil, fmt.Errorf("sqs: consume: %w", err)
 	}
 	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("sqs: consume %s: %w", cfg.Subject, err)
+	}
 	if len(set.fixed) == 0 {
 		// Only listing: make sure the tenant exists. (Resolving a fixed
 		// queue checks it when the queue is missing, and a runner may not
@@ -251,6 +254,7 @@ func (k *consumer) poll(ql *queueLoop) {
 				break fill
 			}
 		}
+		received := time.Now()
 		msgs, err := k.receive(ql, n)
 		k.mu.Lock()
 		stopped := k.stopped || k.loopCtx.Err() != nil
@@ -266,7 +270,7 @@ func (k *consumer) poll(ql *queueLoop) {
 			return
 		}
 		for _, m := range msgs {
-			go k.handle(ql, m)
+			go k.handle(ql, m, received)
 		}
 		for range n - len(msgs) {
 			<-ql.slots
@@ -319,14 +323,21 @@ func (k *consumer) recreate(ql *queueLoop) bool {
 }
 
 // receive long-polls for up to n messages. It is bound to the broker, not
-// to the consumer: stopping does not abort it.
+// to the consumer: stopping does not abort it. A fenced consumer's delivery
+// holds a lease from when the receive began (SQS starts the visibility
+// timeout when it answers, later), so it long-polls for a second only,
+// SQS's shortest long poll, to keep the lease close to the timeout.
 func (k *consumer) receive(ql *queueLoop, n int) ([]types.Message, error) {
-	ctx, cancel := context.WithTimeout(k.b.base, k.b.cfg.WaitTime+15*time.Second)
+	wait := k.b.cfg.WaitTime
+	if k.cfg.Fenced {
+		wait = time.Second
+	}
+	ctx, cancel := context.WithTimeout(k.b.base, wait+15*time.Second)
 	defer cancel()
 	out, err := k.b.client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 		QueueUrl:              aws.String(ql.qi.url),
 		MaxNumberOfMessages:   int32(n),
-		WaitTimeSeconds:       int32(k.b.cfg.WaitTime / time.Second),
+		WaitTimeSeconds:       int32(wait / time.Second),
 		VisibilityTimeout:     k.visibility,
 		MessageAttributeNames: []string{"All"},
 		MessageSystemAttributeNames: []types.MessageSystemAttributeName{
@@ -364,10 +375,10 @@ func (k *consumer) giveBack(ql *queueLoop, msgs []types.Message) {
 // handle runs the handler for one message, after the checks that may
 // settle it without the handler: duplicate (standard queues) and max
 // deliveries.
-func (k *consumer) handle(ql *queueLoop, m types.Message) {
+func (k *consumer) handle(ql *queueLoop, m types.Message, received time.Time) {
 	defer k.handlers.Done()
 	defer func() { <-ql.slots }()
-	d := k.newDelivery(ql, m)
+	d := k.newDelivery(ql, m, received)
 	if d.dup {
 		ctx, cancel := context.WithTimeout(k.b.base, settleTimeout)
 		defer cancel()
@@ -390,7 +401,8 @@ func (k *consumer) handle(ql *queueLoop, m types.Message) {
 // newDelivery decodes a received message. A message this package did not
 // send (no outpost.subject attribute, or a body that is not base64) is
 // still delivered, with its raw body, for the handler to terminate.
-func (k *consumer) newDelivery(ql *queueLoop, m types.Message) *delivery {
+// received is when the receive that brought it began.
+func (k *consumer) newDelivery(ql *queueLoop, m types.Message, received time.Time) *delivery {
 	b := k.b
 	id := ql.qi.id
 	d := &delivery{
@@ -398,6 +410,7 @@ func (k *consumer) newDelivery(ql *queueLoop, m types.Message) *delivery {
 		ql:        ql,
 		handle:    aws.ToString(m.ReceiptHandle),
 		messageID: aws.ToString(m.MessageId),
+		lease:     handling.NewLease(k.cfg, received),
 	}
 	d.attempt, _ = strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
 	d.attempt = max(d.attempt, 1)

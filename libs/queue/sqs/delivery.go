@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/queue/internal/handling"
 )
 
 // maxReasonLen bounds the dead-letter reason kept in the message.
@@ -29,6 +30,11 @@ type delivery struct {
 	handle    string
 	messageID string
 	dup       bool // standard queues: a copy of a DedupeID already handled
+	// lease (fenced consumers only, else nil) refuses settlements once
+	// the visibility timeout may have passed: the message may have been
+	// received again, and a delete or visibility change with this older
+	// receipt handle must not touch the current receive.
+	lease *handling.Lease
 
 	mu      sync.Mutex
 	settled bool
@@ -64,11 +70,16 @@ func (d *delivery) InProgress(ctx context.Context) error {
 	if settled {
 		return fmt.Errorf("sqs: in progress %s: %w", d.subject, queue.ErrAlreadyAcked)
 	}
+	sent := time.Now()
+	if err := d.lease.Check(sent); err != nil {
+		return fmt.Errorf("sqs: in progress %s: %w", d.subject, err)
+	}
 	ctx, cancel := withSettleTimeout(ctx)
 	defer cancel()
 	if err := d.k.b.visibles.do(ctx, d.ql.qi.url, visibility{handle: d.handle, timeout: d.k.visibility}, 0); err != nil {
 		return fmt.Errorf("sqs: in progress %s: %w", d.subject, err)
 	}
+	d.lease.Renew(sent)
 	return nil
 }
 
@@ -93,6 +104,9 @@ func (d *delivery) settle(ctx context.Context, op string, fn func(context.Contex
 	if d.settled {
 		return fmt.Errorf("sqs: %s %s: %w", op, d.subject, queue.ErrAlreadyAcked)
 	}
+	if err := d.lease.Check(time.Now()); err != nil {
+		return fmt.Errorf("sqs: %s %s: %w", op, d.subject, err)
+	}
 	ctx, cancel := withSettleTimeout(ctx)
 	defer cancel()
 	if err := fn(ctx); err != nil {
@@ -112,6 +126,9 @@ func (d *delivery) deadLetter(ctx context.Context, reason string, attempts int) 
 	defer d.mu.Unlock()
 	if d.settled {
 		return fmt.Errorf("sqs: term %s: %w", d.subject, queue.ErrAlreadyAcked)
+	}
+	if err := d.lease.Check(time.Now()); err != nil {
+		return fmt.Errorf("sqs: term %s: %w", d.subject, err)
 	}
 	src := d.ql.qi.id
 	if src.Role == queue.RoleDeadLetter {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/outposthq/outpost/libs/queue"
@@ -49,10 +50,72 @@ func Run(base context.Context, log *slog.Logger, d queue.Delivery, maxDeliveries
 			log.Error("queue handler panicked", "subject", d.Subject(), "attempt", d.Attempt(), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(base), SettleTimeout)
 			defer cancel()
-			if err := d.Nak(ctx, PanicNakDelay); err != nil && !errors.Is(err, queue.ErrAlreadyAcked) {
+			if err := d.Nak(ctx, PanicNakDelay); err != nil && !errors.Is(err, queue.ErrAlreadyAcked) && !errors.Is(err, queue.ErrSuperseded) {
 				log.Error("nak after panic failed", "subject", d.Subject(), "error", err)
 			}
 		}
 	}()
 	h(base, d)
+}
+
+// Lease tracks, by this process's monotonic clock (which keeps counting
+// while the process is stopped), until when a delivery of a fenced consumer
+// is still this process's to settle (see queue.ConsumerConfig.Fenced). A nil
+// *Lease, the delivery of an unfenced consumer, never lapses.
+type Lease struct {
+	mu    sync.Mutex
+	term  time.Duration
+	since time.Time
+	lost  bool
+}
+
+// NewLease returns the lease of a delivery received at received (the start
+// of the receive that brought it) by a consumer with cfg, or nil when cfg
+// is not fenced.
+func NewLease(cfg queue.ConsumerConfig, received time.Time) *Lease {
+	if !cfg.Fenced {
+		return nil
+	}
+	return &Lease{term: cfg.AckWait - queue.FenceMargin(cfg.AckWait), since: received}
+}
+
+// ReceiveWait is how long one receive of a consumer with cfg may wait for
+// messages, at most def: half the fence margin for a fenced consumer, so a
+// message sent late in the wait loses little of its lease, def otherwise.
+func ReceiveWait(cfg queue.ConsumerConfig, def time.Duration) time.Duration {
+	if !cfg.Fenced {
+		return def
+	}
+	return min(def, queue.FenceMargin(cfg.AckWait)/2)
+}
+
+// Check returns an error wrapping queue.ErrSuperseded once the lease's term
+// has passed since the delivery or the sending of its last successful
+// InProgress. Once lost, a lease stays lost.
+func (l *Lease) Check(now time.Time) error {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.lost && now.Sub(l.since) >= l.term {
+		l.lost = true
+	}
+	if l.lost {
+		return fmt.Errorf("%w: no settlement or in-progress within the ack wait less its margin", queue.ErrSuperseded)
+	}
+	return nil
+}
+
+// Renew records a successful InProgress sent at sent: the broker restarted
+// the ack wait no earlier than that.
+func (l *Lease) Renew(sent time.Time) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.lost && sent.After(l.since) {
+		l.since = sent
+	}
 }

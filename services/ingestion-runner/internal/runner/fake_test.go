@@ -208,6 +208,13 @@ func (b *fakeBroker) heartbeats(t *testing.T) []*jobsv1.RunnerHeartbeat {
 // ways of reading it.
 type fakeDelivery struct{ *testenv.Delivery }
 
+// supersede makes every later InProgress and settlement fail with
+// queue.ErrSuperseded, as the queue does past the ack wait.
+func (d *fakeDelivery) supersede() { d.Supersede() }
+
+// settledOp is how the delivery was settled so far ("" when it was not).
+func (d *fakeDelivery) settledOp() string { return d.Settlement().Op }
+
 // wait returns how the delivery was settled, failing the test when it is
 // not within 10 s.
 func (d *fakeDelivery) wait(t *testing.T) (op string, delay time.Duration, reason string) {

@@ -46,6 +46,18 @@ type jobRun struct {
 	jobID   string
 	attempt int
 	cancel  context.CancelCauseFunc
+	// done is closed when the attempt has ended and its delivery was
+	// settled as settled says; a second delivery of the same job, held
+	// meanwhile, is then settled the same way.
+	done    chan struct{}
+	settled settlement
+}
+
+// settlement is how an attempt's delivery was settled: op "ack" or "nak"
+// (with delay), or "" when it was not (superseded, or the settle failed).
+type settlement struct {
+	op    string
+	delay time.Duration
 }
 
 // handle is the queue handler: it settles every delivery it is given.
@@ -80,6 +92,11 @@ func (r *Runner) handle(_ context.Context, d queue.Delivery) {
 	}
 
 	attempt := d.Attempt()
+	if base := int(job.GetEnvelope().GetAttempt()); base > 1 {
+		// Dispatched again by the scheduler after its work message was
+		// lost: the message's own deliveries count from that attempt.
+		attempt = base + d.Attempt() - 1
+	}
 	if attempt > 1 {
 		r.metrics.Redeliveries.Inc()
 	}
@@ -95,10 +112,22 @@ func (r *Runner) handle(_ context.Context, d queue.Delivery) {
 		return
 	}
 
+	if superseded(d) {
+		// Read only after its ack wait passed (this runner was paused
+		// with the message in hand): another runner has it by now.
+		log.Warn("delivery superseded before the job started; not run")
+		r.metrics.JobsFinished.WithLabelValues(outcomeSuperseded).Inc()
+		return
+	}
 	jobCtx, cancel := context.WithCancelCause(r.base)
 	defer cancel(nil)
-	run := &jobRun{jobID: job.GetJobId(), attempt: attempt, cancel: cancel}
-	if reason, cancelled := r.register(run); cancelled {
+	run := &jobRun{jobID: job.GetJobId(), attempt: attempt, cancel: cancel, done: make(chan struct{})}
+	prev, reason, cancelled := r.register(run)
+	if prev != nil {
+		r.holdDuplicate(d, prev, log)
+		return
+	}
+	if cancelled {
 		if reason == "" {
 			reason = "cancelled before it started"
 		} else {
@@ -116,7 +145,38 @@ func (r *Runner) handle(_ context.Context, d queue.Delivery) {
 		return
 	}
 	defer r.unregister(run)
-	r.execute(jobCtx, d, job, attempt, maxAttempts, log)
+	run.settled = r.execute(jobCtx, d, job, attempt, maxAttempts, log)
+}
+
+// holdDuplicate handles a delivery of a job this runner is already running
+// (the broker lost the running delivery's state, e.g. after a restart, or
+// handed it out again): the job is not started twice. The delivery is kept
+// with InProgress until the running attempt ends, then settled the way
+// that attempt's delivery was, so the message ends once, with the outcome
+// of the attempt that ran. If the running attempt's delivery could not be
+// settled (superseded), this one is nak'd at once: it is the current one,
+// and the job runs again from it.
+func (r *Runner) holdDuplicate(d queue.Delivery, prev *jobRun, log *slog.Logger) {
+	log.Warn("job already running on this runner; delivery held until that attempt ends", "running_attempt", prev.attempt)
+	r.metrics.DuplicateDeliveries.Inc()
+	stop := r.keepAlive(d, log, func() {})
+	select {
+	case <-prev.done:
+	case <-r.base.Done():
+	}
+	stop()
+	if r.base.Err() != nil {
+		r.settle(log, "nak", func(ctx context.Context) error { return d.Nak(ctx, 0) })
+		return
+	}
+	switch prev.settled.op {
+	case "ack":
+		r.settle(log, "ack", d.Ack)
+	case "nak":
+		r.settle(log, "nak", func(ctx context.Context) error { return d.Nak(ctx, prev.settled.delay) })
+	default:
+		r.settle(log, "nak", func(ctx context.Context) error { return d.Nak(ctx, 0) })
+	}
 }
 
 // verify checks the control plane's signature of job against this runner's
@@ -140,17 +200,23 @@ func (r *Runner) checkJob(job *jobsv1.JobDispatched) error {
 	return nil
 }
 
-// register records run as running unless its job was cancelled already;
-// one lock for both, so a cancel cannot slip in between.
-func (r *Runner) register(run *jobRun) (reason string, cancelled bool) {
+// register records run as running unless its job was cancelled already or
+// is running here already (then it returns that run); one lock for all, so
+// a cancel or a second delivery cannot slip in between.
+func (r *Runner) register(run *jobRun) (prev *jobRun, reason string, cancelled bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	for other := range r.running {
+		if other.jobID == run.jobID {
+			return other, "", false
+		}
+	}
 	if reason, ok := r.cancelled.get(run.jobID); ok {
-		return reason, true
+		return nil, reason, true
 	}
 	r.running[run] = struct{}{}
 	r.metrics.JobsRunning.Set(float64(len(r.running)))
-	return "", false
+	return nil, "", false
 }
 
 func (r *Runner) unregister(run *jobRun) {
@@ -158,14 +224,17 @@ func (r *Runner) unregister(run *jobRun) {
 	defer r.mu.Unlock()
 	delete(r.running, run)
 	r.metrics.JobsRunning.Set(float64(len(r.running)))
+	close(run.done)
 }
 
-// execute runs one attempt and settles it.
-func (r *Runner) execute(ctx context.Context, d queue.Delivery, job *jobsv1.JobDispatched, attempt, maxAttempts int, log *slog.Logger) {
+// execute runs one attempt, settles it and returns how.
+func (r *Runner) execute(ctx context.Context, d queue.Delivery, job *jobsv1.JobDispatched, attempt, maxAttempts int, log *slog.Logger) settlement {
 	started := time.Now()
 	spec := job.GetSpec()
 	r.metrics.JobsStarted.Inc()
-	stopKeepAlive := r.keepAlive(d, log)
+	ctx, supersede := context.WithCancelCause(ctx)
+	defer supersede(nil)
+	stopKeepAlive := r.keepAlive(d, log, func() { supersede(ErrSuperseded) })
 	defer stopKeepAlive()
 
 	if err := r.publishStatus(job, attempt, &jobsv1.JobStatus{State: jobsv1.JobState_JOB_STATE_RUNNING}); err != nil {
@@ -234,6 +303,18 @@ func (r *Runner) execute(ctx context.Context, d queue.Delivery, job *jobsv1.JobD
 	case outcome.State == jobsv1.JobState_JOB_STATE_FAILED && outcome.Retryable:
 		st.Reason = fmt.Sprintf("%s (attempt %d of %d)", outcome.Reason, attempt, maxAttempts)
 	}
+	// The last word before reporting: a delivery whose ack wait passed
+	// while the task ran (this runner was paused) belongs to a later
+	// attempt now, which reports the job; this one must not.
+	if errors.Is(context.Cause(ctx), ErrSuperseded) || superseded(d) {
+		streamer.Log("attempt superseded by a later attempt (its delivery's ack wait passed); not reported")
+		flushCtx, cancelFlush := context.WithTimeout(r.base, logFlushTimeout)
+		_ = streamer.Close(flushCtx)
+		cancelFlush()
+		r.metrics.JobsFinished.WithLabelValues(outcomeSuperseded).Inc()
+		log.Warn("job attempt superseded; neither reported nor settled", "duration", duration)
+		return settlement{}
+	}
 	streamer.Log(summary(st, nakDelay))
 	flushCtx, cancelFlush := context.WithTimeout(r.base, logFlushTimeout)
 	if err := streamer.Close(flushCtx); err != nil {
@@ -247,18 +328,32 @@ func (r *Runner) execute(ctx context.Context, d queue.Delivery, job *jobsv1.JobD
 		log.Error("job status not published; job nak'd to run again", "state", state, "error", err)
 		stopKeepAlive()
 		r.settle(log, "nak", func(ctx context.Context) error { return d.Nak(ctx, unsettledRetry) })
-		return
+		return settlement{}
 	}
 	stopKeepAlive()
+	done := settlement{op: "ack"}
 	if nak {
-		r.settle(log, "nak", func(ctx context.Context) error { return d.Nak(ctx, nakDelay) })
-	} else {
-		r.settle(log, "ack", d.Ack)
+		done = settlement{op: "nak", delay: nakDelay}
+		if !r.settle(log, "nak", func(ctx context.Context) error { return d.Nak(ctx, nakDelay) }) {
+			done = settlement{}
+		}
+	} else if !r.settle(log, "ack", d.Ack) {
+		done = settlement{}
 	}
 	r.metrics.JobsFinished.WithLabelValues(label).Inc()
 	r.metrics.JobDuration.WithLabelValues(label).Observe(duration.Seconds())
 	log.Info("job attempt finished", "state", state, "reason", st.GetReason(),
 		"exit_code", res.ExitCode, "duration", duration, "retry_in", nakDelay)
+	return done
+}
+
+// superseded asks the queue whether d is still this runner's: an
+// InProgress fails with queue.ErrSuperseded, sending nothing, once the
+// delivery's ack wait has passed without one.
+func superseded(d queue.Delivery) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	defer cancel()
+	return errors.Is(d.InProgress(ctx), queue.ErrSuperseded)
 }
 
 func summary(st *jobsv1.JobStatus, retryIn time.Duration) string {
@@ -287,15 +382,23 @@ func outcomeLabel(s jobsv1.JobState) string {
 	}
 }
 
-// keepAlive extends the delivery's ack wait every third of it until the
-// returned function is called, so a long job is not handed to another
-// runner while this one is alive.
-func (r *Runner) keepAlive(d queue.Delivery, log *slog.Logger) (stop func()) {
+// keepAlive extends the delivery's ack wait every third of it (or quarter
+// of its fence lease, if shorter) until the returned function is called, so a long job is not handed to another
+// runner while this one is alive. If the queue says the delivery was
+// superseded (this runner was paused past the ack wait), it calls lost and
+// stops.
+func (r *Runner) keepAlive(d queue.Delivery, log *slog.Logger, lost func()) (stop func()) {
 	ctx, cancel := context.WithCancel(r.base)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(max(r.cfg.AckWait/3, 10*time.Millisecond))
+		// A quarter of the fence lease (the ack wait less its margin) at
+		// most, so only a scheduling stall of about half the lease loses it.
+		every := r.cfg.AckWait / 3
+		if lease := r.cfg.AckWait - queue.FenceMargin(r.cfg.AckWait); lease > 0 {
+			every = min(every, lease/4)
+		}
+		t := time.NewTicker(max(every, 10*time.Millisecond))
 		defer t.Stop()
 		for {
 			select {
@@ -306,6 +409,11 @@ func (r *Runner) keepAlive(d queue.Delivery, log *slog.Logger) (stop func()) {
 			ictx, icancel := context.WithTimeout(ctx, settleTimeout)
 			err := d.InProgress(ictx)
 			icancel()
+			if errors.Is(err, queue.ErrSuperseded) {
+				log.Warn("delivery superseded: its ack wait passed without an in-progress; the attempt is stopped", "error", err)
+				lost()
+				return
+			}
 			if err != nil && ctx.Err() == nil {
 				log.Warn("in-progress ack failed", "error", err)
 			}
@@ -349,13 +457,16 @@ func (r *Runner) publishStatus(job *jobsv1.JobDispatched, attempt int, st *jobsv
 	}, backoff.WithContext(b, ctx))
 }
 
-// settle runs one of Ack, Nak or Term with a bounded context. A failure
-// is logged only: the queue redelivers an unsettled message after the ack
-// wait, and the scheduler fences what the next attempt reports.
-func (r *Runner) settle(log *slog.Logger, op string, fn func(context.Context) error) {
+// settle runs one of Ack, Nak or Term with a bounded context and reports
+// whether it succeeded. A failure is logged only: the queue redelivers an
+// unsettled message after the ack wait, and the scheduler fences what the
+// next attempt reports.
+func (r *Runner) settle(log *slog.Logger, op string, fn func(context.Context) error) bool {
 	ctx, cancel := context.WithTimeout(r.base, settleTimeout)
 	defer cancel()
 	if err := fn(ctx); err != nil {
 		log.Warn("delivery not settled", "op", op, "error", err)
+		return false
 	}
+	return true
 }

@@ -17,17 +17,24 @@ const (
 	// outcomeExhausted: arrived after its last attempt and was
 	// dead-lettered without running.
 	outcomeExhausted = "exhausted"
+	// outcomeSuperseded: the attempt outlived its delivery's ack wait
+	// (this runner was paused or cut off) and the job went to another
+	// attempt; it was stopped and neither reported nor settled.
+	outcomeSuperseded = "superseded"
 )
 
 // Metrics are the runner's Prometheus metrics.
 type Metrics struct {
-	JobsStarted       prometheus.Counter
-	JobsFinished      *prometheus.CounterVec
-	JobDuration       *prometheus.HistogramVec
-	JobsRunning       prometheus.Gauge
-	Redeliveries      prometheus.Counter
-	MalformedMessages *prometheus.CounterVec
-	LogLinesSent      prometheus.Counter
+	JobsStarted  prometheus.Counter
+	JobsFinished *prometheus.CounterVec
+	JobDuration  *prometheus.HistogramVec
+	JobsRunning  prometheus.Gauge
+	Redeliveries prometheus.Counter
+	// DuplicateDeliveries counts deliveries of a job this runner was
+	// running already; they are held, not run twice.
+	DuplicateDeliveries prometheus.Counter
+	MalformedMessages   *prometheus.CounterVec
+	LogLinesSent        prometheus.Counter
 	// RefusedJobs counts jobs dead-lettered unrun because their signature
 	// did not verify, by reason (signing.Reason).
 	RefusedJobs *prometheus.CounterVec
@@ -58,6 +65,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "outpost_runner_redeliveries_total",
 			Help: "Job deliveries seen with an attempt above 1 (retries and recoveries from lost runners).",
 		}),
+		DuplicateDeliveries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outpost_runner_duplicate_deliveries_total",
+			Help: "Deliveries of a job this runner was already running; held until that attempt ended instead of run twice.",
+		}),
 		MalformedMessages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_malformed_messages_total",
 			Help: "Messages that could not be decoded, by subject role; work items among them are dead-lettered.",
@@ -73,7 +84,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.JobsStarted, m.JobsFinished, m.JobDuration, m.JobsRunning,
-			m.Redeliveries, m.MalformedMessages, m.LogLinesSent, m.RefusedJobs)
+			m.Redeliveries, m.DuplicateDeliveries, m.MalformedMessages, m.LogLinesSent, m.RefusedJobs)
 	}
 	return m
 }

@@ -31,6 +31,13 @@ import (
 // down; they are handed back to the queue, not failed.
 var ErrShutdown = errors.New("runner shutting down")
 
+// ErrSuperseded is the context cause of a job whose delivery was
+// superseded: its ack wait passed without an InProgress (the runner was
+// paused or cut off from the broker), so the job went, or goes, to another
+// attempt. The run is stopped and neither reported nor settled; the
+// scheduler fences what it would report anyway.
+var ErrSuperseded = errors.New("delivery superseded by a later attempt")
+
 // ErrJobsLeft is returned by Run when jobs were still running at the end of
 // the drain: the queue hands them to another runner after the ack wait
 // instead of at once.
@@ -170,6 +177,14 @@ func (r *Runner) consume(ctx context.Context, subject string) (queue.Consumer, e
 		AckWait:       r.cfg.AckWait,
 		MaxDeliveries: r.cfg.MaxDeliveries,
 		Concurrency:   r.cfg.Concurrency,
+		// Fenced: a runner paused past the ack wait must neither settle
+		// nor report the attempt another runner now holds. Fencing needs
+		// an ack wait of a few seconds; a shorter one runs unfenced.
+		Fenced: r.cfg.AckWait >= queue.MinFencedAckWait,
+	}
+	if !cc.Fenced {
+		r.log.Warn("ack wait too short to fence stale settlements; a runner paused past it may settle an attempt another runner holds",
+			"ack_wait", r.cfg.AckWait, "min_fenced_ack_wait", queue.MinFencedAckWait)
 	}
 	wait := 250 * time.Millisecond
 	for {

@@ -149,11 +149,23 @@ func noopJob(id string, sleep time.Duration, fail string, mod ...func(*jobsv1.Jo
 }
 
 func TestConsumerConfig(t *testing.T) {
-	h := startRunner(t, nil)
-	require.Equal(t, queue.ConsumerConfig{
-		Name: "runners-default", Subject: "outpost.acme.jobs.default",
-		AckWait: time.Minute, MaxDeliveries: 10, Concurrency: 4,
-	}, h.b.cfg)
+	tests := []struct {
+		name    string
+		ackWait time.Duration
+		fenced  bool
+	}{
+		{name: "fenced", ackWait: time.Minute, fenced: true},
+		{name: "ack wait too short to fence", ackWait: queue.MinFencedAckWait - time.Second, fenced: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := startRunner(t, func(c *Config) { c.AckWait = tt.ackWait })
+			require.Equal(t, queue.ConsumerConfig{
+				Name: "runners-default", Subject: "outpost.acme.jobs.default",
+				AckWait: tt.ackWait, MaxDeliveries: 10, Concurrency: 4, Fenced: tt.fenced,
+			}, h.b.cfg)
+		})
+	}
 }
 
 func TestJobOutcomes(t *testing.T) {

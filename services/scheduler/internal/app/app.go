@@ -217,6 +217,7 @@ func New(cfg config.Config, log *slog.Logger, broker queue.Broker, opener kv.Ope
 		// Every consumer is bounded: a message that decodes but keeps
 		// failing is dead-lettered with its reason, listed by the API.
 		MaxDeliveries: cfg.Consumers.MaxDeliveries,
+		LostAfter:     cfg.Runners.LostAfter,
 		Metrics:       m,
 		Logger:        log.With("component", "engine"),
 		Signer:        w.signer,

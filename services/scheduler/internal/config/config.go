@@ -172,6 +172,11 @@ type Runners struct {
 	// PresenceWindow is how recent a heartbeat must be for its runner to
 	// count as live (about 3 heartbeat intervals).
 	PresenceWindow time.Duration `yaml:"presence_window" env:"OUTPOST_RUNNERS_PRESENCE_WINDOW"`
+	// LostAfter is how long the runner of a RUNNING job may be silent (no
+	// heartbeat) before the job, if its work message is gone from the
+	// queue, is dispatched again as the next attempt. Longer than the
+	// runners' ack wait (15s by default); 0 turns the check off.
+	LostAfter time.Duration `yaml:"lost_after" env:"OUTPOST_RUNNERS_LOST_AFTER"`
 }
 
 // Default returns the configuration used when nothing overrides it.
@@ -214,7 +219,7 @@ func Default() Config {
 			HistoryLimit:   50,
 			StatusBatch:    64,
 		},
-		Runners:   Runners{PresenceWindow: 15 * time.Second},
+		Runners:   Runners{PresenceWindow: 15 * time.Second, LostAfter: 20 * time.Second},
 		Consumers: Consumers{MaxDeliveries: 20},
 	}
 }
@@ -264,6 +269,7 @@ func (c Config) Validate() error {
 	check(c.Jobs.StatusBatch >= 1, "jobs.status_batch", "must be at least 1")
 	check(c.Runners.PresenceWindow > 0, "runners.presence_window", "must be positive")
 	check(c.Consumers.MaxDeliveries >= 1, "consumers.max_deliveries", "must be at least 1")
+	check(c.Runners.LostAfter >= 0, "runners.lost_after", "must not be negative")
 	return errors.Join(errs...)
 }
 

@@ -84,6 +84,11 @@ type Options struct {
 	// signature they verify. nil publishes unsigned jobs (tests of the
 	// engine alone).
 	Signer *signing.Signer
+	// LostAfter is how long a RUNNING job's runner may send no heartbeat
+	// (and the record not change) before the job, if its work message is
+	// gone, is dispatched again; 0 turns the check off. It must exceed
+	// the runners' ack wait and heartbeat interval.
+	LostAfter time.Duration
 }
 
 // Engine runs the consumers of every tenant and the job operations of the
@@ -187,6 +192,7 @@ func (e *Engine) Start(ctx context.Context, t *tenants.Tenant) (func(context.Con
 	wg.Go(func() { e.releaseAllHeld(ctx, t) })
 	wg.Go(func() { e.runSchedules(ctx, t) })
 	wg.Go(func() { e.runGate(ctx, t) })
+	wg.Go(func() { e.runReaper(ctx, t) })
 	return stop, nil
 }
 
@@ -246,10 +252,19 @@ func (e *Engine) dispatch(ctx context.Context, t *tenants.Tenant, r *jobs.Record
 			return err
 		}
 	}
+	// The dispatch opens attempt 1; the queue's redeliveries of this
+	// message count the later ones.
+	m, err := e.jobMessage(t, r, 1)
+	if err != nil {
+		return err
+	}
+	return e.publish(ctx, e.subjects.Jobs(t.Name, r.Pool), m, dispatchDedupeID(r.ID))
+}
+
+// jobMessage is the signed JobDispatched of r opening attempt.
+func (e *Engine) jobMessage(t *tenants.Tenant, r *jobs.Record, attempt int) (*jobsv1.JobDispatched, error) {
 	m := &jobsv1.JobDispatched{
-		// The dispatch opens attempt 1; the queue's redeliveries of this
-		// message count the later ones.
-		Envelope:     events.NewEnvelope(t.Name, 1, r.ID, r.TraceID),
+		Envelope:     events.NewEnvelope(t.Name, uint32(attempt), r.ID, r.TraceID),
 		JobId:        r.ID,
 		Spec:         r.Spec(),
 		SubmittedAt:  timestamppb.New(r.CreatedAt),
@@ -258,12 +273,12 @@ func (e *Engine) dispatch(ctx context.Context, t *tenants.Tenant, r *jobs.Record
 		User: r.User,
 	}
 	if e.opts.Signer != nil {
-		b := signing.Binding{Tenant: t.Name, Scope: signing.PoolScope(r.Pool), Subject: r.ID, Attempt: 1}
+		b := signing.Binding{Tenant: t.Name, Scope: signing.PoolScope(r.Pool), Subject: r.ID, Attempt: uint32(attempt)}
 		if err := e.opts.Signer.Sign(m, b); err != nil {
-			return fmt.Errorf("sign job %s: %w", r.ID, err)
+			return nil, fmt.Errorf("sign job %s: %w", r.ID, err)
 		}
 	}
-	return e.publish(ctx, e.subjects.Jobs(t.Name, r.Pool), m, dispatchDedupeID(r.ID))
+	return m, nil
 }
 
 // issueToken gives the record of id an attempt token if it has none yet,

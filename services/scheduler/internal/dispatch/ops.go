@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/services/scheduler/internal/directory"
 	"github.com/outposthq/outpost/services/scheduler/internal/explain"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
@@ -96,16 +97,41 @@ func (e *Engine) Explain(ctx context.Context, t *tenants.Tenant, id string) (exp
 			others = append(others, pool)
 		}
 	}
+	runners := t.Presence.Pool(rec.Pool, now)
+	// A silent runner's job is promised a redelivery only while the
+	// queue holds its work message (looked up for a silent runner only:
+	// it walks the pool's queue).
+	var queued *bool
+	if lister, ok := e.broker.(queue.WorkLister); ok && rec.State == jobs.StateRunning && silent(runners, rec.RunnerID, now, t.Presence.Window()) {
+		q, err := e.workQueued(ctx, t, lister, rec)
+		if err != nil {
+			return explain.Explanation{}, err
+		}
+		queued = &q
+	}
 	return explain.Explain(explain.Input{
+		WorkQueued:    queued,
+		LostAfter:     e.opts.LostAfter,
 		Job:           rec,
 		Pool:          st,
 		Deployments:   checks,
-		Runners:       t.Presence.Pool(rec.Pool, now),
+		Runners:       runners,
 		OtherPools:    others,
 		Window:        t.Presence.Window(),
 		WatchingSince: t.Presence.WatchingSince(),
 		Now:           now,
 	}), nil
+}
+
+// silent reports whether runner id is among runners and sent no heartbeat
+// within window, as explain's RUNNER_SILENT says.
+func silent(runners []presence.Runner, id string, now time.Time, window time.Duration) bool {
+	for _, r := range runners {
+		if r.ID == id {
+			return now.Sub(r.LastSeen) > window
+		}
+	}
+	return false
 }
 
 func presenceRunner(hb *jobsv1.RunnerHeartbeat, pool string, seen time.Time) presence.Runner {

@@ -40,7 +40,10 @@ const (
 	// CodeRunning: an attempt is running.
 	CodeRunning = "RUNNING"
 	// CodeRunnerSilent: the runner of the running attempt stopped sending
-	// heartbeats; if it died the job is redelivered after the ack wait.
+	// heartbeats. If it died, the queue hands the job to another runner
+	// after the ack wait while it holds the job's work message; once that
+	// message is gone, the scheduler dispatches the job again as the next
+	// attempt after runners.lost_after.
 	CodeRunnerSilent = "RUNNER_SILENT"
 )
 
@@ -92,6 +95,13 @@ type Input struct {
 	Window        time.Duration
 	WatchingSince time.Time
 	Now           time.Time
+	// WorkQueued says, for a RUNNING job, whether its pool's queue still
+	// holds its work message; nil when the queue cannot tell (SQS) or it
+	// was not asked.
+	WorkQueued *bool
+	// LostAfter is runners.lost_after: how long a silent runner's job
+	// whose work message is gone waits to be dispatched again (0: never).
+	LostAfter time.Duration
 }
 
 // Explain returns why the job is in its state.
@@ -225,10 +235,27 @@ func running(in Input) []Reason {
 	for _, r := range in.Runners {
 		if r.ID == j.RunnerID && in.Now.Sub(r.LastSeen) > in.Window {
 			out = append(out, Reason{Code: CodeRunnerSilent, At: ptr(r.LastSeen),
-				Message: fmt.Sprintf("runner %q has sent no heartbeat for %s; if it is gone the job is redelivered to another runner after the ack wait", r.ID, round(in.Now.Sub(r.LastSeen)))})
+				Message: fmt.Sprintf("runner %q has sent no heartbeat for %s; %s", r.ID, round(in.Now.Sub(r.LastSeen)), silentNext(in, r.LastSeen))})
 		}
 	}
 	return out
+}
+
+// silentNext says what happens to the job of a silent runner: a promise
+// of a redelivery only while the queue holds the work message.
+func silentNext(in Input, lastSeen time.Time) string {
+	next := in.Job.Attempt + 1
+	switch {
+	case in.WorkQueued == nil:
+		return "if it is gone the queue hands the job to another runner after the ack wait while it holds the job's work message"
+	case *in.WorkQueued:
+		return "the queue still holds the job's work message: if the runner is gone it hands the job to another runner after the ack wait"
+	case in.LostAfter > 0:
+		return fmt.Sprintf("the job's work message is no longer on the queue: the scheduler dispatches the job again as attempt %d once the runner has been silent for %s (due %s)",
+			next, in.LostAfter, lastSeen.Add(in.LostAfter).UTC().Format(time.RFC3339))
+	default:
+		return "the job's work message is no longer on the queue and runners.lost_after is 0: nothing runs the job again; cancel it and submit it again"
+	}
 }
 
 func round(d time.Duration) time.Duration {

@@ -97,6 +97,34 @@ func TestExplainOtherStates(t *testing.T) {
 	x = Explain(Input{Job: j, Window: 15 * time.Second, Now: now, Runners: []presence.Runner{runner("r1", time.Second, 1, 1, false)}})
 	require.Len(t, x.Reasons, 1, "a runner that heartbeats is not silent")
 
+	// What a silent runner's job is promised depends on its work message.
+	yes, no := true, false
+	silent := []struct {
+		name       string
+		queued     *bool
+		lostAfter  time.Duration
+		contains   string
+		notContain string
+	}{
+		{name: "queue cannot tell", contains: "while it holds the job's work message"},
+		{name: "message queued", queued: &yes, lostAfter: 20 * time.Second, contains: "the queue still holds the job's work message", notContain: "dispatches the job again"},
+		{name: "message gone", queued: &no, lostAfter: 20 * time.Second,
+			contains: "no longer on the queue: the scheduler dispatches the job again as attempt 3 once the runner has been silent for 20s (due 2025-03-01T11:59:20Z)", notContain: "after the ack wait"},
+		{name: "message gone, no reaper", queued: &no, contains: "nothing runs the job again", notContain: "after the ack wait"},
+	}
+	for _, c := range silent {
+		t.Run(c.name, func(t *testing.T) {
+			x := Explain(Input{Job: j, Window: 15 * time.Second, Now: now, WorkQueued: c.queued, LostAfter: c.lostAfter,
+				Runners: []presence.Runner{runner("r1", time.Minute, 1, 1, false)}})
+			require.Len(t, x.Reasons, 2)
+			require.Equal(t, CodeRunnerSilent, x.Reasons[1].Code)
+			require.Contains(t, x.Reasons[1].Message, c.contains)
+			if c.notContain != "" {
+				require.NotContains(t, x.Reasons[1].Message, c.notContain)
+			}
+		})
+	}
+
 	for _, s := range []jobs.State{jobs.StateSucceeded, jobs.StateFailed, jobs.StateCancelled, jobs.StateTimedOut} {
 		x := Explain(Input{Job: &jobs.Record{ID: "j", State: s, Reason: "why"}, Now: now})
 		require.Equal(t, string(s), x.Reasons[0].Code)

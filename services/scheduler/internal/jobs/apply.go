@@ -206,6 +206,25 @@ func (r *Record) Fail(reason string, attempts int, now time.Time, limit int) boo
 	return true
 }
 
+// Lost moves a RUNNING job whose runner went silent and whose work message
+// is gone back to QUEUED, to be dispatched again as attempt Attempt+1. The
+// attempt stays that of the lost run, so that run's late outcome still
+// counts and a late RUNNING only fills in the history; the next attempt's
+// events supersede it. It reports false, leaving r unchanged, unless r is
+// RUNNING at attempt.
+func (r *Record) Lost(attempt int, reason string, now time.Time, limit int) bool {
+	if r.State != StateRunning || r.Attempt != attempt {
+		return false
+	}
+	r.State = StateQueued
+	r.Reason = reason
+	r.RetryAt = nil
+	r.Redispatched = attempt + 1
+	r.UpdatedAt = now
+	r.record(&Transition{State: StateQueued, Attempt: attempt, Reason: reason, At: now}, limit)
+	return true
+}
+
 func equalTime(a, b *time.Time) bool {
 	if a == nil || b == nil {
 		return a == nil && b == nil

@@ -46,6 +46,11 @@ type Record struct {
 	// the polling rules; it has not been put on the pool's queue yet, and
 	// is once a change to the directory lets the deployment take it.
 	Gated bool `json:"gated,omitempty"`
+	// Redispatched is the attempt of the work message the scheduler put on
+	// the queue again after the job's runner went silent and its message
+	// was gone (0 when it never did). While the record is QUEUED with
+	// Redispatched = Attempt + 1, that message is due on the queue.
+	Redispatched int `json:"redispatched,omitempty"`
 
 	CreatedAt  time.Time  `json:"created_at"`
 	UpdatedAt  time.Time  `json:"updated_at"`

@@ -1,0 +1,148 @@
+package dispatch
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/outposthq/outpost/libs/events"
+	"github.com/outposthq/outpost/libs/queue"
+	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
+	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
+	"github.com/outposthq/outpost/services/scheduler/internal/tenants"
+)
+
+// The control plane owns liveness. Normally the queue does: a dead
+// runner's delivery comes back after the ack wait. But the work message can
+// be gone while the job is RUNNING - settled by an attempt that was
+// superseded (a runner paused past the ack wait, whose late Ack or Nak
+// the broker honoured), or lost with a broker's state - and then nothing
+// would ever run the job again once the runner of the current attempt
+// dies. The reaper finds such jobs and dispatches them again.
+
+// runReaper checks the tenant's live jobs every quarter of LostAfter until
+// ctx is done. It needs a broker that can list a work subject's messages
+// (queue.WorkLister); on others the queue's redelivery is all there is.
+func (e *Engine) runReaper(ctx context.Context, t *tenants.Tenant) {
+	lister, ok := e.broker.(queue.WorkLister)
+	if !ok || e.opts.LostAfter <= 0 {
+		return
+	}
+	tick := time.NewTicker(max(e.opts.LostAfter/4, 50*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if err := e.reap(ctx, t, lister); err != nil && ctx.Err() == nil {
+			e.log.Warn("lost job check failed", "tenant", t.Name, "error", err)
+		}
+	}
+}
+
+// reap dispatches again every job of t that is lost:
+//
+//   - RUNNING, its record unchanged and its runner without a heartbeat for
+//     LostAfter, and no work message of the job on its pool's queue: it is
+//     moved to QUEUED (compare-and-set, so one replica does it) and
+//     dispatched as the next attempt;
+//   - QUEUED after such a move, with that dispatch not on the queue (the
+//     publish failed): dispatched again (same deduplication id).
+func (e *Engine) reap(ctx context.Context, t *tenants.Tenant, lister queue.WorkLister) error {
+	now := e.now()
+	var candidates []*jobs.Record
+	err := t.Jobs.List(ctx, func(r *jobs.Record) bool {
+		switch {
+		case r.State == jobs.StateRunning && now.Sub(r.UpdatedAt) > e.opts.LostAfter && e.runnerSilent(t, r, now):
+			candidates = append(candidates, r)
+		case r.State == jobs.StateQueued && !r.Held && !r.Gated && r.Redispatched > 0 && r.Redispatched == r.Attempt+1:
+			candidates = append(candidates, r)
+		}
+		return ctx.Err() == nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, r := range candidates {
+		queued, err := e.workQueued(ctx, t, lister, r)
+		if err != nil {
+			return err
+		}
+		if queued {
+			continue
+		}
+		if r.State == jobs.StateRunning {
+			reason := fmt.Sprintf("runner %s of attempt %d went silent and the job's work message is gone; dispatched again as attempt %d", r.RunnerID, r.Attempt, r.Attempt+1)
+			rec, changed, err := t.Jobs.Update(ctx, r.ID, func(cur *jobs.Record) (bool, error) {
+				if !cur.UpdatedAt.Equal(r.UpdatedAt) {
+					return false, nil // moved meanwhile: not lost after all
+				}
+				return cur.Lost(r.Attempt, reason, e.now(), e.opts.HistoryLimit), nil
+			})
+			if err != nil {
+				return err
+			}
+			if !changed {
+				continue
+			}
+			e.m.Jobs.WithLabelValues(string(jobs.StateQueued)).Inc()
+			e.log.Warn("lost job dispatched again", "tenant", t.Name, "job_id", r.ID, "runner_id", r.RunnerID, "attempt", rec.Redispatched)
+			r = rec
+		}
+		if err := e.redispatch(ctx, t, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runnerSilent reports whether the runner of r has sent no heartbeat for
+// LostAfter (or none since this replica started reading them).
+func (e *Engine) runnerSilent(t *tenants.Tenant, r *jobs.Record, now time.Time) bool {
+	for _, run := range t.Presence.Pool(r.Pool, now) {
+		if run.ID == r.RunnerID {
+			return now.Sub(run.LastSeen) > e.opts.LostAfter
+		}
+	}
+	return now.Sub(t.Presence.WatchingSince()) > e.opts.LostAfter
+}
+
+// workQueued reports whether the pool's queue still holds a work message
+// of r's job (waiting, being handled, or waiting for its retry).
+func (e *Engine) workQueued(ctx context.Context, t *tenants.Tenant, lister queue.WorkLister, r *jobs.Record) (bool, error) {
+	found := false
+	err := lister.ListWork(ctx, e.subjects.Jobs(t.Name, r.Pool), func(m queue.StreamMessage) bool {
+		job, err := events.DecodeAs[*jobsv1.JobDispatched](m.Header, m.Data)
+		if err == nil && job.GetJobId() == r.ID {
+			found = true
+		}
+		return !found
+	})
+	if err != nil {
+		return false, fmt.Errorf("look for the work message of job %s: %w", r.ID, err)
+	}
+	return found, nil
+}
+
+// redispatch puts r on its pool's queue as attempt r.Redispatched, with
+// the deduplication id "dispatch/<job id>/<attempt>": replicas that both
+// do it make one message. The runner counts the message's deliveries from
+// that attempt.
+func (e *Engine) redispatch(ctx context.Context, t *tenants.Tenant, r *jobs.Record) error {
+	if err := e.ensurePool(ctx, t.Name, r.Pool); err != nil {
+		return err
+	}
+	if r.AttemptToken == "" {
+		var err error
+		if r, err = e.issueToken(ctx, t, r.ID); err != nil {
+			return err
+		}
+	}
+	m, err := e.jobMessage(t, r, r.Redispatched)
+	if err != nil {
+		return err
+	}
+	return e.publish(ctx, e.subjects.Jobs(t.Name, r.Pool), m, fmt.Sprintf("%s/%d", dispatchDedupeID(r.ID), r.Redispatched))
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"path/filepath"
 	"testing"
@@ -22,6 +23,13 @@ type sideStack struct {
 	name     string
 	jobs     testenv.Client // scheduler API
 	accounts testenv.Client // account-migrator API
+}
+
+// merge returns a copy of a with b's entries added.
+func merge(a, b map[string]string) map[string]string {
+	out := maps.Clone(a)
+	maps.Copy(out, b)
+	return out
 }
 
 // TestStacksSideBySide runs two stacks, alpha and beta, on one broker with
@@ -52,21 +60,38 @@ func TestStacksSideBySide(t *testing.T) {
 			}
 			return env
 		}
+		// Each stack signs with a key of its own, which only its agents
+		// trust, and bootstraps its own admin API key.
+		signing := harness.NewSigningKey(t, stack+"-1")
+		signer := func(extra map[string]string) map[string]string {
+			env := with(extra)
+			maps.Copy(env, signing.SignerEnv())
+			return env
+		}
+		agent := func(extra map[string]string) map[string]string {
+			env := with(extra)
+			maps.Copy(env, harness.TrustEnv(signing))
+			return env
+		}
+		authEnv := map[string]string{}
+		keyFile := harness.AuthEnv(authEnv, t.TempDir())
 		api, accAPI := testenv.FreeAddr(t), testenv.FreeAddr(t)
 		runnerOps, watcherOps := testenv.FreeAddr(t), testenv.FreeAddr(t)
 		procs := []struct {
 			name, binary, ready string
 			env                 map[string]string
 		}{
-			{name: stack + "-scheduler", binary: "scheduler", ready: api, env: with(map[string]string{
-				"OUTPOST_LISTEN": api, "OUTPOST_TENANTS": "default", "OUTPOST_DEFAULT_TENANT": "default"})},
-			{name: stack + "-runner", binary: "ingestion-runner", ready: runnerOps, env: with(map[string]string{
+			{name: stack + "-scheduler", binary: "scheduler", ready: api, env: signer(merge(authEnv, map[string]string{
+				"OUTPOST_LISTEN": api, "OUTPOST_TENANTS": "default", "OUTPOST_DEFAULT_TENANT": "default"}))},
+			{name: stack + "-runner", binary: "ingestion-runner", ready: runnerOps, env: agent(map[string]string{
 				"OUTPOST_TENANT": "default", "OUTPOST_POOL": "default", "OUTPOST_RUNNER_ID": "runner-" + stack,
 				"OUTPOST_OPS_ADDR": runnerOps, "OUTPOST_COMMAND_ALLOWLIST": "echo"})},
-			{name: stack + "-migrator", binary: "account-migrator", ready: accAPI, env: with(map[string]string{
+			{name: stack + "-migrator", binary: "account-migrator", ready: accAPI, env: signer(merge(authEnv, map[string]string{
 				"OUTPOST_LISTEN": accAPI, "OUTPOST_TENANTS": "default", "OUTPOST_DEFAULT_TENANT": "default",
-				"OUTPOST_KUBECONFIG_KEY": sealKey, "OUTPOST_RETRY_FREQUENCY": "1s", "OUTPOST_RECONCILE_INTERVAL": "200ms"})},
-			{name: stack + "-watcher", binary: "k8s-watcher", ready: watcherOps, env: with(map[string]string{
+				"OUTPOST_KUBECONFIG_KEY": sealKey, "OUTPOST_RETRY_FREQUENCY": "1s", "OUTPOST_RECONCILE_INTERVAL": "200ms"}))},
+			{name: stack + "-watcher", binary: "k8s-watcher", ready: watcherOps, env: agent(map[string]string{
+				// The accounts are watched with the watcher's own identity.
+				"OUTPOST_ALLOW_SERVICE_ACCOUNT": "true", "OUTPOST_SECRET_NAMESPACES": "*",
 				"OUTPOST_TENANT": "default", "OUTPOST_ZONE": "zone-1", "OUTPOST_WATCHER_ID": "watcher-" + stack,
 				"OUTPOST_OPS_ADDR": watcherOps, "OUTPOST_KUBECONFIG": kc.Kubeconfig, "OUTPOST_KUBECONFIG_KEY": sealKey,
 				"OUTPOST_LEASE_ACK_WAIT": "3s", "OUTPOST_HEARTBEAT_INTERVAL": "300ms", "OUTPOST_CLUSTER_TIMEOUT": "3s"})},
@@ -75,7 +100,8 @@ func TestStacksSideBySide(t *testing.T) {
 			proc := harness.Start(t, p.name, p.binary, p.env)
 			require.NoError(t, proc.Proc.WaitReady(60*time.Second, testenv.HTTPProbe(nil, "http://"+p.ready+"/readyz")), "%s never became ready", p.name)
 		}
-		return sideStack{name: stack, jobs: testenv.Client{Base: "http://" + api}, accounts: testenv.Client{Base: "http://" + accAPI}}
+		token := harness.ReadKey(t, keyFile)
+		return sideStack{name: stack, jobs: testenv.Client{Base: "http://" + api, Token: token}, accounts: testenv.Client{Base: "http://" + accAPI, Token: token}}
 	}
 	alpha, beta := start("alpha"), start("beta")
 	stacks := []sideStack{alpha, beta}

@@ -32,7 +32,11 @@ type imageConfig struct {
 // cgroups), bounded ulimits, and a storage of its own in a temporary folder.
 func podmanEnv(t *testing.T) (env []string, storage []string) {
 	t.Helper()
-	dir := t.TempDir()
+	// Not t.TempDir: podman's cleanup processes of --rm containers may
+	// still write into the folder as a test ends, and a folder that cannot
+	// be removed at once says nothing about the images.
+	dir, err := os.MkdirTemp("", "outpost-podman-")
+	require.NoError(t, err)
 	conf := filepath.Join(dir, "containers.conf")
 	require.NoError(t, os.WriteFile(conf, []byte(`[containers]
 default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
@@ -41,14 +45,19 @@ default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
 runtime = "runc"
 `), 0o600))
 	env = []string{"CONTAINERS_CONF=" + conf}
-	storage = []string{"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "run"), "--storage-driver", "vfs"}
-	// Runs before the folder's removal (cleanups run last first): podman
-	// removes the containers and images of this storage, and waits for the
-	// cleanup processes of --rm containers, which otherwise still write
-	// into the folder as it is removed.
+	// Every path podman writes is in the folder (--tmpdir too: its
+	// default, /run/libpod, is the host's).
+	storage = []string{"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "run"),
+		"--tmpdir", filepath.Join(dir, "tmp"), "--storage-driver", "vfs"}
 	t.Cleanup(func() {
+		// podman removes the containers and images of this storage and
+		// waits for the cleanup processes of --rm containers; then the
+		// folder goes.
 		if out, err := run(t, env, "podman", append(append([]string{}, storage...), "system", "reset", "--force")...); err != nil {
-			t.Errorf("podman system reset: %v\n%s", err, out)
+			t.Logf("podman system reset: %v\n%s", err, out)
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			t.Logf("remove the podman folder: %v", err)
 		}
 	})
 	return env, storage

@@ -22,7 +22,7 @@ func TestLostJobDispatchedAgain(t *testing.T) {
 	r := e.runner("default", "default")
 	j := e.submit("", noopJob(nil))
 	d1, m1 := r.next(t)
-	require.Zero(t, m1.GetEnvelope().GetAttempt())
+	require.EqualValues(t, 1, m1.GetEnvelope().GetAttempt(), "the dispatch opens attempt 1")
 	e.heartbeat("default", "default", "runner-1", 1, 1, false)
 	e.status("default", j.ID, jobsv1.JobState_JOB_STATE_RUNNING, 1)
 	require.Eventually(t, func() bool { return e.job("", j.ID).State == "RUNNING" }, waitFor, tick)

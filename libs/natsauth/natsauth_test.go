@@ -128,3 +128,32 @@ func pendingOn(t *testing.T, c *natsjs.Conn, subject string) uint64 {
 	require.NoError(t, err)
 	return info.State.Subjects[subject]
 }
+
+// TestControlPlanePublishes: the control plane's own credentials publish,
+// through the queue library, every kind of message its service sends: a
+// subject missing from its permissions is a request that fails only when
+// it happens (an audit event, a dead letter).
+func TestControlPlanePublishes(t *testing.T) {
+	e := newEnv(t, natsjs.LayoutPerTenant, 1)
+	ctx := t.Context()
+	cases := []struct {
+		name    string
+		conn    *natsjs.Conn
+		subject string
+	}{
+		{"scheduler submit", e.admin, e.subj.Submit("a")},
+		{"scheduler dispatch", e.admin, e.subj.Jobs("a", "p")},
+		{"scheduler control", e.admin, e.subj.Control("a", "p")},
+		{"scheduler audit", e.admin, e.subj.Audit("a", "scheduler")},
+		{"scheduler dead letter", e.admin, e.subj.DeadLetter("a", queue.RoleSubmit)},
+		{"migrator lease", e.migr, e.subj.Leases("a", "z")},
+		{"migrator audit", e.migr, e.subj.Audit("a", "account-migrator")},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			require.NoError(t, tc.conn.Publish(pctx, queue.Message{Subject: tc.subject, Data: []byte("x")}))
+		})
+	}
+}

@@ -128,6 +128,7 @@ func Permissions(scope Scope, userID string) (jwt.Permissions, error) {
 			subj.All("*", queue.RoleControl),
 			subj.All("*", queue.RoleRunners), // the SQS bridge copies heartbeats
 			subj.All("*", queue.RoleDeadLetter),
+			subj.All("*", queue.RoleAudit), // the API's audit events
 		}
 		sub = []string{inbox}
 	case RoleAccountMigrator:
@@ -135,6 +136,7 @@ func Permissions(scope Scope, userID string) (jwt.Permissions, error) {
 			"$JS.API.>", "$JS.ACK.>", "$KV.>",
 			subj.All("*", queue.RoleLeases), subj.All("*", queue.RoleOps),
 			subj.All("*", queue.RoleAccounts), subj.All("*", queue.RoleDeadLetter),
+			subj.All("*", queue.RoleAudit), // the API's audit events
 		}
 		sub = []string{inbox}
 	case RoleRunner:

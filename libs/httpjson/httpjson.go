@@ -284,3 +284,32 @@ func WriteInternal(w http.ResponseWriter, requestID string) {
 	}
 	WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": "internal error", "request_id": requestID})
 }
+
+// DecodeBody reads r's body (at most limit bytes) and decodes it strictly
+// into dst, a JSON object, or writes the error: 413 for a body over the
+// limit, 400 naming the wrong field otherwise. An empty body is allowed
+// when optional is set and leaves dst as it is. It reports success.
+func DecodeBody(w http.ResponseWriter, r *http.Request, dst any, limit int64, optional bool) bool {
+	raw, err := ReadBody(w, r, limit)
+	switch {
+	case errors.Is(err, ErrTooLarge):
+		WriteError(w, http.StatusRequestEntityTooLarge, err.Error(), "")
+		return false
+	case err == nil && len(bytes.TrimSpace(raw)) == 0:
+		if optional {
+			return true
+		}
+		err = &FieldError{Message: "the request body is empty: a JSON object is required"}
+	case err == nil:
+		err = Decode(raw, dst, "")
+	}
+	if err == nil {
+		return true
+	}
+	if fe, ok := errors.AsType[*FieldError](err); ok {
+		WriteError(w, http.StatusBadRequest, fe.Message, fe.Field)
+		return false
+	}
+	WriteError(w, http.StatusBadRequest, "the request body cannot be read", "")
+	return false
+}

@@ -10,7 +10,6 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -230,28 +229,11 @@ func (a *API) putTenant(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// decode decodes the body, a JSON object, into dst or writes the error; it
-// reports success. An empty body is allowed when optional is set and leaves
-// dst as it is.
+// decode decodes the body, a JSON object, into dst or writes the error
+// (httpjson.DecodeBody); it reports success. An empty body is allowed when
+// optional is set and leaves dst as it is.
 func (a *API) decode(w http.ResponseWriter, r *http.Request, dst any, optional bool) bool {
-	raw, err := httpjson.ReadBody(w, r, a.opts.MaxRequestBytes)
-	switch {
-	case errors.Is(err, httpjson.ErrTooLarge):
-		httpjson.WriteError(w, http.StatusRequestEntityTooLarge, err.Error(), "")
-		return false
-	case err == nil && len(bytes.TrimSpace(raw)) == 0:
-		if optional {
-			return true
-		}
-		err = &jobs.FieldError{Message: "the request body is empty: a JSON object is required"}
-	case err == nil:
-		err = httpjson.Decode(raw, dst, "")
-	}
-	if err == nil {
-		return true
-	}
-	writeFieldError(w, err)
-	return false
+	return httpjson.DecodeBody(w, r, dst, a.opts.MaxRequestBytes, optional)
 }
 
 // writeFieldError writes a 400 for a *jobs.FieldError or an

@@ -1,7 +1,6 @@
 package directory
 
 import (
-	"bytes"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -120,31 +119,9 @@ type (
 	empty struct{}
 )
 
-// decode decodes the body into dst strictly; an empty body is allowed when
-// optional. It writes the 4xx and returns false on a bad body.
+// decode decodes the body into dst strictly (httpjson.DecodeBody).
 func (a *API) decode(w http.ResponseWriter, r *http.Request, dst any, optional bool) bool {
-	raw, err := httpjson.ReadBody(w, r, a.opts.MaxRequestBytes)
-	switch {
-	case errors.Is(err, httpjson.ErrTooLarge):
-		httpjson.WriteError(w, http.StatusRequestEntityTooLarge, err.Error(), "")
-		return false
-	case err == nil && len(bytes.TrimSpace(raw)) == 0:
-		if optional {
-			return true
-		}
-		err = &httpjson.FieldError{Message: "the request body is empty: a JSON object is required"}
-	case err == nil:
-		err = httpjson.Decode(raw, dst, "")
-	}
-	if err == nil {
-		return true
-	}
-	if fe, ok := errors.AsType[*httpjson.FieldError](err); ok {
-		httpjson.WriteError(w, http.StatusBadRequest, fe.Message, fe.Field)
-		return false
-	}
-	httpjson.WriteError(w, http.StatusBadRequest, "the request body cannot be read", "")
-	return false
+	return httpjson.DecodeBody(w, r, dst, a.opts.MaxRequestBytes, optional)
 }
 
 // fail answers err: 400 for an invalid value, 404 for a missing entity,

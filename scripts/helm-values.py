@@ -94,6 +94,8 @@ s += [("service.port", 8080, {"type": "integer", "minimum": 1, "maximum": 65535}
       ("queueKind", "nats", {"type": "string", "enum": ["nats", "sqs"]}, "Queue backend (`sqs`: set `config.queue.sqs` and AWS credentials)."),
       ("brokerReplicas", 1, {"type": "integer", "enum": [1, 3]}, "Replicas of the streams and KV buckets (3 on a JetStream cluster).")]
 s += cred("aws", "credentials", "Secret with an AWS shared credentials file (SQS); `AWS_SHARED_CREDENTIALS_FILE` points at it. Prefer IRSA through `serviceAccount.annotations`.")
+s += cred("signingKey", "key", "Secret with the control plane's ed25519 signing key (PEM or 32-byte seed, e.g. the `.data/signing.key` a scheduler generates with `signing.generate`); read through `OUTPOST_SIGNING_KEY_FILE`. Its key id goes in `config.signing.key_id`.")
+s += cred("brokerCredentials", "creds", "Secret with the NATS credentials file of this service (issued by the broker's operator, see docs/architecture.md); read through `OUTPOST_BROKER_CREDENTIALS`.")
 charts["scheduler"] = dict(rows=s, desc="The control plane's scheduler: jobs REST API, job records, dispatch to executor pools.", port=8080)
 
 s = common("", replicas=2, ingress_desc=CP_INGRESS)
@@ -101,6 +103,8 @@ s = replace(s, "image.repository", "outpost/account-migrator")
 s += [("service.port", 8081, {"type": "integer", "minimum": 1, "maximum": 65535}, "Port of the accounts API, `/healthz`, `/readyz` and `/metrics`."),
       ("tenants", [], {"type": "array", "items": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}}, "Tenants served (besides `global.tenant`).")]
 s += cred("kubeconfigKey", "key", "Secret with the base64 AES-256 key that seals inline kubeconfigs (the same Secret as the k8s-watcher's); read through `OUTPOST_KUBECONFIG_KEY_FILE`.")
+s += cred("signingKey", "key", "Secret with the control plane's ed25519 signing key (PEM or 32-byte seed, e.g. the `.data/signing.key` a scheduler generates with `signing.generate`); read through `OUTPOST_SIGNING_KEY_FILE`. Its key id goes in `config.signing.key_id`.")
+s += cred("brokerCredentials", "creds", "Secret with the NATS credentials file of this service (issued by the broker's operator, see docs/architecture.md); read through `OUTPOST_BROKER_CREDENTIALS`.")
 charts["account-migrator"] = dict(rows=s, desc="The control plane's Dynamic Accounts API and account lifecycle.", port=8081)
 
 s = common("", replicas=2, ingress_desc=AG_INGRESS)
@@ -116,6 +120,8 @@ s += [("opsPort", 9092, {"type": "integer", "minimum": 1, "maximum": 65535}, "Po
       ("rbac.kinds", [], {"type": "array", "items": {"type": "string", "pattern": "^[a-z0-9/]+(\\.[a-z0-9.-]+)?$"}}, "Kinds granted, as accounts name them (`resource` or `resource.group`, e.g. `deployments.apps`); empty: every kind."),
       ("rbac.omitKinds", [], {"type": "array", "items": {"type": "string", "pattern": "^[a-z0-9/]+(\\.[a-z0-9.-]+)?$"}}, "Kinds taken out of `rbac.kinds` (RBAC cannot grant every kind but some: set `kinds` with it).")]
 s += cred("kubeconfigKey", "key", "Secret with the base64 AES-256 key that seals inline kubeconfigs (the same Secret as the account-migrator's); read through `OUTPOST_KUBECONFIG_KEY_FILE`.")
+s += cred("trustedKeys", "keys", "Secret with the control plane's public signing keys this agent trusts (`kid:base64` lines or PEM, several for rotation); read through `OUTPOST_SIGNING_TRUSTED_KEYS_FILE`. Without it the agent refuses to start unless `config.signing.allow_unsigned` is set.")
+s += cred("brokerCredentials", "creds", "Secret with the NATS credentials file the control plane issued to this agent (`POST /api/v1/agents`); read through `OUTPOST_BROKER_CREDENTIALS`.")
 charts["k8s-watcher"] = dict(rows=s, desc="The agent that watches Kubernetes clusters in the customer's network and runs operations on them.", port=9092)
 
 s = common("", replicas=2, ingress_desc=AG_INGRESS)
@@ -132,6 +138,8 @@ s += [("opsPort", 9091, {"type": "integer", "minimum": 1, "maximum": 65535}, "Po
       ("rbac.rules", [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}], PEERS, "Rules of that Role.")]
 s = replace(s, "serviceAccount.automountToken", False, None, "Mount the ServiceAccount token (needed with `rbac.create`).")
 s += cred("aws", "credentials", "Secret with an AWS shared credentials file (SQS, Secrets Manager); `AWS_SHARED_CREDENTIALS_FILE` points at it. Prefer IRSA.")
+s += cred("trustedKeys", "keys", "Secret with the control plane's public signing keys this agent trusts (`kid:base64` lines or PEM, several for rotation); read through `OUTPOST_SIGNING_TRUSTED_KEYS_FILE`. Without it the agent refuses to start unless `config.signing.allow_unsigned` is set.")
+s += cred("brokerCredentials", "creds", "Secret with the NATS credentials file the control plane issued to this agent (`POST /api/v1/agents`); read through `OUTPOST_BROKER_CREDENTIALS`.")
 charts["ingestion-runner"] = dict(rows=s, desc="The agent that runs jobs of an executor pool in the customer's network.", port=9091)
 
 s = common("", replicas=1, cpu="100m", mem="256Mi", lim_mem="1Gi", ingress_desc="Peers allowed to reach the client port 4222; empty: any source.", broker_egress=False)

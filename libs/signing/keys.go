@@ -77,13 +77,15 @@ func WritePrivateKeyFile(path string, key ed25519.PrivateKey) error {
 
 // ReadPrivateKeyFile reads an ed25519 private key from path: a PKCS #8
 // PEM block, or a 32-byte seed, raw or in base64. The file must not be
-// accessible to group or others (ErrKeyFilePermissions).
+// readable by others nor writable by anyone but its owner
+// (ErrKeyFilePermissions); its group may read it, as a Kubernetes Secret
+// mounted for a non-root pod is (mode 0440, group fsGroup).
 func ReadPrivateKeyFile(path string) (ed25519.PrivateKey, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("signing: private key file: %w", err)
 	}
-	if st.Mode().Perm()&0o077 != 0 {
+	if st.Mode().Perm()&0o037 != 0 {
 		return nil, fmt.Errorf("%w: %s has mode %#o", ErrKeyFilePermissions, path, st.Mode().Perm())
 	}
 	raw, err := os.ReadFile(path)

@@ -183,9 +183,15 @@ func TestKeyFiles(t *testing.T) {
 	require.NoError(t, s.Sign(m, binding("acme", "default")))
 	require.NoError(t, v.Verify(m, nil, "acme", binding("acme", "default")))
 
-	require.NoError(t, os.Chmod(path, 0o644))
+	for _, mode := range []os.FileMode{0o644, 0o604, 0o660, 0o620} {
+		require.NoError(t, os.Chmod(path, mode))
+		_, err = signing.ReadPrivateKeyFile(path)
+		require.ErrorIs(t, err, signing.ErrKeyFilePermissions, "mode %#o", mode)
+	}
+	// A Kubernetes Secret mounted for a non-root pod: read by its group.
+	require.NoError(t, os.Chmod(path, 0o440))
 	_, err = signing.ReadPrivateKeyFile(path)
-	require.ErrorIs(t, err, signing.ErrKeyFilePermissions)
+	require.NoError(t, err)
 
 	// A raw seed, and a base64 one.
 	seed := key.Seed()

@@ -34,16 +34,21 @@ func TestChartConfigsRun(t *testing.T) {
 	}
 	brokerURLFile := writeFile("broker-url", broker.ClientURL())
 	keyFile := writeFile("kubeconfig-key", base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 32))))
+	// The signing key and its public half, as the charts' signingKey and
+	// trustedKeys credentials mount them (the dev values name key id "dev").
+	signingKey := harness.NewSigningKey(t, "dev")
+	trustedFile := writeFile("trusted-keys", signingKey.Signer.Public().String())
 
 	services := []struct {
 		chart, addrVar string
 		env            map[string]string
 	}{
-		{chart: "scheduler", addrVar: "OUTPOST_LISTEN"},
-		{chart: "account-migrator", addrVar: "OUTPOST_LISTEN", env: map[string]string{"OUTPOST_KUBECONFIG_KEY_FILE": keyFile}},
-		{chart: "ingestion-runner", addrVar: "OUTPOST_OPS_ADDR", env: map[string]string{"OUTPOST_RUNNER_ID": "chart-runner-0"}},
+		{chart: "scheduler", addrVar: "OUTPOST_LISTEN", env: map[string]string{"OUTPOST_SIGNING_KEY_FILE": signingKey.File}},
+		{chart: "account-migrator", addrVar: "OUTPOST_LISTEN", env: map[string]string{"OUTPOST_KUBECONFIG_KEY_FILE": keyFile, "OUTPOST_SIGNING_KEY_FILE": signingKey.File}},
+		{chart: "ingestion-runner", addrVar: "OUTPOST_OPS_ADDR", env: map[string]string{"OUTPOST_RUNNER_ID": "chart-runner-0", "OUTPOST_SIGNING_TRUSTED_KEYS_FILE": trustedFile}},
 		{chart: "k8s-watcher", addrVar: "OUTPOST_OPS_ADDR", env: map[string]string{
 			"OUTPOST_KUBECONFIG_KEY_FILE": keyFile, "OUTPOST_WATCHER_ID": "chart-watcher-0", "OUTPOST_KUBECONFIG": cluster.Kubeconfig,
+			"OUTPOST_SIGNING_TRUSTED_KEYS_FILE": trustedFile,
 		}},
 	}
 	for _, s := range services {

@@ -18,5 +18,5 @@ entry in values.yaml and values.schema.json.
 {{- end -}}
 
 {{- define "account-migrator.credentialEnv" -}}
-{{- dict "brokerUrl" "OUTPOST_BROKER_URL_FILE" "kubeconfigKey" "OUTPOST_KUBECONFIG_KEY_FILE" | toJson -}}
+{{- dict "brokerUrl" "OUTPOST_BROKER_URL_FILE" "kubeconfigKey" "OUTPOST_KUBECONFIG_KEY_FILE" "signingKey" "OUTPOST_SIGNING_KEY_FILE" "brokerCredentials" "OUTPOST_BROKER_CREDENTIALS" | toJson -}}
 {{- end -}}

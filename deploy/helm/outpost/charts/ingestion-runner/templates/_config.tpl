@@ -28,5 +28,5 @@ folder secrets.dir.
 {{- end -}}
 
 {{- define "ingestion-runner.credentialEnv" -}}
-{{- dict "brokerUrl" "OUTPOST_BROKER_URL_FILE" "aws" "AWS_SHARED_CREDENTIALS_FILE" | toJson -}}
+{{- dict "brokerUrl" "OUTPOST_BROKER_URL_FILE" "aws" "AWS_SHARED_CREDENTIALS_FILE" "trustedKeys" "OUTPOST_SIGNING_TRUSTED_KEYS_FILE" "brokerCredentials" "OUTPOST_BROKER_CREDENTIALS" | toJson -}}
 {{- end -}}

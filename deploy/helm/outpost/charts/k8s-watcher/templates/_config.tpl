@@ -19,5 +19,5 @@ values.yaml and values.schema.json. The watcher id is the pod's name
 {{- end -}}
 
 {{- define "k8s-watcher.credentialEnv" -}}
-{{- dict "brokerUrl" "OUTPOST_BROKER_URL_FILE" "kubeconfigKey" "OUTPOST_KUBECONFIG_KEY_FILE" | toJson -}}
+{{- dict "brokerUrl" "OUTPOST_BROKER_URL_FILE" "kubeconfigKey" "OUTPOST_KUBECONFIG_KEY_FILE" "trustedKeys" "OUTPOST_SIGNING_TRUSTED_KEYS_FILE" "brokerCredentials" "OUTPOST_BROKER_CREDENTIALS" | toJson -}}
 {{- end -}}

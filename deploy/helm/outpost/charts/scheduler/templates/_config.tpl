@@ -18,5 +18,5 @@ entry in values.yaml and values.schema.json.
 
 {{/* Credential name (values credentials.<name>) to the variable that gets its file's path. */}}
 {{- define "scheduler.credentialEnv" -}}
-{{- dict "brokerUrl" "OUTPOST_BROKER_URL_FILE" "aws" "AWS_SHARED_CREDENTIALS_FILE" | toJson -}}
+{{- dict "brokerUrl" "OUTPOST_BROKER_URL_FILE" "aws" "AWS_SHARED_CREDENTIALS_FILE" "signingKey" "OUTPOST_SIGNING_KEY_FILE" "brokerCredentials" "OUTPOST_BROKER_CREDENTIALS" | toJson -}}
 {{- end -}}

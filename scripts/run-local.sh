@@ -125,9 +125,11 @@ trap 'on_signal SIGTERM' TERM
 
 start broker "$BIN/outpost-broker" "${BROKER_AUTH[@]}" -data "$DATA/jetstream" -listen "127.0.0.1:$NATS_PORT" -health "127.0.0.1:${OUTPOST_BROKER_HEALTH_PORT:-8222}"
 wait_ready broker "http://127.0.0.1:${OUTPOST_BROKER_HEALTH_PORT:-8222}/readyz" || on_signal failure
-OUTPOST_BROKER_CREDENTIALS=$SCHEDULER_CREDS OUTPOST_AGENTS_AUTH_DIR=${BROKER_AUTH[1]:-} start scheduler "$BIN/scheduler"
+# Metrics are served apart from the APIs, without credentials, on the ops
+# listeners (a deployment's scrapers reach only those).
+OUTPOST_OPS_LISTEN=${OUTPOST_SCHEDULER_OPS_LISTEN:-127.0.0.1:9090} OUTPOST_BROKER_CREDENTIALS=$SCHEDULER_CREDS OUTPOST_AGENTS_AUTH_DIR=${BROKER_AUTH[1]:-} start scheduler "$BIN/scheduler"
 wait_ready scheduler "http://127.0.0.1:8080/readyz" || on_signal failure
-OUTPOST_BROKER_CREDENTIALS=$MIGRATOR_CREDS start account-migrator "$BIN/account-migrator"
+OUTPOST_OPS_LISTEN=${OUTPOST_MIGRATOR_OPS_LISTEN:-127.0.0.1:9093} OUTPOST_BROKER_CREDENTIALS=$MIGRATOR_CREDS start account-migrator "$BIN/account-migrator"
 # The watcher's policy, permissive on this machine: accounts may use its own
 # cluster identity, Secrets of any namespace of it, and kubeconfig files
 # under $DATA/kubeconfigs (a deployed watcher allows none of these until

@@ -130,8 +130,9 @@ func testReadFollow(t *testing.T, s *suite) {
 	// published after it started, never hb-0..hb-2.
 	var newMu sync.Mutex
 	var fresh []string
+	freshDone := make(chan error, 1)
 	go func() {
-		_ = s.Broker.Read(ctx, all, queue.ReadOptions{OnlyNew: true, Follow: true}, func(m queue.StreamMessage) bool {
+		freshDone <- s.Broker.Read(ctx, all, queue.ReadOptions{OnlyNew: true, Follow: true}, func(m queue.StreamMessage) bool {
 			newMu.Lock()
 			fresh = append(fresh, string(m.Data))
 			newMu.Unlock()
@@ -139,7 +140,15 @@ func testReadFollow(t *testing.T, s *suite) {
 		})
 	}()
 	var ping atomic.Int64
+	// A reader on a replicated stream of a loaded cluster may take
+	// seconds to start; one that gave up says why.
 	require.Eventually(t, func() bool {
+		select {
+		case err := <-freshDone:
+			freshDone <- err
+			return true
+		default:
+		}
 		// The condition runs on its own goroutine, possibly after the
 		// test ends: it must not fail the test, so no require here.
 		data := fmt.Sprintf("ping-%d", ping.Add(1))
@@ -149,8 +158,14 @@ func testReadFollow(t *testing.T, s *suite) {
 		newMu.Lock()
 		defer newMu.Unlock()
 		return len(fresh) > 0
-	}, 10*time.Second, 100*time.Millisecond, "an OnlyNew reader never saw a new message")
+	}, 30*time.Second, 100*time.Millisecond, "an OnlyNew reader never saw a new message")
+	select {
+	case err := <-freshDone:
+		require.NoError(t, err, "the OnlyNew reader returned before it saw a message")
+	default:
+	}
 	newMu.Lock()
+	require.NotEmpty(t, fresh, "an OnlyNew reader never saw a new message")
 	require.NotContains(t, fresh, "hb-0")
 	require.NotContains(t, fresh, "hb-2")
 	newMu.Unlock()

@@ -16,7 +16,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/outposthq/outpost/libs/queue/natsjs"
+	"github.com/outposthq/outpost/libs/queue/backend"
 	"github.com/outposthq/outpost/libs/service"
 	"github.com/outposthq/outpost/libs/version"
 	"github.com/outposthq/outpost/services/scheduler/internal/app"
@@ -48,7 +48,7 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "scheduler: %v\n", err)
 		return 1
 	}
-	logger.Info("scheduler starting", "listen", cfg.Listen, "broker", natsjs.RedactURL(cfg.Broker.URL), "queue", string(cfg.Queue.Kind), "stack", cfg.Broker.Stack, "tenants", cfg.Tenants.Names)
+	logger.Info("scheduler starting", "listen", cfg.Listen, "broker", backend.RedactURL(cfg.Broker.URL), "queue", string(cfg.Queue.Kind), "stack", cfg.Broker.Stack, "tenants", cfg.Tenants.Names)
 	if err := app.Run(ctx, cfg, logger); err != nil {
 		logger.Error("scheduler failed", "error", err)
 		return 1

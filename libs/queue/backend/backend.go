@@ -177,3 +177,11 @@ func (s *split) Read(ctx context.Context, subject string, opts queue.ReadOptions
 func (s *split) Close() error {
 	return errors.Join(s.work.Close(), s.history.Close())
 }
+
+// TLS is the broker connection's TLS settings (CA, client certificate and
+// key), as services configure them.
+type TLS = natsjs.TLS
+
+// RedactURL returns the broker URL (or comma-separated URLs) without user
+// information, for logs.
+func RedactURL(u string) string { return natsjs.RedactURL(u) }

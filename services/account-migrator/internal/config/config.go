@@ -11,7 +11,7 @@ import (
 	"github.com/outposthq/outpost/libs/auth"
 	"github.com/outposthq/outpost/libs/config"
 	"github.com/outposthq/outpost/libs/queue"
-	"github.com/outposthq/outpost/libs/queue/natsjs"
+	"github.com/outposthq/outpost/libs/queue/backend"
 	"github.com/outposthq/outpost/libs/seal"
 	"github.com/outposthq/outpost/libs/signing"
 )
@@ -96,7 +96,7 @@ type Broker struct {
 	Credentials string `yaml:"credentials" env:"OUTPOST_BROKER_CREDENTIALS"`
 	// TLS verifies the broker (ca) and presents a client certificate
 	// (cert, key) to a broker that asks for one.
-	TLS natsjs.TLS `yaml:"tls"`
+	TLS backend.TLS `yaml:"tls"`
 }
 
 // AutoMigration scans a credentials source and migrates the accounts it

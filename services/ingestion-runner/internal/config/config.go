@@ -18,7 +18,6 @@ import (
 	libconfig "github.com/outposthq/outpost/libs/config"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/backend"
-	"github.com/outposthq/outpost/libs/queue/natsjs"
 	"github.com/outposthq/outpost/libs/queue/sqs"
 	"github.com/outposthq/outpost/libs/signing"
 
@@ -171,7 +170,7 @@ type Broker struct {
 	Credentials string `yaml:"credentials" env:"OUTPOST_BROKER_CREDENTIALS"`
 	// TLS verifies the broker (ca) and presents a client certificate
 	// (cert, key) to a broker that asks for one.
-	TLS natsjs.TLS `yaml:"tls"`
+	TLS backend.TLS `yaml:"tls"`
 }
 
 // Command configures the command task.

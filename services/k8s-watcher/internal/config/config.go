@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"github.com/outposthq/outpost/libs/queue/backend"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +15,6 @@ import (
 
 	"github.com/outposthq/outpost/libs/config"
 	"github.com/outposthq/outpost/libs/queue"
-	"github.com/outposthq/outpost/libs/queue/natsjs"
 	"github.com/outposthq/outpost/libs/seal"
 	"github.com/outposthq/outpost/libs/signing"
 )
@@ -93,7 +93,7 @@ type Broker struct {
 	Credentials string `yaml:"credentials" env:"OUTPOST_BROKER_CREDENTIALS"`
 	// TLS verifies the broker (ca) and presents a client certificate
 	// (cert, key) to a broker that asks for one.
-	TLS natsjs.TLS `yaml:"tls"`
+	TLS backend.TLS `yaml:"tls"`
 }
 
 // Default returns the configuration used when nothing is set.

@@ -131,7 +131,7 @@ stringData:
 	}
 	annotations, _ := sec.Object["metadata"].(map[string]any)["annotations"].(map[string]any)
 	require.NotContains(t, annotations, "kubectl.kubernetes.io/last-applied-configuration")
-	noSecretOnBroker(t, p.BrokerURL, secretValue, base64.StdEncoding.EncodeToString([]byte(secretValue)))
+	noSecretOnBroker(t, p.NATS, secretValue, base64.StdEncoding.EncodeToString([]byte(secretValue)))
 	require.NotContains(t, p.Migrator.Logs(), secretValue)
 }
 

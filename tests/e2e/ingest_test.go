@@ -162,7 +162,7 @@ func TestIngestThroughOutpostSink(t *testing.T) {
 			waitLogContains(t, c, job.ID, "summary:")
 			require.Contains(t, c.Logs(job.ID), "records written to outpost; 0 warnings; 0 failures")
 			noSecretAnywhere(t, c, []*harness.Process{runner, s.Scheduler}, job.ID, db.Password)
-			noSecretOnBroker(t, s.BrokerURL, db.Password)
+			noSecretOnBroker(t, s.NATS, db.Password)
 		})
 	}
 }
@@ -219,7 +219,7 @@ func TestIngestFailures(t *testing.T) {
 			noSecretAnywhere(t, c, []*harness.Process{runner, s.Scheduler}, ids[i], values...)
 		})
 	}
-	noSecretOnBroker(t, s.BrokerURL, values...)
+	noSecretOnBroker(t, s.NATS, values...)
 
 	// Faults the scheduler finds on submit: 400 with the path of the fault.
 	for _, tt := range []struct {
@@ -270,5 +270,5 @@ func TestIngestSecretFileRotation(t *testing.T) {
 	for _, id := range []string{first.ID, second.ID} {
 		noSecretAnywhere(t, c, []*harness.Process{runner, s.Scheduler}, id, stale, db.Password)
 	}
-	noSecretOnBroker(t, s.BrokerURL, stale, db.Password)
+	noSecretOnBroker(t, s.NATS, stale, db.Password)
 }

@@ -15,13 +15,16 @@ import (
 	"github.com/outposthq/outpost/tests/harness"
 )
 
-// A broker client that is not the control plane publishes jobs straight to
-// a pool's queue: unsigned, signed by a key the runner does not trust, and
-// a signed job with its command changed. The runner runs none of them
-// (each would create a file) and dead-letters them with the reason. It
-// then reports a job the runner is running as SUCCEEDED at attempt 999,
-// without the dispatch's attempt token: the record does not change, and
-// the job ends with the runner's own outcome.
+// Forged jobs: unsigned, signed by a key the runner does not trust, and a
+// signed job with its command changed. An agent's credentials (a second
+// runner of the same tenant and pool, issued by the control plane) may not
+// publish to a pool's queue at all: the broker refuses it. Published with
+// broker credentials that may (the control plane's, as a leaked one would),
+// the runner runs none of them (each would create a file) and dead-letters
+// them with the reason. The second runner's credentials may report job
+// status: it reports a job the runner is running as SUCCEEDED at attempt
+// 999, without the dispatch's attempt token; the record does not change,
+// and the job ends with the runner's own outcome.
 func TestForgedWorkIsRefused(t *testing.T) {
 	s := harness.StartStack(t, harness.StackOptions{RunnerEnv: runnerEnv})
 	runner := s.StartRunner("runner-1", nil)
@@ -29,9 +32,14 @@ func TestForgedWorkIsRefused(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	conn, err := natsjs.Connect(ctx, natsjs.Config{URL: s.BrokerURL})
+	conn, err := natsjs.Connect(ctx, natsjs.Config{URL: s.BrokerURL, Credentials: s.NATS.ObserverCreds()})
 	require.NoError(t, err)
 	defer func() { _ = conn.Close() }()
+	forger := s.IssueAgent(harness.AgentRequest{Role: "runner", Tenant: s.Tenant, Pool: s.Pool, Name: "forger"})
+	forgerConn, err := natsjs.Connect(ctx, natsjs.Config{URL: s.BrokerURL, Credentials: forger.File})
+	require.NoError(t, err)
+	defer func() { _ = forgerConn.Close() }()
+	forgerRaw := s.NATS.Dial(forger.File)
 	subjects := conn.Subjects()
 	stranger := harness.NewSigningKey(t, "stranger-1")
 
@@ -57,6 +65,9 @@ func TestForgedWorkIsRefused(t *testing.T) {
 	for id, m := range forged {
 		msg, err := events.Encode(subjects.Jobs(s.Tenant, s.Pool), m, id)
 		require.NoError(t, err)
+		require.NoError(t, forgerRaw.Publish(msg.Subject, msg.Data))
+		require.NoError(t, forgerRaw.Flush())
+		forgerRaw.WaitViolated(t, msg.Subject)
 		require.NoError(t, conn.Publish(ctx, msg))
 	}
 	require.Eventually(t, func() bool {
@@ -75,7 +86,7 @@ func TestForgedWorkIsRefused(t *testing.T) {
 		State: jobsv1.JobState_JOB_STATE_SUCCEEDED, RunnerId: "forger",
 	}, "")
 	require.NoError(t, err)
-	require.NoError(t, conn.Publish(ctx, msg))
+	require.NoError(t, forgerConn.Publish(ctx, msg))
 	require.Eventually(t, func() bool {
 		by, err := harness.ScrapeBy(s.Ops, "outpost_fenced_events_total", "reason")
 		return err == nil && by["attempt_token"] == 1

@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"maps"
 	"net/http"
 	"path/filepath"
@@ -35,15 +34,12 @@ func merge(a, b map[string]string) map[string]string {
 // TestStacksSideBySide runs two stacks, alpha and beta, on one broker with
 // the same tenant, pool, zone, job ids and account names, as two Helm
 // releases with two global.stack values would: no job, account or object
-// crosses from one to the other.
+// crosses from one to the other. Each process has broker credentials of
+// its own stack; each runner's are issued by its stack's scheduler.
 func TestStacksSideBySide(t *testing.T) {
 	kc := kubetest.Shared(t)
-	natsPort, healthPort := testenv.FreePort(t), testenv.FreePort(t)
-	brokerURL := fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
-	broker := harness.Start(t, "broker", "outpost-broker", nil,
-		"-listen", fmt.Sprintf("127.0.0.1:%d", natsPort), "-health", fmt.Sprintf("127.0.0.1:%d", healthPort),
-		"-data", filepath.Join(t.TempDir(), "jetstream"))
-	require.NoError(t, broker.Proc.WaitReady(30*time.Second, testenv.HTTPProbe(nil, fmt.Sprintf("http://127.0.0.1:%d/readyz", healthPort))))
+	broker := harness.StartNATS(t, harness.NATSOptions{})
+	brokerURL := broker.URL
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	sealKey := base64.StdEncoding.EncodeToString(key)
@@ -75,6 +71,9 @@ func TestStacksSideBySide(t *testing.T) {
 		}
 		authEnv := map[string]string{}
 		keyFile := harness.AuthEnv(authEnv, t.TempDir())
+		creds := func(name string, args ...string) string {
+			return broker.Creds(stack+"-"+name, append([]string{"-stack", stack}, args...)...)
+		}
 		api, accAPI := testenv.FreeAddr(t), testenv.FreeAddr(t)
 		runnerOps, watcherOps := testenv.FreeAddr(t), testenv.FreeAddr(t)
 		procs := []struct {
@@ -82,21 +81,30 @@ func TestStacksSideBySide(t *testing.T) {
 			env                 map[string]string
 		}{
 			{name: stack + "-scheduler", binary: "scheduler", ready: api, env: signer(merge(authEnv, map[string]string{
-				"OUTPOST_LISTEN": api, "OUTPOST_TENANTS": "default", "OUTPOST_DEFAULT_TENANT": "default"}))},
+				"OUTPOST_LISTEN": api, "OUTPOST_TENANTS": "default", "OUTPOST_DEFAULT_TENANT": "default",
+				"OUTPOST_BROKER_CREDENTIALS": creds("scheduler", "-role", "scheduler"), "OUTPOST_AGENTS_AUTH_DIR": broker.AuthDir}))},
 			{name: stack + "-runner", binary: "ingestion-runner", ready: runnerOps, env: agent(map[string]string{
 				"OUTPOST_TENANT": "default", "OUTPOST_POOL": "default", "OUTPOST_RUNNER_ID": "runner-" + stack,
 				"OUTPOST_OPS_ADDR": runnerOps, "OUTPOST_COMMAND_ALLOWLIST": "echo"})},
 			{name: stack + "-migrator", binary: "account-migrator", ready: accAPI, env: signer(merge(authEnv, map[string]string{
 				"OUTPOST_LISTEN": accAPI, "OUTPOST_TENANTS": "default", "OUTPOST_DEFAULT_TENANT": "default",
-				"OUTPOST_KUBECONFIG_KEY": sealKey, "OUTPOST_RETRY_FREQUENCY": "1s", "OUTPOST_RECONCILE_INTERVAL": "200ms"}))},
+				"OUTPOST_KUBECONFIG_KEY": sealKey, "OUTPOST_RETRY_FREQUENCY": "1s", "OUTPOST_RECONCILE_INTERVAL": "200ms",
+				"OUTPOST_BROKER_CREDENTIALS": creds("account-migrator", "-role", "account-migrator")}))},
 			{name: stack + "-watcher", binary: "k8s-watcher", ready: watcherOps, env: agent(map[string]string{
 				// The accounts are watched with the watcher's own identity.
 				"OUTPOST_ALLOW_SERVICE_ACCOUNT": "true", "OUTPOST_SECRET_NAMESPACES": "*",
 				"OUTPOST_TENANT": "default", "OUTPOST_ZONE": "zone-1", "OUTPOST_WATCHER_ID": "watcher-" + stack,
 				"OUTPOST_OPS_ADDR": watcherOps, "OUTPOST_KUBECONFIG": kc.Kubeconfig, "OUTPOST_KUBECONFIG_KEY": sealKey,
-				"OUTPOST_LEASE_ACK_WAIT": "3s", "OUTPOST_HEARTBEAT_INTERVAL": "300ms", "OUTPOST_CLUSTER_TIMEOUT": "3s"})},
+				"OUTPOST_LEASE_ACK_WAIT": "3s", "OUTPOST_HEARTBEAT_INTERVAL": "300ms", "OUTPOST_CLUSTER_TIMEOUT": "3s",
+				"OUTPOST_BROKER_CREDENTIALS": creds("watcher", "-role", "watcher", "-tenant", "default", "-zone", "zone-1")})},
 		}
 		for _, p := range procs {
+			if p.binary == "ingestion-runner" {
+				// Issued by the stack's scheduler (started first), for its
+				// stack, tenant and pool.
+				p.env["OUTPOST_BROKER_CREDENTIALS"] = harness.IssueAgent(t, "http://"+api, harness.ReadKey(t, keyFile),
+					harness.AgentRequest{Role: "runner", Tenant: "default", Pool: "default", Name: "runner-" + stack}).File
+			}
 			proc := harness.Start(t, p.name, p.binary, p.env)
 			require.NoError(t, proc.Proc.WaitReady(60*time.Second, testenv.HTTPProbe(nil, "http://"+p.ready+"/readyz")), "%s never became ready", p.name)
 		}

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
@@ -104,7 +103,7 @@ func TestLostJobIsDispatchedAgain(t *testing.T) {
 	job := c.Submit(harness.Command("default", "sh", "-c", "sleep 3; echo ok"))
 	c.WaitFor(job.ID, 30*time.Second, func(j harness.Job) bool { return j.State == "RUNNING" && j.RunnerID == "runner-a" })
 	a.Kill()
-	purgeWork(t, s.BrokerURL, "outpost."+s.Tenant+".jobs."+s.Pool)
+	purgeWork(t, s.NATS, "outpost."+s.Tenant+".jobs."+s.Pool)
 	s.StartRunner("runner-b", nil)
 
 	lostAt := time.Now()
@@ -117,13 +116,13 @@ func TestLostJobIsDispatchedAgain(t *testing.T) {
 	require.Contains(t, attempts(done, "QUEUED"), 1, "the record shows the lost attempt handed back: %s", done.String())
 }
 
-// purgeWork removes every stored message of a work subject from the broker.
-func purgeWork(t *testing.T, brokerURL, subject string) {
+// purgeWork removes every stored message of a work subject from the
+// broker, with the control plane's credentials (no agent's may purge).
+func purgeWork(t *testing.T, broker *harness.NATS, subject string) {
 	t.Helper()
-	nc, err := nats.Connect(brokerURL)
-	require.NoError(t, err)
+	nc := broker.Observer()
 	defer nc.Close()
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc.Conn)
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

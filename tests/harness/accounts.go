@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -17,10 +18,14 @@ import (
 
 // Plane is the Kubernetes side of Outpost as real processes: a broker, an
 // account-migrator and any number of k8s-watchers, sharing one AES key for
-// inline kubeconfigs.
+// inline kubeconfigs. The broker runs in operator mode as `make run` runs
+// it: the migrator has its own credentials and each watcher credentials
+// for its tenant and zone.
 type Plane struct {
-	t         testing.TB
-	Tenant    string
+	t      testing.TB
+	Tenant string
+	// NATS is the broker; BrokerURL its URL.
+	NATS      *NATS
 	BrokerURL string
 	Broker    *Process
 	Migrator  *Process
@@ -72,24 +77,25 @@ func StartPlane(t testing.TB, opts PlaneOptions) *Plane {
 	if opts.Tenant == "" {
 		opts.Tenant = "default"
 	}
-	natsPort, healthPort, apiPort := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
+	apiPort := testenv.FreePort(t)
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	p := &Plane{
 		t: t, Tenant: opts.Tenant,
-		BrokerURL: fmt.Sprintf("nats://127.0.0.1:%d", natsPort),
-		API:       fmt.Sprintf("http://127.0.0.1:%d", apiPort),
-		Key:       base64.StdEncoding.EncodeToString(key),
-		Signing:   NewSigningKey(t, "plane-1"),
+		API:     fmt.Sprintf("http://127.0.0.1:%d", apiPort),
+		Key:     base64.StdEncoding.EncodeToString(key),
+		Signing: NewSigningKey(t, "plane-1"),
 	}
 	dataDir := t.TempDir()
-	p.Broker = startBroker(t, natsPort, healthPort, dataDir)
+	p.NATS = StartNATS(t, NATSOptions{Dir: filepath.Join(dataDir, "broker")})
+	p.Broker, p.BrokerURL = p.NATS.Nodes[0], p.NATS.URL
 	env := map[string]string{
-		"OUTPOST_LISTEN":         fmt.Sprintf("127.0.0.1:%d", apiPort),
-		"OUTPOST_BROKER_URL":     p.BrokerURL,
-		"OUTPOST_TENANTS":        opts.Tenant,
-		"OUTPOST_DEFAULT_TENANT": opts.Tenant,
-		"OUTPOST_KUBECONFIG_KEY": p.Key,
+		"OUTPOST_LISTEN":             fmt.Sprintf("127.0.0.1:%d", apiPort),
+		"OUTPOST_BROKER_URL":         p.BrokerURL,
+		"OUTPOST_BROKER_CREDENTIALS": p.NATS.Creds("account-migrator", "-role", "account-migrator"),
+		"OUTPOST_TENANTS":            opts.Tenant,
+		"OUTPOST_DEFAULT_TENANT":     opts.Tenant,
+		"OUTPOST_KUBECONFIG_KEY":     p.Key,
 	}
 	maps.Copy(env, p.Signing.SignerEnv())
 	keyFile := AuthEnv(env, dataDir)
@@ -104,7 +110,9 @@ func StartPlane(t testing.TB, opts PlaneOptions) *Plane {
 
 // StartWatcher starts a k8s-watcher replica named name (its watcher id) in
 // zone, whose own cluster credentials are the kubeconfig at home, with env
-// added, and waits until it is connected.
+// added, and waits until it is connected. Its broker credentials are
+// issued for its tenant and zone as `make run` issues the watcher's,
+// unless env gives a credentials file.
 func (p *Plane) StartWatcher(name, zone, home string, env map[string]string) *Process {
 	p.t.Helper()
 	opsPort := testenv.FreePort(p.t)
@@ -120,6 +128,10 @@ func (p *Plane) StartWatcher(name, zone, home string, env map[string]string) *Pr
 	maps.Copy(e, TrustEnv(p.Signing))
 	maps.Copy(e, testWatcherEnv)
 	maps.Copy(e, env)
+	if e["OUTPOST_BROKER_CREDENTIALS"] == "" {
+		e["OUTPOST_BROKER_CREDENTIALS"] = p.NATS.Creds(name, "-role", "watcher",
+			"-tenant", e["OUTPOST_TENANT"], "-zone", e["OUTPOST_ZONE"], "-expiry", agentExpiry)
+	}
 	w := Start(p.t, name, "k8s-watcher", e)
 	w.Ops = fmt.Sprintf("http://127.0.0.1:%d", opsPort)
 	w.waitReady(w.Ops+"/readyz", 30*time.Second)

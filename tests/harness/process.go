@@ -79,6 +79,9 @@ type Process struct {
 	// Ops is the base URL of a runner's ops server (/readyz, /metrics),
 	// set by Stack.StartRunner.
 	Ops string
+	// Agent is the broker credential the control plane issued a runner
+	// (Stack.StartRunner), nil for other processes.
+	Agent *Agent
 	// Proc is the supervised process: Kill, Signal, Restart and WaitReady
 	// returning errors, safe from any goroutine.
 	Proc *testenv.Process

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -18,11 +17,16 @@ import (
 
 // Stack is a broker, a scheduler and any number of runners, all real
 // processes on loopback ports, sharing one data folder; in SQS mode also a
-// fauxqs server.
+// fauxqs server. The broker runs in operator mode as `make run` runs it:
+// the scheduler has its own credentials, and each runner the credentials
+// the scheduler issued it (POST /api/v1/agents) for its tenant and pool.
 type Stack struct {
-	t         testing.TB
-	Tenant    string
-	Pool      string
+	t      testing.TB
+	Tenant string
+	Pool   string
+	// NATS is the broker: its nodes, URL and authority.
+	NATS *NATS
+	// BrokerURL is NATS.URL; Broker its first (or only) node.
 	BrokerURL string
 	Broker    *Process
 	Scheduler *Process
@@ -38,10 +42,9 @@ type Stack struct {
 	// Key is the key the scheduler signs jobs with; runners trust it.
 	Key *SigningKey
 
-	brokerHealth string
-	runnerEnv    map[string]string
-	schedEnv     map[string]string
-	runners      int
+	runnerEnv map[string]string
+	schedEnv  map[string]string
+	runners   int
 }
 
 // Queue backends a stack can run on.
@@ -66,6 +69,9 @@ type StackOptions struct {
 	// SchedulerEnv and RunnerEnv add to (and override) the defaults.
 	SchedulerEnv map[string]string
 	RunnerEnv    map[string]string
+	// Nodes is the broker's size: 1 (default), or 3 for a JetStream
+	// cluster whose streams the services keep with 3 replicas.
+	Nodes int
 }
 
 // StartStack starts the broker and the scheduler and waits until both are
@@ -79,13 +85,11 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 		opts.Pool = "default"
 	}
 	dataDir := t.TempDir()
-	natsPort, healthPort, apiPort := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
+	apiPort := testenv.FreePort(t)
 	s := &Stack{
 		t: t, Tenant: opts.Tenant, Pool: opts.Pool,
-		BrokerURL:    fmt.Sprintf("nats://127.0.0.1:%d", natsPort),
-		brokerHealth: fmt.Sprintf("http://127.0.0.1:%d/readyz", healthPort),
-		API:          fmt.Sprintf("http://127.0.0.1:%d", apiPort),
-		runnerEnv:    map[string]string{},
+		API:       fmt.Sprintf("http://127.0.0.1:%d", apiPort),
+		runnerEnv: map[string]string{},
 	}
 	queueEnv := map[string]string{}
 	switch opts.Queue {
@@ -104,8 +108,12 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 	s.Key = NewSigningKey(t, "stack-1")
 	maps.Copy(s.runnerEnv, TrustEnv(s.Key))
 	maps.Copy(s.runnerEnv, queueEnv)
+	s.NATS = StartNATS(t, NATSOptions{Nodes: opts.Nodes, Dir: filepath.Join(dataDir, "broker")})
+	s.Broker, s.BrokerURL = s.NATS.Nodes[0], s.NATS.URL
+	if opts.Nodes > 1 {
+		s.runnerEnv["OUTPOST_BROKER_REPLICAS"] = "3"
+	}
 	maps.Copy(s.runnerEnv, opts.RunnerEnv)
-	s.Broker = startBroker(t, natsPort, healthPort, dataDir)
 
 	opsPort := testenv.FreePort(t)
 	s.Ops = fmt.Sprintf("http://127.0.0.1:%d", opsPort)
@@ -115,6 +123,13 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 		"OUTPOST_BROKER_URL":     s.BrokerURL,
 		"OUTPOST_TENANTS":        opts.Tenant,
 		"OUTPOST_DEFAULT_TENANT": opts.Tenant,
+		// Its own credentials, and the broker's authority to issue and
+		// revoke the agents' (POST/DELETE /api/v1/agents).
+		"OUTPOST_BROKER_CREDENTIALS": s.NATS.Creds("scheduler", "-role", "scheduler"),
+		"OUTPOST_AGENTS_AUTH_DIR":    s.NATS.AuthDir,
+	}
+	if opts.Nodes > 1 {
+		env["OUTPOST_BROKER_REPLICAS"] = "3"
 	}
 	maps.Copy(env, s.Key.SignerEnv())
 	keyFile := AuthEnv(env, dataDir)
@@ -122,26 +137,16 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 	maps.Copy(env, opts.SchedulerEnv)
 	s.schedEnv = env
 	s.Scheduler = Start(t, "scheduler", "scheduler", env)
-	s.Scheduler.waitReady(s.API+"/readyz", 30*time.Second)
+	s.Scheduler.waitReady(s.API+"/readyz", s.NATS.timeout)
 	s.Token = ReadKey(t, keyFile)
 	return s
 }
 
-// startBroker starts the embedded JetStream broker on natsPort with its
-// data under dataDir and waits until it is ready.
-func startBroker(t testing.TB, natsPort, healthPort int, dataDir string) *Process {
-	t.Helper()
-	p := Start(t, "broker", "outpost-broker", nil,
-		"-listen", fmt.Sprintf("127.0.0.1:%d", natsPort),
-		"-health", fmt.Sprintf("127.0.0.1:%d", healthPort),
-		"-data", filepath.Join(dataDir, "jetstream"))
-	p.waitReady(fmt.Sprintf("http://127.0.0.1:%d/readyz", healthPort), 30*time.Second)
-	return p
-}
-
-// StartRunner starts one ingestion-runner of the stack's tenant and pool,
-// with env added to the stack's runner environment, and waits until it is
-// connected.
+// StartRunner starts one ingestion-runner of the stack's tenant and pool
+// (env may name others), with env added to the stack's runner environment,
+// and waits until it is connected. Its broker credentials are issued by
+// the scheduler for its tenant and pool (Process.Agent), unless env gives
+// a credentials file.
 func (s *Stack) StartRunner(name string, env map[string]string) *Process {
 	s.t.Helper()
 	s.runners++
@@ -155,10 +160,17 @@ func (s *Stack) StartRunner(name string, env map[string]string) *Process {
 	}
 	maps.Copy(e, s.runnerEnv)
 	maps.Copy(e, env)
+	var agent *Agent
+	if e["OUTPOST_BROKER_CREDENTIALS"] == "" {
+		a := s.IssueAgent(AgentRequest{Role: "runner", Tenant: e["OUTPOST_TENANT"], Pool: e["OUTPOST_POOL"], Name: name})
+		e["OUTPOST_BROKER_CREDENTIALS"] = a.File
+		agent = &a
+	}
 	p := Start(s.t, name, "ingestion-runner", e)
 	p.Ops = fmt.Sprintf("http://127.0.0.1:%d", opsPort)
-	p.WaitLog("Starting outpost ingestion runner", 30*time.Second)
-	p.waitReady(p.Ops+"/readyz", 30*time.Second)
+	p.Agent = agent
+	p.WaitLog("Starting outpost ingestion runner", s.NATS.timeout)
+	p.waitReady(p.Ops+"/readyz", s.NATS.timeout)
 	return p
 }
 
@@ -174,7 +186,7 @@ func (s *Stack) StartScheduler(name string, env map[string]string) (*Process, st
 	e["OUTPOST_LISTEN"] = fmt.Sprintf("127.0.0.1:%d", port)
 	e["OUTPOST_OPS_LISTEN"] = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(s.t))
 	p := Start(s.t, name, "scheduler", e)
-	p.waitReady(api+"/readyz", 30*time.Second)
+	p.waitReady(api+"/readyz", s.NATS.timeout)
 	return p, api
 }
 
@@ -182,6 +194,12 @@ func (s *Stack) StartScheduler(name string, env map[string]string) (*Process, st
 // scheduler replica (a base URL from StartScheduler).
 func (s *Stack) ClientAt(api string) *Client {
 	return &Client{t: s.t, Base: api, Tenant: s.Tenant, Token: s.Token}
+}
+
+// TenantClient returns an API client of the stack's scheduler acting in
+// tenant (the admin key holds every tenant of the scheduler).
+func (s *Stack) TenantClient(tenant string) *Client {
+	return &Client{t: s.t, Base: s.API, Tenant: tenant, Token: s.Token}
 }
 
 // AuthEnv sets a control-plane service's environment to bootstrap an admin
@@ -202,13 +220,11 @@ func ReadKey(t testing.TB, path string) string {
 	return strings.TrimSpace(string(raw))
 }
 
-// RestartBroker kills the broker with SIGKILL and starts it again on the
-// same port and data folder.
+// RestartBroker kills the broker (its first node) with SIGKILL and starts
+// it again on the same port and data folder.
 func (s *Stack) RestartBroker() {
 	s.t.Helper()
-	s.Broker.Kill()
-	s.Broker.Restart()
-	s.Broker.waitReady(s.brokerHealth, 30*time.Second)
+	s.NATS.Restart(0)
 }
 
 // RestartScheduler kills the scheduler with SIGKILL and starts it again.
@@ -216,7 +232,7 @@ func (s *Stack) RestartScheduler() {
 	s.t.Helper()
 	s.Scheduler.Kill()
 	s.Scheduler.Restart()
-	s.Scheduler.waitReady(s.API+"/readyz", 30*time.Second)
+	s.Scheduler.waitReady(s.API+"/readyz", s.NATS.timeout)
 }
 
 // sqsEnv points a service at the stack's fauxqs server, with the static

@@ -8,14 +8,12 @@ import (
 	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/outposthq/outpost/libs/testenv"
 	"github.com/outposthq/outpost/tests/harness"
 )
 
@@ -81,14 +79,14 @@ func sizeFromEnv(t *testing.T) size {
 	return s
 }
 
-// system is a running Outpost under chaos: its API, the broker URL to read
-// the status stream from, what the driver may kill, and the readiness
+// system is a running Outpost under chaos: its API, the broker to read the
+// status stream from, what the driver may kill, and the readiness
 // endpoints that must answer 200 at the end.
 type system struct {
-	client    *harness.Client
-	brokerURL string
-	targets   []Target
-	readyz    []string
+	client  *harness.Client
+	broker  *harness.NATS
+	targets []Target
+	readyz  []string
 	// brokers are the broker processes and their /readyz, in a cluster.
 	brokers      []*harness.Process
 	brokerReadyz []string
@@ -122,8 +120,8 @@ func singleBroker(t *testing.T) system {
 	r1 := s.StartRunner("runner-1", nil)
 	r2 := s.StartRunner("runner-2", nil)
 	return system{
-		client:    s.Client(),
-		brokerURL: s.BrokerURL,
+		client: s.Client(),
+		broker: s.NATS,
 		targets: []Target{
 			processTarget(t, "scheduler", []*harness.Process{s.Scheduler}, []string{s.API + "/readyz"}),
 			processTarget(t, "runner", []*harness.Process{r1, r2}, []string{r1.Ops + "/readyz", r2.Ops + "/readyz"}),
@@ -143,75 +141,19 @@ func singleBroker(t *testing.T) system {
 // The broker is a 3-node JetStream cluster of outpost-broker processes and
 // the services keep 3 replicas of every stream.
 func cluster(t *testing.T) system {
-	const nodes = 3
-	client, route, health := make([]int, nodes), make([]string, nodes), make([]string, nodes)
-	for i := range nodes {
-		client[i] = testenv.FreePort(t)
-		route[i] = fmt.Sprintf("nats://127.0.0.1:%d", testenv.FreePort(t))
-		health[i] = fmt.Sprintf("http://127.0.0.1:%d/readyz", testenv.FreePort(t))
-	}
-	urls := make([]string, nodes)
-	procs := make([]*harness.Process, nodes)
-	data := t.TempDir()
-	for i := range nodes {
-		urls[i] = fmt.Sprintf("nats://127.0.0.1:%d", client[i])
-		procs[i] = harness.Start(t, fmt.Sprintf("broker-n%d", i+1), "outpost-broker", nil,
-			"-name", fmt.Sprintf("n%d", i+1),
-			"-listen", fmt.Sprintf("127.0.0.1:%d", client[i]),
-			"-health", strings.TrimSuffix(strings.TrimPrefix(health[i], "http://"), "/readyz"),
-			"-data", fmt.Sprintf("%s/n%d", data, i+1),
-			"-cluster-name", "chaos",
-			"-cluster", strings.TrimPrefix(route[i], "nats://"),
-			"-routes", strings.Join(route, ","))
-	}
-	for _, h := range health {
-		harness.WaitReady(t, h, readyTimeout)
-	}
-	brokerURL := strings.Join(urls, ",")
-	apiPort := testenv.FreePort(t)
-	api := fmt.Sprintf("http://127.0.0.1:%d", apiPort)
-	key := harness.NewSigningKey(t, "chaos-1")
-	schedEnv := map[string]string{
-		"OUTPOST_LISTEN":          fmt.Sprintf("127.0.0.1:%d", apiPort),
-		"OUTPOST_BROKER_URL":      brokerURL,
-		"OUTPOST_BROKER_REPLICAS": "3",
-		"OUTPOST_TENANTS":         tenant,
-		"OUTPOST_DEFAULT_TENANT":  tenant,
-	}
-	maps.Copy(schedEnv, key.SignerEnv())
-	keyFile := harness.AuthEnv(schedEnv, data)
-	sched := harness.Start(t, "scheduler", "scheduler", schedEnv)
-	harness.WaitReady(t, api+"/readyz", readyTimeout)
-	runners := make([]*harness.Process, 2)
-	for i := range runners {
-		ops := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-		env := map[string]string{
-			"OUTPOST_BROKER_URL":      brokerURL,
-			"OUTPOST_BROKER_REPLICAS": "3",
-			"OUTPOST_TENANT":          tenant,
-			"OUTPOST_POOL":            "default",
-			"OUTPOST_RUNNER_ID":       fmt.Sprintf("runner-%d", i+1),
-			"OUTPOST_OPS_ADDR":        ops,
-		}
-		maps.Copy(env, harness.TrustEnv(key))
-		for k, v := range runnerEnv {
-			env[k] = v
-		}
-		runners[i] = harness.Start(t, env["OUTPOST_RUNNER_ID"], "ingestion-runner", env)
-		runners[i].Ops = "http://" + ops
-		harness.WaitReady(t, runners[i].Ops+"/readyz", readyTimeout)
-	}
+	s := harness.StartStack(t, harness.StackOptions{Tenant: tenant, RunnerEnv: runnerEnv, Nodes: 3})
+	runners := []*harness.Process{s.StartRunner("runner-1", nil), s.StartRunner("runner-2", nil)}
 	return system{
-		client:    &harness.Client{Base: api, Tenant: tenant, Token: harness.ReadKey(t, keyFile)},
-		brokerURL: brokerURL,
+		client: s.Client(),
+		broker: s.NATS,
 		targets: []Target{
-			processTarget(t, "scheduler", []*harness.Process{sched}, []string{api + "/readyz"}),
+			processTarget(t, "scheduler", []*harness.Process{s.Scheduler}, []string{s.API + "/readyz"}),
 			processTarget(t, "runner", runners, []string{runners[0].Ops + "/readyz", runners[1].Ops + "/readyz"}),
-			processTarget(t, "broker", procs, health),
+			processTarget(t, "broker", s.NATS.Nodes, s.NATS.Readyz),
 		},
-		readyz:       append([]string{api + "/readyz", runners[0].Ops + "/readyz", runners[1].Ops + "/readyz"}, health...),
-		brokers:      procs,
-		brokerReadyz: health,
+		readyz:       append([]string{s.API + "/readyz", runners[0].Ops + "/readyz", runners[1].Ops + "/readyz"}, s.NATS.Readyz...),
+		brokers:      s.NATS.Nodes,
+		brokerReadyz: s.NATS.Readyz,
 	}
 }
 
@@ -250,7 +192,7 @@ func runChaos(t *testing.T, prefix string, sys system) {
 
 	records, err := Records(sys.client, sub.Accepted)
 	require.NoError(t, err)
-	reports, err := ReadStatusStream(ctx, sys.brokerURL, tenant)
+	reports, err := ReadStatusStream(ctx, sys.broker.URL, tenant, sys.broker.ObserverCreds())
 	require.NoError(t, err)
 	o := Check(sub.Accepted, records, reports, maxDeliveries)
 

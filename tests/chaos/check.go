@@ -24,22 +24,27 @@ import (
 type Reports map[string]map[int][]string
 
 // ReadStatusStream reads every JobStatus of tenant kept on the broker at
-// url, from the first. A cluster that has just lost a node may leave a
-// read unanswered while it elects leaders: the read starts over then,
-// for up to a minute.
-func ReadStatusStream(ctx context.Context, url, tenant string) (Reports, error) {
+// url, from the first, as the user of the credentials file creds (one of
+// the control plane's). A cluster that has just lost a node may leave a
+// read unanswered while it elects leaders: the read starts over then, for
+// up to a minute.
+func ReadStatusStream(ctx context.Context, url, tenant, creds string) (Reports, error) {
 	b := backoff.NewExponentialBackOff(backoff.WithInitialInterval(200*time.Millisecond), backoff.WithMaxElapsedTime(time.Minute))
 	var out Reports
 	err := backoff.Retry(func() error {
 		var err error
-		out, err = readStatusStream(ctx, url, tenant)
+		out, err = readStatusStream(ctx, url, tenant, creds)
 		return err
 	}, backoff.WithContext(b, ctx))
 	return out, err
 }
 
-func readStatusStream(ctx context.Context, url, tenant string) (Reports, error) {
-	nc, err := nats.Connect(url)
+func readStatusStream(ctx context.Context, url, tenant, creds string) (Reports, error) {
+	opts, err := harness.ClientOptions(creds)
+	if err != nil {
+		return nil, backoff.Permanent(err)
+	}
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", url, err)
 	}

@@ -59,7 +59,7 @@ func TestClusterQuorumLoss(t *testing.T) {
 	ids := append(append([]string{}, before.Accepted...), after.Accepted...)
 	records, err := Records(sys.client, ids)
 	require.NoError(t, err)
-	reports, err := ReadStatusStream(ctx, sys.brokerURL, tenant)
+	reports, err := ReadStatusStream(ctx, sys.broker.URL, tenant, sys.broker.ObserverCreds())
 	require.NoError(t, err)
 	o := Check(ids, records, reports, maxDeliveries)
 	require.Empty(t, o.Lost)

@@ -122,7 +122,7 @@ func Permissions(scope Scope, userID string) (jwt.Permissions, error) {
 		return jwt.Permissions{}, nil // system account users: server updates only
 	case RoleScheduler:
 		pub = []string{
-			"$JS.API.>", "$JS.ACK.>", "$KV.>",
+			"$JS.API.>", "$JS.ACK.>", "$KV.>", jsFlowControl,
 			subj.Submit("*"), subj.All("*", queue.RoleJobs),
 			subj.All("*", queue.RoleJobEvents), // the SQS bridge copies logs
 			subj.All("*", queue.RoleControl),
@@ -133,7 +133,7 @@ func Permissions(scope Scope, userID string) (jwt.Permissions, error) {
 		sub = []string{inbox}
 	case RoleAccountMigrator:
 		pub = []string{
-			"$JS.API.>", "$JS.ACK.>", "$KV.>",
+			"$JS.API.>", "$JS.ACK.>", "$KV.>", jsFlowControl,
 			subj.All("*", queue.RoleLeases), subj.All("*", queue.RoleOps),
 			subj.All("*", queue.RoleAccounts), subj.All("*", queue.RoleDeadLetter),
 			subj.All("*", queue.RoleAudit), // the API's audit events
@@ -154,6 +154,12 @@ func Permissions(scope Scope, userID string) (jwt.Permissions, error) {
 }
 
 const jsAPI = "$JS.API."
+
+// jsFlowControl is where a client answers the flow control requests of a
+// push consumer: the control plane's KV watchers are ordered push
+// consumers with flow control, and one whose answers are refused stalls
+// once the server waits for one (a burst of record updates does that).
+const jsFlowControl = "$JS.FC.>"
 
 func streamOf(s Scope, role queue.Role) string {
 	return natsjs.StreamNameFor(s.Stack, s.Layout, s.Tenant, role)

@@ -70,9 +70,9 @@ func newPathRig(t *testing.T, queueKind string, env, runnerEnv map[string]string
 	for i := range runners {
 		procs = append(procs, stack.StartRunner(fmt.Sprintf("runner-%d", i+1), nil))
 	}
-	nc, err := nats.Connect(stack.BrokerURL)
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
+	// The control plane's credentials: they may submit and read the
+	// scheduler's records.
+	nc := stack.NATS.Observer().Conn
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(2048))
 	require.NoError(t, err)
 	r := &pathRig{

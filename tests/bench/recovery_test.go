@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
 
@@ -33,9 +33,16 @@ func TestRedispatch(t *testing.T) {
 		"runner-a": stack.StartRunner("runner-a", env),
 		"runner-b": stack.StartRunner("runner-b", env),
 	}
-	nc, err := nats.Connect(stack.BrokerURL)
+	// The statuses are read from their stream with the control plane's
+	// credentials, which subscribe to their own inbox only.
+	js, err := jetstream.New(stack.NATS.Observer().Conn)
 	require.NoError(t, err)
-	defer nc.Close()
+	ctx := context.Background()
+	statuses := queue.NewSubjects("").AllJobStatus(benchTenant)
+	stream, err := js.StreamNameBySubject(ctx, statuses)
+	require.NoError(t, err)
+	follow, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{statuses}})
+	require.NoError(t, err)
 
 	type claim struct {
 		runner  string
@@ -43,13 +50,14 @@ func TestRedispatch(t *testing.T) {
 		at      time.Time
 	}
 	claims := make(chan claim, 4)
-	_, err = nc.Subscribe(queue.NewSubjects("").AllJobStatus(benchTenant), func(m *nats.Msg) {
+	cc, err := follow.Consume(func(m jetstream.Msg) {
 		st := &jobsv1.JobStatus{}
-		if proto.Unmarshal(m.Data, st) == nil && st.GetState() == jobsv1.JobState_JOB_STATE_RUNNING {
+		if proto.Unmarshal(m.Data(), st) == nil && st.GetState() == jobsv1.JobState_JOB_STATE_RUNNING {
 			claims <- claim{st.GetRunnerId(), st.GetEnvelope().GetAttempt(), time.Now()}
 		}
 	})
 	require.NoError(t, err)
+	defer cc.Stop()
 
 	c := stack.Client()
 	c.Submit(map[string]any{"pool": "default", "task": map[string]any{"noop": map[string]any{"sleep": "60s"}}})
@@ -83,7 +91,7 @@ func TestTenants(t *testing.T) {
 		t.Run(string(layout), func(t *testing.T) {
 			broker, url := startBroker(t)
 			ctx := context.Background()
-			conn, err := natsjs.Connect(ctx, natsjs.Config{URL: url, Layout: layout, Name: "bench"})
+			conn, err := natsjs.Connect(ctx, natsjs.Config{URL: url, Layout: layout, Name: "bench", Credentials: broker.creds})
 			require.NoError(t, err)
 			defer conn.Close()
 

@@ -4,8 +4,6 @@ package bench
 
 import (
 	"context"
-	"fmt"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,19 +16,25 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/outposthq/outpost/libs/events"
+	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/signing"
-	"github.com/outposthq/outpost/libs/testenv"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 	"github.com/outposthq/outpost/tests/harness"
 )
 
 const substrateMessages = 50_000
 
+// rawSubject is the raw stream's subject: a pool's work subject, which the
+// control plane's credentials may publish to.
+var rawSubject = queue.NewSubjects("").Jobs("bench", "default")
+
 // brokerProcess is outpost-broker run as a process, the same binary
-// `make run` uses.
+// `make run` uses, in operator mode, with control-plane (scheduler role)
+// credentials in creds.
 type brokerProcess struct {
 	*harness.Process
 	healthURL string
+	creds     string
 }
 
 // HealthURL is the broker's /readyz.
@@ -38,14 +42,9 @@ func (b brokerProcess) HealthURL() string { return b.healthURL }
 
 func startBroker(t *testing.T) (brokerProcess, string) {
 	t.Helper()
-	port, health := testenv.FreePort(t), testenv.FreePort(t)
-	p := harness.Start(t, "broker", "outpost-broker", nil,
-		"-listen", fmt.Sprintf("127.0.0.1:%d", port),
-		"-health", fmt.Sprintf("127.0.0.1:%d", health),
-		"-data", filepath.Join(t.TempDir(), "js"))
-	b := brokerProcess{Process: p, healthURL: fmt.Sprintf("http://127.0.0.1:%d/readyz", health)}
-	harness.WaitReady(t, b.healthURL, 30*time.Second)
-	return b, fmt.Sprintf("nats://127.0.0.1:%d", port)
+	n := harness.StartNATS(t, harness.NATSOptions{})
+	b := brokerProcess{Process: n.Nodes[0], healthURL: n.Readyz[0], creds: n.Creds("bench", "-role", "scheduler")}
+	return b, n.URL
 }
 
 // dispatchPayload is a JobDispatched as the scheduler sends it for a no-op
@@ -70,8 +69,12 @@ func dispatchPayload(t *testing.T) []byte {
 // into a file-backed work-queue stream, then a durable pull consumer that
 // acks every message. These rates are what the job path is compared with.
 func TestSubstrate(t *testing.T) {
-	_, url := startBroker(t)
-	nc, err := nats.Connect(url)
+	// The control plane's credentials publish to the Outpost subjects of
+	// its roles: the raw stream takes a pool's work subject.
+	b, url := startBroker(t)
+	opts, err := harness.ClientOptions(b.creds)
+	require.NoError(t, err)
+	nc, err := nats.Connect(url, opts...)
 	require.NoError(t, err)
 	defer nc.Close()
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
@@ -79,7 +82,7 @@ func TestSubstrate(t *testing.T) {
 	ctx := context.Background()
 
 	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: "RAW", Subjects: []string{"raw.>"}, Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
+		Name: "RAW", Subjects: []string{rawSubject}, Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
 	})
 	require.NoError(t, err)
 	payload := dispatchPayload(t)
@@ -87,7 +90,7 @@ func TestSubstrate(t *testing.T) {
 
 	start := time.Now()
 	for range substrateMessages {
-		_, err := js.PublishAsync("raw.jobs.default", payload)
+		_, err := js.PublishAsync(rawSubject, payload)
 		require.NoError(t, err)
 	}
 	select {

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sync/errgroup"
@@ -63,10 +62,9 @@ func TestWatchInventory(t *testing.T) {
 	p := harness.StartPlane(t, harness.PlaneOptions{Tenant: benchTenant})
 	w := p.StartWatcher("bench-watcher", "bench", kc.Kubeconfig, nil)
 	baseRSS := rssBytes(t, w.Pid())
-	nc, err := nats.Connect(p.BrokerURL)
-	require.NoError(t, err)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
+	// The control plane's credentials: they may read the inventory.
+	nc := p.NATS.Observer()
+	js, err := jetstream.New(nc.Conn)
 	require.NoError(t, err)
 
 	c := p.Client()
@@ -94,15 +92,21 @@ func TestWatchInventory(t *testing.T) {
 	require.Len(t, objs, n)
 	record("watch_inventory_list_10k_s", time.Since(start).Seconds())
 
-	// Latency: one create at a time, time until its delta is on the broker.
+	// Latency: one create at a time, time until its delta is on the broker
+	// (read from the stream: the control plane's credentials subscribe to
+	// their own inbox only).
 	seen := make(chan string, 16)
-	sub, err := nc.Subscribe(filter, func(m *nats.Msg) {
-		if k, err := inventory.ParseSubject(m.Subject); err == nil && strings.HasPrefix(k.Name, "lat-") {
+	follow, err := js.OrderedConsumer(ctx, "OUTPOST_"+benchTenant+"_WATCH", jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverNewPolicy,
+	})
+	require.NoError(t, err)
+	cc, err := follow.Consume(func(m jetstream.Msg) {
+		if k, err := inventory.ParseSubject(m.Subject()); err == nil && strings.HasPrefix(k.Name, "lat-") {
 			seen <- k.Name
 		}
 	})
 	require.NoError(t, err)
-	defer func() { _ = sub.Unsubscribe() }()
+	defer cc.Stop()
 	const samples = 300
 	lat := make([]time.Duration, 0, samples)
 	for i := range samples {

@@ -37,7 +37,15 @@ func TestIngestCatalogue(t *testing.T) {
 		SchedulerEnv: map[string]string{"OUTPOST_LOG_LEVEL": "warn"},
 	})
 	c := s.Client()
-	secretsDir := t.TempDir()
+	secretsDir, sinkDir := t.TempDir(), t.TempDir()
+	// The runner's policy: the database on loopback, its password, and
+	// the file sink under sinkDir.
+	policy := map[string]string{
+		"OUTPOST_SECRETS_DIR":          secretsDir,
+		"OUTPOST_POLICY_ALLOWED_HOSTS": "127.0.0.1,localhost,[::1]",
+		"OUTPOST_POLICY_SECRETS":       "*=PG_PASSWORD",
+		"OUTPOST_POLICY_FILE_SINK_DIR": sinkDir,
+	}
 
 	for _, n := range []int{1000, 5000} {
 		db := server.NewDatabase(t)
@@ -48,10 +56,10 @@ func TestIngestCatalogue(t *testing.T) {
 
 		require.NoError(t, os.WriteFile(filepath.Join(secretsDir, "PG_PASSWORD"), []byte(db.Password), 0o600))
 		// At info level: the harness waits for the runner's start line.
-		runner := s.StartRunner(fmt.Sprintf("ingest-%d", n), map[string]string{"OUTPOST_SECRETS_DIR": secretsDir})
+		runner := s.StartRunner(fmt.Sprintf("ingest-%d", n), policy)
 		idle := vmHWM(t, runner.Pid())
 		cpu0 := cpuSeconds(t, runner.Pid())
-		out := filepath.Join(t.TempDir(), "records.jsonl")
+		out := filepath.Join(sinkDir, fmt.Sprintf("records-%d.jsonl", n))
 		recipe := fmt.Sprintf("source:\n  type: postgres\n  config: {host_port: '%s', database: '%s', username: '%s', password: '${PG_PASSWORD}', schema_pattern: {allow: [bench]}}\nsink: {type: file, config: {filename: '%s'}}\n",
 			db.HostPort(), db.Database, db.User, out)
 		job := c.Submit(map[string]any{

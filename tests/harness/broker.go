@@ -138,7 +138,7 @@ func (n *NATS) Creds(name string, args ...string) string {
 // the control plane may; it is made on first use.
 func (n *NATS) ObserverCreds() string {
 	n.t.Helper()
-	n.observerOnce.Do(func() { n.observer = n.Creds("e2e-observer", "-role", string(natsauth.RoleScheduler)) })
+	n.observerOnce.Do(func() { n.observer = n.Creds("test-observer", "-role", string(natsauth.RoleScheduler)) })
 	require.NotEmpty(n.t, n.observer, "observer credentials")
 	return n.observer
 }

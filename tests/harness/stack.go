@@ -146,7 +146,7 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 // (env may name others), with env added to the stack's runner environment,
 // and waits until it is connected. Its broker credentials are issued by
 // the scheduler for its tenant and pool (Process.Agent), unless env gives
-// a credentials file.
+// a credentials file or the runner is on SQS.
 func (s *Stack) StartRunner(name string, env map[string]string) *Process {
 	s.t.Helper()
 	s.runners++
@@ -161,7 +161,9 @@ func (s *Stack) StartRunner(name string, env map[string]string) *Process {
 	maps.Copy(e, s.runnerEnv)
 	maps.Copy(e, env)
 	var agent *Agent
-	if e["OUTPOST_BROKER_CREDENTIALS"] == "" {
+	// A runner on SQS never connects to the broker: its IAM identity is
+	// its credential.
+	if e["OUTPOST_BROKER_CREDENTIALS"] == "" && e["OUTPOST_QUEUE"] != QueueSQS {
 		a := s.IssueAgent(AgentRequest{Role: "runner", Tenant: e["OUTPOST_TENANT"], Pool: e["OUTPOST_POOL"], Name: name})
 		e["OUTPOST_BROKER_CREDENTIALS"] = a.File
 		agent = &a

@@ -21,9 +21,9 @@ import (
 	"github.com/outposthq/outpost/libs/queue"
 	accountsv1 "github.com/outposthq/outpost/proto/outpost/accounts/v1"
 	auditv1 "github.com/outposthq/outpost/proto/outpost/audit/v1"
-	instancesv1 "github.com/outposthq/outpost/proto/outpost/instances/v1"
 	commonv1 "github.com/outposthq/outpost/proto/outpost/common/v1"
 	ingestv1 "github.com/outposthq/outpost/proto/outpost/ingest/v1"
+	instancesv1 "github.com/outposthq/outpost/proto/outpost/instances/v1"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 	watchv1 "github.com/outposthq/outpost/proto/outpost/watch/v1"
 )

@@ -87,7 +87,10 @@ func TestHeartbeats(t *testing.T) {
 
 	tr := instances.NewTracker()
 	wg.Add(1)
-	go func() { defer wg.Done(); _ = tr.Follow(ctx, conn, subjects.All("default", queue.RoleInstances), 3*interval, nil) }()
+	go func() {
+		defer wg.Done()
+		_ = tr.Follow(ctx, conn, subjects.All("default", queue.RoleInstances), 3*interval, nil)
+	}()
 
 	ids := func() map[string]instances.Instance {
 		out := map[string]instances.Instance{}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -203,7 +202,7 @@ func TestCredentialsPermissions(t *testing.T) {
 	// The admin sees it.
 	code, out = e.do(http.MethodGet, "/credentials/restricted", nil)
 	require.Equal(t, http.StatusOK, code, "%s", out)
-	require.True(t, strings.Contains(string(out), "team-a"))
+	require.Contains(t, string(out), "team-a")
 }
 
 // TestInstancesEndpoint: the replica lists itself, ready, under both paths.

@@ -58,8 +58,9 @@ func (c Config) Validate() error {
 }
 
 // Resolve fills the ID and the BaseURL left empty: the host name, and
-// http:// with listen (its host replaced by the host name when it is a
-// wildcard or empty).
+// http:// with listen (its host replaced, when it is a wildcard or empty,
+// by the host's first non-loopback address, a pod's IP as Armory lists
+// it, or else the host name).
 func (c Config) Resolve(listen string) Config {
 	host, _ := os.Hostname()
 	if host == "" {
@@ -74,7 +75,7 @@ func (c Config) Resolve(listen string) Config {
 			h, port = listen, ""
 		}
 		if ip := net.ParseIP(h); h == "" || ip != nil && ip.IsUnspecified() {
-			h = host
+			h = hostAddress(host)
 		}
 		if port == "" {
 			c.BaseURL = "http://" + h
@@ -93,4 +94,30 @@ func Token(id string) string {
 	}
 	sum := sha256.Sum256([]byte(id))
 	return "x" + hex.EncodeToString(sum[:12])
+}
+
+// hostAddress is the first non-loopback unicast address of the host's
+// interfaces (IPv4 first), or name when there is none.
+func hostAddress(name string) string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return name
+	}
+	var v6 string
+	for _, a := range addrs {
+		n, ok := a.(*net.IPNet)
+		if !ok || n.IP.IsLoopback() || !n.IP.IsGlobalUnicast() {
+			continue
+		}
+		if n.IP.To4() != nil {
+			return n.IP.String()
+		}
+		if v6 == "" {
+			v6 = n.IP.String()
+		}
+	}
+	if v6 != "" {
+		return v6
+	}
+	return name
 }

@@ -3,6 +3,8 @@ package instances_test
 import (
 	"context"
 	"errors"
+	"net"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -44,7 +46,15 @@ func TestConfig(t *testing.T) {
 	t.Run("wildcard host", func(t *testing.T) {
 		got := instances.Config{}.Resolve("0.0.0.0:8081")
 		require.NotEmpty(t, got.ID)
-		require.Equal(t, "http://"+got.ID+":8081", got.BaseURL)
+		u, err := url.Parse(got.BaseURL)
+		require.NoError(t, err)
+		require.Equal(t, "8081", u.Port())
+		require.NotEqual(t, "0.0.0.0", u.Hostname(), "a wildcard is no address to advertise")
+		if ip := net.ParseIP(u.Hostname()); ip != nil {
+			require.False(t, ip.IsLoopback())
+		} else {
+			require.Equal(t, got.ID, u.Hostname())
+		}
 	})
 	t.Run("token", func(t *testing.T) {
 		require.Equal(t, "pod-0", instances.Token("pod-0"))

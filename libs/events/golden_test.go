@@ -23,6 +23,7 @@ import (
 	auditv1 "github.com/outposthq/outpost/proto/outpost/audit/v1"
 	commonv1 "github.com/outposthq/outpost/proto/outpost/common/v1"
 	ingestv1 "github.com/outposthq/outpost/proto/outpost/ingest/v1"
+	instancesv1 "github.com/outposthq/outpost/proto/outpost/instances/v1"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 	watchv1 "github.com/outposthq/outpost/proto/outpost/watch/v1"
 )
@@ -76,6 +77,8 @@ func goldenMessages() []proto.Message {
 		&jobsv1.SubmitJob{Envelope: env(), JobId: "job-1", Spec: goldenSpec()},
 		&auditv1.AuditEvent{Envelope: env(), Principal: "apikey:0123456789abcdef", Name: "ci", Action: "POST /api/v1/jobs",
 			Target: "/api/v1/jobs", Result: "ok", Status: 201, RequestId: "r-1", Service: "scheduler"},
+		&instancesv1.InstanceHeartbeat{Envelope: env(), Id: "outpost-account-migrator-0", Service: "account-migrator",
+			BaseUrl: "http://10.0.15.246:8081", Ready: true, Version: "v1.2.3", IntervalMs: 10000, StartedAt: timestamppb.New(goldenTime)},
 		&jobsv1.JobDispatched{Envelope: env(), JobId: "job-1", Spec: goldenSpec(), SubmittedAt: timestamppb.New(goldenTime)},
 		&jobsv1.JobStatus{
 			Envelope: env(), JobId: "job-1", State: jobsv1.JobState_JOB_STATE_QUEUED, Reason: "exit status 1",
@@ -235,6 +238,17 @@ var goldenChecks = map[string]func(t *testing.T, m proto.Message){
 		require.EqualValues(t, 201, a.GetStatus())
 		require.Equal(t, "r-1", a.GetRequestId())
 		require.Equal(t, "scheduler", a.GetService())
+	},
+	"outpost.instances.v1.InstanceHeartbeat.binpb": func(t *testing.T, m proto.Message) {
+		h := m.(*instancesv1.InstanceHeartbeat)
+		requireGoldenEnvelope(t, h.GetEnvelope())
+		require.Equal(t, "outpost-account-migrator-0", h.GetId())
+		require.Equal(t, "account-migrator", h.GetService())
+		require.Equal(t, "http://10.0.15.246:8081", h.GetBaseUrl())
+		require.True(t, h.GetReady())
+		require.Equal(t, "v1.2.3", h.GetVersion())
+		require.EqualValues(t, 10000, h.GetIntervalMs())
+		require.Equal(t, goldenTime, h.GetStartedAt().AsTime())
 	},
 	"outpost.jobs.v1.SubmitJob.binpb": func(t *testing.T, m proto.Message) {
 		s := m.(*jobsv1.SubmitJob)

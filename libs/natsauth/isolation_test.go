@@ -103,6 +103,9 @@ func TestRunnerIsolation(t *testing.T) {
 					return r.nc.PublishRequest("$JS.API.STREAM.DELETE."+bWork, r.nc.NewRespInbox(), nil)
 				}},
 				{"write a KV bucket", "$KV.OUTPOST_accounts.x", func() error { return r.nc.Publish("$KV.OUTPOST_accounts.x", []byte("forged")) }},
+				{"publish a control-plane heartbeat", e.subj.Instance("a", "scheduler", "forged"), func() error {
+					return r.nc.Publish(e.subj.Instance("a", "scheduler", "forged"), []byte("forged"))
+				}},
 			}
 			for _, a := range attempts {
 				t.Run(a.name, func(t *testing.T) {
@@ -139,7 +142,8 @@ func TestWatcherCannotTouchJobs(t *testing.T) {
 	r := e.raw(t, path, creds)
 	jobs := e.subj.Jobs("a", "p")
 	work := e.admin.StreamName("a", queue.RoleJobs)
-	for _, subject := range []string{jobs, e.subj.JobStatus("a", "j1"), e.subj.Submit("a")} {
+	// Nor may it pass itself off as a control-plane replica.
+	for _, subject := range []string{jobs, e.subj.JobStatus("a", "j1"), e.subj.Submit("a"), e.subj.Instance("a", "account-migrator", "forged")} {
 		require.NoError(t, r.nc.Publish(subject, []byte("forged")))
 		require.NoError(t, r.nc.Flush())
 		r.violated(t, subject)

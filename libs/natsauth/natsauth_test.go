@@ -148,6 +148,8 @@ func TestControlPlanePublishes(t *testing.T) {
 		{"scheduler dead letter", e.admin, e.subj.DeadLetter("a", queue.RoleSubmit)},
 		{"migrator lease", e.migr, e.subj.Leases("a", "z")},
 		{"migrator audit", e.migr, e.subj.Audit("a", "account-migrator")},
+		{"scheduler instance heartbeat", e.admin, e.subj.Instance("a", "scheduler", "s-0")},
+		{"migrator instance heartbeat", e.migr, e.subj.Instance("a", "account-migrator", "m-0")},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -128,7 +128,8 @@ func Permissions(scope Scope, userID string) (jwt.Permissions, error) {
 			subj.All("*", queue.RoleControl),
 			subj.All("*", queue.RoleRunners), // the SQS bridge copies heartbeats
 			subj.All("*", queue.RoleDeadLetter),
-			subj.All("*", queue.RoleAudit), // the API's audit events
+			subj.All("*", queue.RoleAudit),     // the API's audit events
+			subj.All("*", queue.RoleInstances), // its replicas' heartbeats
 		}
 		sub = []string{inbox}
 	case RoleAccountMigrator:
@@ -136,7 +137,8 @@ func Permissions(scope Scope, userID string) (jwt.Permissions, error) {
 			"$JS.API.>", "$JS.ACK.>", "$KV.>", jsFlowControl,
 			subj.All("*", queue.RoleLeases), subj.All("*", queue.RoleOps),
 			subj.All("*", queue.RoleAccounts), subj.All("*", queue.RoleDeadLetter),
-			subj.All("*", queue.RoleAudit), // the API's audit events
+			subj.All("*", queue.RoleAudit),     // the API's audit events
+			subj.All("*", queue.RoleInstances), // its replicas' heartbeats
 		}
 		sub = []string{inbox}
 	case RoleRunner:

@@ -26,6 +26,7 @@ const (
 	RoleAccounts   Role = "accounts"   // events: account status, presence, control, checksums, operation results
 	RoleWatch      Role = "watch"      // compacted: ObjectDelta, keyed by account.kind.namespace.name
 	RoleAudit      Role = "audit"      // events: AuditEvent, keyed by service
+	RoleInstances  Role = "instances"  // events: InstanceHeartbeat, keyed by service.replica
 )
 
 // IsWork reports whether messages of the role are work items (consumed once,
@@ -46,7 +47,7 @@ func (r Role) IsCompacted() bool { return r == RoleWatch }
 func (r Role) Known() bool {
 	switch r {
 	case RoleSubmit, RoleJobs, RoleJobEvents, RoleControl, RoleRunners, RoleDeadLetter,
-		RoleLeases, RoleOps, RoleAccounts, RoleWatch, RoleAudit:
+		RoleLeases, RoleOps, RoleAccounts, RoleWatch, RoleAudit, RoleInstances:
 		return true
 	}
 	return false
@@ -179,6 +180,13 @@ func (s Subjects) Watch(tenant, account string) string { return s.join(tenant, R
 // to service, "<stack>.<tenant>.audit.<service>"; All(tenant, RoleAudit)
 // reads them all.
 func (s Subjects) Audit(tenant, service string) string { return s.join(tenant, RoleAudit, service) }
+
+// Instance is the subject of the heartbeats (InstanceHeartbeat) of one
+// control-plane replica, "<stack>.<tenant>.instances.<service>.<replica>";
+// All(tenant, RoleInstances) reads every replica's.
+func (s Subjects) Instance(tenant, service, replica string) string {
+	return s.join(tenant, RoleInstances, service, replica)
+}
 
 // All matches every key under a role, for consumers and Read. RoleSubmit has
 // no key, so Submit(tenant) is already its whole queue and All(tenant,

@@ -65,7 +65,7 @@ func kindOf(r queue.Role) streamKind {
 }
 
 // eventRoles are the roles stored in the events stream.
-var eventRoles = []queue.Role{queue.RoleJobEvents, queue.RoleControl, queue.RoleRunners, queue.RoleAudit}
+var eventRoles = []queue.Role{queue.RoleJobEvents, queue.RoleControl, queue.RoleRunners, queue.RoleAudit, queue.RoleInstances}
 
 // accountRole reports the roles of Kubernetes accounts, whose streams are
 // made on first use.

@@ -94,7 +94,7 @@ func TestStreamNames(t *testing.T) {
 	require.EqualValues(t, 1<<20, work.MaxBytes)
 	require.EqualValues(t, 10, work.MaxMsgs)
 	events := per.streamConfig("acme", kindEvents, queue.TenantLimits{})
-	require.Equal(t, []string{"outpost.acme.job-events.>", "outpost.acme.control.>", "outpost.acme.runners.>", "outpost.acme.audit.>"}, events.Subjects)
+	require.Equal(t, []string{"outpost.acme.job-events.>", "outpost.acme.control.>", "outpost.acme.runners.>", "outpost.acme.audit.>", "outpost.acme.instances.>"}, events.Subjects)
 	require.EqualValues(t, -1, events.MaxBytes)
 	require.Equal(t, "OUTPOST_acme_ACCOUNT_WORK", per.StreamName("acme", queue.RoleLeases))
 	require.Equal(t, "OUTPOST_acme_ACCOUNT_WORK", per.StreamName("acme", queue.RoleOps))

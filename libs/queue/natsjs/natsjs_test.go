@@ -41,7 +41,7 @@ func TestEnsureTenantCreatesStreams(t *testing.T) {
 		subjects  []string
 	}{
 		{queue.RoleJobs, "OUTPOST_acme_WORK", jetstream.WorkQueuePolicy, []string{"outpost.acme.submit", "outpost.acme.jobs.*"}},
-		{queue.RoleJobEvents, "OUTPOST_acme_EVENTS", jetstream.LimitsPolicy, []string{"outpost.acme.job-events.>", "outpost.acme.control.>", "outpost.acme.runners.>", "outpost.acme.audit.>"}},
+		{queue.RoleJobEvents, "OUTPOST_acme_EVENTS", jetstream.LimitsPolicy, []string{"outpost.acme.job-events.>", "outpost.acme.control.>", "outpost.acme.runners.>", "outpost.acme.audit.>", "outpost.acme.instances.>"}},
 		{queue.RoleDeadLetter, "OUTPOST_acme_DLQ", jetstream.LimitsPolicy, []string{"outpost.acme.dlq.>"}},
 		{queue.RoleLeases, "OUTPOST_acme_ACCOUNT_WORK", jetstream.WorkQueuePolicy, []string{"outpost.acme.leases.*", "outpost.acme.ops.*"}},
 		{queue.RoleAccounts, "OUTPOST_acme_ACCOUNT_EVENTS", jetstream.LimitsPolicy, []string{"outpost.acme.accounts.>"}},

@@ -166,14 +166,14 @@ func (b *Broker) queueFor(subject string) (queueID, error) {
 
 // ErrRoleUnsupported is returned (wrapped, and wrapping
 // errors.ErrUnsupported) for subjects of the Kubernetes account roles
-// (leases, ops, accounts, watch) and of audit, which only JetStream
-// carries.
+// (leases, ops, accounts, watch), of audit and of instances, which only
+// JetStream carries.
 var ErrRoleUnsupported = fmt.Errorf("sqs: role not supported: %w", errors.ErrUnsupported)
 
 // sqsRole reports whether SQS carries role.
 func sqsRole(r queue.Role) bool {
 	switch r {
-	case queue.RoleLeases, queue.RoleOps, queue.RoleAccounts, queue.RoleWatch, queue.RoleAudit:
+	case queue.RoleLeases, queue.RoleOps, queue.RoleAccounts, queue.RoleWatch, queue.RoleAudit, queue.RoleInstances:
 		return false
 	}
 	return true

@@ -106,7 +106,14 @@ type Record struct {
 	PurgePending bool `json:"purgePending,omitempty"`
 	// Drift counts consecutive checksum mismatches by kind token.
 	Drift map[string]int `json:"drift,omitempty"`
-	// Source is "api" or "auto" (automatic migration).
+	// Permissions restrict who may read and operate the account (nil:
+	// the tenant role alone).
+	Permissions *Permissions `json:"permissions,omitempty"`
+	// IgnoredFields names the Spinnaker definition fields the last
+	// credentials request sent that Outpost does not use.
+	IgnoredFields []string `json:"ignoredFields,omitempty"`
+	// Source is "api", "auto" (automatic migration) or "credentials"
+	// (Spinnaker's credentials API).
 	Source    string    `json:"source,omitempty"`
 	CreatedAt time.Time `json:"createdAt"`
 	UpdatedAt time.Time `json:"updatedAt"`
@@ -138,6 +145,8 @@ func (r *Record) Clone() *Record {
 	c := *r
 	c.Offered = append([]string(nil), r.Offered...)
 	c.Release = append([]Holder(nil), r.Release...)
+	c.Permissions = r.Permissions.clone()
+	c.IgnoredFields = append([]string(nil), r.IgnoredFields...)
 	if r.OfferFailures != nil {
 		c.OfferFailures = make(map[string]string, len(r.OfferFailures))
 		for k, v := range r.OfferFailures {

@@ -27,6 +27,12 @@ type Input struct {
 	Namespaces         *[]string `json:"namespaces,omitempty"`
 	Kinds              *[]string `json:"kinds,omitempty"`
 	OmitKinds          *[]string `json:"omitKinds,omitempty"`
+	// Permissions restrict who may read and operate the account; they
+	// are not part of what the watcher watches (no re-migration).
+	Permissions *Permissions `json:"permissions,omitempty"`
+	// IgnoredFields are the Spinnaker definition fields a credentials
+	// request sent that Outpost does not use (not settable as JSON).
+	IgnoredFields *[]string `json:"-"`
 }
 
 // ValidateName checks that name can be a subject token: the account's
@@ -201,8 +207,20 @@ func (in Input) applySpec(r *Record, sealer *Sealer) (bool, error) {
 	if next.ServiceAccount && (next.KubeconfigFile != "" || next.KubeconfigSealed != nil) {
 		return false, fmt.Errorf("%w: serviceAccount excludes kubeconfigFile and kubeconfigContents", ErrInvalid)
 	}
+	if err := in.Permissions.validate(); err != nil {
+		return false, err
+	}
 	changed := zone != r.ZoneID || !specEqual(next, r.Spec) || in.KubeconfigContents != nil && *in.KubeconfigContents != ""
 	r.Spec, r.ZoneID = next, zone
+	if in.Permissions != nil {
+		r.Permissions = in.Permissions.clone()
+		if !r.Permissions.Restricted() {
+			r.Permissions = nil
+		}
+	}
+	if in.IgnoredFields != nil {
+		r.IgnoredFields = slices.Clone(*in.IgnoredFields)
+	}
 	return changed, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/outposthq/outpost/libs/auth"
 	"github.com/outposthq/outpost/libs/httpjson"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/services/account-migrator/internal/accounts"
@@ -177,26 +178,27 @@ type specView struct {
 
 // accountView is GET's account.
 type accountView struct {
-	Name         string             `json:"name"`
-	State        accounts.State     `json:"state"`
-	ZoneID       string             `json:"zoneId,omitempty"`
-	Agent        string             `json:"agent,omitempty"`
-	FailedCount  int                `json:"failedCount"`
-	ErrorMessage string             `json:"errorMessage,omitempty"`
-	Cluster      *accounts.Cluster  `json:"cluster,omitempty"`
-	Kinds        []accounts.Kind    `json:"kinds"`
-	SkippedKinds []accounts.Skipped `json:"skippedKinds"`
-	LastSeen     *time.Time         `json:"lastSeen,omitempty"`
-	Generation   uint64             `json:"generation"`
-	Deleting     bool               `json:"deleting,omitempty"`
-	Source       string             `json:"source,omitempty"`
-	Spec         specView           `json:"spec"`
-	OfferedZones []string           `json:"offeredZones,omitempty"`
-	OfferErrors  map[string]string  `json:"offerErrors,omitempty"`
-	CreatedAt    time.Time          `json:"createdAt"`
-	UpdatedAt    time.Time          `json:"updatedAt"`
-	StateSince   time.Time          `json:"stateSince"`
-	Drift        map[string]int     `json:"checksumMismatches,omitempty"`
+	Name         string                `json:"name"`
+	State        accounts.State        `json:"state"`
+	ZoneID       string                `json:"zoneId,omitempty"`
+	Agent        string                `json:"agent,omitempty"`
+	FailedCount  int                   `json:"failedCount"`
+	ErrorMessage string                `json:"errorMessage,omitempty"`
+	Cluster      *accounts.Cluster     `json:"cluster,omitempty"`
+	Kinds        []accounts.Kind       `json:"kinds"`
+	SkippedKinds []accounts.Skipped    `json:"skippedKinds"`
+	LastSeen     *time.Time            `json:"lastSeen,omitempty"`
+	Generation   uint64                `json:"generation"`
+	Deleting     bool                  `json:"deleting,omitempty"`
+	Source       string                `json:"source,omitempty"`
+	Spec         specView              `json:"spec"`
+	OfferedZones []string              `json:"offeredZones,omitempty"`
+	OfferErrors  map[string]string     `json:"offerErrors,omitempty"`
+	CreatedAt    time.Time             `json:"createdAt"`
+	UpdatedAt    time.Time             `json:"updatedAt"`
+	StateSince   time.Time             `json:"stateSince"`
+	Drift        map[string]int        `json:"checksumMismatches,omitempty"`
+	Permissions  *accounts.Permissions `json:"permissions,omitempty"`
 }
 
 func viewOf(rec *accounts.Record, pv *presence.View) accountView {
@@ -206,6 +208,7 @@ func viewOf(rec *accounts.Record, pv *presence.View) accountView {
 		Kinds: rec.Kinds, SkippedKinds: rec.Skipped, Generation: rec.Generation,
 		Deleting: rec.Deleting, Source: rec.Source, OfferedZones: rec.Offered, OfferErrors: rec.OfferFailures,
 		CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt, StateSince: rec.StateSince, Drift: rec.Drift,
+		Permissions: rec.Permissions,
 		Spec: specView{
 			KubeconfigFile: rec.Spec.KubeconfigFile, HasInlineKubeconfig: len(rec.Spec.KubeconfigSealed) > 0,
 			ServiceAccount: rec.Spec.UsesServiceAccount(), Context: rec.Spec.Context,
@@ -247,8 +250,9 @@ func (a *API) list(w http.ResponseWriter, r *http.Request, tenant string) {
 	state := strings.ToUpper(r.URL.Query().Get("state"))
 	pv := a.presenceView(tenant)
 	out := make([]accountView, 0, len(recs))
+	p := auth.PrincipalFrom(r.Context())
 	for _, rec := range recs {
-		if state == "" || string(rec.State) == state {
+		if (state == "" || string(rec.State) == state) && rec.Permissions.Allows(p, tenant, accounts.ActionRead) {
 			out = append(out, viewOf(rec, pv))
 		}
 	}
@@ -262,10 +266,14 @@ func (a *API) get(w http.ResponseWriter, r *http.Request, tenant string) {
 	}
 }
 
-// account loads the path's account or writes 404.
+// account loads the path's account or writes 404: an account the
+// caller's groups may not read (its permissions) is not found either.
 func (a *API) account(w http.ResponseWriter, r *http.Request, tenant string) (*accounts.Record, bool) {
 	name := r.PathValue("name")
 	rec, err := a.accounts.Get(r.Context(), tenant, name)
+	if err == nil && !rec.Permissions.Allows(auth.PrincipalFrom(r.Context()), tenant, accounts.ActionRead) {
+		err = engine.ErrNotFound
+	}
 	switch {
 	case errors.Is(err, engine.ErrNotFound):
 		httpjson.WriteError(w, http.StatusNotFound, "account "+name+" not found", "")

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/outposthq/outpost/libs/auth"
 	"github.com/outposthq/outpost/libs/httpjson"
 	"github.com/outposthq/outpost/services/account-migrator/internal/accounts"
 	"github.com/outposthq/outpost/services/account-migrator/internal/operations"
@@ -38,6 +39,10 @@ func (a *API) submitOperation(w http.ResponseWriter, r *http.Request, tenant str
 	if !ok {
 		return
 	}
+	if !rec.Permissions.Allows(auth.PrincipalFrom(r.Context()), tenant, accounts.ActionWrite) {
+		httpjson.WriteError(w, http.StatusForbidden, "account "+rec.Name+"'s permissions do not let you operate it (WRITE)", "")
+		return
+	}
 	if rec.State != accounts.Active {
 		httpjson.WriteError(w, http.StatusConflict, "account "+rec.Name+" is "+string(rec.State)+": operations need an ACTIVE account", "")
 		return
@@ -68,6 +73,9 @@ func (a *API) submitOperation(w http.ResponseWriter, r *http.Request, tenant str
 
 func (a *API) getOperation(w http.ResponseWriter, r *http.Request, tenant string) {
 	name, id := r.PathValue("name"), r.PathValue("id")
+	if _, ok := a.account(w, r, tenant); !ok {
+		return
+	}
 	op, err := a.ops.Get(r.Context(), tenant, id)
 	switch {
 	case errors.Is(err, operations.ErrNotFound), err == nil && op.Account != name:

@@ -36,6 +36,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	mux.Handle("/api/", front)
 	mux.Handle("/armory/", front)
 	mux.Handle("/agents/", front)
+	mux.Handle("/credentials", front)
+	mux.Handle("/credentials/", front)
 	// Only the probes are served without a credential; /metrics is on the
 	// ops listener.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })

@@ -21,6 +21,16 @@ var routeRoles = func() map[string]auth.Role {
 		"GET /api/v1/zones":                      auth.RoleViewer,
 		"/api/":                                  auth.RoleViewer,
 		"/armory/":                               auth.RoleViewer,
+		// Live control-plane replicas.
+		"GET /armory/clouddrivers": auth.RoleViewer,
+		"GET /api/v1/instances":    auth.RoleViewer,
+		// Spinnaker's account management API.
+		"POST /credentials":                   auth.RoleAdmin,
+		"PUT /credentials":                    auth.RoleAdmin,
+		"DELETE /credentials/{accountName}":   auth.RoleAdmin,
+		"GET /credentials":                    auth.RoleViewer,
+		"GET /credentials/{accountName}":      auth.RoleViewer,
+		"GET /credentials/type/{accountType}": auth.RoleViewer,
 	}
 	for _, p := range []string{"/api/v1/accounts", "/armory/accounts"} {
 		m["POST "+p] = auth.RoleAdmin
@@ -106,9 +116,9 @@ func TestAuthEveryRoute(t *testing.T) {
 				if !ok {
 					method, path = "GET", rule.Pattern+"nothing"
 				}
-				path = strings.NewReplacer("{name}", secret, "{kind}", "configmaps", "{namespace}", "default", "{object}", "x", "{id}", "1").Replace(path)
+				path = strings.NewReplacer("{name}", secret, "{accountName}", secret, "{accountType}", "kubernetes", "{kind}", "configmaps", "{namespace}", "default", "{object}", "x", "{id}", "1").Replace(path)
 				var body any
-				if method == "POST" || method == "PATCH" || (method == "DELETE" && !strings.Contains(rule.Pattern, "{")) {
+				if method == "POST" || method == "PATCH" || method == "PUT" || (method == "DELETE" && !strings.Contains(rule.Pattern, "{")) {
 					body = "[]"
 					if strings.HasSuffix(path, "/operations") {
 						body = "{}"

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/outposthq/outpost/libs/auth"
+	"github.com/outposthq/outpost/libs/instances"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/natsjs"
 	"github.com/outposthq/outpost/services/account-migrator/internal/accounts"
@@ -45,6 +46,10 @@ type Migrator struct {
 	mux    *http.ServeMux
 	keys   *auth.Keys
 	rules  []auth.Rule
+	// beat publishes this replica's heartbeats; peers lists every live
+	// control-plane replica from theirs.
+	beat  *instances.Heartbeater
+	peers *instances.Tracker
 
 	provisioned atomic.Bool
 }
@@ -92,7 +97,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, conn *natsjs.
 	})
 	ops := operations.New(conn, opStore, subjects, cfg.MaxDeliveries, m, log.With("component", "operations")).WithSigner(signer)
 	mig := &Migrator{cfg: cfg, log: log, conn: conn, engine: eng, ops: ops, mux: http.NewServeMux()}
-	if a := cfg.AutoMigration; a.Enabled {
+	if a := cfg.AutoMigration; a.Enabled && (a.Directory != "" || a.Secrets.Namespace != "") {
 		src, err := source(a)
 		if err != nil {
 			return nil, err
@@ -119,7 +124,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, conn *natsjs.
 		return nil, err
 	}
 	mig.keys = keys
+	mig.newInstances()
 	router := guard.Router(mig.mux)
+	mig.registerInstances(router)
+	mig.registerCredentials(router)
 	api.New(eng, objects.NewReader(conn, subjects, log.With("component", "objects")), ops, mig, api.Options{
 		DefaultTenant:    cfg.DefaultTenant,
 		MaxRequestBytes:  cfg.MaxRequestBytes,
@@ -209,6 +217,9 @@ func (m *Migrator) Run(ctx context.Context) error {
 	g.Go(func() error { return m.engine.Reconcile(gctx, m.cfg.Tenants) })
 	if m.auto != nil {
 		g.Go(func() error { return m.auto.Run(gctx) })
+	}
+	for _, f := range m.runInstances(gctx) {
+		g.Go(f)
 	}
 	return g.Wait()
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/outposthq/outpost/libs/auth"
 	"github.com/outposthq/outpost/libs/config"
+	"github.com/outposthq/outpost/libs/instances"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/backend"
 	"github.com/outposthq/outpost/libs/seal"
@@ -81,6 +82,9 @@ type Config struct {
 	MaxDeliveries int `yaml:"max_deliveries" env:"OUTPOST_MAX_DELIVERIES"`
 
 	AutoMigration AutoMigration `yaml:"auto_migration"`
+	// Instance is this replica's identity in the heartbeats every
+	// control-plane replica publishes (GET /armory/clouddrivers).
+	Instance instances.Config `yaml:"instance"`
 	// Signing is the key every AccountLease and Operation is signed with.
 	// Required.
 	Signing signing.SignerConfig `yaml:"signing"`
@@ -148,6 +152,7 @@ func Default() Config {
 		MaxOperationWait:   60 * time.Second,
 		PresenceWindow:     5 * time.Minute,
 		MaxDeliveries:      60,
+		Instance:           instances.DefaultConfig(),
 		AutoMigration: AutoMigration{
 			Interval: 30 * time.Second,
 			Secrets:  Secrets{Key: "config"},
@@ -229,6 +234,9 @@ func (c Config) Validate() error {
 	if _, err := c.Keyring(); err != nil {
 		return err
 	}
+	if err := c.Instance.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", config.ErrInvalid, err)
+	}
 	return c.AutoMigration.validate(c)
 }
 
@@ -246,8 +254,10 @@ func (a AutoMigration) validate(c Config) error {
 		return fmt.Errorf("%w: auto_migration.zone_id %q is not a valid subject token", config.ErrInvalid, a.ZoneID)
 	case a.Interval <= 0:
 		return fmt.Errorf("%w: auto_migration.interval must be positive", config.ErrInvalid)
-	case (a.Directory == "") == (a.Secrets.Namespace == ""):
-		return fmt.Errorf("%w: auto_migration needs exactly one source: directory or secrets.namespace", config.ErrInvalid)
+	case a.Directory != "" && a.Secrets.Namespace != "":
+		// Without a source only the accounts POSTed to /credentials are
+		// migrated by name.
+		return fmt.Errorf("%w: auto_migration takes at most one source: directory or secrets.namespace", config.ErrInvalid)
 	case a.Directory != "" && c.KubeconfigKey == "" && len(c.KubeconfigKeys) == 0:
 		return fmt.Errorf("%w: auto_migration.directory needs kubeconfig_keys or kubeconfig_key: kubeconfigs are sealed before they are stored", config.ErrInvalid)
 	case a.Secrets.Namespace != "" && a.Secrets.Key == "":

@@ -35,10 +35,12 @@ func TestValidate(t *testing.T) {
 		{name: "no reconcile interval", mutate: func(c *Config) { c.ReconcileInterval = 0 }, wantErr: "reconcile_interval"},
 		{name: "no mismatches", mutate: func(c *Config) { c.ChecksumMismatches = 0 }, wantErr: "checksum_mismatches"},
 		{name: "unlimited deliveries", mutate: func(c *Config) { c.MaxDeliveries = -1 }, wantErr: "max_deliveries"},
-		{name: "auto: no source", mutate: func(c *Config) { c.AutoMigration.Enabled = true }, wantErr: "exactly one source"},
+		{name: "auto: no source (credentials only)", mutate: func(c *Config) { c.AutoMigration.Enabled, c.AutoMigration.Pattern = true, "^prod-" }},
+		{name: "instance: bad base url", mutate: func(c *Config) { c.Instance.BaseURL = "svc:8081" }, wantErr: "instance.base_url"},
+		{name: "instance: no interval", mutate: func(c *Config) { c.Instance.HeartbeatInterval = 0 }, wantErr: "heartbeat_interval"},
 		{name: "auto: two sources", mutate: func(c *Config) {
 			c.AutoMigration = AutoMigration{Enabled: true, Interval: time.Second, Directory: "/d", Secrets: Secrets{Namespace: "ns", Key: "config"}}
-		}, wantErr: "exactly one source"},
+		}, wantErr: "at most one source"},
 		{name: "auto: directory needs a key", mutate: func(c *Config) {
 			c.AutoMigration = AutoMigration{Enabled: true, Interval: time.Second, Directory: "/d"}
 		}, wantErr: "needs kubeconfig_key"},

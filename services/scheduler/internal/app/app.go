@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/outposthq/outpost/libs/auth"
+	"github.com/outposthq/outpost/libs/instances"
 	"github.com/outposthq/outpost/libs/kv"
 	"github.com/outposthq/outpost/libs/natsauth"
 	"github.com/outposthq/outpost/libs/queue"
@@ -189,6 +190,8 @@ type Scheduler struct {
 	rules       []auth.Rule
 	log         *slog.Logger
 	brokerReady func() error
+	// beat publishes this replica's heartbeat (instances).
+	beat *instances.Heartbeater
 }
 
 // New assembles a scheduler over broker and opener and registers its
@@ -301,7 +304,8 @@ func New(cfg config.Config, log *slog.Logger, broker queue.Broker, opener kv.Ope
 	directory.Register(router, dir.Routes())
 	registerAgents(router, cfg, log)
 	a.Register(router)
-	return &Scheduler{cfg: cfg, registry: registry, api: a, mux: mux, keys: keys, rules: router.Rules(), log: log, brokerReady: brokerReady}
+	s := &Scheduler{cfg: cfg, registry: registry, api: a, mux: mux, keys: keys, rules: router.Rules(), log: log, brokerReady: brokerReady}
+	return s.withHeartbeat(opener)
 }
 
 // ServeHTTP serves the API.
@@ -330,7 +334,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	return s.registry.Run(ctx, s.cfg.ShutdownGrace)
+	return s.runBeating(ctx, func(ctx context.Context) error { return s.registry.Run(ctx, s.cfg.ShutdownGrace) })
 }
 
 // registerAgents serves the agents routes when the scheduler holds the

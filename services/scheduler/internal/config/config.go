@@ -10,6 +10,7 @@ import (
 
 	"github.com/outposthq/outpost/libs/auth"
 	libconfig "github.com/outposthq/outpost/libs/config"
+	"github.com/outposthq/outpost/libs/instances"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/backend"
 	"github.com/outposthq/outpost/libs/signing"
@@ -47,6 +48,10 @@ type Config struct {
 	// Agents issues and revokes agents' broker credentials
 	// (POST/DELETE /api/v1/agents) when AuthDir is set.
 	Agents Agents `yaml:"agents"`
+	// Instance is this replica's identity in the heartbeats every
+	// control-plane replica publishes (the account-migrator's
+	// GET /armory/clouddrivers lists them).
+	Instance instances.Config `yaml:"instance"`
 	// Queue chooses where the scheduler publishes and consumes: JetStream
 	// (the broker above, the default) or SQS. With SQS the broker is still
 	// needed: job records, tenants, pools and the history of logs and
@@ -193,7 +198,8 @@ func Default() Config {
 			Replicas: 1,
 			Name:     "scheduler",
 		},
-		Queue: backend.Default(),
+		Queue:    backend.Default(),
+		Instance: instances.DefaultConfig(),
 		Tenants: Tenants{
 			Names:           []string{"default"},
 			Default:         "default",
@@ -269,6 +275,9 @@ func (c Config) Validate() error {
 	check(c.Runners.PresenceWindow > 0, "runners.presence_window", "must be positive")
 	check(c.Consumers.MaxDeliveries >= 1, "consumers.max_deliveries", "must be at least 1")
 	check(c.Runners.LostAfter >= 0, "runners.lost_after", "must not be negative")
+	if err := c.Instance.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%w: %w", ErrInvalid, err))
+	}
 	return errors.Join(errs...)
 }
 

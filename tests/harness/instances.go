@@ -33,11 +33,12 @@ func (p *Plane) StartScheduler(id string, env map[string]string) (*Process, stri
 	p.t.Helper()
 	port := testenv.FreePort(p.t)
 	e := map[string]string{
-		"OUTPOST_LISTEN":         fmt.Sprintf("127.0.0.1:%d", port),
-		"OUTPOST_BROKER_URL":     p.BrokerURL,
-		"OUTPOST_TENANTS":        p.Tenant,
-		"OUTPOST_DEFAULT_TENANT": p.Tenant,
-		"OUTPOST_INSTANCE_ID":    id,
+		"OUTPOST_LISTEN":             fmt.Sprintf("127.0.0.1:%d", port),
+		"OUTPOST_BROKER_URL":         p.BrokerURL,
+		"OUTPOST_BROKER_CREDENTIALS": p.NATS.Creds(id, "-role", "scheduler"),
+		"OUTPOST_TENANTS":            p.Tenant,
+		"OUTPOST_DEFAULT_TENANT":     p.Tenant,
+		"OUTPOST_INSTANCE_ID":        id,
 	}
 	maps.Copy(e, NewSigningKey(p.t, id).SignerEnv())
 	AuthEnv(e, p.t.TempDir())

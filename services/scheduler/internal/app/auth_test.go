@@ -50,6 +50,7 @@ var routeRoles = map[string]auth.Role{
 	"GET /api/v1/keys":                     auth.RoleAdmin,
 	"DELETE /api/v1/keys/{id}":             auth.RoleAdmin,
 	"GET /api/v1/audit":                    auth.RoleAdmin,
+	"GET /openapi.json":                    auth.RoleViewer,
 	"/api/":                                auth.RoleViewer,
 	// The directory of users, teams, projects, environments and
 	// deployments (package directory).

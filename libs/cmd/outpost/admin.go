@@ -249,6 +249,41 @@ func (a *app) deadLettersCommand() *cobra.Command {
 	return cmd
 }
 
+var runnerColumns = []column{
+	col("POOL", "pool"), col("RUNNER", "id"), col("STATE", "state"), col("VERSION", "version"), col("RUNNING", "running"),
+	col("CAPACITY", "capacity"), col("DRAINING", "draining"), col("LAST SEEN", "last_seen"),
+}
+
+func (a *app) runnersCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "runners",
+		Aliases: []string{"runner"},
+		Short:   "The fleet of runners: version, load, last heartbeat, live or lost (scheduler)",
+		Example: `  outpost runners list --pool remote`,
+		Args:    noArgs,
+	}
+	var pool string
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List the runners heard from in the last day",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.schedulerClient()
+			if err != nil {
+				return err
+			}
+			q := url.Values{}
+			if pool != "" {
+				q.Set("pool", pool)
+			}
+			return a.get(cmd, c, "/api/v1/runners"+query(q), "runners", runnerColumns)
+		},
+	}
+	list.Flags().StringVar(&pool, "pool", "", "only the runners of this pool")
+	cmd.AddCommand(list)
+	return cmd
+}
+
 var poolColumns = []column{col("POOL", "pool"), col("PAUSED", "paused"), col("RUNNERS", "runners"), col("PAUSED AT", "paused_at"), col("DISPATCHED", "dispatched")}
 
 func (a *app) poolsCommand() *cobra.Command {

@@ -1,7 +1,8 @@
 // Command outpost is the command-line client of Outpost's APIs: jobs,
-// sources, dead letters, API keys and agent credentials on the scheduler,
-// accounts and zones on the account-migrator. It keeps its contexts (a
-// stack, a tenant and a credential each) in the user's config directory.
+// sources, pools, runners, dead letters, API keys and agent credentials on
+// the scheduler, accounts and zones on the account-migrator. It keeps its
+// contexts (a stack, a tenant and a credential each) in the user's config
+// directory.
 //
 // Exit codes: 0 success, 1 error, 2 usage error, 3 a job that `jobs wait`
 // waited for did not succeed.
@@ -141,7 +142,7 @@ Exit codes: 0 success, 1 error (the API's message is printed), 2 usage error,
 		return usageError{fmt.Errorf("unknown output format %q: use table, json or yaml", a.output)}
 	}
 	root.AddCommand(a.loginCommand(), a.contextCommand(), a.jobsCommand(), a.sourcesCommand(),
-		a.accountsCommand(), a.zonesCommand(), a.poolsCommand(), a.keysCommand(), a.agentsCommand(),
+		a.accountsCommand(), a.zonesCommand(), a.poolsCommand(), a.runnersCommand(), a.keysCommand(), a.agentsCommand(),
 		a.deadLettersCommand())
 	groups(root)
 	return root

@@ -318,3 +318,13 @@ func TestDeviceFlow(t *testing.T) {
 		require.Equal(t, issuer.URL, loaded.Contexts["default"].Issuer)
 	})
 }
+
+func TestRunnersTable(t *testing.T) {
+	api := newFakeAPI(t, map[string]http.HandlerFunc{"GET /api/v1/runners": reply(http.StatusOK,
+		`{"runners":[{"id":"r-1","pool":"remote","version":"v1.2.3","state":"lost","running":0,"capacity":4,"draining":false,"last_seen":"2026-01-02T03:04:05Z","silent_seconds":60}],"window_seconds":15}`)})
+	o := cli(t, loggedIn(t, api), "", "runners", "list", "--pool", "remote")
+	require.Equal(t, exitOK, o.code, o.stderr)
+	lines := strings.Split(strings.TrimSpace(o.stdout), "\n")
+	require.Len(t, lines, 2)
+	require.Equal(t, []string{"remote", "r-1", "lost", "v1.2.3", "0", "4", "false", "2026-01-02T03:04:05Z"}, strings.Fields(lines[1]))
+}

@@ -142,6 +142,7 @@ func (a *API) Register(r *auth.Router) {
 	r.HandleFunc("POST /api/v1/sources/{id}/run", o, a.withTenant(a.runSource))
 	r.HandleFunc("GET /api/v1/sources/{id}/runs", v, a.withTenant(a.listRuns))
 	r.HandleFunc("GET /api/v1/pools", v, a.withTenant(a.listPools))
+	r.HandleFunc("GET /api/v1/runners", v, a.withTenant(a.listRunners))
 	r.HandleFunc("POST /api/v1/pools/{pool}/pause", o, a.withTenant(a.setPaused(true)))
 	r.HandleFunc("POST /api/v1/pools/{pool}/resume", o, a.withTenant(a.setPaused(false)))
 	r.HandleFunc("GET /api/v1/deadletters", v, a.withTenant(a.listDeadLetters))

@@ -38,6 +38,7 @@ var routeRoles = map[string]auth.Role{
 	"POST /api/v1/sources/{id}/run":        auth.RoleOperator,
 	"GET /api/v1/sources/{id}/runs":        auth.RoleViewer,
 	"GET /api/v1/pools":                    auth.RoleViewer,
+	"GET /api/v1/runners":                  auth.RoleViewer,
 	"POST /api/v1/pools/{pool}/pause":      auth.RoleOperator,
 	"POST /api/v1/pools/{pool}/resume":     auth.RoleOperator,
 	"GET /api/v1/deadletters":              auth.RoleViewer,

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -131,7 +132,8 @@ printed answer.`,
 				}
 			}
 			var out map[string]any
-			ctx := cmd.Context()
+			ctx, cancel := context.WithTimeout(cmd.Context(), defaultTimeout)
+			defer cancel()
 			if err := c.do(ctx, http.MethodPost, "/api/v1/agents", body, &out); err != nil {
 				return err
 			}

@@ -31,12 +31,13 @@ tools: ## Install pinned tools (buf, protoc-gen-go, golangci-lint) into .cache/b
 	@scripts/install-tools.sh
 
 .PHONY: build
-build: ## Build every service binary into bin/
+build: ## Build every service binary and the outpost CLI into bin/
 	@mkdir -p $(BIN)
 	@for s in $(SERVICES); do \
 		echo "build $$s"; (cd services/$$s && go build -o $(BIN)/$$s .) || exit 1; \
 	done
 	@echo "build outpost-broker"; cd libs && go build -o $(BIN)/outpost-broker ./cmd/outpost-broker
+	@echo "build outpost"; cd libs && go build -o $(BIN)/outpost ./cmd/outpost
 
 .PHONY: run
 run: build ## Start Outpost locally: embedded JetStream and the four services

@@ -11,15 +11,18 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
 
+	"github.com/outposthq/outpost/libs/apispec"
 	"github.com/outposthq/outpost/libs/auth"
 	"github.com/outposthq/outpost/libs/httpjson"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/services/account-migrator/internal/accounts"
 	"github.com/outposthq/outpost/services/account-migrator/internal/objects"
+	"github.com/outposthq/outpost/services/account-migrator/internal/openapi"
 	"github.com/outposthq/outpost/services/account-migrator/internal/operations"
 	"github.com/outposthq/outpost/services/account-migrator/internal/presence"
 )
@@ -109,12 +112,25 @@ func (a *API) Register(r *auth.Router) {
 	// Where the Dynamic Accounts documentation says to check an account.
 	r.HandleFunc("GET /agents/kubernetes/accounts/{name}", v, a.withTenant(a.get))
 	r.HandleFunc("GET /api/v1/zones", v, a.withTenant(a.zones))
+	// The API's OpenAPI document, for any credential: it says what the
+	// API is, nothing of a tenant's data.
+	r.Handle("GET "+apispec.Path, v, specHandler)
 	notFound := func(w http.ResponseWriter, r *http.Request) {
 		httpjson.WriteError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path, "")
 	}
 	r.HandleFunc("/api/", v, notFound)
 	r.HandleFunc("/armory/", v, notFound)
 }
+
+// specHandler serves the committed document; a document that is not valid
+// OpenAPI fails every test of the API, so it cannot ship.
+var specHandler = func() http.Handler {
+	h, err := apispec.Handler(openapi.Spec)
+	if err != nil {
+		panic(fmt.Sprintf("account-migrator: OpenAPI document: %v", err))
+	}
+	return h
+}()
 
 type tenantHandler func(w http.ResponseWriter, r *http.Request, tenant string)
 

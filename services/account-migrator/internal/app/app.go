@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/outposthq/outpost/libs/apispec"
 	"github.com/outposthq/outpost/libs/queue/natsjs"
 	"github.com/outposthq/outpost/libs/service"
 	"github.com/outposthq/outpost/services/account-migrator/internal/config"
@@ -38,6 +39,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	mux.Handle("/agents/", front)
 	mux.Handle("/credentials", front)
 	mux.Handle("/credentials/", front)
+	mux.Handle("GET "+apispec.Path, front)
 	// Only the probes are served without a credential; /metrics is on the
 	// ops listener.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })

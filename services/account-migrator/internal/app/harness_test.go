@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/outposthq/outpost/libs/apispec/apispectest"
 	"github.com/outposthq/outpost/libs/auth"
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/inventory"
@@ -28,6 +29,7 @@ import (
 	accountsv1 "github.com/outposthq/outpost/proto/outpost/accounts/v1"
 	watchv1 "github.com/outposthq/outpost/proto/outpost/watch/v1"
 	"github.com/outposthq/outpost/services/account-migrator/internal/config"
+	"github.com/outposthq/outpost/services/account-migrator/internal/openapi"
 )
 
 const (
@@ -52,6 +54,9 @@ type env struct {
 	subj queue.Subjects
 	// token is a platform admin's API key, from the shared keys bucket.
 	token string
+	// spec checks every request of do and its answer against the
+	// OpenAPI document.
+	spec *http.Client
 }
 
 func testConfig() config.Config {
@@ -78,7 +83,8 @@ func newEnv(t *testing.T, replicas int, edit ...func(*config.Config)) *env {
 		f(&cfg)
 	}
 	require.NoError(t, cfg.Validate())
-	e := &env{t: t, srv: srv, ctx: ctx, url: srv.ClientURL(), cfg: cfg, logs: &testenv.SyncBuffer{}, subj: queue.NewSubjects(cfg.Broker.Stack)}
+	e := &env{t: t, srv: srv, ctx: ctx, url: srv.ClientURL(), cfg: cfg, logs: &testenv.SyncBuffer{}, subj: queue.NewSubjects(cfg.Broker.Stack),
+		spec: apispectest.New(t, openapi.Spec).Client()}
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	conn, err := natsjs.Connect(ctx, natsjs.Config{URL: e.url, Stack: cfg.Broker.Stack, Logger: log})
 	require.NoError(t, err)
@@ -128,7 +134,7 @@ func (e *env) doOn(replica int, method, path string, body any, header map[string
 // tryDo is doOn for conditions polled by require.Eventually, which must
 // not fail the test themselves.
 func (e *env) tryDo(replica int, method, path string, body any, header map[string]string) (int, []byte, error) {
-	api := testenv.Client{Base: e.http[replica], Token: e.token}
+	api := testenv.Client{Base: e.http[replica], Token: e.token, HTTP: e.spec}
 	return api.Send(e.ctx, method, path, body, header)
 }
 

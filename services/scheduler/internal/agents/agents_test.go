@@ -15,12 +15,14 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/outposthq/outpost/libs/apispec/apispectest"
 	"github.com/outposthq/outpost/libs/auth"
 	"github.com/outposthq/outpost/libs/natsauth"
 	"github.com/outposthq/outpost/libs/natsembed"
 	"github.com/outposthq/outpost/libs/natsembed/natstest"
 	"github.com/outposthq/outpost/libs/testenv"
 	"github.com/outposthq/outpost/services/scheduler/internal/agents"
+	"github.com/outposthq/outpost/services/scheduler/internal/openapi"
 )
 
 // TestMain fails the run when the tests leave goroutines behind.
@@ -36,10 +38,21 @@ func as(h http.Handler, p *auth.Principal) http.Handler {
 	})
 }
 
+// call serves one request and checks it and its answer against the
+// scheduler's OpenAPI document.
 func call(t *testing.T, h http.Handler, method, path, body string) (int, map[string]any) {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), method, path, bytes.NewBufferString(body)))
+	req := httptest.NewRequestWithContext(t.Context(), method, path, bytes.NewBufferString(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	h.ServeHTTP(rec, req)
+	var reqBody []byte
+	if body != "" {
+		reqBody = []byte(body)
+	}
+	apispectest.New(t, openapi.Spec).Check(req.Clone(t.Context()), reqBody, rec.Code, rec.Header(), rec.Body.Bytes())
 	var out map[string]any
 	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &out), rec.Body.String())
 	return rec.Code, out

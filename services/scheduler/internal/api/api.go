@@ -12,10 +12,12 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
 
+	"github.com/outposthq/outpost/libs/apispec"
 	"github.com/outposthq/outpost/libs/auth"
 	"github.com/outposthq/outpost/libs/httpjson"
 	"github.com/outposthq/outpost/libs/queue"
@@ -24,6 +26,7 @@ import (
 	"github.com/outposthq/outpost/services/scheduler/internal/deadletters"
 	"github.com/outposthq/outpost/services/scheduler/internal/explain"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
+	"github.com/outposthq/outpost/services/scheduler/internal/openapi"
 	"github.com/outposthq/outpost/services/scheduler/internal/pools"
 	"github.com/outposthq/outpost/services/scheduler/internal/sources"
 	"github.com/outposthq/outpost/services/scheduler/internal/tenants"
@@ -139,6 +142,7 @@ func (a *API) Register(r *auth.Router) {
 	r.HandleFunc("POST /api/v1/sources/{id}/run", o, a.withTenant(a.runSource))
 	r.HandleFunc("GET /api/v1/sources/{id}/runs", v, a.withTenant(a.listRuns))
 	r.HandleFunc("GET /api/v1/pools", v, a.withTenant(a.listPools))
+	r.HandleFunc("GET /api/v1/runners", v, a.withTenant(a.listRunners))
 	r.HandleFunc("POST /api/v1/pools/{pool}/pause", o, a.withTenant(a.setPaused(true)))
 	r.HandleFunc("POST /api/v1/pools/{pool}/resume", o, a.withTenant(a.setPaused(false)))
 	r.HandleFunc("GET /api/v1/deadletters", v, a.withTenant(a.listDeadLetters))
@@ -151,10 +155,23 @@ func (a *API) Register(r *auth.Router) {
 	r.HandleFunc("GET /api/v1/keys", ad, a.listKeys)
 	r.HandleFunc("DELETE /api/v1/keys/{id}", ad, a.revokeKey)
 	r.HandleFunc("GET /api/v1/audit", ad, a.audit)
+	// The API's OpenAPI document, for any credential: it says what the
+	// API is, nothing of a tenant's data.
+	r.Handle("GET "+apispec.Path, v, specHandler)
 	r.HandleFunc("/api/", v, func(w http.ResponseWriter, r *http.Request) {
 		httpjson.WriteError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path, "")
 	})
 }
+
+// specHandler serves the committed document; a document that is not valid
+// OpenAPI fails every test of the API, so it cannot ship.
+var specHandler = func() http.Handler {
+	h, err := apispec.Handler(openapi.Spec)
+	if err != nil {
+		panic(fmt.Sprintf("scheduler: OpenAPI document: %v", err))
+	}
+	return h
+}()
 
 type tenantHandler func(w http.ResponseWriter, r *http.Request, t *tenants.Tenant)
 

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/outposthq/outpost/libs/apispec"
 	"github.com/outposthq/outpost/libs/auth"
 	"github.com/outposthq/outpost/libs/instances"
 	"github.com/outposthq/outpost/libs/kv"
@@ -59,6 +60,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	front := service.NewDeferred("scheduler")
 	mux := http.NewServeMux()
 	mux.Handle("/api/", front)
+	mux.Handle("GET "+apispec.Path, front)
 	// The API listener serves only the probes without a credential;
 	// /metrics (every tenant's numbers) is on the ops listener.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })

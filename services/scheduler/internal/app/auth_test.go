@@ -38,6 +38,7 @@ var routeRoles = map[string]auth.Role{
 	"POST /api/v1/sources/{id}/run":        auth.RoleOperator,
 	"GET /api/v1/sources/{id}/runs":        auth.RoleViewer,
 	"GET /api/v1/pools":                    auth.RoleViewer,
+	"GET /api/v1/runners":                  auth.RoleViewer,
 	"POST /api/v1/pools/{pool}/pause":      auth.RoleOperator,
 	"POST /api/v1/pools/{pool}/resume":     auth.RoleOperator,
 	"GET /api/v1/deadletters":              auth.RoleViewer,
@@ -50,6 +51,7 @@ var routeRoles = map[string]auth.Role{
 	"GET /api/v1/keys":                     auth.RoleAdmin,
 	"DELETE /api/v1/keys/{id}":             auth.RoleAdmin,
 	"GET /api/v1/audit":                    auth.RoleAdmin,
+	"GET /openapi.json":                    auth.RoleViewer,
 	"/api/":                                auth.RoleViewer,
 	// The directory of users, teams, projects, environments and
 	// deployments (package directory).

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/outposthq/outpost/libs/apispec/apispectest"
 	"github.com/outposthq/outpost/libs/auth"
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/kv"
@@ -29,6 +30,7 @@ import (
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 	"github.com/outposthq/outpost/services/scheduler/internal/app"
 	"github.com/outposthq/outpost/services/scheduler/internal/config"
+	"github.com/outposthq/outpost/services/scheduler/internal/openapi"
 )
 
 const (
@@ -47,6 +49,9 @@ type env struct {
 	// token is the bootstrap admin key (every tenant).
 	token string
 	sched *app.Scheduler
+	// http checks every request of do and its answer against the
+	// OpenAPI document.
+	http *http.Client
 }
 
 // testSigner is the key the schedulers of these tests sign jobs with.
@@ -107,7 +112,7 @@ func newEnvOn(t *testing.T, url string, edit ...func(*config.Config)) *env {
 	})
 	require.Eventually(t, func() bool { return s.Ready() == nil }, waitFor, tick)
 	return &env{t: t, ctx: ctx, conn: conn, subjects: queue.NewSubjects(cfg.Broker.Stack), reg: reg, url: serveTest(t, s),
-		token: readKey(t, cfg.Auth.BootstrapKeyFile), sched: s}
+		token: readKey(t, cfg.Auth.BootstrapKeyFile), sched: s, http: apispectest.New(t, openapi.Spec).Client()}
 }
 
 // readKey reads the API key a scheduler bootstrapped into path.
@@ -140,7 +145,7 @@ func (e *env) doHeader(method, path, tenant string, body any) (int, http.Header,
 	if tenant != "" {
 		header = map[string]string{"X-Outpost-Tenant": tenant}
 	}
-	api := testenv.Client{Base: e.url, Token: e.token}
+	api := testenv.Client{Base: e.url, Token: e.token, HTTP: e.http}
 	code, h, out, err := api.SendHeader(e.ctx, method, path, body, header)
 	require.NoError(e.t, err)
 	return code, h, out

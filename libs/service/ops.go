@@ -34,9 +34,7 @@ func OpsHandler(mux *http.ServeMux, reg *prometheus.Registry, ready ReadyFunc) *
 	if mux == nil {
 		mux = http.NewServeMux()
 	}
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = w.Write([]byte("ok\n"))
-	})
+	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if ready != nil {
 			if err := ready(); err != nil {
@@ -49,6 +47,9 @@ func OpsHandler(mux *http.ServeMux, reg *prometheus.Registry, ready ReadyFunc) *
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	return mux
 }
+
+// healthz answers that the process is alive.
+func healthz(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }
 
 // Listen binds addr before the server starts, so that a port already in
 // use is reported by the wiring code and not by a goroutine.

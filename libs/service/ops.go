@@ -96,24 +96,6 @@ func NewHTTPServer(h http.Handler) *http.Server {
 	}
 }
 
-// ReadyGate is a ReadyFunc for dependencies that come up after the ops
-// server starts: it reports "starting" until Set gives it the real check.
-type ReadyGate struct {
-	check atomic.Pointer[ReadyFunc]
-}
-
-// Set installs the check that decides readiness from now on.
-func (g *ReadyGate) Set(fn ReadyFunc) { g.check.Store(&fn) }
-
-// Check implements ReadyFunc.
-func (g *ReadyGate) Check() error {
-	fn := g.check.Load()
-	if fn == nil {
-		return errors.New("starting")
-	}
-	return (*fn)()
-}
-
 // ErrStarting is what a Deferred reports as readiness before Set.
 var ErrStarting = errors.New("connecting to the broker")
 

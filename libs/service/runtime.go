@@ -65,8 +65,9 @@ type Streamer interface {
 // before anything else so that a port in use fails the start and liveness
 // answers while the broker is dialled; its readiness, false until the
 // service installs its own and once the stop began; its long-lived parts,
-// run in an errgroup; and a graceful, bounded stop. Start makes one; Go,
-// Set, SetReady and Closer are safe for concurrent use.
+// run in an errgroup; and a graceful, bounded stop. Start makes one; Set,
+// SetReady and Closer are safe for concurrent use, and Go may be called
+// before Wait or from a running part.
 type Runtime struct {
 	opts  Options
 	log   *slog.Logger

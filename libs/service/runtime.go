@@ -161,7 +161,13 @@ func (r *Runtime) Registry() *prometheus.Registry { return r.reg }
 func (r *Runtime) Go(part func(ctx context.Context) error) {
 	r.parts.Go(func() error {
 		defer r.cancel()
-		return part(r.ctx)
+		err := part(r.ctx)
+		if r.ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+			// The stop began first: the part reports that it is done.
+			// A part's own timeout, before the stop, stays an error.
+			return nil
+		}
+		return err
 	})
 }
 
@@ -193,8 +199,8 @@ func (r *Runtime) Closer(c io.Closer) {
 // Wait waits for the stop: it returns once the parts have returned (or
 // Drain plus 10 seconds after the stop began), the servers have shut
 // down and the connections given to Closer are closed. Its error is the
-// first of a part or a server; context errors after the stop began are a
-// clean stop (nil).
+// first of a part or a server; a part that returns a context error once
+// the stop began has stopped cleanly.
 func (r *Runtime) Wait() error {
 	partsDone := make(chan error, 1)
 	go func() { partsDone <- r.parts.Wait() }()
@@ -223,10 +229,6 @@ func (r *Runtime) Wait() error {
 		if cerr := closers[i].Close(); cerr != nil {
 			r.log.Warn("close connection failed", "error", cerr)
 		}
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		// The stop began (cancel above): a part that reports it is done.
-		return nil
 	}
 	return err
 }

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -178,6 +179,16 @@ func TestRuntimeStops(t *testing.T) {
 					func(context.Context) error { return nil },
 				}
 			},
+		},
+		{
+			name: "a part's own timeout is an error",
+			parts: func(context.CancelFunc) []func(context.Context) error {
+				return []func(context.Context) error{func(context.Context) error {
+					return fmt.Errorf("open bucket: %w", context.DeadlineExceeded)
+				}}
+			},
+			wantErr: context.DeadlineExceeded,
+			wantMsg: "open bucket: context deadline exceeded",
 		},
 		{
 			name: "dialling fails",

@@ -48,7 +48,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	// A runner that could not verify its work refuses to start, before it
 	// connects to anything.
 	if _, err := cfg.Signing.Verifier(); err != nil {
-		return fmt.Errorf("%w: signing: %w", service.ErrConfig, err)
+		return fmt.Errorf("%w: %w", service.ErrConfig, err)
 	}
 	rc := RunnerConfig(cfg)
 	rt, err := service.Start(ctx, service.Options{

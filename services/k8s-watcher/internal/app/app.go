@@ -34,7 +34,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	// start, before it connects to anything.
 	verifier, err := cfg.Signing.Verifier()
 	if err != nil {
-		return fmt.Errorf("%w: signing: %w", service.ErrConfig, err)
+		return fmt.Errorf("%w: %w", service.ErrConfig, err)
 	}
 	if verifier == nil {
 		log.Warn("no trusted signing key: unsigned leases and operations will be used (signing.allow_unsigned, for development only)")

@@ -46,7 +46,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	// runner would run: it refuses to start.
 	signer, err := cfg.Signing.Signer()
 	if err != nil {
-		return fmt.Errorf("%w: signing: %w", service.ErrConfig, err)
+		return fmt.Errorf("%w: %w", service.ErrConfig, err)
 	}
 	log.Info("scheduler starting", "listen", cfg.Listen, "broker", backend.RedactURL(cfg.Broker.URL), "queue", string(cfg.Queue.Kind), "stack", cfg.Broker.Stack, "tenants", cfg.Tenants.Names)
 	log.Info("signing jobs", "key_id", signer.KeyID(), "ttl", cfg.Signing.TTL)

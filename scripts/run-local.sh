@@ -65,6 +65,7 @@ else
 fi
 
 pids=()
+names=()
 # Each service runs in a session of its own: Ctrl-C in the terminal reaches
 # only this script, which stops the services one by one, each with a single
 # SIGTERM (a second signal would make them exit at once).
@@ -75,6 +76,7 @@ start() { # name command...
 	# (a write to a closed pipe would kill it).
 	setsid "$@" > >(trap '' INT TERM; exec sed -u "s/^/[$name] /") 2>&1 &
 	pids+=($!)
+	names+=("$name")
 }
 
 wait_ready() { # name url
@@ -112,10 +114,15 @@ stop() {
 	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
 		kill -TERM "${pids[i]}" 2>/dev/null
 		# A signal handled meanwhile interrupts wait: wait again until
-		# the service has really exited.
+		# the service has really exited. The status is the service's
+		# (0: stopped cleanly; see docs/architecture.md).
+		wait "${pids[i]}" 2>/dev/null
+		status=$?
 		while kill -0 "${pids[i]}" 2>/dev/null; do
 			wait "${pids[i]}" 2>/dev/null
+			status=$?
 		done
+		echo "[run] ${names[i]} exited with status $status"
 	done
 	echo "[run] stopped"
 	exit 0

@@ -34,9 +34,7 @@ func OpsHandler(mux *http.ServeMux, reg *prometheus.Registry, ready ReadyFunc) *
 	if mux == nil {
 		mux = http.NewServeMux()
 	}
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = w.Write([]byte("ok\n"))
-	})
+	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if ready != nil {
 			if err := ready(); err != nil {
@@ -49,6 +47,9 @@ func OpsHandler(mux *http.ServeMux, reg *prometheus.Registry, ready ReadyFunc) *
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	return mux
 }
+
+// healthz answers that the process is alive.
+func healthz(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }
 
 // Listen binds addr before the server starts, so that a port already in
 // use is reported by the wiring code and not by a goroutine.
@@ -93,24 +94,6 @@ func NewHTTPServer(h http.Handler) *http.Server {
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
-}
-
-// ReadyGate is a ReadyFunc for dependencies that come up after the ops
-// server starts: it reports "starting" until Set gives it the real check.
-type ReadyGate struct {
-	check atomic.Pointer[ReadyFunc]
-}
-
-// Set installs the check that decides readiness from now on.
-func (g *ReadyGate) Set(fn ReadyFunc) { g.check.Store(&fn) }
-
-// Check implements ReadyFunc.
-func (g *ReadyGate) Check() error {
-	fn := g.check.Load()
-	if fn == nil {
-		return errors.New("starting")
-	}
-	return (*fn)()
 }
 
 // ErrStarting is what a Deferred reports as readiness before Set.

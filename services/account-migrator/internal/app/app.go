@@ -7,11 +7,7 @@ package app
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"net/http"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/outposthq/outpost/libs/apispec"
 	"github.com/outposthq/outpost/libs/queue/natsjs"
@@ -24,66 +20,37 @@ import (
 var ErrBrokerDown = errors.New("broker connection is down")
 
 // Run starts the account-migrator and blocks until ctx is cancelled and
-// everything has shut down. The HTTP server starts first (liveness, and
+// everything has shut down. The HTTP servers start first (liveness, and
 // readiness false) while the broker connection is made.
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	ln, err := service.Listen(cfg.Listen)
+	// Only the probes are served without a credential; /metrics is on the
+	// ops listener.
+	rt, err := service.Start(ctx, service.Options{
+		Name:     "account-migrator",
+		Log:      log,
+		APIAddr:  cfg.Listen,
+		APIPaths: []string{"/api/", "/armory/", "/agents/", "/credentials", "/credentials/", "GET " + apispec.Path},
+		OpsAddr:  cfg.OpsListen,
+		Grace:    cfg.ShutdownGrace,
+		Drain:    cfg.ShutdownGrace,
+	})
 	if err != nil {
 		return err
 	}
-	reg := service.NewRegistry()
-	front := service.NewDeferred("account-migrator")
-	mux := http.NewServeMux()
-	mux.Handle("/api/", front)
-	mux.Handle("/armory/", front)
-	mux.Handle("/agents/", front)
-	mux.Handle("/credentials", front)
-	mux.Handle("/credentials/", front)
-	mux.Handle("GET "+apispec.Path, front)
-	// Only the probes are served without a credential; /metrics is on the
-	// ops listener.
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.Handle("GET /readyz", service.OpsHandler(nil, reg, front.Ready))
-	srv := service.NewHTTPServer(mux)
-
-	var conn *natsjs.Conn
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return service.Serve(gctx, log, srv, ln, cfg.ShutdownGrace) })
-	if cfg.OpsListen != "" {
-		opsLn, err := service.Listen(cfg.OpsListen)
-		if err != nil {
-			_ = ln.Close()
-			return err
-		}
-		ops := service.NewHTTPServer(service.OpsHandler(nil, reg, front.Ready))
-		g.Go(func() error { return service.Serve(gctx, log, ops, opsLn, cfg.ShutdownGrace) })
-	}
-	g.Go(func() error {
-		c, err := natsjs.Connect(gctx, natsjs.Config{URL: cfg.Broker.URL, Stack: cfg.Broker.Stack, Name: "account-migrator", Logger: log, Credentials: cfg.Broker.Credentials, TLS: cfg.Broker.TLS})
-		if err != nil {
-			if gctx.Err() != nil {
-				return nil // shut down while connecting
-			}
-			return fmt.Errorf("connect to broker: %w", err)
-		}
-		conn = c
-		m, err := New(gctx, cfg, log, c, reg)
+	rt.Go(func(ctx context.Context) error {
+		c, err := service.Dial(ctx, rt, "broker", func(ctx context.Context) (*natsjs.Conn, error) {
+			return natsjs.Connect(ctx, natsjs.Config{URL: cfg.Broker.URL, Stack: cfg.Broker.Stack, Name: "account-migrator", Logger: log, Credentials: cfg.Broker.Credentials, TLS: cfg.Broker.TLS})
+		})
 		if err != nil {
 			return err
 		}
-		front.Set(m)
-		log.Info("account-migrator started", "listen", ln.Addr().String(), "tenants", cfg.Tenants)
-		return m.Run(gctx)
+		m, err := New(ctx, cfg, log, c, rt.Registry())
+		if err != nil {
+			return err
+		}
+		rt.Set(m)
+		log.Info("account-migrator started", "listen", cfg.Listen, "tenants", cfg.Tenants)
+		return m.Run(ctx)
 	})
-	err = g.Wait()
-	if conn != nil {
-		if cerr := conn.Close(); cerr != nil {
-			log.Warn("close broker connection failed", "error", cerr)
-		}
-	}
-	if errors.Is(err, context.Canceled) {
-		err = nil
-	}
-	log.Info("account-migrator stopped")
-	return err
+	return rt.Wait()
 }

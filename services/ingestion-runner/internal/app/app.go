@@ -8,10 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/backend"
@@ -31,7 +28,8 @@ import (
 // ServiceName tags the runner's logs and its queue connection.
 const ServiceName = "ingestion-runner"
 
-// ErrNotConnected is what /readyz reports before the queue connection works.
+// ErrNotConnected is what /readyz reports while the queue connection made
+// at start is down (service.ErrStarting before it is made).
 var ErrNotConnected = errors.New("queue not connected")
 
 const (
@@ -50,71 +48,57 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	// A runner that could not verify its work refuses to start, before it
 	// connects to anything.
 	if _, err := cfg.Signing.Verifier(); err != nil {
-		return fmt.Errorf("signing: %w", err)
+		return fmt.Errorf("%w: %w", service.ErrConfig, err)
 	}
-	reg := service.NewRegistry()
-	metrics := runner.NewMetrics(reg)
-
-	var conn atomic.Pointer[backend.Backend]
-	var rn atomic.Pointer[runner.Runner]
-	ready := func() error {
-		c := conn.Load()
-		if c == nil {
-			return ErrNotConnected
-		}
-		if err := c.Ready(); err != nil {
-			return fmt.Errorf("%w: %w", ErrNotConnected, err)
-		}
-		if r := rn.Load(); r != nil {
-			return r.Ready()
-		}
-		return runner.ErrNotReady
-	}
-	ln, err := service.Listen(cfg.OpsAddr)
+	rc := RunnerConfig(cfg)
+	rt, err := service.Start(ctx, service.Options{
+		Name:    ServiceName,
+		Log:     log,
+		OpsAddr: cfg.OpsAddr,
+		Grace:   opsShutdownGrace,
+		// Running jobs get the drain grace, then what is left is stopped
+		// and reported within the stop grace.
+		Drain: rc.DrainGrace + rc.StopGrace,
+	})
 	if err != nil {
 		return err
 	}
-	srv := service.NewHTTPServer(service.OpsHandler(nil, reg, ready))
-
-	g, gctx := errgroup.WithContext(ctx)
-	// The ops server outlives the signal: it stops once the runner is done.
-	opsCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopOps()
-	g.Go(func() error { return service.Serve(opsCtx, log, srv, ln, opsShutdownGrace) })
-	g.Go(func() error {
-		defer stopOps()
+	metrics := runner.NewMetrics(rt.Registry())
+	rt.Go(func(ctx context.Context) error {
 		log.Info("connecting to queue", "queue", string(cfg.Queue.Kind), "stack", cfg.Broker.Stack)
-		c, err := backend.Open(gctx, cfg.Queue, backend.Options{
-			Stack: cfg.Broker.Stack,
-			NATS: natsjs.Config{
-				URL:         cfg.Broker.URL,
-				Credentials: cfg.Broker.Credentials,
-				TLS:         cfg.Broker.TLS,
-				Name:        ServiceName + "/" + cfg.Tenant + "/" + cfg.Pool + "/" + cfg.RunnerID,
-				Replicas:    cfg.Broker.Replicas,
-			},
-			// The jobs queue's redrive policy (when this runner creates
-			// the queue) matches the runner's own max deliveries.
-			JobsMaxDeliveries: cfg.MaxDeliveries,
-			Registerer:        reg,
-			Logger:            log,
+		c, err := service.Dial(ctx, rt, "queue", func(ctx context.Context) (*backend.Backend, error) {
+			return backend.Open(ctx, cfg.Queue, backend.Options{
+				Stack: cfg.Broker.Stack,
+				NATS: natsjs.Config{
+					URL:         cfg.Broker.URL,
+					Credentials: cfg.Broker.Credentials,
+					TLS:         cfg.Broker.TLS,
+					Name:        ServiceName + "/" + cfg.Tenant + "/" + cfg.Pool + "/" + cfg.RunnerID,
+					Replicas:    cfg.Broker.Replicas,
+				},
+				// The jobs queue's redrive policy (when this runner creates
+				// the queue) matches the runner's own max deliveries.
+				JobsMaxDeliveries: cfg.MaxDeliveries,
+				Registerer:        rt.Registry(),
+				Logger:            log,
+			})
 		})
 		if err != nil {
-			if gctx.Err() != nil {
-				return nil // stopped before the queue was reachable
-			}
-			return fmt.Errorf("connect to queue: %w", err)
+			return err
 		}
-		defer c.Close()
-		conn.Store(c)
 		r, err := New(cfg, c.Broker, queue.NewSubjects(cfg.Broker.Stack), log, metrics)
 		if err != nil {
 			return err
 		}
-		rn.Store(r)
-		return r.Run(gctx)
+		rt.SetReady(func() error {
+			if err := c.Ready(); err != nil {
+				return fmt.Errorf("%w: %w", ErrNotConnected, err)
+			}
+			return r.Ready()
+		})
+		return r.Run(ctx)
 	})
-	return g.Wait()
+	return rt.Wait()
 }
 
 // New builds a runner for cfg on broker. Tests use it with any queue.Broker.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/outposthq/outpost/libs/natsembed/natstest"
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/service"
 	"github.com/outposthq/outpost/libs/testenv"
 
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/app"
@@ -90,7 +91,7 @@ func TestRunNotReadyWithoutQueue(t *testing.T) {
 	}, 10*time.Second, 10*time.Millisecond)
 	code, body := get(t, "http://"+ops+"/readyz")
 	require.Equal(t, http.StatusServiceUnavailable, code)
-	require.Contains(t, body, app.ErrNotConnected.Error())
+	require.Contains(t, body, service.ErrStarting.Error())
 
 	require.NoError(t, rr.wait(t), "a shutdown before the queue answers is clean")
 	require.NotContains(t, rr.logs.String(), "Starting outpost ingestion runner")

@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/outposthq/outpost/libs/queue/natsjs"
 	"github.com/outposthq/outpost/libs/service"
 	"github.com/outposthq/outpost/services/k8s-watcher/internal/agent"
@@ -30,46 +28,47 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	log = log.With("tenant", cfg.Tenant, "zone", cfg.Zone, "watcher_id", cfg.WatcherID)
 	keys, err := cfg.Keyring()
 	if err != nil {
-		return err
+		return err // wraps service.ErrConfig (libs/config's ErrInvalid)
 	}
 	// A watcher that could not verify leases and operations refuses to
 	// start, before it connects to anything.
 	verifier, err := cfg.Signing.Verifier()
 	if err != nil {
-		return fmt.Errorf("signing: %w", err)
+		return fmt.Errorf("%w: %w", service.ErrConfig, err)
 	}
 	if verifier == nil {
 		log.Warn("no trusted signing key: unsigned leases and operations will be used (signing.allow_unsigned, for development only)")
 	}
-	ln, err := service.Listen(cfg.OpsAddr)
+	// Health answers while the broker is still being dialled (the watcher
+	// may start before the network to the control plane is up).
+	rt, err := service.Start(ctx, service.Options{
+		Name:    "k8s-watcher",
+		Log:     log,
+		OpsAddr: cfg.OpsAddr,
+		Grace:   cfg.ShutdownGrace,
+		// Leases are handed back within the shutdown grace.
+		Drain: cfg.ShutdownGrace,
+	})
 	if err != nil {
 		return err
 	}
-	// Health answers while the broker is still being dialled (the watcher
-	// may start before the network to the control plane is up).
-	var ready service.ReadyGate
-	reg := service.NewRegistry()
-	m := metrics.New(reg)
-	srv := service.NewHTTPServer(service.OpsHandler(nil, reg, ready.Check))
-
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return service.Serve(ctx, log, srv, ln, cfg.ShutdownGrace) })
-	g.Go(func() error {
-		conn, err := natsjs.Connect(ctx, natsjs.Config{URL: cfg.Broker.URL, Stack: cfg.Broker.Stack, Name: "k8s-watcher", Logger: log, Credentials: cfg.Broker.Credentials, TLS: cfg.Broker.TLS})
+	m := metrics.New(rt.Registry())
+	rt.Go(func(ctx context.Context) error {
+		// Leases are given back (the agent returns) before the broker
+		// connection closes.
+		conn, err := service.Dial(ctx, rt, "broker", func(ctx context.Context) (*natsjs.Conn, error) {
+			return natsjs.Connect(ctx, natsjs.Config{URL: cfg.Broker.URL, Stack: cfg.Broker.Stack, Name: "k8s-watcher", Logger: log, Credentials: cfg.Broker.Credentials, TLS: cfg.Broker.TLS})
+		})
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("connect to broker: %w", err)
+			return err
 		}
-		defer conn.Close()
-		ready.Set(func() error {
+		rt.SetReady(func() error {
 			if !conn.Ready() {
 				return fmt.Errorf("%w: %s", ErrBrokerDown, conn.Status())
 			}
 			return nil
 		})
-		log.Info("Starting outpost k8s watcher", "ops_addr", ln.Addr().String())
+		log.Info("Starting outpost k8s watcher", "ops_addr", cfg.OpsAddr)
 		a := agent.New(agent.Config{
 			Tenant: cfg.Tenant, Zone: cfg.Zone, WatcherID: cfg.WatcherID,
 			Subjects:          conn.Subjects(),
@@ -88,10 +87,5 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}, conn, log, m)
 		return a.Run(ctx)
 	})
-	err = g.Wait()
-	if errors.Is(err, context.Canceled) {
-		err = nil
-	}
-	log.Info("k8s watcher stopped")
-	return err
+	return rt.Wait()
 }

@@ -12,7 +12,6 @@ import (
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/outposthq/outpost/libs/apispec"
 	"github.com/outposthq/outpost/libs/auth"
@@ -42,94 +41,69 @@ import (
 // down.
 var ErrBrokerDown = errors.New("broker connection is down")
 
-// Run runs the scheduler until ctx is done. The HTTP server starts first
+// Run runs the scheduler until ctx is done. The HTTP servers start first
 // (liveness, and readiness false) while the broker connection is made.
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	// Without its signing key the scheduler could dispatch nothing a
 	// runner would run: it refuses to start.
 	signer, err := cfg.Signing.Signer()
 	if err != nil {
-		return fmt.Errorf("signing: %w", err)
+		return fmt.Errorf("%w: %w", service.ErrConfig, err)
 	}
+	log.Info("scheduler starting", "listen", cfg.Listen, "broker", backend.RedactURL(cfg.Broker.URL), "queue", string(cfg.Queue.Kind), "stack", cfg.Broker.Stack, "tenants", cfg.Tenants.Names)
 	log.Info("signing jobs", "key_id", signer.KeyID(), "ttl", cfg.Signing.TTL)
-	ln, err := service.Listen(cfg.Listen)
+	// The API listener serves only the probes without a credential;
+	// /metrics (every tenant's numbers) is on the ops listener.
+	rt, err := service.Start(ctx, service.Options{
+		Name:     "scheduler",
+		Log:      log,
+		APIAddr:  cfg.Listen,
+		APIPaths: []string{"/api/", "GET " + apispec.Path},
+		OpsAddr:  cfg.OpsListen,
+		Grace:    cfg.ShutdownGrace,
+		Drain:    cfg.ShutdownGrace,
+	})
 	if err != nil {
 		return err
 	}
-	reg := service.NewRegistry()
-	front := service.NewDeferred("scheduler")
-	mux := http.NewServeMux()
-	mux.Handle("/api/", front)
-	mux.Handle("GET "+apispec.Path, front)
-	// The API listener serves only the probes without a credential;
-	// /metrics (every tenant's numbers) is on the ops listener.
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.Handle("GET /readyz", service.OpsHandler(nil, reg, front.Ready))
-	srv := service.NewHTTPServer(mux)
-	srv.RegisterOnShutdown(func() {
-		if s, ok := front.Get().(*Scheduler); ok {
-			s.api.Stop()
-		}
-	})
-
-	// be is set by the broker goroutine and closed once both goroutines
-	// have returned: requests in flight (log follows draining) still read.
-	var be *backend.Backend
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return service.Serve(gctx, log, srv, ln, cfg.ShutdownGrace) })
-	if cfg.OpsListen != "" {
-		opsLn, err := service.Listen(cfg.OpsListen)
-		if err != nil {
-			_ = ln.Close()
-			return err
-		}
-		ops := service.NewHTTPServer(service.OpsHandler(nil, reg, front.Ready))
-		g.Go(func() error { return service.Serve(gctx, log, ops, opsLn, cfg.ShutdownGrace) })
-	}
-	g.Go(func() error {
+	rt.Go(func(ctx context.Context) error {
 		// JetStream is needed with either backend: the records (KV) and
-		// the history of logs and heartbeats stay there.
-		b, err := backend.Open(gctx, cfg.Queue, backend.Options{
-			Stack: cfg.Broker.Stack,
-			NATS: natsjs.Config{
-				URL:         cfg.Broker.URL,
-				Credentials: cfg.Broker.Credentials,
-				TLS:         cfg.Broker.TLS,
-				Layout:      natsjs.Layout(cfg.Broker.Layout),
-				Name:        cfg.Broker.Name,
-				Replicas:    cfg.Broker.Replicas,
-			},
-			History:    true,
-			Registerer: reg,
-			Logger:     log,
+		// the history of logs and heartbeats stay there. The connection is
+		// closed once the servers have stopped: requests in flight (log
+		// follows draining) still read.
+		b, err := service.Dial(ctx, rt, "broker", func(ctx context.Context) (*backend.Backend, error) {
+			return backend.Open(ctx, cfg.Queue, backend.Options{
+				Stack: cfg.Broker.Stack,
+				NATS: natsjs.Config{
+					URL:         cfg.Broker.URL,
+					Credentials: cfg.Broker.Credentials,
+					TLS:         cfg.Broker.TLS,
+					Layout:      natsjs.Layout(cfg.Broker.Layout),
+					Name:        cfg.Broker.Name,
+					Replicas:    cfg.Broker.Replicas,
+				},
+				History:    true,
+				Registerer: rt.Registry(),
+				Logger:     log,
+			})
 		})
 		if err != nil {
-			if gctx.Err() != nil {
-				return nil // shut down while connecting
-			}
-			return fmt.Errorf("connect to broker: %w", err)
+			return err
 		}
-		be = b
 		opts := []Option{WithSigner(signer)}
 		if b.SQS != nil {
 			opts = append(opts, WithSQS(b.SQS, b.NATS))
 		}
-		s := New(cfg, log, b.Broker, b.NATS, reg, func() error {
+		s := New(cfg, log, b.Broker, b.NATS, rt.Registry(), func() error {
 			if err := b.Ready(); err != nil {
 				return fmt.Errorf("%w: %w", ErrBrokerDown, err)
 			}
 			return nil
 		}, opts...)
-		front.Set(s)
-		return s.Run(gctx)
+		rt.Set(s)
+		return s.Run(ctx)
 	})
-	err = g.Wait()
-	if be != nil {
-		if cerr := be.Close(); cerr != nil {
-			log.Warn("close broker connection failed", "error", cerr)
-		}
-	}
-	return err
+	return rt.Wait()
 }
 
 // sqsSubmitConcurrency is the submit consumer's concurrency on SQS.
@@ -309,6 +283,10 @@ func New(cfg config.Config, log *slog.Logger, broker queue.Broker, opener kv.Ope
 	s := &Scheduler{cfg: cfg, registry: registry, api: a, mux: mux, keys: keys, rules: router.Rules(), log: log, brokerReady: brokerReady}
 	return s.withHeartbeat(opener)
 }
+
+// StopStreams ends the API's long-lived responses (log follows) when the
+// API server shuts down.
+func (s *Scheduler) StopStreams() { s.api.Stop() }
 
 // ServeHTTP serves the API.
 func (s *Scheduler) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }

@@ -17,6 +17,8 @@ import (
 	"github.com/outposthq/outpost/libs/natsembed"
 	"github.com/outposthq/outpost/libs/natsembed/natstest"
 	"github.com/outposthq/outpost/libs/queue/natsjs"
+	"github.com/outposthq/outpost/libs/service/servicetest"
+	"github.com/outposthq/outpost/libs/testenv"
 	"github.com/outposthq/outpost/services/scheduler/internal/app"
 	"github.com/outposthq/outpost/services/scheduler/internal/config"
 )
@@ -93,6 +95,21 @@ func TestRun(t *testing.T) {
 	case <-time.After(waitFor):
 		t.Fatal("Run did not return after its context ended")
 	}
+}
+
+// TestRunLifecycle: the scheduler's listeners answer before the broker does
+// (alive, not ready), it turns ready once the broker is up, and it stops
+// cleanly (libs/service/servicetest).
+func TestRunLifecycle(t *testing.T) {
+	cfg := config.Default()
+	cfg.Listen = testenv.FreeAddr(t)
+	cfg.OpsListen = testenv.FreeAddr(t)
+	cfg.Signing.KeyFile = filepath.Join(t.TempDir(), "signing.key")
+	cfg.Signing.Generate = true
+	servicetest.Lifecycle(t, cfg.OpsListen, func(ctx context.Context, brokerURL string) error {
+		cfg.Broker.URL = brokerURL
+		return app.Run(ctx, cfg, testLogger())
+	})
 }
 
 // TestReplicas runs two schedulers on one broker: a tenant added through

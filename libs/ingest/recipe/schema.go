@@ -3,8 +3,8 @@ package recipe
 import (
 	"encoding/json"
 	"fmt"
-	"math"
 	"maps"
+	"math"
 	"reflect"
 	"regexp"
 	"slices"

@@ -32,6 +32,8 @@ type Emitter interface {
 	// Warn reports a problem that does not stop the run (a table whose
 	// row count could not be read).
 	Warn(msg string)
+	// Note writes a line to the job log.
+	Note(msg string)
 }
 
 // Source extracts a catalogue.
@@ -44,16 +46,19 @@ type Source interface {
 type filters struct {
 	schema, table, view *recipe.Matcher
 	tables, views       bool
-	rowCounts           bool
+	lineage             bool
 }
 
 func newFilters(c *recipe.SQLSource, schemaPattern *recipe.Pattern) (filters, error) {
-	f := filters{tables: true, views: true, rowCounts: c.Profiling.Enabled}
+	f := filters{tables: true, views: true, lineage: true}
 	if c.IncludeTables != nil {
 		f.tables = *c.IncludeTables
 	}
 	if c.IncludeViews != nil {
 		f.views = *c.IncludeViews
+	}
+	if c.ViewLineage != nil {
+		f.lineage = *c.ViewLineage
 	}
 	var err error
 	if f.schema, err = schemaPattern.Compile(); err != nil {
@@ -62,18 +67,22 @@ func newFilters(c *recipe.SQLSource, schemaPattern *recipe.Pattern) (filters, er
 	if f.table, err = c.TablePattern.Compile(); err != nil {
 		return f, err
 	}
-	if f.view, err = c.ViewPattern.Compile(); err != nil {
+	// Like DataHub, view_pattern is table_pattern unless set.
+	vp := c.ViewPattern
+	if vp == nil {
+		vp = c.TablePattern
+	}
+	if f.view, err = vp.Compile(); err != nil {
 		return f, err
 	}
 	return f, nil
 }
 
 // keep tells whether a relation is extracted. Like DataHub, table and view
-// patterns match the full name (db.schema.table) and views are also held
-// to the table pattern.
+// patterns match the full name (db.schema.table).
 func (f filters) keep(fullName string, view bool) bool {
 	if view {
-		return f.views && f.view.Allowed(fullName) && f.table.Allowed(fullName)
+		return f.views && f.view.Allowed(fullName)
 	}
 	return f.tables && f.table.Allowed(fullName)
 }
@@ -90,6 +99,9 @@ func NewSource(s recipe.Section) (Source, error) {
 		if err != nil {
 			return nil, err
 		}
+		if c.HostPort == "" {
+			c.HostPort = recipe.HostPort(s.Type, nil)
+		}
 		return &postgresSource{cfg: c, filters: f}, nil
 	case *recipe.MySQLSource:
 		p := c.DatabasePattern
@@ -99,6 +111,9 @@ func NewSource(s recipe.Section) (Source, error) {
 		f, err := newFilters(&c.SQLSource, p)
 		if err != nil {
 			return nil, err
+		}
+		if c.HostPort == "" {
+			c.HostPort = recipe.HostPort(s.Type, nil)
 		}
 		return &mysqlSource{cfg: c, filters: f}, nil
 	}

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -32,7 +33,7 @@ func (g Guard) Run(ctx context.Context, in tasks.Input, out tasks.Output) tasks.
 }
 
 // Default ports of the database sources, for host:port patterns.
-var sourcePorts = map[string]string{"postgres": "5432", "mysql": "3306"}
+var sourcePorts = recipe.DefaultPorts
 
 // postgresRouting are connection options that would pick another server
 // than host_port names.
@@ -61,7 +62,13 @@ func (p *Policy) CheckJob(kind string, spec *jobsv1.JobSpec) error {
 		if err := p.checkSink(r.Sink.Type, r.Sink.Config, false); err != nil {
 			return err
 		}
-		return p.checkTreeSecrets(map[string]any{"source": r.Source.Config, "sink": r.Sink.Config})
+		tree := map[string]any{"source": r.Source.Config, "sink": r.Sink.Config}
+		// Transformer configs are resolved too; datahub_api and the other
+		// top-level keys are not used, so never resolved.
+		for i, tr := range r.Transformers {
+			tree[fmt.Sprintf("transformers[%d]", i)] = tr.Config
+		}
+		return p.checkTreeSecrets(tree)
 	case "assertion":
 		a := t.GetAssertion()
 		src, err := recipe.ParseSource([]byte(a.GetSource()), format(a.GetFormat()))
@@ -179,7 +186,8 @@ func (p *Policy) checkSource(typ string, cfg map[string]any, external bool) erro
 		return nil
 	}
 	what := "source " + typ
-	hp, _ := cfg["host_port"].(string)
+	// A source without host_port reaches localhost, as DataHub's.
+	hp := recipe.HostPort(typ, cfg)
 	if err := p.CheckAddress(what, hp, port); err != nil {
 		return err
 	}

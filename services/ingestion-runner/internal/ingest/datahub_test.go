@@ -161,3 +161,31 @@ func errorsIsAny(err error, targets ...error) bool {
 	}
 	return false
 }
+
+// TestPostgresEveryDatabase: without database, the postgres source lists
+// the server's databases from initial_database and reads those
+// database_pattern allows, as DataHub's.
+func TestPostgresEveryDatabase(t *testing.T) {
+	db := dbtest.SharedPostgres(t)
+	ingesttest.Load(t, db, "CREATE TABLE t1 (x int)")
+	dir := t.TempDir()
+	writeSecret(t, dir, "DB_PASSWORD", db.Password)
+	outFile := filepath.Join(t.TempDir(), "records.jsonl")
+	res, out := run(t, newTask(dir, nil), fmt.Sprintf(`
+source:
+  type: postgres
+  config:
+    host_port: %s
+    initial_database: %s
+    database_pattern: {allow: ['^%s$']}
+    username: %s
+    password: ${DB_PASSWORD}
+sink: {type: file, config: {filename: %s}}
+`, db.HostPort(), db.Database, db.Database, db.User, outFile))
+	require.NoError(t, res.Err, out.text())
+	var names []string
+	for _, rec := range readLines(t, outFile) {
+		names = append(names, strings.Replace(rec["name"].(string), db.Database, "DB", 1))
+	}
+	require.Equal(t, []string{"DB", "DB.public", "DB.public.t1"}, names, "only the database the pattern allows")
+}

@@ -84,6 +84,8 @@ func TestDataHubShapes(t *testing.T) {
 		{name: "defaults only", text: defaultsOnly, check: func(t *testing.T, r *recipe.Recipe) {
 			require.Equal(t, "localhost:3306", recipe.HostPort(r.Source.Type, r.Source.Config))
 			require.Equal(t, "localhost:5432", recipe.HostPort("postgres", nil))
+			require.Equal(t, "db.internal:6432", recipe.HostPort("postgres", map[string]any{"host_port": "ignored:1",
+				"sqlalchemy_uri": "postgresql+psycopg2://u:${PG_PASSWORD}@db.internal:6432/shop?sslmode=require"}), "the URI takes precedence")
 			send, withName := r.Pipeline.SystemMetadata()
 			require.True(t, send)
 			require.True(t, withName)

@@ -1,6 +1,7 @@
 package recipe
 
 import (
+	"errors"
 	"slices"
 	"strings"
 )
@@ -123,26 +124,49 @@ type SQLSource struct {
 	// Options are extra connection parameters (sslmode, tls, ...).
 	Options map[string]string `json:"options,omitempty"`
 
-	SQLAlchemyURI    any `json:"sqlalchemy_uri,omitempty" recipe:"refused" why:"give host_port, database, username, password and options instead"`
-	Scheme           any `json:"scheme,omitempty" recipe:"noeffect" why:"the driver is built in"`
-	DatabaseAlias    any `json:"database_alias,omitempty" recipe:"noeffect" why:"removed from DataHub"`
-	Stateful         any `json:"stateful_ingestion,omitempty" recipe:"noeffect" why:"stale-entity removal needs DataHub's state store"`
-	Incremental      any `json:"incremental_lineage,omitempty" recipe:"noeffect"`
-	Classification   any `json:"classification,omitempty" recipe:"noeffect"`
-	Domain           any `json:"domain,omitempty" recipe:"noeffect" why:"no domains aspect is written"`
-	LocationLineage  any `json:"include_table_location_lineage,omitempty" recipe:"noeffect"`
-	ColumnLineage    any `json:"include_view_column_lineage,omitempty" recipe:"noeffect" why:"column-level lineage needs SQL parsing"`
-	FileBackedCache  any `json:"use_file_backed_cache,omitempty" recipe:"noeffect"`
-	StoredProcedures any `json:"include_stored_procedures,omitempty" recipe:"noeffect" why:"stored procedures are not read"`
-	ProcedurePattern any `json:"procedure_pattern,omitempty" recipe:"noeffect" why:"stored procedures are not read"`
+	// SQLAlchemyURI, when set, takes precedence over host_port, username,
+	// password, database and options, as DataHub's: its driver part
+	// ("+psycopg2") is ignored, its query becomes options.
+	SQLAlchemyURI    string `json:"sqlalchemy_uri,omitempty"`
+	Scheme           any    `json:"scheme,omitempty" recipe:"noeffect" why:"the driver is built in"`
+	DatabaseAlias    any    `json:"database_alias,omitempty" recipe:"noeffect" why:"removed from DataHub"`
+	Stateful         any    `json:"stateful_ingestion,omitempty" recipe:"noeffect" why:"stale-entity removal needs DataHub's state store"`
+	Incremental      any    `json:"incremental_lineage,omitempty" recipe:"noeffect"`
+	Classification   any    `json:"classification,omitempty" recipe:"noeffect"`
+	Domain           any    `json:"domain,omitempty" recipe:"noeffect" why:"no domains aspect is written"`
+	LocationLineage  any    `json:"include_table_location_lineage,omitempty" recipe:"noeffect"`
+	ColumnLineage    any    `json:"include_view_column_lineage,omitempty" recipe:"noeffect" why:"column-level lineage needs SQL parsing"`
+	FileBackedCache  any    `json:"use_file_backed_cache,omitempty" recipe:"noeffect"`
+	StoredProcedures any    `json:"include_stored_procedures,omitempty" recipe:"noeffect" why:"stored procedures are not read"`
+	ProcedurePattern any    `json:"procedure_pattern,omitempty" recipe:"noeffect" why:"stored procedures are not read"`
 }
 
 func (s *SQLSource) check(path string, f *faults) {
+	if s.SQLAlchemyURI != "" {
+		if _, _, err := SplitURI(s.SQLAlchemyURI); err != nil {
+			f.add(path+".sqlalchemy_uri", "%v", err)
+		}
+	}
 	s.SchemaPattern.check(path+".schema_pattern", f)
 	s.TablePattern.check(path+".table_pattern", f)
 	s.ViewPattern.check(path+".view_pattern", f)
 	s.ProfilePattern.check(path+".profile_pattern", f)
 	s.Profiling.check(path+".profiling", f)
+}
+
+// checkScheme holds sqlalchemy_uri to the source's platform: its scheme
+// starts with one of the names ("postgresql+psycopg2").
+func (s *SQLSource) checkScheme(path, platform string, f *faults, others ...string) {
+	scheme, _, err := SplitURI(s.SQLAlchemyURI)
+	if s.SQLAlchemyURI == "" || err != nil {
+		return
+	}
+	for _, p := range append([]string{platform}, others...) {
+		if strings.HasPrefix(strings.ToLower(scheme), p) {
+			return
+		}
+	}
+	f.add(path+".sqlalchemy_uri", "scheme %q is not one of the %s source", scheme, platform)
 }
 
 // PostgresSource is the postgres source: database, or every database the
@@ -174,6 +198,7 @@ type PostgresSource struct {
 
 func (s *PostgresSource) check(path string, f *faults) {
 	s.SQLSource.check(path, f)
+	s.checkScheme(path, "postgres", f)
 	s.DatabasePattern.check(path+".database_pattern", f)
 }
 
@@ -191,6 +216,7 @@ type MySQLSource struct {
 
 func (s *MySQLSource) check(path string, f *faults) {
 	s.SQLSource.check(path, f)
+	s.checkScheme(path, "mysql", f, "mariadb")
 	s.DatabasePattern.check(path+".database_pattern", f)
 }
 
@@ -198,9 +224,16 @@ func (s *MySQLSource) check(path string, f *faults) {
 // localhost, as DataHub's.
 var DefaultPorts = map[string]string{"postgres": "5432", "mysql": "3306"}
 
-// HostPort is a source config's host_port as written, or its default
-// (localhost and the platform's port) when left out.
+// HostPort is where a source config connects: the host and port of its
+// sqlalchemy_uri, or its host_port as written, or DataHub's default
+// (localhost and the platform's port).
 func HostPort(sourceType string, cfg map[string]any) string {
+	if uri, ok := cfg["sqlalchemy_uri"].(string); ok && uri != "" {
+		if _, hp, err := SplitURI(uri); err == nil {
+			return hp
+		}
+		return ""
+	}
 	if hp, ok := cfg["host_port"].(string); ok && hp != "" {
 		return hp
 	}
@@ -208,6 +241,28 @@ func HostPort(sourceType string, cfg map[string]any) string {
 		return "localhost:" + port
 	}
 	return ""
+}
+
+// SplitURI returns the scheme and the host[:port] of a SQLAlchemy URI
+// (scheme://[user[:password]@]host[:port][/database][?options]) without
+// parsing the rest, so that a ${NAME} in the password does not hide the
+// host.
+func SplitURI(uri string) (scheme, hostPort string, err error) {
+	scheme, rest, ok := strings.Cut(uri, "://")
+	if !ok || scheme == "" {
+		return "", "", errors.New("must be a URI: scheme://user:password@host:port/database")
+	}
+	authority := rest
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		authority = rest[:i]
+	}
+	if i := strings.LastIndexByte(authority, '@'); i >= 0 {
+		authority = authority[i+1:]
+	}
+	if authority == "" {
+		return "", "", errors.New("must name a host: scheme://user:password@host:port/database")
+	}
+	return scheme, authority, nil
 }
 
 // DefaultInitialDatabase is where the postgres source lists databases when

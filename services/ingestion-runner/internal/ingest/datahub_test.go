@@ -189,3 +189,36 @@ sink: {type: file, config: {filename: %s}}
 	}
 	require.Equal(t, []string{"DB", "DB.public", "DB.public.t1"}, names, "only the database the pattern allows")
 }
+
+// TestSQLAlchemyURI: a sqlalchemy_uri takes precedence over host_port and
+// database, as DataHub's; a resolved password cannot move the address.
+func TestSQLAlchemyURI(t *testing.T) {
+	for _, tc := range []struct {
+		kind, scheme string
+		db           func(testing.TB) *dbtest.DB
+	}{
+		{"postgres", "postgresql+psycopg2", dbtest.SharedPostgres},
+		{"mysql", "mysql+pymysql", dbtest.SharedMariaDB},
+	} {
+		t.Run(tc.kind, func(t *testing.T) {
+			db := tc.db(t)
+			ingesttest.Load(t, db, "CREATE TABLE t1 (x int)")
+			dir := t.TempDir()
+			writeSecret(t, dir, "DB_PASSWORD", db.Password)
+			writeSecret(t, dir, "BAD_PASSWORD", "x@127.0.0.1:1/")
+			outFile := filepath.Join(t.TempDir(), "records.jsonl")
+			text := func(secret string) string {
+				return fmt.Sprintf("source:\n  type: %s\n  config:\n    host_port: 127.0.0.1:1\n    database: nothere\n    sqlalchemy_uri: '%s://%s:${%s}@%s/%s'\nsink: {type: file, config: {filename: %s}}\n",
+					tc.kind, tc.scheme, db.User, secret, db.HostPort(), db.Database, outFile)
+			}
+			res, out := run(t, newTask(dir, nil), text("DB_PASSWORD"))
+			require.NoError(t, res.Err, out.text())
+			require.Len(t, readLines(t, outFile), map[string]int{"postgres": 3, "mysql": 2}[tc.kind])
+
+			res, out = run(t, newTask(dir, nil), text("BAD_PASSWORD"))
+			require.ErrorIs(t, res.Err, ingest.ErrSourceConfig)
+			require.Contains(t, out.reason(res.Err), "the source no longer connects to "+db.HostPort()+", the address written")
+			require.NotContains(t, out.reason(res.Err), "x@127.0.0.1")
+		})
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
+	"strings"
 
 	"github.com/outposthq/outpost/libs/ingest/recipe"
 )
@@ -99,6 +101,9 @@ func NewSource(s recipe.Section) (Source, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := applyURI(&c.SQLSource, &c.Database); err != nil {
+			return nil, err
+		}
 		if c.HostPort == "" {
 			c.HostPort = recipe.HostPort(s.Type, nil)
 		}
@@ -112,12 +117,50 @@ func NewSource(s recipe.Section) (Source, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := applyURI(&c.SQLSource, &c.Database); err != nil {
+			return nil, err
+		}
 		if c.HostPort == "" {
 			c.HostPort = recipe.HostPort(s.Type, nil)
 		}
 		return &mysqlSource{cfg: c, filters: f}, nil
 	}
 	return nil, fmt.Errorf("%w: %q is not a source", recipe.ErrInvalid, s.Type)
+}
+
+// applyURI takes the connection from a resolved sqlalchemy_uri, as DataHub
+// does: host and port, user and password, the database when its path names
+// one, and its query as options (over those of options).
+func applyURI(c *recipe.SQLSource, database *string) error {
+	if c.SQLAlchemyURI == "" {
+		return nil
+	}
+	u, err := url.Parse(c.SQLAlchemyURI)
+	if err != nil || u.Host == "" {
+		// The URI holds the password: never show the parser's text.
+		return fmt.Errorf("%w: sqlalchemy_uri is not a valid URI once resolved", ErrSourceConfig)
+	}
+	c.HostPort = u.Host
+	if u.User != nil {
+		c.Username = u.User.Username()
+		if p, ok := u.User.Password(); ok {
+			c.Password = p
+		}
+	}
+	if db := strings.TrimPrefix(u.Path, "/"); db != "" {
+		*database = db
+	}
+	if q := u.Query(); len(q) > 0 {
+		opts := map[string]string{}
+		for k, v := range c.Options {
+			opts[k] = v
+		}
+		for k, v := range q {
+			opts[k] = v[0]
+		}
+		c.Options = opts
+	}
+	return nil
 }
 
 // chunks splits names into batches of at most n.

@@ -26,6 +26,13 @@ func TestDataHubRecipeKeys(t *testing.T) {
 		{name: "default address allowed", recipe: "source: {type: mysql, config: {password: '${PG_PASSWORD}'}}"},
 		{name: "transformer secret", recipe: "source: {type: mysql}\ntransformers: [{type: simple_add_dataset_tags, config: {tag_urns: ['urn:li:tag:${TEAM}']}}]",
 			refused: "policy: secret TEAM is not in policy.secrets for this pool"},
+		{name: "sqlalchemy_uri host", recipe: "source: {type: postgres, config: {host_port: 'db.internal:5432', sqlalchemy_uri: 'postgresql+psycopg2://u:${PG_PASSWORD}@evil.example.com:5432/d'}}",
+			refused: "policy: source postgres host evil.example.com:5432 is not in policy.allowed_hosts"},
+		{name: "sqlalchemy_uri host allowed", recipe: "source: {type: postgres, config: {sqlalchemy_uri: 'postgresql://u:${PG_PASSWORD}@db.internal/d?sslmode=disable'}}"},
+		{name: "sqlalchemy_uri host in a secret", recipe: "source: {type: postgres, config: {sqlalchemy_uri: 'postgresql://u@${PG_HOST}/d'}}",
+			refused: "policy: source postgres host_port must be written literally, without ${NAME}, when policy.allowed_hosts applies"},
+		{name: "sqlalchemy_uri routing option", recipe: "source: {type: postgres, config: {sqlalchemy_uri: 'postgresql://u@db.internal/d?host=evil.example.com'}}",
+			refused: "policy: source postgres option host is refused: the server is named by host_port only"},
 		{name: "datahub_api is not used", recipe: "source: {type: mysql}\ndatahub_api: {server: 'https://evil.example.com', token: '${EVERYTHING}'}"},
 	}
 	for _, tt := range tests {

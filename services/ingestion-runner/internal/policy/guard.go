@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -192,8 +193,15 @@ func (p *Policy) checkSource(typ string, cfg map[string]any, external bool) erro
 		return err
 	}
 	if typ == "postgres" {
-		opts, _ := cfg["options"].(map[string]any)
-		for k := range opts {
+		keys := slices.Collect(maps.Keys(asMap(cfg["options"])))
+		// A sqlalchemy_uri's query becomes options too.
+		if uri, _ := cfg["sqlalchemy_uri"].(string); uri != "" {
+			if _, query, found := strings.Cut(uri, "?"); found {
+				q, _ := url.ParseQuery(query)
+				keys = append(keys, slices.Collect(maps.Keys(q))...)
+			}
+		}
+		for _, k := range keys {
 			if slices.Contains(postgresRouting, strings.ToLower(k)) {
 				return refused("%s option %s is refused: the server is named by host_port only", what, k)
 			}
@@ -224,6 +232,11 @@ func (p *Policy) checkSink(typ string, cfg map[string]any, external bool) error 
 		return err
 	}
 	return nil
+}
+
+func asMap(v any) map[string]any {
+	m, _ := v.(map[string]any)
+	return m
 }
 
 func format(f ingestv1.RecipeFormat) recipe.Format {

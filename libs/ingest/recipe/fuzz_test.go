@@ -22,6 +22,8 @@ func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		good,
 		defaultsOnly,
+		"source: {type: postgres, config: {sqlalchemy_uri: 'postgresql+psycopg2://u:${PG}@db:5432/d?sslmode=require', host_port: h}}",
+		"source: {type: mysql, config: {sqlalchemy_uri: 'sqlite://x@/'}}",
 		fullProfiling,
 		withAPI,
 		"source: {type: mysql}\ntransformers: [{type: simple_add_dataset_ownership, config: {owner_urns: ['urn:li:corpuser:a'], ownership_type: 'urn:li:ownershipType:x'}}, {type: simple_remove_dataset_ownership, config: {}}, {type: set_dataset_browse_path, config: {replace_existing: true, path_templates: [/ENV/PLATFORM/DATASET_PARTS]}}, {type: simple_add_dataset_properties, config: {properties: {a: b}}}]",

@@ -128,6 +128,18 @@ func NewSource(s recipe.Section) (Source, error) {
 	return nil, fmt.Errorf("%w: %q is not a source", recipe.ErrInvalid, s.Type)
 }
 
+// sameAddress checks that a source whose address is written literally (as
+// the policy wants it) still connects there once resolved: a resolved
+// password may not move it (an "@" or "/" in a sqlalchemy_uri's password).
+func sameAddress(written, resolved recipe.Section) error {
+	w := recipe.HostPort(written.Type, written.Config)
+	if strings.Contains(w, "$") || w == recipe.HostPort(resolved.Type, resolved.Config) {
+		return nil
+	}
+	return fmt.Errorf("%w: once its references are resolved, the source no longer connects to %s, the address written; URL-encode the values of a sqlalchemy_uri",
+		ErrSourceConfig, w)
+}
+
 // applyURI takes the connection from a resolved sqlalchemy_uri, as DataHub
 // does: host and port, user and password, the database when its path names
 // one, and its query as options (over those of options).

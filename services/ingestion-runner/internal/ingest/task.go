@@ -124,13 +124,8 @@ func (t *Task) Run(ctx context.Context, in tasks.Input, out tasks.Output) tasks.
 	MaskSensitive(out, src.Config)
 	MaskSensitive(out, snk.Config)
 
-	// A source whose address is written literally (as the policy wants
-	// it) connects there: a resolved password may not move it elsewhere
-	// (an "@" or "/" in a sqlalchemy_uri's password).
-	if written := recipe.HostPort(r.Source.Type, r.Source.Config); !strings.Contains(written, "$") &&
-		written != recipe.HostPort(src.Type, src.Config) {
-		return tasks.Result{Err: tasks.Permanent(fmt.Errorf("source: %w: once its references are resolved, the source no longer connects to %s, the address written; URL-encode the values of a sqlalchemy_uri",
-			ErrSourceConfig, written))}
+	if err := sameAddress(r.Source, src); err != nil {
+		return tasks.Result{Err: tasks.Permanent(fmt.Errorf("source: %w", err))}
 	}
 	source, err := NewSource(src)
 	if err != nil {

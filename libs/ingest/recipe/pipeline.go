@@ -18,8 +18,6 @@ type Pipeline struct {
 
 var pipelineType = reflect.TypeOf(Pipeline{})
 
-func (p *Pipeline) check(*faults) {}
-
 // DataHubAPI is DataHub's datahub_api (DatahubClientConfig). Like
 // DataHub, it ignores keys it does not know.
 type DataHubAPI struct {

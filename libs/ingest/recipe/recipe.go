@@ -153,7 +153,6 @@ func Parse(text []byte, format Format) (*Recipe, error) {
 	if len(f.list) == before {
 		if p, err := decodeInto(r.top, pipelineType); err == nil {
 			r.Pipeline = *p.(*Pipeline)
-			r.Pipeline.check(&f)
 		}
 	}
 	r.PipelineName, r.RunID = r.Pipeline.PipelineName, r.Pipeline.RunID

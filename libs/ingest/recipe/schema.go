@@ -153,8 +153,7 @@ var patternType = reflect.TypeOf(Pattern{})
 const noEffect = "accepted, has no effect here"
 
 // Struct tags beside json: `recipe:"required"` makes a key required;
-// `recipe:"noeffect"` accepts it with a notice, `recipe:"refused"` refuses
-// it, each with the reason in `why:"..."`.
+// `recipe:"noeffect"` accepts it with a notice, the reason in `why:"..."`.
 
 // lenient is a config type that, like DataHub's, ignores keys it does not
 // know (with a notice) instead of refusing them.
@@ -204,9 +203,6 @@ func checkValue(path string, v any, t reflect.Type, f *faults) {
 					msg += " (" + why + ")"
 				}
 				f.notice(join(path, k), "%s", msg)
-			case "refused":
-				f.add(join(path, k), "not supported by this runner: %s", sf.Tag.Get("why"))
-				continue
 			}
 			checkValue(join(path, k), m[k], sf.Type, f)
 		}

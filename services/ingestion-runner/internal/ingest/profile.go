@@ -13,9 +13,12 @@ import (
 
 // Defaults of DataHub's profiling keys.
 const (
-	defaultSampleValues       = 20
-	expensiveOffMaxFields     = 10
-	bytesPerGB                = 1 << 30
+	defaultSampleValues   = 20
+	expensiveOffMaxFields = 10
+	bytesPerGB            = 1 << 30
+	// maxSampleValue bounds one sample value, in characters, so that a
+	// table of long texts keeps its record within a broker message.
+	maxSampleValue            = 200
 	profileAlias, medianAlias = "s", "s2"
 )
 
@@ -260,7 +263,7 @@ func (p *profiler) samples(ctx context.Context, q profileQuerier, prof *Profile,
 		prof.Fields[i].SampleValues = []string{}
 		for _, r := range rows {
 			if r[i] != nil {
-				prof.Fields[i].SampleValues = append(prof.Fields[i].SampleValues, *r[i])
+				prof.Fields[i].SampleValues = append(prof.Fields[i].SampleValues, truncate(*r[i], maxSampleValue))
 			}
 		}
 	}
@@ -321,4 +324,15 @@ func parseInt(v *string) *int64 {
 		n = int64(f)
 	}
 	return &n
+}
+
+// truncate keeps the first n characters of s.
+func truncate(s string, n int) string {
+	for i := range s {
+		if n == 0 {
+			return s[:i]
+		}
+		n--
+	}
+	return s
 }

@@ -27,13 +27,13 @@ var profileDBs = []struct {
 	{"postgres", dbtest.SharedPostgres, `
 CREATE SCHEMA shop;
 CREATE TABLE shop.m (id int PRIMARY KEY, qty int, price numeric(6,2), label varchar(10), note text);
-INSERT INTO shop.m VALUES (1, 8, 2.00, 'a', NULL), (2, 8, 2.00, 'b', NULL), (3, 9, NULL, 'a', 'x'), (4, 11, 2.50, NULL, NULL),
+INSERT INTO shop.m VALUES (1, 8, 2.00, 'a', NULL), (2, 8, 2.00, 'b', NULL), (3, 9, NULL, 'a', REPEAT('x', 300)), (4, 11, 2.50, NULL, NULL),
 	(5, 11, 3.00, 'c', NULL), (6, 13, NULL, 'c', NULL), (7, NULL, 3.00, 'a', NULL);
 CREATE TABLE shop.n (x int);
 `, "DB.shop.", "schema_pattern: {allow: [shop]}"},
 	{"mysql", dbtest.SharedMariaDB, `
 CREATE TABLE m (id int PRIMARY KEY, qty int, price decimal(6,2), label varchar(10), note text);
-INSERT INTO m VALUES (1, 8, 2.00, 'a', NULL), (2, 8, 2.00, 'b', NULL), (3, 9, NULL, 'a', 'x'), (4, 11, 2.50, NULL, NULL),
+INSERT INTO m VALUES (1, 8, 2.00, 'a', NULL), (2, 8, 2.00, 'b', NULL), (3, 9, NULL, 'a', REPEAT('x', 300)), (4, 11, 2.50, NULL, NULL),
 	(5, 11, 3.00, 'c', NULL), (6, 13, NULL, 'c', NULL), (7, NULL, 3.00, 'a', NULL);
 CREATE TABLE n (x int);
 `, "DB.", ""},
@@ -98,7 +98,7 @@ func TestProfileExactly(t *testing.T) {
 		field("price", "nullCount", 2.0, "nullProportion", 2.0/7, "uniqueCount", 3.0, "uniqueProportion", 3.0/5,
 			"min", "2.00", "max", "3.00", "mean", "2.5", "median", "2.5", "stdev", "0.5", "sampleValues", samples("2.00", "2.00")),
 		field("label", "nullCount", 1.0, "nullProportion", 1.0/7, "uniqueCount", 3.0, "uniqueProportion", 3.0/6, "sampleValues", samples("a", "b", "a")),
-		field("note", "nullCount", 6.0, "nullProportion", 6.0/7, "uniqueCount", 1.0, "uniqueProportion", 1.0, "sampleValues", samples("x")),
+		field("note", "nullCount", 6.0, "nullProportion", 6.0/7, "uniqueCount", 1.0, "uniqueProportion", 1.0, "sampleValues", samples(strings.Repeat("x", 200))),
 	}}
 	tests := []struct {
 		name, profiling string

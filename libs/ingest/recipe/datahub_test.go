@@ -120,7 +120,7 @@ func TestDataHubShapes(t *testing.T) {
 			require.NoError(t, err)
 			rules := cfg.(*recipe.PatternAddDatasetTags).TagPattern.Rules
 			require.Equal(t, []string{".*orders.*", ".*", ".*customers.*"},
-				r.Ordered("transformers[0].config.tag_pattern.rules", rules), "rules apply in the order written")
+				recipe.Ordered(r, "transformers[0].config.tag_pattern.rules", rules), "rules apply in the order written")
 		}},
 	}
 	for _, tt := range tests {

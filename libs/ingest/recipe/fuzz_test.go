@@ -22,6 +22,7 @@ func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		good,
 		defaultsOnly,
+		"source: {type: mysql, config: {domain: {'urn:li:domain:a': {allow: ['x']}, Sales: {deny: ['(']}}}}",
 		"source: {type: postgres, config: {sqlalchemy_uri: 'postgresql+psycopg2://u:${PG}@db:5432/d?sslmode=require', host_port: h}}",
 		"source: {type: mysql, config: {sqlalchemy_uri: 'sqlite://x@/'}}",
 		fullProfiling,

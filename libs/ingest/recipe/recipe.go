@@ -484,9 +484,9 @@ func join(path, key string) string {
 	return path + "." + key
 }
 
-// Ordered returns the keys of m in the order they were written at path,
-// then any others sorted (a key added after parsing, or order unknown).
-func (r *Recipe) Ordered(path string, m map[string][]string) []string {
+// Ordered returns the keys of m in the order they were written at path in
+// r, then any others sorted (a key added after parsing, or order unknown).
+func Ordered[V any](r *Recipe, path string, m map[string]V) []string {
 	var out []string
 	seen := map[string]bool{}
 	if r != nil {

@@ -127,21 +127,30 @@ type SQLSource struct {
 	// SQLAlchemyURI, when set, takes precedence over host_port, username,
 	// password, database and options, as DataHub's: its driver part
 	// ("+psycopg2") is ignored, its query becomes options.
-	SQLAlchemyURI    string `json:"sqlalchemy_uri,omitempty"`
-	Scheme           any    `json:"scheme,omitempty" recipe:"noeffect" why:"the driver is built in"`
-	DatabaseAlias    any    `json:"database_alias,omitempty" recipe:"noeffect" why:"removed from DataHub"`
-	Stateful         any    `json:"stateful_ingestion,omitempty" recipe:"noeffect" why:"stale-entity removal needs DataHub's state store"`
-	Incremental      any    `json:"incremental_lineage,omitempty" recipe:"noeffect"`
-	Classification   any    `json:"classification,omitempty" recipe:"noeffect"`
-	Domain           any    `json:"domain,omitempty" recipe:"noeffect" why:"no domains aspect is written"`
-	LocationLineage  any    `json:"include_table_location_lineage,omitempty" recipe:"noeffect"`
-	ColumnLineage    any    `json:"include_view_column_lineage,omitempty" recipe:"noeffect" why:"column-level lineage needs SQL parsing"`
-	FileBackedCache  any    `json:"use_file_backed_cache,omitempty" recipe:"noeffect"`
-	StoredProcedures any    `json:"include_stored_procedures,omitempty" recipe:"noeffect" why:"stored procedures are not read"`
-	ProcedurePattern any    `json:"procedure_pattern,omitempty" recipe:"noeffect" why:"stored procedures are not read"`
+	SQLAlchemyURI  string `json:"sqlalchemy_uri,omitempty"`
+	Scheme         any    `json:"scheme,omitempty" recipe:"noeffect" why:"the driver is built in"`
+	DatabaseAlias  any    `json:"database_alias,omitempty" recipe:"noeffect" why:"removed from DataHub"`
+	Stateful       any    `json:"stateful_ingestion,omitempty" recipe:"noeffect" why:"stale-entity removal needs DataHub's state store"`
+	Incremental    any    `json:"incremental_lineage,omitempty" recipe:"noeffect"`
+	Classification any    `json:"classification,omitempty" recipe:"noeffect"`
+	// Domain maps a domain URN to the pattern of the databases, schemas
+	// and tables (db[.schema].table) it takes; the first that allows a
+	// name applies, in the order written.
+	Domain           map[string]*Pattern `json:"domain,omitempty"`
+	LocationLineage  any                 `json:"include_table_location_lineage,omitempty" recipe:"noeffect"`
+	ColumnLineage    any                 `json:"include_view_column_lineage,omitempty" recipe:"noeffect" why:"column-level lineage needs SQL parsing"`
+	FileBackedCache  any                 `json:"use_file_backed_cache,omitempty" recipe:"noeffect"`
+	StoredProcedures any                 `json:"include_stored_procedures,omitempty" recipe:"noeffect" why:"stored procedures are not read"`
+	ProcedurePattern any                 `json:"procedure_pattern,omitempty" recipe:"noeffect" why:"stored procedures are not read"`
 }
 
 func (s *SQLSource) check(path string, f *faults) {
+	for k, p := range s.Domain {
+		if !strings.HasPrefix(k, "urn:li:domain:") {
+			f.notice(path+".domain."+k, "skipped: a domain name is resolved on DataHub's server, which this runner does not read; write urn:li:domain:<id>")
+		}
+		p.check(path+".domain."+k, f)
+	}
 	if s.SQLAlchemyURI != "" {
 		if _, _, err := SplitURI(s.SQLAlchemyURI); err != nil {
 			f.add(path+".sqlalchemy_uri", "%v", err)

@@ -221,7 +221,7 @@ type matcher struct {
 
 func compile(r *recipe.Recipe, path string, p recipe.KeyValuePattern) (*matcher, error) {
 	m := &matcher{firstOnly: p.FirstMatchOnly == nil || *p.FirstMatchOnly}
-	for _, k := range r.Ordered(path+".rules", p.Rules) {
+	for _, k := range recipe.Ordered(r, path+".rules", p.Rules) {
 		// Python's re.match: anchored at the start only.
 		re, err := regexp.Compile("^(?:" + k + ")")
 		if err != nil {

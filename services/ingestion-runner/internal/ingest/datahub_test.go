@@ -54,6 +54,10 @@ source:
     table_pattern: {deny: ['.*\.tmp_']}
     include_view_lineage: true
     stateful_ingestion: {enabled: true}
+    domain:
+      "urn:li:domain:people": {allow: ['.*\.customers$']}
+      "urn:li:domain:shop": {allow: ['.*']}
+      Marketing: {allow: ['.*']}
     profiling:
       enabled: true
       profile_table_level_only: true
@@ -104,6 +108,7 @@ CREATE VIEW shop.bigger_orders AS SELECT id FROM shop.big_orders;
 				require.Contains(t, log, "warning: "+key+": accepted, has no effect here")
 			}
 			require.Contains(t, log, "ingest shop-catalogue: source "+tc.kind+", 5 transformers, sink file, run_id shop-nightly")
+			require.Contains(t, log, "warning: source.config.domain.Marketing: skipped: a domain name is resolved on DataHub's server")
 
 			urn := func(name string) string {
 				return fmt.Sprintf("urn:li:dataset:(urn:li:dataPlatform:%s,%s%s,PROD)", tc.kind, strings.Replace(tc.prefix, "DB", db.Database, 1), name)
@@ -112,6 +117,11 @@ CREATE VIEW shop.bigger_orders AS SELECT id FROM shop.big_orders;
 			for _, rec := range readLines(t, outFile) {
 				aspects := rec["aspects"].(map[string]any)
 				name := strings.TrimPrefix(strings.Replace(rec["name"].(string), db.Database, "DB", 1), tc.prefix)
+				domain := "urn:li:domain:shop"
+				if name == "customers" {
+					domain = "urn:li:domain:people"
+				}
+				require.Equal(t, map[string]any{"domains": []any{domain}}, aspects["domains"], name)
 				if rec["entity_type"] == "database" || rec["entity_type"] == "schema" {
 					for _, a := range []string{"globalTags", "ownership", "glossaryTerms", "browsePaths", "datasetProfile"} {
 						require.NotContains(t, aspects, a, "container %s", name)

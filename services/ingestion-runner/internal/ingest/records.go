@@ -98,6 +98,9 @@ type namer struct {
 	now      func() time.Time
 	// lowercase is DataHub's convert_urns_to_lowercase.
 	lowercase bool
+	// domain, when set, is the domain URN of a database, schema or table
+	// by its name (db[.schema][.table]), "" for none.
+	domain func(name string) string
 	// transform, when set, changes a dataset's aspects before they are
 	// written (the recipe's transformers).
 	transform func(urn string, aspects map[string]map[string]any)
@@ -168,6 +171,7 @@ func (n namer) containerRecord(c Container) (*ingestv1.MetadataRecord, error) {
 		custom[k] = v
 	}
 	aspects["containerProperties"] = map[string]any{"name": name, "qualifiedName": rec.Name, "customProperties": custom}
+	n.addDomain(aspects, rec.Name)
 	aspects["subTypes"] = map[string]any{"typeNames": []any{subType}}
 	return withAspects(rec, aspects)
 }
@@ -253,6 +257,7 @@ func (n namer) tableRecord(t Table) (*ingestv1.MetadataRecord, error) {
 		}
 		aspects["upstreamLineage"] = map[string]any{"upstreams": ups}
 	}
+	n.addDomain(aspects, strings.Join(nonEmpty(t.Database, t.Schema, t.Name), "."))
 	if n.transform != nil {
 		n.transform(urn, aspects)
 	}
@@ -293,6 +298,26 @@ func (n namer) profileAspect(t Table) map[string]any {
 	}
 	p["fieldProfiles"] = fps
 	return p
+}
+
+// addDomain sets DataHub's domains aspect when a domain takes name.
+func (n namer) addDomain(aspects map[string]map[string]any, name string) {
+	if n.domain == nil {
+		return
+	}
+	if d := n.domain(name); d != "" {
+		aspects["domains"] = map[string]any{"domains": []any{d}}
+	}
+}
+
+func nonEmpty(parts ...string) []string {
+	out := parts[:0:0]
+	for _, p := range parts {
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func fieldURN(dataset, column string) string {

@@ -128,6 +128,47 @@ func NewSource(s recipe.Section) (Source, error) {
 	return nil, fmt.Errorf("%w: %q is not a source", recipe.ErrInvalid, s.Type)
 }
 
+// domainsOf compiles a source's domain key: the domain of a name
+// (db[.schema][.table]) is the first, in the order written, whose pattern
+// allows it; domains written by name, not URN, are left out (the recipe's
+// notices say so).
+func domainsOf(r *recipe.Recipe, s recipe.Section) (func(name string) string, error) {
+	cfg, err := recipe.DecodeConfig(s)
+	if err != nil {
+		return nil, err
+	}
+	var d map[string]*recipe.Pattern
+	switch c := cfg.(type) {
+	case *recipe.PostgresSource:
+		d = c.Domain
+	case *recipe.MySQLSource:
+		d = c.Domain
+	}
+	var urns []string
+	var matchers []*recipe.Matcher
+	for _, k := range recipe.Ordered(r, "source.config.domain", d) {
+		if !strings.HasPrefix(k, "urn:li:domain:") {
+			continue
+		}
+		m, err := d[k].Compile()
+		if err != nil {
+			return nil, err
+		}
+		urns, matchers = append(urns, k), append(matchers, m)
+	}
+	if len(urns) == 0 {
+		return nil, nil
+	}
+	return func(name string) string {
+		for i, m := range matchers {
+			if m.Allowed(name) {
+				return urns[i]
+			}
+		}
+		return ""
+	}, nil
+}
+
 // sameAddress checks that a source whose address is written literally (as
 // the policy wants it) still connects there once resolved: a resolved
 // password may not move it (an "@" or "/" in a sqlalchemy_uri's password).

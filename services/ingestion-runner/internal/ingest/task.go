@@ -131,6 +131,10 @@ func (t *Task) Run(ctx context.Context, in tasks.Input, out tasks.Output) tasks.
 	if err != nil {
 		return tasks.Result{Err: tasks.Permanent(fmt.Errorf("source: %w", err))}
 	}
+	domains, err := domainsOf(r, src)
+	if err != nil {
+		return tasks.Result{Err: tasks.Permanent(fmt.Errorf("source: %w", err))}
+	}
 	chain, err := transform.New(r, trs, t.now)
 	if err != nil {
 		return tasks.Result{Err: tasks.Permanent(fmt.Errorf("transformers: %w", err))}
@@ -152,7 +156,7 @@ func (t *Task) Run(ctx context.Context, in tasks.Input, out tasks.Output) tasks.
 	p := &pipeline{
 		sink: sink, out: out, started: started,
 		namer: namer{platform: source.Platform(), instance: platformInstance(src), env: env(src), now: t.now,
-			lowercase: lowercaseURNs(src)},
+			lowercase: lowercaseURNs(src), domain: domains},
 	}
 	if chain.Len() > 0 {
 		p.namer.transform = func(urn string, a map[string]map[string]any) { chain.Apply(urn, a) }

@@ -21,6 +21,15 @@ import (
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		good,
+		defaultsOnly,
+		"source: {type: mysql, config: {domain: {'urn:li:domain:a': {allow: ['x']}, Sales: {deny: ['(']}}}}",
+		"source: {type: postgres, config: {sqlalchemy_uri: 'postgresql+psycopg2://u:${PG}@db:5432/d?sslmode=require', host_port: h}}",
+		"source: {type: mysql, config: {sqlalchemy_uri: 'sqlite://x@/'}}",
+		fullProfiling,
+		withAPI,
+		"source: {type: mysql}\ntransformers: [{type: simple_add_dataset_ownership, config: {owner_urns: ['urn:li:corpuser:a'], ownership_type: 'urn:li:ownershipType:x'}}, {type: simple_remove_dataset_ownership, config: {}}, {type: set_dataset_browse_path, config: {replace_existing: true, path_templates: [/ENV/PLATFORM/DATASET_PARTS]}}, {type: simple_add_dataset_properties, config: {properties: {a: b}}}]",
+		"source: {type: postgres, config: {profiling: {enabled: true, profile_table_level_only: true, limit: null}}}\nsink: {type: datahub-kafka}",
+		`{"source":{"type":"postgres","config":{"profiling":{"enabled":true,"include_field_histogram":true}}},"datahub_api":{"server":"http://x","extra":[1]},"flags":{"set_system_metadata":false}}`,
 		`{"source":{"type":"mysql","config":{"host_port":"h:3306","table_pattern":{"allow":["^a"]}}},"sink":{"type":"console"}}`,
 		"source: {type: postgres, config: {host_port: h, database: d, password: '${PG}'}}\nsink: {type: http, config: {url: 'https://x'}}",
 		"source: {type: mysql, config: {host_port: h, table_pattern: {deny: ['(']}}}",

@@ -58,9 +58,23 @@ type Section struct {
 // Recipe is a validated recipe, its ${NAME} references unresolved.
 type Recipe struct {
 	PipelineName string
+	// RunID is DataHub's run_id: empty when the recipe sets none (the
+	// runner then names the run after the job).
+	RunID        string
 	Source       Section
 	Transformers []Section
 	Sink         Section
+	// Pipeline holds the other top-level keys (datahub_api, flags, ...).
+	Pipeline Pipeline
+	// Notices name the keys accepted without effect here, each with why;
+	// the runner writes them to the job log as warnings.
+	Notices []FieldError
+	// Order lists the keys of every mapping of the recipe in the order
+	// they were written, by path ("transformers[0].config.tag_pattern.rules"):
+	// DataHub's pattern rules apply the first that matches.
+	Order map[string][]string
+	// top holds the top-level keys other than the sections, as written.
+	top map[string]any
 }
 
 // FieldError is one fault, with the path of the value at fault
@@ -89,21 +103,31 @@ func (e *ValidationError) Error() string {
 // Unwrap makes errors.Is(err, ErrInvalid) hold.
 func (e *ValidationError) Unwrap() error { return ErrInvalid }
 
-// faults collects FieldErrors.
-type faults []FieldError
+// faults collects FieldErrors, and the notices of keys accepted without
+// effect.
+type faults struct {
+	list    []FieldError
+	notices []FieldError
+}
 
 func (f *faults) add(path, format string, args ...any) {
-	*f = append(*f, FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
+	f.list = append(f.list, FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
 }
 
-func (f faults) err() error {
-	if len(f) == 0 {
+func (f *faults) notice(path, format string, args ...any) {
+	f.notices = append(f.notices, FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+func (f *faults) err() error {
+	if len(f.list) == 0 {
 		return nil
 	}
-	return &ValidationError{Faults: f}
+	return &ValidationError{Faults: f.list}
 }
 
-var topLevelKeys = []string{"pipeline_name", "source", "transformers", "sink"}
+// sectionKeys are the top-level keys holding sections; the others are
+// checked against Pipeline.
+var sectionKeys = []string{"source", "transformers", "sink"}
 
 // Parse decodes and validates a recipe.
 func Parse(text []byte, format Format) (*Recipe, error) {
@@ -112,19 +136,26 @@ func Parse(text []byte, format Format) (*Recipe, error) {
 		return nil, err
 	}
 	var f faults
+	r := &Recipe{Order: keyOrders(text), top: map[string]any{}}
+	known := append(slices.Collect(maps.Keys(fields(pipelineType))), sectionKeys...)
+	slices.Sort(known)
 	for _, k := range slices.Sorted(maps.Keys(tree)) {
-		if !slices.Contains(topLevelKeys, k) {
-			f.add(k, "unknown key (known: %s)", strings.Join(topLevelKeys, ", "))
+		switch {
+		case slices.Contains(sectionKeys, k):
+		case slices.Contains(known, k):
+			r.top[k] = tree[k]
+		default:
+			f.add(k, "unknown key (known: %s)", strings.Join(known, ", "))
 		}
 	}
-	r := &Recipe{}
-	if v, ok := tree["pipeline_name"]; ok {
-		s, isStr := v.(string)
-		if !isStr {
-			f.add("pipeline_name", "must be a string, not %s", kindOf(v))
+	before := len(f.list)
+	checkValue("", r.top, pipelineType, &f)
+	if len(f.list) == before {
+		if p, err := decodeInto(r.top, pipelineType); err == nil {
+			r.Pipeline = *p.(*Pipeline)
 		}
-		r.PipelineName = s
 	}
+	r.PipelineName, r.RunID = r.Pipeline.PipelineName, r.Pipeline.RunID
 	if v, ok := tree["source"]; ok {
 		r.Source = section("source", v, sources, &f)
 	} else {
@@ -147,6 +178,7 @@ func Parse(text []byte, format Format) (*Recipe, error) {
 	if err := f.err(); err != nil {
 		return nil, err
 	}
+	r.Notices = f.notices
 	return r, nil
 }
 
@@ -162,6 +194,10 @@ func ParseSource(text []byte, format Format) (Section, error) {
 	return s, f.err()
 }
 
+// sourceExtras are DataHub's keys of a source section beside type and
+// config (SourceConfig): accepted, without effect.
+var sourceExtras = []string{"extractor", "extractor_config"}
+
 // section validates {type, config} against the registry of its kind.
 func section(path string, v any, reg registry, f *faults) Section {
 	m, ok := v.(map[string]any)
@@ -170,7 +206,11 @@ func section(path string, v any, reg registry, f *faults) Section {
 		return Section{}
 	}
 	for _, k := range slices.Sorted(maps.Keys(m)) {
-		if k != "type" && k != "config" {
+		switch {
+		case k == "type" || k == "config":
+		case reg.kind() == "source" && slices.Contains(sourceExtras, k):
+			f.notice(path+"."+k, noEffect)
+		default:
 			f.add(path+"."+k, "unknown key (known: type, config)")
 		}
 	}
@@ -190,12 +230,16 @@ func section(path string, v any, reg registry, f *faults) Section {
 	}
 	spec, ok := reg[typ]
 	if !ok {
-		f.add(path+".type", "unknown %s type %q (supported: %s)", reg.kind(), typ, strings.Join(reg.names(), ", "))
+		if why, refused := refusedTypes[reg.kind()][typ]; refused {
+			f.add(path+".type", "%s", why)
+		} else {
+			f.add(path+".type", "unknown %s type %q (supported: %s)", reg.kind(), typ, strings.Join(reg.names(), ", "))
+		}
 		return Section{Type: typ, Config: cfg}
 	}
-	before := len(*f)
+	before := len(f.list)
 	checkValue(path+".config", cfg, spec.configType(), f)
-	if len(*f) == before {
+	if len(f.list) == before {
 		// Semantic checks (regexes, ranges) need a well-typed config.
 		if c, err := decodeInto(cfg, spec.configType()); err == nil {
 			if ch, ok := c.(checker); ok {
@@ -217,8 +261,8 @@ func (r *Recipe) Tree() map[string]any {
 		"source": map[string]any{"type": r.Source.Type, "config": r.Source.Config},
 		"sink":   map[string]any{"type": r.Sink.Type, "config": r.Sink.Config},
 	}
-	if r.PipelineName != "" {
-		t["pipeline_name"] = r.PipelineName
+	for k, v := range r.top {
+		t[k] = v
 	}
 	if len(r.Transformers) > 0 {
 		ts := make([]any, len(r.Transformers))
@@ -390,4 +434,73 @@ func kindOf(v any) string {
 		return "a number"
 	}
 	return fmt.Sprintf("%T", v)
+}
+
+// keyOrders records the order of the keys of every mapping of a YAML (or
+// JSON) text, by path. Aliases are not followed: a mapping reached through
+// one keeps its keys sorted.
+func keyOrders(text []byte) map[string][]string {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(text, &doc); err != nil {
+		return nil
+	}
+	out := map[string][]string{}
+	var walk func(path string, n *yaml.Node, depth int)
+	walk = func(path string, n *yaml.Node, depth int) {
+		if depth > maxOrderDepth {
+			return
+		}
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(path, c, depth+1)
+			}
+		case yaml.MappingNode:
+			var keys []string
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k := n.Content[i].Value
+				keys = append(keys, k)
+				walk(join(path, k), n.Content[i+1], depth+1)
+			}
+			out[path] = keys
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				walk(fmt.Sprintf("%s[%d]", path, i), c, depth+1)
+			}
+		}
+	}
+	walk("", &doc, 0)
+	return out
+}
+
+// maxOrderDepth bounds keyOrders on deeply nested text.
+const maxOrderDepth = 64
+
+// join appends a key to a path.
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// Ordered returns the keys of m in the order they were written at path in
+// r, then any others sorted (a key added after parsing, or order unknown).
+func Ordered[V any](r *Recipe, path string, m map[string]V) []string {
+	var out []string
+	seen := map[string]bool{}
+	if r != nil {
+		for _, k := range r.Order[path] {
+			if _, ok := m[k]; ok && !seen[k] {
+				out = append(out, k)
+				seen[k] = true
+			}
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if !seen[k] {
+			out = append(out, k)
+		}
+	}
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"reflect"
 	"regexp"
 	"slices"
@@ -39,119 +40,6 @@ func (p *Pattern) check(path string, f *faults) {
 			}
 		}
 	}
-}
-
-// Profiling is the profiling section. Only row counts are supported; any
-// other DataHub profiling key is refused by name rather than ignored.
-type Profiling struct {
-	Enabled bool `json:"enabled"`
-}
-
-// SQLSource holds the keys shared by the postgres and mysql sources, under
-// DataHub's names.
-type SQLSource struct {
-	HostPort         string    `json:"host_port" recipe:"required"`
-	Username         string    `json:"username,omitempty"`
-	Password         string    `json:"password,omitempty"`
-	Env              string    `json:"env,omitempty"`
-	PlatformInstance string    `json:"platform_instance,omitempty"`
-	SchemaPattern    *Pattern  `json:"schema_pattern,omitempty"`
-	TablePattern     *Pattern  `json:"table_pattern,omitempty"`
-	ViewPattern      *Pattern  `json:"view_pattern,omitempty"`
-	IncludeTables    *bool     `json:"include_tables,omitempty"`
-	IncludeViews     *bool     `json:"include_views,omitempty"`
-	Profiling        Profiling `json:"profiling,omitzero"`
-	// Options are extra connection parameters (sslmode, tls, ...).
-	Options map[string]string `json:"options,omitempty"`
-}
-
-func (s *SQLSource) check(path string, f *faults) {
-	s.SchemaPattern.check(path+".schema_pattern", f)
-	s.TablePattern.check(path+".table_pattern", f)
-	s.ViewPattern.check(path+".view_pattern", f)
-}
-
-// PostgresSource is the postgres source: one database per recipe.
-type PostgresSource struct {
-	SQLSource
-	Database string `json:"database" recipe:"required"`
-}
-
-func (s *PostgresSource) check(path string, f *faults) { s.SQLSource.check(path, f) }
-
-// MySQLSource is the mysql source (MariaDB too). MySQL has no schema level:
-// DataHub's database_pattern (and schema_pattern, its older name) filters
-// databases; database limits the run to one.
-type MySQLSource struct {
-	SQLSource
-	Database        string   `json:"database,omitempty"`
-	DatabasePattern *Pattern `json:"database_pattern,omitempty"`
-}
-
-func (s *MySQLSource) check(path string, f *faults) {
-	s.SQLSource.check(path, f)
-	s.DatabasePattern.check(path+".database_pattern", f)
-}
-
-// FileSink writes JSON lines.
-type FileSink struct {
-	Filename string `json:"filename" recipe:"required"`
-}
-
-// ConsoleSink writes JSON lines to the job log's stdout.
-type ConsoleSink struct{}
-
-// OutpostSink sends records back to the control plane.
-type OutpostSink struct {
-	// BatchSize is the number of records per JobRecords message.
-	BatchSize int `json:"batch_size,omitempty"`
-}
-
-func (s *OutpostSink) check(path string, f *faults) {
-	if s.BatchSize < 0 {
-		f.add(path+".batch_size", "must not be negative")
-	}
-}
-
-// HTTPSink POSTs batches of records as JSON.
-type HTTPSink struct {
-	URL string `json:"url" recipe:"required"`
-	// Headers are sent with every request: an auth header takes its value
-	// from a ${SECRET}.
-	Headers       map[string]string `json:"headers,omitempty"`
-	BatchSize     int               `json:"batch_size,omitempty"`
-	TimeoutSec    int               `json:"timeout_sec,omitempty"`
-	RetryMaxTimes int               `json:"retry_max_times,omitempty"`
-}
-
-func (s *HTTPSink) check(path string, f *faults) {
-	checkURL(path+".url", s.URL, f)
-	checkCounts(path, f, map[string]int{"batch_size": s.BatchSize, "timeout_sec": s.TimeoutSec, "retry_max_times": s.RetryMaxTimes})
-}
-
-// DataHubRESTSink emits MetadataChangeProposals to DataHub's GMS.
-type DataHubRESTSink struct {
-	Server       string            `json:"server" recipe:"required"`
-	Token        string            `json:"token,omitempty"`
-	TimeoutSec   int               `json:"timeout_sec,omitempty"`
-	RetryMaxTime int               `json:"retry_max_times,omitempty"`
-	ExtraHeaders map[string]string `json:"extra_headers,omitempty"`
-	// Mode is DataHub's: SYNC and ASYNC post one proposal per request to
-	// /aspects?action=ingestProposal; ASYNC_BATCH posts a batch to
-	// /aspects?action=ingestProposalBatch.
-	Mode      string `json:"mode,omitempty"`
-	BatchSize int    `json:"max_per_batch,omitempty"`
-}
-
-// DataHub REST modes.
-var dataHubModes = []string{"SYNC", "ASYNC", "ASYNC_BATCH"}
-
-func (s *DataHubRESTSink) check(path string, f *faults) {
-	checkURL(path+".server", s.Server, f)
-	if s.Mode != "" && !slices.Contains(dataHubModes, strings.ToUpper(s.Mode)) {
-		f.add(path+".mode", "unknown mode %q (supported: %s)", s.Mode, strings.Join(dataHubModes, ", "))
-	}
-	checkCounts(path, f, map[string]int{"timeout_sec": s.TimeoutSec, "retry_max_times": s.RetryMaxTime, "max_per_batch": s.BatchSize})
 }
 
 func checkURL(path, u string, f *faults) {
@@ -196,22 +84,8 @@ func (r registry) kind() string {
 	return "transformer"
 }
 
-var (
-	sources = registry{
-		"postgres": {func() any { return &PostgresSource{} }},
-		"mysql":    {func() any { return &MySQLSource{} }},
-	}
-	sinks = registry{
-		"file":         {func() any { return &FileSink{} }},
-		"console":      {func() any { return &ConsoleSink{} }},
-		"outpost":      {func() any { return &OutpostSink{} }},
-		"http":         {func() any { return &HTTPSink{} }},
-		"datahub-rest": {func() any { return &DataHubRESTSink{} }},
-	}
-	// No transformer is built in yet: naming one is an error that says
-	// so, rather than a recipe that runs without it.
-	transformers = registry{}
-)
+// TransformerTypes lists the supported transformer types.
+func TransformerTypes() []string { return transformers.names() }
 
 // SourceTypes lists the supported source types.
 func SourceTypes() []string { return sources.names() }
@@ -220,13 +94,16 @@ func SourceTypes() []string { return sources.names() }
 func SinkTypes() []string { return sinks.names() }
 
 // DecodeConfig decodes a section's config (normally after its references
-// were resolved) into its typed configuration: *PostgresSource,
-// *MySQLSource, *FileSink, *ConsoleSink, *OutpostSink, *HTTPSink or
-// *DataHubRESTSink.
+// were resolved) into its typed configuration: a source's
+// (*PostgresSource, *MySQLSource), a sink's (*FileSink, *ConsoleSink,
+// *OutpostSink, *HTTPSink, *DataHubRESTSink) or a transformer's.
 func DecodeConfig(s Section) (any, error) {
 	sp, ok := sources[s.Type]
 	if !ok {
 		sp, ok = sinks[s.Type]
+	}
+	if !ok {
+		sp, ok = transformers[s.Type]
 	}
 	if !ok {
 		return nil, fmt.Errorf("%w: unknown type %q", ErrInvalid, s.Type)
@@ -272,9 +149,27 @@ func fields(t reflect.Type) map[string]reflect.StructField {
 
 var patternType = reflect.TypeOf(Pattern{})
 
+// noEffect is the notice of a key accepted without effect.
+const noEffect = "accepted, has no effect here"
+
+// Struct tags beside json: `recipe:"required"` makes a key required;
+// `recipe:"noeffect"` accepts it with a notice, the reason in `why:"..."`.
+
+// lenient is a config type that, like DataHub's, ignores keys it does not
+// know (with a notice) instead of refusing them.
+type lenient interface{ lenient() }
+
+var lenientType = reflect.TypeOf((*lenient)(nil)).Elem()
+
 // checkValue reports where v does not fit type t.
 func checkValue(path string, v any, t reflect.Type, f *faults) {
+	if t.Kind() == reflect.Interface {
+		return // any value: a key accepted without effect
+	}
 	if t.Kind() == reflect.Pointer {
+		if v == nil {
+			return // DataHub's Optional: null is the default
+		}
 		t = t.Elem()
 	}
 	switch t.Kind() {
@@ -289,23 +184,32 @@ func checkValue(path string, v any, t reflect.Type, f *faults) {
 		for _, k := range slices.Sorted(maps.Keys(m)) {
 			sf, ok := fs[k]
 			if !ok {
-				what := "unknown key"
-				if t == patternType {
-					what = "unknown pattern key"
-				}
-				if len(known) == 0 {
-					f.add(path+"."+k, "%s (this section takes no keys)", what)
-				} else {
-					f.add(path+"."+k, "%s, not supported by this runner (known: %s)", what, strings.Join(known, ", "))
+				switch {
+				case reflect.PointerTo(t).Implements(lenientType):
+					f.notice(join(path, k), "unknown key, ignored (as DataHub ignores it)")
+				case len(known) == 0:
+					f.add(join(path, k), "unknown key (this section takes no keys)")
+				case t == patternType:
+					f.add(join(path, k), "unknown pattern key, not supported by this runner (known: %s)", strings.Join(known, ", "))
+				default:
+					f.add(join(path, k), "unknown key, not supported by this runner (known: %s)", strings.Join(known, ", "))
 				}
 				continue
 			}
-			checkValue(path+"."+k, m[k], sf.Type, f)
+			switch sf.Tag.Get("recipe") {
+			case "noeffect":
+				msg := noEffect
+				if why := sf.Tag.Get("why"); why != "" {
+					msg += " (" + why + ")"
+				}
+				f.notice(join(path, k), "%s", msg)
+			}
+			checkValue(join(path, k), m[k], sf.Type, f)
 		}
 		for _, k := range known {
 			if fs[k].Tag.Get("recipe") == "required" {
 				if s, present := m[k]; !present || s == nil || s == "" {
-					f.add(path+"."+k, "required")
+					f.add(join(path, k), "required")
 				}
 			}
 		}
@@ -320,6 +224,16 @@ func checkValue(path string, v any, t reflect.Type, f *faults) {
 	case reflect.Int:
 		if _, ok := v.(int64); !ok {
 			f.add(path, "must be a whole number, not %s", kindOf(v))
+		}
+	case reflect.Float64:
+		switch x := v.(type) {
+		case int64:
+		case float64:
+			if math.IsNaN(x) || math.IsInf(x, 0) {
+				f.add(path, "must be a finite number")
+			}
+		default:
+			f.add(path, "must be a number, not %s", kindOf(v))
 		}
 	case reflect.Slice:
 		list, ok := v.([]any)
@@ -337,7 +251,7 @@ func checkValue(path string, v any, t reflect.Type, f *faults) {
 			return
 		}
 		for _, k := range slices.Sorted(maps.Keys(m)) {
-			checkValue(path+"."+k, m[k], t.Elem(), f)
+			checkValue(join(path, k), m[k], t.Elem(), f)
 		}
 	}
 }

@@ -87,7 +87,7 @@ func connectChecks(ctx context.Context, s recipe.Section) (checkConn, error) {
 	}
 	switch x := src.(type) {
 	case *postgresSource:
-		c, err := x.connect(ctx)
+		c, err := x.connect(ctx, x.checkDatabase())
 		if err != nil {
 			return nil, err
 		}

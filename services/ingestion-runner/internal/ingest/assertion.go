@@ -77,6 +77,9 @@ func (a *Assertion) Run(ctx context.Context, in tasks.Input, out tasks.Output) t
 		return tasks.Result{Err: ResolveErr(err)}
 	}
 	MaskSensitive(out, src.Config)
+	if err := sameAddress(sec, src); err != nil {
+		return tasks.Result{Err: tasks.Permanent(fmt.Errorf("source: %w", err))}
+	}
 	out.Log(fmt.Sprintf("assertion: %d checks against source %s", len(checks), src.Type))
 
 	results := make([]*ingestv1.CheckResult, len(checks))

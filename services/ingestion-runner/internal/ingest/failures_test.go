@@ -52,7 +52,7 @@ func TestFailures(t *testing.T) {
 		{name: "malformed YAML", recipe: "source:\n  type: postgres\n config: [",
 			wantErr: recipe.ErrMalformed, permanent: true, want: "malformed recipe: YAML: yaml: line 2: did not find expected key"},
 		{name: "unknown config key", recipe: sqlRecipe("postgres", pg.HostPort(), pg.Database, pg.User, "x", "{type: file, config: {filename: /tmp/x, mode: w}}"),
-			wantErr: recipe.ErrInvalid, permanent: true, want: "sink.config.mode: unknown key, not supported by this runner (known: filename)"},
+			wantErr: recipe.ErrInvalid, permanent: true, want: "sink.config.mode: unknown key, not supported by this runner (known: filename, legacy_nested_json)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -170,6 +170,12 @@ func project(rec map[string]any) string {
 	if v := get("viewProperties", "viewLogic"); v != nil {
 		fmt.Fprintf(&b, "  view: %s\n", strings.Join(strings.Fields(fmt.Sprint(v)), " "))
 	}
+	if ups, ok := get("upstreamLineage", "upstreams").([]any); ok {
+		for _, u := range ups {
+			m := u.(map[string]any)
+			fmt.Fprintf(&b, "  upstream %v %v\n", m["type"], m["dataset"])
+		}
+	}
 	if rc := get("datasetProfile", "rowCount"); rc != nil {
 		fmt.Fprintf(&b, "  rowCount: %v at %v\n", rc, get("datasetProfile", "timestampMillis"))
 	}

@@ -139,6 +139,9 @@ type dataHubSink struct {
 	server    string
 	mode      string
 	batchSize int
+	// system, when set, is the systemMetadata of each proposal (run_id,
+	// lastObserved, pipeline_name).
+	system func() map[string]any
 }
 
 // Proposal is DataHub's MetadataChangeProposal as rest.li takes it: the
@@ -193,6 +196,12 @@ func (s *dataHubSink) Write(ctx context.Context, recs []*ingestv1.MetadataRecord
 		p, err := Proposals(r)
 		if err != nil {
 			return fmt.Errorf("%w: datahub-rest: %w", ErrSink, err)
+		}
+		if s.system != nil {
+			sys := s.system()
+			for i := range p {
+				p[i].System = sys
+			}
 		}
 		props = append(props, p...)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 
@@ -15,6 +16,11 @@ import (
 type mysqlSource struct {
 	cfg     *recipe.MySQLSource
 	filters filters
+	now     func() time.Time
+	prof    *profiler
+	// viewUsage tells whether the server has
+	// information_schema.VIEW_TABLE_USAGE (MySQL 8; not MariaDB).
+	viewUsage *bool
 }
 
 func (s *mysqlSource) Platform() string { return "mysql" }
@@ -61,6 +67,14 @@ func (s *mysqlSource) Extract(ctx context.Context, em Emitter) error {
 		return err
 	}
 	defer db.Close()
+	now := time.Now()
+	if s.now != nil {
+		now = s.now()
+	}
+	if s.prof, err = newProfiler(&s.cfg.SQLSource, mysqlProfileDialect, now, em); err != nil {
+		return err
+	}
+	defer s.prof.done()
 	var dbs []string
 	if s.cfg.Database != "" {
 		dbs = []string{s.cfg.Database}
@@ -122,17 +136,15 @@ func (s *mysqlSource) extractDatabase(ctx context.Context, conn *sql.DB, em Emit
 		if err != nil {
 			return err
 		}
+		if s.filters.lineage {
+			if err := s.lineage(ctx, conn, em, db, tables); err != nil {
+				return err
+			}
+		}
 		for _, t := range tables {
-			if s.filters.rowCounts && !t.View {
-				var n int64
-				q := "SELECT COUNT(*) FROM " + quoteMySQL(db) + "." + quoteMySQL(t.Name)
-				if err := conn.QueryRowContext(ctx, q).Scan(&n); err != nil {
-					if ctx.Err() != nil {
-						return ctx.Err()
-					}
-					em.Warn(fmt.Sprintf("row count of %s.%s not read: %v", db, t.Name, err))
-				} else {
-					t.RowCount = &n
+			if s.prof != nil && !t.View {
+				if err := s.prof.profile(ctx, sqlQuerier{conn}, t, db+"."+t.Name, db, t.Name); err != nil {
+					return err
 				}
 			}
 			if err := em.Table(ctx, *t); err != nil {
@@ -239,6 +251,159 @@ func (s *mysqlSource) details(ctx context.Context, conn *sql.DB, db string, batc
 		return nil, err
 	}
 	return out, nil
+}
+
+// lineage reads what each view of a batch reads from
+// information_schema.VIEW_TABLE_USAGE, where the server has it (MySQL
+// 8.0.13 and later). MariaDB has not: its views get no upstreamLineage,
+// since reading it from the view's SQL would need a SQL parser.
+func (s *mysqlSource) lineage(ctx context.Context, conn *sql.DB, em Emitter, db string, batch []*Table) error {
+	var views []any
+	byName := map[string]*Table{}
+	for _, t := range batch {
+		if t.View {
+			views = append(views, t.Name)
+			byName[t.Name] = t
+		}
+	}
+	if len(views) == 0 {
+		return nil
+	}
+	if s.viewUsage == nil {
+		var n int
+		err := conn.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.tables
+			WHERE table_schema = 'information_schema' AND table_name = 'VIEW_TABLE_USAGE'`).Scan(&n)
+		if err != nil {
+			return fmt.Errorf("look for information_schema.VIEW_TABLE_USAGE: %w", err)
+		}
+		has := n > 0
+		s.viewUsage = &has
+		if !has {
+			em.Note("lineage: this server has no information_schema.VIEW_TABLE_USAGE (MariaDB): views get no upstreamLineage; reading it from their SQL is not done")
+		}
+	}
+	if !*s.viewUsage {
+		return nil
+	}
+	in := "(" + strings.TrimSuffix(strings.Repeat("?,", len(views)), ",") + ")"
+	rows, err := conn.QueryContext(ctx, `SELECT DISTINCT view_name, table_schema, table_name
+		FROM information_schema.view_table_usage
+		WHERE view_schema = ? AND view_name IN `+in+` ORDER BY 1, 2, 3`, append([]any{db}, views...)...)
+	if err != nil {
+		return fmt.Errorf("read view lineage in database %s: %w", db, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var view, upDB, upName string
+		if err := rows.Scan(&view, &upDB, &upName); err != nil {
+			return fmt.Errorf("read view lineage in database %s: %w", db, err)
+		}
+		if t := byName[view]; t != nil {
+			t.Upstreams = append(t.Upstreams, Ref{Database: upDB, Name: upName})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read view lineage in database %s: %w", db, err)
+	}
+	return nil
+}
+
+// mysqlProfileDialect is MySQL's and MariaDB's: the driver reads every
+// value as text. The median is a scalar subquery with window functions
+// (MySQL 8, MariaDB 10.2), the average of the one or two middle values.
+var mysqlProfileDialect = profileDialect{
+	quote: quoteMySQL,
+	text:  func(e string) string { return e },
+	numeric: func(t string) bool {
+		t = strings.ToLower(t)
+		for _, p := range []string{"tinyint", "smallint", "mediumint", "int", "bigint", "decimal", "numeric", "float", "double", "real"} {
+			if strings.HasPrefix(t, p) {
+				return true
+			}
+		}
+		return false
+	},
+	distinct: func(c string, _ bool) string { return c },
+	median: func(c, src string) string {
+		return "(SELECT AVG(v) FROM (SELECT " + c + " AS v, ROW_NUMBER() OVER (ORDER BY " + c + ") AS rn, COUNT(*) OVER () AS cnt FROM " +
+			src + " WHERE " + c + " IS NOT NULL) m WHERE rn IN (FLOOR((cnt + 1) / 2), FLOOR((cnt + 2) / 2)))"
+	},
+	limit: func(limit, offset *int) string {
+		switch {
+		case limit != nil && offset != nil:
+			return fmt.Sprintf(" LIMIT %d OFFSET %d", *limit, *offset)
+		case limit != nil:
+			return fmt.Sprintf(" LIMIT %d", *limit)
+		case offset != nil:
+			return fmt.Sprintf(" LIMIT 18446744073709551615 OFFSET %d", *offset)
+		}
+		return ""
+	},
+	estimates: `SELECT table_rows, data_length FROM information_schema.tables WHERE table_schema = ? AND table_name = ?`,
+}
+
+// sqlQuerier runs profile statements with a deadline at the end of the
+// time budget; the driver drops a connection it interrupts, and the pool
+// opens another.
+type sqlQuerier struct{ db *sql.DB }
+
+func (q sqlQuerier) rows(ctx context.Context, stmt string, deadline time.Time, max int, args ...any) ([][]*string, error) {
+	qctx := ctx
+	if !deadline.IsZero() {
+		if !time.Now().Before(deadline) {
+			return nil, errBudget
+		}
+		var cancel context.CancelFunc
+		qctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+	fail := func(err error) error {
+		if ctx.Err() == nil && qctx.Err() != nil {
+			return errBudget
+		}
+		return err
+	}
+	rows, err := q.db.QueryContext(qctx, stmt, args...)
+	if err != nil {
+		return nil, fail(err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, fail(err)
+	}
+	var out [][]*string
+	for rows.Next() && (max <= 0 || len(out) < max) {
+		raw, dest := make([]sql.NullString, len(cols)), make([]any, len(cols))
+		for i := range raw {
+			dest[i] = &raw[i]
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, fail(err)
+		}
+		vals := make([]*string, len(cols))
+		for i, r := range raw {
+			if r.Valid {
+				vals[i] = &r.String
+			}
+		}
+		out = append(out, vals)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fail(err)
+	}
+	return out, nil
+}
+
+func (q sqlQuerier) row(ctx context.Context, stmt string, deadline time.Time, args ...any) ([]*string, error) {
+	rows, err := q.rows(ctx, stmt, deadline, 1, args...)
+	if err != nil {
+		return nil, err
+	}
+	if len(rows) == 0 {
+		return nil, errors.New("no row")
+	}
+	return rows[0], nil
 }
 
 func sqlStrings(ctx context.Context, db *sql.DB, q string, args ...any) ([]string, error) {

@@ -44,8 +44,33 @@ type Table struct {
 	Columns                []Column
 	PrimaryKey             []string
 	ForeignKeys            []ForeignKey
-	// RowCount is set when profiling is enabled (tables only).
-	RowCount *int64
+	// Profile is set when profiling is enabled (tables only).
+	Profile *Profile
+	// Upstreams are what a view reads (with include_view_lineage).
+	Upstreams []Ref
+}
+
+// Ref names a table or view of the source.
+type Ref struct {
+	Database, Schema, Name string
+}
+
+// Profile is DataHub's datasetProfile of a table.
+type Profile struct {
+	RowCount int64
+	// Fields are the column profiles, in ordinal order; none at table
+	// level only.
+	Fields []FieldProfile
+}
+
+// FieldProfile is one column's DatasetFieldProfile: counts always, the
+// rest when computed (numbers as text, as DataHub writes them).
+type FieldProfile struct {
+	Path                          string
+	NullCount, UniqueCount        *int64
+	NullProportion, UniqueProp    *float64
+	Min, Max, Mean, Median, Stdev *string
+	SampleValues                  []string
 }
 
 // Column is one column, in ordinal order within its table.
@@ -71,6 +96,14 @@ type namer struct {
 	instance string // platform_instance, may be empty
 	env      string
 	now      func() time.Time
+	// lowercase is DataHub's convert_urns_to_lowercase.
+	lowercase bool
+	// domain, when set, is the domain URN of a database, schema or table
+	// by its name (db[.schema][.table]), "" for none.
+	domain func(name string) string
+	// transform, when set, changes a dataset's aspects before they are
+	// written (the recipe's transformers).
+	transform func(urn string, aspects map[string]map[string]any)
 }
 
 func (n namer) platformURN() string { return "urn:li:dataPlatform:" + n.platform }
@@ -89,7 +122,11 @@ func (n namer) datasetName(db, schema, table string) string {
 }
 
 func (n namer) datasetURN(db, schema, table string) string {
-	return fmt.Sprintf("urn:li:dataset:(%s,%s,%s)", n.platformURN(), n.datasetName(db, schema, table), n.env)
+	name := n.datasetName(db, schema, table)
+	if n.lowercase {
+		name = strings.ToLower(name)
+	}
+	return fmt.Sprintf("urn:li:dataset:(%s,%s,%s)", n.platformURN(), name, n.env)
 }
 
 // containerURN follows DataHub's container keys: the md5 of the key's
@@ -134,6 +171,7 @@ func (n namer) containerRecord(c Container) (*ingestv1.MetadataRecord, error) {
 		custom[k] = v
 	}
 	aspects["containerProperties"] = map[string]any{"name": name, "qualifiedName": rec.Name, "customProperties": custom}
+	n.addDomain(aspects, rec.Name)
 	aspects["subTypes"] = map[string]any{"typeNames": []any{subType}}
 	return withAspects(rec, aspects)
 }
@@ -205,14 +243,81 @@ func (n namer) tableRecord(t Table) (*ingestv1.MetadataRecord, error) {
 	if t.View {
 		aspects["viewProperties"] = map[string]any{"materialized": t.Materialized, "viewLogic": t.ViewDefinition, "viewLanguage": "SQL"}
 	}
-	if t.RowCount != nil {
-		aspects["datasetProfile"] = map[string]any{
-			"timestampMillis": n.now().UnixMilli(),
-			"rowCount":        *t.RowCount,
-			"columnCount":     len(t.Columns),
+	if t.Profile != nil {
+		aspects["datasetProfile"] = n.profileAspect(t)
+	}
+	if len(t.Upstreams) > 0 {
+		ups := make([]any, len(t.Upstreams))
+		for i, u := range t.Upstreams {
+			ups[i] = map[string]any{
+				"dataset":    n.datasetURN(u.Database, u.Schema, u.Name),
+				"type":       "VIEW",
+				"auditStamp": map[string]any{"time": 0, "actor": "urn:li:corpuser:unknown"},
+			}
 		}
+		aspects["upstreamLineage"] = map[string]any{"upstreams": ups}
+	}
+	n.addDomain(aspects, strings.Join(nonEmpty(t.Database, t.Schema, t.Name), "."))
+	if n.transform != nil {
+		n.transform(urn, aspects)
 	}
 	return withAspects(rec, aspects)
+}
+
+func (n namer) profileAspect(t Table) map[string]any {
+	p := map[string]any{
+		"timestampMillis": n.now().UnixMilli(),
+		"rowCount":        t.Profile.RowCount,
+		"columnCount":     len(t.Columns),
+	}
+	if len(t.Profile.Fields) == 0 {
+		return p
+	}
+	fps := make([]any, len(t.Profile.Fields))
+	for i, f := range t.Profile.Fields {
+		m := map[string]any{"fieldPath": f.Path}
+		for k, v := range map[string]*int64{"nullCount": f.NullCount, "uniqueCount": f.UniqueCount} {
+			if v != nil {
+				m[k] = *v
+			}
+		}
+		for k, v := range map[string]*float64{"nullProportion": f.NullProportion, "uniqueProportion": f.UniqueProp} {
+			if v != nil {
+				m[k] = *v
+			}
+		}
+		for k, v := range map[string]*string{"min": f.Min, "max": f.Max, "mean": f.Mean, "median": f.Median, "stdev": f.Stdev} {
+			if v != nil {
+				m[k] = *v
+			}
+		}
+		if f.SampleValues != nil {
+			m["sampleValues"] = strs(f.SampleValues)
+		}
+		fps[i] = m
+	}
+	p["fieldProfiles"] = fps
+	return p
+}
+
+// addDomain sets DataHub's domains aspect when a domain takes name.
+func (n namer) addDomain(aspects map[string]map[string]any, name string) {
+	if n.domain == nil {
+		return
+	}
+	if d := n.domain(name); d != "" {
+		aspects["domains"] = map[string]any{"domains": []any{d}}
+	}
+}
+
+func nonEmpty(parts ...string) []string {
+	out := parts[:0:0]
+	for _, p := range parts {
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func fieldURN(dataset, column string) string {

@@ -100,6 +100,13 @@ func TestDataHubRESTSink(t *testing.T) {
 			writeSecret(t, dir, "PG_PASSWORD", db.Password)
 			writeSecret(t, dir, "DATAHUB_TOKEN", "pat-value")
 			text := source + fmt.Sprintf("sink:\n  type: datahub-rest\n  config: {server: '%s/gms/', token: '${DATAHUB_TOKEN}', mode: %s}\n", srv.URL, mode)
+			// systemMetadata: the run is named after the job unless the
+			// recipe names it; pipeline_name when the recipe has one.
+			system := map[string]any{"runId": "postgres-job-1", "lastObserved": float64(fixedNow.UnixMilli())}
+			if mode == "ASYNC_BATCH" {
+				text += "run_id: nightly-7\npipeline_name: nightly\n"
+				system = map[string]any{"runId": "nightly-7", "lastObserved": float64(fixedNow.UnixMilli()), "pipelineName": "nightly"}
+			}
 			res, out := run(t, newTask(dir, nil), text)
 			require.NoError(t, res.Err, out.text())
 
@@ -125,6 +132,7 @@ func TestDataHubRESTSink(t *testing.T) {
 			var schemaOfB map[string]any
 			for _, p := range proposals {
 				require.Equal(t, "UPSERT", p["changeType"])
+				require.Equal(t, system, p["systemMetadata"])
 				require.Contains(t, []string{"container", "dataset"}, p["entityType"])
 				aspect := p["aspect"].(map[string]any)
 				require.Equal(t, "application/json", aspect["contentType"])

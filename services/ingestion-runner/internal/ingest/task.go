@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/libs/ingest/recipe"
+	"github.com/outposthq/outpost/libs/ingest/transform"
 	"github.com/outposthq/outpost/libs/queue"
 	ingestv1 "github.com/outposthq/outpost/proto/outpost/ingest/v1"
 
@@ -110,6 +111,10 @@ func (t *Task) Run(ctx context.Context, in tasks.Input, out tasks.Output) tasks.
 	if err == nil {
 		snk, err = sess.ExpandSection(ctx, "sink", r.Sink)
 	}
+	trs := make([]recipe.Section, len(r.Transformers))
+	for i := 0; err == nil && i < len(trs); i++ {
+		trs[i], err = sess.ExpandSection(ctx, fmt.Sprintf("transformers[%d]", i), r.Transformers[i])
+	}
 	// Mask before anything is logged, and also what resolved before a
 	// later reference failed.
 	out.Mask(sess.Values()...)
@@ -119,24 +124,47 @@ func (t *Task) Run(ctx context.Context, in tasks.Input, out tasks.Output) tasks.
 	MaskSensitive(out, src.Config)
 	MaskSensitive(out, snk.Config)
 
+	if err := sameAddress(r.Source, src); err != nil {
+		return tasks.Result{Err: tasks.Permanent(fmt.Errorf("source: %w", err))}
+	}
 	source, err := NewSource(src)
 	if err != nil {
 		return tasks.Result{Err: tasks.Permanent(fmt.Errorf("source: %w", err))}
 	}
-	sink, err := t.newSink(snk, in, r.PipelineName, out)
+	domains, err := domainsOf(r, src)
 	if err != nil {
-		return tasks.Result{Err: tasks.Permanent(fmt.Errorf("sink: %w", err))}
+		return tasks.Result{Err: tasks.Permanent(fmt.Errorf("source: %w", err))}
+	}
+	chain, err := transform.New(r, trs, t.now)
+	if err != nil {
+		return tasks.Result{Err: tasks.Permanent(fmt.Errorf("transformers: %w", err))}
 	}
 	name := r.PipelineName
 	if name == "" {
 		name = in.JobID
 	}
-	out.Log(fmt.Sprintf("ingest %s: source %s, sink %s", name, r.Source.Type, r.Sink.Type))
+	runID := r.RunID
+	if runID == "" {
+		runID = r.Source.Type + "-" + in.JobID
+	}
+	sink, err := t.newSink(snk, in, r, runID, out)
+	if err != nil {
+		return tasks.Result{Err: tasks.Permanent(fmt.Errorf("sink: %w", err))}
+	}
+	out.Log(fmt.Sprintf("ingest %s: source %s, %d transformers, sink %s, run_id %s", name, r.Source.Type, chain.Len(), r.Sink.Type, runID))
 
 	p := &pipeline{
 		sink: sink, out: out, started: started,
-		namer: namer{platform: source.Platform(), instance: platformInstance(src), env: env(src), now: t.now},
+		namer: namer{platform: source.Platform(), instance: platformInstance(src), env: env(src), now: t.now,
+			lowercase: lowercaseURNs(src), domain: domains},
 	}
+	if chain.Len() > 0 {
+		p.namer.transform = func(urn string, a map[string]map[string]any) { chain.Apply(urn, a) }
+	}
+	for _, n := range r.Notices {
+		p.Warn(n.Error())
+	}
+	setClock(source, t.now)
 	err = source.Extract(ctx, p)
 	if err == nil {
 		err = p.flush(ctx)
@@ -168,14 +196,31 @@ func platformInstance(s recipe.Section) string {
 	return v
 }
 
+// env is DataHub's env, upper-cased as DataHub does.
 func env(s recipe.Section) string {
 	if v, _ := s.Config["env"].(string); v != "" {
-		return v
+		return strings.ToUpper(v)
 	}
 	return "PROD"
 }
 
-func (t *Task) newSink(s recipe.Section, in tasks.Input, pipelineName string, out tasks.Output) (Sink, error) {
+func lowercaseURNs(s recipe.Section) bool {
+	v, _ := s.Config["convert_urns_to_lowercase"].(bool)
+	return v
+}
+
+// setClock gives a source the task's clock (profiling schedules).
+func setClock(s Source, now func() time.Time) {
+	switch x := s.(type) {
+	case *postgresSource:
+		x.now = now
+	case *mysqlSource:
+		x.now = now
+	}
+}
+
+func (t *Task) newSink(s recipe.Section, in tasks.Input, r *recipe.Recipe, runID string, out tasks.Output) (Sink, error) {
+	pipelineName := r.PipelineName
 	cfg, err := recipe.DecodeConfig(s)
 	if err != nil {
 		return nil, err
@@ -254,12 +299,22 @@ func (t *Task) newSink(s recipe.Section, in tasks.Input, pipelineName string, ou
 		if mode == "" {
 			mode = "ASYNC"
 		}
-		return &dataHubSink{
+		sink := &dataHubSink{
 			poster:    poster{client: client(c.TimeoutSec), headers: headers, retries: orDefault(c.RetryMaxTime, defaultHTTPRetries), retryBase: retryBase},
 			server:    server,
 			mode:      mode,
 			batchSize: orDefault(c.BatchSize, defaultHTTPBatch),
-		}, nil
+		}
+		if send, withName := r.Pipeline.SystemMetadata(); send {
+			sink.system = func() map[string]any {
+				m := map[string]any{"runId": runID, "lastObserved": t.now().UnixMilli()}
+				if withName && pipelineName != "" {
+					m["pipelineName"] = pipelineName
+				}
+				return m
+			}
+		}
+		return sink, nil
 	}
 	return nil, fmt.Errorf("%w: %q is not a sink", recipe.ErrInvalid, s.Type)
 }
@@ -309,6 +364,9 @@ func (p *pipeline) Warn(msg string) {
 	p.warnings++
 	p.out.Log("warning: " + msg)
 }
+
+// Note implements Emitter.
+func (p *pipeline) Note(msg string) { p.out.Log(msg) }
 
 func (p *pipeline) add(ctx context.Context, rec *ingestv1.MetadataRecord) error {
 	p.buf = append(p.buf, rec)

@@ -2,7 +2,9 @@ package policy
 
 import (
 	"context"
+	"fmt"
 	"maps"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -32,7 +34,7 @@ func (g Guard) Run(ctx context.Context, in tasks.Input, out tasks.Output) tasks.
 }
 
 // Default ports of the database sources, for host:port patterns.
-var sourcePorts = map[string]string{"postgres": "5432", "mysql": "3306"}
+var sourcePorts = recipe.DefaultPorts
 
 // postgresRouting are connection options that would pick another server
 // than host_port names.
@@ -61,7 +63,13 @@ func (p *Policy) CheckJob(kind string, spec *jobsv1.JobSpec) error {
 		if err := p.checkSink(r.Sink.Type, r.Sink.Config, false); err != nil {
 			return err
 		}
-		return p.checkTreeSecrets(map[string]any{"source": r.Source.Config, "sink": r.Sink.Config})
+		tree := map[string]any{"source": r.Source.Config, "sink": r.Sink.Config}
+		// Transformer configs are resolved too; datahub_api and the other
+		// top-level keys are not used, so never resolved.
+		for i, tr := range r.Transformers {
+			tree[fmt.Sprintf("transformers[%d]", i)] = tr.Config
+		}
+		return p.checkTreeSecrets(tree)
 	case "assertion":
 		a := t.GetAssertion()
 		src, err := recipe.ParseSource([]byte(a.GetSource()), format(a.GetFormat()))
@@ -179,13 +187,21 @@ func (p *Policy) checkSource(typ string, cfg map[string]any, external bool) erro
 		return nil
 	}
 	what := "source " + typ
-	hp, _ := cfg["host_port"].(string)
+	// A source without host_port reaches localhost, as DataHub's.
+	hp := recipe.HostPort(typ, cfg)
 	if err := p.CheckAddress(what, hp, port); err != nil {
 		return err
 	}
 	if typ == "postgres" {
-		opts, _ := cfg["options"].(map[string]any)
-		for k := range opts {
+		keys := slices.Collect(maps.Keys(asMap(cfg["options"])))
+		// A sqlalchemy_uri's query becomes options too.
+		if uri, _ := cfg["sqlalchemy_uri"].(string); uri != "" {
+			if _, query, found := strings.Cut(uri, "?"); found {
+				q, _ := url.ParseQuery(query)
+				keys = append(keys, slices.Collect(maps.Keys(q))...)
+			}
+		}
+		for _, k := range keys {
 			if slices.Contains(postgresRouting, strings.ToLower(k)) {
 				return refused("%s option %s is refused: the server is named by host_port only", what, k)
 			}
@@ -216,6 +232,11 @@ func (p *Policy) checkSink(typ string, cfg map[string]any, external bool) error 
 		return err
 	}
 	return nil
+}
+
+func asMap(v any) map[string]any {
+	m, _ := v.(map[string]any)
+	return m
 }
 
 func format(f ingestv1.RecipeFormat) recipe.Format {

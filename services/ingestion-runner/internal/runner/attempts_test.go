@@ -72,7 +72,7 @@ func TestDeliveryCountIsNotTheAttempt(t *testing.T) {
 	}{
 		{
 			name: "delivery 7 of a job no runner started", job: dispatched(noopJob("inflated", 0, ""), 1, 0), delivery: 7,
-			wantOp: "term", wantReason: "max attempts (3) exhausted; the runner of attempt 6 was lost", wantExhausted: 1,
+			wantOp: "term", wantReason: "max attempts (3) exhausted by the delivery count: delivery 7 of a dispatch made with 0 attempts started", wantExhausted: 1,
 		},
 		{
 			name: "the control plane's new dispatch runs as attempt 1", job: dispatched(noopJob("again", 0, ""), 1, 0), delivery: 1,
@@ -88,7 +88,7 @@ func TestDeliveryCountIsNotTheAttempt(t *testing.T) {
 		},
 		{
 			name: "past the budget of a dispatch made after started attempts", job: dispatched(noopJob("spent", 0, ""), 4, 2), delivery: 2,
-			wantOp: "term", wantReason: "max attempts (3) exhausted; the runner of attempt 4 was lost", wantExhausted: 1,
+			wantOp: "term", wantReason: "max attempts (3) exhausted by the delivery count: delivery 2 of a dispatch made with 2 attempts started", wantExhausted: 1,
 		},
 	}
 	for _, tt := range tests {

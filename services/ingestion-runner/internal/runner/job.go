@@ -109,7 +109,8 @@ func (r *Runner) handle(_ context.Context, d queue.Delivery) {
 	if b.spent > maxAttempts {
 		// The deliveries before this one may all have started (their
 		// runners died or were cut off) or not; the scheduler tells.
-		reason := fmt.Sprintf("max attempts (%d) exhausted; the runner of attempt %d was lost", maxAttempts, attempt-1)
+		reason := fmt.Sprintf("max attempts (%d) exhausted by the delivery count: delivery %d of a dispatch made with %d attempts started",
+			maxAttempts, d.Attempt(), b.started)
 		log.Warn("job delivered past its last attempt; handed back to the control plane",
 			"max_attempts", maxAttempts, "started_before_dispatch", b.started, "delivery", d.Attempt())
 		r.metrics.JobsFinished.WithLabelValues(outcomeExhausted).Inc()

@@ -26,7 +26,7 @@ func TestExhaustedDispatchCountsStartedAttempts(t *testing.T) {
 
 	// The runner dead-letters it as delivered past its last attempt (as it
 	// would delivery 7), while nothing ever started.
-	require.NoError(t, d.Term(ctx, "max attempts (3) exhausted; the runner of attempt 6 was lost"))
+	require.NoError(t, d.Term(ctx, "max attempts (3) exhausted by the delivery count: delivery 7 of a dispatch made with 0 attempts started"))
 	d, m = r.next(t)
 	require.Equal(t, j.ID, m.GetJobId())
 	require.EqualValues(t, 1, m.GetEnvelope().GetAttempt(), "dispatched again as the first attempt")
@@ -43,7 +43,7 @@ func TestExhaustedDispatchCountsStartedAttempts(t *testing.T) {
 		e.status("default", j.ID, jobsv1.JobState_JOB_STATE_RUNNING, a)
 	}
 	require.Eventually(t, func() bool { return e.job("", j.ID).Attempt == 4 }, waitFor, tick)
-	require.NoError(t, d.Term(ctx, "max attempts (3) exhausted; the runner of attempt 4 was lost"))
+	require.NoError(t, d.Term(ctx, "max attempts (3) exhausted by the delivery count: delivery 4 of a dispatch made with 0 attempts started"))
 	failed := e.waitState("default", j.ID, "FAILED")
 	require.Equal(t, 4, failed.Attempt, "the last attempt that started")
 	require.Equal(t, "dead-lettered: max attempts (3) exhausted; the runner of attempt 4 was lost", failed.Reason)

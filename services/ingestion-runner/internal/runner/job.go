@@ -106,6 +106,12 @@ func (r *Runner) handle(_ context.Context, d queue.Delivery) {
 		r.metrics.Redeliveries.Inc()
 	}
 	log := r.log.With("job_id", job.GetJobId(), "attempt", attempt)
+	if prev := r.runningRun(job.GetJobId()); prev != nil && b.spent > maxAttempts {
+		// Whatever its count, a delivery of a job running here is held
+		// and settled like the running attempt's, not handed back.
+		r.holdDuplicate(d, prev, log)
+		return
+	}
 	if b.spent > maxAttempts {
 		// The deliveries before this one may all have started (their
 		// runners died or were cut off) or not; the scheduler tells.
@@ -257,6 +263,18 @@ func (r *Runner) register(run *jobRun) (prev *jobRun, reason string, cancelled b
 	r.running[run] = struct{}{}
 	r.metrics.JobsRunning.Set(float64(len(r.running)))
 	return nil, "", false
+}
+
+// runningRun returns the run of jobID on this runner, or nil.
+func (r *Runner) runningRun(jobID string) *jobRun {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for run := range r.running {
+		if run.jobID == jobID {
+			return run
+		}
+	}
+	return nil
 }
 
 func (r *Runner) unregister(run *jobRun) {

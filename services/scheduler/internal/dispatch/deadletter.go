@@ -60,6 +60,10 @@ func (e *Engine) handleDeadLetter(t *tenants.Tenant) queue.Handler {
 // pass the job's max attempts (services/ingestion-runner writes it).
 const reasonAttemptsExhausted = "max attempts ("
 
+// errAttemptRunning is why a dead letter for a dispatch's delivery count
+// waits: the job's current attempt may still be running.
+var errAttemptRunning = errors.New("the job's attempt is running on a runner that still heartbeats")
+
 // reasonReissued starts the reason of a job dispatched again by
 // failDeadLettered.
 const reasonReissued = "its work message ran out of deliveries"
@@ -95,9 +99,9 @@ func (e *Engine) failDeadLettered(ctx context.Context, t *tenants.Tenant, m *job
 		// that of the last attempt that started.
 		attempts = 0
 	}
-	foreign, reissued, again := false, false, false
+	foreign, reissued, again, stale := false, false, false, false
 	rec, changed, err := t.Jobs.Update(ctx, id, func(r *jobs.Record) (bool, error) {
-		reissued, again = false, false
+		reissued, again, stale = false, false, false
 		if foreign = !r.TokenMatches(m.GetAttemptToken()); foreign {
 			return false, nil
 		}
@@ -106,6 +110,18 @@ func (e *Engine) failDeadLettered(ctx context.Context, t *tenants.Tenant, m *job
 			// same dispatch again if it is still due.
 			reissued, again = due, true
 			return false, nil
+		}
+		if exhausted && int(m.GetEnvelope().GetAttempt()) < max(r.Redispatched, 1) {
+			// A dispatch the job was dispatched again after (by the
+			// reaper, or a reissue): the later one stands.
+			stale = true
+			return false, nil
+		}
+		if exhausted && r.State == jobs.StateRunning && !e.runnerSilent(t, r, e.now()) {
+			// Its runner still heartbeats: the attempt may still run (a
+			// duplicate delivery went elsewhere). Decide once it reports
+			// or goes silent, not beside it.
+			return false, fmt.Errorf("%w: attempt %d on runner %s", errAttemptRunning, r.Attempt, r.RunnerID)
 		}
 		if exhausted {
 			why := fmt.Sprintf("%s (%d) with %d of %d attempts started; dispatched again as attempt %d",
@@ -136,6 +152,9 @@ func (e *Engine) failDeadLettered(ctx context.Context, t *tenants.Tenant, m *job
 		return nil
 	case err != nil:
 		return err
+	case stale:
+		e.log.Info("dead letter of a dispatch superseded by a later one; job unchanged", "tenant", t.Name, "job_id", id,
+			"dispatch_attempt", m.GetEnvelope().GetAttempt(), "attempt", rec.Attempt, "reason", reason)
 	case foreign:
 		e.m.Fenced.WithLabelValues("attempt_token").Inc()
 		e.log.Warn("dead-lettered job message is not the job's dispatch; job unchanged", "tenant", t.Name, "job_id", id, "reason", reason)

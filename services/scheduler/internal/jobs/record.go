@@ -143,10 +143,12 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 }
 
 // Public returns a copy of r without its attempt token, for the API: the
-// token authenticates the runner's events and is shown to no one else.
+// token authenticates the runner's events and is shown to no one else
+// (nor is ReissuedFor, a bookkeeping id).
 func (r *Record) Public() *Record {
 	c := *r
 	c.AttemptToken = ""
+	c.ReissuedFor = ""
 	return &c
 }
 

@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
+	"github.com/outposthq/outpost/services/scheduler/internal/config"
 )
 
 // The control plane owns the attempt budget. A dispatch its runner
@@ -17,7 +18,9 @@ import (
 // once every attempt the job allows has started fails the job.
 func TestExhaustedDispatchCountsStartedAttempts(t *testing.T) {
 	ctx := context.Background()
-	e := newEnv(t)
+	// Without the reaper (and its wait for a silent runner), the dead
+	// letters alone decide.
+	e := newEnv(t, func(c *config.Config) { c.Runners.LostAfter = 0 })
 	r := e.runner("default", "default")
 	j := e.submit("", noopJob(nil)) // 3 attempts
 	d, m := r.next(t)

@@ -130,18 +130,21 @@ func (e *Engine) failDeadLettered(ctx context.Context, t *tenants.Tenant, m *job
 				return true, nil
 			}
 		}
+		// The last attempt never reported an end: RUNNING, or moved back
+		// to QUEUED by the reaper (a redispatch due that is no reissue).
+		redispatchDue := r.State == jobs.StateQueued && r.Redispatched == r.Attempt+1
+		lost := r.State == jobs.StateRunning || (redispatchDue && !strings.HasPrefix(r.Reason, reasonReissued))
 		why := "dead-lettered: " + reason
 		switch {
 		case exhausted && r.AttemptsLeft():
 			why = fmt.Sprintf("dead-lettered: its work message ran out of deliveries %d times with %d of %d attempts started",
 				r.Reissued+1, r.Started, r.Retry.MaxAttempts)
+		case exhausted && lost:
+			why = fmt.Sprintf("dead-lettered: max attempts (%d) exhausted; the runner of attempt %d was lost", r.Retry.MaxAttempts, r.Attempt)
 		case exhausted:
 			why = fmt.Sprintf("dead-lettered: max attempts (%d) exhausted", r.Retry.MaxAttempts)
-			if r.State == jobs.StateRunning {
-				why += fmt.Sprintf("; the runner of attempt %d was lost", r.Attempt)
-			}
 		}
-		if r.State == jobs.StateQueued && r.Reason != "" && !strings.HasPrefix(r.Reason, reasonReissued) {
+		if r.State == jobs.StateQueued && r.Reason != "" && !redispatchDue {
 			why += " (last failure: " + r.Reason + ")"
 		}
 		return r.Fail(why, attempts, e.now(), e.opts.HistoryLimit), nil

@@ -60,6 +60,23 @@ func TestDeadLetterForDeliveryCount(t *testing.T) {
 			wantReason: "dead-lettered: max attempts (3) exhausted; the runner of attempt 3 was lost",
 		},
 		{
+			name: "every attempt started, the last one's job handed back by the reaper", dispatchAttempt: 4,
+			set: func(r *jobs.Record) {
+				r.State, r.Attempt, r.Started, r.Redispatched, r.RunnerID = jobs.StateQueued, 3, 3, 4, "gone"
+				r.Reason = "runner gone of attempt 3 went silent and the job's work message is gone; dispatched again as attempt 4"
+			},
+			dl: exhausted, wantState: jobs.StateFailed, wantAttempt: 3,
+			wantReason: "dead-lettered: max attempts (3) exhausted; the runner of attempt 3 was lost",
+		},
+		{
+			name: "every attempt started, the last one failed", dispatchAttempt: 1,
+			set: func(r *jobs.Record) {
+				r.State, r.Attempt, r.Started, r.Reason = jobs.StateQueued, 3, 3, "exit status 1"
+			},
+			dl: exhausted, wantState: jobs.StateFailed, wantAttempt: 3,
+			wantReason: "dead-lettered: max attempts (3) exhausted (last failure: exit status 1)",
+		},
+		{
 			name: "a dispatch superseded by a later one changes nothing", dispatchAttempt: 1,
 			set: func(r *jobs.Record) {
 				r.State, r.Attempt, r.Started, r.Redispatched, r.RunnerID = jobs.StateRunning, 2, 1, 2, "gone"

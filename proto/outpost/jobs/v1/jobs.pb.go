@@ -745,8 +745,10 @@ func (x *SubmitJob) GetUser() string {
 	return ""
 }
 
-// JobDispatched is the work item on a pool's queue. The attempt is the
-// queue's delivery count, not a field, so redelivery needs no rewrite.
+// JobDispatched is the work item on a pool's queue. The envelope's attempt
+// is the attempt the dispatch opens; each redelivery of the message numbers
+// the next one (attempt + delivery count - 1), so redelivery needs no
+// rewrite. Numbers may skip; the budget counts started attempts (below).
 type JobDispatched struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Envelope    *v11.Envelope          `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
@@ -763,9 +765,19 @@ type JobDispatched struct {
 	// principal (empty for none): the runner maps it to a Kubernetes
 	// ServiceAccount for the kubernetes task. Numbered apart from the
 	// other fields so additions to the dispatch do not collide.
-	User          string `protobuf:"bytes,20,opt,name=user,proto3" json:"user,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	User string `protobuf:"bytes,20,opt,name=user,proto3" json:"user,omitempty"`
+	// How many attempts of the job had started (reported RUNNING to the
+	// control plane) when this dispatch was made. The queue's delivery count
+	// is not an attempt count: a delivery can be lost on its way to a runner
+	// (a pull request that expired during a leader election, a receive whose
+	// answer never arrived) and still count. A runner lets a dispatch's
+	// deliveries run while started_attempts plus the delivery count stays
+	// within the job's max attempts, and hands the dispatch back to the
+	// control plane (dead letter) past it; the control plane, which counts
+	// the attempts that really started, fails the job or dispatches it again.
+	StartedAttempts uint32 `protobuf:"varint,50,opt,name=started_attempts,json=startedAttempts,proto3" json:"started_attempts,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *JobDispatched) Reset() {
@@ -845,6 +857,13 @@ func (x *JobDispatched) GetUser() string {
 		return x.User
 	}
 	return ""
+}
+
+func (x *JobDispatched) GetStartedAttempts() uint32 {
+	if x != nil {
+		return x.StartedAttempts
+	}
+	return 0
 }
 
 // JobResult is the outcome of a finished attempt, carried by its terminal
@@ -1374,7 +1393,7 @@ const file_outpost_jobs_v1_jobs_proto_rawDesc = "" +
 	"\benvelope\x18\x01 \x01(\v2\x1b.outpost.common.v1.EnvelopeR\benvelope\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12,\n" +
 	"\x04spec\x18\x03 \x01(\v2\x18.outpost.jobs.v1.JobSpecR\x04spec\x12\x12\n" +
-	"\x04user\x18\x04 \x01(\tR\x04user\"\xc1\x02\n" +
+	"\x04user\x18\x04 \x01(\tR\x04user\"\xec\x02\n" +
 	"\rJobDispatched\x127\n" +
 	"\benvelope\x18\x01 \x01(\v2\x1b.outpost.common.v1.EnvelopeR\benvelope\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12,\n" +
@@ -1382,7 +1401,8 @@ const file_outpost_jobs_v1_jobs_proto_rawDesc = "" +
 	"\fsubmitted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vsubmittedAt\x12:\n" +
 	"\tsignature\x18\x05 \x01(\v2\x1c.outpost.common.v1.SignatureR\tsignature\x12#\n" +
 	"\rattempt_token\x18\x06 \x01(\tR\fattemptToken\x12\x12\n" +
-	"\x04user\x18\x14 \x01(\tR\x04user\"\xde\x01\n" +
+	"\x04user\x18\x14 \x01(\tR\x04user\x12)\n" +
+	"\x10started_attempts\x182 \x01(\rR\x0fstartedAttempts\"\xde\x01\n" +
 	"\tJobResult\x12\x1b\n" +
 	"\texit_code\x18\x01 \x01(\x05R\bexitCode\x125\n" +
 	"\bduration\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12A\n" +

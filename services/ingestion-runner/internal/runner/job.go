@@ -91,22 +91,34 @@ func (r *Runner) handle(_ context.Context, d queue.Delivery) {
 		return
 	}
 
-	attempt := d.Attempt()
-	if base := int(job.GetEnvelope().GetAttempt()); base > 1 {
-		// Dispatched again by the scheduler after its work message was
-		// lost: the message's own deliveries count from that attempt.
-		attempt = base + d.Attempt() - 1
-	}
+	// The queue's delivery count is not an attempt count: a delivery lost
+	// on its way to a runner (a pull request that expired while JetStream
+	// elected a leader, an SQS receive whose answer never arrived) counts
+	// too. The control plane owns the budget: the dispatch says how many
+	// attempts had started when it was made, and this runner takes each
+	// delivery of it as one more, at most. Past the max it hands the
+	// dispatch back (dead letter) instead of running it: the scheduler,
+	// which counts the attempts that really started (RUNNING reports),
+	// fails the job or dispatches it again with its true count.
+	b := budgetOf(job, d.Attempt())
+	attempt, maxAttempts := b.attempt, b.max
 	if attempt > 1 {
 		r.metrics.Redeliveries.Inc()
 	}
-	maxAttempts := MaxAttempts(job.GetSpec().GetRetry())
 	log := r.log.With("job_id", job.GetJobId(), "attempt", attempt)
-	if attempt > maxAttempts {
-		// The previous attempt never reported an end: its runner died or
-		// was partitioned. The scheduler fails the job from the dead letter.
-		reason := fmt.Sprintf("max attempts (%d) exhausted; the runner of attempt %d was lost", maxAttempts, attempt-1)
-		log.Warn("job delivered past its last attempt; dead-lettered", "max_attempts", maxAttempts)
+	if prev := r.runningRun(job.GetJobId()); prev != nil && b.spent > maxAttempts {
+		// Whatever its count, a delivery of a job running here is held
+		// and settled like the running attempt's, not handed back.
+		r.holdDuplicate(d, prev, log)
+		return
+	}
+	if b.spent > maxAttempts {
+		// The deliveries before this one may all have started (their
+		// runners died or were cut off) or not; the scheduler tells.
+		reason := fmt.Sprintf("max attempts (%d) exhausted by the delivery count: delivery %d of a dispatch made with %d attempts started",
+			maxAttempts, d.Attempt(), b.started)
+		log.Warn("job delivered past its last attempt; handed back to the control plane",
+			"max_attempts", maxAttempts, "started_before_dispatch", b.started, "delivery", d.Attempt())
 		r.metrics.JobsFinished.WithLabelValues(outcomeExhausted).Inc()
 		r.settle(log, "term", func(ctx context.Context) error { return d.Term(ctx, reason) })
 		return
@@ -145,8 +157,42 @@ func (r *Runner) handle(_ context.Context, d queue.Delivery) {
 		return
 	}
 	defer r.unregister(run)
-	run.settled = r.execute(jobCtx, d, job, attempt, maxAttempts, log)
+	run.settled = r.execute(jobCtx, d, job, b, log)
 }
+
+// budget is where a delivery stands in its job's attempts.
+type budget struct {
+	// attempt is the number of the attempt the delivery runs: the
+	// dispatch's attempt plus the deliveries of its message before it.
+	// Numbers only grow; they skip where a delivery started nothing.
+	attempt int
+	// started is how many attempts had started when the job was
+	// dispatched (the control plane's count).
+	started int
+	// spent is the most attempts this delivery can be: started plus every
+	// delivery of the dispatch so far, counted as an attempt whether it
+	// started or not.
+	spent int
+	max   int
+}
+
+// budgetOf places delivery number delivery (1-based) of job in its
+// attempts.
+func budgetOf(job *jobsv1.JobDispatched, delivery int) budget {
+	delivery = max(delivery, 1)
+	base := max(int(job.GetEnvelope().GetAttempt()), 1)
+	started := int(job.GetStartedAttempts())
+	return budget{
+		attempt: base + delivery - 1,
+		started: started,
+		spent:   started + delivery,
+		max:     MaxAttempts(job.GetSpec().GetRetry()),
+	}
+}
+
+// last reports whether no attempt may follow this one, as far as this
+// dispatch knows.
+func (b budget) last() bool { return b.spent >= b.max }
 
 // holdDuplicate handles a delivery of a job this runner is already running
 // (the broker lost the running delivery's state, e.g. after a restart, or
@@ -219,6 +265,18 @@ func (r *Runner) register(run *jobRun) (prev *jobRun, reason string, cancelled b
 	return nil, "", false
 }
 
+// runningRun returns the run of jobID on this runner, or nil.
+func (r *Runner) runningRun(jobID string) *jobRun {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for run := range r.running {
+		if run.jobID == jobID {
+			return run
+		}
+	}
+	return nil
+}
+
 func (r *Runner) unregister(run *jobRun) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -228,7 +286,8 @@ func (r *Runner) unregister(run *jobRun) {
 }
 
 // execute runs one attempt, settles it and returns how.
-func (r *Runner) execute(ctx context.Context, d queue.Delivery, job *jobsv1.JobDispatched, attempt, maxAttempts int, log *slog.Logger) settlement {
+func (r *Runner) execute(ctx context.Context, d queue.Delivery, job *jobsv1.JobDispatched, b budget, log *slog.Logger) settlement {
+	attempt, maxAttempts := b.attempt, b.max
 	started := time.Now()
 	spec := job.GetSpec()
 	r.metrics.JobsStarted.Inc()
@@ -257,7 +316,7 @@ func (r *Runner) execute(ctx context.Context, d queue.Delivery, job *jobsv1.JobD
 		Logger:       log,
 		OnSent:       func(n int) { r.metrics.LogLinesSent.Add(float64(n)) },
 	})
-	streamer.Log(fmt.Sprintf("attempt %d of %d on runner %s", attempt, maxAttempts, r.cfg.RunnerID))
+	streamer.Log(fmt.Sprintf("attempt %d of %d on runner %s", b.spent, maxAttempts, r.cfg.RunnerID))
 
 	taskCtx := ctx
 	var res tasks.Result
@@ -296,12 +355,12 @@ func (r *Runner) execute(ctx context.Context, d queue.Delivery, job *jobsv1.JobD
 		// Not the job's fault: another runner takes it at once.
 		st.State, st.Reason, st.RetryAt = jobsv1.JobState_JOB_STATE_QUEUED, ErrShutdown.Error(), timestamppb.Now()
 		nak, label = true, outcomeRequeued
-	case outcome.State == jobsv1.JobState_JOB_STATE_FAILED && outcome.Retryable && attempt < maxAttempts:
-		nakDelay = RetryDelay(spec.GetRetry(), attempt, r.cfg.RetryJitter)
+	case outcome.State == jobsv1.JobState_JOB_STATE_FAILED && outcome.Retryable && !b.last():
+		nakDelay = RetryDelay(spec.GetRetry(), b.spent, r.cfg.RetryJitter)
 		st.State, st.RetryAt = jobsv1.JobState_JOB_STATE_QUEUED, timestamppb.New(time.Now().Add(nakDelay))
 		nak, label = true, outcomeRetrying
 	case outcome.State == jobsv1.JobState_JOB_STATE_FAILED && outcome.Retryable:
-		st.Reason = fmt.Sprintf("%s (attempt %d of %d)", outcome.Reason, attempt, maxAttempts)
+		st.Reason = fmt.Sprintf("%s (attempt %d of %d)", outcome.Reason, b.spent, maxAttempts)
 	}
 	// The last word before reporting: a delivery whose ack wait passed
 	// while the task ran (this runner was paused) belongs to a later

@@ -5,7 +5,8 @@
 // The queue is the retry and recovery mechanism: a job stays un-acked (kept
 // alive with in-progress acks) while it runs; a retryable failure is nak'd
 // with a backoff delay; a runner that dies lets its jobs be redelivered to
-// another runner after the ack wait. The delivery count is the attempt.
+// another runner after the ack wait. The delivery count is not an attempt
+// count (see budget): the control plane owns the attempt budget.
 package runner
 
 import (

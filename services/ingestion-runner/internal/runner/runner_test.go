@@ -266,7 +266,7 @@ func TestPoisonAndExhausted(t *testing.T) {
 	d = h.b.deliverJob(t, noopJob("lost", 0, ""), 4)
 	op, _, reason = d.wait(t)
 	require.Equal(t, "term", op)
-	require.Equal(t, "max attempts (3) exhausted; the runner of attempt 3 was lost", reason)
+	require.Equal(t, "max attempts (3) exhausted by the delivery count: delivery 4 of a dispatch made with 0 attempts started", reason)
 	require.Empty(t, h.b.statuses(t, "lost"), "an exhausted job is not run")
 	require.Equal(t, 1.0, testutil.ToFloat64(h.metrics.JobsFinished.WithLabelValues(outcomeExhausted)))
 }

@@ -17,9 +17,12 @@ func TestDuplicateDeliveryHeld(t *testing.T) {
 		name   string
 		fail   string
 		wantOp string
+		// delivery is the second delivery's count.
+		delivery int
 	}{
-		{name: "running attempt succeeds", wantOp: "ack"},
-		{name: "running attempt retries", fail: "boom", wantOp: "nak"},
+		{name: "running attempt succeeds", wantOp: "ack", delivery: 1},
+		{name: "running attempt retries", fail: "boom", wantOp: "nak", delivery: 1},
+		{name: "a count past the max attempts is held too, not handed back", wantOp: "ack", delivery: 5},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -27,7 +30,7 @@ func TestDuplicateDeliveryHeld(t *testing.T) {
 			job := noopJob("dup", 600*time.Millisecond, tt.fail)
 			first := h.b.deliverJob(t, job, 1)
 			require.Eventually(t, func() bool { return len(h.b.statuses(t, "dup")) == 1 }, 5*time.Second, 5*time.Millisecond)
-			second := h.b.deliverJob(t, job, 1)
+			second := h.b.deliverJob(t, job, tt.delivery)
 			require.Eventually(t, func() bool { return second.progressCount() >= 2 }, 5*time.Second, 5*time.Millisecond,
 				"the held delivery is kept with InProgress")
 			require.Empty(t, second.settledOp(), "held delivery settled while the job runs")

@@ -3,6 +3,8 @@ package dispatch
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/outposthq/outpost/libs/events"
@@ -44,7 +46,7 @@ func (e *Engine) handleDeadLetter(t *tenants.Tenant) queue.Handler {
 			e.ack(ctx, d)
 			return
 		}
-		if err := e.failDeadLettered(ctx, t, m.JobId, m.GetAttemptToken(), dl.Reason, dl.Attempts); err != nil {
+		if err := e.failDeadLettered(ctx, t, m, dl); err != nil {
 			e.retryLater(ctx, d, err)
 			return
 		}
@@ -53,21 +55,96 @@ func (e *Engine) handleDeadLetter(t *tenants.Tenant) queue.Handler {
 	}
 }
 
-// failDeadLettered fails the job of a dead-lettered JobDispatched, unless
+// reasonAttemptsExhausted starts the reason a runner dead-letters a
+// dispatch with when the dispatch's started attempts plus its deliveries
+// pass the job's max attempts (services/ingestion-runner writes it).
+const reasonAttemptsExhausted = "max attempts ("
+
+// errAttemptRunning is why a dead letter for a dispatch's delivery count
+// waits: the job's current attempt may still be running.
+var errAttemptRunning = errors.New("the job's attempt is running on a runner that still heartbeats")
+
+// reasonReissued starts the reason of a job dispatched again by
+// failDeadLettered.
+const reasonReissued = "its work message ran out of deliveries"
+
+// ranOutOfDeliveries reports whether a dead-lettered dispatch was taken out
+// of its queue for its delivery count (by its runner against the job's max
+// attempts, by the consumer's max deliveries, or by SQS's redrive policy)
+// rather than refused for its content.
+func ranOutOfDeliveries(dl queue.DeadLetter) bool {
+	return dl.Class == queue.ClassMaxDeliveries || dl.Class == queue.ClassRedrive ||
+		strings.HasPrefix(dl.Reason, reasonAttemptsExhausted)
+}
+
+// failDeadLettered ends the job of a dead-lettered JobDispatched, unless
 // the message does not carry the job's attempt token: then it is not the
 // job's dispatch (a forged or tampered copy a runner refused), and the job
 // is left alone.
-func (e *Engine) failDeadLettered(ctx context.Context, t *tenants.Tenant, id, token, reason string, attempts int) error {
+//
+// The control plane owns the attempt budget. A queue's delivery count is
+// not an attempt count (a delivery lost on its way to a runner counts too),
+// so a dispatch that ran out of deliveries fails the job only if as many
+// attempts started - reported RUNNING - as the job's max attempts; with
+// attempts left the job is dispatched again as the next attempt (a bounded
+// number of times, Record.Reissue). Any other dead letter fails the job.
+func (e *Engine) failDeadLettered(ctx context.Context, t *tenants.Tenant, m *jobsv1.JobDispatched, dl queue.DeadLetter) error {
+	id, reason, attempts := m.GetJobId(), dl.Reason, dl.Attempts
 	if reason == "" {
 		reason = "no reason given"
 	}
-	foreign := false
+	exhausted := ranOutOfDeliveries(dl)
+	if exhausted {
+		// The deliveries are not attempts: the record's attempt stays
+		// that of the last attempt that started.
+		attempts = 0
+	}
+	foreign, reissued, again, stale := false, false, false, false
 	rec, changed, err := t.Jobs.Update(ctx, id, func(r *jobs.Record) (bool, error) {
-		if foreign = !r.TokenMatches(token); foreign {
+		reissued, again, stale = false, false, false
+		if foreign = !r.TokenMatches(m.GetAttemptToken()); foreign {
 			return false, nil
 		}
+		if answered, due := r.ReissueAnswered(m.GetEnvelope().GetEventId()); answered {
+			// Handled before, up to a publish that failed: publish the
+			// same dispatch again if it is still due.
+			reissued, again = due, true
+			return false, nil
+		}
+		if exhausted && int(m.GetEnvelope().GetAttempt()) < max(r.Redispatched, 1) {
+			// A dispatch the job was dispatched again after (by the
+			// reaper, or a reissue): the later one stands.
+			stale = true
+			return false, nil
+		}
+		if exhausted && r.State == jobs.StateRunning && !e.runnerSilent(t, r, e.now()) {
+			// Its runner still heartbeats: the attempt may still run (a
+			// duplicate delivery went elsewhere). Decide once it reports
+			// or goes silent, not beside it.
+			return false, fmt.Errorf("%w: attempt %d on runner %s", errAttemptRunning, r.Attempt, r.RunnerID)
+		}
+		if exhausted {
+			why := fmt.Sprintf("%s (%d) with %d of %d attempts started; dispatched again as attempt %d",
+				reasonReissued, dl.Attempts, r.Started, r.Retry.MaxAttempts, r.Attempt+1)
+			if reissued = r.Reissue(m.GetEnvelope().GetEventId(), why, e.now(), e.opts.HistoryLimit); reissued {
+				return true, nil
+			}
+		}
+		// The last attempt never reported an end: RUNNING, or moved back
+		// to QUEUED by the reaper (a redispatch due that is no reissue).
+		redispatchDue := r.State == jobs.StateQueued && r.Redispatched == r.Attempt+1
+		lost := r.State == jobs.StateRunning || (redispatchDue && !strings.HasPrefix(r.Reason, reasonReissued))
 		why := "dead-lettered: " + reason
-		if r.State == jobs.StateQueued && r.Reason != "" {
+		switch {
+		case exhausted && r.AttemptsLeft():
+			why = fmt.Sprintf("dead-lettered: its work message ran out of deliveries %d times with %d of %d attempts started",
+				r.Reissued+1, r.Started, r.Retry.MaxAttempts)
+		case exhausted && lost:
+			why = fmt.Sprintf("dead-lettered: max attempts (%d) exhausted; the runner of attempt %d was lost", r.Retry.MaxAttempts, r.Attempt)
+		case exhausted:
+			why = fmt.Sprintf("dead-lettered: max attempts (%d) exhausted", r.Retry.MaxAttempts)
+		}
+		if r.State == jobs.StateQueued && r.Reason != "" && !redispatchDue {
 			why += " (last failure: " + r.Reason + ")"
 		}
 		return r.Fail(why, attempts, e.now(), e.opts.HistoryLimit), nil
@@ -78,9 +155,21 @@ func (e *Engine) failDeadLettered(ctx context.Context, t *tenants.Tenant, id, to
 		return nil
 	case err != nil:
 		return err
+	case stale:
+		e.log.Info("dead letter of a dispatch superseded by a later one; job unchanged", "tenant", t.Name, "job_id", id,
+			"dispatch_attempt", m.GetEnvelope().GetAttempt(), "attempt", rec.Attempt, "reason", reason)
 	case foreign:
 		e.m.Fenced.WithLabelValues("attempt_token").Inc()
 		e.log.Warn("dead-lettered job message is not the job's dispatch; job unchanged", "tenant", t.Name, "job_id", id, "reason", reason)
+	case reissued:
+		if !again {
+			e.m.Jobs.WithLabelValues(string(jobs.StateQueued)).Inc()
+		}
+		e.log.Warn("dispatch ran out of deliveries with attempts left; job dispatched again", "tenant", t.Name, "job_id", id,
+			"deliveries", dl.Attempts, "started", rec.Started, "max_attempts", rec.Retry.MaxAttempts, "attempt", rec.Redispatched, "reason", reason)
+		// A failed publish leaves the record QUEUED with its redispatch
+		// due: the reaper publishes it again.
+		return e.redispatch(ctx, t, rec)
 	case changed:
 		e.m.Jobs.WithLabelValues(string(jobs.StateFailed)).Inc()
 		e.log.Info("job failed by dead letter", "tenant", t.Name, "job_id", id, "attempt", rec.Attempt, "reason", rec.Reason)

@@ -253,7 +253,7 @@ func (e *Engine) dispatch(ctx context.Context, t *tenants.Tenant, r *jobs.Record
 		}
 	}
 	// The dispatch opens attempt 1; the queue's redeliveries of this
-	// message count the later ones.
+	// message number the later ones.
 	m, err := e.jobMessage(t, r, 1)
 	if err != nil {
 		return err
@@ -271,6 +271,8 @@ func (e *Engine) jobMessage(t *tenants.Tenant, r *jobs.Record, attempt int) (*jo
 		AttemptToken: r.AttemptToken,
 		// The runner maps the user to the ServiceAccount of a kubernetes task.
 		User: r.User,
+		// The budget the runner checks the deliveries against.
+		StartedAttempts: uint32(max(r.Started, 0)),
 	}
 	if e.opts.Signer != nil {
 		b := signing.Binding{Tenant: t.Name, Scope: signing.PoolScope(r.Pool), Subject: r.ID, Attempt: uint32(attempt)}

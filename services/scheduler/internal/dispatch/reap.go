@@ -127,9 +127,10 @@ func (e *Engine) workQueued(ctx context.Context, t *tenants.Tenant, lister queue
 }
 
 // redispatch puts r on its pool's queue as attempt r.Redispatched, with
-// the deduplication id "dispatch/<job id>/<attempt>": replicas that both
-// do it make one message. The runner counts the message's deliveries from
-// that attempt.
+// the deduplication id "dispatch/<job id>/<attempt>" ("/<reissues>" added
+// once the job was reissued, whose attempt may not have moved): replicas
+// that both do it make one message. The runner numbers the message's
+// deliveries from that attempt.
 func (e *Engine) redispatch(ctx context.Context, t *tenants.Tenant, r *jobs.Record) error {
 	if err := e.ensurePool(ctx, t.Name, r.Pool); err != nil {
 		return err
@@ -144,5 +145,9 @@ func (e *Engine) redispatch(ctx context.Context, t *tenants.Tenant, r *jobs.Reco
 	if err != nil {
 		return err
 	}
-	return e.publish(ctx, e.subjects.Jobs(t.Name, r.Pool), m, fmt.Sprintf("%s/%d", dispatchDedupeID(r.ID), r.Redispatched))
+	dedupe := fmt.Sprintf("%s/%d", dispatchDedupeID(r.ID), r.Redispatched)
+	if r.Reissued > 0 {
+		dedupe += fmt.Sprintf("/%d", r.Reissued)
+	}
+	return e.publish(ctx, e.subjects.Jobs(t.Name, r.Pool), m, dedupe)
 }

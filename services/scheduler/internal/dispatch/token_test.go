@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/outposthq/outpost/libs/events"
+	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/signing"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
@@ -69,7 +70,9 @@ func TestDeadLetteredForgeryDoesNotFailTheJob(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
 			f.create(t, "a")
-			require.NoError(t, f.e.failDeadLettered(context.Background(), f.t, "a", tc.token(f), "refused: signing: bad signature", 1))
+			m := &jobsv1.JobDispatched{JobId: "a", AttemptToken: tc.token(f)}
+			dl := queue.DeadLetter{Reason: "refused: signing: bad signature", Class: queue.ClassRejected, Attempts: 1}
+			require.NoError(t, f.e.failDeadLettered(context.Background(), f.t, m, dl))
 			rec, err := f.t.Jobs.Get(context.Background(), "a")
 			require.NoError(t, err)
 			require.Equal(t, tc.want, rec.State)

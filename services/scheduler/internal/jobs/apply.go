@@ -11,8 +11,9 @@ import (
 // JobStatus).
 type Event struct {
 	State State
-	// Attempt is the envelope's attempt: the delivery count of the job's
-	// message when the runner took it. It fences the event.
+	// Attempt is the envelope's attempt: the dispatch's attempt plus the
+	// deliveries of its message before the one the runner took. It fences
+	// the event.
 	Attempt  int
 	Reason   string
 	RunnerID string
@@ -149,6 +150,9 @@ func (r *Record) Apply(e Event, now time.Time, limit int) (Result, error) {
 	}
 	switch {
 	case e.State == StateRunning:
+		// A RUNNING is applied once per attempt (an attempt's second one is
+		// a Duplicate, one after its outcome is backfilled).
+		r.Started++
 		res.FirstStart = r.StartedAt == nil
 		res.Redelivery = e.Attempt > 1
 		r.StartedAt = timePtr(at)
@@ -225,6 +229,47 @@ func (r *Record) Lost(attempt int, reason string, now time.Time, limit int) bool
 	return true
 }
 
+// AttemptsLeft reports whether fewer attempts of r started than its retry
+// policy allows.
+func (r *Record) AttemptsLeft() bool {
+	return r.Started < r.Retry.MaxAttempts
+}
+
+// Reissue moves a live job whose work message ran out of deliveries (it
+// was dead-lettered as past its last attempt) back to QUEUED, to be
+// dispatched again as attempt Attempt+1, when the deliveries did not all
+// start: fewer attempts started than the retry policy allows. Reissues are
+// bounded by the max attempts, so a job whose deliveries keep being lost
+// before they start still ends. It reports false, leaving r unchanged,
+// when r has ended, has no attempt left, or was reissued as often as that.
+// dispatch is the event id of the dead-lettered dispatch (see
+// ReissuedFor).
+func (r *Record) Reissue(dispatch, reason string, now time.Time, limit int) bool {
+	if !r.Live() || !r.AttemptsLeft() || r.Reissued >= r.Retry.MaxAttempts {
+		return false
+	}
+	r.State = StateQueued
+	r.Reason = reason
+	r.RetryAt = nil
+	r.Reissued++
+	r.ReissuedFor = dispatch
+	r.Redispatched = r.Attempt + 1
+	r.UpdatedAt = now
+	r.record(&Transition{State: StateQueued, Attempt: r.Attempt, Reason: reason, At: now}, limit)
+	return true
+}
+
+// ReissueAnswered reports whether the dead letter of dispatch (its event
+// id) was answered by a reissue already, and whether that reissue's
+// dispatch is still due: the record is QUEUED for it and no attempt of it
+// has reported since.
+func (r *Record) ReissueAnswered(dispatch string) (answered, due bool) {
+	if dispatch == "" || dispatch != r.ReissuedFor {
+		return false, false
+	}
+	return true, r.State == StateQueued && r.Redispatched == r.Attempt+1
+}
+
 func equalTime(a, b *time.Time) bool {
 	if a == nil || b == nil {
 		return a == nil && b == nil
@@ -253,6 +298,7 @@ func (r *Record) backfillRunning(e Event, now time.Time, limit int) Result {
 	entry := Transition{State: StateRunning, Attempt: e.Attempt, RunnerID: e.RunnerID, At: at}
 	r.History = append(r.History[:pos], append([]Transition{entry}, r.History[pos:]...)...)
 	r.record(nil, limit)
+	r.Started++
 	res.FirstStart = r.StartedAt == nil
 	res.Redelivery = e.Attempt > 1
 	if r.StartedAt == nil {

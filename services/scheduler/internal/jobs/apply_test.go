@@ -239,3 +239,79 @@ func TestParseState(t *testing.T) {
 	_, err := ParseState("done")
 	require.Error(t, err)
 }
+
+// Started counts the attempts that reported RUNNING, whatever their
+// numbers: the duplicates, late and stale RUNNINGs of one attempt count
+// once, and a number skipped by a lost delivery counts for nothing.
+func TestStartedCountsAttemptsThatRan(t *testing.T) {
+	tests := []struct {
+		name   string
+		events []Event
+		want   int
+	}{
+		{name: "none", want: 0},
+		{name: "one attempt", events: []Event{ev(StateRunning, 1), ev(StateSucceeded, 1)}, want: 1},
+		{name: "a duplicate running", events: []Event{ev(StateRunning, 1), ev(StateRunning, 1)}, want: 1},
+		{name: "numbers that skip", events: []Event{ev(StateRunning, 2), ev(StateRunning, 5)}, want: 2},
+		{name: "a late running is backfilled once", events: []Event{ev(StateQueued, 1), ev(StateRunning, 1), ev(StateRunning, 1)}, want: 1},
+		{name: "a stale running", events: []Event{ev(StateRunning, 2), ev(StateRunning, 1)}, want: 1},
+		{name: "retries", events: []Event{ev(StateRunning, 1), ev(StateQueued, 1), ev(StateRunning, 2), ev(StateFailed, 2)}, want: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := rec(StateQueued, 0)
+			for _, e := range tt.events {
+				_, err := r.Apply(e, t0, 50)
+				require.NoError(t, err)
+			}
+			require.Equal(t, tt.want, r.Started)
+		})
+	}
+}
+
+// Reissue moves a live job back to QUEUED for the next attempt number
+// while fewer attempts started than allowed, a bounded number of times.
+func TestReissue(t *testing.T) {
+	withRetry := func(r *Record, started, reissued int) *Record {
+		r.Retry.MaxAttempts, r.Started, r.Reissued = 3, started, reissued
+		return r
+	}
+	tests := []struct {
+		name   string
+		rec    *Record
+		want   bool
+		wantAt int // Redispatched
+	}{
+		{name: "nothing started", rec: withRetry(rec(StateQueued, 0), 0, 0), want: true, wantAt: 1},
+		{name: "attempt 2 lost with one left", rec: withRetry(rec(StateRunning, 2), 2, 0), want: true, wantAt: 3},
+		{name: "every attempt started", rec: withRetry(rec(StateRunning, 3), 3, 0), want: false},
+		{name: "reissued as often as allowed", rec: withRetry(rec(StateQueued, 0), 0, 3), want: false},
+		{name: "ended", rec: withRetry(rec(StateSucceeded, 1), 1, 0), want: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := *tt.rec
+			got := tt.rec.Reissue("dispatch-1", "ran out of deliveries", t0, 50)
+			require.Equal(t, tt.want, got)
+			if !tt.want {
+				require.Equal(t, before.State, tt.rec.State)
+				require.Equal(t, before.Reissued, tt.rec.Reissued)
+				return
+			}
+			require.Equal(t, StateQueued, tt.rec.State)
+			require.Equal(t, before.Attempt, tt.rec.Attempt, "the attempt stays the last one that reported")
+			require.Equal(t, tt.wantAt, tt.rec.Redispatched)
+			require.Equal(t, before.Reissued+1, tt.rec.Reissued)
+			require.Equal(t, "ran out of deliveries", tt.rec.Reason)
+			answered, due := tt.rec.ReissueAnswered("dispatch-1")
+			require.True(t, answered)
+			require.True(t, due)
+			answered, _ = tt.rec.ReissueAnswered("dispatch-2")
+			require.False(t, answered)
+			_, err := tt.rec.Apply(ev(StateRunning, tt.wantAt), t0, 50)
+			require.NoError(t, err)
+			_, due = tt.rec.ReissueAnswered("dispatch-1")
+			require.False(t, due, "no longer due once its attempt runs")
+		})
+	}
+}

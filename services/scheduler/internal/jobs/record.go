@@ -26,8 +26,21 @@ type Record struct {
 
 	State State `json:"state"`
 	// Attempt is the attempt the state belongs to: 0 until a runner first
-	// reports, then the queue's delivery count.
+	// reports, then the number the runner gave it (the dispatch's attempt
+	// plus the message's deliveries before it). Numbers only grow, and
+	// may skip: a delivery lost on its way to a runner uses one up.
 	Attempt int `json:"attempt"`
+	// Started counts the attempts that started (reported RUNNING): the
+	// retry budget is spent by these, not by the queue's deliveries.
+	Started int `json:"started,omitempty"`
+	// Reissued counts the dispatches made again because a dispatch ran out
+	// of deliveries while the job still had attempts left; bounded by the
+	// max attempts, so deliveries that never start cannot go on forever.
+	Reissued int `json:"reissued,omitempty"`
+	// ReissuedFor is the event id of the dispatch whose dead letter the
+	// last reissue answered: the dead letter handled again (its first
+	// handling failed after the write) does not reissue twice.
+	ReissuedFor string `json:"reissued_for,omitempty"`
 	// Reason says why the job is in its state: the failure of the last
 	// attempt (also while it waits for a retry), the cancel reason, ...
 	Reason   string            `json:"reason,omitempty"`
@@ -130,10 +143,12 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 }
 
 // Public returns a copy of r without its attempt token, for the API: the
-// token authenticates the runner's events and is shown to no one else.
+// token authenticates the runner's events and is shown to no one else
+// (nor is ReissuedFor, a bookkeeping id).
 func (r *Record) Public() *Record {
 	c := *r
 	c.AttemptToken = ""
+	c.ReissuedFor = ""
 	return &c
 }
 

@@ -182,8 +182,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: max_accounts must be positive", config.ErrInvalid)
 	case c.PublishWorkers <= 0:
 		return fmt.Errorf("%w: publish_workers must be positive", config.ErrInvalid)
-	case c.LeaseAckWait < 3*time.Second:
-		return fmt.Errorf("%w: lease_ack_wait must be at least 3s (the lease is renewed every third of it)", config.ErrInvalid)
+	case c.LeaseAckWait < queue.MinFencedAckWait:
+		// The lease consumer is fenced (see agent.Run).
+		return fmt.Errorf("%w: lease_ack_wait must be at least %s (a fenced lease keeps a margin of it in hand and is renewed every third of the rest)", config.ErrInvalid, queue.MinFencedAckWait)
 	}
 	if c.KubeconfigDir != "" {
 		if fi, err := os.Stat(c.KubeconfigDir); err != nil || !fi.IsDir() || !filepath.IsAbs(c.KubeconfigDir) {

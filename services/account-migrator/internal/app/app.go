@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/outposthq/outpost/libs/queue/natsjs"
+	"github.com/outposthq/outpost/libs/queue/backend"
 	"github.com/outposthq/outpost/libs/service"
 	"github.com/outposthq/outpost/services/account-migrator/internal/config"
 )
@@ -42,7 +42,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	mux.Handle("GET /readyz", service.OpsHandler(nil, reg, front.Ready))
 	srv := service.NewHTTPServer(mux)
 
-	var conn *natsjs.Conn
+	var conn *backend.Backend
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return service.Serve(gctx, log, srv, ln, cfg.ShutdownGrace) })
 	if cfg.OpsListen != "" {
@@ -55,7 +55,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		g.Go(func() error { return service.Serve(gctx, log, ops, opsLn, cfg.ShutdownGrace) })
 	}
 	g.Go(func() error {
-		c, err := natsjs.Connect(gctx, natsjs.Config{URL: cfg.Broker.URL, Stack: cfg.Broker.Stack, Name: "account-migrator", Logger: log, Credentials: cfg.Broker.Credentials, TLS: cfg.Broker.TLS})
+		// The migrator runs on JetStream alone (config refuses SQS).
+		c, err := backend.Open(gctx, cfg.Settings, backend.Options{Registerer: reg, Logger: log})
 		if err != nil {
 			if gctx.Err() != nil {
 				return nil // shut down while connecting
@@ -63,7 +64,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			return fmt.Errorf("connect to broker: %w", err)
 		}
 		conn = c
-		m, err := New(gctx, cfg, log, c, reg)
+		m, err := New(gctx, cfg, log, c.JetStream(), reg, WithBrokerReady(c.Ready))
 		if err != nil {
 			return err
 		}

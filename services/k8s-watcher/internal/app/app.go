@@ -11,7 +11,8 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/outposthq/outpost/libs/queue/natsjs"
+	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/queue/backend"
 	"github.com/outposthq/outpost/libs/service"
 	"github.com/outposthq/outpost/services/k8s-watcher/internal/agent"
 	"github.com/outposthq/outpost/services/k8s-watcher/internal/cluster"
@@ -55,7 +56,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return service.Serve(ctx, log, srv, ln, cfg.ShutdownGrace) })
 	g.Go(func() error {
-		conn, err := natsjs.Connect(ctx, natsjs.Config{URL: cfg.Broker.URL, Stack: cfg.Broker.Stack, Name: "k8s-watcher", Logger: log, Credentials: cfg.Broker.Credentials, TLS: cfg.Broker.TLS})
+		// The watcher runs on JetStream alone (config refuses SQS), in
+		// the layout its credentials were issued for.
+		conn, err := backend.Open(ctx, cfg.Settings, backend.Options{Logger: log})
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -64,15 +67,15 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}
 		defer conn.Close()
 		ready.Set(func() error {
-			if !conn.Ready() {
-				return fmt.Errorf("%w: %s", ErrBrokerDown, conn.Status())
+			if err := conn.Ready(); err != nil {
+				return fmt.Errorf("%w: %w", ErrBrokerDown, err)
 			}
 			return nil
 		})
 		log.Info("Starting outpost k8s watcher", "ops_addr", ln.Addr().String())
 		a := agent.New(agent.Config{
 			Tenant: cfg.Tenant, Zone: cfg.Zone, WatcherID: cfg.WatcherID,
-			Subjects:          conn.Subjects(),
+			Subjects:          queue.NewSubjects(cfg.Broker.Stack),
 			LeaseAckWait:      cfg.LeaseAckWait,
 			HeartbeatInterval: cfg.HeartbeatInterval,
 			ChecksumInterval:  cfg.ChecksumInterval,
@@ -85,7 +88,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 				OwnKubeconfig: cfg.Kubeconfig, Keys: keys, Tenant: cfg.Tenant, Timeout: cfg.ClusterTimeout, Log: log.With("component", "client-go"),
 				KubeconfigDir: cfg.KubeconfigDir, SecretNamespaces: cfg.SecretNamespaces, AllowServiceAccount: cfg.AllowServiceAccount,
 			},
-		}, conn, log, m)
+		}, conn.JetStream(), log, m)
 		return a.Run(ctx)
 	})
 	err = g.Wait()

@@ -19,8 +19,6 @@ import (
 	"github.com/outposthq/outpost/libs/natsauth"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/backend"
-	"github.com/outposthq/outpost/libs/queue/natsjs"
-	"github.com/outposthq/outpost/libs/queue/sqs"
 	"github.com/outposthq/outpost/libs/service"
 	"github.com/outposthq/outpost/libs/signing"
 	"github.com/outposthq/outpost/services/scheduler/internal/agents"
@@ -86,16 +84,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	g.Go(func() error {
 		// JetStream is needed with either backend: the records (KV) and
 		// the history of logs and heartbeats stay there.
-		b, err := backend.Open(gctx, cfg.Queue, backend.Options{
-			Stack: cfg.Broker.Stack,
-			NATS: natsjs.Config{
-				URL:         cfg.Broker.URL,
-				Credentials: cfg.Broker.Credentials,
-				TLS:         cfg.Broker.TLS,
-				Layout:      natsjs.Layout(cfg.Broker.Layout),
-				Name:        cfg.Broker.Name,
-				Replicas:    cfg.Broker.Replicas,
-			},
+		b, err := backend.Open(gctx, cfg.Settings, backend.Options{
 			History:    true,
 			Registerer: reg,
 			Logger:     log,
@@ -108,10 +97,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}
 		be = b
 		opts := []Option{WithSigner(signer)}
-		if b.SQS != nil {
-			opts = append(opts, WithSQS(b.SQS, b.NATS))
+		if q := b.Queues(); q != nil {
+			opts = append(opts, WithSQS(q, b.JetStream()))
 		}
-		s := New(cfg, log, b.Broker, b.NATS, reg, func() error {
+		s := New(cfg, log, b.Broker, b.JetStream(), reg, func() error {
 			if err := b.Ready(); err != nil {
 				return fmt.Errorf("%w: %w", ErrBrokerDown, err)
 			}
@@ -136,8 +125,8 @@ const sqsSubmitConcurrency = 64
 type Option func(*wiring)
 
 type wiring struct {
-	sqs     *sqs.Broker
-	history queue.Broker
+	sqs     WorkQueues
+	history queue.Publisher
 	signer  *signing.Signer
 	routes  []func(*auth.Router)
 }
@@ -148,12 +137,20 @@ func WithRoutes(register func(*auth.Router)) Option {
 	return func(w *wiring) { w.routes = append(w.routes, register) }
 }
 
+// WorkQueues is what the scheduler needs of the SQS backend beside the
+// broker: the bridge consumes from it, and each pool's queues are made
+// before its first job.
+type WorkQueues interface {
+	queue.Subscriber
+	queue.QueueEnsurer
+}
+
 // WithSQS wires the scheduler for the SQS backend (broker publishes and
 // consumes on sb): the bridge that copies the tenants' logs and heartbeats
 // from sb into history, and the creation of each pool's queues before its
 // first job (a runner may send heartbeats to its pool's runners queue but
 // not create it).
-func WithSQS(sb *sqs.Broker, history queue.Broker) Option {
+func WithSQS(sb WorkQueues, history queue.Publisher) Option {
 	return func(w *wiring) { w.sqs, w.history = sb, history }
 }
 
@@ -353,5 +350,5 @@ func registerAgents(router *auth.Router, cfg config.Config, log *slog.Logger) {
 		}
 		return authority.PushTo(ctx, cfg.Broker.URL, opts...)
 	}
-	agents.New(authority, push, cfg.Broker.Stack, natsjs.Layout(cfg.Broker.Layout), log).Register(router)
+	agents.New(authority, push, cfg.Broker.Stack, cfg.Broker.Layout, log).Register(router)
 }

@@ -54,9 +54,9 @@ var ErrNotReady = errors.New("runner not consuming")
 
 // Broker is what the runner needs from the queue.
 type Broker interface {
-	Publish(ctx context.Context, msg queue.Message) error
-	Consume(ctx context.Context, cfg queue.ConsumerConfig, h queue.Handler) (queue.Consumer, error)
-	Read(ctx context.Context, subject string, opts queue.ReadOptions, fn func(queue.StreamMessage) bool) error
+	queue.Publisher
+	queue.Subscriber
+	queue.Reader
 }
 
 // Config is what the runner needs from the service configuration.

@@ -35,7 +35,7 @@ const settleTimeout = 5 * time.Second
 // Broker is the part of the queue the agent uses.
 type Broker interface {
 	watch.Broker
-	Consume(ctx context.Context, cfg queue.ConsumerConfig, h queue.Handler) (queue.Consumer, error)
+	queue.Subscriber
 }
 
 // Config is what the agent needs of the watcher's configuration.

@@ -345,7 +345,8 @@ func (r *Runner) execute(ctx context.Context, d queue.Delivery, job *jobsv1.JobD
 	st := &jobsv1.JobStatus{
 		State:  outcome.State,
 		Reason: outcome.Reason,
-		Result: &jobsv1.JobResult{ExitCode: int32(res.ExitCode), Duration: durationpb.New(duration), Outputs: outputs},
+		Result: &jobsv1.JobResult{ExitCode: int32(res.ExitCode), Duration: durationpb.New(duration), Outputs: outputs,
+			RecordBatches: uint32(max(res.RecordBatches, 0))},
 	}
 	label := outcomeLabel(outcome.State)
 	var nakDelay time.Duration

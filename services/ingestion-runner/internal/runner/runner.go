@@ -106,8 +106,12 @@ type Runner struct {
 	mu        sync.Mutex
 	running   map[*jobRun]struct{}
 	cancelled *cancelSet
-	inflight  int           // handlers running, including ones not yet running a job
-	idle      chan struct{} // closed when inflight drops to 0
+	// finished remembers the dispatches (finishedKey) this runner ran to
+	// a reported end, with that end's state: a delivery of one that comes
+	// back (its Ack was lost) is acked again, not run again.
+	finished *cancelSet
+	inflight int           // handlers running, including ones not yet running a job
+	idle     chan struct{} // closed when inflight drops to 0
 }
 
 // New returns a runner. metrics may be nil.
@@ -129,6 +133,7 @@ func New(cfg Config, broker Broker, subjects queue.Subjects, registry *tasks.Reg
 		metrics:   metrics,
 		running:   map[*jobRun]struct{}{},
 		cancelled: newCancelSet(recentCancelled),
+		finished:  newCancelSet(recentFinished),
 		idle:      idle,
 	}
 }

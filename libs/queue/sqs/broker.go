@@ -299,10 +299,6 @@ type Broker struct {
 
 	consMu    sync.Mutex
 	consumers map[*consumer]struct{}
-
-	// alive is probeLiveness's verdict: SQS answered one of its last
-	// probes.
-	alive atomic.Bool
 }
 
 var (
@@ -361,7 +357,7 @@ func Connect(ctx context.Context, cfg Config) (*Broker, error) {
 		b.cancelBase()
 		return nil, err
 	}
-	b.alive.Store(true)
+	b.metrics.alive.Store(true)
 	go b.probeLiveness(b.base)
 	return b, nil
 }
@@ -404,7 +400,7 @@ func (b *Broker) endpointName() string {
 // and its liveness probe (a request every 2 s in the background) is
 // answered, for readiness probes.
 func (b *Broker) Ready() bool {
-	return !b.closed.Load() && b.metrics.ready.Load() && b.alive.Load()
+	return !b.closed.Load() && b.metrics.ready.Load() && b.metrics.alive.Load()
 }
 
 // Subjects returns the subject builder of the broker's stack.

@@ -25,7 +25,9 @@ const (
 )
 
 // probeLiveness asks SQS for the probe queue's URL every livenessInterval
-// until ctx is done, and keeps its verdict in b.alive.
+// until ctx is done, and marks the broker not ready (metrics.alive)
+// after livenessFailures unanswered probes in a row; any answer, a probe's
+// or a request's, marks it alive again.
 func (b *Broker) probeLiveness(ctx context.Context) {
 	name := QueueNameFor(b.cfg.QueuePrefix, b.cfg.Stack, "probe", queue.RoleSubmit, "", b.fifo)
 	t := time.NewTicker(livenessInterval)
@@ -48,11 +50,11 @@ func (b *Broker) probeLiveness(ctx context.Context) {
 			// Any answer, "no such queue" or "access denied" included,
 			// is SQS answering.
 			failures = 0
-			b.alive.Store(true)
+			b.metrics.alive.Store(true)
 			continue
 		}
 		failures++
-		if failures >= livenessFailures && b.alive.Swap(false) {
+		if failures >= livenessFailures && b.metrics.alive.Swap(false) {
 			b.log.Warn("SQS does not answer; not ready until it does", "endpoint", b.endpointName(), "error", err)
 		}
 	}

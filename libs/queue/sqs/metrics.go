@@ -64,6 +64,12 @@ type metrics struct {
 	// ready is false after a request failed without any answer from SQS
 	// (network, DNS, TLS) and true again after the next answer.
 	ready atomic.Bool
+	// alive is false after the liveness probe went unanswered
+	// livenessFailures times in a row (a hung endpoint fails no request
+	// of its own) and true again after any answer from SQS: a request
+	// answered after an outage makes the broker ready at once, not at
+	// the next probe.
+	alive atomic.Bool
 }
 
 func newMetrics(reg prometheus.Registerer, stack string) *metrics {
@@ -168,6 +174,7 @@ func (m *metrics) countRequests(stack *middleware.Stack) error {
 			m.ready.Store(false)
 		case err == nil, errors.As(err, &apiErr), errors.As(err, &respErr):
 			m.ready.Store(true)
+			m.alive.Store(true)
 		default:
 			m.ready.Store(false)
 		}

@@ -13,7 +13,9 @@ import (
 
 // A broker whose SQS stops answering (the server killed) is not ready
 // after its next request, and ready again after the first answer once the
-// server is back on the same endpoint.
+// server is back on the same endpoint — also when the outage lasted long
+// enough for the liveness probe to give up: the answer counts at once, not
+// at the next probe.
 func TestReadyFollowsTheEndpoint(t *testing.T) {
 	s := sqstest.StartWith(t, sqstest.Options{DataDir: t.TempDir()})
 	b := sqstest.Connect(t, s, sqs.Config{})
@@ -26,6 +28,7 @@ func TestReadyFollowsTheEndpoint(t *testing.T) {
 	require.NoError(t, s.Process.Kill())
 	require.Error(t, b.Publish(ctx, msg))
 	require.False(t, b.Ready(), "ready while SQS does not answer")
+	require.Eventually(t, b.LivenessDown, 20*time.Second, 50*time.Millisecond, "the liveness probe never saw the outage")
 
 	require.NoError(t, s.Process.Restart())
 	require.NoError(t, s.Process.WaitReady(30*time.Second, s.Ready()))

@@ -328,3 +328,14 @@ func TestRunnersTable(t *testing.T) {
 	require.Len(t, lines, 2)
 	require.Equal(t, []string{"remote", "r-1", "lost", "v1.2.3", "0", "4", "false", "2026-01-02T03:04:05Z"}, strings.Fields(lines[1]))
 }
+
+func TestPoolsTable(t *testing.T) {
+	api := newFakeAPI(t, map[string]http.HandlerFunc{"GET /api/v1/pools": reply(http.StatusOK,
+		`{"pools":[{"tenant":"default","pool":"etl","paused":false,"backlog":3,"oldest_queued_seconds":42.5,`+
+			`"dispatch_lag":{"samples":2,"p50_seconds":0.25,"max_seconds":1.5,"last_seconds":1.5},"runners":1,"runners_lost":2}],"lag_window_seconds":900}`)})
+	o := cli(t, loggedIn(t, api), "", "pools", "list")
+	require.Equal(t, exitOK, o.code, o.stderr)
+	lines := strings.Split(strings.TrimSpace(o.stdout), "\n")
+	require.Len(t, lines, 2)
+	require.Equal(t, []string{"etl", "false", "3", "42.5", "0.25", "1.5", "1", "2"}, strings.Fields(lines[1]))
+}

@@ -83,6 +83,13 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Events copied from SQS into JetStream for their history (logs, heartbeats), by subject role.",
 		}, []string{"role"}),
 	}
+	// The dead letters of the roles a tenant's work comes from start at
+	// zero, so that an alert on their increase sees the first one.
+	for _, role := range []queue.Role{queue.RoleSubmit, queue.RoleJobs, queue.RoleJobEvents} {
+		for _, class := range []string{queue.ClassMaxDeliveries, queue.ClassRedrive, queue.ClassMalformed, queue.ClassDirect, queue.ClassRejected} {
+			m.DeadLetters.WithLabelValues(string(role), class)
+		}
+	}
 	reg.MustRegister(m.Jobs, m.DispatchLatency, m.Redeliveries, m.DeadLetters, m.DeadLetterReplays, m.Malformed, m.Fenced, m.StatusEvents, m.StatusWrites, m.Bridged)
 	return m
 }

@@ -31,9 +31,9 @@ import (
 	"github.com/outposthq/outpost/services/scheduler/internal/deadletters"
 	"github.com/outposthq/outpost/services/scheduler/internal/directory"
 	"github.com/outposthq/outpost/services/scheduler/internal/dispatch"
+	"github.com/outposthq/outpost/services/scheduler/internal/fleet"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
 	"github.com/outposthq/outpost/services/scheduler/internal/metrics"
-	"github.com/outposthq/outpost/services/scheduler/internal/fleet"
 	"github.com/outposthq/outpost/services/scheduler/internal/presence"
 	"github.com/outposthq/outpost/services/scheduler/internal/tenants"
 )

@@ -11,16 +11,6 @@ import (
 // replicas do not pile up series for the day the tracker remembers them.
 const SeriesBound = time.Hour
 
-// Watcher states of outpost_watchers.
-const (
-	stateLive = "live"
-	// stateStopped: the watcher's last heartbeat said it was stopping.
-	stateStopped = "stopped"
-	// stateLost: silent for longer than LiveIntervals heartbeat intervals
-	// without saying it stopped.
-	stateLost = "lost"
-)
-
 var (
 	watchersDesc = prometheus.NewDesc("outpost_watchers",
 		"Watcher replicas heard from in the last day, by tenant, zone and state: live (a heartbeat within 3 of its intervals), stopped (its last heartbeat said it was stopping) or lost (silent for longer).",
@@ -54,16 +44,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	now := c.now()
 	for tenant, t := range c.trackers() {
 		for zone, ws := range t.Watchers(now) {
-			counts := map[string]int{stateLive: 0, stateStopped: 0, stateLost: 0}
+			counts := map[string]int{StateLive: 0, StateStopped: 0, StateLost: 0}
 			for _, w := range ws {
-				switch {
-				case w.Live:
-					counts[stateLive]++
-				case w.Stopping:
-					counts[stateStopped]++
-				default:
-					counts[stateLost]++
-				}
+				counts[w.State]++
 				if now.Sub(w.LastSeen) <= SeriesBound {
 					ch <- prometheus.MustNewConstMetric(watcherSeenDesc, prometheus.GaugeValue,
 						float64(w.LastSeen.UnixMilli())/1e3, tenant, zone, w.ID)

@@ -116,6 +116,19 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 	}
 	r := &Runtime{opts: opts, log: opts.Log, reg: NewRegistry(), front: NewDeferred(opts.Name)}
 	r.ctx, r.cancel = context.WithCancel(ctx)
+	// Readiness as a metric, for the alert on a service whose broker
+	// connection (or tenants) is not ready: /readyz is only probed by the
+	// orchestrator.
+	r.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "outpost_ready",
+		Help:        "1 while the service is ready (what /readyz answers: its broker connection works and its tenants are provisioned), else 0.",
+		ConstLabels: prometheus.Labels{"service": opts.Name},
+	}, func() float64 {
+		if r.Ready() != nil {
+			return 0
+		}
+		return 1
+	}))
 	r.opsCtx, r.stopOps = context.WithCancel(context.WithoutCancel(ctx))
 	if api != nil {
 		mux := http.NewServeMux()

@@ -90,15 +90,22 @@ func (u *cliUser) ok(args ...string) string {
 // request and answer against the OpenAPI document the scheduler serves.
 func specProxy(t *testing.T, s *harness.Stack) string {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, s.API+"/openapi.json", nil)
+	return specProxyOf(t, s.API, s.Token)
+}
+
+// specProxyOf serves the API at base through a proxy that checks every
+// request and answer against the OpenAPI document that API serves.
+func specProxyOf(t *testing.T, base, token string) string {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/openapi.json", nil)
 	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+s.Token)
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	doc, err := io.ReadAll(resp.Body)
 	require.NoError(t, errors.Join(err, resp.Body.Close()))
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(doc))
-	target, err := url.Parse(s.API)
+	target, err := url.Parse(base)
 	require.NoError(t, err)
 	proxy := httptest.NewServer(&httputil.ReverseProxy{
 		Rewrite:       func(pr *httputil.ProxyRequest) { pr.SetURL(target) },

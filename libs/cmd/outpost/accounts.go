@@ -185,3 +185,45 @@ func (a *app) zonesCommand() *cobra.Command {
 	})
 	return cmd
 }
+
+// watcherColumns are the table columns of `watchers list`.
+var watcherColumns = []column{
+	col("ZONE", "zoneId"), col("WATCHER", "id"), col("STATE", "state"), col("VERSION", "version"),
+	{header: "ACCOUNTS", value: func(r map[string]any) string { return fmt.Sprint(len(list(r, "accounts"))) }},
+	col("LAST SEEN", "lastSeen"),
+}
+
+func (a *app) watchersCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "watchers",
+		Aliases: []string{"watcher"},
+		Short:   "The k8s-watcher fleet: version, accounts held, last seen, live, stopped or lost (account-migrator)",
+		Args:    noArgs,
+	}
+	var zone, state string
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List the watchers heard from in the last day, by zone",
+		Example: `  outpost watchers list
+  outpost watchers list --zone eu-1 --state lost -o json`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.accountsClient()
+			if err != nil {
+				return err
+			}
+			q := url.Values{}
+			if zone != "" {
+				q.Set("zone", zone)
+			}
+			if state != "" {
+				q.Set("state", state)
+			}
+			return a.get(cmd, c, "/api/v1/watchers"+query(q), "watchers", watcherColumns)
+		},
+	}
+	list.Flags().StringVar(&zone, "zone", "", "only the watchers of this zone")
+	list.Flags().StringVar(&state, "state", "", "only watchers in this state (live, stopped, lost)")
+	cmd.AddCommand(list)
+	return cmd
+}

@@ -286,13 +286,22 @@ func (a *app) runnersCommand() *cobra.Command {
 	return cmd
 }
 
-var poolColumns = []column{col("POOL", "pool"), col("PAUSED", "paused"), col("RUNNERS", "runners"), col("PAUSED AT", "paused_at"), col("DISPATCHED", "dispatched")}
+var poolColumns = []column{col("POOL", "pool"), col("PAUSED", "paused"), col("PAUSED AT", "paused_at"), col("DISPATCHED", "dispatched")}
+
+// poolListColumns show the fleet view of GET /api/v1/pools: backlog, the
+// oldest queued job's age, dispatch lag (median and last over the lag
+// window) and live and lost runners.
+var poolListColumns = []column{
+	col("POOL", "pool"), col("PAUSED", "paused"), col("BACKLOG", "backlog"), col("OLDEST QUEUED S", "oldest_queued_seconds"),
+	col("LAG P50 S", "dispatch_lag.p50_seconds"), col("LAG LAST S", "dispatch_lag.last_seconds"),
+	col("LIVE", "runners"), col("LOST", "runners_lost"),
+}
 
 func (a *app) poolsCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "pools",
 		Aliases: []string{"pool"},
-		Short:   "Executor pools: live runners, pause and resume (scheduler)",
+		Short:   "Executor pools: backlog, dispatch lag, runners, pause and resume (scheduler)",
 		Example: `  outpost pools list
   outpost pools pause remote && outpost pools resume remote`,
 		Args: noArgs,
@@ -313,14 +322,14 @@ func (a *app) poolsCommand() *cobra.Command {
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "list",
-		Short: "List the pools with their state and live runners",
+		Short: "List the pools: backlog, oldest queued job, dispatch lag, live and lost runners, paused",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := a.schedulerClient()
 			if err != nil {
 				return err
 			}
-			return a.get(cmd, c, "/api/v1/pools", "pools", poolColumns)
+			return a.get(cmd, c, "/api/v1/pools", "pools", poolListColumns)
 		},
 	}, state("pause", "Hold the pool's new jobs"), state("resume", "Dispatch the pool's held jobs and new ones"))
 	return cmd

@@ -1,6 +1,6 @@
 // Command outpost is the command-line client of Outpost's APIs: jobs,
 // sources, pools, runners, dead letters, API keys and agent credentials on
-// the scheduler, accounts and zones on the account-migrator. It keeps its
+// the scheduler, accounts, zones and watchers on the account-migrator. It keeps its
 // contexts (a stack, a tenant and a credential each) in the user's config
 // directory.
 //
@@ -98,7 +98,7 @@ func (a *app) rootCommand() *cobra.Command {
 		Use:   "outpost",
 		Short: "Drive Outpost from the command line",
 		Long: `outpost calls the Outpost APIs: jobs, sources, dead letters, API keys and agent
-credentials on the scheduler; accounts and zones on the account-migrator.
+credentials on the scheduler; accounts, zones and watchers on the account-migrator.
 
 Log in once per stack and tenant; each login is a context, and the current one is
 used unless --context names another.
@@ -142,7 +142,7 @@ Exit codes: 0 success, 1 error (the API's message is printed), 2 usage error,
 		return usageError{fmt.Errorf("unknown output format %q: use table, json or yaml", a.output)}
 	}
 	root.AddCommand(a.loginCommand(), a.contextCommand(), a.jobsCommand(), a.sourcesCommand(),
-		a.accountsCommand(), a.zonesCommand(), a.poolsCommand(), a.runnersCommand(), a.keysCommand(), a.agentsCommand(),
+		a.accountsCommand(), a.zonesCommand(), a.watchersCommand(), a.poolsCommand(), a.runnersCommand(), a.keysCommand(), a.agentsCommand(),
 		a.deadLettersCommand())
 	groups(root)
 	return root

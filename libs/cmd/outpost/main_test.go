@@ -328,3 +328,31 @@ func TestRunnersTable(t *testing.T) {
 	require.Len(t, lines, 2)
 	require.Equal(t, []string{"remote", "r-1", "lost", "v1.2.3", "0", "4", "false", "2026-01-02T03:04:05Z"}, strings.Fields(lines[1]))
 }
+
+func TestPoolsTable(t *testing.T) {
+	api := newFakeAPI(t, map[string]http.HandlerFunc{"GET /api/v1/pools": reply(http.StatusOK,
+		`{"pools":[{"tenant":"default","pool":"etl","paused":false,"backlog":3,"oldest_queued_seconds":42.5,`+
+			`"dispatch_lag":{"samples":2,"p50_seconds":0.25,"max_seconds":1.5,"last_seconds":1.5},"runners":1,"runners_lost":2}],"lag_window_seconds":900}`)})
+	o := cli(t, loggedIn(t, api), "", "pools", "list")
+	require.Equal(t, exitOK, o.code, o.stderr)
+	lines := strings.Split(strings.TrimSpace(o.stdout), "\n")
+	require.Len(t, lines, 2)
+	require.Equal(t, []string{"etl", "false", "3", "42.5", "0.25", "1.5", "1", "2"}, strings.Fields(lines[1]))
+}
+
+func TestWatchersTable(t *testing.T) {
+	api := newFakeAPI(t, map[string]http.HandlerFunc{"GET /api/v1/watchers": func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("state") != "lost" || r.URL.Query().Get("zone") != "eu-1" {
+			http.Error(w, "filters not passed: "+r.URL.RawQuery, http.StatusBadRequest)
+			return
+		}
+		reply(http.StatusOK, `{"watchers":[{"id":"w-1","zoneId":"eu-1","version":"v1.2.3","state":"lost","live":false,"stopping":false,`+
+			`"intervalMs":10000,"lastSeen":"2026-01-02T03:04:05Z","accounts":[{"account":"a","generation":1},{"account":"b","generation":2}]}],"count":1}`)(w, r)
+	}})
+	o := cli(t, loggedIn(t, api), "", "watchers", "list", "--zone", "eu-1", "--state", "lost")
+	require.Equal(t, exitOK, o.code, o.stderr)
+	lines := strings.Split(strings.TrimSpace(o.stdout), "\n")
+	require.Len(t, lines, 2)
+	require.Equal(t, []string{"ZONE", "WATCHER", "STATE", "VERSION", "ACCOUNTS", "LAST", "SEEN"}, strings.Fields(lines[0]))
+	require.Equal(t, []string{"eu-1", "w-1", "lost", "v1.2.3", "2", "2026-01-02T03:04:05Z"}, strings.Fields(lines[1]))
+}

@@ -1,7 +1,8 @@
 // Package api is the Dynamic Accounts REST API, served identically under
 // /api/v1/accounts and /armory/accounts (so that Armory's curl examples
-// work unchanged): accounts, their inventory and operations, and the
-// zones with their watchers under /api/v1/zones.
+// work unchanged): accounts, their inventory and operations, the zones
+// with their watchers under /api/v1/zones and the watcher fleet under
+// /api/v1/watchers.
 //
 // Every route is registered on an auth.Router with the role it needs; the
 // request's tenant comes from the caller's credential (see libs/auth).
@@ -112,6 +113,7 @@ func (a *API) Register(r *auth.Router) {
 	// Where the Dynamic Accounts documentation says to check an account.
 	r.HandleFunc("GET /agents/kubernetes/accounts/{name}", v, a.withTenant(a.get))
 	r.HandleFunc("GET /api/v1/zones", v, a.withTenant(a.zones))
+	r.HandleFunc("GET /api/v1/watchers", v, a.withTenant(a.watchers))
 	// The API's OpenAPI document, for any credential: it says what the
 	// API is, nothing of a tenant's data.
 	r.Handle("GET "+apispec.Path, v, specHandler)

@@ -19,6 +19,7 @@ var routeRoles = func() map[string]auth.Role {
 	m := map[string]auth.Role{
 		"GET /agents/kubernetes/accounts/{name}": auth.RoleViewer,
 		"GET /api/v1/zones":                      auth.RoleViewer,
+		"GET /api/v1/watchers":                   auth.RoleViewer,
 		"GET /openapi.json":                      auth.RoleViewer,
 		"/api/":                                  auth.RoleViewer,
 		"/armory/":                               auth.RoleViewer,

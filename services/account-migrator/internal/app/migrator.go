@@ -27,6 +27,7 @@ import (
 	"github.com/outposthq/outpost/services/account-migrator/internal/metrics"
 	"github.com/outposthq/outpost/services/account-migrator/internal/objects"
 	"github.com/outposthq/outpost/services/account-migrator/internal/operations"
+	"github.com/outposthq/outpost/services/account-migrator/internal/presence"
 )
 
 // AccountsBucket is the KV bucket of account records.
@@ -115,6 +116,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, conn Broker, 
 		Metrics:            m,
 		Logger:             log.With("component", "engine"),
 	})
+	reg.MustRegister(presence.NewCollector(eng.Trackers))
 	ops := operations.New(conn, opStore, subjects, cfg.MaxDeliveries, m, log.With("component", "operations")).WithSigner(signer)
 	mig := &Migrator{cfg: cfg, log: log, conn: conn, engine: eng, ops: ops, mux: http.NewServeMux()}
 	for _, o := range opts {

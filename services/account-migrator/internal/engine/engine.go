@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -125,6 +126,13 @@ func (e *Engine) Presence(tenant string) *presence.Tracker {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.trackers[tenant]
+}
+
+// Trackers returns the tracker of every started tenant, by name.
+func (e *Engine) Trackers() map[string]*presence.Tracker {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return maps.Clone(e.trackers)
 }
 
 // StartTenant starts the tenant's presence follower and consumers; the

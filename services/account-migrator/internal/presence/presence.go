@@ -30,6 +30,19 @@ const defaultInterval = 10 * time.Second
 // forgetAfter drops watchers silent for this long, bounding memory.
 const forgetAfter = 24 * time.Hour
 
+// Watcher states, as GET /api/v1/watchers and outpost_watchers{state}
+// report them. A watcher is never shown live once it has said it stops or
+// has been silent for more than LiveIntervals of its heartbeat intervals.
+const (
+	// StateLive: a heartbeat within LiveIntervals of its intervals.
+	StateLive = "live"
+	// StateStopped: its last heartbeat said it was stopping.
+	StateStopped = "stopped"
+	// StateLost: silent for longer than LiveIntervals heartbeat intervals
+	// without saying it stopped.
+	StateLost = "lost"
+)
+
 // Held is an account a watcher holds the lease of.
 type Held struct {
 	Account    string `json:"account"`
@@ -40,18 +53,32 @@ type Held struct {
 type Watcher struct {
 	ID         string        `json:"id"`
 	Zone       string        `json:"zoneId"`
+	Version    string        `json:"version"`
 	LastSeen   time.Time     `json:"lastSeen"`
 	StartedAt  time.Time     `json:"startedAt,omitzero"`
 	Interval   time.Duration `json:"-"`
 	IntervalMS int64         `json:"intervalMs"`
 	Stopping   bool          `json:"stopping"`
 	Live       bool          `json:"live"`
+	State      string        `json:"state"`
 	Accounts   []Held        `json:"accounts"`
 }
 
 // live reports whether w counts as alive at now.
 func (w Watcher) live(now time.Time) bool {
 	return !w.Stopping && now.Sub(w.LastSeen) <= LiveIntervals*w.Interval
+}
+
+// state is w's state at now.
+func (w Watcher) state(now time.Time) string {
+	switch {
+	case w.live(now):
+		return StateLive
+	case w.Stopping:
+		return StateStopped
+	default:
+		return StateLost
+	}
 }
 
 // Tracker holds the watchers of one tenant. It is safe for concurrent use.
@@ -74,6 +101,7 @@ func (t *Tracker) Observe(hb *accountsv1.WatcherHeartbeat, at time.Time) {
 	w := Watcher{
 		ID:       hb.GetWatcherId(),
 		Zone:     hb.GetZone(),
+		Version:  hb.GetVersion(),
 		LastSeen: at,
 		Interval: time.Duration(hb.GetIntervalMs()) * time.Millisecond,
 		Stopping: hb.GetStopping(),
@@ -102,7 +130,7 @@ func (t *Tracker) Observe(hb *accountsv1.WatcherHeartbeat, at time.Time) {
 }
 
 // Watchers returns every watcher seen in the last day, by zone, with Live
-// set as of now, newest heartbeat first.
+// and State set as of now, newest heartbeat first.
 func (t *Tracker) Watchers(now time.Time) map[string][]Watcher {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -113,7 +141,8 @@ func (t *Tracker) Watchers(now time.Time) map[string][]Watcher {
 				delete(ws, id)
 				continue
 			}
-			w.Live = w.live(now)
+			w.State = w.state(now)
+			w.Live = w.State == StateLive
 			w.Accounts = slices.Clone(w.Accounts)
 			out[zone] = append(out[zone], w)
 		}

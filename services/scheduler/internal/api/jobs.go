@@ -12,6 +12,7 @@ import (
 
 	"github.com/outposthq/outpost/libs/httpjson"
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/services/scheduler/internal/fleet"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
 	"github.com/outposthq/outpost/services/scheduler/internal/tenants"
 )
@@ -243,8 +244,6 @@ type poolBody struct {
 	UpdatedAt *time.Time `json:"updated_at,omitempty"`
 	// Dispatched counts the held jobs a resume dispatched.
 	Dispatched *int `json:"dispatched,omitempty"`
-	// Runners counts the pool's live runners (list only).
-	Runners *int `json:"runners,omitempty"`
 }
 
 func (a *API) setPaused(paused bool) tenantHandler {
@@ -271,30 +270,14 @@ func (a *API) setPaused(paused bool) tenantHandler {
 	}
 }
 
-// listPools answers GET /api/v1/pools: every pool paused once or with
-// runners seen, with its state and live runners.
+// listPools answers GET /api/v1/pools: every pool paused once, with
+// runners seen in the last day, queued jobs or recent dispatches, with its
+// backlog, oldest queued job, dispatch lag and live and lost runners.
 func (a *API) listPools(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) {
-	states, err := t.Pools.List(r.Context())
+	out, err := fleet.Pools(r.Context(), t, a.now())
 	if err != nil {
 		a.internal(w, r, "list pools", err)
 		return
 	}
-	counts := t.Presence.Counts(a.now())
-	byPool := map[string]*poolBody{}
-	for _, st := range states {
-		byPool[st.Pool] = &poolBody{Tenant: t.Name, Pool: st.Pool, Paused: st.Paused, PausedAt: st.PausedAt, UpdatedAt: &st.UpdatedAt}
-	}
-	for pool := range counts {
-		if byPool[pool] == nil {
-			byPool[pool] = &poolBody{Tenant: t.Name, Pool: pool}
-		}
-	}
-	out := make([]*poolBody, 0, len(byPool))
-	for pool, b := range byPool {
-		n := counts[pool]
-		b.Runners = &n
-		out = append(out, b)
-	}
-	slices.SortFunc(out, func(x, y *poolBody) int { return cmp.Compare(x.Pool, y.Pool) })
-	httpjson.WriteJSON(w, http.StatusOK, map[string]any{"pools": out})
+	httpjson.WriteJSON(w, http.StatusOK, map[string]any{"pools": out, "lag_window_seconds": fleet.LagWindow.Seconds()})
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/outposthq/outpost/services/scheduler/internal/deadletters"
 	"github.com/outposthq/outpost/services/scheduler/internal/directory"
 	"github.com/outposthq/outpost/services/scheduler/internal/dispatch"
+	"github.com/outposthq/outpost/services/scheduler/internal/fleet"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
 	"github.com/outposthq/outpost/services/scheduler/internal/metrics"
 	"github.com/outposthq/outpost/services/scheduler/internal/presence"
@@ -226,6 +227,7 @@ func New(cfg config.Config, log *slog.Logger, broker queue.Broker, opener kv.Ope
 		Logger:          log.With("component", "tenants"),
 	}, broker, opener, start)
 	reg.MustRegister(presence.NewCollector(registry.Trackers))
+	reg.MustRegister(fleet.NewCollector(registry.Tenants, log.With("component", "fleet")))
 	// Dead letters are listed from the queue backend's dead-letter
 	// streams (JetStream); SQS keeps none once consumed: 501.
 	dlStore, _ := broker.(queue.DeadLetterStore)

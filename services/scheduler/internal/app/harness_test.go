@@ -335,11 +335,13 @@ func (e *env) read(subject string) []queue.StreamMessage {
 	return out
 }
 
-// metric returns the value of a metric with the given labels (0 if absent).
+// metric returns the sum of the series of a metric with the given labels
+// (0 if absent): the one series, or all those matching a subset of labels.
 func (e *env) metric(name string, labels map[string]string) float64 {
 	e.t.Helper()
 	families, err := e.reg.Gather()
 	require.NoError(e.t, err)
+	var sum float64
 	for _, f := range families {
 		if f.GetName() != name {
 			continue
@@ -357,13 +359,13 @@ func (e *env) metric(name string, labels map[string]string) float64 {
 			}
 			switch {
 			case m.GetCounter() != nil:
-				return m.GetCounter().GetValue()
+				sum += m.GetCounter().GetValue()
 			case m.GetGauge() != nil:
-				return m.GetGauge().GetValue()
+				sum += m.GetGauge().GetValue()
 			case m.GetHistogram() != nil:
-				return float64(m.GetHistogram().GetSampleCount())
+				sum += float64(m.GetHistogram().GetSampleCount())
 			}
 		}
 	}
-	return 0
+	return sum
 }

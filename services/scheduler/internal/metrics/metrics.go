@@ -91,6 +91,13 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Terminal job statuses that arrived before all their attempt's results were stored, by outcome (retried: the status is applied later; incomplete: the bound passed and the job ended with results missing).",
 		}, []string{"outcome"}),
 	}
+	// The dead letters of the roles a tenant's work comes from start at
+	// zero, so that an alert on their increase sees the first one.
+	for _, role := range []queue.Role{queue.RoleSubmit, queue.RoleJobs, queue.RoleJobEvents} {
+		for _, class := range []string{queue.ClassMaxDeliveries, queue.ClassRedrive, queue.ClassMalformed, queue.ClassDirect, queue.ClassRejected} {
+			m.DeadLetters.WithLabelValues(string(role), class)
+		}
+	}
 	reg.MustRegister(m.Jobs, m.DispatchLatency, m.Redeliveries, m.DeadLetters, m.DeadLetterReplays, m.Malformed, m.Fenced, m.StatusEvents, m.StatusWrites, m.Bridged, m.ResultsWaits)
 	return m
 }

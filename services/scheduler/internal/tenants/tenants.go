@@ -273,6 +273,18 @@ func (r *Registry) Names() []string {
 	return slices.Sorted(maps.Keys(r.byName))
 }
 
+// Tenants returns every provisioned tenant, by name.
+func (r *Registry) Tenants() []*Tenant {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]*Tenant, 0, len(r.byName))
+	for _, e := range r.byName {
+		out = append(out, e.tenant)
+	}
+	slices.SortFunc(out, func(a, b *Tenant) int { return cmp.Compare(a.Name, b.Name) })
+	return out
+}
+
 // Trackers returns the presence tracker of every tenant, by name.
 func (r *Registry) Trackers() map[string]*presence.Tracker {
 	r.mu.RLock()

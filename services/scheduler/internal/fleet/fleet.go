@@ -1,0 +1,168 @@
+// Package fleet computes the view of a tenant's pools that GET /api/v1/pools
+// and the pool metrics show: backlog, oldest queued job, dispatch lag,
+// live and lost runners and the paused state, from the scheduler's own job
+// records, pool states and runner presence.
+package fleet
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
+	"github.com/outposthq/outpost/services/scheduler/internal/tenants"
+)
+
+// LagWindow is how far back dispatch lag looks: jobs whose first RUNNING
+// came within it.
+const LagWindow = 15 * time.Minute
+
+// Lag is the time from submission to the first RUNNING of the jobs of a
+// pool that started within LagWindow.
+type Lag struct {
+	// Samples counts the jobs it was computed from; the others are zero
+	// when there are none.
+	Samples       int        `json:"samples"`
+	P50Seconds    float64    `json:"p50_seconds"`
+	MaxSeconds    float64    `json:"max_seconds"`
+	LastSeconds   float64    `json:"last_seconds"`
+	LastStartedAt *time.Time `json:"last_started_at,omitempty"`
+}
+
+// Pool is the state of one pool of a tenant.
+type Pool struct {
+	Tenant    string     `json:"tenant"`
+	Pool      string     `json:"pool"`
+	Paused    bool       `json:"paused"`
+	PausedAt  *time.Time `json:"paused_at,omitempty"`
+	UpdatedAt *time.Time `json:"updated_at,omitempty"`
+	// Backlog counts the pool's QUEUED jobs: waiting for a runner, held by
+	// a pause, gated by the polling rules or waiting for a retry.
+	Backlog int `json:"backlog"`
+	// OldestQueuedAt is when the longest-waiting QUEUED job last entered
+	// QUEUED; OldestQueuedSeconds its age (0 without a backlog).
+	OldestQueuedAt      *time.Time `json:"oldest_queued_at,omitempty"`
+	OldestQueuedSeconds float64    `json:"oldest_queued_seconds"`
+	DispatchLag         Lag        `json:"dispatch_lag"`
+	// Runners counts the live runners (a heartbeat within the presence
+	// window), RunnersLost those heard from in the last day but not
+	// within the window.
+	Runners     int `json:"runners"`
+	RunnersLost int `json:"runners_lost"`
+}
+
+// poolAcc gathers one pool's numbers while the records are read.
+type poolAcc struct {
+	Pool
+	lags []time.Duration
+	last time.Time
+}
+
+// Pools returns every pool of the tenant that was paused once, has runners
+// seen in the last day, queued jobs or jobs started within LagWindow,
+// sorted by name. It reads every job record of the tenant.
+func Pools(ctx context.Context, t *tenants.Tenant, now time.Time) ([]Pool, error) {
+	acc := map[string]*poolAcc{}
+	get := func(pool string) *poolAcc {
+		p := acc[pool]
+		if p == nil {
+			p = &poolAcc{Pool: Pool{Tenant: t.Name, Pool: pool}}
+			acc[pool] = p
+		}
+		return p
+	}
+	states, err := t.Pools.List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("pools of %s: %w", t.Name, err)
+	}
+	for _, st := range states {
+		p := get(st.Pool)
+		p.Paused, p.PausedAt, p.UpdatedAt = st.Paused, st.PausedAt, &st.UpdatedAt
+	}
+	for pool, n := range RunnerCounts(t, now) {
+		p := get(pool)
+		p.Runners, p.RunnersLost = n.Live, n.Lost
+	}
+	err = t.Jobs.List(ctx, func(r *jobs.Record) bool {
+		if r.State == jobs.StateQueued {
+			p := get(r.Pool)
+			p.Backlog++
+			if since := queuedSince(r); p.OldestQueuedAt == nil || since.Before(*p.OldestQueuedAt) {
+				p.OldestQueuedAt = &since
+			}
+		}
+		if r.StartedAt != nil && first(r) && now.Sub(*r.StartedAt) <= LagWindow {
+			p := get(r.Pool)
+			lag := max(r.StartedAt.Sub(r.CreatedAt), 0)
+			p.lags = append(p.lags, lag)
+			if r.StartedAt.After(p.last) {
+				p.last = *r.StartedAt
+				p.DispatchLag.LastSeconds = lag.Seconds()
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pools of %s: %w", t.Name, err)
+	}
+	out := make([]Pool, 0, len(acc))
+	for _, p := range acc {
+		if p.OldestQueuedAt != nil {
+			p.OldestQueuedSeconds = max(now.Sub(*p.OldestQueuedAt).Seconds(), 0)
+		}
+		if n := len(p.lags); n > 0 {
+			slices.Sort(p.lags)
+			last := p.last.UTC()
+			p.DispatchLag.Samples = n
+			p.DispatchLag.P50Seconds = p.lags[(n-1)/2].Seconds()
+			p.DispatchLag.MaxSeconds = p.lags[n-1].Seconds()
+			p.DispatchLag.LastStartedAt = &last
+		}
+		out = append(out, p.Pool)
+	}
+	slices.SortFunc(out, func(a, b Pool) int { return cmp.Compare(a.Pool, b.Pool) })
+	return out, nil
+}
+
+// queuedSince is when the record last entered QUEUED: its latest QUEUED
+// transition (the history keeps the latest ones), else its creation.
+func queuedSince(r *jobs.Record) time.Time {
+	for i := len(r.History) - 1; i >= 0; i-- {
+		if r.History[i].State == jobs.StateQueued {
+			return r.History[i].At
+		}
+	}
+	return r.CreatedAt
+}
+
+// first reports whether the record's StartedAt is its first start: the
+// dispatch lag is measured to the first RUNNING, as
+// outpost_dispatch_latency_seconds is; a retry's start is not a dispatch
+// lag of the submission.
+func first(r *jobs.Record) bool { return r.Started <= 1 }
+
+// Counts is how many runners of a pool are live and lost.
+type Counts struct{ Live, Lost int }
+
+// RunnerCounts returns the live and lost runners of every pool of the
+// tenant with a runner heard from in the last day. A runner is lost once
+// its last heartbeat is older than the presence window (three heartbeat
+// intervals by default), never live.
+func RunnerCounts(t *tenants.Tenant, now time.Time) map[string]Counts {
+	window := t.Presence.Window()
+	out := map[string]Counts{}
+	for pool := range t.Presence.Counts(now) {
+		var c Counts
+		for _, r := range t.Presence.Pool(pool, now) {
+			if now.Sub(r.LastSeen) <= window {
+				c.Live++
+			} else {
+				c.Lost++
+			}
+		}
+		out[pool] = c
+	}
+	return out
+}

@@ -54,8 +54,10 @@ if [ "${OUTPOST_BROKER_AUTH:-on}" != off ]; then
 	BROKER_AUTH=(-auth-dir "$AUTH")
 	SCHEDULER_CREDS=$(creds scheduler.creds scheduler)
 	MIGRATOR_CREDS=$(creds account-migrator.creds account-migrator)
-	WATCHER_CREDS=$(creds "watcher-$OUTPOST_TENANT-${OUTPOST_ZONE:-default}.creds" watcher -tenant "$OUTPOST_TENANT" -zone "${OUTPOST_ZONE:-default}")
-	RUNNER_CREDS=$(creds "runner-$OUTPOST_TENANT-${OUTPOST_POOL:-default}.creds" runner -tenant "$OUTPOST_TENANT" -pool "${OUTPOST_POOL:-default}")
+	# The agents' credentials name the streams of the layout every
+	# service reads from OUTPOST_BROKER_LAYOUT (default per-tenant).
+	WATCHER_CREDS=$(creds "watcher-$OUTPOST_TENANT-${OUTPOST_ZONE:-default}.creds" watcher -tenant "$OUTPOST_TENANT" -zone "${OUTPOST_ZONE:-default}" -layout "${OUTPOST_BROKER_LAYOUT:-per-tenant}")
+	RUNNER_CREDS=$(creds "runner-$OUTPOST_TENANT-${OUTPOST_POOL:-default}.creds" runner -tenant "$OUTPOST_TENANT" -pool "${OUTPOST_POOL:-default}" -layout "${OUTPOST_BROKER_LAYOUT:-per-tenant}")
 	for c in "$SCHEDULER_CREDS" "$MIGRATOR_CREDS" "$WATCHER_CREDS" "$RUNNER_CREDS"; do
 		[ -s "$c" ] || { echo "[run] broker credentials not made in $AUTH" >&2; exit 1; }
 	done

@@ -3,11 +3,14 @@
 // compare-and-set so that two replicas never overwrite each other.
 //
 // The JetStream implementation lives in queue/natsjs; tests may use NewMemory.
+// Both pass the conformance suite in package kvtest, which states the
+// contract of Store.
 package kv
 
 import (
 	"context"
 	"errors"
+	"strings"
 )
 
 // ErrNotFound is returned by Get and Update for a key that does not exist.
@@ -20,6 +23,24 @@ var ErrExists = errors.New("kv: key exists")
 // one the caller read: somebody else wrote it first.
 var ErrConflict = errors.New("kv: revision conflict")
 
+// ErrInvalidKey is returned for a key that is not a valid key (ValidKey).
+var ErrInvalidKey = errors.New("kv: invalid key")
+
+// ValidKey reports whether key can name a record: 1 or more characters of
+// [-/_=.a-zA-Z0-9], not starting or ending with '.', without "..". These
+// are JetStream KV's keys; every Store refuses others with ErrInvalidKey.
+func ValidKey(key string) bool {
+	if key == "" || key[0] == '.' || key[len(key)-1] == '.' || strings.Contains(key, "..") {
+		return false
+	}
+	for _, c := range []byte(key) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '/' || c == '_' || c == '=' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
 // Entry is a value with the revision it was written at.
 type Entry struct {
 	Key      string
@@ -27,7 +48,10 @@ type Entry struct {
 	Revision uint64
 }
 
-// Store is one bucket of records.
+// Store is one bucket of records. Revisions are positive and grow with
+// every write to the bucket, whatever the key. Every method fails with the
+// context's error once ctx is done, and with ErrInvalidKey for a key that
+// is not ValidKey.
 type Store interface {
 	// Get returns the current value of key.
 	Get(ctx context.Context, key string) (Entry, error)

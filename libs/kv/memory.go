@@ -2,10 +2,14 @@ package kv
 
 import (
 	"context"
+	"fmt"
 	"sync"
 )
 
-// Memory is an in-process Store for unit tests.
+// Memory is an in-process Store for unit tests. It keeps the contract of
+// Store as the JetStream store does (package kvtest runs on both): keys
+// are checked, a done context fails the call, values are copied in and
+// out.
 type Memory struct {
 	mu   sync.Mutex
 	rev  uint64
@@ -15,8 +19,23 @@ type Memory struct {
 // NewMemory returns an empty in-memory store.
 func NewMemory() *Memory { return &Memory{data: map[string]Entry{}} }
 
+// check refuses a call the JetStream store would refuse: a done context
+// or an invalid key.
+func check(ctx context.Context, key string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("kv: %w", err)
+	}
+	if !ValidKey(key) {
+		return fmt.Errorf("%w: %q", ErrInvalidKey, key)
+	}
+	return nil
+}
+
 // Get implements Store.
-func (m *Memory) Get(_ context.Context, key string) (Entry, error) {
+func (m *Memory) Get(ctx context.Context, key string) (Entry, error) {
+	if err := check(ctx, key); err != nil {
+		return Entry{}, err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e, ok := m.data[key]
@@ -28,7 +47,10 @@ func (m *Memory) Get(_ context.Context, key string) (Entry, error) {
 }
 
 // Create implements Store.
-func (m *Memory) Create(_ context.Context, key string, value []byte) (uint64, error) {
+func (m *Memory) Create(ctx context.Context, key string, value []byte) (uint64, error) {
+	if err := check(ctx, key); err != nil {
+		return 0, err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.data[key]; ok {
@@ -40,7 +62,10 @@ func (m *Memory) Create(_ context.Context, key string, value []byte) (uint64, er
 }
 
 // Update implements Store.
-func (m *Memory) Update(_ context.Context, key string, value []byte, rev uint64) (uint64, error) {
+func (m *Memory) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	if err := check(ctx, key); err != nil {
+		return 0, err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e, ok := m.data[key]
@@ -56,7 +81,10 @@ func (m *Memory) Update(_ context.Context, key string, value []byte, rev uint64)
 }
 
 // Delete implements Store.
-func (m *Memory) Delete(_ context.Context, key string, rev uint64) error {
+func (m *Memory) Delete(ctx context.Context, key string, rev uint64) error {
+	if err := check(ctx, key); err != nil {
+		return err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e, ok := m.data[key]
@@ -71,10 +99,14 @@ func (m *Memory) Delete(_ context.Context, key string, rev uint64) error {
 }
 
 // List implements Store.
-func (m *Memory) List(_ context.Context, fn func(Entry) bool) error {
+func (m *Memory) List(ctx context.Context, fn func(Entry) bool) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("kv: %w", err)
+	}
 	m.mu.Lock()
 	entries := make([]Entry, 0, len(m.data))
 	for _, e := range m.data {
+		e.Value = append([]byte(nil), e.Value...)
 		entries = append(entries, e)
 	}
 	m.mu.Unlock()

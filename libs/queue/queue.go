@@ -265,24 +265,13 @@ type ReadOptions struct {
 	Follow bool
 }
 
-// Broker is a connection to one backend.
+// Broker is a connection to one backend: the roles every backend
+// implements (see Provisioner, Publisher, Subscriber and Reader).
 type Broker interface {
-	// EnsureTenant provisions (idempotently) the streams or queues of a
-	// tenant with its limits.
-	EnsureTenant(ctx context.Context, tenant string, limits TenantLimits) error
-	// Publish sends a message and returns once the backend has stored it.
-	Publish(ctx context.Context, msg Message) error
-	// Consume starts a durable consumer and calls h for each delivery until
-	// ctx is done or Stop is called.
-	Consume(ctx context.Context, cfg ConsumerConfig, h Handler) (Consumer, error)
-	// Read replays the stored history of event subjects matching subject
-	// (work-queue roles cannot be read). fn returns false to stop.
-	// Reading a work role returns an error wrapping ErrInvalidSubject; a
-	// backend that keeps no history returns one wrapping
-	// errors.ErrUnsupported. Without Follow, Read returns nil after the last
-	// message stored when it started; with Follow it returns ctx's error
-	// once ctx is done.
-	Read(ctx context.Context, subject string, opts ReadOptions, fn func(StreamMessage) bool) error
+	Provisioner
+	Publisher
+	Subscriber
+	Reader
 	// Close releases the connection. Consumers still running are stopped.
 	Close() error
 }

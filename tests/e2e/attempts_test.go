@@ -28,7 +28,7 @@ func loseDeliveries(t *testing.T, s *harness.Stack, lost int) {
 	if s.SQS != nil {
 		b = s.SQSBroker(sqs.Config{WaitTime: time.Second})
 	} else {
-		conn, err := natsjs.Connect(ctx, natsjs.Config{URL: s.BrokerURL, Name: "e2e-lost-deliveries"})
+		conn, err := natsjs.Connect(ctx, natsjs.Config{URL: s.BrokerURL, Name: "e2e-lost-deliveries", Credentials: s.NATS.ObserverCreds()})
 		require.NoError(t, err)
 		defer func() { _ = conn.Close() }()
 		b = conn

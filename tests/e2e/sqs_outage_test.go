@@ -112,8 +112,17 @@ func TestSQSOutageIsNotReadyAndLosesNothing(t *testing.T) {
 	for line := range strings.Lines(string(data)) {
 		counts[strings.TrimSpace(line)]++
 	}
+	// A job runs once, unless SQS was gone for longer than its attempt's
+	// lease: the runner then stops the attempt as superseded (another
+	// runner may hold the message by now) and the job runs again, still
+	// ending once. Only such a job may show a second run.
+	superseded := supersededJobs(t, runner.Logs())
 	for id, name := range names {
-		require.Equal(t, 1, counts[name], "job %s (%s) ran %d times", id, name, counts[name])
+		want := 1
+		if superseded[id] {
+			want = 2
+		}
+		require.Equal(t, want, counts[name], "job %s (%s) ran %d times (its attempt superseded: %v)", id, name, counts[name], superseded[id])
 	}
 	require.Len(t, counts, len(names), "runs of jobs no one submitted: %v", counts)
 }
@@ -133,4 +142,21 @@ func tryGet(c *harness.Client, id string) (harness.Job, error) {
 		return harness.Job{}, fmt.Errorf("get %s: %w", id, err)
 	}
 	return j, nil
+}
+
+// supersededJobs are the jobs whose attempt the runner stopped as
+// superseded, read from its JSON log.
+func supersededJobs(t *testing.T, logs string) map[string]bool {
+	t.Helper()
+	jobs := map[string]bool{}
+	for line := range strings.Lines(logs) {
+		var entry struct {
+			Msg   string `json:"msg"`
+			JobID string `json:"job_id"`
+		}
+		if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "job attempt superseded; neither reported nor settled" {
+			jobs[entry.JobID] = true
+		}
+	}
+	return jobs
 }

@@ -49,7 +49,10 @@ type PlaneOptions struct {
 	MigratorEnv map[string]string
 }
 
-// Intervals short enough for tests: a lease lapses after 3 s, a watcher is
+// Intervals short enough for tests: a lease lapses after 6 s (a fenced
+// lease is held for its ack wait less a second's margin and renewed every
+// third of that, so a watcher stalled by a loaded machine for less than
+// about 3 s keeps its accounts), a watcher is
 // seen as gone after 3 missed 300 ms heartbeats, FAILED accounts are retried
 // every second.
 var (
@@ -59,7 +62,7 @@ var (
 		"OUTPOST_ACTIVATION_TIMEOUT": "30s",
 	}
 	testWatcherEnv = map[string]string{
-		"OUTPOST_LEASE_ACK_WAIT":     "3s",
+		"OUTPOST_LEASE_ACK_WAIT":     "6s",
 		"OUTPOST_HEARTBEAT_INTERVAL": "300ms",
 		"OUTPOST_CHECKSUM_INTERVAL":  "1s",
 		"OUTPOST_CLUSTER_TIMEOUT":    "3s",

@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/outposthq/outpost/libs/kv"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/natsjs"
 	"github.com/outposthq/outpost/libs/queue/sqs"
@@ -16,18 +17,13 @@ import (
 // ErrNotReady is wrapped by Backend.Ready while a connection is down.
 var ErrNotReady = errors.New("queue backend not ready")
 
-// Options are what Open needs besides Config.
+// Options are what Open needs besides Settings.
 type Options struct {
-	// Stack is the subject prefix of every backend.
-	Stack string
-	// NATS configures the JetStream connection: the broker itself with
-	// KindNATS, and the history store with KindSQS when History is set.
-	// Its Stack and Logger are taken from these Options.
-	NATS natsjs.Config
 	// History keeps a JetStream connection beside SQS: Backend.Broker
 	// then publishes and consumes on SQS but reads (and provisions) on
-	// JetStream too. The scheduler sets it: its records and the history
-	// of logs and heartbeats stay in JetStream.
+	// JetStream too, and Backend.JetStream is that connection. The
+	// scheduler sets it: its records and the history of logs and
+	// heartbeats stay in JetStream.
 	History bool
 	// JobsMaxDeliveries, when positive, is the jobs queues' max deliveries
 	// that a zero Config.SQS.JobsMaxDeliveries stands for: the runner
@@ -40,7 +36,26 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Backend is an open backend.
+// JetStream is what the JetStream connection offers: the queue, its KV
+// stores, the last message and purge of a subject, the messages a work
+// subject holds and the dead letters.
+type JetStream interface {
+	queue.Broker
+	queue.LastReader
+	queue.Purger
+	queue.WorkLister
+	queue.DeadLetterStore
+	kv.Opener
+}
+
+// Queues is what the SQS broker offers: the queue, and the queues of a
+// subject made on demand.
+type Queues interface {
+	queue.Broker
+	queue.QueueEnsurer
+}
+
+// Backend is an open backend. Services take the roles they need from it.
 type Backend struct {
 	// Kind is the configured backend.
 	Kind Kind
@@ -50,52 +65,79 @@ type Backend struct {
 	// and consumes on SQS, reads on JetStream and provisions tenants on
 	// both.
 	Broker queue.Broker
-	// NATS is the JetStream connection (KindNATS, or KindSQS with
-	// History), nil otherwise. It also opens KV stores.
-	NATS *natsjs.Conn
-	// SQS is the SQS broker with KindSQS, nil otherwise: EnsureQueues and
-	// request counts.
-	SQS *sqs.Broker
+
+	nats *natsjs.Conn
+	sqs  *sqs.Broker
 }
 
-// Open connects the backend cfg names and waits until it answers, or ctx
-// is done. cfg must be valid (Validate).
-func Open(ctx context.Context, cfg Config, opts Options) (*Backend, error) {
-	if err := cfg.Validate(); err != nil {
+// JetStream returns the JetStream connection (KindNATS, or KindSQS with
+// Options.History), nil otherwise. It also opens KV stores.
+func (b *Backend) JetStream() JetStream {
+	if b.nats == nil {
+		return nil
+	}
+	return b.nats
+}
+
+// Queues returns the SQS broker with KindSQS, nil otherwise.
+func (b *Backend) Queues() Queues {
+	if b.sqs == nil {
+		return nil
+	}
+	return b.sqs
+}
+
+// Open connects the backend s names and waits until it answers, or ctx
+// is done. The queue section of s must be valid (Config.Validate); the
+// broker section is checked by natsjs as it connects.
+func Open(ctx context.Context, s Settings, opts Options) (*Backend, error) {
+	if err := s.Queue.Validate(); err != nil {
 		return nil, err
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	b := &Backend{Kind: cfg.Kind}
-	if cfg.Kind == KindNATS || opts.History {
-		nc := opts.NATS
-		nc.Stack, nc.Logger = opts.Stack, opts.Logger
-		conn, err := natsjs.Connect(ctx, nc)
+	b := &Backend{Kind: s.Queue.Kind}
+	if s.Queue.Kind == KindNATS || opts.History {
+		conn, err := natsjs.Connect(ctx, NATSConfig(s.Broker, opts.Logger))
 		if err != nil {
 			return nil, fmt.Errorf("open queue backend: %w", err)
 		}
-		b.NATS, b.Broker = conn, conn
+		b.nats, b.Broker = conn, conn
 	}
-	if cfg.Kind == KindNATS {
+	if s.Queue.Kind == KindNATS {
 		return b, nil
 	}
-	sb, err := sqs.Connect(ctx, SQSConfig(cfg.SQS, opts))
+	sb, err := sqs.Connect(ctx, SQSConfig(s.Queue.SQS, s.Broker.Stack, opts))
 	if err != nil {
-		if b.NATS != nil {
-			_ = b.NATS.Close()
+		if b.nats != nil {
+			_ = b.nats.Close()
 		}
 		return nil, fmt.Errorf("open queue backend: %w", err)
 	}
-	b.SQS, b.Broker = sb, sb
-	if b.NATS != nil {
-		b.Broker = &split{work: sb, history: b.NATS}
+	b.sqs, b.Broker = sb, sb
+	if b.nats != nil {
+		b.Broker = &split{work: sb, history: b.nats}
 	}
 	return b, nil
 }
 
+// NATSConfig maps the broker section onto the natsjs package's Config.
+func NATSConfig(br Broker, log *slog.Logger) natsjs.Config {
+	return natsjs.Config{
+		URL:         br.URL,
+		Stack:       br.Stack,
+		Layout:      br.Layout,
+		Replicas:    br.Replicas,
+		Name:        br.Name,
+		Credentials: br.Credentials,
+		TLS:         br.TLS,
+		Logger:      log,
+	}
+}
+
 // SQSConfig maps the SQS section onto the sqs package's Config.
-func SQSConfig(s SQS, opts Options) sqs.Config {
+func SQSConfig(s SQS, stack string, opts Options) sqs.Config {
 	linger := s.BatchLinger
 	if linger == 0 {
 		linger = -1 // sqs.Config: negative is no wait, zero the default
@@ -107,7 +149,7 @@ func SQSConfig(s SQS, opts Options) sqs.Config {
 	return sqs.Config{
 		Region:            s.Region,
 		Endpoint:          s.Endpoint,
-		Stack:             opts.Stack,
+		Stack:             stack,
 		QueuePrefix:       s.QueuePrefix,
 		QueueType:         sqs.QueueType(s.QueueType),
 		VisibilityTimeout: s.VisibilityTimeout,
@@ -122,10 +164,10 @@ func SQSConfig(s SQS, opts Options) sqs.Config {
 
 // Ready reports nil while every connection works, for readiness probes.
 func (b *Backend) Ready() error {
-	if b.NATS != nil && !b.NATS.Ready() {
-		return fmt.Errorf("%w: NATS: %s", ErrNotReady, b.NATS.Status())
+	if b.nats != nil && !b.nats.Ready() {
+		return fmt.Errorf("%w: NATS: %s", ErrNotReady, b.nats.Status())
 	}
-	if b.SQS != nil && !b.SQS.Ready() {
+	if b.sqs != nil && !b.sqs.Ready() {
 		return fmt.Errorf("%w: SQS did not answer the last request", ErrNotReady)
 	}
 	return nil
@@ -134,11 +176,11 @@ func (b *Backend) Ready() error {
 // Close closes every connection; consumers still running are stopped.
 func (b *Backend) Close() error {
 	var errs []error
-	if b.SQS != nil {
-		errs = append(errs, b.SQS.Close())
+	if b.sqs != nil {
+		errs = append(errs, b.sqs.Close())
 	}
-	if b.NATS != nil {
-		errs = append(errs, b.NATS.Close())
+	if b.nats != nil {
+		errs = append(errs, b.nats.Close())
 	}
 	return errors.Join(errs...)
 }
@@ -177,11 +219,3 @@ func (s *split) Read(ctx context.Context, subject string, opts queue.ReadOptions
 func (s *split) Close() error {
 	return errors.Join(s.work.Close(), s.history.Close())
 }
-
-// TLS is the broker connection's TLS settings (CA, client certificate and
-// key), as services configure them.
-type TLS = natsjs.TLS
-
-// RedactURL returns the broker URL (or comma-separated URLs) without user
-// information, for logs.
-func RedactURL(u string) string { return natsjs.RedactURL(u) }

@@ -12,7 +12,6 @@ import (
 	"github.com/outposthq/outpost/libs/natsembed/natstest"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/backend"
-	"github.com/outposthq/outpost/libs/queue/natsjs"
 	"github.com/outposthq/outpost/libs/queue/queuetest"
 	"github.com/outposthq/outpost/libs/queue/sqs"
 	"github.com/outposthq/outpost/libs/queue/sqs/sqstest"
@@ -62,6 +61,46 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+func TestSettingsValidate(t *testing.T) {
+	with := func(edit func(*backend.Settings)) backend.Settings {
+		s := backend.DefaultSettings("svc")
+		edit(&s)
+		return s
+	}
+	sqsKind := func(s *backend.Settings) { s.Queue.Kind = backend.KindSQS }
+	cases := []struct {
+		name string
+		s    backend.Settings
+		req  backend.Requirements
+		bad  []string // keys in the error; none for valid settings
+	}{
+		{"defaults", backend.DefaultSettings("svc"), backend.Requirements{}, nil},
+		{"shared layout", with(func(s *backend.Settings) { s.Broker.Layout = queue.LayoutShared }), backend.Requirements{}, nil},
+		{"no url", with(func(s *backend.Settings) { s.Broker.URL = "" }), backend.Requirements{}, []string{"broker.url"}},
+		{"sqs needs no url", with(func(s *backend.Settings) { sqsKind(s); s.Broker.URL = "" }), backend.Requirements{SQS: true}, nil},
+		{"sqs with history needs the url", with(func(s *backend.Settings) { sqsKind(s); s.Broker.URL = "" }), backend.Requirements{SQS: true, History: true}, []string{"broker.url"}},
+		{"sqs refused", with(sqsKind), backend.Requirements{}, []string{"queue.kind"}},
+		{"sqs section checked", with(func(s *backend.Settings) { sqsKind(s); s.Queue.SQS.WaitTime = time.Hour }), backend.Requirements{SQS: true}, []string{"queue.sqs.wait_time"}},
+		{"every fault at once", with(func(s *backend.Settings) {
+			s.Broker.Stack, s.Broker.Layout, s.Broker.Replicas, s.Broker.TLS.Cert = "a.b", "mixed", 2, "c.pem"
+		}), backend.Requirements{}, []string{"broker.stack", "broker.layout", "broker.replicas: 2 must be 1 or 3", "broker.tls"}},
+		{"empty layout", with(func(s *backend.Settings) { s.Broker.Layout = "" }), backend.Requirements{}, []string{"broker.layout"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.s.Validate(tc.req)
+			if len(tc.bad) == 0 {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, backend.ErrInvalid)
+			for _, b := range tc.bad {
+				require.ErrorContains(t, err, b)
+			}
+		})
+	}
+}
+
 func TestSQSConfig(t *testing.T) {
 	cases := []struct {
 		name       string
@@ -79,8 +118,7 @@ func TestSQSConfig(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := backend.Default().SQS
 			tc.edit(&s)
-			tc.opts.Stack = "blue"
-			got := backend.SQSConfig(s, tc.opts)
+			got := backend.SQSConfig(s, "blue", tc.opts)
 			require.Equal(t, tc.wantLinger, got.BatchLinger)
 			require.Equal(t, tc.wantJobs, got.JobsMaxDeliveries)
 			require.Equal(t, "blue", got.Stack)
@@ -95,17 +133,19 @@ func TestOpenNATS(t *testing.T) {
 	srv := natstest.RunServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	b, err := backend.Open(ctx, backend.Default(), backend.Options{NATS: natsjs.Config{URL: srv.ClientURL()}, Logger: quiet()})
+	s := backend.DefaultSettings("test")
+	s.Broker.URL = srv.ClientURL()
+	b, err := backend.Open(ctx, s, backend.Options{Logger: quiet()})
 	require.NoError(t, err)
 	defer b.Close()
-	require.NotNil(t, b.NATS)
-	require.Nil(t, b.SQS)
-	require.Same(t, b.NATS, b.Broker)
+	require.NotNil(t, b.JetStream())
+	require.Nil(t, b.Queues())
+	require.Same(t, b.JetStream(), b.Broker)
 	require.NoError(t, b.Ready())
 }
 
 func TestOpenRefusesInvalidConfig(t *testing.T) {
-	_, err := backend.Open(context.Background(), backend.Config{Kind: "kafka"}, backend.Options{})
+	_, err := backend.Open(context.Background(), backend.Settings{Queue: backend.Config{Kind: "kafka"}}, backend.Options{})
 	require.ErrorIs(t, err, backend.ErrInvalid)
 }
 
@@ -118,27 +158,27 @@ func TestOpenSQSWithHistory(t *testing.T) {
 	srv := natstest.RunServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cfg := backend.Default()
-	cfg.Kind = backend.KindSQS
-	cfg.SQS.Endpoint, cfg.SQS.Region, cfg.SQS.WaitTime = fq.Endpoint, sqstest.Region, time.Second
-	b, err := backend.Open(ctx, cfg, backend.Options{NATS: natsjs.Config{URL: srv.ClientURL()}, History: true, Logger: quiet()})
+	cfg := backend.DefaultSettings("test")
+	cfg.Broker.URL = srv.ClientURL()
+	cfg.Queue.Kind = backend.KindSQS
+	cfg.Queue.SQS.Endpoint, cfg.Queue.SQS.Region, cfg.Queue.SQS.WaitTime = fq.Endpoint, sqstest.Region, time.Second
+	b, err := backend.Open(ctx, cfg, backend.Options{History: true, Logger: quiet()})
 	require.NoError(t, err)
 	defer b.Close()
-	require.NotNil(t, b.NATS)
-	require.NotNil(t, b.SQS)
+	require.NotNil(t, b.JetStream())
+	require.NotNil(t, b.Queues())
 	require.NoError(t, b.Ready())
 
 	tenant := queuetest.UniqueTenant()
 	subjects := queue.NewSubjects("")
 	require.NoError(t, b.Broker.EnsureTenant(ctx, tenant, queue.TenantLimits{}))
-	_, err = b.SQS.QueueName(subjects.Submit(tenant))
-	require.NoError(t, err)
+	require.NoError(t, b.Queues().EnsureQueues(ctx, subjects.Jobs(tenant, "p1")))
 
 	// Published through the broker: on SQS, not in JetStream's history.
 	logs := subjects.JobLogs(tenant, "j1")
 	require.NoError(t, b.Broker.Publish(ctx, queue.Message{Subject: logs, Data: []byte("via sqs")}))
 	got := make(chan string, 1)
-	c, err := b.SQS.Consume(ctx, queue.ConsumerConfig{Name: "t", Subject: subjects.All(tenant, queue.RoleJobEvents)}, func(ctx context.Context, d queue.Delivery) {
+	c, err := b.Queues().Consume(ctx, queue.ConsumerConfig{Name: "t", Subject: subjects.All(tenant, queue.RoleJobEvents)}, func(ctx context.Context, d queue.Delivery) {
 		got <- string(d.Data())
 		_ = d.Ack(ctx)
 	})
@@ -148,7 +188,7 @@ func TestOpenSQSWithHistory(t *testing.T) {
 
 	// Copied into JetStream (what the scheduler's bridge does): readable
 	// through the broker.
-	require.NoError(t, b.NATS.Publish(ctx, queue.Message{Subject: logs, Data: []byte("copied")}))
+	require.NoError(t, b.JetStream().Publish(ctx, queue.Message{Subject: logs, Data: []byte("copied")}))
 	var read []string
 	require.NoError(t, b.Broker.Read(ctx, logs, queue.ReadOptions{}, func(m queue.StreamMessage) bool {
 		read = append(read, string(m.Data))

@@ -1,8 +1,16 @@
-// Package backend chooses a service's queue backend from its configuration,
-// in one place: NATS JetStream (package natsjs, the default) or AWS SQS
-// (package sqs). Services embed Config under their "queue" key and call
-// Open.
+// Package backend is the one place services open the broker: NATS
+// JetStream (package natsjs, the default) or AWS SQS (package sqs), chosen
+// by their configuration. Services embed Settings inline in their
+// configuration (its "broker" and "queue" keys), call Open, and take from
+// the Backend the roles they need (package queue's role interfaces and
+// kv.Opener); no service imports natsjs or sqs.
 //
+//	broker:
+//	  url: nats://nats:4222  # OUTPOST_BROKER_URL
+//	  stack: outpost         # OUTPOST_STACK
+//	  layout: per-tenant     # OUTPOST_BROKER_LAYOUT: per-tenant (default) or shared
+//	  credentials: /c/creds  # OUTPOST_BROKER_CREDENTIALS
+//	  tls: {ca: /c/ca.pem}   # OUTPOST_BROKER_TLS_CA, _CERT, _KEY
 //	queue:
 //	  kind: sqs              # OUTPOST_QUEUE: nats (default) or sqs
 //	  sqs:
@@ -19,6 +27,8 @@ import (
 	"time"
 
 	libconfig "github.com/outposthq/outpost/libs/config"
+	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/queue/natsjs"
 	"github.com/outposthq/outpost/libs/queue/sqs"
 )
 
@@ -37,9 +47,123 @@ const (
 	KindSQS Kind = "sqs"
 )
 
-// Config chooses and tunes the backend. The NATS connection itself is
-// configured by each service (its broker section), since the scheduler
-// needs it with either kind.
+// Settings is a service's whole broker configuration: the NATS
+// connection (YAML key "broker") and the backend's kind with its SQS
+// settings (key "queue"). Services embed it inline, so that the keys and
+// OUTPOST_* variables are the same in every service:
+//
+//	type Config struct {
+//		backend.Settings `yaml:",inline"`
+//		...
+//	}
+type Settings struct {
+	// Broker is the NATS JetStream connection: the queue with KindNATS,
+	// and the scheduler's records and history with either kind.
+	Broker Broker `yaml:"broker"`
+	// Queue chooses where messages are published and consumed.
+	Queue Config `yaml:"queue"`
+}
+
+// Broker is the NATS JetStream connection.
+type Broker struct {
+	// URL of the NATS server(s), comma-separated. User and password or a
+	// token may be given in it; it is logged redacted (RedactURL).
+	URL string `yaml:"url" env:"OUTPOST_BROKER_URL"`
+	// Stack is the subject prefix shared by one Outpost installation.
+	Stack string `yaml:"stack" env:"OUTPOST_STACK"`
+	// Layout maps tenants onto streams: "per-tenant" (default) or
+	// "shared" (see docs/architecture.md). Every service of a stack, and
+	// every agent's credentials, must use the same.
+	Layout queue.Layout `yaml:"layout" env:"OUTPOST_BROKER_LAYOUT"`
+	// Name is the connection name shown by the server; the service's
+	// name when empty.
+	Name string `yaml:"name" env:"OUTPOST_BROKER_NAME"`
+	// Replicas of the streams and buckets the service creates: 1, or 3
+	// on a JetStream cluster (a node can then fail without an outage).
+	Replicas int `yaml:"replicas" env:"OUTPOST_BROKER_REPLICAS"`
+	// Credentials is the NATS credentials file issued for this service
+	// (libs/natsauth); a broker in operator mode refuses connections
+	// without one.
+	Credentials string `yaml:"credentials" env:"OUTPOST_BROKER_CREDENTIALS"`
+	// TLS verifies the broker (ca) and presents a client certificate
+	// (cert, key) to a broker that asks for one.
+	TLS TLS `yaml:"tls"`
+}
+
+// TLS is the broker connection's TLS settings (CA, client certificate and
+// key), as services configure them.
+type TLS = natsjs.TLS
+
+// RedactURL returns the broker URL (or comma-separated URLs) without user
+// information, for logs.
+func RedactURL(u string) string { return natsjs.RedactURL(u) }
+
+// DefaultURL is the broker URL of the default settings: a local NATS.
+const DefaultURL = "nats://127.0.0.1:4222"
+
+// DefaultSettings are the settings before any file or variable is read:
+// a local NATS, the default stack and layout, one replica, NATS as the
+// queue; name is the connection's name.
+func DefaultSettings(name string) Settings {
+	return Settings{
+		Broker: Broker{
+			URL:      DefaultURL,
+			Stack:    queue.DefaultStack,
+			Layout:   queue.LayoutPerTenant,
+			Name:     name,
+			Replicas: 1,
+		},
+		Queue: Default(),
+	}
+}
+
+// Requirements say what a service can run on, for Settings.Validate.
+type Requirements struct {
+	// SQS: the service can publish and consume on SQS (queue.kind sqs).
+	// Without it, "sqs" is refused: the service needs JetStream's KV
+	// stores and history.
+	SQS bool
+	// History: the service needs the JetStream connection with either
+	// kind (broker.url is required even with SQS); see Options.History.
+	History bool
+}
+
+// Validate reports every unusable value at once, with its YAML key.
+func (s Settings) Validate(req Requirements) error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s: %s", ErrInvalid, key, fmt.Sprintf(format, args...)))
+	}
+	if s.Queue.Kind == KindSQS && !req.SQS {
+		bad("queue.kind", "%q is not supported by this service: it needs NATS JetStream (%q)", KindSQS, KindNATS)
+	} else if err := s.Queue.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	b := s.Broker
+	if b.URL == "" && (s.Queue.Kind != KindSQS || req.History) {
+		bad("broker.url", "must not be empty")
+	}
+	if !queue.ValidToken(b.Stack) {
+		bad("broker.stack", "%q must be 1-64 characters of [A-Za-z0-9_-]", b.Stack)
+	}
+	if !b.Layout.Valid() {
+		bad("broker.layout", "%q is neither %q nor %q", b.Layout, queue.LayoutPerTenant, queue.LayoutShared)
+	}
+	if b.Replicas != 1 && b.Replicas != 3 {
+		bad("broker.replicas", "%d must be 1 or 3", b.Replicas)
+	}
+	if (b.TLS.Cert == "") != (b.TLS.Key == "") {
+		bad("broker.tls", "cert and key must be given together")
+	}
+	return errors.Join(errs...)
+}
+
+// SQSBackstopMaxReceiveCount bounds the deliveries of a message on SQS:
+// a service's max deliveries must stay below it (see
+// SQS.JobsMaxDeliveries).
+const SQSBackstopMaxReceiveCount = sqs.BackstopMaxReceiveCount
+
+// Config chooses and tunes the backend (the "queue" key of Settings).
 type Config struct {
 	// Kind is "nats" (default) or "sqs".
 	Kind Kind `yaml:"kind" env:"OUTPOST_QUEUE"`

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/outposthq/outpost/libs/kv/kvtest"
 	"github.com/outposthq/outpost/libs/natsembed/natstest"
 	"github.com/outposthq/outpost/libs/queue/natsjs"
 	"github.com/outposthq/outpost/libs/queue/queuetest"
@@ -88,11 +89,6 @@ func TestConformanceCluster(t *testing.T) {
 
 	// Replicated KV buckets report CAS conflicts with another error code.
 	t.Run("KV", func(t *testing.T) {
-		c := connect(t, natsjs.Config{URL: url, Stack: "cluster", Replicas: 3})
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		s, err := c.OpenStore(ctx, "jobs")
-		require.NoError(t, err)
-		testStoreCRUD(t, s)
+		kvtest.Run(t, stores(connect(t, natsjs.Config{URL: url, Stack: "cluster", Replicas: 3})))
 	})
 }

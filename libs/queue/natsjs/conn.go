@@ -88,16 +88,16 @@ import (
 	"github.com/outposthq/outpost/libs/queue"
 )
 
-// Layout chooses how tenants map onto streams.
-type Layout string
+// Layout chooses how tenants map onto streams (queue.Layout).
+type Layout = queue.Layout
 
 const (
 	// LayoutPerTenant gives every tenant its own streams: the strongest
 	// isolation, and TenantLimits are enforced. The default.
-	LayoutPerTenant Layout = "per-tenant"
+	LayoutPerTenant = queue.LayoutPerTenant
 	// LayoutShared puts every tenant of a stack in the same three streams
 	// with subject-filtered consumers. TenantLimits are not enforced.
-	LayoutShared Layout = "shared"
+	LayoutShared = queue.LayoutShared
 )
 
 // Defaults applied by Connect.
@@ -283,8 +283,11 @@ type Conn struct {
 }
 
 var (
-	_ queue.Broker = (*Conn)(nil)
-	_ kv.Opener    = (*Conn)(nil)
+	_ queue.Broker     = (*Conn)(nil)
+	_ queue.LastReader = (*Conn)(nil)
+	_ queue.Purger     = (*Conn)(nil)
+	_ queue.WorkLister = (*Conn)(nil)
+	_ kv.Opener        = (*Conn)(nil)
 )
 
 // Connect dials NATS and waits until the connection is up and JetStream

@@ -206,6 +206,8 @@ func (s *Store) err(op, key string, err error) error {
 		return fmt.Errorf("natsjs: %s %s/%s: %w", op, s.name, key, kv.ErrNotFound)
 	case errors.Is(err, jetstream.ErrKeyExists):
 		return fmt.Errorf("natsjs: %s %s/%s: %w", op, s.name, key, kv.ErrExists)
+	case errors.Is(err, jetstream.ErrInvalidKey):
+		return fmt.Errorf("natsjs: %s %s/%q: %w", op, s.name, key, kv.ErrInvalidKey)
 	case unavailable(err):
 		return fmt.Errorf("natsjs: %s %s/%s: %w: %w", op, s.name, key, queue.ErrUnavailable, err)
 	}

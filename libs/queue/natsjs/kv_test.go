@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/outposthq/outpost/libs/kv"
+	"github.com/outposthq/outpost/libs/kv/kvtest"
 	"github.com/outposthq/outpost/libs/natsembed/natstest"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/natsjs"
@@ -27,112 +29,23 @@ func openStore(t *testing.T, bucket string) kv.Store {
 	return s
 }
 
-func TestStoreCreateGetUpdate(t *testing.T) {
-	testStoreCRUD(t, openStore(t, "jobs"))
-}
-
-func testStoreCRUD(t *testing.T, s kv.Store) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-
-	_, err := s.Get(ctx, "job-1")
-	require.ErrorIs(t, err, kv.ErrNotFound)
-
-	rev, err := s.Create(ctx, "job-1", []byte("queued"))
-	require.NoError(t, err)
-	require.Positive(t, rev)
-
-	_, err = s.Create(ctx, "job-1", []byte("again"))
-	require.ErrorIs(t, err, kv.ErrExists)
-
-	e, err := s.Get(ctx, "job-1")
-	require.NoError(t, err)
-	require.Equal(t, kv.Entry{Key: "job-1", Value: []byte("queued"), Revision: rev}, e)
-
-	rev2, err := s.Update(ctx, "job-1", []byte("running"), rev)
-	require.NoError(t, err)
-	require.Greater(t, rev2, rev)
-
-	// A writer holding the old revision loses.
-	_, err = s.Update(ctx, "job-1", []byte("stale"), rev)
-	require.ErrorIs(t, err, kv.ErrConflict)
-	_, err = s.Update(ctx, "job-1", []byte("stale"), 0)
-	require.ErrorIs(t, err, kv.ErrConflict)
-	e, err = s.Get(ctx, "job-1")
-	require.NoError(t, err)
-	require.Equal(t, "running", string(e.Value))
-	require.Equal(t, rev2, e.Revision)
-
-	// Update of a key that never existed is ErrNotFound, not a create.
-	_, err = s.Update(ctx, "job-404", []byte("x"), 1)
-	require.ErrorIs(t, err, kv.ErrNotFound)
-	_, err = s.Update(ctx, "job-404", []byte("x"), 0)
-	require.ErrorIs(t, err, kv.ErrNotFound)
-	_, err = s.Get(ctx, "job-404")
-	require.ErrorIs(t, err, kv.ErrNotFound)
-
-	// Delete is compare-and-set too; a deleted key can be created again.
-	require.ErrorIs(t, s.Delete(ctx, "job-1", rev), kv.ErrConflict)
-	require.NoError(t, s.Delete(ctx, "job-1", rev2))
-	_, err = s.Get(ctx, "job-1")
-	require.ErrorIs(t, err, kv.ErrNotFound)
-	require.ErrorIs(t, s.Delete(ctx, "job-1", 0), kv.ErrNotFound)
-	_, err = s.Create(ctx, "job-1", []byte("again"))
-	require.NoError(t, err)
-	require.NoError(t, s.Delete(ctx, "job-1", 0))
-	// A list reads the bucket with an ordered consumer, which a
-	// replicated bucket may place on a follower a moment behind the
-	// leader: the deleted key leaves the list once the follower has the
-	// delete.
-	listed := -1
-	require.Eventually(t, func() bool {
-		n := 0
-		if err := s.List(ctx, func(kv.Entry) bool { n++; return true }); err != nil {
-			return false
-		}
-		listed = n
-		return n == 0
-	}, 10*time.Second, 20*time.Millisecond, "a deleted key is not listed (last list had %d)", listed)
-}
-
-func TestStoreMutateUnderContention(t *testing.T) {
-	s := openStore(t, "counters")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_, err := s.Create(ctx, "n", []byte("0"))
-	require.NoError(t, err)
-
-	const writers, each = 4, 10
-	var wg sync.WaitGroup
-	errs := make(chan error, writers*each)
-	for range writers {
-		wg.Go(func() {
-			for range each {
-				_, err := kv.Mutate(ctx, s, "n", 100, func(cur []byte) ([]byte, bool, error) {
-					n, err := strconv.Atoi(string(cur))
-					return []byte(strconv.Itoa(n + 1)), true, err
-				})
-				errs <- err
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+// stores opens a new bucket of c for each conformance test.
+func stores(c *natsjs.Conn) kvtest.Open {
+	var n atomic.Int64
+	return func(t *testing.T) kv.Store {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		s, err := c.OpenStore(ctx, fmt.Sprintf("conformance-%d", n.Add(1)))
 		require.NoError(t, err)
+		return s
 	}
-	e, err := s.Get(ctx, "n")
-	require.NoError(t, err)
-	require.Equal(t, strconv.Itoa(writers*each), string(e.Value), "no increment lost")
 }
 
-func TestStoreListEmpty(t *testing.T) {
-	s := openStore(t, "empty")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	n := 0
-	require.NoError(t, s.List(ctx, func(kv.Entry) bool { n++; return true }))
-	require.Zero(t, n)
+// TestStoreConformance runs the kv.Store contract (package kvtest), as
+// the in-memory store does, on JetStream KV buckets.
+func TestStoreConformance(t *testing.T) {
+	srv := natstest.RunServer(t)
+	kvtest.Run(t, stores(connect(t, natsjs.Config{URL: srv.ClientURL(), Stack: "kvtest"})))
 }
 
 func TestStoreListMany(t *testing.T) {

@@ -192,10 +192,11 @@ func (c *Conn) lastMessage(ctx context.Context, stream, subject string) (uint64,
 	return seq, at, err
 }
 
-// ErrNoMessage is returned by Last when the subject holds no message.
-var ErrNoMessage = errors.New("natsjs: no message on subject")
+// ErrNoMessage is queue.ErrNoMessage, returned by Last when the subject
+// holds no message.
+var ErrNoMessage = queue.ErrNoMessage
 
-// Last returns the last message stored on one subject of an event or
+// Last implements queue.LastReader: it returns the last message stored on one subject of an event or
 // compacted role (for the watch inventory: the object's current state),
 // with one direct request and no consumer.
 func (c *Conn) Last(ctx context.Context, subject string) (queue.StreamMessage, error) {

@@ -305,7 +305,10 @@ type Broker struct {
 	alive atomic.Bool
 }
 
-var _ queue.Broker = (*Broker)(nil)
+var (
+	_ queue.Broker       = (*Broker)(nil)
+	_ queue.QueueEnsurer = (*Broker)(nil)
+)
 
 // Connect builds the SQS client and waits until SQS answers a signed
 // request (a GetQueueUrl for a queue that need not exist), or ctx is done.

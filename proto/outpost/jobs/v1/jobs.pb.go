@@ -873,7 +873,12 @@ type JobResult struct {
 	ExitCode int32                  `protobuf:"varint,1,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
 	Duration *durationpb.Duration   `protobuf:"bytes,2,opt,name=duration,proto3" json:"duration,omitempty"`
 	// Small named outputs of the task.
-	Outputs       map[string]string `protobuf:"bytes,3,rep,name=outputs,proto3" json:"outputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Outputs map[string]string `protobuf:"bytes,3,rep,name=outputs,proto3" json:"outputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// How many JobRecords batches (distinct first_seq) the attempt published
+	// before this status. The scheduler applies the terminal state once that
+	// many batches of the attempt are stored, so a job that has ended has its
+	// results; 0 (runners that do not count, or no results) waits for none.
+	RecordBatches uint32 `protobuf:"varint,60,opt,name=record_batches,json=recordBatches,proto3" json:"record_batches,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -927,6 +932,13 @@ func (x *JobResult) GetOutputs() map[string]string {
 		return x.Outputs
 	}
 	return nil
+}
+
+func (x *JobResult) GetRecordBatches() uint32 {
+	if x != nil {
+		return x.RecordBatches
+	}
+	return 0
 }
 
 // JobStatus reports a state change of one attempt; envelope.attempt fences it.
@@ -1402,11 +1414,12 @@ const file_outpost_jobs_v1_jobs_proto_rawDesc = "" +
 	"\tsignature\x18\x05 \x01(\v2\x1c.outpost.common.v1.SignatureR\tsignature\x12#\n" +
 	"\rattempt_token\x18\x06 \x01(\tR\fattemptToken\x12\x12\n" +
 	"\x04user\x18\x14 \x01(\tR\x04user\x12)\n" +
-	"\x10started_attempts\x182 \x01(\rR\x0fstartedAttempts\"\xde\x01\n" +
+	"\x10started_attempts\x182 \x01(\rR\x0fstartedAttempts\"\x85\x02\n" +
 	"\tJobResult\x12\x1b\n" +
 	"\texit_code\x18\x01 \x01(\x05R\bexitCode\x125\n" +
 	"\bduration\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12A\n" +
-	"\aoutputs\x18\x03 \x03(\v2'.outpost.jobs.v1.JobResult.OutputsEntryR\aoutputs\x1a:\n" +
+	"\aoutputs\x18\x03 \x03(\v2'.outpost.jobs.v1.JobResult.OutputsEntryR\aoutputs\x12%\n" +
+	"\x0erecord_batches\x18< \x01(\rR\rrecordBatches\x1a:\n" +
 	"\fOutputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd1\x02\n" +

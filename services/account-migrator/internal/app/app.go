@@ -10,7 +10,7 @@ import (
 	"log/slog"
 
 	"github.com/outposthq/outpost/libs/apispec"
-	"github.com/outposthq/outpost/libs/queue/natsjs"
+	"github.com/outposthq/outpost/libs/queue/backend"
 	"github.com/outposthq/outpost/libs/service"
 	"github.com/outposthq/outpost/services/account-migrator/internal/config"
 )
@@ -38,13 +38,14 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	rt.Go(func(ctx context.Context) error {
-		c, err := service.Dial(ctx, rt, "broker", func(ctx context.Context) (*natsjs.Conn, error) {
-			return natsjs.Connect(ctx, natsjs.Config{URL: cfg.Broker.URL, Stack: cfg.Broker.Stack, Name: "account-migrator", Logger: log, Credentials: cfg.Broker.Credentials, TLS: cfg.Broker.TLS})
+		// The migrator runs on JetStream alone (config refuses SQS).
+		c, err := service.Dial(ctx, rt, "broker", func(ctx context.Context) (*backend.Backend, error) {
+			return backend.Open(ctx, cfg.Settings, backend.Options{Registerer: rt.Registry(), Logger: log})
 		})
 		if err != nil {
 			return err
 		}
-		m, err := New(ctx, cfg, log, c, rt.Registry())
+		m, err := New(ctx, cfg, log, c.JetStream(), rt.Registry(), WithBrokerReady(c.Ready))
 		if err != nil {
 			return err
 		}

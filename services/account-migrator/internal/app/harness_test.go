@@ -24,7 +24,7 @@ import (
 	"github.com/outposthq/outpost/libs/natsembed"
 	"github.com/outposthq/outpost/libs/natsembed/natstest"
 	"github.com/outposthq/outpost/libs/queue"
-	"github.com/outposthq/outpost/libs/queue/natsjs"
+	"github.com/outposthq/outpost/libs/queue/backend"
 	"github.com/outposthq/outpost/libs/testenv"
 	accountsv1 "github.com/outposthq/outpost/proto/outpost/accounts/v1"
 	watchv1 "github.com/outposthq/outpost/proto/outpost/watch/v1"
@@ -44,7 +44,7 @@ type env struct {
 	t    *testing.T
 	srv  *natsembed.Server
 	ctx  context.Context
-	conn *natsjs.Conn
+	conn backend.JetStream
 	url  string
 	cfg  config.Config
 	logs *testenv.SyncBuffer
@@ -86,10 +86,19 @@ func newEnv(t *testing.T, replicas int, edit ...func(*config.Config)) *env {
 	e := &env{t: t, srv: srv, ctx: ctx, url: srv.ClientURL(), cfg: cfg, logs: &testenv.SyncBuffer{}, subj: queue.NewSubjects(cfg.Broker.Stack),
 		spec: apispectest.New(t, openapi.Spec).Client()}
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	conn, err := natsjs.Connect(ctx, natsjs.Config{URL: e.url, Stack: cfg.Broker.Stack, Logger: log})
-	require.NoError(t, err)
-	e.conn = conn
-	_, e.token, err = auth.NewKeys(conn, nil).Create(ctx, auth.KeyRequest{Owner: "test", Tenants: []string{auth.AllTenants}, Role: auth.RoleAdmin})
+	// The test's connection and each replica's are opened as the
+	// service opens its own: from the settings (stack, layout).
+	settings := cfg.Settings
+	settings.Broker.URL = e.url
+	open := func() *backend.Backend {
+		b, err := backend.Open(ctx, settings, backend.Options{Logger: log})
+		require.NoError(t, err)
+		return b
+	}
+	conn := open()
+	e.conn = conn.JetStream()
+	var err error
+	_, e.token, err = auth.NewKeys(e.conn, nil).Create(ctx, auth.KeyRequest{Owner: "test", Tenants: []string{auth.AllTenants}, Role: auth.RoleAdmin})
 	require.NoError(t, err)
 	var wg sync.WaitGroup
 	t.Cleanup(func() {
@@ -99,10 +108,9 @@ func newEnv(t *testing.T, replicas int, edit ...func(*config.Config)) *env {
 	})
 	for range max(replicas, 1) {
 		// Each replica has its own connection, as separate processes do.
-		c, err := natsjs.Connect(ctx, natsjs.Config{URL: e.url, Stack: cfg.Broker.Stack, Logger: log})
-		require.NoError(t, err)
+		c := open()
 		reg := prometheus.NewRegistry()
-		m, err := New(ctx, cfg, log, c, reg)
+		m, err := New(ctx, cfg, log, c.JetStream(), reg, WithBrokerReady(c.Ready))
 		require.NoError(t, err)
 		wg.Go(func() {
 			defer func() { _ = c.Close() }()

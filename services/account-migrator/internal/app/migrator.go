@@ -17,8 +17,8 @@ import (
 
 	"github.com/outposthq/outpost/libs/auth"
 	"github.com/outposthq/outpost/libs/instances"
+	"github.com/outposthq/outpost/libs/kv"
 	"github.com/outposthq/outpost/libs/queue"
-	"github.com/outposthq/outpost/libs/queue/natsjs"
 	"github.com/outposthq/outpost/services/account-migrator/internal/accounts"
 	"github.com/outposthq/outpost/services/account-migrator/internal/api"
 	"github.com/outposthq/outpost/services/account-migrator/internal/automigrate"
@@ -35,17 +35,37 @@ const AccountsBucket = "accounts"
 // provisionRetry is the pause between attempts to provision the tenants.
 const provisionRetry = time.Second
 
+// Broker is what the migrator needs of the broker: JetStream's queue, the
+// last message and the purge of a subject (the watch inventory is a
+// compacted stream) and its KV stores (accounts, operations, API keys).
+type Broker interface {
+	queue.Broker
+	queue.LastReader
+	queue.Purger
+	kv.Opener
+}
+
+// Option adds to what New wires.
+type Option func(*Migrator)
+
+// WithBrokerReady makes Ready report the broker connection's health, as
+// ready says it (nil while it works).
+func WithBrokerReady(ready func() error) Option {
+	return func(m *Migrator) { m.brokerReady = ready }
+}
+
 // Migrator is the account-migrator over one broker connection.
 type Migrator struct {
-	cfg    config.Config
-	log    *slog.Logger
-	conn   *natsjs.Conn
-	engine *engine.Engine
-	ops    *operations.Service
-	auto   *automigrate.Migrator
-	mux    *http.ServeMux
-	keys   *auth.Keys
-	rules  []auth.Rule
+	cfg         config.Config
+	log         *slog.Logger
+	conn        Broker
+	brokerReady func() error
+	engine      *engine.Engine
+	ops         *operations.Service
+	auto        *automigrate.Migrator
+	mux         *http.ServeMux
+	keys        *auth.Keys
+	rules       []auth.Rule
 	// beat publishes this replica's heartbeats; peers lists every live
 	// control-plane replica from theirs.
 	beat  *instances.Heartbeater
@@ -56,7 +76,7 @@ type Migrator struct {
 
 // New assembles a migrator over conn and registers its metrics on reg. It
 // opens the KV buckets; tenants are provisioned by Run.
-func New(ctx context.Context, cfg config.Config, log *slog.Logger, conn *natsjs.Conn, reg prometheus.Registerer) (*Migrator, error) {
+func New(ctx context.Context, cfg config.Config, log *slog.Logger, conn Broker, reg prometheus.Registerer, opts ...Option) (*Migrator, error) {
 	keyring, err := cfg.Keyring()
 	if err != nil {
 		return nil, err
@@ -97,6 +117,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, conn *natsjs.
 	})
 	ops := operations.New(conn, opStore, subjects, cfg.MaxDeliveries, m, log.With("component", "operations")).WithSigner(signer)
 	mig := &Migrator{cfg: cfg, log: log, conn: conn, engine: eng, ops: ops, mux: http.NewServeMux()}
+	for _, o := range opts {
+		o(mig)
+	}
 	if a := cfg.AutoMigration; a.Enabled && (a.Directory != "" || a.Secrets.Namespace != "") {
 		src, err := source(a)
 		if err != nil {
@@ -157,8 +180,10 @@ func (m *Migrator) Known(name string) bool { return slices.Contains(m.cfg.Tenant
 // Ready reports nil once the broker connection works and the tenants are
 // provisioned.
 func (m *Migrator) Ready() error {
-	if !m.conn.Ready() {
-		return fmt.Errorf("%w: %s", ErrBrokerDown, m.conn.Status())
+	if m.brokerReady != nil {
+		if err := m.brokerReady(); err != nil {
+			return fmt.Errorf("%w: %w", ErrBrokerDown, err)
+		}
 	}
 	if !m.provisioned.Load() {
 		return errors.New("tenants are not provisioned yet")

@@ -33,7 +33,10 @@ type Config struct {
 	// bucket the scheduler manages them in.
 	Auth     auth.Config `yaml:"auth"`
 	LogLevel string      `yaml:"log_level" env:"OUTPOST_LOG_LEVEL"`
-	Broker   Broker      `yaml:"broker"`
+	// Settings are the broker (key "broker"). The migrator needs NATS
+	// JetStream (its records are KV buckets, the inventory a compacted
+	// stream): queue.kind sqs is refused.
+	backend.Settings `yaml:",inline"`
 	// ShutdownGrace bounds how long in-flight requests may take at shutdown.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace" env:"OUTPOST_SHUTDOWN_GRACE"`
 
@@ -90,18 +93,8 @@ type Config struct {
 	Signing signing.SignerConfig `yaml:"signing"`
 }
 
-// Broker says where the queue is.
-type Broker struct {
-	URL   string `yaml:"url" env:"OUTPOST_BROKER_URL"`
-	Stack string `yaml:"stack" env:"OUTPOST_STACK"`
-	// Credentials is the NATS credentials file issued for this service
-	// (libs/natsauth); a broker in operator mode refuses connections
-	// without one.
-	Credentials string `yaml:"credentials" env:"OUTPOST_BROKER_CREDENTIALS"`
-	// TLS verifies the broker (ca) and presents a client certificate
-	// (cert, key) to a broker that asks for one.
-	TLS backend.TLS `yaml:"tls"`
-}
+// Broker says where the queue is (backend.Broker).
+type Broker = backend.Broker
 
 // AutoMigration scans a credentials source and migrates the accounts it
 // finds whose names match Pattern.
@@ -138,7 +131,7 @@ func Default() Config {
 		Listen:             "127.0.0.1:8081",
 		Auth:               auth.DefaultConfig(),
 		LogLevel:           "info",
-		Broker:             Broker{URL: "nats://127.0.0.1:4222", Stack: queue.DefaultStack},
+		Settings:           backend.DefaultSettings("account-migrator"),
 		ShutdownGrace:      10 * time.Second,
 		Tenants:            []string{"default"},
 		DefaultTenant:      "default",
@@ -195,10 +188,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: ops_listen must differ from listen", config.ErrInvalid)
 	case c.Auth.Validate() != nil:
 		return fmt.Errorf("%w: %w", config.ErrInvalid, c.Auth.Validate())
-	case c.Broker.URL == "":
-		return fmt.Errorf("%w: broker.url is empty", config.ErrInvalid)
-	case !queue.ValidToken(c.Broker.Stack):
-		return fmt.Errorf("%w: broker.stack %q is not a valid subject token", config.ErrInvalid, c.Broker.Stack)
+	case c.Settings.Validate(backend.Requirements{}) != nil:
+		return c.Settings.Validate(backend.Requirements{})
 	case c.ShutdownGrace <= 0:
 		return fmt.Errorf("%w: shutdown_grace must be positive", config.ErrInvalid)
 	case len(c.Tenants) == 0:

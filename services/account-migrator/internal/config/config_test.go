@@ -10,6 +10,9 @@ import (
 	libconfig "github.com/outposthq/outpost/libs/config"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/queue/backend"
 )
 
 func TestValidate(t *testing.T) {
@@ -22,6 +25,11 @@ func TestValidate(t *testing.T) {
 		{name: "no listen", mutate: func(c *Config) { c.Listen = "" }, wantErr: "listen address"},
 		{name: "no broker", mutate: func(c *Config) { c.Broker.URL = "" }, wantErr: "broker.url"},
 		{name: "bad stack", mutate: func(c *Config) { c.Broker.Stack = "a.b" }, wantErr: "broker.stack"},
+		{name: "shared layout", mutate: func(c *Config) { c.Broker.Layout = queue.LayoutShared }},
+		{name: "bad layout", mutate: func(c *Config) { c.Broker.Layout = "mixed" }, wantErr: "broker.layout"},
+		{name: "replicas", mutate: func(c *Config) { c.Broker.Replicas = 2 }, wantErr: "broker.replicas"},
+		{name: "tls cert without key", mutate: func(c *Config) { c.Broker.TLS.Cert = "/c/cert.pem" }, wantErr: "broker.tls"},
+		{name: "sqs refused", mutate: func(c *Config) { c.Queue.Kind = backend.KindSQS }, wantErr: "queue.kind"},
 		{name: "no grace", mutate: func(c *Config) { c.ShutdownGrace = 0 }, wantErr: "shutdown_grace"},
 		{name: "no tenants", mutate: func(c *Config) { c.Tenants = nil }, wantErr: "tenants is empty"},
 		{name: "bad tenant", mutate: func(c *Config) { c.Tenants = []string{"default", "a.b"} }, wantErr: `tenant "a.b"`},
@@ -94,4 +102,5 @@ func TestLoad(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, keys.CanSeal())
 	require.Equal(t, "default", keys.SealingKeyID())
+	require.Equal(t, queue.LayoutPerTenant, cfg.Broker.Layout, "the layout defaults to per-tenant")
 }

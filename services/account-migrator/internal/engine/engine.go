@@ -35,12 +35,13 @@ var ErrNotFound = errors.New("account not found")
 // ErrExists is returned by Create for an account that already exists.
 var ErrExists = errors.New("account already exists")
 
-// Conn is what the engine needs of the broker (natsjs.Conn).
+// Conn is what the engine needs of the broker: publish, consume, read
+// the history and purge an account's inventory.
 type Conn interface {
-	Publish(ctx context.Context, msg queue.Message) error
-	Consume(ctx context.Context, cfg queue.ConsumerConfig, h queue.Handler) (queue.Consumer, error)
-	Read(ctx context.Context, subject string, opts queue.ReadOptions, fn func(queue.StreamMessage) bool) error
-	Purge(ctx context.Context, subject string) error
+	queue.Publisher
+	queue.Subscriber
+	queue.Reader
+	queue.Purger
 }
 
 // Options configure the engine.

@@ -15,7 +15,6 @@ import (
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/inventory"
 	"github.com/outposthq/outpost/libs/queue"
-	"github.com/outposthq/outpost/libs/queue/natsjs"
 	watchv1 "github.com/outposthq/outpost/proto/outpost/watch/v1"
 	"github.com/outposthq/outpost/services/account-migrator/internal/accounts"
 )
@@ -32,10 +31,11 @@ var ErrNotFound = errors.New("object not found")
 // cluster-scoped kind.
 var ErrClusterScoped = errors.New("kind is cluster-scoped")
 
-// Stream reads the watch stream (natsjs.Conn).
+// Stream reads the watch stream: its history and the last message of a
+// subject.
 type Stream interface {
-	Read(ctx context.Context, subject string, opts queue.ReadOptions, fn func(queue.StreamMessage) bool) error
-	Last(ctx context.Context, subject string) (queue.StreamMessage, error)
+	queue.Reader
+	queue.LastReader
 }
 
 // Item is one object as the API returns it.
@@ -130,7 +130,7 @@ func (r *Reader) Get(ctx context.Context, tenant, account string, kind accounts.
 		namespace = ""
 	}
 	m, err := r.stream.Last(ctx, inventory.ObjectSubject(r.subjects, tenant, account, kind.Token, namespace, name))
-	if errors.Is(err, natsjs.ErrNoMessage) {
+	if errors.Is(err, queue.ErrNoMessage) {
 		return nil, fmt.Errorf("%w: %s %s/%s", ErrNotFound, kind.Kind, namespace, name)
 	}
 	if err != nil {

@@ -90,14 +90,10 @@ type Record struct {
 func (r *Record) Done() bool { return r.State != Pending }
 
 // Publisher publishes messages (queue.Broker.Publish).
-type Publisher interface {
-	Publish(ctx context.Context, msg queue.Message) error
-}
+type Publisher = queue.Publisher
 
 // Consumer starts durable consumers (queue.Broker.Consume).
-type Consumer interface {
-	Consume(ctx context.Context, cfg queue.ConsumerConfig, h queue.Handler) (queue.Consumer, error)
-}
+type Consumer = queue.Subscriber
 
 // Service submits operations and records their results.
 type Service struct {

@@ -12,7 +12,6 @@ import (
 
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/backend"
-	"github.com/outposthq/outpost/libs/queue/natsjs"
 	"github.com/outposthq/outpost/libs/service"
 
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/config"
@@ -66,16 +65,12 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	metrics := runner.NewMetrics(rt.Registry())
 	rt.Go(func(ctx context.Context) error {
 		log.Info("connecting to queue", "queue", string(cfg.Queue.Kind), "stack", cfg.Broker.Stack)
+		settings := cfg.Settings
+		if settings.Broker.Name == "" {
+			settings.Broker.Name = ServiceName + "/" + cfg.Tenant + "/" + cfg.Pool + "/" + cfg.RunnerID
+		}
 		c, err := service.Dial(ctx, rt, "queue", func(ctx context.Context) (*backend.Backend, error) {
-			return backend.Open(ctx, cfg.Queue, backend.Options{
-				Stack: cfg.Broker.Stack,
-				NATS: natsjs.Config{
-					URL:         cfg.Broker.URL,
-					Credentials: cfg.Broker.Credentials,
-					TLS:         cfg.Broker.TLS,
-					Name:        ServiceName + "/" + cfg.Tenant + "/" + cfg.Pool + "/" + cfg.RunnerID,
-					Replicas:    cfg.Broker.Replicas,
-				},
+			return backend.Open(ctx, settings, backend.Options{
 				// The jobs queue's redrive policy (when this runner creates
 				// the queue) matches the runner's own max deliveries.
 				JobsMaxDeliveries: cfg.MaxDeliveries,

@@ -14,6 +14,7 @@ import (
 
 	"github.com/outposthq/outpost/libs/natsembed/natstest"
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/queue/backend"
 	"github.com/outposthq/outpost/libs/service"
 	"github.com/outposthq/outpost/libs/testenv"
 
@@ -108,7 +109,7 @@ func TestRunWaitsForTenantQueues(t *testing.T) {
 	require.Equal(t, http.StatusServiceUnavailable, code)
 
 	e := &env{url: srv.ClientURL()}
-	require.NoError(t, e.connect(t).EnsureTenant(context.Background(), tenant, queue.TenantLimits{}))
+	require.NoError(t, e.connect(t, backend.DefaultSettings("control-plane")).EnsureTenant(context.Background(), tenant, queue.TenantLimits{}))
 	require.Eventually(t, func() bool {
 		code, _ := get(t, "http://"+ops+"/readyz")
 		return code == http.StatusOK

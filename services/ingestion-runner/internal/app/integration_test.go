@@ -19,7 +19,7 @@ import (
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/natsembed/natstest"
 	"github.com/outposthq/outpost/libs/queue"
-	"github.com/outposthq/outpost/libs/queue/natsjs"
+	"github.com/outposthq/outpost/libs/queue/backend"
 	"github.com/outposthq/outpost/libs/signing"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 
@@ -39,9 +39,10 @@ var discard = func() *slog.Logger {
 }()
 
 type env struct {
-	url  string
-	conn *natsjs.Conn // the control plane's side: publishes jobs, reads events
-	subj queue.Subjects
+	url    string
+	layout queue.Layout
+	conn   queue.Broker // the control plane's side: publishes jobs, reads events
+	subj   queue.Subjects
 	// One collector per event subject family. They consume with durable
 	// consumers rather than Read, which keeps the test independent of
 	// history replay.
@@ -50,9 +51,17 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvLayout(t, queue.LayoutPerTenant)
+}
+
+// newEnvLayout is newEnv on a stack of the given layout.
+func newEnvLayout(t *testing.T, layout queue.Layout) *env {
+	t.Helper()
 	srv := natstest.RunServer(t)
-	e := &env{url: srv.ClientURL(), subj: queue.NewSubjects("")}
-	e.conn = e.connect(t)
+	e := &env{url: srv.ClientURL(), layout: layout, subj: queue.NewSubjects("")}
+	s := backend.DefaultSettings("control-plane")
+	s.Broker.Layout = layout
+	e.conn = e.connect(t, s)
 	require.NoError(t, e.conn.EnsureTenant(context.Background(), tenant, queue.TenantLimits{}))
 	e.status = e.collect(t, "test-status", e.subj.AllJobStatus(tenant))
 	e.logs = e.collect(t, "test-logs", "outpost."+tenant+".job-events.*.logs")
@@ -102,14 +111,16 @@ func (c *collector) on(subject string) []queue.StreamMessage {
 	return out
 }
 
-func (e *env) connect(t *testing.T) *natsjs.Conn {
+// connect opens the broker of s (on the env's server) as the services do.
+func (e *env) connect(t *testing.T, s backend.Settings) queue.Broker {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := natsjs.Connect(ctx, natsjs.Config{URL: e.url, Logger: discard})
+	s.Broker.URL = e.url
+	b, err := backend.Open(ctx, s, backend.Options{Logger: discard})
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = c.Close() })
-	return c
+	t.Cleanup(func() { _ = b.Close() })
+	return b.Broker
 }
 
 func runnerConfig(t *testing.T, id string) config.Config {
@@ -158,13 +169,13 @@ type testRunner struct {
 	done    chan error
 }
 
-// startRunner runs a runner on its own connection, as a separate process
-// would.
+// startRunner runs a runner on its own connection, opened from its
+// broker settings, as a separate process would.
 func (e *env) startRunner(t *testing.T, cfg config.Config) *testRunner {
 	t.Helper()
-	conn := e.connect(t)
+	conn := e.connect(t, cfg.Settings)
 	m := runner.NewMetrics(nil)
-	r, err := app.New(cfg, conn, conn.Subjects(), discard, m)
+	r, err := app.New(cfg, conn, queue.NewSubjects(cfg.Broker.Stack), discard, m)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	tr := &testRunner{metrics: m, cancel: cancel, done: make(chan error, 1)}
@@ -293,6 +304,18 @@ func TestRunsJobWithStatusAndLogs(t *testing.T) {
 	require.Contains(t, texts, "stderr: warn")
 	require.Contains(t, texts, "stdout: done")
 	require.Contains(t, texts, "runner: attempt ended: SUCCEEDED")
+}
+
+// TestSharedLayout: a runner configured with the control plane's shared
+// layout consumes its pool's jobs from the shared streams (the stack has
+// no per-tenant streams) and reports on them.
+func TestSharedLayout(t *testing.T) {
+	e := newEnvLayout(t, queue.LayoutShared)
+	cfg := runnerConfig(t, "r1")
+	cfg.Broker.Layout = queue.LayoutShared
+	e.startRunner(t, cfg)
+	e.dispatch(t, "job-shared", command("echo shared"))
+	e.waitStates(t, "job-shared", "RUNNING@1/r1", "SUCCEEDED@1/r1")
 }
 
 func TestFailingCommandIsRetried(t *testing.T) {

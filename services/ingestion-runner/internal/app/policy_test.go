@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/outposthq/outpost/libs/queue"
 	ingestv1 "github.com/outposthq/outpost/proto/outpost/ingest/v1"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 
@@ -68,9 +69,9 @@ func TestPolicyRefusesBeforeResolving(t *testing.T) {
 	require.NoError(t, cfg.Validate())
 
 	prov := &askedProvider{}
-	conn := e.connect(t)
-	r := runner.New(app.RunnerConfig(cfg), conn, conn.Subjects(),
-		app.Tasks(cfg, conn, conn.Subjects(), []secrets.Provider{prov}), discard, runner.NewMetrics(nil))
+	conn := e.connect(t, cfg.Settings)
+	r := runner.New(app.RunnerConfig(cfg), conn, queue.NewSubjects(cfg.Broker.Stack),
+		app.Tasks(cfg, conn, queue.NewSubjects(cfg.Broker.Stack), []secrets.Provider{prov}), discard, runner.NewMetrics(nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()

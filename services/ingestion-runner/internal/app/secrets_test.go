@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/stretchr/testify/require"
 
+	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/testenv"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 
@@ -59,8 +60,8 @@ func TestSecretFromAWSNeverLeaves(t *testing.T) {
 	logs := &testenv.SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	reg := prometheus.NewRegistry()
-	conn := e.connect(t)
-	r, err := app.New(cfg, conn, conn.Subjects(), log, runner.NewMetrics(reg))
+	conn := e.connect(t, cfg.Settings)
+	r, err := app.New(cfg, conn, queue.NewSubjects(cfg.Broker.Stack), log, runner.NewMetrics(reg))
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -18,7 +18,6 @@ import (
 	libconfig "github.com/outposthq/outpost/libs/config"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/backend"
-	"github.com/outposthq/outpost/libs/queue/sqs"
 	"github.com/outposthq/outpost/libs/signing"
 
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/kubejob"
@@ -53,10 +52,9 @@ type Config struct {
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level" env:"OUTPOST_LOG_LEVEL"`
 
-	Broker Broker `yaml:"broker"`
-	// Queue chooses the backend: NATS JetStream (broker.url, the default)
-	// or SQS.
-	Queue backend.Config `yaml:"queue"`
+	// Settings are the broker (key "broker") and the backend (key
+	// "queue"): NATS JetStream (broker.url, the default) or SQS.
+	backend.Settings `yaml:",inline"`
 
 	// Concurrency is how many jobs run at once.
 	Concurrency int `yaml:"concurrency" env:"OUTPOST_CONCURRENCY"`
@@ -153,25 +151,10 @@ type KubernetesJob struct {
 // Enabled tells whether the kubernetes task is configured.
 func (k KubernetesJob) Enabled() bool { return k.Namespace != "" }
 
-// Broker is the queue connection.
-type Broker struct {
-	// URL of the NATS server(s), comma-separated. User and password or a
-	// token may be given in it (nats://user:pass@host:4222). Not used with
-	// queue.kind sqs.
-	URL string `yaml:"url" env:"OUTPOST_BROKER_URL"`
-	// Stack is the subject prefix shared by one Outpost installation.
-	Stack string `yaml:"stack" env:"OUTPOST_STACK"`
-	// Replicas of the streams the runner may create: 1, or 3 on a
-	// JetStream cluster; it must match the scheduler's.
-	Replicas int `yaml:"replicas" env:"OUTPOST_BROKER_REPLICAS"`
-	// Credentials is the NATS credentials file issued for this service
-	// (libs/natsauth); a broker in operator mode refuses connections
-	// without one.
-	Credentials string `yaml:"credentials" env:"OUTPOST_BROKER_CREDENTIALS"`
-	// TLS verifies the broker (ca) and presents a client certificate
-	// (cert, key) to a broker that asks for one.
-	TLS backend.TLS `yaml:"tls"`
-}
+// Broker is the queue connection (backend.Broker). Its URL is not used
+// with queue.kind sqs; its name defaults to
+// "ingestion-runner/<tenant>/<pool>/<runner id>".
+type Broker = backend.Broker
 
 // Command configures the command task.
 type Command struct {
@@ -264,8 +247,7 @@ func Default() Config {
 		Pool:              "default",
 		RunnerID:          defaultRunnerID(),
 		LogLevel:          "info",
-		Broker:            Broker{URL: "nats://127.0.0.1:4222", Stack: queue.DefaultStack, Replicas: 1},
-		Queue:             backend.Default(),
+		Settings:          backend.DefaultSettings(""),
 		Concurrency:       4,
 		AckWait:           15 * time.Second,
 		MaxDeliveries:     10,
@@ -338,10 +320,7 @@ func (c Config) Validate() error {
 	if !queue.ValidToken(c.RunnerID) {
 		bad("runner_id %q must be 1-64 characters of [A-Za-z0-9_-]", c.RunnerID)
 	}
-	if c.Queue.Kind != backend.KindSQS && c.Broker.URL == "" {
-		bad("broker.url is required")
-	}
-	if err := c.Queue.Validate(); err != nil {
+	if err := c.Settings.Validate(backend.Requirements{SQS: true}); err != nil {
 		errs = append(errs, err)
 	}
 	if c.Queue.Kind == backend.KindSQS {
@@ -350,15 +329,9 @@ func (c Config) Validate() error {
 		if n := c.Queue.SQS.JobsMaxDeliveries; n != 0 && n != c.MaxDeliveries {
 			bad("queue.sqs.jobs_max_deliveries %d must equal max_deliveries %d (or be left out: it is derived from it)", n, c.MaxDeliveries)
 		}
-		if c.MaxDeliveries >= sqs.BackstopMaxReceiveCount {
-			bad("max_deliveries %d must be below %d with queue.kind sqs", c.MaxDeliveries, sqs.BackstopMaxReceiveCount)
+		if c.MaxDeliveries >= backend.SQSBackstopMaxReceiveCount {
+			bad("max_deliveries %d must be below %d with queue.kind sqs", c.MaxDeliveries, backend.SQSBackstopMaxReceiveCount)
 		}
-	}
-	if c.Broker.Replicas != 1 && c.Broker.Replicas != 3 {
-		bad("broker.replicas %d must be 1 or 3", c.Broker.Replicas)
-	}
-	if c.Broker.Stack == "" || strings.ContainsAny(c.Broker.Stack, ".*> \t") {
-		bad("broker.stack %q must be one subject token", c.Broker.Stack)
 	}
 	if c.Concurrency < 1 || c.Concurrency > maxConcurrency {
 		bad("concurrency %d must be between 1 and %d", c.Concurrency, maxConcurrency)

@@ -57,7 +57,7 @@ logs:
 			env: map[string]string{"OUTPOST_CONCURRENCY": "2", "OUTPOST_COMMAND_ALLOWLIST": "sh, true", "OUTPOST_RUNNER_ID": "r1"},
 			want: func(c *Config) {
 				c.Tenant, c.Pool, c.RunnerID = "acme", "remote", "r1"
-				c.Broker = Broker{URL: "nats://nats.internal:4222", Stack: "staging", Replicas: 1}
+				c.Broker.URL, c.Broker.Stack = "nats://nats.internal:4222", "staging"
 				c.Concurrency, c.AckWait = 2, 10*time.Second
 				c.Command.Allowlist, c.Command.CancelGrace = []string{"sh", "true"}, 3*time.Second
 				c.Secrets.EnvPrefixes, c.Secrets.Dir = []string{"OUTPOST_SECRET_"}, secretsDir
@@ -253,7 +253,22 @@ queue:
 		{
 			name:    "replicas 1 or 3",
 			env:     map[string]string{"OUTPOST_TENANT": "acme", "OUTPOST_BROKER_REPLICAS": "2"},
-			wantErr: []string{"broker.replicas 2 must be 1 or 3"},
+			wantErr: []string{"broker.replicas: 2 must be 1 or 3"},
+		},
+		{
+			name: "shared layout, as the control plane's",
+			file: write("layout.yaml", `
+tenant: acme
+broker: {layout: shared, credentials: /creds/runner.creds}
+`),
+			want: func(c *Config) {
+				c.Tenant, c.Broker.Layout, c.Broker.Credentials = "acme", queue.LayoutShared, "/creds/runner.creds"
+			},
+		},
+		{
+			name:    "layout checked",
+			env:     map[string]string{"OUTPOST_TENANT": "acme", "OUTPOST_BROKER_LAYOUT": "mixed"},
+			wantErr: []string{"broker.layout"},
 		},
 		{
 			name:    "runner id not a token",

@@ -106,7 +106,9 @@ func (a *Assertion) Run(ctx context.Context, in tasks.Input, out tasks.Output) t
 	if err := PublishChecks(ctx, a.Publisher, a.Subjects, in.Tenant, in.JobID, in.Attempt, in.AttemptToken, results); err != nil {
 		return tasks.Result{Err: fmt.Errorf("publish check results: %w", err), ExitCode: 1}
 	}
-	return summarize(results, cerr, out)
+	res := summarize(results, cerr, out)
+	res.RecordBatches = 1 // the checks, published above
+	return res
 }
 
 // summarize turns the results into the attempt's outcome and log line.

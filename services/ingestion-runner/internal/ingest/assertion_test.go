@@ -162,6 +162,7 @@ func TestAssertionChecks(t *testing.T) {
 					pub := &publisher{}
 					res, out := runAssertion(t, dir, pub, assertionSpec(src, tc.check))
 					recs := published(t, pub)
+					require.Equal(t, 1, res.RecordBatches, "the terminal status names the checks' batch")
 					require.Len(t, recs.GetChecks(), 1)
 					got := recs.GetChecks()[0]
 					require.Equal(t, tc.outcome, got.GetOutcome(), got.GetMessage())

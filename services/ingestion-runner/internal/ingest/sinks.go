@@ -125,6 +125,8 @@ type outpostSink struct {
 	batchSize int
 	// next is the sequence of the next record in the attempt, from 1.
 	next uint64
+	// sent counts the batches published.
+	sent int
 	now  func() time.Time
 }
 
@@ -150,8 +152,12 @@ func (s *outpostSink) Write(ctx context.Context, recs []*ingestv1.MetadataRecord
 		return fmt.Errorf("%w: outpost: publish records %d-%d: %w", ErrSink, first, first+uint64(len(recs))-1, err)
 	}
 	s.next += uint64(len(recs))
+	s.sent++
 	return nil
 }
+
+// RecordBatches is how many batches Write published.
+func (s *outpostSink) RecordBatches() int { return s.sent }
 
 func (s *outpostSink) Close(context.Context) error { return nil }
 

@@ -161,6 +161,7 @@ func TestOutpostSink(t *testing.T) {
 	require.NoError(t, res.Err, out.text())
 	require.Equal(t, "4", res.Outputs["records"])
 	require.Len(t, pub.msgs, 2)
+	require.Equal(t, 2, res.RecordBatches, "the terminal status names the batches sent")
 	var names []string
 	for i, m := range pub.msgs {
 		require.Equal(t, "outpost.acme.job-events.job-1.records", m.Subject)

@@ -186,6 +186,11 @@ func (t *Task) Run(ctx context.Context, in tasks.Input, out tasks.Output) tasks.
 		"views":    strconv.Itoa(p.views),
 		"warnings": strconv.Itoa(p.warnings),
 	}}
+	if c, ok := sink.(interface{ RecordBatches() int }); ok {
+		// The terminal status says how many batches went out, so the
+		// scheduler ends the job only once they are stored.
+		res.RecordBatches = c.RecordBatches()
+	}
 	if err != nil {
 		if errors.Is(err, ErrAuth) || errors.Is(err, ErrSourceConfig) || errors.Is(err, recipe.ErrInvalid) {
 			err = tasks.Permanent(err)

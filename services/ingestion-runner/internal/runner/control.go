@@ -18,7 +18,13 @@ import (
 // cancelled, or delivered again later).
 const recentCancelled = 10_000
 
-// cancelSet remembers the last n cancelled job ids, oldest forgotten first.
+// recentFinished is how many ended dispatches a runner remembers, for the
+// deliveries that come back after their Ack was lost (an SQS
+// DeleteMessage during an outage, a broker restart).
+const recentFinished = 10_000
+
+// cancelSet remembers the last n keys (cancelled job ids, finished
+// dispatches) with a value, oldest forgotten first.
 // It is not safe for concurrent use; the runner guards it.
 type cancelSet struct {
 	ids  map[string]string // job id -> reason

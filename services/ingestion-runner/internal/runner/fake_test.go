@@ -118,6 +118,25 @@ func (b *fakeBroker) deliver(t *testing.T, header map[string]string, data []byte
 	return d
 }
 
+// deliverAs runs the handler on the delivery wrap makes of a new delivery
+// of job (one whose settles fail, say), in its own goroutine.
+func (b *fakeBroker) deliverAs(t *testing.T, job *jobsv1.JobDispatched, attempt int, wrap func(*fakeDelivery) queue.Delivery) *fakeDelivery {
+	t.Helper()
+	msg, err := events.Encode(jobsSubject, job, "")
+	require.NoError(t, err)
+	b.mu.Lock()
+	h := b.handler
+	b.mu.Unlock()
+	require.NotNil(t, h, "runner is not consuming")
+	d := &fakeDelivery{testenv.NewDelivery(msg, attempt)}
+	b.handlers.Add(1)
+	go func() {
+		defer b.handlers.Done()
+		h(context.Background(), wrap(d))
+	}()
+	return d
+}
+
 func (b *fakeBroker) deliverJob(t *testing.T, job *jobsv1.JobDispatched, attempt int) *fakeDelivery {
 	t.Helper()
 	msg, err := events.Encode(jobsSubject, job, "")

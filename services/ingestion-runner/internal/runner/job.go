@@ -43,7 +43,9 @@ const (
 
 // jobRun is one attempt running on this runner.
 type jobRun struct {
-	jobID   string
+	jobID string
+	// key names the dispatch the attempt runs (finishedKey).
+	key     string
 	attempt int
 	cancel  context.CancelCauseFunc
 	// done is closed when the attempt has ended and its delivery was
@@ -53,8 +55,10 @@ type jobRun struct {
 	settled settlement
 }
 
-// settlement is how an attempt's delivery was settled: op "ack" or "nak"
-// (with delay), or "" when it was not (superseded, or the settle failed).
+// settlement is how an attempt's delivery is to be settled: op "ack" once
+// its end is reported (even if the Ack itself failed: the job must not run
+// again), "nak" (with delay) when it was handed back for a retry, or ""
+// when it was not settled (superseded, not reported, or the Nak failed).
 type settlement struct {
 	op    string
 	delay time.Duration
@@ -88,6 +92,12 @@ func (r *Runner) handle(_ context.Context, d queue.Delivery) {
 		r.metrics.MalformedMessages.WithLabelValues(string(queue.RoleJobs)).Inc()
 		r.log.Warn("malformed job message dead-lettered", "subject", d.Subject(), "attempt", d.Attempt(), "error", err)
 		r.settle(r.log, "term", func(ctx context.Context) error { return d.Term(ctx, err.Error()) })
+		return
+	}
+	if state, ok := r.finishedState(job); ok {
+		// Before the budget: a lost Ack must not turn into a dead letter
+		// either.
+		r.ackFinished(d, state, r.log.With("job_id", job.GetJobId(), "delivery", d.Attempt()))
 		return
 	}
 
@@ -137,10 +147,14 @@ func (r *Runner) handle(_ context.Context, d queue.Delivery) {
 	defer claim.End()
 	jobCtx, cancel := context.WithCancelCause(claimCtx)
 	defer cancel(nil)
-	run := &jobRun{jobID: job.GetJobId(), attempt: attempt, cancel: cancel, done: make(chan struct{})}
-	prev, reason, cancelled := r.register(run)
+	run := &jobRun{jobID: job.GetJobId(), key: finishedKey(job), attempt: attempt, cancel: cancel, done: make(chan struct{})}
+	prev, reason, cancelled, finished := r.register(run)
 	if prev != nil {
 		r.holdDuplicate(d, prev, log)
+		return
+	}
+	if finished != "" {
+		r.ackFinished(d, finished, log)
 		return
 	}
 	if cancelled {
@@ -250,23 +264,28 @@ func (r *Runner) checkJob(job *jobsv1.JobDispatched) error {
 	return nil
 }
 
-// register records run as running unless its job was cancelled already or
-// is running here already (then it returns that run); one lock for all, so
-// a cancel or a second delivery cannot slip in between.
-func (r *Runner) register(run *jobRun) (prev *jobRun, reason string, cancelled bool) {
+// register records run as running unless its job was cancelled already,
+// is running here already (then it returns that run) or its dispatch has
+// ended here already (then it returns the state it ended in); one lock for
+// all, so a cancel, a second delivery or an attempt's end cannot slip in
+// between.
+func (r *Runner) register(run *jobRun) (prev *jobRun, reason string, cancelled bool, finished string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for other := range r.running {
 		if other.jobID == run.jobID {
-			return other, "", false
+			return other, "", false, ""
 		}
 	}
+	if state, ok := r.finished.get(run.key); ok {
+		return nil, "", false, state
+	}
 	if reason, ok := r.cancelled.get(run.jobID); ok {
-		return nil, reason, true
+		return nil, reason, true, ""
 	}
 	r.running[run] = struct{}{}
 	r.metrics.JobsRunning.Set(float64(len(r.running)))
-	return nil, "", false
+	return nil, "", false, ""
 }
 
 // runningRun returns the run of jobID on this runner, or nil.
@@ -351,7 +370,8 @@ func (r *Runner) execute(ctx context.Context, d queue.Delivery, job *jobsv1.JobD
 	st := &jobsv1.JobStatus{
 		State:  outcome.State,
 		Reason: outcome.Reason,
-		Result: &jobsv1.JobResult{ExitCode: int32(res.ExitCode), Duration: durationpb.New(duration), Outputs: outputs},
+		Result: &jobsv1.JobResult{ExitCode: int32(res.ExitCode), Duration: durationpb.New(duration), Outputs: outputs,
+			RecordBatches: uint32(max(res.RecordBatches, 0))},
 	}
 	label := outcomeLabel(outcome.State)
 	var nakDelay time.Duration
@@ -402,8 +422,11 @@ func (r *Runner) execute(ctx context.Context, d queue.Delivery, job *jobsv1.JobD
 		if !r.settle(log, "nak", func(ctx context.Context) error { return d.Nak(ctx, nakDelay) }) {
 			done = settlement{}
 		}
-	} else if !r.settle(log, "ack", d.Ack) {
-		done = settlement{}
+	} else {
+		// Remembered before the Ack: if the Ack is lost, the message
+		// comes back, and this dispatch has ended.
+		r.rememberFinished(finishedKey(job), state)
+		r.settle(log, "ack", d.Ack)
 	}
 	r.metrics.JobsFinished.WithLabelValues(label).Inc()
 	r.metrics.JobDuration.WithLabelValues(label).Observe(duration.Seconds())

@@ -33,8 +33,11 @@ type Metrics struct {
 	// DuplicateDeliveries counts deliveries of a job this runner was
 	// running already; they are held, not run twice.
 	DuplicateDeliveries prometheus.Counter
-	MalformedMessages   *prometheus.CounterVec
-	LogLinesSent        prometheus.Counter
+	// FinishedRedeliveries counts deliveries of a dispatch this runner
+	// had already run to a reported end; they are acked, not run again.
+	FinishedRedeliveries prometheus.Counter
+	MalformedMessages    *prometheus.CounterVec
+	LogLinesSent         prometheus.Counter
 	// RefusedJobs counts jobs dead-lettered unrun because their signature
 	// did not verify, by reason (signing.Reason).
 	RefusedJobs *prometheus.CounterVec
@@ -69,6 +72,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "outpost_runner_duplicate_deliveries_total",
 			Help: "Deliveries of a job this runner was already running; held until that attempt ended instead of run twice.",
 		}),
+		FinishedRedeliveries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outpost_runner_finished_redeliveries_total",
+			Help: "Deliveries of a job dispatch this runner had already run and reported as ended (its settle was lost); acked without running again.",
+		}),
 		MalformedMessages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_malformed_messages_total",
 			Help: "Messages that could not be decoded, by subject role; work items among them are dead-lettered.",
@@ -84,7 +91,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.JobsStarted, m.JobsFinished, m.JobDuration, m.JobsRunning,
-			m.Redeliveries, m.DuplicateDeliveries, m.MalformedMessages, m.LogLinesSent, m.RefusedJobs)
+			m.Redeliveries, m.DuplicateDeliveries, m.FinishedRedeliveries, m.MalformedMessages, m.LogLinesSent, m.RefusedJobs)
 	}
 	return m
 }

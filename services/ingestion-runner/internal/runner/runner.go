@@ -54,9 +54,9 @@ var ErrNotReady = errors.New("runner not consuming")
 
 // Broker is what the runner needs from the queue.
 type Broker interface {
-	Publish(ctx context.Context, msg queue.Message) error
-	Consume(ctx context.Context, cfg queue.ConsumerConfig, h queue.Handler) (queue.Consumer, error)
-	Read(ctx context.Context, subject string, opts queue.ReadOptions, fn func(queue.StreamMessage) bool) error
+	queue.Publisher
+	queue.Subscriber
+	queue.Reader
 }
 
 // Config is what the runner needs from the service configuration.
@@ -106,8 +106,12 @@ type Runner struct {
 	mu        sync.Mutex
 	running   map[*jobRun]struct{}
 	cancelled *cancelSet
-	inflight  int           // handlers running, including ones not yet running a job
-	idle      chan struct{} // closed when inflight drops to 0
+	// finished remembers the dispatches (finishedKey) this runner ran to
+	// a reported end, with that end's state: a delivery of one that comes
+	// back (its Ack was lost) is acked again, not run again.
+	finished *cancelSet
+	inflight int           // handlers running, including ones not yet running a job
+	idle     chan struct{} // closed when inflight drops to 0
 }
 
 // New returns a runner. metrics may be nil.
@@ -129,6 +133,7 @@ func New(cfg Config, broker Broker, subjects queue.Subjects, registry *tasks.Reg
 		metrics:   metrics,
 		running:   map[*jobRun]struct{}{},
 		cancelled: newCancelSet(recentCancelled),
+		finished:  newCancelSet(recentFinished),
 		idle:      idle,
 	}
 }

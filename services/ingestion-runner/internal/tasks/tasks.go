@@ -61,6 +61,10 @@ type Result struct {
 	Err error
 	// Outputs are small named results for JobResult.outputs.
 	Outputs map[string]string
+	// RecordBatches is how many JobRecords batches the attempt published
+	// (JobResult.record_batches): the scheduler ends the job only once it
+	// has stored them.
+	RecordBatches int
 }
 
 // Task runs one kind of work.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
@@ -99,9 +100,14 @@ func (a *Agent) activate(ctx, consumeCtx context.Context, lease *accountsv1.Acco
 	exec := ops.NewExecutor(dyn, disco)
 	// The library's default max deliveries (5): an operation whose result
 	// cannot be published is run again at most that often, then
-	// dead-lettered with the reason.
+	// dead-lettered with the reason. Fenced: a replica paused past the ack
+	// wait while it ran an operation must not ack (remove) or nak (run
+	// again) the delivery of the replica that holds the account now, and a
+	// stopping replica gives back what reaches its last pull (see the
+	// lease consumer in Run).
 	cons, err := a.broker.Consume(consumeCtx, queue.ConsumerConfig{
 		Name: ConsumerName, Subject: a.cfg.Subjects.Ops(a.cfg.Tenant, spec.GetName()), Concurrency: 1,
+		AckWait: opsAckWait, Fenced: true,
 	}, a.operations(spec.GetName(), exec, log))
 	if err != nil {
 		acct.Stop()
@@ -120,6 +126,36 @@ func (a *Agent) activate(ctx, consumeCtx context.Context, lease *accountsv1.Acco
 	return &active{acct: acct, ops: cons, status: st, ping: ping}, nil
 }
 
+// opsAckWait is the ack wait of an account's operations consumer: how long
+// an operation taken by a replica that died waits before it is run again.
+// The handler renews it while the operation runs.
+const opsAckWait = queue.DefaultAckWait
+
+// renewWhile keeps d in progress until ctx is done. Once d is superseded
+// it calls abandon, to stop the work, and returns.
+func renewWhile(ctx context.Context, d queue.Delivery, ackWait time.Duration, abandon func(), log *slog.Logger) {
+	every := renewInterval(ackWait)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, every)
+		err := d.InProgress(rctx)
+		cancel()
+		if errors.Is(err, queue.ErrSuperseded) {
+			abandon()
+			return
+		}
+		if err != nil && ctx.Err() == nil {
+			log.Warn("operation not renewed", "subject", d.Subject(), "error", err)
+		}
+	}
+}
+
 // operations runs an account's operations one at a time and reports each.
 func (a *Agent) operations(account string, exec *ops.Executor, log *slog.Logger) queue.Handler {
 	subject := a.cfg.Subjects.OperationResults(a.cfg.Tenant)
@@ -135,7 +171,26 @@ func (a *Agent) operations(account string, exec *ops.Executor, log *slog.Logger)
 			a.refuse(ctx, d, "operation", err)
 			return
 		}
-		res := exec.Do(ctx, op)
+		xctx, abandon := context.WithCancel(ctx)
+		renewed := make(chan struct{})
+		go func() {
+			defer close(renewed)
+			renewWhile(xctx, d, opsAckWait, abandon, log)
+		}()
+		res := exec.Do(xctx, op)
+		abandon()
+		<-renewed
+		// A delivery superseded while the operation ran (this replica was
+		// paused past the ack wait) belongs to the replica that holds the
+		// message now: it runs the operation and reports it. The renewal
+		// checks it and keeps the delivery for the publish and the ack.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+		err = d.InProgress(rctx)
+		cancel()
+		if errors.Is(err, queue.ErrSuperseded) {
+			log.Warn("operation delivery superseded: result not reported", "operation", op.GetId())
+			return
+		}
 		outcome := "ok"
 		if !res.GetOk() {
 			outcome = "error"

@@ -7,6 +7,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -34,7 +35,7 @@ const settleTimeout = 5 * time.Second
 // Broker is the part of the queue the agent uses.
 type Broker interface {
 	watch.Broker
-	Consume(ctx context.Context, cfg queue.ConsumerConfig, h queue.Handler) (queue.Consumer, error)
+	queue.Subscriber
 }
 
 // Config is what the agent needs of the watcher's configuration.
@@ -93,12 +94,23 @@ func (a *Agent) Run(ctx context.Context) error {
 	// account and nothing would watch it again. No outcome of handleLease
 	// loops: a malformed lease is terminated, a failed activation reports
 	// FAILED and acks, a held one stays in progress.
+	//
+	// Fenced, for two reasons. A watcher paused (or cut off from the
+	// broker) past the ack wait has lost the lease to another replica,
+	// and JetStream settles whichever delivery of the message is current:
+	// its late renewal, Nak or Ack would keep, hand out again or remove
+	// the new holder's lease. And a fenced consumer's pulls are ended by
+	// the broker, never abandoned by the client: a lease given back at
+	// shutdown that the broker routes to this replica's last pull is
+	// received and given back again, where an abandoned pull drops it and
+	// the lease waits out the whole ack wait before any replica gets it.
 	cfg := queue.ConsumerConfig{
 		Name:          ConsumerName,
 		Subject:       a.cfg.Subjects.Leases(a.cfg.Tenant, a.cfg.Zone),
 		AckWait:       a.cfg.LeaseAckWait,
 		MaxDeliveries: -1,
 		Concurrency:   a.cfg.MaxAccounts,
+		Fenced:        true,
 	}
 	var cons queue.Consumer
 	err := backoff.Retry(func() error {
@@ -219,9 +231,14 @@ func (a *Agent) handleLease(ctx context.Context, d queue.Delivery) {
 			return
 		case gen == h.generation:
 			// Our own lease again (its ack wait lapsed): the running
-			// holder renews and settles this delivery from now on.
-			h.setDelivery(d)
-			return
+			// holder renews and settles this delivery from now on,
+			// unless it already gave the account up for a superseded
+			// delivery; then this one is taken anew once it is gone.
+			if h.adopt(d) {
+				return
+			}
+			<-h.done
+			continue
 		}
 		log.Info("newer lease: restarting the watch", "held_generation", h.generation)
 		h.release(releaseSuperseded)
@@ -233,7 +250,12 @@ func (a *Agent) handleLease(ctx context.Context, d queue.Delivery) {
 func (a *Agent) settle(ctx context.Context, d queue.Delivery, op string, fn func(context.Context) error) {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 	defer cancel()
-	if err := fn(sctx); err != nil {
+	err := fn(sctx)
+	switch {
+	case errors.Is(err, queue.ErrSuperseded):
+		// Another replica holds the message now; it settles it.
+		a.log.Info("superseded delivery not settled", "op", op, "subject", d.Subject())
+	case err != nil:
 		a.log.Warn("lease not settled", "op", op, "subject", d.Subject(), "error", err)
 	}
 }

@@ -24,6 +24,11 @@ const (
 	releaseDeactivate
 	// releaseSuperseded: a newer generation's lease arrived; Ack the old.
 	releaseSuperseded
+	// releaseLost: the delivery's lease lapsed (this replica was paused,
+	// starved or cut off from the broker past the ack wait) and the broker
+	// may have handed the account to another replica: stop watching,
+	// settle nothing and report nothing; the current holder does.
+	releaseLost
 )
 
 // holding is one account this replica holds the lease of.
@@ -45,10 +50,35 @@ func newHolding(account string, gen uint64, d queue.Delivery) *holding {
 	return &holding{account: account, generation: gen, delivery: d, released: make(chan struct{}), done: make(chan struct{})}
 }
 
-func (h *holding) setDelivery(d queue.Delivery) {
+// adopt makes d, a new delivery of the held lease, the one renewed and
+// settled from now on. It refuses (false) once the holding gave the
+// account up for a superseded delivery: that holder settles nothing, so d
+// must be taken anew.
+func (h *holding) adopt(d queue.Delivery) bool {
 	h.mu.Lock()
+	defer h.mu.Unlock()
+	select {
+	case <-h.released:
+		if h.reason == releaseLost {
+			return false
+		}
+	default:
+	}
 	h.delivery = d
-	h.mu.Unlock()
+	return true
+}
+
+// lose gives the account up because d was superseded, unless a newer
+// delivery was adopted meanwhile (d is no longer current). Under h.mu, so
+// that adopt sees either the newer delivery kept or the holding lost.
+func (h *holding) lose(d queue.Delivery) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.delivery != d {
+		return false
+	}
+	h.release(releaseLost)
+	return true
 }
 
 func (h *holding) current() queue.Delivery {
@@ -103,8 +133,7 @@ func (a *Agent) hold(ctx context.Context, h *holding, lease *accountsv1.AccountL
 		case <-h.released:
 			a.settleRelease(ctx, h, lease, log)
 		default:
-			a.reportFailure(ctx, lease, err)
-			a.settle(ctx, h.current(), "ack", h.current().Ack)
+			a.fail(ctx, h, lease, err, log)
 		}
 		return
 	}
@@ -119,11 +148,36 @@ func (a *Agent) hold(ctx context.Context, h *holding, lease *accountsv1.AccountL
 	cancel()
 	active.stop(ctx, log)
 	if lost != nil {
-		a.reportFailure(ctx, lease, lost)
-		a.settle(ctx, h.current(), "ack", h.current().Ack)
+		a.fail(ctx, h, lease, lost, log)
 		return
 	}
 	a.settleRelease(ctx, h, lease, log)
+}
+
+// fail reports FAILED and acks the lease, so that the migrator retries the
+// account, unless the delivery was superseded: then the account's current
+// holder reports its own outcome, and a FAILED from here would contradict
+// it. The renewal that checks it also keeps the lease until the ack. A
+// delivery adopted meanwhile (the lease came back to this replica) is the
+// one reported and acked.
+func (a *Agent) fail(ctx context.Context, h *holding, lease *accountsv1.AccountLease, cause error, log *slog.Logger) {
+	for {
+		d := h.current()
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+		err := d.InProgress(rctx)
+		cancel()
+		if errors.Is(err, queue.ErrSuperseded) {
+			if !h.lose(d) {
+				continue
+			}
+			a.metrics.LeasesSuperseded.Inc()
+			log.Warn("lease superseded: failure not reported", "error", cause)
+			return
+		}
+		a.reportFailure(ctx, lease, cause)
+		a.settle(ctx, d, "ack", d.Ack)
+		return
+	}
 }
 
 // ErrLostCluster is reported (FAILED) for an active account whose cluster
@@ -184,16 +238,29 @@ func (a *Agent) settleRelease(ctx context.Context, h *holding, lease *accountsv1
 	case releaseSuperseded:
 		a.settle(ctx, d, "ack", d.Ack)
 		log.Info("account handed to its newer lease")
+	case releaseLost:
+		a.metrics.LeasesSuperseded.Inc()
+		log.Warn("lease superseded: account given up to its current holder")
 	default:
 		a.settle(ctx, d, "nak", func(c context.Context) error { return d.Nak(c, 0) })
 		log.Info("account lease given back")
 	}
 }
 
-// keepAlive renews the lease every third of its ack wait, so that one
-// lost renewal does not hand the account to another replica.
+// renewInterval is how often a held lease is renewed: a third of the time
+// a fenced delivery stays this replica's without a renewal (the ack wait
+// less its fence margin), so that one lost renewal does not lose it.
+func renewInterval(ackWait time.Duration) time.Duration {
+	return (ackWait - queue.FenceMargin(ackWait)) / 3
+}
+
+// keepAlive renews the lease every renewInterval. Once its delivery is
+// superseded (no renewal got through within the ack wait less its margin:
+// this replica was paused or cut off, and the broker may have handed the
+// lease to another replica), the account is given up.
 func (a *Agent) keepAlive(ctx context.Context, h *holding, log *slog.Logger) {
-	tick := time.NewTicker(a.cfg.LeaseAckWait / 3)
+	every := renewInterval(a.cfg.LeaseAckWait)
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		select {
@@ -203,10 +270,17 @@ func (a *Agent) keepAlive(ctx context.Context, h *holding, log *slog.Logger) {
 			return
 		case <-tick.C:
 		}
-		rctx, cancel := context.WithTimeout(ctx, a.cfg.LeaseAckWait/3)
-		err := h.current().InProgress(rctx)
+		d := h.current()
+		rctx, cancel := context.WithTimeout(ctx, every)
+		err := d.InProgress(rctx)
 		cancel()
-		if err != nil && !errors.Is(err, queue.ErrAlreadyAcked) {
+		switch {
+		case err == nil, errors.Is(err, queue.ErrAlreadyAcked):
+		case errors.Is(err, queue.ErrSuperseded):
+			if h.lose(d) {
+				return
+			}
+		default:
 			log.Warn("lease not renewed", "error", err)
 		}
 	}

@@ -9,7 +9,8 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/outposthq/outpost/libs/queue/natsjs"
+	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/queue/backend"
 	"github.com/outposthq/outpost/libs/service"
 	"github.com/outposthq/outpost/services/k8s-watcher/internal/agent"
 	"github.com/outposthq/outpost/services/k8s-watcher/internal/cluster"
@@ -54,24 +55,25 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	m := metrics.New(rt.Registry())
 	rt.Go(func(ctx context.Context) error {
-		// Leases are given back (the agent returns) before the broker
-		// connection closes.
-		conn, err := service.Dial(ctx, rt, "broker", func(ctx context.Context) (*natsjs.Conn, error) {
-			return natsjs.Connect(ctx, natsjs.Config{URL: cfg.Broker.URL, Stack: cfg.Broker.Stack, Name: "k8s-watcher", Logger: log, Credentials: cfg.Broker.Credentials, TLS: cfg.Broker.TLS})
+		// The watcher runs on JetStream alone (config refuses SQS), in
+		// the layout its credentials were issued for. Leases are given
+		// back (the agent returns) before the broker connection closes.
+		conn, err := service.Dial(ctx, rt, "broker", func(ctx context.Context) (*backend.Backend, error) {
+			return backend.Open(ctx, cfg.Settings, backend.Options{Logger: log})
 		})
 		if err != nil {
 			return err
 		}
 		rt.SetReady(func() error {
-			if !conn.Ready() {
-				return fmt.Errorf("%w: %s", ErrBrokerDown, conn.Status())
+			if err := conn.Ready(); err != nil {
+				return fmt.Errorf("%w: %w", ErrBrokerDown, err)
 			}
 			return nil
 		})
 		log.Info("Starting outpost k8s watcher", "ops_addr", cfg.OpsAddr)
 		a := agent.New(agent.Config{
 			Tenant: cfg.Tenant, Zone: cfg.Zone, WatcherID: cfg.WatcherID,
-			Subjects:          conn.Subjects(),
+			Subjects:          queue.NewSubjects(cfg.Broker.Stack),
 			LeaseAckWait:      cfg.LeaseAckWait,
 			HeartbeatInterval: cfg.HeartbeatInterval,
 			ChecksumInterval:  cfg.ChecksumInterval,
@@ -84,7 +86,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 				OwnKubeconfig: cfg.Kubeconfig, Keys: keys, Tenant: cfg.Tenant, Timeout: cfg.ClusterTimeout, Log: log.With("component", "client-go"),
 				KubeconfigDir: cfg.KubeconfigDir, SecretNamespaces: cfg.SecretNamespaces, AllowServiceAccount: cfg.AllowServiceAccount,
 			},
-		}, conn, log, m)
+		}, conn.JetStream(), log, m)
 		return a.Run(ctx)
 	})
 	return rt.Wait()

@@ -42,11 +42,12 @@ const (
 // env is one test's broker and the shared cluster; the test plays the
 // account-migrator through it.
 type env struct {
-	kc   *kubetest.Cluster
-	srv  *natsembed.Server
-	conn *natsjs.Conn
-	subj queue.Subjects
-	key  []byte
+	kc     *kubetest.Cluster
+	srv    *natsembed.Server
+	layout queue.Layout
+	conn   *natsjs.Conn
+	subj   queue.Subjects
+	key    []byte
 	// signer signs leases and operations as the control plane does;
 	// watchers of e.config trust it.
 	signer *signing.Signer
@@ -54,16 +55,23 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvLayout(t, queue.LayoutPerTenant)
+}
+
+// newEnvLayout is newEnv on a stack of the given layout; e.config's
+// watchers use it too.
+func newEnvLayout(t *testing.T, layout queue.Layout) *env {
+	t.Helper()
 	kc := kubetest.Shared(t)
 	srv := natstest.RunServer(t)
 	ctx := context.Background()
-	conn, err := natsjs.Connect(ctx, natsjs.Config{URL: srv.ClientURL()})
+	conn, err := natsjs.Connect(ctx, natsjs.Config{URL: srv.ClientURL(), Layout: layout})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
 	require.NoError(t, conn.EnsureTenant(ctx, tenant, queue.TenantLimits{}))
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
-	return &env{kc: kc, srv: srv, conn: conn, subj: conn.Subjects(), key: key, signer: newSigner(t, "control-1")}
+	return &env{kc: kc, srv: srv, layout: layout, conn: conn, subj: conn.Subjects(), key: key, signer: newSigner(t, "control-1")}
 }
 
 // config is a watcher of the zone with short intervals, whose own cluster
@@ -73,7 +81,7 @@ func (e *env) config(t *testing.T) config.Config {
 	cfg := config.Default()
 	cfg.Tenant, cfg.Zone = tenant, zone
 	cfg.OpsAddr = testenv.FreeAddr(t)
-	cfg.Broker.URL = e.srv.ClientURL()
+	cfg.Broker.URL, cfg.Broker.Layout = e.srv.ClientURL(), e.layout
 	cfg.Kubeconfig = e.kc.Kubeconfig
 	cfg.KubeconfigKey = base64.StdEncoding.EncodeToString(e.key)
 	// Files anywhere, Secrets of any namespace and the watcher's own

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
@@ -41,10 +42,15 @@ func metric(opsAddr string) float64 {
 }
 
 // TestBrokerOutageLosesNothing changes the cluster while the broker is
-// down: the publishes fail, are retried, and land once it is back.
+// down: the publishes fail, are retried, and land once it is back. The
+// outage is shorter than the lease's ack wait, so the watcher keeps the
+// account through it (a longer one gives the account up to whichever
+// replica the broker hands the lapsed lease to, see
+// TestPausedWatcherLeavesItsSuccessorAlone).
 func TestBrokerOutageLosesNothing(t *testing.T) {
 	e := newEnv(t)
 	cfg := e.config(t)
+	cfg.LeaseAckWait = time.Minute
 	e.start(t, cfg)
 	ns := e.kc.CreateNamespace(t)
 	e.activated(t, e.spec("outage", ns), 1)

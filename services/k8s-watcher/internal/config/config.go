@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"github.com/outposthq/outpost/libs/queue/backend"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/outposthq/outpost/libs/config"
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/queue/backend"
 	"github.com/outposthq/outpost/libs/seal"
 	"github.com/outposthq/outpost/libs/signing"
 )
@@ -33,7 +33,10 @@ type Config struct {
 	// the watcher only dials out.
 	OpsAddr  string `yaml:"ops_addr" env:"OUTPOST_OPS_ADDR"`
 	LogLevel string `yaml:"log_level" env:"OUTPOST_LOG_LEVEL"`
-	Broker   Broker `yaml:"broker"`
+	// Settings are the broker (key "broker"): its layout must be the
+	// control plane's, as the watcher's credentials are. The watcher
+	// needs NATS JetStream: queue.kind sqs is refused.
+	backend.Settings `yaml:",inline"`
 	// Kubeconfig is the watcher's own cluster credentials: where
 	// "encryptedFile:k8s!..." Secrets are read from and what accounts with
 	// serviceAccount use. Empty means the in-cluster ServiceAccount.
@@ -83,18 +86,8 @@ type Config struct {
 	Signing signing.VerifierConfig `yaml:"signing"`
 }
 
-// Broker says where the queue is.
-type Broker struct {
-	URL   string `yaml:"url" env:"OUTPOST_BROKER_URL"`
-	Stack string `yaml:"stack" env:"OUTPOST_STACK"`
-	// Credentials is the NATS credentials file issued for this service
-	// (libs/natsauth); a broker in operator mode refuses connections
-	// without one.
-	Credentials string `yaml:"credentials" env:"OUTPOST_BROKER_CREDENTIALS"`
-	// TLS verifies the broker (ca) and presents a client certificate
-	// (cert, key) to a broker that asks for one.
-	TLS backend.TLS `yaml:"tls"`
-}
+// Broker says where the queue is (backend.Broker).
+type Broker = backend.Broker
 
 // Default returns the configuration used when nothing is set.
 func Default() Config {
@@ -104,7 +97,7 @@ func Default() Config {
 		WatcherID:         DefaultWatcherID(),
 		OpsAddr:           "127.0.0.1:9092",
 		LogLevel:          "info",
-		Broker:            Broker{URL: "nats://127.0.0.1:4222", Stack: queue.DefaultStack},
+		Settings:          backend.DefaultSettings("k8s-watcher"),
 		LeaseAckWait:      30 * time.Second,
 		HeartbeatInterval: 5 * time.Second,
 		ChecksumInterval:  time.Minute,
@@ -174,16 +167,15 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: watcher_id %q is not a valid token ([a-zA-Z0-9_-], at most 64)", config.ErrInvalid, c.WatcherID)
 	case c.OpsAddr == "":
 		return fmt.Errorf("%w: ops_addr is empty", config.ErrInvalid)
-	case c.Broker.URL == "":
-		return fmt.Errorf("%w: broker.url is empty", config.ErrInvalid)
-	case !queue.ValidToken(c.Broker.Stack):
-		return fmt.Errorf("%w: broker.stack %q is not a valid subject token", config.ErrInvalid, c.Broker.Stack)
+	case c.Settings.Validate(backend.Requirements{}) != nil:
+		return c.Settings.Validate(backend.Requirements{})
 	case c.MaxAccounts <= 0:
 		return fmt.Errorf("%w: max_accounts must be positive", config.ErrInvalid)
 	case c.PublishWorkers <= 0:
 		return fmt.Errorf("%w: publish_workers must be positive", config.ErrInvalid)
-	case c.LeaseAckWait < 3*time.Second:
-		return fmt.Errorf("%w: lease_ack_wait must be at least 3s (the lease is renewed every third of it)", config.ErrInvalid)
+	case c.LeaseAckWait < queue.MinFencedAckWait:
+		// The lease consumer is fenced (see agent.Run).
+		return fmt.Errorf("%w: lease_ack_wait must be at least %s (a fenced lease keeps a margin of it in hand and is renewed every third of the rest)", config.ErrInvalid, queue.MinFencedAckWait)
 	}
 	if c.KubeconfigDir != "" {
 		if fi, err := os.Stat(c.KubeconfigDir); err != nil || !fi.IsDir() || !filepath.IsAbs(c.KubeconfigDir) {

@@ -2,9 +2,15 @@ package config
 
 import (
 	"encoding/base64"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	libconfig "github.com/outposthq/outpost/libs/config"
+	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/queue/backend"
 )
 
 func TestValidate(t *testing.T) {
@@ -21,6 +27,11 @@ func TestValidate(t *testing.T) {
 		{name: "bad watcher id", mutate: func(c *Config) { c.WatcherID = "a.b" }, wantErr: "watcher_id"},
 		{name: "no ops addr", mutate: func(c *Config) { c.OpsAddr = "" }, wantErr: "ops_addr"},
 		{name: "no broker", mutate: func(c *Config) { c.Broker.URL = "" }, wantErr: "broker.url"},
+		{name: "shared layout", mutate: func(c *Config) { c.Broker.Layout = queue.LayoutShared }},
+		{name: "bad layout", mutate: func(c *Config) { c.Broker.Layout = "mixed" }, wantErr: "broker.layout"},
+		{name: "replicas", mutate: func(c *Config) { c.Broker.Replicas = 2 }, wantErr: "broker.replicas"},
+		{name: "tls cert without key", mutate: func(c *Config) { c.Broker.TLS.Cert = "/c/cert.pem" }, wantErr: "broker.tls"},
+		{name: "sqs refused", mutate: func(c *Config) { c.Queue.Kind = backend.KindSQS }, wantErr: "queue.kind"},
 		{name: "no grace", mutate: func(c *Config) { c.ShutdownGrace = -1 }, wantErr: "shutdown_grace"},
 		{name: "no heartbeat", mutate: func(c *Config) { c.HeartbeatInterval = 0 }, wantErr: "heartbeat_interval"},
 		{name: "short ack wait", mutate: func(c *Config) { c.LeaseAckWait = 1 }, wantErr: "lease_ack_wait"},
@@ -57,4 +68,20 @@ func TestDefaultWatcherIDIsUnique(t *testing.T) {
 	cfg := Default()
 	cfg.WatcherID = a
 	require.NoError(t, cfg.Validate())
+}
+
+// TestLoadBroker: the broker keys and variables are those of every
+// service (backend.Settings), the layout included.
+func TestLoadBroker(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("broker:\n  url: nats://nats.vendor.example:4222\n  layout: shared\n  tls: {ca: /tls/ca.pem}\n"), 0o600))
+	env := map[string]string{"OUTPOST_BROKER_CREDENTIALS": "/creds/watcher.creds", "OUTPOST_STACK": "blue"}
+	cfg := Default()
+	require.NoError(t, libconfig.Load(path, &cfg, func(k string) (string, bool) { v, ok := env[k]; return v, ok }))
+	require.NoError(t, cfg.Validate())
+	require.Equal(t, backend.Broker{
+		URL: "nats://nats.vendor.example:4222", Stack: "blue", Layout: queue.LayoutShared, Name: "k8s-watcher",
+		Replicas: 1, Credentials: "/creds/watcher.creds", TLS: backend.TLS{CA: "/tls/ca.pem"},
+	}, cfg.Broker)
+	require.Equal(t, backend.KindNATS, cfg.Queue.Kind)
 }

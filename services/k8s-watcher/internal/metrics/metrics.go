@@ -25,6 +25,10 @@ type Metrics struct {
 	// their signature did not verify, by type ("lease", "operation") and
 	// reason (signing.Reason).
 	Refused *prometheus.CounterVec
+	// LeasesSuperseded counts accounts given up because their lease's
+	// delivery was superseded (the replica was paused or cut off from the
+	// broker past the ack wait).
+	LeasesSuperseded prometheus.Counter
 }
 
 // New creates the metrics and registers them with reg (nil: not registered,
@@ -53,9 +57,13 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "outpost_watcher_refused_messages_total",
 			Help: "Leases and operations dead-lettered unused because their signature did not verify, by type and reason (unsigned, bad_signature, expired, unknown_key, wrong_tenant, wrong_scope, invalid).",
 		}, []string{"type", "reason"}),
+		LeasesSuperseded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outpost_watcher_leases_superseded_total",
+			Help: "Accounts given up because their lease lapsed while this watcher was paused or cut off from the broker.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.AccountsHeld, m.Activations, m.DeltasPublished, m.PublishErrors, m.Operations, m.Malformed, m.Refused)
+		reg.MustRegister(m.AccountsHeld, m.Activations, m.DeltasPublished, m.PublishErrors, m.Operations, m.Malformed, m.Refused, m.LeasesSuperseded)
 	}
 	return m
 }

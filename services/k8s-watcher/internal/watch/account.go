@@ -46,8 +46,8 @@ const (
 
 // Broker is the part of the queue a watch uses.
 type Broker interface {
-	Publish(ctx context.Context, msg queue.Message) error
-	Read(ctx context.Context, subject string, opts queue.ReadOptions, fn func(queue.StreamMessage) bool) error
+	queue.Publisher
+	queue.Reader
 }
 
 // Options describe one account's watch.

@@ -24,7 +24,7 @@ import (
 	"github.com/outposthq/outpost/libs/auth"
 	"github.com/outposthq/outpost/libs/httpjson"
 	"github.com/outposthq/outpost/libs/natsauth"
-	"github.com/outposthq/outpost/libs/queue/natsjs"
+	"github.com/outposthq/outpost/libs/queue"
 )
 
 // Defaults.
@@ -44,13 +44,13 @@ type Handler struct {
 	authority *natsauth.Authority
 	push      Pusher
 	stack     string
-	layout    natsjs.Layout
+	layout    queue.Layout
 	log       *slog.Logger
 }
 
 // New returns the handler issuing users of authority for the stack and
 // layout the broker uses; push sends revocations to the broker.
-func New(authority *natsauth.Authority, push Pusher, stack string, layout natsjs.Layout, log *slog.Logger) *Handler {
+func New(authority *natsauth.Authority, push Pusher, stack string, layout queue.Layout, log *slog.Logger) *Handler {
 	return &Handler{authority: authority, push: push, stack: stack, layout: layout, log: log}
 }
 

@@ -53,9 +53,7 @@ type Tenants interface {
 }
 
 // LogReader reads a job's log events back (queue.Broker.Read).
-type LogReader interface {
-	Read(ctx context.Context, subject string, opts queue.ReadOptions, fn func(queue.StreamMessage) bool) error
-}
+type LogReader = queue.Reader
 
 // Options configure the API.
 type Options struct {

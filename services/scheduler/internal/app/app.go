@@ -20,8 +20,6 @@ import (
 	"github.com/outposthq/outpost/libs/natsauth"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/backend"
-	"github.com/outposthq/outpost/libs/queue/natsjs"
-	"github.com/outposthq/outpost/libs/queue/sqs"
 	"github.com/outposthq/outpost/libs/service"
 	"github.com/outposthq/outpost/libs/signing"
 	"github.com/outposthq/outpost/services/scheduler/internal/agents"
@@ -72,16 +70,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		// closed once the servers have stopped: requests in flight (log
 		// follows draining) still read.
 		b, err := service.Dial(ctx, rt, "broker", func(ctx context.Context) (*backend.Backend, error) {
-			return backend.Open(ctx, cfg.Queue, backend.Options{
-				Stack: cfg.Broker.Stack,
-				NATS: natsjs.Config{
-					URL:         cfg.Broker.URL,
-					Credentials: cfg.Broker.Credentials,
-					TLS:         cfg.Broker.TLS,
-					Layout:      natsjs.Layout(cfg.Broker.Layout),
-					Name:        cfg.Broker.Name,
-					Replicas:    cfg.Broker.Replicas,
-				},
+			return backend.Open(ctx, cfg.Settings, backend.Options{
 				History:    true,
 				Registerer: rt.Registry(),
 				Logger:     log,
@@ -91,10 +80,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			return err
 		}
 		opts := []Option{WithSigner(signer)}
-		if b.SQS != nil {
-			opts = append(opts, WithSQS(b.SQS, b.NATS))
+		if q := b.Queues(); q != nil {
+			opts = append(opts, WithSQS(q, b.JetStream()))
 		}
-		s := New(cfg, log, b.Broker, b.NATS, rt.Registry(), func() error {
+		s := New(cfg, log, b.Broker, b.JetStream(), rt.Registry(), func() error {
 			if err := b.Ready(); err != nil {
 				return fmt.Errorf("%w: %w", ErrBrokerDown, err)
 			}
@@ -113,8 +102,8 @@ const sqsSubmitConcurrency = 64
 type Option func(*wiring)
 
 type wiring struct {
-	sqs     *sqs.Broker
-	history queue.Broker
+	sqs     WorkQueues
+	history queue.Publisher
 	signer  *signing.Signer
 	routes  []func(*auth.Router)
 }
@@ -125,12 +114,20 @@ func WithRoutes(register func(*auth.Router)) Option {
 	return func(w *wiring) { w.routes = append(w.routes, register) }
 }
 
+// WorkQueues is what the scheduler needs of the SQS backend beside the
+// broker: the bridge consumes from it, and each pool's queues are made
+// before its first job.
+type WorkQueues interface {
+	queue.Subscriber
+	queue.QueueEnsurer
+}
+
 // WithSQS wires the scheduler for the SQS backend (broker publishes and
 // consumes on sb): the bridge that copies the tenants' logs and heartbeats
 // from sb into history, and the creation of each pool's queues before its
 // first job (a runner may send heartbeats to its pool's runners queue but
 // not create it).
-func WithSQS(sb *sqs.Broker, history queue.Broker) Option {
+func WithSQS(sb WorkQueues, history queue.Publisher) Option {
 	return func(w *wiring) { w.sqs, w.history = sb, history }
 }
 
@@ -337,5 +334,5 @@ func registerAgents(router *auth.Router, cfg config.Config, log *slog.Logger) {
 		}
 		return authority.PushTo(ctx, cfg.Broker.URL, opts...)
 	}
-	agents.New(authority, push, cfg.Broker.Stack, natsjs.Layout(cfg.Broker.Layout), log).Register(router)
+	agents.New(authority, push, cfg.Broker.Stack, cfg.Broker.Layout, log).Register(router)
 }

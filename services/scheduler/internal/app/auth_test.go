@@ -13,7 +13,6 @@ import (
 
 	"github.com/outposthq/outpost/libs/auth"
 	"github.com/outposthq/outpost/libs/auth/oidctest"
-	"github.com/outposthq/outpost/libs/queue/natsjs"
 	"github.com/outposthq/outpost/libs/testenv"
 	"github.com/outposthq/outpost/services/scheduler/internal/app"
 	"github.com/outposthq/outpost/services/scheduler/internal/config"
@@ -351,11 +350,9 @@ func TestAuthRateLimit(t *testing.T) {
 // keys bucket, at once.
 func TestAuthRevocationOnAnotherReplica(t *testing.T) {
 	a := newAuthEnv(t)
-	conn, err := natsjs.Connect(a.ctx, natsjs.Config{URL: a.conn.NATS().ConnectedUrl(), Logger: testLogger()})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close() })
 	cfg := config.Default()
 	cfg.Tenants.Names = []string{"default", "acme"}
+	conn := openBroker(t, a.ctx, a.brokerURL, cfg.Settings)
 	s := app.New(cfg, testLogger(), conn, conn, prometheus.NewRegistry(), nil)
 	ctx, stop := context.WithCancel(a.ctx)
 	done := make(chan error, 1)

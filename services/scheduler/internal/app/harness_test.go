@@ -24,7 +24,7 @@ import (
 	"github.com/outposthq/outpost/libs/kv"
 	"github.com/outposthq/outpost/libs/natsembed/natstest"
 	"github.com/outposthq/outpost/libs/queue"
-	"github.com/outposthq/outpost/libs/queue/natsjs"
+	"github.com/outposthq/outpost/libs/queue/backend"
 	"github.com/outposthq/outpost/libs/signing"
 	"github.com/outposthq/outpost/libs/testenv"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
@@ -42,10 +42,12 @@ const (
 type env struct {
 	t        *testing.T
 	ctx      context.Context
-	conn     *natsjs.Conn
+	conn     backend.JetStream
 	subjects queue.Subjects
 	reg      *prometheus.Registry
 	url      string
+	// brokerURL is the JetStream server's.
+	brokerURL string
 	// token is the bootstrap admin key (every tenant).
 	token string
 	sched *app.Scheduler
@@ -75,6 +77,18 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
+// openBroker opens the broker of settings s on the JetStream server at
+// url, as the scheduler's Run does (the JetStream connection of
+// backend.Open); it is closed when the test ends.
+func openBroker(t *testing.T, ctx context.Context, url string, s backend.Settings) backend.JetStream {
+	t.Helper()
+	s.Broker.URL = url
+	b, err := backend.Open(ctx, s, backend.Options{Logger: testLogger()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	return b.JetStream()
+}
+
 func newEnv(t *testing.T, edit ...func(*config.Config)) *env {
 	t.Helper()
 	return newEnvOn(t, natstest.RunServer(t).ClientURL(), edit...)
@@ -86,10 +100,6 @@ func newEnvOn(t *testing.T, url string, edit ...func(*config.Config)) *env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	conn, err := natsjs.Connect(ctx, natsjs.Config{URL: url, Name: "scheduler-test", Logger: testLogger()})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close() })
-
 	cfg := config.Default()
 	cfg.Tenants.Names = []string{"default", "acme"}
 	cfg.Tenants.RefreshInterval = 100 * time.Millisecond
@@ -101,6 +111,7 @@ func newEnvOn(t *testing.T, url string, edit ...func(*config.Config)) *env {
 		f(&cfg)
 	}
 	require.NoError(t, cfg.Validate())
+	conn := openBroker(t, ctx, url, cfg.Settings)
 	reg := prometheus.NewRegistry()
 	s := app.New(cfg, testLogger(), conn, conn, reg, nil, app.WithSigner(testSigner))
 	runCtx, stop := context.WithCancel(ctx)
@@ -111,7 +122,7 @@ func newEnvOn(t *testing.T, url string, edit ...func(*config.Config)) *env {
 		require.NoError(t, <-done)
 	})
 	require.Eventually(t, func() bool { return s.Ready() == nil }, waitFor, tick)
-	return &env{t: t, ctx: ctx, conn: conn, subjects: queue.NewSubjects(cfg.Broker.Stack), reg: reg, url: serveTest(t, s),
+	return &env{t: t, ctx: ctx, conn: conn, brokerURL: url, subjects: queue.NewSubjects(cfg.Broker.Stack), reg: reg, url: serveTest(t, s),
 		token: readKey(t, cfg.Auth.BootstrapKeyFile), sched: s, http: apispectest.New(t, openapi.Spec).Client()}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/queue"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
+	"github.com/outposthq/outpost/services/scheduler/internal/config"
 )
 
 func TestSubmitRunSucceed(t *testing.T) {
@@ -125,4 +126,17 @@ func TestMalformedMessagesAreDeadLettered(t *testing.T) {
 			require.Equal(t, c.subject, dlq[0].Header[queue.HeaderDeadLetterSubject])
 		})
 	}
+}
+
+// TestSharedLayout: with broker.layout shared the scheduler provisions
+// the shared streams and its submit, dispatch and status consumers work
+// there (the test's runner side opens the broker in the same layout).
+func TestSharedLayout(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) { c.Broker.Layout = queue.LayoutShared })
+	r := e.runner("acme", "default")
+	j := e.submit("acme", noopJob(nil))
+	_, m := r.next(t)
+	require.Equal(t, j.ID, m.JobId)
+	e.status("acme", j.ID, jobsv1.JobState_JOB_STATE_RUNNING, 1)
+	require.Equal(t, 1, e.waitState("acme", j.ID, "RUNNING").Attempt)
 }

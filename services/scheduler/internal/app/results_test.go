@@ -128,3 +128,32 @@ func TestJobResults(t *testing.T) {
 	code, _ = e.do("GET", "/api/v1/jobs/nope/results", "", nil)
 	require.Equal(t, http.StatusNotFound, code)
 }
+
+// A terminal status that arrives before the results its attempt sent (the
+// records and statuses go to different consumers) is applied only once
+// they are stored: a job that has ended has its results.
+func TestTerminalStatusWaitsForItsResults(t *testing.T) {
+	e := newEnv(t)
+	e.submit("", noopJob(map[string]any{"id": "ing-w"}))
+	e.status("default", "ing-w", jobsv1.JobState_JOB_STATE_RUNNING, 1)
+	e.waitState("", "ing-w", "RUNNING")
+
+	retried := map[string]string{"outcome": "retried"}
+	e.status("default", "ing-w", jobsv1.JobState_JOB_STATE_SUCCEEDED, 1, func(m *jobsv1.JobStatus) {
+		m.Result = &jobsv1.JobResult{RecordBatches: 2}
+	})
+	require.Eventually(t, func() bool { return e.metric("outpost_terminal_status_results_waits_total", retried) >= 2 }, waitFor, tick)
+	require.Equal(t, "RUNNING", e.job("", "ing-w").State, "no results stored yet")
+
+	e.records("ing-w", 1, 1, 1, nil, dataset("db.public.a", "a"))
+	require.Eventually(t, func() bool { return e.results("ing-w", "").TotalRecords == 1 }, waitFor, tick)
+	n := e.metric("outpost_terminal_status_results_waits_total", retried)
+	require.Eventually(t, func() bool { return e.metric("outpost_terminal_status_results_waits_total", retried) > n }, waitFor, tick)
+	require.Equal(t, "RUNNING", e.job("", "ing-w").State, "one batch of two stored")
+
+	e.records("ing-w", 1, 2, 2, nil, dataset("db.public.b", "b"))
+	e.waitState("", "ing-w", "SUCCEEDED")
+	r := e.results("ing-w", "")
+	require.Equal(t, 2, r.TotalRecords)
+	require.Zero(t, e.metric("outpost_terminal_status_results_waits_total", map[string]string{"outcome": "incomplete"}))
+}

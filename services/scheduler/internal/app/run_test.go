@@ -16,7 +16,6 @@ import (
 
 	"github.com/outposthq/outpost/libs/natsembed"
 	"github.com/outposthq/outpost/libs/natsembed/natstest"
-	"github.com/outposthq/outpost/libs/queue/natsjs"
 	"github.com/outposthq/outpost/libs/service/servicetest"
 	"github.com/outposthq/outpost/libs/testenv"
 	"github.com/outposthq/outpost/services/scheduler/internal/app"
@@ -117,12 +116,10 @@ func TestRunLifecycle(t *testing.T) {
 func TestReplicas(t *testing.T) {
 	a := newEnv(t)
 	// A second scheduler on the same server.
-	conn, err := natsjs.Connect(a.ctx, natsjs.Config{URL: a.conn.NATS().ConnectedUrl(), Logger: testLogger()})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close() })
 	cfg := config.Default()
 	cfg.Tenants.Names = []string{"default", "acme"}
 	cfg.Tenants.RefreshInterval = time.Hour // only the on-demand lookup can find the new tenant
+	conn := openBroker(t, a.ctx, a.brokerURL, cfg.Settings)
 	s := app.New(cfg, testLogger(), conn, conn, prometheus.NewRegistry(), nil)
 	ctx, stop := context.WithCancel(a.ctx)
 	done := make(chan error, 1)

@@ -13,7 +13,7 @@ import (
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/natsembed/natstest"
 	"github.com/outposthq/outpost/libs/queue"
-	"github.com/outposthq/outpost/libs/queue/natsjs"
+	"github.com/outposthq/outpost/libs/queue/backend"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
 	"github.com/outposthq/outpost/services/scheduler/internal/sources"
@@ -172,9 +172,7 @@ func TestScheduleTwoReplicasOneJobPerFire(t *testing.T) {
 func TestScheduleMissedFiresRunOnce(t *testing.T) {
 	url := natstest.RunServer(t).ClientURL()
 	ctx := context.Background()
-	conn, err := natsjs.Connect(ctx, natsjs.Config{URL: url, Name: "seed", Logger: testLogger()})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close() })
+	conn := openBroker(t, ctx, url, backend.DefaultSettings("seed"))
 	store, err := conn.OpenStore(ctx, "sources_default")
 	require.NoError(t, err)
 	now := time.Now().UTC()

@@ -47,14 +47,10 @@ const (
 )
 
 // Source is where the events are consumed (the SQS broker).
-type Source interface {
-	Consume(ctx context.Context, cfg queue.ConsumerConfig, h queue.Handler) (queue.Consumer, error)
-}
+type Source = queue.Subscriber
 
 // Sink is where they are copied (the JetStream connection).
-type Sink interface {
-	Publish(ctx context.Context, msg queue.Message) error
-}
+type Sink = queue.Publisher
 
 // Options configure a Bridge.
 type Options struct {

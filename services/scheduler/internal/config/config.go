@@ -23,9 +23,9 @@ var ErrInvalid = errors.New("invalid scheduler configuration")
 // Layouts the broker supports.
 const (
 	// LayoutPerTenant gives every tenant its own streams (the default).
-	LayoutPerTenant = "per-tenant"
+	LayoutPerTenant = queue.LayoutPerTenant
 	// LayoutShared puts all tenants in shared streams filtered by subject.
-	LayoutShared = "shared"
+	LayoutShared = queue.LayoutShared
 )
 
 // Config is the scheduler's configuration.
@@ -44,7 +44,12 @@ type Config struct {
 	// ShutdownGrace bounds how long in-flight requests and handlers get on
 	// shutdown.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace" env:"OUTPOST_SHUTDOWN_GRACE"`
-	Broker        Broker        `yaml:"broker"`
+	// Settings are the broker (JetStream: keys "broker") and where the
+	// scheduler publishes and consumes (key "queue"): JetStream, the
+	// default, or SQS. With SQS the broker is still needed: job records,
+	// tenants, pools and the history of logs and heartbeats stay in
+	// JetStream.
+	backend.Settings `yaml:",inline"`
 	// Agents issues and revokes agents' broker credentials
 	// (POST/DELETE /api/v1/agents) when AuthDir is set.
 	Agents Agents `yaml:"agents"`
@@ -52,11 +57,6 @@ type Config struct {
 	// control-plane replica publishes (the account-migrator's
 	// GET /armory/clouddrivers lists them).
 	Instance instances.Config `yaml:"instance"`
-	// Queue chooses where the scheduler publishes and consumes: JetStream
-	// (the broker above, the default) or SQS. With SQS the broker is still
-	// needed: job records, tenants, pools and the history of logs and
-	// heartbeats stay in JetStream.
-	Queue backend.Config `yaml:"queue"`
 	// Signing is the key every JobDispatched is signed with. Required.
 	Signing signing.SignerConfig `yaml:"signing"`
 	Tenants Tenants              `yaml:"tenants"`
@@ -87,26 +87,10 @@ type Agents struct {
 	AuthDir string `yaml:"auth_dir" env:"OUTPOST_AGENTS_AUTH_DIR"`
 }
 
-// Broker is the NATS JetStream connection: the queue itself by default, and
-// the scheduler's store (KV records, event history) with either backend.
-type Broker struct {
-	URL   string `yaml:"url" env:"OUTPOST_BROKER_URL"`
-	Stack string `yaml:"stack" env:"OUTPOST_STACK"`
-	// Layout is "per-tenant" or "shared" (see docs/architecture.md).
-	Layout string `yaml:"layout" env:"OUTPOST_BROKER_LAYOUT"`
-	// Name is the connection name shown by the server.
-	Name string `yaml:"name" env:"OUTPOST_BROKER_NAME"`
-	// Replicas of the streams and buckets the scheduler creates: 1, or 3
-	// on a JetStream cluster (a node can then fail without an outage).
-	Replicas int `yaml:"replicas" env:"OUTPOST_BROKER_REPLICAS"`
-	// Credentials is the NATS credentials file issued for this service
-	// (libs/natsauth); a broker in operator mode refuses connections
-	// without one.
-	Credentials string `yaml:"credentials" env:"OUTPOST_BROKER_CREDENTIALS"`
-	// TLS verifies the broker (ca) and presents a client certificate
-	// (cert, key) to a broker that asks for one.
-	TLS backend.TLS `yaml:"tls"`
-}
+// Broker is the NATS JetStream connection (backend.Broker): the queue
+// itself by default, and the scheduler's store (KV records, event history)
+// with either backend.
+type Broker = backend.Broker
 
 // Tenants lists the tenants provisioned at start.
 type Tenants struct {
@@ -191,15 +175,8 @@ func Default() Config {
 		Auth:          auth.DefaultConfig(),
 		LogLevel:      "info",
 		ShutdownGrace: 10 * time.Second,
-		Broker: Broker{
-			URL:      "nats://127.0.0.1:4222",
-			Stack:    queue.DefaultStack,
-			Layout:   LayoutPerTenant,
-			Replicas: 1,
-			Name:     "scheduler",
-		},
-		Queue:    backend.Default(),
-		Instance: instances.DefaultConfig(),
+		Settings:      backend.DefaultSettings("scheduler"),
+		Instance:      instances.DefaultConfig(),
 		Tenants: Tenants{
 			Names:           []string{"default"},
 			Default:         "default",
@@ -243,12 +220,9 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("%w: %w", ErrInvalid, err))
 	}
 	check(c.ShutdownGrace > 0, "shutdown_grace", "must be positive")
-	check(c.Broker.URL != "", "broker.url", "must not be empty")
-	check(queue.ValidToken(c.Broker.Stack), "broker.stack", "%q is not a token of [A-Za-z0-9_-]", c.Broker.Stack)
-	check(c.Broker.Layout == LayoutPerTenant || c.Broker.Layout == LayoutShared,
-		"broker.layout", "%q is neither %q nor %q", c.Broker.Layout, LayoutPerTenant, LayoutShared)
-	check(c.Broker.Replicas == 1 || c.Broker.Replicas == 3, "broker.replicas", "%d is neither 1 nor 3", c.Broker.Replicas)
-	if err := c.Queue.Validate(); err != nil {
+	// JetStream is needed with either queue kind: the records and the
+	// history stay there.
+	if err := c.Settings.Validate(backend.Requirements{SQS: true, History: true}); err != nil {
 		errs = append(errs, fmt.Errorf("%w: %w", ErrInvalid, err))
 	}
 	check(len(c.Tenants.Names) > 0, "tenants.names", "must name at least one tenant")

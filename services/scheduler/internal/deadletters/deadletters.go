@@ -43,9 +43,7 @@ var ErrNotReplayable = errors.New("dead letter cannot be replayed")
 var ErrConcurrentReplay = errors.New("the dead letter was replayed at the same time by another request")
 
 // Publisher publishes a replay (queue.Broker.Publish).
-type Publisher interface {
-	Publish(ctx context.Context, msg queue.Message) error
-}
+type Publisher = queue.Publisher
 
 // Replay is one replay of a dead letter.
 type Replay struct {

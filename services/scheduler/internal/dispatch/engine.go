@@ -85,6 +85,12 @@ type Options struct {
 	// signature they verify. nil publishes unsigned jobs (tests of the
 	// engine alone).
 	Signer *signing.Signer
+	// ResultsWait bounds the deliveries of a terminal status that waits
+	// for its attempt's results (JobResult.record_batches) to be stored:
+	// at that delivery the terminal state is applied even with results
+	// missing, so a lost batch cannot keep a job from ending. 0 means
+	// DefaultResultsWait; it stays below MaxDeliveries.
+	ResultsWait int
 	// LostAfter is how long a RUNNING job's runner may send no heartbeat
 	// (and the record not change) before the job, if its work message is
 	// gone, is dispatched again; 0 turns the check off. It must exceed
@@ -129,6 +135,10 @@ func New(broker Broker, opts Options) *Engine {
 	if opts.MaxDeliveries <= 0 {
 		opts.MaxDeliveries = DefaultMaxDeliveries
 	}
+	if opts.ResultsWait <= 0 {
+		opts.ResultsWait = DefaultResultsWait
+	}
+	opts.ResultsWait = min(opts.ResultsWait, opts.MaxDeliveries-1)
 	if opts.ScheduleTick <= 0 {
 		opts.ScheduleTick = time.Second
 	}
@@ -343,7 +353,7 @@ func (e *Engine) poison(ctx context.Context, d queue.Delivery, role queue.Role, 
 // retryLater returns a delivery whose processing failed for a transient
 // reason to its queue, later each time (at once when the engine stops).
 func (e *Engine) retryLater(ctx context.Context, d queue.Delivery, err error) {
-	delay := min(100*time.Millisecond<<min(d.Attempt(), 9), 30*time.Second)
+	delay := retryDelay(d)
 	if ctx.Err() != nil {
 		delay = 0 // stopping: hand it to another replica now
 	} else {
@@ -352,6 +362,12 @@ func (e *Engine) retryLater(ctx context.Context, d queue.Delivery, err error) {
 	if nerr := d.Nak(context.WithoutCancel(ctx), delay); nerr != nil {
 		e.log.Error("nak message failed", "subject", d.Subject(), "error", nerr)
 	}
+}
+
+// retryDelay is how long a delivery handed back for a retry waits: longer
+// each time, 30s at most.
+func retryDelay(d queue.Delivery) time.Duration {
+	return min(100*time.Millisecond<<min(d.Attempt(), 9), 30*time.Second)
 }
 
 func (e *Engine) ack(ctx context.Context, d queue.Delivery) {

@@ -84,6 +84,9 @@ func (b *batcher) run(ctx context.Context, apply func([]*pending)) {
 type statusItem struct {
 	d  queue.Delivery
 	ev jobs.Event
+	// batches is how many JobRecords batches the attempt sent before a
+	// terminal status (JobResult.record_batches); 0 waits for none.
+	batches int
 }
 
 // settlements holds the settles of a batch's deliveries, run together once
@@ -120,7 +123,7 @@ func (e *Engine) applyStatusBatch(ctx context.Context, t *tenants.Tenant, batch 
 	var order []string
 	for _, p := range batch {
 		e.m.StatusEvents.Inc()
-		id, ev, err := decodeStatus(p.d)
+		id, it, err := decodeStatus(p.d)
 		if err != nil {
 			settle.add(func() { e.poison(ctx, p.d, queue.RoleJobEvents, err) })
 			continue
@@ -128,7 +131,7 @@ func (e *Engine) applyStatusBatch(ctx context.Context, t *tenants.Tenant, batch 
 		if _, ok := byJob[id]; !ok {
 			order = append(order, id)
 		}
-		byJob[id] = append(byJob[id], statusItem{d: p.d, ev: ev})
+		byJob[id] = append(byJob[id], it)
 	}
 	for _, items := range byJob {
 		// Deliveries are handled concurrently and may have swapped places:
@@ -143,7 +146,10 @@ func (e *Engine) applyStatusBatch(ctx context.Context, t *tenants.Tenant, batch 
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			e.applyJobStatus(ctx, t, id, byJob[id], settle)
+			items := e.awaitResults(ctx, t, id, byJob[id], settle)
+			if len(items) > 0 {
+				e.applyJobStatus(ctx, t, id, items, settle)
+			}
 		})
 	}
 	wg.Wait()
@@ -158,16 +164,17 @@ func phase(s jobs.State) int {
 }
 
 // decodeStatus decodes a JobStatus and checks it against its subject.
-func decodeStatus(d queue.Delivery) (string, jobs.Event, error) {
+func decodeStatus(d queue.Delivery) (string, statusItem, error) {
 	m, err := events.DecodeAs[*jobsv1.JobStatus](d.Header(), d.Data())
 	if err != nil {
-		return "", jobs.Event{}, err
+		return "", statusItem{}, err
 	}
 	if p, perr := queue.ParseSubject(d.Subject()); perr == nil {
 		if subjID, _, _ := strings.Cut(p.Key, "."); subjID != m.JobId {
-			return "", jobs.Event{}, fmt.Errorf("%w: job_id %q on the subject of job %q", events.ErrMalformed, m.JobId, subjID)
+			return "", statusItem{}, fmt.Errorf("%w: job_id %q on the subject of job %q", events.ErrMalformed, m.JobId, subjID)
 		}
 	}
+	it := statusItem{d: d}
 	ev := jobs.Event{
 		State:    jobs.StateFromProto(m.State),
 		Attempt:  int(m.GetEnvelope().GetAttempt()),
@@ -186,11 +193,13 @@ func decodeStatus(d queue.Delivery) (string, jobs.Event, error) {
 		code := r.ExitCode
 		ev.ExitCode = &code
 		ev.Outputs = r.Outputs
+		it.batches = int(r.RecordBatches)
 	}
 	if err := ev.Check(); err != nil {
-		return "", jobs.Event{}, fmt.Errorf("%w: %w", events.ErrMalformed, err)
+		return "", statusItem{}, fmt.Errorf("%w: %w", events.ErrMalformed, err)
 	}
-	return m.JobId, ev, nil
+	it.ev = ev
+	return m.JobId, it, nil
 }
 
 // applyJobStatus applies the events of one job in one compare-and-set write

@@ -36,6 +36,10 @@ type Metrics struct {
 	// (job-events for logs, runners for heartbeats); only with the SQS
 	// backend.
 	Bridged *prometheus.CounterVec
+	// ResultsWaits counts terminal statuses that found their attempt's
+	// results not all stored, by outcome: retried (the status waits for
+	// them) or incomplete (the wait's bound passed: the job ended anyway).
+	ResultsWaits *prometheus.CounterVec
 }
 
 // New creates the metrics and registers them on reg.
@@ -82,8 +86,12 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "outpost_bridged_messages_total",
 			Help: "Events copied from SQS into JetStream for their history (logs, heartbeats), by subject role.",
 		}, []string{"role"}),
+		ResultsWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_terminal_status_results_waits_total",
+			Help: "Terminal job statuses that arrived before all their attempt's results were stored, by outcome (retried: the status is applied later; incomplete: the bound passed and the job ended with results missing).",
+		}, []string{"outcome"}),
 	}
-	reg.MustRegister(m.Jobs, m.DispatchLatency, m.Redeliveries, m.DeadLetters, m.DeadLetterReplays, m.Malformed, m.Fenced, m.StatusEvents, m.StatusWrites, m.Bridged)
+	reg.MustRegister(m.Jobs, m.DispatchLatency, m.Redeliveries, m.DeadLetters, m.DeadLetterReplays, m.Malformed, m.Fenced, m.StatusEvents, m.StatusWrites, m.Bridged, m.ResultsWaits)
 	return m
 }
 

@@ -66,9 +66,7 @@ type Info struct {
 }
 
 // Provisioner creates a tenant's queues (queue.Broker.EnsureTenant).
-type Provisioner interface {
-	EnsureTenant(ctx context.Context, tenant string, limits queue.TenantLimits) error
-}
+type Provisioner = queue.Provisioner
 
 // Starter starts the long-lived parts of a tenant (its consumers) under ctx
 // and returns a function that stops them.

@@ -10,7 +10,7 @@ entry in values.yaml and values.schema.json.
 {{- $cfg := dict
   "listen" (printf "0.0.0.0:%v" .Values.service.port)
   "log_level" .Values.logLevel
-  "broker" (dict "url" (include "outpost.brokerURL" .) "stack" (include "outpost.stack" .))
+  "broker" (dict "url" (include "outpost.brokerURL" .) "stack" (include "outpost.stack" .) "layout" (include "outpost.brokerLayout" .))
   "default_tenant" (include "outpost.tenant" .)
   "tenants" (concat (list (include "outpost.tenant" .)) .Values.tenants | uniq)
 -}}

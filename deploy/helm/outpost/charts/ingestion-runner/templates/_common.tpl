@@ -47,6 +47,13 @@ app.kubernetes.io/part-of: outpost
 {{- .Values.brokerUrl | default $gb.url | default (printf "nats://%s-broker:4222" .Release.Name) -}}
 {{- end -}}
 
+{{/* The stream layout of the stack (global.broker.layout): the control plane's and every agent's must be the same. */}}
+{{- define "outpost.brokerLayout" -}}
+{{- $g := include "outpost.global" . | fromJson -}}
+{{- $gb := $g.broker | default dict -}}
+{{- $gb.layout | default "per-tenant" -}}
+{{- end -}}
+
 {{- define "outpost.image" -}}
 {{- $g := include "outpost.global" . | fromJson -}}
 {{- $gi := $g.image | default dict -}}

@@ -19,7 +19,7 @@ folder secrets.dir.
   "ops_addr" (printf "0.0.0.0:%v" .Values.opsPort)
   "log_level" .Values.logLevel
   "concurrency" .Values.concurrency
-  "broker" (dict "url" (include "outpost.brokerURL" .) "stack" (include "outpost.stack" .))
+  "broker" (dict "url" (include "outpost.brokerURL" .) "stack" (include "outpost.stack" .) "layout" (include "outpost.brokerLayout" .))
   "queue" (dict "kind" .Values.queueKind)
   "command" (dict "allowlist" .Values.commandAllowlist)
   "secrets" $secrets

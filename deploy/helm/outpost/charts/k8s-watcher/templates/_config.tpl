@@ -13,7 +13,7 @@ values.yaml and values.schema.json. The watcher id is the pod's name
   "zone" .Values.zone
   "ops_addr" (printf "0.0.0.0:%v" .Values.opsPort)
   "log_level" .Values.logLevel
-  "broker" (dict "url" (include "outpost.brokerURL" .) "stack" (include "outpost.stack" .))
+  "broker" (dict "url" (include "outpost.brokerURL" .) "stack" (include "outpost.stack" .) "layout" (include "outpost.brokerLayout" .))
 -}}
 {{- toYaml (mustMergeOverwrite $cfg (deepCopy .Values.config)) -}}
 {{- end -}}

@@ -9,7 +9,7 @@ entry in values.yaml and values.schema.json.
 {{- $cfg := dict
   "listen" (printf "0.0.0.0:%v" .Values.service.port)
   "log_level" .Values.logLevel
-  "broker" (dict "url" (include "outpost.brokerURL" .) "stack" (include "outpost.stack" .) "replicas" .Values.brokerReplicas)
+  "broker" (dict "url" (include "outpost.brokerURL" .) "stack" (include "outpost.stack" .) "layout" (include "outpost.brokerLayout" .) "replicas" .Values.brokerReplicas)
   "queue" (dict "kind" .Values.queueKind)
   "tenants" (dict "default" (include "outpost.tenant" .) "names" (concat (list (include "outpost.tenant" .)) .Values.tenants | uniq))
 -}}

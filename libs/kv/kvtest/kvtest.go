@@ -1,0 +1,315 @@
+// Package kvtest is the conformance suite of kv.Store: the contract every
+// implementation keeps, run against the in-memory store (kv.NewMemory) and
+// the JetStream one (queue/natsjs), so that a unit test on the fake
+// behaves as the service does on the broker.
+package kvtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/outposthq/outpost/libs/kv"
+)
+
+// Open returns an empty store for one test; the store is closed or
+// removed by the test's cleanups.
+type Open func(t *testing.T) kv.Store
+
+// wait bounds each test's calls; a replicated bucket under load may take
+// a few seconds to answer.
+const wait = 30 * time.Second
+
+// Run runs every conformance test against the stores open returns, each
+// test on a store of its own.
+func Run(t *testing.T, open Open) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, ctx context.Context, s kv.Store)
+	}{
+		{"CreateGetUpdate", createGetUpdate},
+		{"UpdateConflicts", updateConflicts},
+		{"NotFound", notFound},
+		{"DeleteWithRevision", deleteWithRevision},
+		{"List", list},
+		{"ListEmpty", listEmpty},
+		{"ValuesAreCopies", valuesAreCopies},
+		{"InvalidKeys", invalidKeys},
+		{"DoneContext", doneContext},
+		{"Mutate", mutate},
+		{"MutateUnderContention", mutateUnderContention},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			defer cancel()
+			tt.fn(t, ctx, open(t))
+		})
+	}
+}
+
+func createGetUpdate(t *testing.T, ctx context.Context, s kv.Store) {
+	rev, err := s.Create(ctx, "job-1", []byte("queued"))
+	require.NoError(t, err)
+	require.Positive(t, rev)
+	e, err := s.Get(ctx, "job-1")
+	require.NoError(t, err)
+	require.Equal(t, kv.Entry{Key: "job-1", Value: []byte("queued"), Revision: rev}, e)
+
+	rev2, err := s.Update(ctx, "job-1", []byte("running"), rev)
+	require.NoError(t, err)
+	require.Greater(t, rev2, rev, "a write gets a higher revision")
+	e, err = s.Get(ctx, "job-1")
+	require.NoError(t, err)
+	require.Equal(t, kv.Entry{Key: "job-1", Value: []byte("running"), Revision: rev2}, e)
+
+	// Revisions grow across the bucket, whatever the key.
+	rev3, err := s.Create(ctx, "job-2", []byte("queued"))
+	require.NoError(t, err)
+	require.Greater(t, rev3, rev2)
+	// Keys hold slashes, dots, equals signs: what the services' keys use.
+	_, err = s.Create(ctx, "acme.job-1/attempt=2", []byte("x"))
+	require.NoError(t, err)
+}
+
+func updateConflicts(t *testing.T, ctx context.Context, s kv.Store) {
+	rev, err := s.Create(ctx, "job-1", []byte("queued"))
+	require.NoError(t, err)
+	_, err = s.Create(ctx, "job-1", []byte("again"))
+	require.ErrorIs(t, err, kv.ErrExists)
+
+	rev2, err := s.Update(ctx, "job-1", []byte("running"), rev)
+	require.NoError(t, err)
+	// A writer holding an older revision, or none, loses and changes
+	// nothing.
+	for _, stale := range []uint64{rev, 0, rev2 + 1000} {
+		_, err = s.Update(ctx, "job-1", []byte("stale"), stale)
+		require.ErrorIs(t, err, kv.ErrConflict, "revision %d", stale)
+	}
+	e, err := s.Get(ctx, "job-1")
+	require.NoError(t, err)
+	require.Equal(t, "running", string(e.Value))
+	require.Equal(t, rev2, e.Revision)
+}
+
+func notFound(t *testing.T, ctx context.Context, s kv.Store) {
+	_, err := s.Get(ctx, "job-404")
+	require.ErrorIs(t, err, kv.ErrNotFound)
+	// Update of a key that never existed is ErrNotFound, not a create.
+	for _, rev := range []uint64{0, 1, 7} {
+		_, err = s.Update(ctx, "job-404", []byte("x"), rev)
+		require.ErrorIs(t, err, kv.ErrNotFound, "revision %d", rev)
+	}
+	_, err = s.Get(ctx, "job-404")
+	require.ErrorIs(t, err, kv.ErrNotFound, "a failed update creates nothing")
+	require.ErrorIs(t, s.Delete(ctx, "job-404", 0), kv.ErrNotFound)
+	require.ErrorIs(t, s.Delete(ctx, "job-404", 3), kv.ErrNotFound)
+}
+
+func deleteWithRevision(t *testing.T, ctx context.Context, s kv.Store) {
+	rev, err := s.Create(ctx, "job-1", []byte("queued"))
+	require.NoError(t, err)
+	rev2, err := s.Update(ctx, "job-1", []byte("running"), rev)
+	require.NoError(t, err)
+
+	// Delete is compare-and-set too.
+	require.ErrorIs(t, s.Delete(ctx, "job-1", rev), kv.ErrConflict)
+	e, err := s.Get(ctx, "job-1")
+	require.NoError(t, err, "a refused delete leaves the key")
+	require.Equal(t, rev2, e.Revision)
+	require.NoError(t, s.Delete(ctx, "job-1", rev2))
+	_, err = s.Get(ctx, "job-1")
+	require.ErrorIs(t, err, kv.ErrNotFound)
+	require.ErrorIs(t, s.Delete(ctx, "job-1", 0), kv.ErrNotFound)
+	_, err = s.Update(ctx, "job-1", []byte("late"), rev2)
+	require.ErrorIs(t, err, kv.ErrNotFound, "an update of a deleted key does not bring it back")
+
+	// A deleted key can be created again, and deleted at any revision
+	// with 0.
+	rev3, err := s.Create(ctx, "job-1", []byte("again"))
+	require.NoError(t, err)
+	require.Greater(t, rev3, rev2)
+	require.NoError(t, s.Delete(ctx, "job-1", 0))
+	_, err = s.Get(ctx, "job-1")
+	require.ErrorIs(t, err, kv.ErrNotFound)
+}
+
+func list(t *testing.T, ctx context.Context, s kv.Store) {
+	want := map[string]string{}
+	revs := map[string]uint64{}
+	for i := range 20 {
+		k := fmt.Sprintf("k%02d", i)
+		rev, err := s.Create(ctx, k, []byte(strconv.Itoa(i)))
+		require.NoError(t, err)
+		want[k], revs[k] = strconv.Itoa(i), rev
+	}
+	rev, err := s.Update(ctx, "k07", []byte("updated"), revs["k07"])
+	require.NoError(t, err)
+	want["k07"], revs["k07"] = "updated", rev
+	require.NoError(t, s.Delete(ctx, "k03", 0))
+	delete(want, "k03")
+
+	// A list may read a replica a moment behind the last write (a
+	// replicated JetStream bucket): it shows the current entries once
+	// the replica caught up.
+	var last map[string]string
+	require.Eventually(t, func() bool {
+		got := map[string]string{}
+		err := s.List(ctx, func(e kv.Entry) bool {
+			if _, dup := got[e.Key]; dup || e.Revision != revs[e.Key] {
+				got[e.Key+" (duplicate or stale)"] = string(e.Value)
+			}
+			got[e.Key] = string(e.Value)
+			return true
+		})
+		last = got
+		return err == nil && len(got) == len(want) && mapsEqual(got, want)
+	}, 10*time.Second, 20*time.Millisecond, "list shows every current entry once, at its revision, without deleted keys (last: %v)", last)
+
+	// fn returning false stops the listing (again once the list reads a
+	// replica that holds the entries).
+	calls := 0
+	require.Eventually(t, func() bool {
+		calls = 0
+		err := s.List(ctx, func(kv.Entry) bool { calls++; return calls < 5 })
+		return err == nil && calls >= 5
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, 5, calls, "no entry is handed to fn after it returned false")
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+func listEmpty(t *testing.T, ctx context.Context, s kv.Store) {
+	n := 0
+	require.NoError(t, s.List(ctx, func(kv.Entry) bool { n++; return true }))
+	require.Zero(t, n)
+}
+
+// valuesAreCopies: a caller changing a slice it wrote or read changes
+// nothing stored.
+func valuesAreCopies(t *testing.T, ctx context.Context, s kv.Store) {
+	in := []byte("original")
+	_, err := s.Create(ctx, "k", in)
+	require.NoError(t, err)
+	copy(in, "XXXXXXXX")
+	e, err := s.Get(ctx, "k")
+	require.NoError(t, err)
+	require.Equal(t, "original", string(e.Value))
+	copy(e.Value, "YYYYYYYY")
+	require.NoError(t, s.List(ctx, func(e kv.Entry) bool {
+		copy(e.Value, "ZZZZZZZZ")
+		return true
+	}))
+	e, err = s.Get(ctx, "k")
+	require.NoError(t, err)
+	require.Equal(t, "original", string(e.Value))
+}
+
+func invalidKeys(t *testing.T, ctx context.Context, s kv.Store) {
+	for _, key := range []string{"", "a b", ".lead", "trail.", "a..b", "a*", "a>", "ü"} {
+		t.Run(strconv.Quote(key), func(t *testing.T) {
+			require.False(t, kv.ValidKey(key))
+			_, err := s.Create(ctx, key, []byte("x"))
+			require.ErrorIs(t, err, kv.ErrInvalidKey)
+			_, err = s.Get(ctx, key)
+			require.ErrorIs(t, err, kv.ErrInvalidKey)
+			_, err = s.Update(ctx, key, []byte("x"), 1)
+			require.ErrorIs(t, err, kv.ErrInvalidKey)
+			require.ErrorIs(t, s.Delete(ctx, key, 0), kv.ErrInvalidKey)
+		})
+	}
+}
+
+// doneContext: a call made once its context is done fails with the
+// context's error and writes nothing.
+func doneContext(t *testing.T, ctx context.Context, s kv.Store) {
+	rev, err := s.Create(ctx, "k", []byte("v"))
+	require.NoError(t, err)
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	ops := []struct {
+		name string
+		op   func() error
+	}{
+		{"get", func() error { _, err := s.Get(done, "k"); return err }},
+		{"create", func() error { _, err := s.Create(done, "other", []byte("v")); return err }},
+		{"update", func() error { _, err := s.Update(done, "k", []byte("w"), rev); return err }},
+		{"delete", func() error { return s.Delete(done, "k", rev) }},
+		{"list", func() error { return s.List(done, func(kv.Entry) bool { return true }) }},
+	}
+	for _, o := range ops {
+		require.ErrorIs(t, o.op(), context.Canceled, o.name)
+	}
+	e, err := s.Get(ctx, "k")
+	require.NoError(t, err)
+	require.Equal(t, kv.Entry{Key: "k", Value: []byte("v"), Revision: rev}, e)
+	_, err = s.Get(ctx, "other")
+	require.ErrorIs(t, err, kv.ErrNotFound)
+}
+
+var errRefused = errors.New("refused by fn")
+
+func mutate(t *testing.T, ctx context.Context, s kv.Store) {
+	_, err := kv.Mutate(ctx, s, "n", 3, func([]byte) ([]byte, bool, error) { return []byte("x"), true, nil })
+	require.ErrorIs(t, err, kv.ErrNotFound, "Mutate does not create")
+
+	rev, err := s.Create(ctx, "n", []byte("1"))
+	require.NoError(t, err)
+	e, err := kv.Mutate(ctx, s, "n", 3, func(cur []byte) ([]byte, bool, error) { return append(cur, '0'), true, nil })
+	require.NoError(t, err)
+	require.Equal(t, "10", string(e.Value))
+	require.Greater(t, e.Revision, rev)
+
+	// ok=false leaves the record as it is and returns it.
+	same, err := kv.Mutate(ctx, s, "n", 3, func([]byte) ([]byte, bool, error) { return nil, false, nil })
+	require.NoError(t, err)
+	require.Equal(t, e, same)
+
+	_, err = kv.Mutate(ctx, s, "n", 3, func([]byte) ([]byte, bool, error) { return nil, true, errRefused })
+	require.ErrorIs(t, err, errRefused)
+	got, err := s.Get(ctx, "n")
+	require.NoError(t, err)
+	require.Equal(t, e, got, "a refused mutation writes nothing")
+}
+
+// mutateUnderContention: concurrent read-modify-write loops through
+// Mutate lose no update.
+func mutateUnderContention(t *testing.T, ctx context.Context, s kv.Store) {
+	_, err := s.Create(ctx, "n", []byte("0"))
+	require.NoError(t, err)
+	const writers, each = 4, 10
+	var wg sync.WaitGroup
+	errs := make(chan error, writers*each)
+	for range writers {
+		wg.Go(func() {
+			for range each {
+				_, err := kv.Mutate(ctx, s, "n", 100, func(cur []byte) ([]byte, bool, error) {
+					n, err := strconv.Atoi(string(cur))
+					return []byte(strconv.Itoa(n + 1)), true, err
+				})
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	e, err := s.Get(ctx, "n")
+	require.NoError(t, err)
+	require.Equal(t, strconv.Itoa(writers*each), string(e.Value), "no increment lost")
+}

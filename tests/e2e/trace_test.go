@@ -59,6 +59,19 @@ func (c *otlpCollector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(nil)
 }
 
+// childrenOf returns the spans of trace whose parent is span.
+func (c *otlpCollector) childrenOf(trace, span string) []exportedSpan {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []exportedSpan
+	for _, s := range c.spans {
+		if s.traceID == trace && s.parent == span {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // named returns the spans of trace called name.
 func (c *otlpCollector) named(trace, name string) []exportedSpan {
 	c.mu.Lock()
@@ -74,7 +87,7 @@ func (c *otlpCollector) named(trace, name string) []exportedSpan {
 
 // TestTraceSpansTheStack: with OTEL_EXPORTER_OTLP_ENDPOINT set, a job
 // submitted with a W3C traceparent is one trace across the processes: the
-// scheduler's submit and dispatch, the runner's claim and task (children of
+// API request (child of the client's span), the scheduler's submit and dispatch, the runner's claim and task (children of
 // the dispatch, through the JobDispatched's envelope) and the scheduler's
 // status write (the child of the runner's task).
 func TestTraceSpansTheStack(t *testing.T) {
@@ -88,18 +101,28 @@ func TestTraceSpansTheStack(t *testing.T) {
 	s.StartRunner("runner-1", nil)
 	c := s.Client()
 
-	const clientTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	const clientTrace, clientSpan = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 	api := testenv.Client{Base: c.Base, Token: c.Token}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	code, _, body, err := api.SendHeader(ctx, http.MethodPost, "/api/v1/jobs", harness.Command("default", "echo", "traced"),
-		map[string]string{"X-Outpost-Tenant": "default", "traceparent": "00-" + clientTrace + "-00f067aa0ba902b7-01"})
+		map[string]string{"X-Outpost-Tenant": "default", "traceparent": "00-" + clientTrace + "-" + clientSpan + "-01"})
 	require.NoError(t, err)
 	require.Contains(t, []int{http.StatusCreated, http.StatusServiceUnavailable}, code, string(body))
 	require.Eventually(t, func() bool {
 		subs := col.named(clientTrace, "scheduler.submit")
 		return len(subs) > 0
 	}, 30*time.Second, 50*time.Millisecond, "the scheduler exported no submit span of the client's trace")
+
+	// The API's server span is the child of the client's span, and the
+	// submit the child of the API's span.
+	var apiSpans []exportedSpan
+	require.Eventually(t, func() bool {
+		apiSpans = col.childrenOf(clientTrace, clientSpan)
+		return len(apiSpans) == 1
+	}, 30*time.Second, 50*time.Millisecond, "no API span is the child of the client's traceparent")
+	require.Equal(t, "scheduler", apiSpans[0].service)
+	require.Equal(t, apiSpans[0].spanID, col.named(clientTrace, "scheduler.submit")[0].parent, "the submit is the child of the API request")
 
 	var dispatch, claim, task, status []exportedSpan
 	require.Eventually(t, func() bool {

@@ -16,6 +16,19 @@ CRED = lambda desc: {"type": "object", "additionalProperties": False,
                      "required": ["existingSecret", "key"]}
 QTY = {"anyOf": [{"type": "string"}, {"type": "number"}]}
 
+# Tracing (libs/telemetry): off unless an OTLP endpoint is set here or in
+# global.otel; the chart renders the standard OTEL_* variables.
+OTEL = [
+    ("otel.exporterEndpoint", "", {"type": "string", "pattern": "^$|^https?://[^@/]+(/.*)?$"}, "OTLP endpoint the service exports its traces to (`OTEL_EXPORTER_OTLP_ENDPOINT`, e.g. `http://otel-collector:4318`); `global.otel.exporterEndpoint` when empty. Tracing is off when both are empty. No credentials in the URL: they go in `otel.headers`."),
+    ("otel.protocol", "", {"type": "string", "enum": ["", "http/protobuf", "grpc"]}, "OTLP protocol (`OTEL_EXPORTER_OTLP_PROTOCOL`); `global.otel.protocol`, then `http/protobuf`, when empty."),
+    ("otel.serviceNamePrefix", "", {"type": "string", "pattern": "^[A-Za-z0-9_.-]*$"}, "Prefix of the service name of the spans: `OTEL_SERVICE_NAME` is the prefix and the chart's name; `global.otel.serviceNamePrefix` when empty."),
+    ("otel.resourceAttributes", {}, {"type": "object", "propertyNames": {"pattern": "^[A-Za-z0-9_./-]+$"}, "additionalProperties": {"type": "string", "pattern": "^[^,=]*$"}}, "More resource attributes of the spans (`OTEL_RESOURCE_ATTRIBUTES`, e.g. `deployment.environment.name: prod`), over `global.otel.resourceAttributes`; the pod's name and namespace are always added."),
+    ("otel.sampler", "", {"type": "string", "enum": ["", "always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio"]}, "Sampler (`OTEL_TRACES_SAMPLER`); `global.otel.sampler`, then `parentbased_always_on`, when empty."),
+    ("otel.samplerArg", "", {"anyOf": [{"type": "string", "pattern": "^$|^(0(\\.[0-9]+)?|1(\\.0+)?)$"}, {"type": "number", "minimum": 0, "maximum": 1}]}, "Sampler argument (`OTEL_TRACES_SAMPLER_ARG`, the ratio of the `traceidratio` samplers, e.g. `0.1`); `global.otel.samplerArg` when empty."),
+    ("otel.headers.existingSecret", "", None, "Secret with the exporter's headers (`OTEL_EXPORTER_OTLP_HEADERS`, `key=value,...`, e.g. a tracing vendor's API key), passed as a Secret reference; `global.otel.headers` when empty."),
+    ("otel.headers.key", "headers", None, "Key of that Secret."),
+]
+
 def common(port_desc, replicas=1, cpu="100m", mem="128Mi", lim_mem="512Mi", ingress_desc="", broker_egress=True):
     rows = [
         ("enabled", True, {"type": "boolean"}, "Install this chart (read by the umbrella chart)."),
@@ -60,11 +73,12 @@ def common(port_desc, replicas=1, cpu="100m", mem="128Mi", lim_mem="512Mi", ingr
         ("networkPolicy.kubeAPI.ports", [443, 6443], {"type": "array", "items": {"type": "integer"}}, "Its ports."),
         ("networkPolicy.kubeAPI.to", [], PEERS, "Its addresses (`ipBlock` peers); empty: any address on those ports."),
         ("networkPolicy.extraEgress", [], PEERS, "More egress rules (NetworkPolicyEgressRule): the declared destinations."),
+        ("networkPolicy.otel.to", [], PEERS, "Addresses (peers) of the OTLP endpoint when tracing is on (egress to the endpoint's port is then allowed); empty: any address on that port."),
         ("serviceMonitor.enabled", False, {"type": "boolean"}, "Create a Prometheus Operator ServiceMonitor for `/metrics`."),
         ("serviceMonitor.interval", "30s", {"type": "string"}, "Scrape interval."),
         ("serviceMonitor.labels", {}, FREE_OBJ, "More labels (for the Prometheus selector)."),
         ("tests.image", "busybox:1.37", {"type": "string"}, "Image of the `helm test` connectivity pod (needs `wget` and `nc`)."),
-    ]
+    ] + OTEL
     if broker_egress:
         rows.insert(rows.index(next(r for r in rows if r[0] == "networkPolicy.kubeAPI.enabled")),
                     ("networkPolicy.broker.ports", [4222], {"type": "array", "items": {"type": "integer"}}, "Broker ports egress is allowed to."))
@@ -143,7 +157,7 @@ s += cred("brokerCredentials", "creds", "Secret with the NATS credentials file t
 charts["ingestion-runner"] = dict(rows=s, desc="The agent that runs jobs of an executor pool in the customer's network.", port=9091)
 
 s = common("", replicas=1, cpu="100m", mem="256Mi", lim_mem="1Gi", ingress_desc="Peers allowed to reach the client port 4222; empty: any source.", broker_egress=False)
-s = [r for r in s if r[0] not in ("brokerUrl", "credentials.brokerUrl.existingSecret", "credentials.brokerUrl.key", "config", "extraSecretMounts", "replicas", "podDisruptionBudget.maxUnavailable", "networkPolicy.kubeAPI.enabled", "networkPolicy.kubeAPI.ports", "networkPolicy.kubeAPI.to", "serviceMonitor.enabled", "serviceMonitor.interval", "serviceMonitor.labels", "serviceAccount.automountToken", "terminationGracePeriodSeconds")]
+s = [r for r in s if r[0] not in ("brokerUrl", "credentials.brokerUrl.existingSecret", "credentials.brokerUrl.key", "config", "extraSecretMounts", "replicas", "podDisruptionBudget.maxUnavailable", "networkPolicy.kubeAPI.enabled", "networkPolicy.kubeAPI.ports", "networkPolicy.kubeAPI.to", "serviceMonitor.enabled", "serviceMonitor.interval", "serviceMonitor.labels", "serviceAccount.automountToken", "terminationGracePeriodSeconds", "networkPolicy.otel.to") and not r[0].startswith("otel.")]
 s = replace(s, "image.repository", "outpost/outpost-broker")
 s = replace(s, "enabled", True, None, "Install the evaluation broker (production uses an existing NATS cluster, or SQS).")
 s += [("persistence.size", "8Gi", QTY, "Size of the JetStream data volume (PVC)."),

@@ -5,6 +5,7 @@
 package events
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/telemetry"
 	commonv1 "github.com/outposthq/outpost/proto/outpost/common/v1"
 )
 
@@ -37,6 +39,26 @@ func NewEnvelope(tenant string, attempt uint32, idempotencyKey, traceID string) 
 		OccurredAt:     now,
 		SentAt:         now,
 	}
+}
+
+// WithTrace writes the W3C trace context of ctx's span into env (its
+// trace_context, and trace_id) and returns env. Without a span in ctx env is
+// left as it is, so a trace id set by NewEnvelope is kept. Call it before a
+// message is signed: the signature covers the envelope.
+func WithTrace(ctx context.Context, env *commonv1.Envelope) *commonv1.Envelope {
+	if c := telemetry.Inject(ctx); c != nil {
+		env.TraceContext = c
+		env.TraceId = telemetry.TraceID(ctx)
+	}
+	return env
+}
+
+// TraceContext returns ctx with the remote span context of env, so that
+// the consumer's spans are children of the producer's. An envelope of a
+// producer that only set trace_id carries no span to be a child of: ctx is
+// returned as it is.
+func TraceContext(ctx context.Context, env *commonv1.Envelope) context.Context {
+	return telemetry.Extract(ctx, env.GetTraceContext())
 }
 
 // Encode serialises m into a message for subject, with its type header and

@@ -8,8 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/outposthq/outpost/libs/config"
+	"github.com/outposthq/outpost/libs/telemetry"
 	"github.com/outposthq/outpost/libs/version"
 )
 
@@ -30,6 +32,9 @@ const (
 // counts too.
 var ErrConfig = config.ErrInvalid
 
+// tracingFlush bounds the export of the last spans at exit.
+const tracingFlush = 5 * time.Second
+
 // Spec is what Main runs: one service's name, configuration and Run.
 type Spec[C any] struct {
 	// Name tags the service's logs and prefixes what is written to
@@ -49,7 +54,8 @@ type Spec[C any] struct {
 }
 
 // Main runs spec as the process: flags (-config, -version), the
-// configuration, the JSON logger on stderr, a context that ends on the
+// configuration, the JSON logger on stderr, tracing as the OTEL_* variables
+// configure it (libs/telemetry; off by default), a context that ends on the
 // first SIGINT or SIGTERM (a second one exits at once), and Run. It exits
 // with ExitOK after a clean stop, ExitFailure when Run failed and
 // ExitUsage for bad flags or configuration; the error is written once, to
@@ -97,6 +103,21 @@ func run[C any](spec Spec[C], args []string, stdout, stderr io.Writer) int {
 	if spec.OnLogger != nil {
 		spec.OnLogger(log)
 	}
+
+	shutdownTracing, err := telemetry.Setup(context.Background(), spec.Name)
+	if err != nil {
+		log.Error("service failed", "error", err, "exit_code", ExitUsage)
+		return ExitUsage
+	}
+	defer func() {
+		// The spans of the last moments are flushed, for a bounded time:
+		// a collector that is down does not hold the exit.
+		fctx, cancel := context.WithTimeout(context.Background(), tracingFlush)
+		defer cancel()
+		if err := shutdownTracing(fctx); err != nil {
+			log.Warn("flush traces failed", "error", err)
+		}
+	}()
 
 	ctx, stop := signalContext(context.Background(), log)
 	defer stop()

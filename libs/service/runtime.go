@@ -13,6 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/outposthq/outpost/libs/telemetry"
 )
 
 // drainMargin is added to Options.Drain to bound how long Runtime.Wait
@@ -132,8 +134,11 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 	r.opsCtx, r.stopOps = context.WithCancel(context.WithoutCancel(ctx))
 	if api != nil {
 		mux := http.NewServeMux()
+		// Each API request gets a server span, the child of the
+		// client's W3C traceparent (libs/telemetry).
+		traced := telemetry.Handler(r.front)
 		for _, p := range opts.APIPaths {
-			mux.Handle(p, r.front)
+			mux.Handle(p, traced)
 		}
 		// Only the probes are served there without a credential:
 		// /metrics (every tenant's numbers) is on the ops listener.

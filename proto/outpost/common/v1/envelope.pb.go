@@ -40,7 +40,12 @@ type Envelope struct {
 	// When the logical event happened.
 	OccurredAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
 	// When this copy was published.
-	SentAt        *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
+	SentAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
+	// W3C trace context of the span that caused the event ("traceparent",
+	// "tracestate"), written and read by the OpenTelemetry propagator; the
+	// consumer's spans are its children. trace_id repeats the trace's id for
+	// consumers that only log it.
+	TraceContext  map[string]string `protobuf:"bytes,70,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -120,6 +125,13 @@ func (x *Envelope) GetOccurredAt() *timestamppb.Timestamp {
 func (x *Envelope) GetSentAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.SentAt
+	}
+	return nil
+}
+
+func (x *Envelope) GetTraceContext() map[string]string {
+	if x != nil {
+		return x.TraceContext
 	}
 	return nil
 }
@@ -207,7 +219,7 @@ var File_outpost_common_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_outpost_common_v1_envelope_proto_rawDesc = "" +
 	"\n" +
-	" outpost/common/v1/envelope.proto\x12\x11outpost.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x02\n" +
+	" outpost/common/v1/envelope.proto\x12\x11outpost.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa2\x03\n" +
 	"\bEnvelope\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x19\n" +
 	"\bevent_id\x18\x02 \x01(\tR\aeventId\x12'\n" +
@@ -216,7 +228,11 @@ const file_outpost_common_v1_envelope_proto_rawDesc = "" +
 	"\btrace_id\x18\x05 \x01(\tR\atraceId\x12;\n" +
 	"\voccurred_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"occurredAt\x123\n" +
-	"\asent_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\"\x91\x01\n" +
+	"\asent_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\x12R\n" +
+	"\rtrace_context\x18F \x03(\v2-.outpost.common.v1.Envelope.TraceContextEntryR\ftraceContext\x1a?\n" +
+	"\x11TraceContextEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x91\x01\n" +
 	"\tSignature\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x129\n" +
 	"\n" +
@@ -237,21 +253,23 @@ func file_outpost_common_v1_envelope_proto_rawDescGZIP() []byte {
 	return file_outpost_common_v1_envelope_proto_rawDescData
 }
 
-var file_outpost_common_v1_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_outpost_common_v1_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_outpost_common_v1_envelope_proto_goTypes = []any{
 	(*Envelope)(nil),              // 0: outpost.common.v1.Envelope
 	(*Signature)(nil),             // 1: outpost.common.v1.Signature
-	(*timestamppb.Timestamp)(nil), // 2: google.protobuf.Timestamp
+	nil,                           // 2: outpost.common.v1.Envelope.TraceContextEntry
+	(*timestamppb.Timestamp)(nil), // 3: google.protobuf.Timestamp
 }
 var file_outpost_common_v1_envelope_proto_depIdxs = []int32{
-	2, // 0: outpost.common.v1.Envelope.occurred_at:type_name -> google.protobuf.Timestamp
-	2, // 1: outpost.common.v1.Envelope.sent_at:type_name -> google.protobuf.Timestamp
-	2, // 2: outpost.common.v1.Signature.expires_at:type_name -> google.protobuf.Timestamp
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	3, // 0: outpost.common.v1.Envelope.occurred_at:type_name -> google.protobuf.Timestamp
+	3, // 1: outpost.common.v1.Envelope.sent_at:type_name -> google.protobuf.Timestamp
+	2, // 2: outpost.common.v1.Envelope.trace_context:type_name -> outpost.common.v1.Envelope.TraceContextEntry
+	3, // 3: outpost.common.v1.Signature.expires_at:type_name -> google.protobuf.Timestamp
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_outpost_common_v1_envelope_proto_init() }
@@ -265,7 +283,7 @@ func file_outpost_common_v1_envelope_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_common_v1_envelope_proto_rawDesc), len(file_outpost_common_v1_envelope_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -9,9 +9,13 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/outposthq/outpost/libs/ingest/recipe"
 	"github.com/outposthq/outpost/libs/ingest/transform"
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/telemetry"
 	ingestv1 "github.com/outposthq/outpost/proto/outpost/ingest/v1"
 
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/policy"
@@ -385,7 +389,10 @@ func (p *pipeline) flush(ctx context.Context) error {
 	if len(p.buf) == 0 {
 		return nil
 	}
-	if err := p.sink.Write(ctx, p.buf); err != nil {
+	ctx, span := telemetry.Tracer().Start(ctx, "runner.sink_batch", trace.WithAttributes(attribute.Int("outpost.records", len(p.buf))))
+	err := p.sink.Write(ctx, p.buf)
+	telemetry.End(span, err)
+	if err != nil {
 		return err
 	}
 	p.written += len(p.buf)

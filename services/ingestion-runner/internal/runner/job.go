@@ -141,7 +141,11 @@ func (r *Runner) handle(_ context.Context, d queue.Delivery) {
 		r.metrics.JobsFinished.WithLabelValues(outcomeSuperseded).Inc()
 		return
 	}
-	jobCtx, cancel := context.WithCancelCause(r.base)
+	// The claim span covers this delivery's handling, the child of the
+	// dispatch's trace; the task's span is its child.
+	claimCtx, claim := startJobSpan(events.TraceContext(r.base, job.GetEnvelope()), "runner.claim", job, attempt)
+	defer claim.End()
+	jobCtx, cancel := context.WithCancelCause(claimCtx)
 	defer cancel(nil)
 	run := &jobRun{jobID: job.GetJobId(), key: finishedKey(job), attempt: attempt, cancel: cancel, done: make(chan struct{})}
 	prev, reason, cancelled, finished := r.register(run)
@@ -161,7 +165,7 @@ func (r *Runner) handle(_ context.Context, d queue.Delivery) {
 		}
 		log.Info("job already cancelled; not run", "reason", reason)
 		st := &jobsv1.JobStatus{State: jobsv1.JobState_JOB_STATE_CANCELLED, Reason: reason}
-		if err := r.publishStatus(job, attempt, st); err != nil {
+		if err := r.publishStatus(claimCtx, job, attempt, st); err != nil {
 			log.Error("job status not published; job nak'd", "state", "CANCELLED", "error", err)
 			r.settle(log, "nak", func(ctx context.Context) error { return d.Nak(ctx, unsettledRetry) })
 			return
@@ -312,10 +316,12 @@ func (r *Runner) execute(ctx context.Context, d queue.Delivery, job *jobsv1.JobD
 	r.metrics.JobsStarted.Inc()
 	ctx, supersede := context.WithCancelCause(ctx)
 	defer supersede(nil)
+	ctx, span := startJobSpan(ctx, "runner.task", job, attempt)
+	defer span.End()
 	stopKeepAlive := r.keepAlive(d, log, func() { supersede(ErrSuperseded) })
 	defer stopKeepAlive()
 
-	if err := r.publishStatus(job, attempt, &jobsv1.JobStatus{State: jobsv1.JobState_JOB_STATE_RUNNING}); err != nil {
+	if err := r.publishStatus(ctx, job, attempt, &jobsv1.JobStatus{State: jobsv1.JobState_JOB_STATE_RUNNING}); err != nil {
 		// The job runs anyway: the terminal status supersedes RUNNING.
 		log.Warn("job status not published", "state", "RUNNING", "error", err)
 	}
@@ -402,7 +408,7 @@ func (r *Runner) execute(ctx context.Context, d queue.Delivery, job *jobsv1.JobD
 	cancelFlush()
 
 	state := strings.TrimPrefix(st.GetState().String(), "JOB_STATE_")
-	if err := r.publishStatus(job, attempt, st); err != nil {
+	if err := r.publishStatus(ctx, job, attempt, st); err != nil {
 		// Acking now would lose the outcome: run the job again instead.
 		log.Error("job status not published; job nak'd to run again", "state", state, "error", err)
 		stopKeepAlive()
@@ -509,11 +515,14 @@ func (r *Runner) keepAlive(d queue.Delivery, log *slog.Logger, lost func()) (sto
 
 // publishStatus publishes st for the attempt, retrying for a while: a
 // status is what the scheduler records, so it is worth waiting for. The
-// dedupe id "<job>-<attempt>-<STATE>" makes the retries harmless.
-func (r *Runner) publishStatus(job *jobsv1.JobDispatched, attempt int, st *jobsv1.JobStatus) error {
+// dedupe id "<job>-<attempt>-<STATE>" makes the retries harmless. The
+// status carries the trace of tctx; the publish itself is bounded by the
+// runner's base context, not by tctx.
+func (r *Runner) publishStatus(tctx context.Context, job *jobsv1.JobDispatched, attempt int, st *jobsv1.JobStatus) error {
 	jobID := job.GetJobId()
 	dedupe := fmt.Sprintf("%s-%d-%s", jobID, attempt, strings.TrimPrefix(st.GetState().String(), "JOB_STATE_"))
 	st.Envelope = events.NewEnvelope(r.cfg.Tenant, uint32(attempt), dedupe, job.GetEnvelope().GetTraceId())
+	events.WithTrace(tctx, st.Envelope)
 	st.JobId = jobID
 	st.RunnerId = r.cfg.RunnerID
 	st.AttemptToken = job.GetAttemptToken()

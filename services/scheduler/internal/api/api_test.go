@@ -34,7 +34,7 @@ type fakeEngine struct {
 	err       error
 }
 
-func (f *fakeEngine) Submit(ctx context.Context, t *tenants.Tenant, id string, spec *jobsv1.JobSpec, _ string) error {
+func (f *fakeEngine) Submit(ctx context.Context, t *tenants.Tenant, id string, spec *jobsv1.JobSpec) error {
 	if f.err != nil {
 		return f.err
 	}
@@ -52,7 +52,7 @@ func (f *fakeEngine) SetPaused(context.Context, *tenants.Tenant, string, bool) (
 
 func (f *fakeEngine) RunSource(ctx context.Context, t *tenants.Tenant, s *sources.Source) (string, error) {
 	id := "run-1"
-	return id, f.Submit(ctx, t, id, &jobsv1.JobSpec{Pool: s.Pool, Task: s.Task.Proto()}, "")
+	return id, f.Submit(ctx, t, id, &jobsv1.JobSpec{Pool: s.Pool, Task: s.Task.Proto()})
 }
 
 func (f *fakeEngine) Explain(context.Context, *tenants.Tenant, string) (explain.Explanation, error) {

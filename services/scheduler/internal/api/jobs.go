@@ -62,7 +62,7 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) 
 		return
 	}
 	sctx, cancel := context.WithTimeout(r.Context(), submitPublishWait)
-	err = a.engine.Submit(sctx, t, id, spec, traceID(r))
+	err = a.engine.Submit(sctx, t, id, spec)
 	cancel()
 	if err != nil {
 		switch {
@@ -115,15 +115,6 @@ func (a *API) awaitRecord(ctx context.Context, t *tenants.Tenant, id string) *jo
 		case <-time.After(wait):
 		}
 	}
-}
-
-// traceID takes the trace id of a W3C traceparent header, if any.
-func traceID(r *http.Request) string {
-	parts := strings.Split(r.Header.Get("traceparent"), "-")
-	if len(parts) == 4 && len(parts[1]) == 32 {
-		return parts[1]
-	}
-	return ""
 }
 
 func (a *API) get(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) {

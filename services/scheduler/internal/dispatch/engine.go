@@ -20,6 +20,7 @@ import (
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/signing"
+	"github.com/outposthq/outpost/libs/telemetry"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 	"github.com/outposthq/outpost/services/scheduler/internal/directory"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
@@ -237,20 +238,25 @@ func dispatchDedupeID(id string) string        { return "dispatch/" + id }
 // Submit publishes a SubmitJob for a job the API accepted; the submit
 // consumer creates the record.
 // The job's user is the principal of ctx (the API request's), if any.
-func (e *Engine) Submit(ctx context.Context, t *tenants.Tenant, id string, spec *jobsv1.JobSpec, traceID string) error {
-	return e.submitAs(ctx, t, id, spec, directory.UserOf(auth.PrincipalFrom(ctx)), traceID)
+// The trace of ctx (the API request's) goes with the job.
+func (e *Engine) Submit(ctx context.Context, t *tenants.Tenant, id string, spec *jobsv1.JobSpec) error {
+	return e.submitAs(ctx, t, id, spec, directory.UserOf(auth.PrincipalFrom(ctx)))
 }
 
 // submitAs publishes a SubmitJob of user ("" for none).
-func (e *Engine) submitAs(ctx context.Context, t *tenants.Tenant, id string, spec *jobsv1.JobSpec, user, traceID string) error {
-	m := &jobsv1.SubmitJob{Envelope: events.NewEnvelope(t.Name, 0, id, traceID), JobId: id, Spec: spec, User: user}
+func (e *Engine) submitAs(ctx context.Context, t *tenants.Tenant, id string, spec *jobsv1.JobSpec, user string) (err error) {
+	ctx, span := startSpan(ctx, "scheduler.submit", t, id)
+	defer func() { telemetry.End(span, err) }()
+	m := &jobsv1.SubmitJob{Envelope: events.WithTrace(ctx, events.NewEnvelope(t.Name, 0, id, "")), JobId: id, Spec: spec, User: user}
 	return e.publish(ctx, e.subjects.Submit(t.Name), m, submitDedupeID(id, m.GetEnvelope().GetEventId()))
 }
 
 // dispatch puts the job on its pool's queue with the deduplication id
 // "dispatch/<job id>", so a repeated dispatch within the broker's window is
 // dropped.
-func (e *Engine) dispatch(ctx context.Context, t *tenants.Tenant, r *jobs.Record) error {
+func (e *Engine) dispatch(ctx context.Context, t *tenants.Tenant, r *jobs.Record) (err error) {
+	ctx, span := startSpan(telemetry.Extract(ctx, r.TraceContext), "scheduler.dispatch", t, r.ID)
+	defer func() { telemetry.End(span, err) }()
 	if err := e.ensurePool(ctx, t.Name, r.Pool); err != nil {
 		return err
 	}
@@ -264,17 +270,18 @@ func (e *Engine) dispatch(ctx context.Context, t *tenants.Tenant, r *jobs.Record
 	}
 	// The dispatch opens attempt 1; the queue's redeliveries of this
 	// message number the later ones.
-	m, err := e.jobMessage(t, r, 1)
+	m, err := e.jobMessage(ctx, t, r, 1)
 	if err != nil {
 		return err
 	}
 	return e.publish(ctx, e.subjects.Jobs(t.Name, r.Pool), m, dispatchDedupeID(r.ID))
 }
 
-// jobMessage is the signed JobDispatched of r opening attempt.
-func (e *Engine) jobMessage(t *tenants.Tenant, r *jobs.Record, attempt int) (*jobsv1.JobDispatched, error) {
+// jobMessage is the signed JobDispatched of r opening attempt; it carries
+// the trace context of ctx.
+func (e *Engine) jobMessage(ctx context.Context, t *tenants.Tenant, r *jobs.Record, attempt int) (*jobsv1.JobDispatched, error) {
 	m := &jobsv1.JobDispatched{
-		Envelope:     events.NewEnvelope(t.Name, uint32(attempt), r.ID, r.TraceID),
+		Envelope:     events.WithTrace(ctx, events.NewEnvelope(t.Name, uint32(attempt), r.ID, r.TraceID)),
 		JobId:        r.ID,
 		Spec:         r.Spec(),
 		SubmittedAt:  timestamppb.New(r.CreatedAt),
@@ -323,7 +330,7 @@ func (e *Engine) sendCancel(ctx context.Context, t *tenants.Tenant, r *jobs.Reco
 		return fmt.Errorf("%w: %q", ErrNoRunner, runnerID)
 	}
 	m := &jobsv1.CancelJob{
-		Envelope: events.NewEnvelope(t.Name, uint32(max(attempt, 0)), r.ID+"-cancel", r.TraceID),
+		Envelope: events.WithTrace(ctx, events.NewEnvelope(t.Name, uint32(max(attempt, 0)), r.ID+"-cancel", r.TraceID)),
 		JobId:    r.ID,
 		Reason:   reason,
 	}

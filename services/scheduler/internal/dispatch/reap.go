@@ -7,6 +7,7 @@ import (
 
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/telemetry"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
 	"github.com/outposthq/outpost/services/scheduler/internal/tenants"
@@ -141,7 +142,7 @@ func (e *Engine) redispatch(ctx context.Context, t *tenants.Tenant, r *jobs.Reco
 			return err
 		}
 	}
-	m, err := e.jobMessage(t, r, r.Redispatched)
+	m, err := e.jobMessage(telemetry.Extract(ctx, r.TraceContext), t, r, r.Redispatched)
 	if err != nil {
 		return err
 	}

@@ -75,7 +75,7 @@ func (e *Engine) fireDue(ctx context.Context, t *tenants.Tenant) error {
 // absorb.
 func (e *Engine) fire(ctx context.Context, t *tenants.Tenant, s *sources.Source, at time.Time) error {
 	id := sources.FireJobID(s.ID, at)
-	if err := e.submitAs(ctx, t, id, SourceSpec(s, sources.TriggerSchedule, at), s.User, ""); err != nil {
+	if err := e.submitAs(ctx, t, id, SourceSpec(s, sources.TriggerSchedule, at), s.User); err != nil {
 		return err
 	}
 	_, err := t.Sources.Update(ctx, s.ID, func(cur *sources.Source) (bool, error) {
@@ -102,7 +102,7 @@ func (e *Engine) RunSource(ctx context.Context, t *tenants.Tenant, s *sources.So
 	if user == "" {
 		user = s.User
 	}
-	if err := e.submitAs(ctx, t, id, SourceSpec(s, sources.TriggerManual, now), user, ""); err != nil {
+	if err := e.submitAs(ctx, t, id, SourceSpec(s, sources.TriggerManual, now), user); err != nil {
 		return "", err
 	}
 	return id, nil

@@ -216,6 +216,8 @@ func (e *Engine) applyJobStatus(ctx context.Context, t *tenants.Tenant, id strin
 		stop []jobs.Event
 		now  = e.now()
 	)
+	ctx, span := statusSpan(ctx, t, id, items)
+	defer span.End()
 	rec, changed, err := t.Jobs.Update(ctx, id, func(r *jobs.Record) (bool, error) {
 		results, stop, applied, forged = results[:0], stop[:0], applied[:0], forged[:0]
 		changed := false

@@ -8,6 +8,7 @@ import (
 
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/telemetry"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 	"github.com/outposthq/outpost/services/scheduler/internal/directory"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
@@ -48,6 +49,8 @@ func (e *Engine) handleSubmit(t *tenants.Tenant) queue.Handler {
 			e.poison(ctx, d, queue.RoleSubmit, fmt.Errorf("%w: envelope tenant %q on a subject of tenant %q", errInvalidSubmit, tn, t.Name))
 			return
 		}
+		ctx, span := startSpan(events.TraceContext(ctx, m.GetEnvelope()), "scheduler.record", t, id)
+		defer span.End()
 		rec, err := e.createRecord(ctx, t, id, m.GetSpec(), m.GetUser(), m.GetEnvelope().GetTraceId())
 		switch {
 		case errors.Is(err, jobs.ErrExists) && d.Attempt() == 1:
@@ -109,6 +112,11 @@ func (e *Engine) createRecord(ctx context.Context, t *tenants.Tenant, id string,
 		rec = jobs.NewRecord(id, t.Name, norm, now, paused)
 	}
 	rec.TraceID = traceID
+	// The dispatch, now or after a hold, continues the trace from here.
+	rec.TraceContext = telemetry.Inject(ctx)
+	if tid := telemetry.TraceID(ctx); tid != "" {
+		rec.TraceID = tid
+	}
 	rec.User = user
 	if err := t.Jobs.Create(ctx, rec); err != nil {
 		return nil, err

@@ -18,6 +18,9 @@ type Record struct {
 	Labels  map[string]string `json:"labels,omitempty"`
 	// TraceID is the trace of the submission, carried to the runners.
 	TraceID string `json:"trace_id,omitempty"`
+	// TraceContext is the W3C trace context the dispatches continue
+	// (libs/telemetry); internal, not in the API's answers.
+	TraceContext map[string]string `json:"trace_context,omitempty"`
 	// User submitted the job: the API request's principal, or the user a
 	// SubmitJob published on the broker names. Project is the job's
 	// project. The polling rules of the pool's deployment look at both.
@@ -149,6 +152,7 @@ func (r *Record) Public() *Record {
 	c := *r
 	c.AttemptToken = ""
 	c.ReissuedFor = ""
+	c.TraceContext = nil
 	return &c
 }
 

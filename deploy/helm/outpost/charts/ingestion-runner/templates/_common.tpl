@@ -151,6 +151,86 @@ seccompProfile:
 {{- end -}}
 
 {{/*
+Tracing (libs/telemetry): the chart's otel values over global.otel, as JSON
+(endpoint empty: tracing off). A chart without an otel section (the broker)
+never traces.
+*/}}
+{{- define "outpost.otel" -}}
+{{- $g := include "outpost.global" . | fromJson -}}
+{{- $go := $g.otel | default dict -}}
+{{- $o := dict -}}
+{{- if hasKey .Values "otel" }}{{ $o = .Values.otel | default dict }}{{ else }}{{ $go = dict }}{{ end -}}
+{{- $gh := $go.headers | default dict -}}
+{{- $h := $o.headers | default dict -}}
+{{- $headers := dict -}}
+{{- if $h.existingSecret }}{{ $headers = $h }}{{ else if $gh.existingSecret }}{{ $headers = dict "existingSecret" $gh.existingSecret "key" ($gh.key | default "headers") }}{{ end -}}
+{{- $endpoint := $o.exporterEndpoint | default $go.exporterEndpoint | default "" -}}
+{{- $port := "" -}}
+{{- if $endpoint -}}
+{{- $u := urlParse $endpoint -}}
+{{- $port = regexFind ":[0-9]+$" $u.host | trimPrefix ":" -}}
+{{- if not $port }}{{ $port = ternary "443" "80" (eq $u.scheme "https") }}{{ end -}}
+{{- end -}}
+{{- /* A ratio of 0 is a value, not "unset": compared as text. */ -}}
+{{- $samplerArg := toString $o.samplerArg -}}
+{{- if has $samplerArg (list "" "<nil>") }}{{ $samplerArg = toString $go.samplerArg }}{{ end -}}
+{{- if eq $samplerArg "<nil>" }}{{ $samplerArg = "" }}{{ end -}}
+{{- toJson (dict
+  "endpoint" $endpoint
+  "port" $port
+  "protocol" ($o.protocol | default $go.protocol | default "")
+  "prefix" ($o.serviceNamePrefix | default $go.serviceNamePrefix | default "")
+  "attributes" (merge (deepCopy ($o.resourceAttributes | default dict)) ($go.resourceAttributes | default dict))
+  "sampler" ($o.sampler | default $go.sampler | default "")
+  "samplerArg" $samplerArg
+  "headers" $headers) -}}
+{{- end -}}
+
+{{/*
+The standard OTEL_* variables of the service, none while tracing is off.
+The resource attributes name the pod and its namespace (downward API).
+*/}}
+{{- define "outpost.otelEnv" -}}
+{{- $t := include "outpost.otel" . | fromJson -}}
+{{- if $t.endpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ $t.endpoint | quote }}
+{{- with $t.protocol }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: {{ . | quote }}
+{{- end }}
+- name: OTEL_SERVICE_NAME
+  value: {{ printf "%s%s" $t.prefix .Chart.Name | quote }}
+- name: K8S_POD_NAME
+  valueFrom:
+    fieldRef: {fieldPath: metadata.name}
+- name: K8S_NAMESPACE_NAME
+  valueFrom:
+    fieldRef: {fieldPath: metadata.namespace}
+{{- $attrs := list }}
+{{- range $k, $v := $t.attributes }}
+{{- $attrs = append $attrs (printf "%s=%s" $k $v) }}
+{{- end }}
+{{- $attrs = concat $attrs (list "k8s.pod.name=$(K8S_POD_NAME)" "k8s.namespace.name=$(K8S_NAMESPACE_NAME)") }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ join "," $attrs | quote }}
+{{- with $t.sampler }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ . | quote }}
+{{- end }}
+{{- with $t.samplerArg }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ . | quote }}
+{{- end }}
+{{- with $t.headers.existingSecret }}
+- name: OTEL_EXPORTER_OTLP_HEADERS
+  valueFrom:
+    secretKeyRef: {name: {{ . | quote }}, key: {{ $t.headers.key | quote }}}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
 The Deployment of a service. Parameters: root (the chart's context), port
 (the HTTP port serving /healthz, /readyz and /metrics), portName, env
 (extra container env, YAML), mounts and volumes (extra, YAML).
@@ -203,6 +283,7 @@ spec:
               protocol: TCP
           env:
             {{- include "outpost.credentialEnv" (dict "root" . "env" (include (printf "%s.credentialEnv" .Chart.Name) . | fromJson)) | nindent 12 }}
+            {{- include "outpost.otelEnv" . | nindent 12 }}
             {{- with $.env }}
             {{- . | nindent 12 }}
             {{- end }}
@@ -409,6 +490,16 @@ spec:
           protocol: TCP
         {{- end }}
       {{- with $kubeAPI.to }}
+      to:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+    {{- end }}
+    {{- $otel := include "outpost.otel" . | fromJson }}
+    {{- if $otel.endpoint }}
+    - ports:
+        - port: {{ $otel.port }}
+          protocol: TCP
+      {{- with ($np.otel | default dict).to }}
       to:
         {{- toYaml . | nindent 8 }}
       {{- end }}

@@ -171,6 +171,15 @@ type ConsumerConfig struct {
 	// read late loses little of its lease. AckWait must be at least
 	// MinFencedAckWait. Unfenced consumers never see ErrSuperseded.
 	Fenced bool
+	// AckNoWait makes Ack send the acknowledgement without waiting for the
+	// broker's confirmation, saving a round trip per message, for handlers
+	// that handle a redelivery idempotently: an acknowledgement lost on its
+	// way (a connection cut, a broker restarting) only means the message is
+	// delivered again after AckWait, as when the handler dies before it
+	// acks. Nak, Term and InProgress still wait. Backends that already
+	// batch their acknowledgements (SQS) may wait anyway. A Fenced consumer
+	// cannot have it: its settlement is what the fence guards.
+	AckNoWait bool
 }
 
 // MinFencedAckWait is the shortest AckWait of a Fenced consumer: the lease
@@ -190,6 +199,9 @@ func FenceMargin(ackWait time.Duration) time.Duration {
 func (cfg ConsumerConfig) Validate() error {
 	if cfg.Fenced && cfg.AckWait < MinFencedAckWait {
 		return fmt.Errorf("%w: a fenced consumer's ack wait %s is below %s", ErrInvalidConsumer, cfg.AckWait, MinFencedAckWait)
+	}
+	if cfg.Fenced && cfg.AckNoWait {
+		return fmt.Errorf("%w: a fenced consumer acks with the broker's confirmation (AckNoWait)", ErrInvalidConsumer)
 	}
 	return nil
 }

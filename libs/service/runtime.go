@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -153,7 +154,11 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 		r.serve(r.ctx, srv, api)
 	}
 	if ops != nil {
-		r.serve(r.opsCtx, NewHTTPServer(OpsHandler(nil, r.reg, r.Ready)), ops)
+		mux := OpsHandler(nil, r.reg, r.Ready)
+		if os.Getenv(EnvPprof) == "true" {
+			profiling(mux)
+		}
+		r.serve(r.opsCtx, NewHTTPServer(mux), ops)
 	}
 	return r, nil
 }

@@ -303,12 +303,14 @@ func runBurstAndOne(t *testing.T, r *pathRig, p pathPlan) {
 		cpuBefore := r.cpu()
 		reqBefore := r.sqsRequests()
 		ids := make([]string, 0, n)
+		waitProfiles := startProfiles(t, r, p.prefix)
 		start := time.Now()
 		for range n {
 			ids = append(ids, r.submit(&jobsv1.NoopTask{}))
 		}
 		r.latencies(ids, 5*time.Minute)
 		elapsed := time.Since(start)
+		waitProfiles()
 		record(p.prefix+"path_jobs_per_s", float64(n)/elapsed.Seconds())
 		record(p.prefix+"path_broker_writes_per_job", float64(r.storedMessages()-before)/float64(n))
 		for name, after := range r.cpu() {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/outposthq/outpost/libs/service"
 	"github.com/outposthq/outpost/libs/testenv"
 )
 
@@ -95,6 +96,11 @@ type Process struct {
 func Start(t testing.TB, name, binary string, env map[string]string, args ...string) *Process {
 	t.Helper()
 	e := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	// Profiling (pprof on the ops port) is asked for by the one running
+	// the tests, for every process.
+	if v := os.Getenv(service.EnvPprof); v != "" {
+		e = append(e, service.EnvPprof+"="+v)
+	}
 	for k, v := range env {
 		e = append(e, k+"="+v)
 	}

@@ -359,9 +359,35 @@ func (d *delivery) Data() []byte              { return d.msg.Data() }
 func (d *delivery) Header() map[string]string { return d.header }
 func (d *delivery) Attempt() int              { return d.attempt }
 
-// Ack implements queue.Delivery; it waits for the server's confirmation.
+// Ack implements queue.Delivery; it waits for the server's confirmation,
+// unless the consumer is AckNoWait.
 func (d *delivery) Ack(ctx context.Context) error {
+	if d.k.cfg.AckNoWait {
+		return d.ackNoWait()
+	}
 	return d.settle(ctx, "ack", ackAck)
+}
+
+// ackNoWait sends the acknowledgement without asking for the server's
+// reply: the client's buffer carries it, also across a reconnect.
+func (d *delivery) ackNoWait() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.settled {
+		return fmt.Errorf("natsjs: ack %s: %w", d.subject, queue.ErrAlreadyAcked)
+	}
+	reply := d.msg.Reply()
+	if reply == "" {
+		return fmt.Errorf("natsjs: ack %s: message has no ack subject", d.subject)
+	}
+	if err := d.k.c.nc.Publish(reply, ackAck); err != nil {
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			err = queue.ErrClosed
+		}
+		return fmt.Errorf("natsjs: ack %s: %w", d.subject, err)
+	}
+	d.settled = true
+	return nil
 }
 
 // Nak implements queue.Delivery with JetStream's NAK with delay.

@@ -2,6 +2,7 @@ package queuetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync/atomic"
@@ -321,4 +322,33 @@ func testFanOut(t *testing.T, s *suite) {
 	for _, rec := range recs {
 		rec.noErrors(t)
 	}
+}
+
+// testAckNoWait: an acknowledgement sent without waiting for the broker's
+// reply still settles the message (nothing comes back after the ack wait),
+// a second settlement is refused, and a fenced consumer cannot have it.
+func testAckNoWait(t *testing.T, s *suite) {
+	ackWait := s.dur(time.Second)
+	subject := s.Subjects.Jobs(s.Tenant, "pool-nowait")
+	const n = 20
+	for i := range n {
+		s.publish(t, queue.Message{Subject: subject, Data: []byte(strconv.Itoa(i))})
+	}
+	rec := &recorder{}
+	var again atomic.Int64
+	s.consume(t, queue.ConsumerConfig{Name: "nowait", Subject: subject, AckWait: ackWait, AckNoWait: true, Concurrency: 4}, func(ctx context.Context, d queue.Delivery) {
+		rec.add(d, 0)
+		rec.fail(d.Ack(ctx))
+		if errors.Is(d.Ack(ctx), queue.ErrAlreadyAcked) {
+			again.Add(1)
+		}
+	})
+	rec.waitLen(t, n, 10*time.Second, "acked without waiting")
+	require.Never(t, func() bool { return rec.len() > n }, ackWait+s.tol, 50*time.Millisecond, "a message acked without waiting was redelivered")
+	rec.noErrors(t)
+	require.EqualValues(t, n, again.Load(), "a second ack must report ErrAlreadyAcked")
+
+	_, err := s.Broker.Consume(s.ctx(t), queue.ConsumerConfig{Name: "nowait-fenced", Subject: subject, AckWait: s.dur(10 * time.Second), Fenced: true, AckNoWait: true},
+		func(context.Context, queue.Delivery) {})
+	require.ErrorIs(t, err, queue.ErrInvalidConsumer)
 }

@@ -97,6 +97,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		fn   func(*testing.T, *suite)
 	}{
 		{"RoundTrip", testRoundTrip},
+		{"AckNoWait", testAckNoWait},
 		{"EnsureTenantIdempotent", testEnsureTenantIdempotent},
 		{"Ordering", testOrdering},
 		{"RedeliveryAfterAckWait", testRedeliveryAfterAckWait},

@@ -321,10 +321,19 @@ func (r *Runner) execute(ctx context.Context, d queue.Delivery, job *jobsv1.JobD
 	stopKeepAlive := r.keepAlive(d, log, func() { supersede(ErrSuperseded) })
 	defer stopKeepAlive()
 
-	if err := r.publishStatus(ctx, job, attempt, &jobsv1.JobStatus{State: jobsv1.JobState_JOB_STATE_RUNNING}); err != nil {
-		// The job runs anyway: the terminal status supersedes RUNNING.
-		log.Warn("job status not published", "state", "RUNNING", "error", err)
-	}
+	// RUNNING is published while the task starts, not before: the task
+	// does not wait for the broker's round trip. The job runs whether it is
+	// stored or not (the terminal status supersedes RUNNING); the outcome
+	// is published only once RUNNING is settled, so that it follows RUNNING
+	// on the job's status subject.
+	runningSent := make(chan struct{})
+	go func() {
+		defer close(runningSent)
+		if err := r.publishStatus(ctx, job, attempt, &jobsv1.JobStatus{State: jobsv1.JobState_JOB_STATE_RUNNING}); err != nil {
+			log.Warn("job status not published", "state", "RUNNING", "error", err)
+		}
+	}()
+	defer func() { <-runningSent }()
 	log.Info("job attempt started", "max_attempts", maxAttempts, "kind", tasks.Kind(spec.GetTask()))
 
 	redactor := redact.New()
@@ -408,6 +417,7 @@ func (r *Runner) execute(ctx context.Context, d queue.Delivery, job *jobsv1.JobD
 	cancelFlush()
 
 	state := strings.TrimPrefix(st.GetState().String(), "JOB_STATE_")
+	<-runningSent
 	if err := r.publishStatus(ctx, job, attempt, st); err != nil {
 		// Acking now would lose the outcome: run the job again instead.
 		log.Error("job status not published; job nak'd to run again", "state", state, "error", err)

@@ -182,12 +182,16 @@ func (e *Engine) Start(ctx context.Context, t *tenants.Tenant) (func(context.Con
 	batcher := newBatcher(e.opts.StatusBatch)
 	wg.Go(func() { batcher.run(ctx, func(b []*pending) { e.applyStatusBatch(ctx, t, b) }) })
 	maxDel := e.opts.MaxDeliveries
+	// The submit and status consumers ack without waiting for the
+	// broker's reply: a redelivered SubmitJob finds its record (and repeats
+	// at most a deduplicated dispatch), a redelivered status is applied as
+	// a duplicate or fenced; a lost ack costs a redelivery, not a job.
 	specs := []struct {
 		cfg queue.ConsumerConfig
 		h   queue.Handler
 	}{
-		{queue.ConsumerConfig{Name: ConsumerSubmit, Subject: e.subjects.Submit(t.Name), AckWait: e.opts.AckWait, MaxDeliveries: maxDel, Concurrency: e.opts.SubmitConcurrency}, e.handleSubmit(t)},
-		{queue.ConsumerConfig{Name: ConsumerStatus, Subject: e.subjects.AllJobStatus(t.Name), AckWait: e.opts.AckWait, MaxDeliveries: maxDel, Concurrency: e.opts.StatusBatch}, batcher.handle},
+		{queue.ConsumerConfig{Name: ConsumerSubmit, Subject: e.subjects.Submit(t.Name), AckWait: e.opts.AckWait, MaxDeliveries: maxDel, Concurrency: e.opts.SubmitConcurrency, AckNoWait: true}, e.handleSubmit(t)},
+		{queue.ConsumerConfig{Name: ConsumerStatus, Subject: e.subjects.AllJobStatus(t.Name), AckWait: e.opts.AckWait, MaxDeliveries: maxDel, Concurrency: e.opts.StatusBatch, AckNoWait: true}, batcher.handle},
 		{queue.ConsumerConfig{Name: ConsumerDeadLetter, Subject: e.subjects.All(t.Name, queue.RoleDeadLetter), AckWait: e.opts.AckWait, MaxDeliveries: maxDel, Concurrency: 4}, e.handleDeadLetter(t)},
 		{queue.ConsumerConfig{Name: ConsumerRecords, Subject: e.subjects.AllJobRecords(t.Name), AckWait: e.opts.AckWait, MaxDeliveries: maxDel, Concurrency: 4}, e.handleRecords(t)},
 	}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -181,6 +182,11 @@ func Start(ctx context.Context, dyn dynamic.Interface, kinds []cluster.Kind, opt
 		a.Stop()
 		return nil, err
 	}
+	// The first list is the largest allocation a watch makes: every
+	// object decoded at once, then only its compact form kept. Hand the
+	// list's pages back to the OS now rather than over the next minutes,
+	// so the watcher's resident memory is what it holds.
+	debug.FreeOSMemory()
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()

@@ -91,6 +91,11 @@ func TestWatchInventory(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, objs, n)
 	record("watch_inventory_list_10k_s", time.Since(start).Seconds())
+	// The same once the first sync has returned (the account is ACTIVE
+	// and its inventory listed): what the watcher keeps, without the
+	// transient of its first list.
+	settledRSS := rssBytes(t, w.Pid())
+	record("watch_watcher_settled_rss_mib_per_10k_objects", float64(settledRSS-baseRSS)/(1<<20)*10000/float64(n))
 
 	// Latency: one create at a time, time until its delta is on the broker
 	// (read from the stream: the control plane's credentials subscribe to

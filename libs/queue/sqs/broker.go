@@ -54,7 +54,9 @@
 // message, InProgress sets its visibility to AckWait again, Nak(delay) sets
 // it to delay; the three are batched (up to 10 per request, after a
 // Config.BatchLinger wait) per queue, as are Publish's sends. Attempt is
-// SQS's ApproximateReceiveCount.
+// SQS's ApproximateReceiveCount. An InProgress within a tenth of the
+// AckWait of the receive, or of the last InProgress sent, checks the
+// fence and sends nothing.
 //
 // Term sends a copy of the message to the dead-letter queue of its role
 // with the queue.HeaderDeadLetter* headers, then deletes it. A delivery

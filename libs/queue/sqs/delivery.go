@@ -17,6 +17,13 @@ import (
 // maxReasonLen bounds the dead-letter reason kept in the message.
 const maxReasonLen = 1024
 
+// freshExtension is the share of the ack wait within which an InProgress
+// after the receive, or after the last InProgress sent, sends nothing:
+// the deadline it would move is at most that much sooner than asked.
+// A short job's checks that it still holds its delivery (one when it
+// starts, one before it reports) then cost no request.
+const freshExtension = 10
+
 // delivery implements queue.Delivery for one received SQS message.
 // Settlements go through the broker's batchers; an error means SQS may not
 // have recorded it, and it can be retried.
@@ -38,6 +45,9 @@ type delivery struct {
 
 	mu      sync.Mutex
 	settled bool
+	// extended is when the visibility timeout last started, at the
+	// earliest: the receive's start, then each InProgress sent.
+	extended time.Time
 }
 
 func (d *delivery) Subject() string           { return d.subject }
@@ -62,10 +72,12 @@ func (d *delivery) Nak(ctx context.Context, delay time.Duration) error {
 }
 
 // InProgress implements queue.Delivery: the visibility timeout is set to
-// the consumer's AckWait again.
+// the consumer's AckWait again. Within a tenth of the ack wait of the
+// receive, or of the last InProgress sent, it checks the lease only and
+// sends nothing.
 func (d *delivery) InProgress(ctx context.Context) error {
 	d.mu.Lock()
-	settled := d.settled
+	settled, extended := d.settled, d.extended
 	d.mu.Unlock()
 	if settled {
 		return fmt.Errorf("sqs: in progress %s: %w", d.subject, queue.ErrAlreadyAcked)
@@ -74,12 +86,20 @@ func (d *delivery) InProgress(ctx context.Context) error {
 	if err := d.lease.Check(sent); err != nil {
 		return fmt.Errorf("sqs: in progress %s: %w", d.subject, err)
 	}
+	if sent.Sub(extended) < d.k.cfg.AckWait/freshExtension {
+		return nil
+	}
 	ctx, cancel := withSettleTimeout(ctx)
 	defer cancel()
 	if err := d.k.b.visibles.do(ctx, d.ql.qi.url, visibility{handle: d.handle, timeout: d.k.visibility}, 0); err != nil {
 		return fmt.Errorf("sqs: in progress %s: %w", d.subject, err)
 	}
 	d.lease.Renew(sent)
+	d.mu.Lock()
+	if sent.After(d.extended) {
+		d.extended = sent
+	}
+	d.mu.Unlock()
 	return nil
 }
 

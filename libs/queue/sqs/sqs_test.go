@@ -3,6 +3,7 @@ package sqs_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -438,4 +439,49 @@ func TestConsumerRemakesAVanishedQueue(t *testing.T) {
 		}
 		return false
 	}, 30*time.Second, 10*time.Millisecond, "nothing received from the queue made again")
+}
+
+// TestInProgressSkipsFreshExtension: an InProgress within a tenth of the
+// ack wait of the receive (a short job checking it still holds its
+// delivery) sends no request; once that has passed, it extends the
+// visibility timeout again. Fenced or not, the answer is the same.
+func TestInProgressSkipsFreshExtension(t *testing.T) {
+	s := server(t)
+	for _, fenced := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fenced=%v", fenced), func(t *testing.T) {
+			b := sqstest.Connect(t, s, sqs.Config{})
+			tenant := queuetest.UniqueTenant()
+			ctx := ctxFor(t)
+			require.NoError(t, b.EnsureTenant(ctx, tenant, queue.TenantLimits{}))
+			subject := b.Subjects().Jobs(tenant, "fresh")
+			require.NoError(t, b.EnsureQueues(ctx, subject))
+			held := make(chan queue.Delivery, 1)
+			release := make(chan struct{})
+			consume(t, b, queue.ConsumerConfig{Name: "fresh", Subject: subject, AckWait: 3 * time.Second, Fenced: fenced}, func(ctx context.Context, d queue.Delivery) {
+				held <- d
+				<-release
+				if err := d.Ack(ctx); err != nil {
+					t.Errorf("ack: %v", err)
+				}
+			})
+			require.NoError(t, b.Publish(ctx, queue.Message{Subject: subject, Data: []byte("short job")}))
+			var d queue.Delivery
+			require.Eventually(t, func() bool {
+				select {
+				case d = <-held:
+					return true
+				default:
+					return false
+				}
+			}, 20*time.Second, 5*time.Millisecond)
+			defer close(release)
+			visibility := func() uint64 { return b.Requests()["ChangeMessageVisibilityBatch"] }
+			before := visibility()
+			require.NoError(t, d.InProgress(ctx), "fresh delivery")
+			require.Equal(t, before, visibility(), "an InProgress right after the receive sends nothing")
+			require.Eventually(t, func() bool {
+				return d.InProgress(ctx) == nil && visibility() > before
+			}, 5*time.Second, 50*time.Millisecond, "a later InProgress extends the visibility timeout")
+		})
+	}
 }

@@ -8,15 +8,14 @@ package watch
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/tools/cache"
@@ -183,6 +182,11 @@ func Start(ctx context.Context, dyn dynamic.Interface, kinds []cluster.Kind, opt
 		a.Stop()
 		return nil, err
 	}
+	// The first list is the largest allocation a watch makes: every
+	// object decoded at once, then only its compact form kept. Hand the
+	// list's pages back to the OS now rather than over the next minutes,
+	// so the watcher's resident memory is what it holds.
+	debug.FreeOSMemory()
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
@@ -238,16 +242,12 @@ func (a *Account) handler(k cluster.Kind) cache.ResourceEventHandler {
 			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 				obj = t.Obj
 			}
-			u, ok := obj.(*unstructured.Unstructured)
+			c, ok := obj.(*cached)
 			if !ok {
 				return
 			}
-			key := objKey{kind: k.Token, namespace: u.GetNamespace(), name: u.GetName()}
-			d, err := a.delta(k, u, watchv1.ObjectDelta_TYPE_DELETED)
-			if err != nil {
-				a.opts.Log.Error("cannot encode a deleted object", "kind", k.Token, "namespace", key.namespace, "name", key.name, "error", err)
-				return
-			}
+			key := objKey{kind: k.Token, namespace: c.meta.Namespace, name: c.meta.Name}
+			d := a.delta(k, c, watchv1.ObjectDelta_TYPE_DELETED)
 			a.mu.Lock()
 			a.gone[key] = d
 			a.mu.Unlock()
@@ -257,11 +257,11 @@ func (a *Account) handler(k cluster.Kind) cache.ResourceEventHandler {
 }
 
 func (a *Account) enqueue(k cluster.Kind, obj any) {
-	u, ok := obj.(*unstructured.Unstructured)
+	c, ok := obj.(*cached)
 	if !ok {
 		return
 	}
-	a.queue.Add(objKey{kind: k.Token, namespace: u.GetNamespace(), name: u.GetName()})
+	a.queue.Add(objKey{kind: k.Token, namespace: c.meta.Namespace, name: c.meta.Name})
 }
 
 func (a *Account) processNext() bool {
@@ -286,7 +286,7 @@ func (a *Account) processNext() bool {
 }
 
 // lookup returns the cached object of key, or nil.
-func (a *Account) lookup(key objKey) (*unstructured.Unstructured, *kindWatch) {
+func (a *Account) lookup(key objKey) (*cached, *kindWatch) {
 	w := a.kinds[key.kind]
 	if w == nil {
 		return nil, nil
@@ -299,13 +299,13 @@ func (a *Account) lookup(key objKey) (*unstructured.Unstructured, *kindWatch) {
 	if err != nil || !ok {
 		return nil, w
 	}
-	u, _ := obj.(*unstructured.Unstructured)
-	return u, w
+	c, _ := obj.(*cached)
+	return c, w
 }
 
 // publish sends key's current state: the cached object, or its tombstone.
 func (a *Account) publish(key objKey) error {
-	u, w := a.lookup(key)
+	c, w := a.lookup(key)
 	a.mu.Lock()
 	last, seen := a.published[key]
 	tomb := a.gone[key]
@@ -313,19 +313,15 @@ func (a *Account) publish(key objKey) error {
 
 	var d *watchv1.ObjectDelta
 	switch {
-	case u != nil:
-		if seen && last == u.GetResourceVersion() {
+	case c != nil:
+		if seen && last == c.meta.ResourceVersion {
 			return nil
 		}
 		typ := watchv1.ObjectDelta_TYPE_ADDED
 		if seen {
 			typ = watchv1.ObjectDelta_TYPE_UPDATED
 		}
-		var err error
-		if d, err = a.delta(w.kind, u, typ); err != nil {
-			a.opts.Log.Error("cannot encode an object", "kind", key.kind, "namespace", key.namespace, "name", key.name, "error", err)
-			return nil
-		}
+		d = a.delta(w.kind, c, typ)
 	case tomb != nil:
 		d = tomb
 	default:
@@ -335,7 +331,7 @@ func (a *Account) publish(key objKey) error {
 		return err
 	}
 	a.mu.Lock()
-	if u != nil {
+	if c != nil {
 		a.published[key] = d.GetResourceVersion()
 	} else {
 		delete(a.published, key)
@@ -379,11 +375,7 @@ func deltaLabel(t watchv1.ObjectDelta_Type) string {
 }
 
 // delta builds the ObjectDelta of a (scrubbed) cached object.
-func (a *Account) delta(k cluster.Kind, u *unstructured.Unstructured, typ watchv1.ObjectDelta_Type) (*watchv1.ObjectDelta, error) {
-	raw, err := json.Marshal(u.Object)
-	if err != nil {
-		return nil, err
-	}
+func (a *Account) delta(k cluster.Kind, c *cached, typ watchv1.ObjectDelta_Type) *watchv1.ObjectDelta {
 	return &watchv1.ObjectDelta{
 		Account:         a.opts.Account,
 		Type:            typ,
@@ -391,11 +383,11 @@ func (a *Account) delta(k cluster.Kind, u *unstructured.Unstructured, typ watchv
 		Version:         k.GVR.Version,
 		Kind:            k.Kind,
 		Resource:        k.GVR.Resource,
-		Namespace:       u.GetNamespace(),
-		Name:            u.GetName(),
-		Uid:             string(u.GetUID()),
-		ResourceVersion: u.GetResourceVersion(),
-		Object:          raw,
+		Namespace:       c.meta.Namespace,
+		Name:            c.meta.Name,
+		Uid:             string(c.meta.UID),
+		ResourceVersion: c.meta.ResourceVersion,
+		Object:          c.raw,
 		Generation:      a.opts.Generation,
-	}, nil
+	}
 }

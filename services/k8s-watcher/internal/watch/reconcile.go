@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/inventory"
 	"github.com/outposthq/outpost/libs/queue"
@@ -48,8 +46,8 @@ func (a *Account) reconcile(ctx context.Context, kindToken string, force bool) e
 			}
 			for _, inf := range w.informers {
 				for _, obj := range inf.GetStore().List() {
-					if u, ok := obj.(*unstructured.Unstructured); ok {
-						live = append(live, objKey{kind: token, namespace: u.GetNamespace(), name: u.GetName()})
+					if c, ok := obj.(*cached); ok {
+						live = append(live, objKey{kind: token, namespace: c.meta.Namespace, name: c.meta.Name})
 					}
 				}
 			}
@@ -91,7 +89,7 @@ func (a *Account) readStored(ctx context.Context, kindToken string) (map[objKey]
 func (a *Account) tombstoneMissing(stored map[objKey]queue.StreamMessage) int {
 	n := 0
 	for key, m := range stored {
-		if u, _ := a.lookup(key); u != nil {
+		if c, _ := a.lookup(key); c != nil {
 			continue
 		}
 		d := a.storedTombstone(key, m)
@@ -131,8 +129,8 @@ func (a *Account) Checksums() []*accountsv1.InventoryChecksum {
 		var lines []inventory.Line
 		for _, inf := range w.informers {
 			for _, obj := range inf.GetStore().List() {
-				if u, ok := obj.(*unstructured.Unstructured); ok {
-					lines = append(lines, inventory.Line{Namespace: u.GetNamespace(), Name: u.GetName(), ResourceVersion: u.GetResourceVersion()})
+				if c, ok := obj.(*cached); ok {
+					lines = append(lines, inventory.Line{Namespace: c.meta.Namespace, Name: c.meta.Name, ResourceVersion: c.meta.ResourceVersion})
 				}
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
@@ -51,15 +52,23 @@ func TestScrub(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			u := &unstructured.Unstructured{Object: tt.obj}
+			u.SetNamespace("ns")
+			u.SetResourceVersion("7")
+			u.SetUID("u-1")
+			var out any = u
 			for range 2 { // idempotent
-				out, err := Scrubber(tt.gvr)(u)
+				var err error
+				out, err = Scrubber(tt.gvr)(out)
 				require.NoError(t, err)
-				u = out.(*unstructured.Unstructured)
 			}
+			c, ok := out.(*cached)
+			require.True(t, ok, "cached in compact form, got %T", out)
+			require.Equal(t, metav1.ObjectMeta{Namespace: "ns", Name: u.GetName(), UID: "u-1", ResourceVersion: "7"}, c.meta)
 			raw, err := json.Marshal(u.Object)
 			require.NoError(t, err)
+			require.Equal(t, string(raw), string(c.raw), "the scrubbed object, encoded once")
 			for _, s := range tt.absent {
-				require.NotContains(t, string(raw), s)
+				require.NotContains(t, string(c.raw), s)
 			}
 			require.Equal(t, tt.want, u.Object["data"])
 		})

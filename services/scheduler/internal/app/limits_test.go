@@ -117,16 +117,21 @@ func TestTenantLimit(t *testing.T) {
 			e.waitState("", ids[2], "RUNNING")
 			require.False(t, e.limited(ids[2]), "the mark is cleared once dispatched")
 
-			// Raising the limit dispatches the waiters at once.
+			// A cancel frees the slot too (found by the periodic pass),
+			// and lifting the limit dispatches every waiter.
 			for range 2 {
 				ids = append(ids, e.submit("", noopJob(nil)).ID)
 			}
 			require.Eventually(t, func() bool { return e.limited(ids[4]) }, waitFor, tick)
-			code, out = e.do("PUT", "/api/v1/tenants/default", "", `{"limits":{"max_running_jobs":0}}`)
+			code, out = e.do("POST", "/api/v1/jobs/"+ids[2]+"/cancel", "", nil)
 			require.Equal(t, http.StatusOK, code, string(out))
 			_, m4 := r.next(t)
+			require.Equal(t, ids[3], m4.JobId, "the oldest waiter first")
+			require.True(t, e.limited(ids[4]))
+			code, out = e.do("PUT", "/api/v1/tenants/default", "", `{"limits":{"max_running_jobs":0}}`)
+			require.Equal(t, http.StatusOK, code, string(out))
 			_, m5 := r.next(t)
-			require.ElementsMatch(t, ids[3:], []string{m4.JobId, m5.JobId})
+			require.Equal(t, ids[4], m5.JobId)
 		})
 	}
 }

@@ -5,6 +5,7 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -50,7 +51,10 @@ func TestTenantFairness(t *testing.T) {
 	start := time.Now()
 	go func() {
 		for i := range floodJobs {
-			r.publishSubmit(floodTenant, fmt.Sprintf("f%07d", i))
+			if err := r.publishSubmit(floodTenant, fmt.Sprintf("f%07d", i)); err != nil {
+				t.Errorf("flood: %v", err)
+				return
+			}
 		}
 	}()
 	var flooded []time.Duration
@@ -72,20 +76,36 @@ func TestTenantFairness(t *testing.T) {
 }
 
 // publishSubmit publishes a SubmitJob of a no-op job of tenant (not
-// followed by the rig's observer).
-func (r *pathRig) publishSubmit(tenant, id string) {
+// followed by the rig's observer). A broker slower than the publisher
+// stalls the async publishes: it waits for those in flight and tries
+// again, a bounded number of times.
+func (r *pathRig) publishSubmit(tenant, id string) error {
 	msg, err := events.Encode(r.subs.Submit(tenant), &jobsv1.SubmitJob{
 		Envelope: events.NewEnvelope(tenant, 0, id, ""),
 		JobId:    id,
 		Spec:     &jobsv1.JobSpec{Pool: "default", Task: &jobsv1.Task{Kind: &jobsv1.Task_Noop{Noop: &jobsv1.NoopTask{}}}},
 	}, "")
-	require.NoError(r.t, err)
+	if err != nil {
+		return err
+	}
 	nm := &nats.Msg{Subject: msg.Subject, Data: msg.Data, Header: nats.Header{}}
 	for k, v := range msg.Header {
 		nm.Header.Set(k, v)
 	}
-	_, err = r.js.PublishMsgAsync(nm)
-	require.NoError(r.t, err)
+	for range 100 {
+		_, err = r.js.PublishMsgAsync(nm)
+		if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+			break
+		}
+		select {
+		case <-r.js.PublishAsyncComplete():
+		case <-time.After(10 * time.Second):
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("publish SubmitJob %s: %w", id, err)
+	}
+	return nil
 }
 
 // countEnded counts the jobs of tenant recorded SUCCEEDED from now on.

@@ -221,10 +221,13 @@ func (a *API) putTenant(w http.ResponseWriter, r *http.Request) {
 	if !a.decode(w, r, &req, true) {
 		return
 	}
-	if l := req.Limits; l != nil && (l.MaxBytes < 0 || l.MaxMessages < 0) {
+	if l := req.Limits; l != nil && (l.MaxBytes < 0 || l.MaxMessages < 0 || l.MaxRunningJobs < 0) {
 		field := "limits.max_bytes"
 		if l.MaxMessages < 0 {
 			field = "limits.max_messages"
+		}
+		if l.MaxRunningJobs < 0 {
+			field = "limits.max_running_jobs"
 		}
 		httpjson.WriteError(w, http.StatusBadRequest, "must not be negative", field)
 		return

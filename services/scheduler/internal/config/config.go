@@ -107,10 +107,16 @@ type Tenants struct {
 	RefreshInterval time.Duration `yaml:"refresh_interval" env:"OUTPOST_TENANTS_REFRESH_INTERVAL"`
 }
 
-// Limits bound what one tenant may hold in the broker; 0 means no limit.
+// Limits bound what one tenant may hold in the broker and how many of its
+// jobs may run at once; 0 means no limit.
 type Limits struct {
 	MaxBytes    int64 `yaml:"max_bytes" json:"max_bytes" env:"OUTPOST_TENANT_MAX_BYTES"`
 	MaxMessages int64 `yaml:"max_messages" json:"max_messages" env:"OUTPOST_TENANT_MAX_MESSAGES"`
+	// MaxRunningJobs bounds the tenant's jobs dispatched and not ended
+	// (a retry keeps its slot); the others stay QUEUED, undispatched, and
+	// are dispatched oldest first as slots free up. The scheduler enforces
+	// it, so it holds in both broker layouts.
+	MaxRunningJobs int `yaml:"max_running_jobs" json:"max_running_jobs,omitempty" env:"OUTPOST_TENANT_MAX_RUNNING_JOBS"`
 }
 
 // Queue converts l to the queue library's type.
@@ -232,6 +238,7 @@ func (c Config) Validate() error {
 	check(slices.Contains(c.Tenants.Names, c.Tenants.Default), "tenants.default", "%q is not in tenants.names", c.Tenants.Default)
 	check(c.Tenants.Limits.MaxBytes >= 0, "tenants.limits.max_bytes", "must not be negative")
 	check(c.Tenants.Limits.MaxMessages >= 0, "tenants.limits.max_messages", "must not be negative")
+	check(c.Tenants.Limits.MaxRunningJobs >= 0, "tenants.limits.max_running_jobs", "must not be negative")
 	check(c.Tenants.RefreshInterval > 0, "tenants.refresh_interval", "must be positive")
 	check(c.API.MaxRequestBytes > 0, "api.max_request_bytes", "must be positive")
 	check(c.API.SubmitWait >= 0, "api.submit_wait", "must not be negative")

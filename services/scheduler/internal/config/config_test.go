@@ -70,7 +70,7 @@ broker:
 tenants:
   names: [acme, globex]
   default: acme
-  limits: {max_bytes: 1048576, max_messages: 1000}
+  limits: {max_bytes: 1048576, max_messages: 1000, max_running_jobs: 4}
 jobs:
   retry: {max_attempts: 5, initial_backoff: 2s}
   max_timeout: 48h
@@ -100,7 +100,7 @@ consumers:
 	require.Equal(t, LayoutShared, cfg.Broker.Layout)
 	require.Equal(t, []string{"acme", "globex", "initech"}, cfg.Tenants.Names)
 	require.Equal(t, "acme", cfg.Tenants.Default)
-	require.Equal(t, Limits{MaxBytes: 1 << 20, MaxMessages: 1000}, cfg.Tenants.Limits)
+	require.Equal(t, Limits{MaxBytes: 1 << 20, MaxMessages: 1000, MaxRunningJobs: 4}, cfg.Tenants.Limits)
 	require.Equal(t, Retry{MaxAttempts: 5, InitialBackoff: 2 * time.Second, MaxBackoff: time.Minute, Multiplier: 1.5}, cfg.Jobs.Retry)
 	require.Equal(t, 48*time.Hour, cfg.Jobs.MaxTimeout)
 	require.Equal(t, int64(2048), cfg.API.MaxRequestBytes)
@@ -137,6 +137,7 @@ func TestValidate(t *testing.T) {
 		{"presence window", func(c *Config) { c.Runners.PresenceWindow = 0 }, "runners.presence_window"},
 		{"unlimited deliveries", func(c *Config) { c.Consumers.MaxDeliveries = -1 }, "consumers.max_deliveries"},
 		{"negative limits", func(c *Config) { c.Tenants.Limits.MaxBytes = -1 }, "tenants.limits.max_bytes"},
+		{"negative running-job limit", func(c *Config) { c.Tenants.Limits.MaxRunningJobs = -1 }, "tenants.limits.max_running_jobs"},
 		{"sqs wait time", func(c *Config) { c.Queue.Kind, c.Queue.SQS.WaitTime = backend.KindSQS, time.Minute }, "queue.sqs.wait_time"},
 		{"sqs needs the broker too", func(c *Config) { c.Queue.Kind, c.Broker.URL = backend.KindSQS, "" }, "broker.url"},
 	}

@@ -110,6 +110,8 @@ type Engine struct {
 
 	// pools holds "<tenant>/<pool>" for the pools EnsurePool succeeded for.
 	pools sync.Map
+	// limits holds each tenant's *limitState (limit.go).
+	limits sync.Map
 }
 
 // New returns an engine over broker.
@@ -208,6 +210,7 @@ func (e *Engine) Start(ctx context.Context, t *tenants.Tenant) (func(context.Con
 	wg.Go(func() { e.runSchedules(ctx, t) })
 	wg.Go(func() { e.runGate(ctx, t) })
 	wg.Go(func() { e.runReaper(ctx, t) })
+	wg.Go(func() { e.runLimits(ctx, t) })
 	return stop, nil
 }
 

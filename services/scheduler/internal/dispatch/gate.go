@@ -39,22 +39,26 @@ func (e *Engine) admitChecked(ctx context.Context, t *tenants.Tenant, rec *jobs.
 	if c != nil && !c.Allowed {
 		return e.gate(ctx, t, rec, c)
 	}
+	// The tenant's running-job limit (limit.go).
+	if ok, err := e.takeSlot(ctx, t, rec); err != nil || !ok {
+		return err
+	}
 	// The dispatch comes first: a crash before the marks are cleared
 	// leaves the job held or gated, to be dispatched again (and
 	// deduplicated) later.
 	if err := e.dispatch(ctx, t, rec); err != nil {
 		return err
 	}
-	if !rec.Held && !rec.Gated {
+	if !rec.Held && !rec.Gated && !rec.Limited {
 		return nil
 	}
 	wasGated := false
 	_, _, err := t.Jobs.Update(ctx, rec.ID, func(r *jobs.Record) (bool, error) {
 		wasGated = r.Gated
-		if !r.Held && !r.Gated {
+		if !r.Held && !r.Gated && !r.Limited {
 			return false, nil
 		}
-		r.Held, r.Gated = false, false
+		r.Held, r.Gated, r.Limited = false, false, false
 		r.UpdatedAt = e.now()
 		return true, nil
 	})

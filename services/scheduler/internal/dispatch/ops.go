@@ -109,7 +109,12 @@ func (e *Engine) Explain(ctx context.Context, t *tenants.Tenant, id string) (exp
 		}
 		queued = &q
 	}
+	limit, err := e.tenantLimit(ctx, t, rec)
+	if err != nil {
+		return explain.Explanation{}, err
+	}
 	return explain.Explain(explain.Input{
+		TenantLimit:   limit,
 		WorkQueued:    queued,
 		LostAfter:     e.opts.LostAfter,
 		Job:           rec,

@@ -334,6 +334,7 @@ func (e *Engine) count(t *tenants.Tenant, rec *jobs.Record, ev jobs.Event, res j
 		level := slog.LevelDebug
 		if res.To.Terminal() && res.Outcome == jobs.Applied {
 			level = slog.LevelInfo
+			e.jobEnded(t)
 		}
 		e.log.Log(context.Background(), level, "job state changed", "tenant", t.Name, "job_id", rec.ID, "outcome", res.Outcome.String(),
 			"from", string(res.From), "to", string(to), "attempt", ev.Attempt, "runner_id", ev.RunnerID, "reason", ev.Reason)

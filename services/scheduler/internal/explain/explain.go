@@ -37,6 +37,10 @@ const (
 	// not let it take the job (its user, team and project); the job stays
 	// QUEUED, undispatched, until a change to the directory does.
 	CodeDeploymentRules = "DEPLOYMENT_RULES"
+	// CodeTenantLimit: the tenant runs as many jobs as its
+	// limits.max_running_jobs allows; the job stays QUEUED, undispatched,
+	// and is dispatched (oldest first) when one of them ends.
+	CodeTenantLimit = "TENANT_LIMIT"
 	// CodeRunning: an attempt is running.
 	CodeRunning = "RUNNING"
 	// CodeRunnerSilent: the runner of the running attempt stopped sending
@@ -78,6 +82,9 @@ type Explanation struct {
 	// that could take the job (its pool's), while it has not been
 	// dispatched; absent for a pool without a registered deployment.
 	Deployments []directory.Check `json:"deployments,omitempty"`
+	// TenantLimit is set while the job waits for one of its tenant's
+	// running-job slots.
+	TenantLimit *TenantLimit `json:"tenant_limit,omitempty"`
 }
 
 // Input is what Explain looks at.
@@ -102,12 +109,29 @@ type Input struct {
 	// LostAfter is runners.lost_after: how long a silent runner's job
 	// whose work message is gone waits to be dispatched again (0: never).
 	LostAfter time.Duration
+	// TenantLimit is set while the job waits for a running-job slot.
+	TenantLimit *TenantLimit
+}
+
+// TenantLimit is the state of the tenant's running-job limit seen by a job
+// that waits for a slot.
+type TenantLimit struct {
+	Tenant string `json:"tenant"`
+	// Limit is limits.max_running_jobs (0: none any more: the job is
+	// about to be dispatched).
+	Limit int `json:"limit"`
+	// Running is how many of the tenant's jobs hold a slot.
+	Running int `json:"running"`
+	// Position is the job's place among the Waiting jobs, oldest first
+	// (0 when its entry is being written or dropped).
+	Position int `json:"position"`
+	Waiting  int `json:"waiting"`
 }
 
 // Explain returns why the job is in its state.
 func Explain(in Input) Explanation {
 	j := in.Job
-	x := Explanation{ID: j.ID, Tenant: j.Tenant, Pool: j.Pool, State: j.State, Attempt: j.Attempt, Runners: summarise(in), Deployments: in.Deployments}
+	x := Explanation{ID: j.ID, Tenant: j.Tenant, Pool: j.Pool, State: j.State, Attempt: j.Attempt, Runners: summarise(in), Deployments: in.Deployments, TenantLimit: in.TenantLimit}
 	switch j.State {
 	case jobs.StateQueued:
 		x.Reasons = queued(in, x.Runners)
@@ -159,6 +183,9 @@ func queued(in Input, rs Runners) []Reason {
 	}
 	if j.Gated && !j.Held {
 		out = append(out, gated(in))
+	}
+	if l := in.TenantLimit; l != nil {
+		out = append(out, tenantLimit(l))
 	}
 	if j.Attempt > 0 {
 		msg := fmt.Sprintf("attempt %d of %d failed", j.Attempt, j.Retry.MaxAttempts)
@@ -266,3 +293,16 @@ func round(d time.Duration) time.Duration {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// tenantLimit says that the job waits for one of its tenant's running-job
+// slots, with the numbers.
+func tenantLimit(l *TenantLimit) Reason {
+	msg := fmt.Sprintf("tenant %q runs %d jobs of its limit of %d running jobs (limits.max_running_jobs): the job is not dispatched until one of them ends", l.Tenant, l.Running, l.Limit)
+	if l.Limit <= 0 {
+		msg = fmt.Sprintf("tenant %q no longer limits its running jobs: the job is being dispatched", l.Tenant)
+	}
+	if l.Position > 0 {
+		msg += fmt.Sprintf("; it is %d of %d jobs waiting, oldest first", l.Position, l.Waiting)
+	}
+	return Reason{Code: CodeTenantLimit, Message: msg}
+}

@@ -29,6 +29,7 @@ func TestExplainQueued(t *testing.T) {
 		pool     pools.State
 		runners  []presence.Runner
 		others   []string
+		limit    *TenantLimit
 		codes    []string
 		contains string
 	}{
@@ -58,6 +59,13 @@ func TestExplainQueued(t *testing.T) {
 		{name: "retry wait", job: func(r *jobs.Record) { r.Attempt, r.Reason, r.RetryAt = 1, "exit status 1", at(30*time.Second) },
 			runners: []presence.Runner{runner("r1", time.Second, 0, 1, false)}, codes: []string{CodeRetryWait},
 			contains: "attempt 1 of 3 failed: exit status 1; the next attempt is due at 2025-03-01T12:00:30Z (in 30s)"},
+		{name: "tenant limit", job: func(r *jobs.Record) { r.Limited = true }, limit: &TenantLimit{Tenant: "t", Limit: 2, Running: 2, Position: 3, Waiting: 7},
+			runners: []presence.Runner{runner("r1", time.Second, 0, 1, false)}, codes: []string{CodeTenantLimit},
+			contains: `tenant "t" runs 2 jobs of its limit of 2 running jobs (limits.max_running_jobs): the job is not dispatched until one of them ends; it is 3 of 7 jobs waiting, oldest first`},
+		{name: "tenant limit without runners", job: func(r *jobs.Record) { r.Limited = true }, limit: &TenantLimit{Tenant: "t", Limit: 1, Running: 1},
+			codes: []string{CodeTenantLimit, CodeNoRunners}, contains: "runs 1 jobs of its limit of 1"},
+		{name: "tenant limit lifted", job: func(r *jobs.Record) { r.Limited = true }, limit: &TenantLimit{Tenant: "t", Running: 4, Position: 1, Waiting: 1},
+			runners: []presence.Runner{runner("r1", time.Second, 0, 1, false)}, codes: []string{CodeTenantLimit}, contains: "no longer limits its running jobs"},
 		{name: "retry due without runners", job: func(r *jobs.Record) { r.Attempt, r.RetryAt = 2, at(-time.Second) },
 			codes: []string{CodeRetryWait, CodeNoRunners}, contains: "the next attempt is due and waits for a runner"},
 	}
@@ -67,7 +75,7 @@ func TestExplainQueued(t *testing.T) {
 			if c.job != nil {
 				c.job(j)
 			}
-			x := Explain(Input{Job: j, Pool: c.pool, Runners: c.runners, OtherPools: c.others,
+			x := Explain(Input{Job: j, Pool: c.pool, Runners: c.runners, OtherPools: c.others, TenantLimit: c.limit,
 				Window: 15 * time.Second, WatchingSince: now.Add(-15 * time.Second), Now: now})
 			var got []string
 			for _, r := range x.Reasons {

@@ -62,6 +62,10 @@ type Record struct {
 	// the polling rules; it has not been put on the pool's queue yet, and
 	// is once a change to the directory lets the deployment take it.
 	Gated bool `json:"gated,omitempty"`
+	// Limited is true while the job waits for one of its tenant's
+	// running-job slots (limits.max_running_jobs); it has not been put on
+	// the pool's queue yet, and is when a running job of the tenant ends.
+	Limited bool `json:"limited,omitempty"`
 	// Redispatched is the attempt of the work message the scheduler put on
 	// the queue again after the job's runner went silent and its message
 	// was gone (0 when it never did). While the record is QUEUED with

@@ -23,6 +23,7 @@ import (
 	"github.com/outposthq/outpost/services/scheduler/internal/config"
 	"github.com/outposthq/outpost/services/scheduler/internal/directory"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
+	"github.com/outposthq/outpost/services/scheduler/internal/limits"
 	"github.com/outposthq/outpost/services/scheduler/internal/pools"
 	"github.com/outposthq/outpost/services/scheduler/internal/presence"
 	"github.com/outposthq/outpost/services/scheduler/internal/results"
@@ -53,7 +54,22 @@ type Tenant struct {
 	// Directory holds the tenant's users, teams, projects, environments
 	// and deployments: the polling rules' inputs.
 	Directory *directory.Store
+	// Limits holds the jobs that hold or wait for a running-job slot.
+	Limits *limits.Store
+
+	// maxRunning is the tenant's limits.max_running_jobs (0: none); it
+	// changes with PUT /api/v1/tenants/{tenant}, on other replicas at
+	// their next refresh.
+	maxRunning atomic.Int64
 }
+
+// MaxRunningJobs is how many of the tenant's jobs may run at once; 0
+// means no limit.
+func (t *Tenant) MaxRunningJobs() int { return int(t.maxRunning.Load()) }
+
+// SetMaxRunningJobs changes the limit of MaxRunningJobs (tests of the
+// engine, and the registry).
+func (t *Tenant) SetMaxRunningJobs(n int) { t.maxRunning.Store(int64(n)) }
 
 // Info describes a tenant for the API.
 type Info struct {
@@ -207,7 +223,7 @@ func (r *Registry) Add(ctx context.Context, name string, limits *config.Limits, 
 		return Info{}, false, ErrNotReady
 	}
 	if e != nil && e.info.Configured {
-		return e.info, false, nil
+		return r.overrideConfigured(ctx, store, e, limits)
 	}
 	info := Info{Name: name, Limits: r.opts.Limits, CreatedAt: now}
 	if limits != nil {
@@ -246,11 +262,7 @@ func (r *Registry) Add(ctx context.Context, name string, limits *config.Limits, 
 	if _, err := r.provision(ctx, info); err != nil {
 		return Info{}, false, err
 	}
-	r.mu.Lock()
-	if e := r.byName[name]; e != nil {
-		e.info = info
-	}
-	r.mu.Unlock()
+	r.applyStored(info)
 	return info, created, nil
 }
 
@@ -321,11 +333,60 @@ func (r *Registry) refresh(ctx context.Context) error {
 	}
 	var errs []error
 	for _, info := range infos {
+		if r.applyStored(info) {
+			continue
+		}
 		if _, err := r.provision(ctx, info); err != nil {
 			errs = append(errs, err) // the others are still provisioned
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// applyStored brings a provisioned tenant's limits to what the bucket
+// holds (a PUT through another replica), and reports whether the tenant
+// was provisioned. A configured tenant takes only its running-job limit
+// from the bucket: its broker limits are the configuration's.
+func (r *Registry) applyStored(info Info) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.byName[info.Name]
+	if e == nil {
+		return false
+	}
+	if e.info.Configured {
+		e.info.Limits.MaxRunningJobs = info.Limits.MaxRunningJobs
+	} else {
+		e.info = info
+	}
+	e.tenant.SetMaxRunningJobs(e.info.Limits.MaxRunningJobs)
+	return true
+}
+
+// overrideConfigured stores a configured tenant's running-job limit in
+// the tenants bucket, so that every replica and restart applies it; its
+// broker limits stay the configuration's.
+func (r *Registry) overrideConfigured(ctx context.Context, store kv.Store, e *entry, limits *config.Limits) (Info, bool, error) {
+	r.mu.RLock()
+	info := e.info
+	r.mu.RUnlock()
+	if limits == nil || limits.MaxRunningJobs == info.Limits.MaxRunningJobs {
+		return info, false, nil
+	}
+	info.Limits.MaxRunningJobs = limits.MaxRunningJobs
+	b, err := json.Marshal(info)
+	if err != nil {
+		return Info{}, false, fmt.Errorf("encode tenant %s: %w", info.Name, err)
+	}
+	_, err = kv.Mutate(ctx, store, info.Name, 0, func([]byte) ([]byte, bool, error) { return b, true, nil })
+	if errors.Is(err, kv.ErrNotFound) {
+		_, err = store.Create(ctx, info.Name, b)
+	}
+	if err != nil {
+		return Info{}, false, fmt.Errorf("store the limits of tenant %s: %w", info.Name, err)
+	}
+	r.applyStored(info)
+	return info, false, nil
 }
 
 // provision makes the tenant usable here (once): queues, stores, consumers.
@@ -351,7 +412,7 @@ func (r *Registry) provision(ctx context.Context, info Info) (*Tenant, error) {
 		return nil, fmt.Errorf("open pools bucket of tenant %s: %w", name, err)
 	}
 	stores := map[string]kv.Store{}
-	for _, b := range []string{"results_", "metadata_", "sources_", "directory_"} {
+	for _, b := range []string{"results_", "metadata_", "sources_", "directory_", limits.Bucket} {
 		s, err := r.opener.OpenStore(ctx, b+name)
 		if err != nil {
 			return nil, fmt.Errorf("open %sbucket of tenant %s: %w", b, name, err)
@@ -365,8 +426,10 @@ func (r *Registry) provision(ctx context.Context, info Info) (*Tenant, error) {
 		Results:   results.NewStore(stores["results_"], stores["metadata_"]),
 		Sources:   sources.NewStore(stores["sources_"]),
 		Directory: directory.NewStore(stores["directory_"], name),
+		Limits:    limits.NewStore(stores[limits.Bucket]),
 		Presence:  presence.NewTracker(r.opts.PresenceWindow, time.Now().Add(-r.opts.PresenceWindow)),
 	}
+	t.SetMaxRunningJobs(info.Limits.MaxRunningJobs)
 	// Consumers live as long as the registry runs, not as the request
 	// that provisioned the tenant.
 	stop, err := r.start(runCtx, t)

@@ -1,0 +1,141 @@
+//go:build bench
+
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/outposthq/outpost/libs/events"
+	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
+	"github.com/outposthq/outpost/tests/harness"
+)
+
+// floodTenant is the tenant that floods the shared scheduler and broker.
+const floodTenant = "flood"
+
+// floodJobs is how many jobs the flooding tenant submits at once.
+const floodJobs = 10000
+
+// TestTenantFairness: tenant B (bench) submits one job at a time, first
+// alone (its idle submit → claimed), then while tenant A (flood), with a
+// runner of its own, submits 10,000 jobs at once; B's p50/p99 under the
+// flood are recorded beside the idle ones, and their ratio (the aim: p99
+// within 2x the idle p99). Runners serve one tenant; the scheduler and the
+// broker are shared.
+func TestTenantFairness(t *testing.T) {
+	r := newPathRig(t, harness.QueueNATS, map[string]string{"OUTPOST_TENANTS": benchTenant + "," + floodTenant}, map[string]string{"OUTPOST_CONCURRENCY": "64"}, 1)
+	r.stack.StartRunner("flood-runner", map[string]string{"OUTPOST_TENANT": floodTenant, "OUTPOST_CONCURRENCY": "64"})
+	r.latencies([]string{r.submit(&jobsv1.NoopTask{})}, time.Minute) // warm-up
+	ended := r.countEnded(floodTenant)
+
+	one := func() time.Duration {
+		c, _ := r.latencies([]string{r.submit(&jobsv1.NoopTask{})}, time.Minute)
+		return c[0]
+	}
+	var idle []time.Duration
+	for range 200 {
+		idle = append(idle, one())
+	}
+
+	// The flood: every SubmitJob published at once.
+	start := time.Now()
+	go func() {
+		for i := range floodJobs {
+			if err := r.publishSubmit(floodTenant, fmt.Sprintf("f%07d", i)); err != nil {
+				t.Errorf("flood: %v", err)
+				return
+			}
+		}
+	}()
+	var flooded []time.Duration
+	for ended.Load() < floodJobs && len(flooded) < 2000 {
+		flooded = append(flooded, one())
+	}
+	during := ended.Load()
+	require.Eventually(t, func() bool { return ended.Load() >= floodJobs }, 5*time.Minute, 100*time.Millisecond, "the flood never ended")
+	floodTime := time.Since(start)
+
+	record("fairness_idle_submit_to_claimed_p50_ms", ms(percentile(idle, 50)))
+	record("fairness_idle_submit_to_claimed_p99_ms", ms(percentile(idle, 99)))
+	record("fairness_flood_submit_to_claimed_p50_ms", ms(percentile(flooded, 50)))
+	record("fairness_flood_submit_to_claimed_p99_ms", ms(percentile(flooded, 99)))
+	record("fairness_flood_p99_ratio_to_idle_p99", float64(percentile(flooded, 99))/float64(percentile(idle, 99)))
+	record("fairness_flood_samples", float64(len(flooded)))
+	record("fairness_flood_jobs_per_s", floodJobs/floodTime.Seconds())
+	t.Logf("B sampled %d jobs while A's flood ran (%d of A's %d jobs ended by the last sample)", len(flooded), during, floodJobs)
+}
+
+// publishSubmit publishes a SubmitJob of a no-op job of tenant (not
+// followed by the rig's observer). A broker slower than the publisher
+// stalls the async publishes: it waits for those in flight and tries
+// again, a bounded number of times.
+func (r *pathRig) publishSubmit(tenant, id string) error {
+	msg, err := events.Encode(r.subs.Submit(tenant), &jobsv1.SubmitJob{
+		Envelope: events.NewEnvelope(tenant, 0, id, ""),
+		JobId:    id,
+		Spec:     &jobsv1.JobSpec{Pool: "default", Task: &jobsv1.Task{Kind: &jobsv1.Task_Noop{Noop: &jobsv1.NoopTask{}}}},
+	}, "")
+	if err != nil {
+		return err
+	}
+	nm := &nats.Msg{Subject: msg.Subject, Data: msg.Data, Header: nats.Header{}}
+	for k, v := range msg.Header {
+		nm.Header.Set(k, v)
+	}
+	for range 100 {
+		_, err = r.js.PublishMsgAsync(nm)
+		if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+			break
+		}
+		select {
+		case <-r.js.PublishAsyncComplete():
+		case <-time.After(10 * time.Second):
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("publish SubmitJob %s: %w", id, err)
+	}
+	return nil
+}
+
+// countEnded counts the jobs of tenant recorded SUCCEEDED from now on.
+func (r *pathRig) countEnded(tenant string) *atomic.Int64 {
+	t := r.t
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	var kv jetstream.KeyValue
+	var err error
+	require.Eventually(t, func() bool {
+		kv, err = r.js.KeyValue(ctx, "OUTPOST_jobs_"+tenant)
+		return err == nil
+	}, 30*time.Second, 50*time.Millisecond, "jobs bucket never appeared")
+	w, err := kv.WatchAll(ctx, jetstream.UpdatesOnly())
+	require.NoError(t, err)
+	var n atomic.Int64
+	go func() {
+		seen := map[string]bool{} // a record is written again after it ends (results)
+		for e := range w.Updates() {
+			if e == nil {
+				continue
+			}
+			var rec struct {
+				State string `json:"state"`
+			}
+			if json.Unmarshal(e.Value(), &rec) == nil && rec.State == "SUCCEEDED" && !seen[e.Key()] {
+				seen[e.Key()] = true
+				n.Add(1)
+			}
+		}
+	}()
+	return &n
+}

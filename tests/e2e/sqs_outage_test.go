@@ -115,14 +115,16 @@ func TestSQSOutageIsNotReadyAndLosesNothing(t *testing.T) {
 	// A job runs once, unless SQS was gone for longer than its attempt's
 	// lease: the runner then stops the attempt as superseded (another
 	// runner may hold the message by now) and the job runs again, still
-	// ending once. Only such a job may show a second run.
+	// ending once. Only such a job may show a second run; it may also show
+	// one, when its lease ran out before the superseded attempt's command
+	// started.
 	superseded := supersededJobs(t, runner.Logs())
 	for id, name := range names {
-		want := 1
 		if superseded[id] {
-			want = 2
+			require.Contains(t, []int{1, 2}, counts[name], "job %s (%s) ran %d times (its attempt superseded)", id, name, counts[name])
+			continue
 		}
-		require.Equal(t, want, counts[name], "job %s (%s) ran %d times (its attempt superseded: %v)", id, name, counts[name], superseded[id])
+		require.Equal(t, 1, counts[name], "job %s (%s) ran %d times", id, name, counts[name])
 	}
 	require.Len(t, counts, len(names), "runs of jobs no one submitted: %v", counts)
 }

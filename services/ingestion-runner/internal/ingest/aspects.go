@@ -52,16 +52,6 @@ func (r *Record) set(name string, a aspect) {
 	r.add(name, a)
 }
 
-// AspectNames are the names of the record's aspects, sorted.
-func (r *Record) AspectNames() []string {
-	out := make([]string, len(r.aspects))
-	for i, a := range r.aspects {
-		out[i] = a.name
-	}
-	slices.Sort(out)
-	return out
-}
-
 // sorted is the aspects by name, as protojson orders a map.
 func (r *Record) sorted() []namedAspect {
 	out := slices.Clone(r.aspects)

@@ -177,6 +177,6 @@ func golden(t *testing.T, name, got string) {
 		for i := range min(len(wl), len(gl)) {
 			require.Equal(t, wl[i], gl[i], "%s: line %d", name, i+1)
 		}
-		require.Equal(t, len(wl), len(gl), "%s: lines", name)
+		require.Len(t, gl, len(wl), "%s: lines", name)
 	}
 }

@@ -1,9 +1,9 @@
 // Package ingest runs metadata ingestion recipes: a source (postgres,
-// mysql) reads a catalogue one schema and one batch of tables at a time,
-// each entity becomes a MetadataRecord in DataHub's shape (URNs and
+// mysql) reads a catalogue one schema at a time, streamed or in batches of
+// tables, each entity becomes a typed Record in DataHub's shape (URNs and
 // aspects), and a sink (file, console, outpost, http, datahub-rest) takes
-// the records in batches. Memory is bounded by the batch, not by the size
-// of the catalogue.
+// the records in batches and encodes them once. Memory is bounded by the
+// batch, not by the size of the catalogue.
 package ingest
 
 import (

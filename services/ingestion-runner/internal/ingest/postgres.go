@@ -232,7 +232,7 @@ CROSS JOIN LATERAL (
 		array_agg(k.ref_table ORDER BY k.contype DESC, k.conname, k.ord) AS ref_tables,
 		array_agg(k.ref_column ORDER BY k.contype DESC, k.conname, k.ord) AS ref_columns
 	FROM (SELECT con.conname::text, con.contype::text, k.ord,
-			(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = con.conrelid AND a.attnum = k.attnum) AS attname,
+			coalesce((SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = con.conrelid AND a.attnum = k.attnum), '') AS attname,
 			coalesce(fn.nspname::text, '') AS ref_schema, coalesce(fc.relname::text, '') AS ref_table,
 			coalesce((SELECT fa.attname::text FROM pg_attribute fa WHERE fa.attrelid = con.confrelid AND fa.attnum = k.fattnum), '') AS ref_column
 		FROM pg_constraint con

@@ -8,8 +8,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	ingestv1 "github.com/outposthq/outpost/proto/outpost/ingest/v1"
-
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/policy"
 )
 
@@ -35,7 +33,7 @@ func TestFileSinkInPolicyDir(t *testing.T) {
 				return
 			}
 			require.NoError(t, err)
-			require.NoError(t, s.Write(context.Background(), []*ingestv1.MetadataRecord{{Urn: "urn:li:x"}}))
+			require.NoError(t, s.Write(context.Background(), []*Record{{URN: "urn:li:x"}}))
 			require.NoError(t, s.Close(context.Background()))
 			raw, err := os.ReadFile(tt.written)
 			require.NoError(t, err)

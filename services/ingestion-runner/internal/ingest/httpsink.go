@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-
-	ingestv1 "github.com/outposthq/outpost/proto/outpost/ingest/v1"
 )
 
 // Defaults of the http and datahub-rest sinks.
@@ -108,17 +106,17 @@ type HTTPBatch struct {
 
 func (s *httpSink) BatchSize() int { return s.batchSize }
 
-func (s *httpSink) Write(ctx context.Context, recs []*ingestv1.MetadataRecord) error {
+func (s *httpSink) Write(ctx context.Context, recs []*Record) error {
 	if s.next == 0 {
 		s.next = 1
 	}
 	batch := HTTPBatch{JobID: s.jobID, PipelineName: s.pipelineName, FirstSeq: s.next, Records: make([]json.RawMessage, len(recs))}
 	for i, r := range recs {
-		raw, err := JSONOptions.Marshal(r)
+		raw, err := r.AppendJSON(nil)
 		if err != nil {
-			return fmt.Errorf("%w: encode %s: %w", ErrSink, r.GetUrn(), err)
+			return fmt.Errorf("%w: %w", ErrSink, err)
 		}
-		batch.Records[i] = compactJSON(raw)
+		batch.Records[i] = raw
 	}
 	body, err := json.Marshal(batch)
 	if err != nil {
@@ -172,25 +170,25 @@ func dataHubEntityType(entityType string) string {
 }
 
 // Proposals turns a record into its proposals, aspects in name order.
-func Proposals(r *ingestv1.MetadataRecord) ([]Proposal, error) {
-	out := make([]Proposal, 0, len(r.GetAspects()))
-	for _, name := range slices.Sorted(maps.Keys(r.GetAspects())) {
-		raw, err := r.GetAspects()[name].MarshalJSON()
+func Proposals(r *Record) ([]Proposal, error) {
+	out := make([]Proposal, 0, len(r.aspects))
+	for _, a := range r.sorted() {
+		raw, err := aspectJSON(a.value)
 		if err != nil {
-			return nil, fmt.Errorf("encode aspect %s of %s: %w", name, r.GetUrn(), err)
+			return nil, fmt.Errorf("encode aspect %s of %s: %w", a.name, r.URN, err)
 		}
 		out = append(out, Proposal{
-			EntityType: dataHubEntityType(r.GetEntityType()),
-			EntityURN:  r.GetUrn(),
+			EntityType: dataHubEntityType(r.EntityType),
+			EntityURN:  r.URN,
 			ChangeType: "UPSERT",
-			AspectName: name,
-			Aspect:     GenericAspect{Value: string(compactJSON(raw)), ContentType: "application/json"},
+			AspectName: a.name,
+			Aspect:     GenericAspect{Value: string(raw), ContentType: "application/json"},
 		})
 	}
 	return out, nil
 }
 
-func (s *dataHubSink) Write(ctx context.Context, recs []*ingestv1.MetadataRecord) error {
+func (s *dataHubSink) Write(ctx context.Context, recs []*Record) error {
 	var props []Proposal
 	for _, r := range recs {
 		p, err := Proposals(r)
@@ -232,11 +230,3 @@ func (s *dataHubSink) Write(ctx context.Context, recs []*ingestv1.MetadataRecord
 }
 
 func (s *dataHubSink) Close(context.Context) error { return nil }
-
-func compactJSON(raw []byte) []byte {
-	var b bytes.Buffer
-	if err := json.Compact(&b, raw); err != nil {
-		return raw
-	}
-	return b.Bytes()
-}

@@ -131,7 +131,11 @@ func (s *mysqlSource) extractDatabase(ctx context.Context, conn *sql.DB, em Emit
 		return fmt.Errorf("list tables of database %s: %w", db, err)
 	}
 	_ = rows.Close()
-	for _, batch := range chunks(names, tableBatch) {
+	batchSize := mysqlBatch
+	if s.prof != nil {
+		batchSize = tableBatch // profiles are read between batches: fewer tables held
+	}
+	for _, batch := range chunks(names, batchSize) {
 		tables, err := s.details(ctx, conn, db, batch, rels)
 		if err != nil {
 			return err
@@ -155,19 +159,27 @@ func (s *mysqlSource) extractDatabase(ctx context.Context, conn *sql.DB, em Emit
 	return nil
 }
 
+// mysqlBatch is how many tables' columns and keys one pair of queries
+// reads when nothing else needs the connection between batches: the
+// server builds information_schema rows per query, so fewer, larger
+// queries cost less, and a batch of this size holds a few MB.
+const mysqlBatch = 1000
+
 func quoteMySQL(ident string) string { return "`" + strings.ReplaceAll(ident, "`", "``") + "`" }
 
-// details reads comments, view definitions, columns and keys of a batch.
+// details reads comments, view definitions, columns and keys of a batch
+// of tables in two queries: columns joined with their table, and keys.
+// The batch is a range of names (first to last, in the server's order):
+// no list of names to send, and the tables the filters left out in it are
+// skipped here.
 func (s *mysqlSource) details(ctx context.Context, conn *sql.DB, db string, batch []string, rels map[string]relation) ([]*Table, error) {
 	byName := make(map[string]*Table, len(batch))
 	out := make([]*Table, len(batch))
-	args := []any{db}
 	for i, name := range batch {
 		out[i] = &Table{Database: db, Name: name, View: rels[name].view}
 		byName[name] = out[i]
-		args = append(args, name)
 	}
-	in := "(" + strings.TrimSuffix(strings.Repeat("?,", len(batch)), ",") + ")"
+	args := []any{db, batch[0], batch[len(batch)-1]}
 	each := func(what, q string, scan func(*sql.Rows) error) error {
 		rows, err := conn.QueryContext(ctx, q, args...)
 		if err != nil {
@@ -185,33 +197,33 @@ func (s *mysqlSource) details(ctx context.Context, conn *sql.DB, db string, batc
 		return nil
 	}
 	var name string
-	err := each("comments", `SELECT t.table_name, t.table_comment, coalesce(v.view_definition, '')
+	// A view whose tables are gone has no columns: the LEFT JOIN keeps
+	// its comment and definition, with a NULL column.
+	err := each("columns", `SELECT t.table_name, t.table_comment, coalesce(v.view_definition, ''),
+			c.column_name, coalesce(c.column_type, ''), coalesce(c.is_nullable = 'YES', false), coalesce(c.ordinal_position, 0), coalesce(c.column_comment, '')
 		FROM information_schema.tables t
+		LEFT JOIN information_schema.columns c ON c.table_schema = t.table_schema AND c.table_name = t.table_name
 		LEFT JOIN information_schema.views v ON v.table_schema = t.table_schema AND v.table_name = t.table_name
-		WHERE t.table_schema = ? AND t.table_name IN `+in, func(rows *sql.Rows) error {
+		WHERE t.table_schema = ? AND t.table_name BETWEEN ? AND ?
+		ORDER BY t.table_name, c.ordinal_position`, func(rows *sql.Rows) error {
 		var comment, def string
-		if err := rows.Scan(&name, &comment, &def); err != nil {
+		var column sql.NullString
+		var c Column
+		if err := rows.Scan(&name, &comment, &def, &column, &c.Type, &c.Nullable, &c.Ordinal, &c.Comment); err != nil {
 			return err
 		}
-		if t := byName[name]; t != nil {
+		t := byName[name]
+		if t == nil {
+			return nil
+		}
+		if len(t.Columns) == 0 {
 			if t.View && comment == "VIEW" {
 				comment = "" // what MySQL puts in table_comment of every view
 			}
 			t.Comment, t.ViewDefinition = comment, def
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	err = each("columns", `SELECT table_name, column_name, column_type, is_nullable = 'YES', ordinal_position, column_comment
-		FROM information_schema.columns WHERE table_schema = ? AND table_name IN `+in+`
-		ORDER BY table_name, ordinal_position`, func(rows *sql.Rows) error {
-		var c Column
-		if err := rows.Scan(&name, &c.Name, &c.Type, &c.Nullable, &c.Ordinal, &c.Comment); err != nil {
-			return err
-		}
-		if t := byName[name]; t != nil {
+		if column.Valid {
+			c.Name = column.String
 			t.Columns = append(t.Columns, c)
 		}
 		return nil
@@ -224,7 +236,7 @@ func (s *mysqlSource) details(ctx context.Context, conn *sql.DB, db string, batc
 		FROM information_schema.key_column_usage k
 		JOIN information_schema.table_constraints tc ON tc.constraint_schema = k.constraint_schema
 			AND tc.table_name = k.table_name AND tc.constraint_name = k.constraint_name
-		WHERE k.table_schema = ? AND k.table_name IN `+in+`
+		WHERE k.table_schema = ? AND k.table_name BETWEEN ? AND ?
 			AND tc.constraint_type IN ('PRIMARY KEY', 'FOREIGN KEY')
 		ORDER BY k.table_name, tc.constraint_type DESC, k.constraint_name, k.ordinal_position`, func(rows *sql.Rows) error {
 		var conName, conType, column, refDB, refTable, refColumn string

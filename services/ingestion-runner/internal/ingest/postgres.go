@@ -163,184 +163,162 @@ func (s *postgresSource) extractSchema(ctx context.Context, conn *pgx.Conn, em E
 	if err := em.Container(ctx, Container{Database: db, Schema: schema}); err != nil {
 		return err
 	}
-	rows, err := conn.Query(ctx, `SELECT c.relname, c.relkind::text FROM pg_class c
-		JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm') AND NOT c.relispartition
-		ORDER BY 1`, schema)
-	if err != nil {
-		return fmt.Errorf("list tables of schema %s: %w", schema, err)
+	emit := func(t *Table) error { return em.Table(ctx, *t) }
+	if s.prof == nil {
+		// One query for the whole schema, each table written as its row
+		// arrives: memory holds one table, whatever the schema's size.
+		_, _, err := s.readSchema(ctx, conn, db, schema, "", 0, emit)
+		return err
 	}
-	rels := map[string]relation{}
-	var names []string
-	for rows.Next() {
-		var r relation
-		var kind string
-		if err := rows.Scan(&r.name, &kind); err != nil {
-			return fmt.Errorf("list tables of schema %s: %w", schema, err)
-		}
-		r.view, r.materialized = kind == "v" || kind == "m", kind == "m"
-		if s.filters.keep(db+"."+schema+"."+r.name, r.view) {
-			rels[r.name] = r
-			names = append(names, r.name)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("list tables of schema %s: %w", schema, err)
-	}
-	for _, batch := range chunks(names, tableBatch) {
-		tables, err := s.details(ctx, conn, db, schema, batch, rels)
+	// Profiling queries the same connection: read tableBatch tables,
+	// then profile and emit them, and go on after the last name read.
+	after := ""
+	for {
+		var page []*Table
+		last, n, err := s.readSchema(ctx, conn, db, schema, after, tableBatch, func(t *Table) error {
+			page = append(page, t)
+			return nil
+		})
 		if err != nil {
 			return err
 		}
-		for _, t := range tables {
-			if s.prof != nil && !t.View {
+		for _, t := range page {
+			if !t.View {
 				ident := pgx.Identifier{schema, t.Name}.Sanitize()
 				if err := s.prof.profile(ctx, pgQuerier{conn}, t, db+"."+schema+"."+t.Name, ident); err != nil {
 					return err
 				}
 			}
-			if err := em.Table(ctx, *t); err != nil {
+			if err := emit(t); err != nil {
 				return err
 			}
 		}
+		if n < tableBatch {
+			return nil
+		}
+		after = last
 	}
-	return nil
 }
 
-// details reads comments, view definitions, columns and keys of one batch
-// of tables, in three queries.
-func (s *postgresSource) details(ctx context.Context, conn *pgx.Conn, db, schema string, batch []string, rels map[string]relation) ([]*Table, error) {
-	byName := make(map[string]*Table, len(batch))
-	out := make([]*Table, len(batch))
-	for i, name := range batch {
-		r := rels[name]
-		out[i] = &Table{Database: db, Schema: schema, Name: name, View: r.view, Materialized: r.materialized}
-		byName[name] = out[i]
-	}
-	fail := func(what string, err error) error {
-		return fmt.Errorf("read %s of tables in schema %s: %w", what, schema, err)
-	}
-	rows, err := conn.Query(ctx, `SELECT c.relname, coalesce(obj_description(c.oid, 'pg_class'), ''),
-			CASE WHEN c.relkind IN ('v', 'm') THEN coalesce(pg_get_viewdef(c.oid), '') ELSE '' END
-		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE n.nspname = $1 AND c.relname = ANY($2)`, schema, batch)
-	if err != nil {
-		return nil, fail("comments", err)
-	}
-	var name, comment, def string
-	_, err = pgx.ForEachRow(rows, []any{&name, &comment, &def}, func() error {
-		if t := byName[name]; t != nil {
-			t.Comment, t.ViewDefinition = comment, def
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fail("comments", err)
-	}
-
-	rows, err = conn.Query(ctx, `SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod),
-			NOT a.attnotnull, a.attnum, coalesce(col_description(c.oid, a.attnum), '')
+// pgSchemaQuery reads the tables and views of schema $1 whose names sort
+// after $2, at most $3 of them (all when NULL), in name order: one row
+// each with its comment, view definition, columns (in ordinal order),
+// primary and foreign key columns (primary key first, then by constraint
+// name, in key order) and, with $4, what a view reads (from pg_depend on
+// its rewrite rule, DataHub's view lineage query, one level).
+const pgSchemaQuery = `SELECT c.relname, c.relkind::text, coalesce(d.description, ''),
+	CASE WHEN c.relkind IN ('v', 'm') THEN coalesce(pg_get_viewdef(c.oid), '') ELSE '' END,
+	cols.nums, cols.names, cols.types, cols.nullable, cols.comments,
+	keys.names, keys.types, keys.columns, keys.ref_schemas, keys.ref_tables, keys.ref_columns,
+	ups.schemas, ups.names
+FROM (SELECT c.oid, c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+	WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm') AND NOT c.relispartition AND c.relname > $2::name
+	ORDER BY c.relname LIMIT $3) c
+LEFT JOIN pg_description d ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
+CROSS JOIN LATERAL (
+	SELECT array_agg(a.attnum) AS nums, array_agg(a.attname::text) AS names, array_agg(a.typ) AS types,
+		array_agg(a.nullable) AS nullable, array_agg(a.comment) AS comments
+	FROM (SELECT a.attnum, a.attname, format_type(a.atttypid, a.atttypmod) AS typ, NOT a.attnotnull AS nullable,
+			coalesce(ad.description, '') AS comment
 		FROM pg_attribute a
-		JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE n.nspname = $1 AND c.relname = ANY($2) AND a.attnum > 0 AND NOT a.attisdropped
-		ORDER BY c.relname, a.attnum`, schema, batch)
-	if err != nil {
-		return nil, fail("columns", err)
-	}
-	var col Column
-	var ordinal int16
-	_, err = pgx.ForEachRow(rows, []any{&name, &col.Name, &col.Type, &col.Nullable, &ordinal, &col.Comment}, func() error {
-		if t := byName[name]; t != nil {
-			col.Ordinal = int(ordinal)
-			t.Columns = append(t.Columns, col)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fail("columns", err)
-	}
-
-	// unnest of conkey with confkey pairs each column with the one it
-	// references (NULL for a primary key), in key order.
-	rows, err = conn.Query(ctx, `SELECT c.relname, con.conname, con.contype::text, a.attname,
-			coalesce(fn.nspname, ''), coalesce(fc.relname, ''), coalesce(fa.attname, '')
+		LEFT JOIN pg_description ad ON ad.objoid = a.attrelid AND ad.classoid = 'pg_class'::regclass AND ad.objsubid = a.attnum
+		WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+		ORDER BY a.attnum) a) cols
+CROSS JOIN LATERAL (
+	SELECT array_agg(k.conname ORDER BY k.contype DESC, k.conname, k.ord) AS names,
+		array_agg(k.contype ORDER BY k.contype DESC, k.conname, k.ord) AS types,
+		array_agg(k.attname ORDER BY k.contype DESC, k.conname, k.ord) AS columns,
+		array_agg(k.ref_schema ORDER BY k.contype DESC, k.conname, k.ord) AS ref_schemas,
+		array_agg(k.ref_table ORDER BY k.contype DESC, k.conname, k.ord) AS ref_tables,
+		array_agg(k.ref_column ORDER BY k.contype DESC, k.conname, k.ord) AS ref_columns
+	FROM (SELECT con.conname::text, con.contype::text, k.ord,
+			coalesce((SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = con.conrelid AND a.attnum = k.attnum), '') AS attname,
+			coalesce(fn.nspname::text, '') AS ref_schema, coalesce(fc.relname::text, '') AS ref_table,
+			coalesce((SELECT fa.attname::text FROM pg_attribute fa WHERE fa.attrelid = con.confrelid AND fa.attnum = k.fattnum), '') AS ref_column
 		FROM pg_constraint con
-		JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 		CROSS JOIN LATERAL unnest(con.conkey, con.confkey) WITH ORDINALITY AS k(attnum, fattnum, ord)
-		JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
 		LEFT JOIN pg_class fc ON fc.oid = con.confrelid
 		LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace
-		LEFT JOIN pg_attribute fa ON fa.attrelid = con.confrelid AND fa.attnum = k.fattnum
-		WHERE n.nspname = $1 AND c.relname = ANY($2) AND con.contype IN ('p', 'f')
-		ORDER BY c.relname, con.contype DESC, con.conname, k.ord`, schema, batch)
-	if err != nil {
-		return nil, fail("keys", err)
-	}
-	var conName, conType, column, refSchema, refTable, refColumn string
-	_, err = pgx.ForEachRow(rows, []any{&name, &conName, &conType, &column, &refSchema, &refTable, &refColumn}, func() error {
-		t := byName[name]
-		if t == nil {
-			return nil
-		}
-		if conType == "p" {
-			t.PrimaryKey = append(t.PrimaryKey, column)
-			return nil
-		}
-		if n := len(t.ForeignKeys); n == 0 || t.ForeignKeys[n-1].Name != conName {
-			t.ForeignKeys = append(t.ForeignKeys, ForeignKey{Name: conName, RefDatabase: db, RefSchema: refSchema, RefTable: refTable})
-		}
-		fk := &t.ForeignKeys[len(t.ForeignKeys)-1]
-		fk.Columns = append(fk.Columns, column)
-		fk.RefColumns = append(fk.RefColumns, refColumn)
-		return nil
-	})
-	if err != nil {
-		return nil, fail("keys", err)
-	}
-	if s.filters.lineage {
-		if err := s.lineage(ctx, conn, db, schema, out, byName); err != nil {
-			return nil, fail("view lineage", err)
-		}
-	}
-	return out, nil
-}
-
-// lineage reads what each view of a batch reads, from pg_depend: the
-// tables and views its rewrite rule depends on (DataHub's view lineage
-// query, one level).
-func (s *postgresSource) lineage(ctx context.Context, conn *pgx.Conn, db, schema string, batch []*Table, byName map[string]*Table) error {
-	var views []string
-	for _, t := range batch {
-		if t.View {
-			views = append(views, t.Name)
-		}
-	}
-	if len(views) == 0 {
-		return nil
-	}
-	rows, err := conn.Query(ctx, `SELECT DISTINCT v.relname, sn.nspname, src.relname
-		FROM pg_depend d
-		JOIN pg_rewrite r ON r.oid = d.objid
-		JOIN pg_class v ON v.oid = r.ev_class
-		JOIN pg_namespace vn ON vn.oid = v.relnamespace
+		WHERE con.conrelid = c.oid AND con.contype IN ('p', 'f')) k) keys
+LEFT JOIN LATERAL (
+	SELECT array_agg(u.nspname::text ORDER BY u.nspname, u.relname) AS schemas,
+		array_agg(u.relname::text ORDER BY u.nspname, u.relname) AS names
+	FROM (SELECT DISTINCT sn.nspname, src.relname
+		FROM pg_rewrite r
+		JOIN pg_depend d ON d.objid = r.oid AND d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
 		JOIN pg_class src ON src.oid = d.refobjid
 		JOIN pg_namespace sn ON sn.oid = src.relnamespace
-		WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
-		  AND vn.nspname = $1 AND v.relname = ANY($2) AND src.oid <> v.oid
+		WHERE $4 AND c.relkind IN ('v', 'm') AND r.ev_class = c.oid AND src.oid <> c.oid
 		  AND src.relkind IN ('r', 'p', 'v', 'm', 'f')
-		  AND sn.nspname NOT IN ('pg_catalog', 'information_schema')
-		ORDER BY 1, 2, 3`, schema, views)
-	if err != nil {
-		return err
+		  AND sn.nspname NOT IN ('pg_catalog', 'information_schema')) u) ups ON true
+ORDER BY c.relname`
+
+// readSchema runs pgSchemaQuery and calls each with every table the
+// filters keep, as its row arrives. It returns the last name read and how
+// many rows were read (kept or not): fewer than limit is the end.
+func (s *postgresSource) readSchema(ctx context.Context, conn *pgx.Conn, db, schema, after string, limit int, each func(*Table) error) (string, int, error) {
+	var lim *int
+	if limit > 0 {
+		lim = &limit
 	}
-	var view, upSchema, upName string
-	_, err = pgx.ForEachRow(rows, []any{&view, &upSchema, &upName}, func() error {
-		if t := byName[view]; t != nil {
-			t.Upstreams = append(t.Upstreams, Ref{Database: db, Schema: upSchema, Name: upName})
+	fail := func(err error) (string, int, error) {
+		return "", 0, fmt.Errorf("read tables of schema %s: %w", schema, err)
+	}
+	rows, err := conn.Query(ctx, pgSchemaQuery, schema, after, lim, s.filters.lineage)
+	if err != nil {
+		return fail(err)
+	}
+	defer rows.Close()
+	var (
+		name, kind, comment, def                                    string
+		nums                                                        []int16
+		colNames, colTypes, colComments                             []string
+		colNull                                                     []bool
+		keyNames, keyTypes, keyCols, refSchemas, refTables, refCols []string
+		upSchemas, upNames                                          []string
+		n                                                           int
+	)
+	for rows.Next() {
+		err := rows.Scan(&name, &kind, &comment, &def, &nums, &colNames, &colTypes, &colNull, &colComments,
+			&keyNames, &keyTypes, &keyCols, &refSchemas, &refTables, &refCols, &upSchemas, &upNames)
+		if err != nil {
+			return fail(err)
 		}
-		return nil
-	})
-	return err
+		n++
+		view := kind == "v" || kind == "m"
+		if !s.filters.keep(db+"."+schema+"."+name, view) {
+			continue
+		}
+		t := &Table{Database: db, Schema: schema, Name: name, View: view, Materialized: kind == "m", Comment: comment, ViewDefinition: def}
+		t.Columns = make([]Column, len(colNames))
+		for i := range colNames {
+			t.Columns[i] = Column{Name: colNames[i], Type: colTypes[i], Nullable: colNull[i], Ordinal: int(nums[i]), Comment: colComments[i]}
+		}
+		// The aggregate reads an ordered subquery; make the order certain.
+		slices.SortStableFunc(t.Columns, func(a, b Column) int { return a.Ordinal - b.Ordinal })
+		for i := range keyNames {
+			if keyTypes[i] == "p" {
+				t.PrimaryKey = append(t.PrimaryKey, keyCols[i])
+				continue
+			}
+			if k := len(t.ForeignKeys); k == 0 || t.ForeignKeys[k-1].Name != keyNames[i] {
+				t.ForeignKeys = append(t.ForeignKeys, ForeignKey{Name: keyNames[i], RefDatabase: db, RefSchema: refSchemas[i], RefTable: refTables[i]})
+			}
+			fk := &t.ForeignKeys[len(t.ForeignKeys)-1]
+			fk.Columns = append(fk.Columns, keyCols[i])
+			fk.RefColumns = append(fk.RefColumns, refCols[i])
+		}
+		for i := range upNames {
+			t.Upstreams = append(t.Upstreams, Ref{Database: db, Schema: upSchemas[i], Name: upNames[i]})
+		}
+		if err := each(t); err != nil {
+			return "", 0, err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fail(err)
+	}
+	return name, n, nil
 }
 
 // pgProfileDialect is PostgreSQL's: every value read as text.

@@ -1,9 +1,9 @@
 // Package ingest runs metadata ingestion recipes: a source (postgres,
-// mysql) reads a catalogue one schema and one batch of tables at a time,
-// each entity becomes a MetadataRecord in DataHub's shape (URNs and
+// mysql) reads a catalogue one schema at a time, streamed or in batches of
+// tables, each entity becomes a typed Record in DataHub's shape (URNs and
 // aspects), and a sink (file, console, outpost, http, datahub-rest) takes
-// the records in batches. Memory is bounded by the batch, not by the size
-// of the catalogue.
+// the records in batches and encodes them once. Memory is bounded by the
+// batch, not by the size of the catalogue.
 package ingest
 
 import (
@@ -13,10 +13,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-
-	"google.golang.org/protobuf/types/known/structpb"
-
-	ingestv1 "github.com/outposthq/outpost/proto/outpost/ingest/v1"
 )
 
 // Entity types of MetadataRecord.entity_type.
@@ -104,6 +100,8 @@ type namer struct {
 	// transform, when set, changes a dataset's aspects before they are
 	// written (the recipe's transformers).
 	transform func(urn string, aspects map[string]map[string]any)
+	// urns, when set, caches container URNs (an md5 each).
+	urns *urnCache
 }
 
 func (n namer) platformURN() string { return "urn:li:dataPlatform:" + n.platform }
@@ -132,10 +130,46 @@ func (n namer) datasetURN(db, schema, table string) string {
 // containerURN follows DataHub's container keys: the md5 of the key's
 // properties as compact JSON with sorted keys.
 func (n namer) containerURN(c Container) string {
+	if n.urns != nil {
+		if u, ok := n.urns.get(c); ok {
+			return u
+		}
+	}
 	key := n.containerKey(c)
 	raw, _ := json.Marshal(key) // map keys are sorted by encoding/json
 	sum := md5.Sum(raw)
-	return "urn:li:container:" + hex.EncodeToString(sum[:])
+	u := "urn:li:container:" + hex.EncodeToString(sum[:])
+	if n.urns != nil {
+		n.urns.put(c, u)
+	}
+	return u
+}
+
+// containerKeyOf is the container key as containerProperties writes it.
+func (n namer) containerKeyOf(c Container) containerKey {
+	return containerKey{platform: n.platform, env: n.env, database: c.Database, schema: c.Schema, instance: n.instance}
+}
+
+// urnCache keeps the URNs of the last containers: every table of a schema
+// names the same one.
+type urnCache struct {
+	keys [2]Container
+	urns [2]string
+	next int
+}
+
+func (c *urnCache) get(k Container) (string, bool) {
+	for i := range c.keys {
+		if c.urns[i] != "" && c.keys[i] == k {
+			return c.urns[i], true
+		}
+	}
+	return "", false
+}
+
+func (c *urnCache) put(k Container, urn string) {
+	c.keys[c.next], c.urns[c.next] = k, urn
+	c.next = (c.next + 1) % len(c.keys)
 }
 
 func (n namer) containerKey(c Container) map[string]any {
@@ -149,164 +183,81 @@ func (n namer) containerKey(c Container) map[string]any {
 	return key
 }
 
-func (n namer) containerRecord(c Container) (*ingestv1.MetadataRecord, error) {
-	rec := &ingestv1.MetadataRecord{
-		Urn:        n.containerURN(c),
+func (n namer) containerRecord(c Container) *Record {
+	rec := &Record{
+		URN:        n.containerURN(c),
 		EntityType: EntityDatabase,
 		Platform:   n.platform,
 		Name:       c.Database,
 	}
 	subType := "Database"
-	name := c.Database
-	aspects := map[string]map[string]any{
-		"dataPlatformInstance": {"platform": n.platformURN()},
-	}
+	props := &containerProperties{name: c.Database, qualifiedName: c.Database, key: n.containerKeyOf(c)}
+	rec.add("dataPlatformInstance", platformInstanceAspect{platform: n.platformURN()})
 	if c.Schema != "" {
 		rec.EntityType, rec.Name = EntitySchema, c.Database+"."+c.Schema
-		subType, name = "Schema", c.Schema
-		aspects["container"] = map[string]any{"container": n.containerURN(Container{Database: c.Database})}
+		subType = "Schema"
+		props.name, props.qualifiedName = c.Schema, rec.Name
+		rec.add("container", containerAspect{urn: n.containerURN(Container{Database: c.Database})})
 	}
-	custom := map[string]any{}
-	for k, v := range n.containerKey(c) {
-		custom[k] = v
-	}
-	aspects["containerProperties"] = map[string]any{"name": name, "qualifiedName": rec.Name, "customProperties": custom}
-	n.addDomain(aspects, rec.Name)
-	aspects["subTypes"] = map[string]any{"typeNames": []any{subType}}
-	return withAspects(rec, aspects)
+	rec.add("containerProperties", props)
+	n.addDomain(rec, rec.Name)
+	rec.add("subTypes", subTypesAspect{name: subType})
+	return rec
 }
 
-func (n namer) tableRecord(t Table) (*ingestv1.MetadataRecord, error) {
+func (n namer) tableRecord(t Table) *Record {
 	urn := n.datasetURN(t.Database, t.Schema, t.Name)
 	name := n.datasetName(t.Database, t.Schema, t.Name)
-	rec := &ingestv1.MetadataRecord{Urn: urn, EntityType: EntityTable, Platform: n.platform, Name: name}
+	rec := &Record{URN: urn, EntityType: EntityTable, Platform: n.platform, Name: name}
 	subType := "Table"
 	if t.View {
 		rec.EntityType, subType = EntityView, "View"
 	}
-	props := map[string]any{"name": t.Name, "qualifiedName": name, "customProperties": map[string]any{}}
-	if t.Comment != "" {
-		props["description"] = t.Comment
-	}
-	keys := map[string]bool{}
-	for _, k := range t.PrimaryKey {
-		keys[k] = true
-	}
-	fields := make([]any, len(t.Columns))
-	for i, c := range t.Columns {
-		f := map[string]any{
-			"fieldPath":      c.Name,
-			"nativeDataType": c.Type,
-			"type":           map[string]any{"type": map[string]any{dataHubType(c.Type): map[string]any{}}},
-			"nullable":       c.Nullable,
-			"recursive":      false,
-			"isPartOfKey":    keys[c.Name],
-		}
-		if c.Comment != "" {
-			f["description"] = c.Comment
-		}
-		fields[i] = f
-	}
-	schema := map[string]any{
-		"schemaName":     name,
-		"platform":       n.platformURN(),
-		"version":        0,
-		"hash":           "",
-		"platformSchema": map[string]any{"com.linkedin.schema.MySqlDDL": map[string]any{"tableSchema": ""}},
-		"fields":         fields,
-	}
-	if len(t.PrimaryKey) > 0 {
-		schema["primaryKeys"] = strs(t.PrimaryKey)
-	}
-	if len(t.ForeignKeys) > 0 {
-		fks := make([]any, len(t.ForeignKeys))
-		for i, fk := range t.ForeignKeys {
-			ref := n.datasetURN(fk.RefDatabase, fk.RefSchema, fk.RefTable)
-			src, dst := make([]any, len(fk.Columns)), make([]any, len(fk.RefColumns))
-			for j, c := range fk.Columns {
-				src[j] = fieldURN(urn, c)
-			}
-			for j, c := range fk.RefColumns {
-				dst[j] = fieldURN(ref, c)
-			}
-			fks[i] = map[string]any{"name": fk.Name, "foreignDataset": ref, "sourceFields": src, "foreignFields": dst}
-		}
-		schema["foreignKeys"] = fks
-	}
-	parent := Container{Database: t.Database, Schema: t.Schema}
-	aspects := map[string]map[string]any{
-		"datasetProperties": props,
-		"schemaMetadata":    schema,
-		"subTypes":          {"typeNames": []any{subType}},
-		"container":         {"container": n.containerURN(parent)},
-	}
+	rec.add("datasetProperties", &datasetProperties{name: t.Name, qualifiedName: name, description: t.Comment})
+	rec.add("schemaMetadata", &schemaMetadata{n: n, t: &t, urn: urn, name: name})
+	rec.add("subTypes", subTypesAspect{name: subType})
+	rec.add("container", containerAspect{urn: n.containerURN(Container{Database: t.Database, Schema: t.Schema})})
 	if t.View {
-		aspects["viewProperties"] = map[string]any{"materialized": t.Materialized, "viewLogic": t.ViewDefinition, "viewLanguage": "SQL"}
+		rec.add("viewProperties", viewProperties{materialized: t.Materialized, logic: t.ViewDefinition})
 	}
 	if t.Profile != nil {
-		aspects["datasetProfile"] = n.profileAspect(t)
+		rec.add("datasetProfile", &datasetProfile{at: n.now().UnixMilli(), columns: len(t.Columns), p: t.Profile})
 	}
 	if len(t.Upstreams) > 0 {
-		ups := make([]any, len(t.Upstreams))
+		ups := make([]string, len(t.Upstreams))
 		for i, u := range t.Upstreams {
-			ups[i] = map[string]any{
-				"dataset":    n.datasetURN(u.Database, u.Schema, u.Name),
-				"type":       "VIEW",
-				"auditStamp": map[string]any{"time": 0, "actor": "urn:li:corpuser:unknown"},
-			}
+			ups[i] = n.datasetURN(u.Database, u.Schema, u.Name)
 		}
-		aspects["upstreamLineage"] = map[string]any{"upstreams": ups}
+		rec.add("upstreamLineage", upstreamLineage(ups))
 	}
-	n.addDomain(aspects, strings.Join(nonEmpty(t.Database, t.Schema, t.Name), "."))
+	n.addDomain(rec, strings.Join(nonEmpty(t.Database, t.Schema, t.Name), "."))
 	if n.transform != nil {
-		n.transform(urn, aspects)
+		n.applyTransform(rec)
 	}
-	return withAspects(rec, aspects)
+	return rec
 }
 
-func (n namer) profileAspect(t Table) map[string]any {
-	p := map[string]any{
-		"timestampMillis": n.now().UnixMilli(),
-		"rowCount":        t.Profile.RowCount,
-		"columnCount":     len(t.Columns),
+// applyTransform runs the recipe's transformers on a generic view of the
+// aspects they read and write (datasetProperties and those they add); the
+// other aspects stay typed.
+func (n namer) applyTransform(rec *Record) {
+	view := map[string]map[string]any{}
+	if i := rec.index("datasetProperties"); i >= 0 {
+		view["datasetProperties"] = rec.aspects[i].value.(*datasetProperties).generic()
 	}
-	if len(t.Profile.Fields) == 0 {
-		return p
+	n.transform(rec.URN, view)
+	for name, a := range view {
+		rec.set(name, genericAspect(a))
 	}
-	fps := make([]any, len(t.Profile.Fields))
-	for i, f := range t.Profile.Fields {
-		m := map[string]any{"fieldPath": f.Path}
-		for k, v := range map[string]*int64{"nullCount": f.NullCount, "uniqueCount": f.UniqueCount} {
-			if v != nil {
-				m[k] = *v
-			}
-		}
-		for k, v := range map[string]*float64{"nullProportion": f.NullProportion, "uniqueProportion": f.UniqueProp} {
-			if v != nil {
-				m[k] = *v
-			}
-		}
-		for k, v := range map[string]*string{"min": f.Min, "max": f.Max, "mean": f.Mean, "median": f.Median, "stdev": f.Stdev} {
-			if v != nil {
-				m[k] = *v
-			}
-		}
-		if f.SampleValues != nil {
-			m["sampleValues"] = strs(f.SampleValues)
-		}
-		fps[i] = m
-	}
-	p["fieldProfiles"] = fps
-	return p
 }
 
 // addDomain sets DataHub's domains aspect when a domain takes name.
-func (n namer) addDomain(aspects map[string]map[string]any, name string) {
+func (n namer) addDomain(rec *Record, name string) {
 	if n.domain == nil {
 		return
 	}
 	if d := n.domain(name); d != "" {
-		aspects["domains"] = map[string]any{"domains": []any{d}}
+		rec.add("domains", domainsAspect{urn: d})
 	}
 }
 
@@ -322,26 +273,6 @@ func nonEmpty(parts ...string) []string {
 
 func fieldURN(dataset, column string) string {
 	return fmt.Sprintf("urn:li:schemaField:(%s,%s)", dataset, column)
-}
-
-func strs(in []string) []any {
-	out := make([]any, len(in))
-	for i, s := range in {
-		out[i] = s
-	}
-	return out
-}
-
-func withAspects(rec *ingestv1.MetadataRecord, aspects map[string]map[string]any) (*ingestv1.MetadataRecord, error) {
-	rec.Aspects = make(map[string]*structpb.Struct, len(aspects))
-	for name, a := range aspects {
-		s, err := structpb.NewStruct(a)
-		if err != nil {
-			return nil, fmt.Errorf("aspect %s of %s: %w", name, rec.GetUrn(), err)
-		}
-		rec.Aspects[name] = s
-	}
-	return rec, nil
 }
 
 // dataHubType maps a native column type onto DataHub's SchemaFieldDataType

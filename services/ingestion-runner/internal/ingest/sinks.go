@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/outposthq/outpost/libs/events"
@@ -27,7 +26,7 @@ var ErrSink = errors.New("sink failed")
 type Sink interface {
 	// BatchSize is how many records Write takes at most.
 	BatchSize() int
-	Write(ctx context.Context, recs []*ingestv1.MetadataRecord) error
+	Write(ctx context.Context, recs []*Record) error
 	// Close flushes and releases; it is called once, after the last Write,
 	// even when the run failed.
 	Close(ctx context.Context) error
@@ -38,28 +37,24 @@ type Publisher interface {
 	Publish(ctx context.Context, msg queue.Message) error
 }
 
-// JSONOptions encode a record as one line of the file and console sinks
-// and of the http sink's body: proto field names, every field written.
-var JSONOptions = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: false}
-
 // lineSink writes one JSON record per line.
 type lineSink struct {
 	w     *bufio.Writer
 	close func() error
+	// line is the buffer each record is encoded into.
+	line []byte
 }
 
 func (s *lineSink) BatchSize() int { return 100 }
 
-func (s *lineSink) Write(_ context.Context, recs []*ingestv1.MetadataRecord) error {
+func (s *lineSink) Write(_ context.Context, recs []*Record) error {
 	for _, r := range recs {
-		raw, err := JSONOptions.Marshal(r)
+		line, err := r.AppendJSON(s.line[:0])
 		if err != nil {
-			return fmt.Errorf("%w: encode %s: %w", ErrSink, r.GetUrn(), err)
+			return fmt.Errorf("%w: %w", ErrSink, err)
 		}
-		// protojson's output is not stable in its spacing; compact it so a
-		// record is one line whatever the library decides.
-		raw = compactJSON(raw)
-		if _, err := s.w.Write(append(raw, '\n')); err != nil {
+		s.line = append(line, '\n')
+		if _, err := s.w.Write(s.line); err != nil {
 			return fmt.Errorf("%w: write: %w", ErrSink, err)
 		}
 	}
@@ -135,8 +130,16 @@ const publishTimeout = 30 * time.Second
 
 func (s *outpostSink) BatchSize() int { return s.batchSize }
 
-func (s *outpostSink) Write(ctx context.Context, recs []*ingestv1.MetadataRecord) error {
+func (s *outpostSink) Write(ctx context.Context, recs []*Record) error {
 	first := s.next
+	msgs := make([]*ingestv1.MetadataRecord, len(recs))
+	for i, r := range recs {
+		m, err := r.Proto()
+		if err != nil {
+			return fmt.Errorf("%w: outpost: %w", ErrSink, err)
+		}
+		msgs[i] = m
+	}
 	// The dedupe id makes a retried publish harmless; attempt and first
 	// sequence identify the batch within the job.
 	dedupe := fmt.Sprintf("%s-%d-records-%d", s.jobID, s.attempt, first)
@@ -144,7 +147,7 @@ func (s *outpostSink) Write(ctx context.Context, recs []*ingestv1.MetadataRecord
 		Envelope:     events.NewEnvelope(s.tenant, uint32(s.attempt), dedupe, ""),
 		JobId:        s.jobID,
 		FirstSeq:     first,
-		Records:      recs,
+		Records:      msgs,
 		ProducedAt:   timestamppb.New(s.now()),
 		AttemptToken: s.token,
 	}

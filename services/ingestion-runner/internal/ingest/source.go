@@ -22,8 +22,9 @@ var ErrUnreachable = errors.New("source unreachable")
 // refuses as wrong (a database that does not exist). It is permanent.
 var ErrSourceConfig = errors.New("source configuration refused")
 
-// tableBatch is how many tables' columns and keys one query reads: memory
-// is bounded by it, not by the size of the catalogue.
+// tableBatch is how many tables are read before their profiles, which
+// query the same connection: memory is bounded by it, not by the size of
+// the catalogue.
 const tableBatch = 100
 
 // Emitter receives what a source extracts, in order: a container before
@@ -233,6 +234,4 @@ func chunks(names []string, n int) [][]string {
 type relation struct {
 	name string
 	view bool
-	// materialized view (PostgreSQL)
-	materialized bool
 }

@@ -160,7 +160,7 @@ func (t *Task) Run(ctx context.Context, in tasks.Input, out tasks.Output) tasks.
 	p := &pipeline{
 		sink: sink, out: out, started: started,
 		namer: namer{platform: source.Platform(), instance: platformInstance(src), env: env(src), now: t.now,
-			lowercase: lowercaseURNs(src), domain: domains},
+			lowercase: lowercaseURNs(src), domain: domains, urns: &urnCache{}},
 	}
 	if chain.Len() > 0 {
 		p.namer.transform = func(urn string, a map[string]map[string]any) { chain.Apply(urn, a) }
@@ -335,7 +335,7 @@ type pipeline struct {
 	sink    Sink
 	out     tasks.Output
 	started time.Time
-	buf     []*ingestv1.MetadataRecord
+	buf     []*Record
 
 	databases, schemas, tables, views, written, warnings, failures int
 }
@@ -347,11 +347,7 @@ func (p *pipeline) Container(ctx context.Context, c Container) error {
 	} else {
 		p.schemas++
 	}
-	rec, err := p.namer.containerRecord(c)
-	if err != nil {
-		return err
-	}
-	return p.add(ctx, rec)
+	return p.add(ctx, p.namer.containerRecord(c))
 }
 
 // Table implements Emitter.
@@ -361,11 +357,7 @@ func (p *pipeline) Table(ctx context.Context, t Table) error {
 	} else {
 		p.tables++
 	}
-	rec, err := p.namer.tableRecord(t)
-	if err != nil {
-		return err
-	}
-	return p.add(ctx, rec)
+	return p.add(ctx, p.namer.tableRecord(t))
 }
 
 // Warn implements Emitter.
@@ -377,7 +369,7 @@ func (p *pipeline) Warn(msg string) {
 // Note implements Emitter.
 func (p *pipeline) Note(msg string) { p.out.Log(msg) }
 
-func (p *pipeline) add(ctx context.Context, rec *ingestv1.MetadataRecord) error {
+func (p *pipeline) add(ctx context.Context, rec *Record) error {
 	p.buf = append(p.buf, rec)
 	if len(p.buf) >= p.sink.BatchSize() {
 		return p.flush(ctx)

@@ -182,6 +182,7 @@ func (c *Console) routes(g *auth.Guard) *http.ServeMux {
 	c.register(g.Router(guarded))
 	outer := http.NewServeMux()
 	outer.Handle("GET /static/", c.cacheAssets(c.static))
+	outer.HandleFunc("GET /favicon.ico", http.NotFound)
 	outer.HandleFunc("GET /login", c.loginPage)
 	outer.HandleFunc("POST /login", c.loginKey)
 	outer.HandleFunc("POST /logout", c.logout)

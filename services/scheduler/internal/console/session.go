@@ -154,7 +154,8 @@ func (c *Console) withSession(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s, err := c.readSession(r)
 		if err != nil {
-			if r.Method == http.MethodGet && r.Header.Get("HX-Request") == "" && r.Header.Get("Accept") != "text/event-stream" {
+			navigate := r.Header.Get("Sec-Fetch-Mode") == "" || r.Header.Get("Sec-Fetch-Mode") == "navigate"
+			if r.Method == http.MethodGet && navigate && r.Header.Get("HX-Request") == "" {
 				http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 				return
 			}
@@ -208,7 +209,12 @@ func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Console) renderLogin(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	// The token of an earlier sign-in page is kept: another tab, or a
+	// request the browser makes on its own, does not spoil the form.
 	token := randomToken()
+	if ck, err := r.Cookie(loginCookie); err == nil && len(ck.Value) == len(token) {
+		token = ck.Value
+	}
 	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: token, Path: "/login", MaxAge: 600, HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: c.secure(r)})
 	c.render(w, r, status, "login", &page{Title: "Sign in", CSRF: token, Data: map[string]any{

@@ -13,8 +13,13 @@ import (
 
 // registerMore adds the sections beyond jobs.
 func (c *Console) registerMore(r *auth.Router) {
-	const v = auth.RoleViewer
+	const v, o = auth.RoleViewer, auth.RoleOperator
 	r.HandleFunc("GET /fleet", v, c.fleetPage)
+	r.HandleFunc("GET /sources", v, c.sourcesPage)
+	r.HandleFunc("GET /sources/new", o, c.newSourcePage)
+	r.HandleFunc("POST /sources", o, c.createSource)
+	r.HandleFunc("GET /sources/{id}", v, c.sourcePage)
+	r.HandleFunc("POST /sources/{id}/run", o, c.runSource)
 }
 
 type runner struct {

@@ -39,6 +39,7 @@ type env struct {
 	ctx   context.Context
 	url   string
 	admin string
+	conn  backend.JetStream
 }
 
 func newEnv(t *testing.T) *env {
@@ -77,7 +78,7 @@ func newEnv(t *testing.T) *env {
 	t.Cleanup(sched.StopStreams)
 	raw, err := os.ReadFile(cfg.Auth.BootstrapKeyFile)
 	require.NoError(t, err)
-	return &env{t: t, ctx: ctx, url: hs.URL, admin: strings.TrimSpace(string(raw))}
+	return &env{t: t, ctx: ctx, url: hs.URL, admin: strings.TrimSpace(string(raw)), conn: b.JetStream()}
 }
 
 // key makes an API key of role in tenant default.
@@ -313,3 +314,6 @@ func testLog() io.Writer {
 	}
 	return io.Discard
 }
+
+// regexpAll returns every match of expr in s with its groups.
+func regexpAll(expr, s string) [][]string { return regexp.MustCompile(expr).FindAllStringSubmatch(s, -1) }

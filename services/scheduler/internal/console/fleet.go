@@ -20,6 +20,8 @@ func (c *Console) registerMore(r *auth.Router) {
 	r.HandleFunc("POST /sources", o, c.createSource)
 	r.HandleFunc("GET /sources/{id}", v, c.sourcePage)
 	r.HandleFunc("POST /sources/{id}/run", o, c.runSource)
+	r.HandleFunc("GET /deadletters", v, c.deadLettersPage)
+	r.HandleFunc("POST /deadletters/{id}/replay", o, c.replayDeadLetter)
 }
 
 type runner struct {

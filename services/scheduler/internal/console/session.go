@@ -270,7 +270,9 @@ func (c *Console) startSession(w http.ResponseWriter, r *http.Request, credentia
 		c.renderLogin(w, r, http.StatusForbidden, "This credential holds no tenant.")
 		return
 	}
-	s := session{Credential: credential, Tenant: out.Tenants[0].Name, CSRF: randomToken(), Expires: c.now().Add(c.cfg.SessionTTL)}
+	// No tenant yet: the guard picks the credential's own, or the
+	// default tenant, as it does for an API call without the header.
+	s := session{Credential: credential, CSRF: randomToken(), Expires: c.now().Add(c.cfg.SessionTTL)}
 	if err := c.setSession(w, r, s); err != nil {
 		c.log.Error("console session not written", "error", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)

@@ -316,4 +316,6 @@ func testLog() io.Writer {
 }
 
 // regexpAll returns every match of expr in s with its groups.
-func regexpAll(expr, s string) [][]string { return regexp.MustCompile(expr).FindAllStringSubmatch(s, -1) }
+func regexpAll(expr, s string) [][]string {
+	return regexp.MustCompile(expr).FindAllStringSubmatch(s, -1)
+}

@@ -319,3 +319,16 @@ func testLog() io.Writer {
 func regexpAll(expr, s string) [][]string {
 	return regexp.MustCompile(expr).FindAllStringSubmatch(s, -1)
 }
+
+// TestAccountsNotConfigured: without console.accounts_url the accounts
+// pages say so.
+func TestAccountsNotConfigured(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser()
+	b.signIn(e.admin)
+	resp, page := b.get("/accounts")
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	require.Contains(t, page, "console.accounts_url")
+	_, page = b.get("/fleet")
+	require.Contains(t, page, "The accounts API is not configured")
+}

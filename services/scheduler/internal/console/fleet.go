@@ -22,6 +22,13 @@ func (c *Console) registerMore(r *auth.Router) {
 	r.HandleFunc("POST /sources/{id}/run", o, c.runSource)
 	r.HandleFunc("GET /deadletters", v, c.deadLettersPage)
 	r.HandleFunc("POST /deadletters/{id}/replay", o, c.replayDeadLetter)
+	r.HandleFunc("GET /accounts", v, c.accountsPage)
+	r.HandleFunc("GET /accounts/{name}", v, c.accountPage)
+	r.HandleFunc("GET /accounts/{name}/objects", v, c.objectsPage)
+	r.HandleFunc("GET /accounts/{name}/objects/{kind}/{namespace}/{object}", v, c.objectPage)
+	// Migrate, retry and deactivate change the account's state, which the
+	// accounts API asks an admin for.
+	r.HandleFunc("POST /accounts/{name}/state", auth.RoleAdmin, c.setAccountState)
 }
 
 type runner struct {

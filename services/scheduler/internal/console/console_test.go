@@ -109,14 +109,24 @@ func (e *env) browser() *browser {
 	}}}
 }
 
-func (b *browser) get(path string) (*http.Response, string) {
+// answer is what a test looks at of a response (its body is read and
+// closed by send).
+type answer struct {
+	StatusCode int
+	Header     http.Header
+	cookies    []*http.Cookie
+}
+
+func (a answer) Cookies() []*http.Cookie { return a.cookies }
+
+func (b *browser) get(path string) (answer, string) {
 	b.e.t.Helper()
 	req, err := http.NewRequestWithContext(b.e.ctx, http.MethodGet, b.e.url+path, nil)
 	require.NoError(b.e.t, err)
 	return b.send(req)
 }
 
-func (b *browser) post(path string, form url.Values) (*http.Response, string) {
+func (b *browser) post(path string, form url.Values) (answer, string) {
 	b.e.t.Helper()
 	req, err := http.NewRequestWithContext(b.e.ctx, http.MethodPost, b.e.url+path, strings.NewReader(form.Encode()))
 	require.NoError(b.e.t, err)
@@ -126,13 +136,13 @@ func (b *browser) post(path string, form url.Values) (*http.Response, string) {
 	return b.send(req)
 }
 
-func (b *browser) send(req *http.Request) (*http.Response, string) {
+func (b *browser) send(req *http.Request) (answer, string) {
 	resp, err := b.http.Do(req)
 	require.NoError(b.e.t, err)
 	defer resp.Body.Close()
 	out, err := io.ReadAll(resp.Body)
 	require.NoError(b.e.t, err)
-	return resp, string(out)
+	return answer{StatusCode: resp.StatusCode, Header: resp.Header, cookies: resp.Cookies()}, string(out)
 }
 
 var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)

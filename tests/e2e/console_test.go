@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -140,7 +141,8 @@ func createKey(t *testing.T, s *harness.Stack, role string) string {
 // TestConsoleJobs drives the console in Chromium against the real
 // binaries: sign in, submit a command job and watch it go QUEUED, RUNNING,
 // SUCCEEDED on its page without a reload while its log lines arrive
-// (a secret masked), cancel a long job, see the runner in the fleet view
+// (a secret masked), cancel a long job, create a source from a recipe
+// with its error shown at its path, see the runner in the fleet view
 // and marked lost once killed, and, as a viewer, no submit button and a
 // forged submit refused.
 func TestConsoleJobs(t *testing.T) {
@@ -202,6 +204,30 @@ func TestConsoleJobs(t *testing.T) {
 	require.Equal(t, 1, rows, "the label filter keeps the labelled job only")
 	b.run(30*time.Second, chromedp.Navigate(s.API+"/jobs"), chromedp.WaitVisible(chromedp.ID("jobs-table")))
 	b.screenshot("console-jobs")
+
+	// A source from a pasted recipe: an error is shown at its path, then
+	// the fixed recipe is created with its schedule and next fires.
+	const recipe = "source:\n  type: postgres\n  config: {host_port: 'db:5432', database: app, username: u, password: '${PG_PASSWORD}'}\nsink:\n  type: outpost\n"
+	b.run(30*time.Second,
+		chromedp.Navigate(s.API+"/sources/new"),
+		chromedp.WaitVisible(chromedp.ID("source-form")),
+		chromedp.SetValue(chromedp.ID("recipe"), strings.Replace(recipe, "type: postgres", "type: nosuchdb", 1)),
+		chromedp.Click(chromedp.ID("create-source")),
+		chromedp.WaitVisible(chromedp.ID("source-error")),
+	)
+	require.Equal(t, "task.ingest.recipe.source.type", value(b, 5*time.Second, chromedp.Text(chromedp.CSS(".field-path"))))
+	b.screenshot("console-source-error")
+	b.run(30*time.Second,
+		chromedp.SetValue(chromedp.ID("id"), "pg-console"),
+		chromedp.SetValue(chromedp.ID("recipe"), recipe),
+		chromedp.SetValue(chromedp.ID("cron"), "0 3 * * *"),
+		chromedp.SetValue(chromedp.ID("time_zone"), "Europe/Paris"),
+		chromedp.Click(chromedp.ID("create-source")),
+		chromedp.WaitVisible(chromedp.ID("next-fires")),
+	)
+	fires := value(b, 5*time.Second, chromedp.Evaluate[int](`document.querySelectorAll("#next-fires li").length`))
+	require.Equal(t, 5, fires)
+	b.screenshot("console-source")
 
 	// The fleet: the runner is live, then lost once killed.
 	b.run(30*time.Second, chromedp.Navigate(s.API+"/fleet"),

@@ -188,7 +188,7 @@ func (c *Console) routes(g *auth.Guard) *http.ServeMux {
 	outer.HandleFunc("POST /logout", c.logout)
 	outer.HandleFunc("GET /login/oidc", c.oidcStart)
 	outer.HandleFunc("GET /login/oidc/callback", c.oidcCallback)
-	outer.Handle("/", c.withSession(guarded))
+	outer.Handle("/", c.known(guarded, c.withSession(guarded)))
 	return outer
 }
 
@@ -207,6 +207,18 @@ func (c *Console) register(r *auth.Router) {
 	r.HandleFunc("GET /jobs/{id}/events", v, c.jobEvents)
 	r.HandleFunc("POST /jobs/{id}/cancel", o, c.cancelJob)
 	c.registerMore(r)
+}
+
+// known answers 404 for a path the console does not serve (the API
+// listener's /metrics, say), rather than sending it to the sign-in page.
+func (c *Console) known(mux *http.ServeMux, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern == "" {
+			http.NotFound(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // cacheAssets lets browsers keep the embedded assets: they change only

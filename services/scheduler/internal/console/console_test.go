@@ -342,3 +342,19 @@ func TestAccountsNotConfigured(t *testing.T) {
 	_, page = b.get("/fleet")
 	require.Contains(t, page, "The accounts API is not configured")
 }
+
+// TestUnknownPath: a path the console does not serve is a 404, signed in
+// or not.
+func TestUnknownPath(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser()
+	for _, p := range []string{"/metrics", "/jobs/x/y/z"} {
+		resp, _ := b.get(p)
+		require.Equal(t, http.StatusNotFound, resp.StatusCode, p)
+	}
+	b.signIn(e.admin)
+	resp, _ := b.get("/metrics")
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+	resp, _ = b.get("/jobs?state=QUEUED")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+}

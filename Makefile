@@ -44,12 +44,13 @@ run: build ## Start Outpost locally: embedded JetStream and the four services
 	@scripts/run-local.sh
 
 .PHONY: test-deps
-test-deps: tools ## Install what the tests need: fauxqs, kube-apiserver, kubectl and helm (.cache/), etcd, PostgreSQL, MariaDB, buildah, podman, skopeo (Debian)
+test-deps: tools ## Install what the tests need: fauxqs, kube-apiserver, kubectl and helm (.cache/), etcd, PostgreSQL, MariaDB, buildah, podman, skopeo, chromium (Debian)
 	@scripts/install-fauxqs.sh
 	@scripts/install-databases.sh
 	@scripts/install-kube.sh
 	@scripts/install-image-tools.sh
 	@scripts/install-helm.sh
+	@scripts/install-browser.sh
 
 .PHONY: test
 test: test-deps images ## Unit, integration and end-to-end tests of every module

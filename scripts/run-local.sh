@@ -136,6 +136,9 @@ start broker "$BIN/outpost-broker" "${BROKER_AUTH[@]}" -data "$DATA/jetstream" -
 wait_ready broker "http://127.0.0.1:${OUTPOST_BROKER_HEALTH_PORT:-8222}/readyz" || on_signal failure
 # Metrics are served apart from the APIs, without credentials, on the ops
 # listeners (a deployment's scrapers reach only those).
+# The web console (http://127.0.0.1:8080/) shows the accounts of the local
+# account-migrator, called server-side with the signed-in user's key.
+export OUTPOST_CONSOLE_ACCOUNTS_URL=${OUTPOST_CONSOLE_ACCOUNTS_URL:-http://127.0.0.1:8081}
 OUTPOST_OPS_LISTEN=${OUTPOST_SCHEDULER_OPS_LISTEN:-127.0.0.1:9090} OUTPOST_BROKER_CREDENTIALS=$SCHEDULER_CREDS OUTPOST_AGENTS_AUTH_DIR=${BROKER_AUTH[1]:-} start scheduler "$BIN/scheduler"
 wait_ready scheduler "http://127.0.0.1:8080/readyz" || on_signal failure
 OUTPOST_OPS_LISTEN=${OUTPOST_MIGRATOR_OPS_LISTEN:-127.0.0.1:9093} OUTPOST_BROKER_CREDENTIALS=$MIGRATOR_CREDS start account-migrator "$BIN/account-migrator"
@@ -162,7 +165,7 @@ OUTPOST_POLICY_ALLOWED_HOSTS=${OUTPOST_POLICY_ALLOWED_HOSTS:-127.0.0.1,localhost
 	OUTPOST_BROKER_CREDENTIALS=$RUNNER_CREDS \
 	start ingestion-runner "$BIN/ingestion-runner"
 
-echo "[run] Outpost is up: scheduler API http://127.0.0.1:8080, accounts API http://127.0.0.1:8081 (Ctrl-C to stop)"
+echo "[run] Outpost is up: console and scheduler API http://127.0.0.1:8080, accounts API http://127.0.0.1:8081 (Ctrl-C to stop)"
 echo "[run] the admin API key is in $OUTPOST_AUTH_BOOTSTRAP_KEY_FILE; use it as:"
 echo "[run]   curl -H \"Authorization: Bearer \$(cat $OUTPOST_AUTH_BOOTSTRAP_KEY_FILE)\" http://127.0.0.1:8080/api/v1/jobs"
 wait

@@ -26,6 +26,7 @@ import (
 	"github.com/outposthq/outpost/services/scheduler/internal/api"
 	"github.com/outposthq/outpost/services/scheduler/internal/bridge"
 	"github.com/outposthq/outpost/services/scheduler/internal/config"
+	"github.com/outposthq/outpost/services/scheduler/internal/console"
 	"github.com/outposthq/outpost/services/scheduler/internal/deadletters"
 	"github.com/outposthq/outpost/services/scheduler/internal/directory"
 	"github.com/outposthq/outpost/services/scheduler/internal/dispatch"
@@ -54,10 +55,12 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	// The API listener serves only the probes without a credential;
 	// /metrics (every tenant's numbers) is on the ops listener.
 	rt, err := service.Start(ctx, service.Options{
-		Name:     "scheduler",
-		Log:      log,
-		APIAddr:  cfg.Listen,
-		APIPaths: []string{"/api/", "GET " + apispec.Path},
+		Name:    "scheduler",
+		Log:     log,
+		APIAddr: cfg.Listen,
+		// "/" is the web console (package console); it is off with
+		// console.disabled.
+		APIPaths: []string{"/api/", "GET " + apispec.Path, "/"},
 		OpsAddr:  cfg.OpsListen,
 		Grace:    cfg.ShutdownGrace,
 		Drain:    cfg.ShutdownGrace,
@@ -166,6 +169,8 @@ type Scheduler struct {
 	brokerReady func() error
 	// beat publishes this replica's heartbeat (instances).
 	beat *instances.Heartbeater
+	// console is the web console at / (nil when disabled).
+	console *console.Console
 }
 
 // New assembles a scheduler over broker and opener and registers its
@@ -280,12 +285,36 @@ func New(cfg config.Config, log *slog.Logger, broker queue.Broker, opener kv.Ope
 	registerAgents(router, cfg, log)
 	a.Register(router)
 	s := &Scheduler{cfg: cfg, registry: registry, api: a, mux: mux, keys: keys, rules: router.Rules(), log: log, brokerReady: brokerReady}
+	s.console = newConsole(cfg, guard, mux, log)
 	return s.withHeartbeat(opener)
 }
 
-// StopStreams ends the API's long-lived responses (log follows) when the
-// API server shuts down.
-func (s *Scheduler) StopStreams() { s.api.Stop() }
+// StopStreams ends the API's long-lived responses (log follows) and the
+// console's live pages when the API server shuts down.
+func (s *Scheduler) StopStreams() {
+	s.api.Stop()
+	if s.console != nil {
+		s.console.Stop()
+	}
+}
+
+// newConsole serves the web console at / of mux (nil when disabled). Its
+// routes are guarded by the API's guard on a router of their own: they
+// are not API routes (Rules), but are refused by role the same way.
+func newConsole(cfg config.Config, guard *auth.Guard, mux *http.ServeMux, log *slog.Logger) *console.Console {
+	if cfg.Console.Disabled {
+		return nil
+	}
+	c, err := console.New(console.Options{Config: cfg.Console, API: mux, Guard: guard, Logger: log.With("component", "console")})
+	if err != nil {
+		// Validate checked the configuration; a session key file that
+		// cannot be read leaves the API up without the console.
+		log.Error("console not served", "error", err)
+		return nil
+	}
+	mux.Handle("/", c)
+	return c
+}
 
 // ServeHTTP serves the API.
 func (s *Scheduler) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }

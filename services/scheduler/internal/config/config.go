@@ -14,6 +14,7 @@ import (
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/queue/backend"
 	"github.com/outposthq/outpost/libs/signing"
+	"github.com/outposthq/outpost/services/scheduler/internal/console"
 )
 
 // ErrInvalid is returned by Validate for a configuration the scheduler cannot
@@ -65,6 +66,8 @@ type Config struct {
 	Runners Runners              `yaml:"runners"`
 	// Consumers tunes the scheduler's queue consumers.
 	Consumers Consumers `yaml:"consumers"`
+	// Console is the web console served at / on the API's port.
+	Console console.Config `yaml:"console"`
 }
 
 // Consumers tunes the scheduler's queue consumers (submit, status,
@@ -257,6 +260,9 @@ func (c Config) Validate() error {
 	check(c.Consumers.MaxDeliveries >= 1, "consumers.max_deliveries", "must be at least 1")
 	check(c.Runners.LostAfter >= 0, "runners.lost_after", "must not be negative")
 	if err := c.Instance.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%w: %w", ErrInvalid, err))
+	}
+	if err := c.Console.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("%w: %w", ErrInvalid, err))
 	}
 	return errors.Join(errs...)

@@ -46,6 +46,10 @@ var (
 	// ErrPushRejected is returned by Push when a server refused the
 	// account update.
 	ErrPushRejected = errors.New("natsauth: account update refused")
+	// ErrPushIncomplete is returned by Push when some server of the
+	// cluster had not confirmed the account update when ctx ended: a
+	// revocation is not in force there yet.
+	ErrPushIncomplete = errors.New("natsauth: account update not confirmed by every server")
 )
 
 // Authority is the operator and its accounts, loaded from a folder. It is
@@ -307,31 +311,6 @@ func (a *Authority) Revoked(userID string) bool {
 	}
 	_, ok := ac.Revocations[userID]
 	return ok
-}
-
-// Push sends the Outpost account's current JWT to the servers nc is
-// connected to; nc must be a connection of a RoleSystem user. The servers
-// of a cluster pass it on to each other.
-func (a *Authority) Push(ctx context.Context, nc *nats.Conn) error {
-	a.mu.Lock()
-	token := a.accountJWT
-	a.mu.Unlock()
-	msg, err := nc.RequestWithContext(ctx, "$SYS.REQ.ACCOUNT."+a.accountPub+".CLAIMS.UPDATE", []byte(token))
-	if err != nil {
-		return fmt.Errorf("natsauth: push account: %w", err)
-	}
-	var resp struct {
-		Error *struct {
-			Description string `json:"description"`
-		} `json:"error"`
-	}
-	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return fmt.Errorf("natsauth: push account: %w", err)
-	}
-	if resp.Error != nil {
-		return fmt.Errorf("%w: %s", ErrPushRejected, resp.Error.Description)
-	}
-	return nil
 }
 
 // Option is a nats.go option that connects as this user.

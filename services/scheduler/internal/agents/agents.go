@@ -33,6 +33,8 @@ const (
 	DefaultExpiry = 30 * 24 * time.Hour
 	// MaxExpiry bounds the validity a request may ask for.
 	MaxExpiry = 365 * 24 * time.Hour
+	// pushTimeout bounds a revocation's push to the broker.
+	pushTimeout = 10 * time.Second
 )
 
 // Pusher sends the account's current JWT (with its revocations) to the
@@ -170,7 +172,11 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request) {
 		httpjson.WriteError(w, http.StatusInternalServerError, "agent not revoked", "")
 		return
 	}
-	if err := h.push(r.Context()); err != nil {
+	// Every server of a cluster must confirm the revocation; one that
+	// does not within pushTimeout makes the caller retry, not wait.
+	pctx, cancel := context.WithTimeout(r.Context(), pushTimeout)
+	defer cancel()
+	if err := h.push(pctx); err != nil {
 		// The revocation is stored: a later push or a broker restart
 		// applies it. The caller retries the DELETE to push again.
 		h.log.Error("push revocation to the broker failed", "agent", rec.ID, "error", err)

@@ -23,8 +23,8 @@ import (
 // the migrator's too), a k8s-watcher and the test kube-apiserver. The
 // accounts list shows the account with its state and zone, its page the
 // cluster, the inventory its kinds, namespaces and objects, a Secret's
-// page its keys and never its values; deactivating it from its page
-// changes its state.
+// page its keys and never its values; deactivating and migrating it from
+// its page changes its state, and a viewer has neither action.
 func TestConsoleAccounts(t *testing.T) {
 	shots := screenshots(t)
 	b := newBrowser(t, shots)
@@ -122,6 +122,30 @@ func TestConsoleAccounts(t *testing.T) {
 	b.run(30*time.Second, chromedp.Navigate(s.API+"/accounts"),
 		chromedp.WaitVisible(chromedp.CSS(`#accounts tr[data-account="console-acct"] .state-inactive`)))
 	b.screenshot("console-accounts-inactive")
+
+	// Migrate it again from its page: a watcher holds it, ACTIVE.
+	b.run(30*time.Second,
+		chromedp.Click(chromedp.CSS(`#accounts a[href="/accounts/console-acct"]`)),
+		chromedp.WaitVisible(chromedp.ID("migrate")),
+		chromedp.Click(chromedp.ID("migrate")),
+		chromedp.WaitVisible(chromedp.ID("deactivate")),
+	)
+	c.WaitAccountState("console-acct", "ACTIVE", 60*time.Second)
+	b.run(30*time.Second, chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`.facts .state-active`)))
+
+	// A viewer (a key of the scheduler, known to the migrator too) sees the
+	// account but no action, and a forged one is refused.
+	viewer := createKey(t, s, "viewer")
+	b.run(30*time.Second, chromedp.Submit(chromedp.CSS(`form[action="/logout"] button`)), chromedp.WaitVisible(chromedp.ID("api_key")))
+	b.signIn(s.API, viewer)
+	b.run(30*time.Second, chromedp.Navigate(s.API+"/accounts/console-acct"), chromedp.WaitVisible(chromedp.ID("inventory")))
+	actions := value(b, 5*time.Second, chromedp.Evaluate[int](`document.querySelectorAll("#deactivate, #migrate").length`))
+	require.Zero(t, actions, "a viewer sees no account action")
+	status := value(b, 30*time.Second, chromedp.Evaluate[int](`fetch("/accounts/console-acct/state", {method: "POST", redirect: "manual",
+		headers: {"Content-Type": "application/x-www-form-urlencoded"},
+		body: new URLSearchParams({csrf: document.body.dataset.csrf, state: "INACTIVE"})}).then(r => r.status)`, chromedp.EvalAwaitPromise))
+	require.Equal(t, http.StatusForbidden, status, "a viewer's forged deactivation is refused")
+	require.Equal(t, "ACTIVE", c.Account("console-acct").State)
 }
 
 // kindToken is the inventory token of an account's kind, as the kind

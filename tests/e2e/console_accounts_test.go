@@ -42,6 +42,14 @@ func TestConsoleAccounts(t *testing.T) {
 		Data:       map[string]string{"mode": "console"},
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)
+	// An Event is served both as v1 and as events.k8s.io/v1: two kinds
+	// named Event.
+	_, err = kc.Client().CoreV1().Events(ns).Create(ctx, &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{Name: "app-config.console"},
+		InvolvedObject: corev1.ObjectReference{Kind: "ConfigMap", Namespace: ns, Name: "app-config", APIVersion: "v1"},
+		Reason:         "Console", Message: "seen by the console", Type: corev1.EventTypeNormal,
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
 
 	p := harness.StartPlane(t, harness.PlaneOptions{})
 	p.StartWatcher("console-watcher", "zone-console", kc.Kubeconfig, nil)
@@ -51,7 +59,7 @@ func TestConsoleAccounts(t *testing.T) {
 	c := p.Client()
 	code, body := c.Do(http.MethodPost, "/api/v1/accounts", []map[string]any{{
 		"name": "console-acct", "state": "ACTIVE", "zoneId": "zone-console", "serviceAccount": true,
-		"kinds": []string{"ConfigMap", "Secret"}, "namespaces": []string{ns},
+		"kinds": []string{"ConfigMap", "Secret", "Event"}, "namespaces": []string{ns},
 	}})
 	require.Equal(t, http.StatusOK, code, "%s", body)
 	c.WaitAccountState("console-acct", "ACTIVE", 60*time.Second)
@@ -75,7 +83,7 @@ func TestConsoleAccounts(t *testing.T) {
 	require.Contains(t, page, kc.Server, "the cluster's host")
 	require.Contains(t, page, "zone-console")
 	kinds := value(b, 5*time.Second, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll(".kinds li a")).map(a => a.innerText)`))
-	require.ElementsMatch(t, []string{"ConfigMap", "Secret"}, kinds)
+	require.ElementsMatch(t, []string{"ConfigMap", "Secret", "Event", "Event"}, kinds, "Event of the core group and of events.k8s.io")
 	b.screenshot("console-account")
 
 	// The inventory: all objects, then one kind in one namespace.
@@ -86,7 +94,7 @@ func TestConsoleAccounts(t *testing.T) {
 	require.Contains(t, namespaces, ns)
 	b.screenshot("console-inventory")
 	b.run(30*time.Second,
-		chromedp.SetValue(chromedp.ID("o-kind"), kindToken(t, c, "console-acct", "ConfigMap")),
+		chromedp.SetValue(chromedp.ID("o-kind"), kindToken(t, c, "console-acct", "", "ConfigMap")),
 		chromedp.SetValue(chromedp.ID("o-ns"), ns),
 		chromedp.Submit(chromedp.ID("o-ns")),
 		chromedp.WaitVisible(chromedp.CSS(`#objects a[href$="/app-config"]`)),
@@ -95,6 +103,18 @@ func TestConsoleAccounts(t *testing.T) {
 	require.Len(t, rows, 1, "only the ConfigMap of %s: %v", ns, rows)
 	b.run(30*time.Second, chromedp.Click(chromedp.CSS(`#objects a[href$="/app-config"]`)), chromedp.WaitVisible(chromedp.ID("object")))
 	require.Contains(t, value(b, 5*time.Second, chromedp.TextContent(chromedp.ID("object"))), `"mode": "console"`)
+
+	// The Event of events.k8s.io opens as that kind, not as the core
+	// group's Event of the same name.
+	events := url.Values{"kind": {kindToken(t, c, "console-acct", "events.k8s.io", "Event")}, "namespace": {ns}}.Encode()
+	waitObjects(t, c, "console-acct", events, func(objs []harness.InventoryObject) bool { return len(objs) == 1 })
+	b.run(30*time.Second,
+		chromedp.Navigate(s.API+"/accounts/console-acct/objects?"+events),
+		chromedp.WaitVisible(chromedp.CSS(`#objects a[href$="/app-config.console"]`)),
+		chromedp.Click(chromedp.CSS(`#objects a[href$="/app-config.console"]`)),
+		chromedp.WaitVisible(chromedp.ID("object")),
+	)
+	require.Contains(t, value(b, 5*time.Second, chromedp.TextContent(chromedp.ID("object"))), `"apiVersion": "events.k8s.io/v1"`)
 
 	// The Secret: its key is listed, its value never reaches the page.
 	b.run(30*time.Second,
@@ -148,12 +168,12 @@ func TestConsoleAccounts(t *testing.T) {
 	require.Equal(t, "ACTIVE", c.Account("console-acct").State)
 }
 
-// kindToken is the inventory token of an account's kind, as the kind
-// filter's options carry it.
-func kindToken(t *testing.T, c *harness.Client, account, kind string) string {
+// kindToken is the inventory token of an account's kind of group, as the
+// kind filter's options carry it.
+func kindToken(t *testing.T, c *harness.Client, account, group, kind string) string {
 	t.Helper()
 	for _, k := range c.Account(account).Kinds {
-		if k.Kind == kind {
+		if k.Kind == kind && k.Group == group {
 			return k.Token
 		}
 	}

@@ -72,6 +72,10 @@ type StackOptions struct {
 	// Nodes is the broker's size: 1 (default), or 3 for a JetStream
 	// cluster whose streams the services keep with 3 replicas.
 	Nodes int
+	// NATS, when set, is the broker to start on instead of a new one:
+	// a Plane's, so that the scheduler and the account-migrator share the
+	// API keys bucket as they do under `make run`.
+	NATS *NATS
 }
 
 // StartStack starts the broker and the scheduler and waits until both are
@@ -108,7 +112,10 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 	s.Key = NewSigningKey(t, "stack-1")
 	maps.Copy(s.runnerEnv, TrustEnv(s.Key))
 	maps.Copy(s.runnerEnv, queueEnv)
-	s.NATS = StartNATS(t, NATSOptions{Nodes: opts.Nodes, Dir: filepath.Join(dataDir, "broker")})
+	s.NATS = opts.NATS
+	if s.NATS == nil {
+		s.NATS = StartNATS(t, NATSOptions{Nodes: opts.Nodes, Dir: filepath.Join(dataDir, "broker")})
+	}
 	s.Broker, s.BrokerURL = s.NATS.Nodes[0], s.NATS.URL
 	if opts.Nodes > 1 {
 		s.runnerEnv["OUTPOST_BROKER_REPLICAS"] = "3"

@@ -72,6 +72,25 @@ type object struct {
 	Namespace  string          `json:"namespace"`
 	Name       string          `json:"name"`
 	Object     json.RawMessage `json:"object"`
+	// Token is the inventory token of the object's kind, for its link: a
+	// Kind alone may name kinds of several groups (Event is in "" and in
+	// events.k8s.io), and the API resolves a bare Kind to the first.
+	Token string `json:"-"`
+}
+
+// kindToken is the token of the account's kind of o (its group from its
+// apiVersion), or o's Kind when the account does not list it.
+func kindToken(kinds []accountKind, o object) string {
+	group, _, found := strings.Cut(o.APIVersion, "/")
+	if !found {
+		group = ""
+	}
+	for _, k := range kinds {
+		if k.Kind == o.Kind && k.Group == group {
+			return k.Token
+		}
+	}
+	return o.Kind
 }
 
 // notConfigured answers the accounts pages when console.accounts_url is
@@ -147,7 +166,8 @@ func (c *Console) objectsPage(w http.ResponseWriter, r *http.Request) {
 		d["Error"] = err.Error()
 	}
 	namespaces := map[string]bool{}
-	for _, o := range out.Items {
+	for i, o := range out.Items {
+		out.Items[i].Token = kindToken(a.Kinds, o)
 		if o.Namespace != "" {
 			namespaces[o.Namespace] = true
 		}

@@ -1,7 +1,8 @@
 // Package oidctest is an OpenID Connect issuer for tests: it serves
 // discovery and JWKS on 127.0.0.1, signs tokens (RS256 or ES256) with the
 // claims asked for, rotates its key on demand, and mints the bad tokens a
-// verifier must refuse.
+// verifier must refuse. Its authorization and token endpoints run the
+// authorization-code flow with PKCE for one configured login (AllowLogin).
 package oidctest
 
 import (
@@ -38,6 +39,10 @@ type Issuer struct {
 	mu   sync.Mutex
 	keys []jose.JSONWebKey // private; the last one signs
 	alg  jose.SignatureAlgorithm
+
+	login    *Login
+	codes    map[string]grant
+	redeemed int
 }
 
 // New starts an issuer signing with alg (jose.RS256 or jose.ES256); it
@@ -67,6 +72,7 @@ func New(t testing.TB, alg jose.SignatureAlgorithm) *Issuer {
 		is.mu.Unlock()
 		writeJSON(w, set)
 	})
+	is.routeLogin(mux)
 	is.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = is.srv.Serve(ln) }()
 	t.Cleanup(func() { _ = is.srv.Close() })

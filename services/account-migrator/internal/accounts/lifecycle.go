@@ -16,6 +16,12 @@ var ErrIllegalTransition = errors.New("illegal state transition")
 // Reason given to an ACTIVATING account nobody can take.
 const reasonNoWatcher = "no watcher connected"
 
+// Reasons of the transitions recorded in the history.
+const (
+	reasonDeactivate = "deactivation requested"
+	reasonZoneLost   = "zone lost its watcher"
+)
+
 // Migrate asks for a migration (POST or PATCH with state ACTIVE): the
 // account becomes TO_MIGRATE with its failedCount reset. An account already
 // being activated is left alone unless respec says its spec changed; a held
@@ -41,7 +47,11 @@ func (r *Record) Migrate(now time.Time, respec bool) error {
 	}
 	r.FailedCount = 0
 	r.ErrorMessage = ""
-	r.setState(ToMigrate, now)
+	reason := "migration requested"
+	if respec {
+		reason = "spec changed: re-migrated"
+	}
+	r.setState(ToMigrate, now, reason)
 	return nil
 }
 
@@ -56,12 +66,12 @@ func (r *Record) Deactivate(now time.Time) error {
 		if len(r.Release) > 0 {
 			// A re-migration whose old holder was not told yet: it must
 			// be, so deactivate rather than drop the release.
-			r.setState(ToDeactivate, now)
+			r.setState(ToDeactivate, now, reasonDeactivate)
 			return nil
 		}
-		r.toInactive(now)
+		r.toInactive(now, reasonDeactivate)
 	default:
-		r.setState(ToDeactivate, now)
+		r.setState(ToDeactivate, now, reasonDeactivate)
 	}
 	return nil
 }
@@ -75,8 +85,8 @@ func (r *Record) MarkDeleted(now time.Time) bool {
 	return r.State == Inactive
 }
 
-func (r *Record) toInactive(now time.Time) {
-	r.setState(Inactive, now)
+func (r *Record) toInactive(now time.Time, reason string) {
+	r.setState(Inactive, now, reason)
 	r.PurgePending = true
 	r.Agent = ""
 	r.Offered, r.OfferFailures, r.Drift = nil, nil, nil
@@ -86,7 +96,7 @@ func (r *Record) fail(now time.Time, msg string) {
 	r.FailedCount++
 	r.ErrorMessage = msg
 	r.Agent = ""
-	r.setState(Failed, now)
+	r.setState(Failed, now, "failed")
 }
 
 // Policy holds the lifecycle's timings.
@@ -149,12 +159,12 @@ func Tick(r *Record, now time.Time, view View, p Policy) (*Record, Effects, bool
 		for _, z := range zones {
 			eff.Leases = append(eff.Leases, Lease{Zone: z, Offer: offer})
 		}
-		n.setState(Activating, now)
+		n.setState(Activating, now, fmt.Sprintf("lease of generation %d sent to %s", n.Generation, strings.Join(zones, ", ")))
 		return n, eff, true
 	case Activating:
 		if n.ZoneID != "" && !view.ZoneLive(n.ZoneID) {
 			n.ErrorMessage = "no live watcher in zone " + n.ZoneID
-			n.setState(Orphaned, now)
+			n.setState(Orphaned, now, reasonZoneLost)
 			return n, eff, true
 		}
 		if now.Sub(n.StateSince) > p.ActivationTimeout {
@@ -165,7 +175,7 @@ func Tick(r *Record, now time.Time, view View, p Policy) (*Record, Effects, bool
 	case Active:
 		if !view.ZoneLive(n.ZoneID) {
 			n.ErrorMessage = "no live watcher in zone " + n.ZoneID
-			n.setState(Orphaned, now)
+			n.setState(Orphaned, now, reasonZoneLost)
 			return n, eff, true
 		}
 	case Orphaned:
@@ -174,7 +184,7 @@ func Tick(r *Record, now time.Time, view View, p Policy) (*Record, Effects, bool
 		}
 		if w, ok := view.Holder(n.ZoneID, n.Name, n.Generation); ok {
 			n.Agent, n.ErrorMessage = w, ""
-			n.setState(Active, now)
+			n.setState(Active, now, "watcher "+w+" holds it again")
 			return n, eff, true
 		}
 	case Failed:
@@ -182,7 +192,7 @@ func Tick(r *Record, now time.Time, view View, p Policy) (*Record, Effects, bool
 			// A holder that lost its cluster may still hold the old
 			// generation: it is released with the retry.
 			n.Release = n.Holders()
-			n.setState(ToMigrate, now)
+			n.setState(ToMigrate, now, fmt.Sprintf("automatic retry %d of %d", n.FailedCount, p.MaxRetries))
 			eff.Retry = true
 			return n, eff, true
 		}
@@ -190,10 +200,10 @@ func Tick(r *Record, now time.Time, view View, p Policy) (*Record, Effects, bool
 		eff.Deactivate, eff.Reason = append(n.Holders(), n.Release...), "deactivated"
 		n.Release = nil
 		if len(eff.Deactivate) == 0 {
-			n.toInactive(now)
+			n.toInactive(now, "no watcher held it")
 			return n, eff, true
 		}
-		n.setState(Deactivating, now)
+		n.setState(Deactivating, now, "deactivation sent to its holders")
 		return n, eff, true
 	case Deactivating:
 		if now.Sub(n.StateSince) <= p.DeactivateTimeout {
@@ -207,7 +217,7 @@ func Tick(r *Record, now time.Time, view View, p Policy) (*Record, Effects, bool
 				return n, eff, true
 			}
 		}
-		n.toInactive(now)
+		n.toInactive(now, "deactivation timed out; no watcher holds it")
 		return n, eff, true
 	}
 	return r, eff, false
@@ -267,7 +277,7 @@ func ApplyStatus(r *Record, st Status, now time.Time) (*Record, Effects, bool) {
 		n.FailedCount, n.ErrorMessage = 0, ""
 		n.Cluster, n.Kinds, n.Skipped = st.Cluster, st.Kinds, st.Skipped
 		n.Offered, n.OfferFailures = nil, nil
-		n.setState(Active, now)
+		n.setState(Active, now, "activated by watcher "+st.Watcher+" in zone "+st.Zone)
 		return n, Effects{}, true
 	case StatusFailed:
 		if !fromHolder {
@@ -298,7 +308,7 @@ func ApplyStatus(r *Record, st Status, now time.Time) (*Record, Effects, bool) {
 		if !fromHolder || r.State != ToDeactivate && r.State != Deactivating {
 			return r, Effects{}, false
 		}
-		n.toInactive(now)
+		n.toInactive(now, "released by watcher "+st.Watcher)
 		return n, Effects{}, true
 	}
 	return r, Effects{}, false

@@ -114,9 +114,12 @@ type Record struct {
 	IgnoredFields []string `json:"ignoredFields,omitempty"`
 	// Source is "api", "auto" (automatic migration) or "credentials"
 	// (Spinnaker's credentials API).
-	Source    string    `json:"source,omitempty"`
-	CreatedAt time.Time `json:"createdAt"`
-	UpdatedAt time.Time `json:"updatedAt"`
+	Source string `json:"source,omitempty"`
+	// History is the latest transitions, oldest first (at most
+	// MaxHistory; records written before it was kept have none).
+	History   []Transition `json:"history,omitempty"`
+	CreatedAt time.Time    `json:"createdAt"`
+	UpdatedAt time.Time    `json:"updatedAt"`
 }
 
 // Key is the record's KV key, "<tenant>.<account>".
@@ -197,9 +200,14 @@ func (r *Record) Holders() []Holder {
 	return out
 }
 
-// setState moves r to s at now.
-func (r *Record) setState(s State, now time.Time) {
+// setState moves r to s at now for reason, and records the transition.
+func (r *Record) setState(s State, now time.Time, reason string) {
 	if r.State != s {
+		t := Transition{From: r.State, To: s, At: now, Reason: reason}
+		if s == Failed || s == Orphaned {
+			t.Error = r.ErrorMessage
+		}
+		r.record(t)
 		r.StateSince = now
 	}
 	r.State = s

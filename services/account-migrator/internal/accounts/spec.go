@@ -103,7 +103,7 @@ func New(in Input, sealer *Sealer, source string, now time.Time) (*Record, error
 		return nil, err
 	}
 	if want == Active {
-		r.setState(ToMigrate, now)
+		r.setState(ToMigrate, now, "created active")
 	}
 	return r, nil
 }

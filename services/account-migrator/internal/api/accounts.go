@@ -199,6 +199,8 @@ type accountView struct {
 	StateSince   time.Time             `json:"stateSince"`
 	Drift        map[string]int        `json:"checksumMismatches,omitempty"`
 	Permissions  *accounts.Permissions `json:"permissions,omitempty"`
+	// History is shown by the account's GET only: the list stays small.
+	History []accounts.Transition `json:"history,omitempty"`
 }
 
 func viewOf(rec *accounts.Record, pv *presence.View) accountView {
@@ -262,7 +264,9 @@ func (a *API) list(w http.ResponseWriter, r *http.Request, tenant string) {
 func (a *API) get(w http.ResponseWriter, r *http.Request, tenant string) {
 	rec, ok := a.account(w, r, tenant)
 	if ok {
-		httpjson.WriteJSON(w, http.StatusOK, viewOf(rec, a.presenceView(tenant)))
+		v := viewOf(rec, a.presenceView(tenant))
+		v.History = rec.History
+		httpjson.WriteJSON(w, http.StatusOK, v)
 	}
 }
 

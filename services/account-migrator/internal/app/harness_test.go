@@ -160,8 +160,11 @@ type account struct {
 	FailedCount  int    `json:"failedCount"`
 	ErrorMessage string `json:"errorMessage"`
 	Generation   uint64 `json:"generation"`
-	LastSeen     *time.Time
-	Cluster      *struct {
+	History      []struct {
+		From, To, Reason, Error string
+	} `json:"history"`
+	LastSeen *time.Time
+	Cluster  *struct {
 		Host string `json:"host"`
 	} `json:"cluster"`
 	Spec struct {

@@ -217,6 +217,16 @@ func TestOrphanedAndBack(t *testing.T) {
 	w3.hold("orphan", gen)
 	acc = e.waitState("orphan", "ACTIVE")
 	require.Equal(t, "w3", acc.Agent)
+
+	// The GET shows the lifecycle, oldest first.
+	var steps []string
+	for _, h := range acc.History {
+		steps = append(steps, h.From+">"+h.To)
+	}
+	require.Equal(t, []string{"INACTIVE>TO_MIGRATE", "TO_MIGRATE>ACTIVATING", "ACTIVATING>ACTIVE",
+		"ACTIVE>ORPHANED", "ORPHANED>ACTIVE", "ACTIVE>ORPHANED", "ORPHANED>ACTIVE"}, steps)
+	require.Equal(t, "no live watcher in zone z1", acc.History[3].Error)
+	require.Equal(t, "watcher w3 holds it again", acc.History[6].Reason)
 }
 
 func TestDeactivateAndDelete(t *testing.T) {

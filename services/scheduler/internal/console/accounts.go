@@ -55,6 +55,17 @@ type account struct {
 	UpdatedAt    time.Time         `json:"updatedAt"`
 	StateSince   time.Time         `json:"stateSince"`
 	LastSeen     *time.Time        `json:"lastSeen"`
+	// History is the account's latest transitions, oldest first as the
+	// API sends them (none from a migrator that keeps no history).
+	History []transition `json:"history"`
+}
+
+type transition struct {
+	From   string    `json:"from"`
+	To     string    `json:"to"`
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason"`
+	Error  string    `json:"error"`
 }
 
 type accountKind struct {
@@ -126,7 +137,8 @@ func (c *Console) accountsPage(w http.ResponseWriter, r *http.Request) {
 }
 
 // accountPage shows one account: its lifecycle (state since, failures,
-// offers), cluster info and the kinds of its inventory.
+// offers, the history of its transitions), cluster info and the kinds of
+// its inventory.
 func (c *Console) accountPage(w http.ResponseWriter, r *http.Request) {
 	if c.notConfigured(w, r) {
 		return
@@ -136,6 +148,8 @@ func (c *Console) accountPage(w http.ResponseWriter, r *http.Request) {
 		c.failure(w, r, err)
 		return
 	}
+	// The page shows the latest transition first.
+	slices.Reverse(a.History)
 	c.render(w, r, http.StatusOK, "account", &page{Title: "Account " + a.Name, Nav: "accounts", Data: &a})
 }
 

@@ -42,8 +42,15 @@ type env struct {
 	conn  backend.JetStream
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvWith(t, nil) }
+
+// newEnvWith is newEnv with configure applied to the configuration; it
+// is given the console's URL, known before the scheduler starts.
+func newEnvWith(t *testing.T, configure func(cfg *config.Config, url string)) *env {
 	t.Helper()
+	var handler http.Handler
+	hs := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
+	t.Cleanup(hs.Close)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	srv := natstest.RunServer(t)
@@ -53,6 +60,9 @@ func newEnv(t *testing.T) *env {
 	cfg.ShutdownGrace = 5 * time.Second
 	cfg.Auth.BootstrapKeyFile = filepath.Join(t.TempDir(), "admin.key")
 	cfg.Auth.RateLimit = auth.RateLimit{}
+	if configure != nil {
+		configure(&cfg, "http://"+hs.Listener.Addr().String())
+	}
 	require.NoError(t, cfg.Validate())
 	s := cfg.Settings
 	s.Broker.URL = srv.ClientURL()
@@ -73,8 +83,8 @@ func newEnv(t *testing.T) *env {
 		require.NoError(t, <-done)
 	})
 	require.Eventually(t, func() bool { return sched.Ready() == nil }, waitFor, tick)
-	hs := httptest.NewServer(sched)
-	t.Cleanup(hs.Close)
+	handler = sched
+	hs.Start()
 	t.Cleanup(sched.StopStreams)
 	raw, err := os.ReadFile(cfg.Auth.BootstrapKeyFile)
 	require.NoError(t, err)

@@ -152,5 +152,5 @@ func (c *Console) oidcCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	// The ID token is the session's bearer: the API's guard verifies it
 	// on every call, with the roles its claims and groups give.
-	c.startSession(w, r, rawID, st.Next)
+	c.startSession(w, r, rawID, st.Next, idt.Expiry)
 }

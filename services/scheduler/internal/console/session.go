@@ -120,7 +120,12 @@ func (c *Console) setSession(w http.ResponseWriter, r *http.Request, s session) 
 }
 
 func (c *Console) clearCookie(w http.ResponseWriter, r *http.Request, name string) {
-	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
+	// A cookie is removed only at the path it was set with.
+	path := "/"
+	if name == loginCookie {
+		path = "/login"
+	}
+	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: path, MaxAge: -1, HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: c.secure(r)})
 }
 
@@ -240,12 +245,13 @@ func (c *Console) loginKey(w http.ResponseWriter, r *http.Request) {
 		c.renderLogin(w, r, http.StatusBadRequest, "Enter an API key.")
 		return
 	}
-	c.startSession(w, r, key, safeNext(r.PostForm.Get("next")))
+	c.startSession(w, r, key, safeNext(r.PostForm.Get("next")), time.Time{})
 }
 
 // startSession checks credential against the API and, when it holds a
-// tenant, signs the browser in.
-func (c *Console) startSession(w http.ResponseWriter, r *http.Request, credential, next string) {
+// tenant, signs the browser in. A credential that expires (an ID token)
+// ends the session with it: the API would refuse it from then on.
+func (c *Console) startSession(w http.ResponseWriter, r *http.Request, credential, next string, expires time.Time) {
 	var out struct {
 		Tenants []struct {
 			Name string `json:"name"`
@@ -273,6 +279,9 @@ func (c *Console) startSession(w http.ResponseWriter, r *http.Request, credentia
 	// No tenant yet: the guard picks the credential's own, or the
 	// default tenant, as it does for an API call without the header.
 	s := session{Credential: credential, CSRF: randomToken(), Expires: c.now().Add(c.cfg.SessionTTL)}
+	if !expires.IsZero() && expires.Before(s.Expires) {
+		s.Expires = expires
+	}
 	if err := c.setSession(w, r, s); err != nil {
 		c.log.Error("console session not written", "error", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)

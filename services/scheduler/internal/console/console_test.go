@@ -368,3 +368,21 @@ func TestUnknownPath(t *testing.T) {
 	resp, _ = b.get("/jobs?state=QUEUED")
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 }
+
+// TestFleetBacklog: the fleet page shows each pool's backlog and oldest
+// queued job as the pools API counts them (here two jobs of a pool no
+// runner serves).
+func TestFleetBacklog(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser()
+	token := b.signIn(e.admin)
+	for range 2 {
+		resp, page := b.post("/jobs", url.Values{"csrf": {token}, "pool": {"etl"}, "kind": {"noop"}, "sleep": {"1s"}, "timeout": {"1m"}})
+		require.Equal(t, http.StatusSeeOther, resp.StatusCode, page)
+	}
+	var page string
+	require.Eventually(t, func() bool {
+		_, page = b.get("/fleet")
+		return strings.Contains(page, "<tr><td>etl</td><td>0</td><td>0</td><td>2</td><td><time datetime=")
+	}, 20*time.Second, 100*time.Millisecond, "no backlog of 2 for pool etl")
+}

@@ -3,12 +3,10 @@ package console
 import (
 	"cmp"
 	"net/http"
-	"net/url"
 	"slices"
 	"time"
 
 	"github.com/outposthq/outpost/libs/auth"
-	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
 )
 
 // registerMore adds the sections beyond jobs.
@@ -101,29 +99,22 @@ func (c *Console) fleetData(r *http.Request) fleetData {
 			p.Live++
 		}
 	}
+	// The pools' backlog and oldest queued job come from the fleet view
+	// the API serves (every QUEUED record of the tenant counted).
 	var ps struct {
 		Pools []struct {
-			Pool   string `json:"pool"`
-			Paused bool   `json:"paused"`
+			Pool           string     `json:"pool"`
+			Paused         bool       `json:"paused"`
+			Backlog        int        `json:"backlog"`
+			OldestQueuedAt *time.Time `json:"oldest_queued_at"`
 		} `json:"pools"`
 	}
-	if err := c.get(r, "/api/v1/pools", &ps); err == nil {
-		for _, p := range ps.Pools {
-			pool(p.Pool).Paused = p.Paused
-		}
+	if err := c.get(r, "/api/v1/pools", &ps); err != nil {
+		d.Error = err.Error()
 	}
-	var queued struct {
-		Jobs []*jobs.Record `json:"jobs"`
-	}
-	if err := c.get(r, "/api/v1/jobs?"+url.Values{"state": {"QUEUED"}, "limit": {"500"}}.Encode(), &queued); err == nil {
-		for _, j := range queued.Jobs {
-			p := pool(j.Pool)
-			p.Backlog++
-			if p.OldestQueue == nil || j.CreatedAt.Before(*p.OldestQueue) {
-				at := j.CreatedAt
-				p.OldestQueue = &at
-			}
-		}
+	for _, p := range ps.Pools {
+		v := pool(p.Pool)
+		v.Paused, v.Backlog, v.OldestQueue = p.Paused, p.Backlog, p.OldestQueuedAt
 	}
 	for _, p := range byPool {
 		d.Pools = append(d.Pools, p)

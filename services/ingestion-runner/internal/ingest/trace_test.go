@@ -7,23 +7,15 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/outposthq/outpost/libs/telemetry/telemetrytest"
 	"github.com/outposthq/outpost/services/ingestion-runner/internal/tasks"
 )
 
 // TestSinkBatchSpans: each batch a sink writes is a span, the child of the
 // task's, with the number of records it held.
 func TestSinkBatchSpans(t *testing.T) {
-	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
-	prev := otel.GetTracerProvider()
-	otel.SetTracerProvider(tp)
-	t.Cleanup(func() {
-		otel.SetTracerProvider(prev)
-		require.NoError(t, tp.Shutdown(context.Background()))
-	})
+	exp := telemetrytest.Record(t)
 
 	db, source := sinkSource(t)
 	dir := t.TempDir()
@@ -31,7 +23,7 @@ func TestSinkBatchSpans(t *testing.T) {
 	pub := &publisher{}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	ctx, task := tp.Tracer("runner-test").Start(ctx, "runner.task")
+	ctx, task := otel.Tracer("runner-test").Start(ctx, "runner.task")
 	out := newOutput()
 	res := newTask(dir, pub).Run(ctx, tasks.Input{Tenant: "acme", JobID: "job-1", Attempt: 1,
 		Spec: ingestSpec(source + "sink: {type: outpost, config: {batch_size: 3}}\n")}, out)
@@ -39,10 +31,7 @@ func TestSinkBatchSpans(t *testing.T) {
 	require.NoError(t, res.Err, out.text())
 
 	var sizes []int64
-	for _, s := range exp.GetSpans() {
-		if s.Name != "runner.sink_batch" {
-			continue
-		}
+	for _, s := range telemetrytest.Named(exp, "runner.sink_batch") {
 		require.Equal(t, task.SpanContext().TraceID(), s.SpanContext.TraceID())
 		require.Equal(t, task.SpanContext().SpanID(), s.Parent.SpanID())
 		for _, a := range s.Attributes {

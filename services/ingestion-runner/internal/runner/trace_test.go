@@ -7,11 +7,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/outposthq/outpost/libs/events"
+	"github.com/outposthq/outpost/libs/telemetry/telemetrytest"
 )
 
 // TestTraceFromDispatchToStatus follows the trace a JobDispatched carries:
@@ -19,14 +19,7 @@ import (
 // child of the claim, and the status reports carry the task's span, so the
 // scheduler's record of them joins the same trace.
 func TestTraceFromDispatchToStatus(t *testing.T) {
-	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
-	prev := otel.GetTracerProvider()
-	otel.SetTracerProvider(tp)
-	t.Cleanup(func() {
-		otel.SetTracerProvider(prev)
-		require.NoError(t, tp.Shutdown(context.Background()))
-	})
+	exp := telemetrytest.Record(t)
 
 	tests := []struct {
 		name   string
@@ -42,7 +35,7 @@ func TestTraceFromDispatchToStatus(t *testing.T) {
 			job := noopJob("traced", 0, "")
 			var dispatch trace.SpanContext
 			if tt.traced {
-				ctx, span := tp.Tracer("scheduler-test").Start(context.Background(), "scheduler.dispatch")
+				ctx, span := otel.Tracer("scheduler-test").Start(context.Background(), "scheduler.dispatch")
 				events.WithTrace(ctx, job.Envelope)
 				dispatch = span.SpanContext()
 				span.End()

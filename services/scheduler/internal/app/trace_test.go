@@ -7,44 +7,15 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/telemetry"
+	"github.com/outposthq/outpost/libs/telemetry/telemetrytest"
 	"github.com/outposthq/outpost/libs/testenv"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 )
-
-// recordSpans installs a tracer provider that keeps every span in memory
-// until the test ends.
-func recordSpans(t *testing.T) *tracetest.InMemoryExporter {
-	t.Helper()
-	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
-	prev := otel.GetTracerProvider()
-	otel.SetTracerProvider(tp)
-	t.Cleanup(func() {
-		otel.SetTracerProvider(prev)
-		require.NoError(t, tp.Shutdown(context.Background()))
-	})
-	return exp
-}
-
-// spanNamed returns the ended span called name, failing the test if there
-// is not exactly one.
-func spanNamed(t *testing.T, exp *tracetest.InMemoryExporter, name string) tracetest.SpanStub {
-	t.Helper()
-	var found []tracetest.SpanStub
-	for _, s := range exp.GetSpans() {
-		if s.Name == name {
-			found = append(found, s)
-		}
-	}
-	require.Len(t, found, 1, "spans named %s", name)
-	return found[0]
-}
 
 // TestTraceFromAPIToRunnerAndBack follows one W3C trace: the client's
 // traceparent on POST /api/v1/jobs, the API's server span, the submit, the
@@ -52,7 +23,7 @@ func spanNamed(t *testing.T, exp *tracetest.InMemoryExporter, name string) trace
 // carries the trace to the runner, and the status write the runner's
 // report (sent in the runner's span) makes.
 func TestTraceFromAPIToRunnerAndBack(t *testing.T) {
-	exp := recordSpans(t)
+	exp := telemetrytest.Record(t)
 	e := newEnv(t)
 	r := e.runner("default", "gpu")
 	// The API as the service serves it (libs/service wraps it the same way).
@@ -101,11 +72,11 @@ func TestTraceFromAPIToRunnerAndBack(t *testing.T) {
 	}
 	require.Len(t, servers, 1, "one API request was traced")
 	server := servers[0]
-	submit := spanNamed(t, exp, "scheduler.submit")
-	record := spanNamed(t, exp, "scheduler.record")
-	dispatch := spanNamed(t, exp, "scheduler.dispatch")
-	runner := spanNamed(t, exp, "runner.task")
-	status := spanNamed(t, exp, "scheduler.record_status")
+	submit := telemetrytest.One(t, exp, "scheduler.submit")
+	record := telemetrytest.One(t, exp, "scheduler.record")
+	dispatch := telemetrytest.One(t, exp, "scheduler.dispatch")
+	runner := telemetrytest.One(t, exp, "runner.task")
+	status := telemetrytest.One(t, exp, "scheduler.record_status")
 	tests := []struct {
 		name   string
 		span   tracetest.SpanStub

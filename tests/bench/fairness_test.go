@@ -3,7 +3,6 @@
 package bench
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -110,17 +109,7 @@ func (r *pathRig) publishSubmit(tenant, id string) error {
 
 // countEnded counts the jobs of tenant recorded SUCCEEDED from now on.
 func (r *pathRig) countEnded(tenant string) *atomic.Int64 {
-	t := r.t
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	var kv jetstream.KeyValue
-	var err error
-	require.Eventually(t, func() bool {
-		kv, err = r.js.KeyValue(ctx, "OUTPOST_jobs_"+tenant)
-		return err == nil
-	}, 30*time.Second, 50*time.Millisecond, "jobs bucket never appeared")
-	w, err := kv.WatchAll(ctx, jetstream.UpdatesOnly())
-	require.NoError(t, err)
+	w := r.watchJobs(tenant)
 	var n atomic.Int64
 	go func() {
 		seen := map[string]bool{} // a record is written again after it ends (results)

@@ -93,21 +93,28 @@ func newPathRig(t *testing.T, queueKind string, env, runnerEnv map[string]string
 	return r
 }
 
-// observe follows the scheduler's KV bucket: the started_at of a record
-// (the RUNNING status's envelope time) and when it is recorded SUCCEEDED.
-// Both backends keep the records in JetStream.
-func (r *pathRig) observe() {
+// watchJobs follows the updates of tenant's job records in the scheduler's
+// KV bucket, from now on, until the test ends.
+func (r *pathRig) watchJobs(tenant string) jetstream.KeyWatcher {
 	t := r.t
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	var kv jetstream.KeyValue
 	var err error
 	require.Eventually(t, func() bool {
-		kv, err = r.js.KeyValue(ctx, "OUTPOST_jobs_"+benchTenant)
+		kv, err = r.js.KeyValue(ctx, "OUTPOST_jobs_"+tenant)
 		return err == nil
 	}, 30*time.Second, 50*time.Millisecond, "jobs bucket never appeared")
 	w, err := kv.WatchAll(ctx, jetstream.UpdatesOnly())
 	require.NoError(t, err)
+	return w
+}
+
+// observe follows the scheduler's KV bucket: the started_at of a record
+// (the RUNNING status's envelope time) and when it is recorded SUCCEEDED.
+// Both backends keep the records in JetStream.
+func (r *pathRig) observe() {
+	w := r.watchJobs(benchTenant)
 	go func() {
 		for e := range w.Updates() {
 			if e == nil {

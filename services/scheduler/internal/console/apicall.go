@@ -25,6 +25,17 @@ type apiError struct {
 	Field   string `json:"field"`
 }
 
+// inputError returns the API's refusal of a form's input, shown at its
+// field on the form again: a 4xx other than 403 (a role the form cannot
+// mend).
+func inputError(err error) (*apiError, bool) {
+	var e *apiError
+	if errors.As(err, &e) && e.Status < http.StatusInternalServerError && e.Status != http.StatusForbidden {
+		return e, true
+	}
+	return nil, false
+}
+
 func (e *apiError) Error() string {
 	if e.Field != "" {
 		return fmt.Sprintf("%s: %s", e.Field, e.Message)

@@ -154,7 +154,7 @@ func (c *Console) submitJob(w http.ResponseWriter, r *http.Request) {
 	}
 	var rec jobs.Record
 	if err := c.do(r, http.MethodPost, "/api/v1/jobs", body, &rec); err != nil {
-		if e, ok := err.(*apiError); ok && e.Status < 500 && e.Status != http.StatusForbidden { //nolint:errorlint // never wrapped
+		if e, ok := inputError(err); ok {
 			f.Error, f.Field = e.Message, e.Field
 			c.render(w, r, e.Status, "job_new", &page{Title: "Submit a job", Nav: "jobs", Data: f})
 			return

@@ -69,7 +69,7 @@ func (c *Console) createSource(w http.ResponseWriter, r *http.Request) {
 	}
 	var s sources.Source
 	if err := c.do(r, http.MethodPost, "/api/v1/sources", body, &s); err != nil {
-		if e, ok := err.(*apiError); ok && e.Status < 500 && e.Status != http.StatusForbidden { //nolint:errorlint // never wrapped
+		if e, ok := inputError(err); ok {
 			f.Error, f.Field = e.Message, e.Field
 			c.render(w, r, e.Status, "source_new", &page{Title: "New source", Nav: "sources", Data: f})
 			return

@@ -82,15 +82,16 @@ func (c *Conn) Read(ctx context.Context, subject string, opts queue.ReadOptions,
 	// sequence of the last matching message as the stream leader has it,
 	// and the read goes on until the consumer has delivered it.
 	var (
-		remaining uint64
-		last      uint64 // replicated: the last matching sequence
+		remaining  uint64
+		last       uint64 // replicated: the last matching sequence
+		replicated = c.cfg.Replicas > 1
 	)
 	if !opts.Follow {
 		info := cons.CachedInfo()
 		if info == nil {
 			return fmt.Errorf("natsjs: read %s: no consumer info", subject)
 		}
-		if c.cfg.Replicas > 1 {
+		if replicated {
 			var lastTime time.Time
 			if last, lastTime, err = c.lastMessage(ctx, stream, subject); err != nil {
 				return fmt.Errorf("natsjs: read %s: %w", subject, err)
@@ -110,9 +111,21 @@ func (c *Conn) Read(ctx context.Context, subject string, opts queue.ReadOptions,
 			remaining = info.NumPending
 		}
 	}
+	if readCounted != nil {
+		readCounted()
+	}
+	var seen uint64 // the stream sequence of the last message handed to fn
 	for {
-		msg, err := it.Next(jetstream.NextContext(ctx))
+		var msg jetstream.Msg
+		if opts.Follow {
+			msg, err = it.Next(jetstream.NextContext(ctx))
+		} else {
+			msg, err = c.nextBounded(ctx, it, cons, stream, subject, seen, replicated, &last)
+		}
 		if err != nil {
+			if errors.Is(err, errReadDone) {
+				return nil
+			}
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -129,12 +142,13 @@ func (c *Conn) Read(ctx context.Context, subject string, opts queue.ReadOptions,
 			Sequence: md.Sequence.Stream,
 			Time:     md.Timestamp,
 		}
+		seen = md.Sequence.Stream
 		if !fn(sm) {
 			return nil
 		}
 		switch {
 		case opts.Follow:
-		case last > 0:
+		case replicated:
 			if md.Sequence.Stream >= last {
 				return nil
 			}
@@ -145,6 +159,68 @@ func (c *Conn) Read(ctx context.Context, subject string, opts queue.ReadOptions,
 			}
 		}
 	}
+}
+
+// readStall is how long a bounded read waits for its next message before
+// it asks the server whether one is still to come.
+const readStall = 500 * time.Millisecond
+
+// readCounted, when set by a test, runs once a bounded read has counted
+// what it will deliver and before the first delivery.
+var readCounted func()
+
+// errReadDone ends a bounded read whose remaining messages are gone.
+var errReadDone = errors.New("natsjs: read: nothing left to deliver")
+
+// nextBounded is the next message of a read without Follow. What the read
+// counted at its start can be removed before it is delivered (a purge, an
+// account's inventory dropped, limits): waiting for it would block until
+// ctx ends. So when nothing arrives for readStall, the server is asked
+// whether anything is still to come; when nothing is, a last short wait
+// takes what the server already sent, and then the read is over.
+func (c *Conn) nextBounded(ctx context.Context, it jetstream.MessagesContext, cons jetstream.Consumer, stream, subject string, seen uint64, replicated bool, last *uint64) (jetstream.Msg, error) {
+	for {
+		wctx, cancel := context.WithTimeout(ctx, readStall)
+		msg, err := it.Next(jetstream.NextContext(wctx))
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return msg, err
+		}
+		more, err := c.readPending(ctx, cons, stream, subject, seen, replicated, last)
+		if err != nil {
+			return nil, err
+		}
+		if more {
+			continue
+		}
+		wctx, cancel = context.WithTimeout(ctx, readStall)
+		msg, err = it.Next(jetstream.NextContext(wctx))
+		cancel()
+		if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return nil, errReadDone
+		}
+		return msg, err
+	}
+}
+
+// readPending reports whether a bounded read has messages left to deliver
+// past seen: on one replica the consumer's pending count, on a replicated
+// stream the leader's last matching sequence, which lowers *last when
+// messages were removed.
+func (c *Conn) readPending(ctx context.Context, cons jetstream.Consumer, stream, subject string, seen uint64, replicated bool, last *uint64) (bool, error) {
+	if replicated {
+		now, _, err := c.lastMessage(ctx, stream, subject)
+		if err != nil {
+			return false, err
+		}
+		*last = min(*last, now)
+		return *last > seen, nil
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return false, err
+	}
+	return info.NumPending > 0, nil
 }
 
 // lastMessage is the stream sequence and time of the last message matching

@@ -1,0 +1,53 @@
+package natsjs_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/outposthq/outpost/libs/natsembed/natstest"
+	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/queue/natsjs"
+)
+
+// A read counts what the stream holds when it starts; when those messages
+// are purged before they are delivered, the read ends instead of waiting
+// for them until its context does.
+func TestReadEndsWhenItsMessagesArePurged(t *testing.T) {
+	single := natstest.RunServer(t)
+	cluster := natstest.RunCluster(t, 3)
+	for _, tc := range []struct {
+		name string
+		cfg  natsjs.Config
+	}{
+		{"one replica", natsjs.Config{URL: single.ClientURL()}},
+		{"three replicas", natsjs.Config{URL: cluster[0].ClientURL(), Replicas: 3}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := connect(t, tc.cfg)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			require.NoError(t, c.EnsureTenant(ctx, "acme", queue.TenantLimits{}))
+			s := queue.NewSubjects("")
+			inv := s.Watch("acme", "prod") + ".>"
+			for _, name := range []string{"a", "b", "c"} {
+				require.NoError(t, c.Publish(ctx, queue.Message{Subject: s.Watch("acme", "prod") + ".configmaps.default." + name, Data: []byte(name)}))
+			}
+
+			natsjs.SetReadCounted(t, func() { require.NoError(t, c.Purge(ctx, inv)) })
+			n := 0
+			require.NoError(t, c.Read(ctx, inv, queue.ReadOptions{}, func(queue.StreamMessage) bool { n++; return true }))
+			require.Zero(t, n, "purged before delivery")
+			require.NoError(t, ctx.Err(), "the read ended on its own")
+
+			// Without a purge the read delivers everything, once.
+			natsjs.SetReadCounted(t, nil)
+			require.NoError(t, c.Publish(ctx, queue.Message{Subject: s.Watch("acme", "prod") + ".configmaps.default.d", Data: []byte("d")}))
+			var got []string
+			require.NoError(t, c.Read(ctx, inv, queue.ReadOptions{}, func(m queue.StreamMessage) bool { got = append(got, string(m.Data)); return true }))
+			require.Equal(t, []string{"d"}, got)
+		})
+	}
+}

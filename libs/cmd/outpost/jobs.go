@@ -168,13 +168,15 @@ func (a *app) readFile(path string) ([]byte, error) {
 }
 
 func (a *app) jobsList() *cobra.Command {
-	var state, pool string
+	var state, pool, since string
+	var labels []string
 	var limit int
 	cmd := &cobra.Command{
-		Use:     "list",
-		Short:   "List jobs, newest first",
-		Example: `  outpost jobs list --state SUCCEEDED --pool default`,
-		Args:    noArgs,
+		Use:   "list",
+		Short: "List jobs, newest first",
+		Example: `  outpost jobs list --state SUCCEEDED --pool default
+  outpost jobs list --label team=data --since 1h`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := a.schedulerClient()
 			if err != nil {
@@ -187,6 +189,17 @@ func (a *app) jobsList() *cobra.Command {
 			if pool != "" {
 				q.Set("pool", pool)
 			}
+			for _, l := range labels {
+				q.Add("label", l)
+			}
+			if since != "" {
+				// A duration counts back from now; anything else goes
+				// to the API as the RFC 3339 time it must be.
+				if d, err := time.ParseDuration(since); err == nil {
+					since = time.Now().Add(-d).UTC().Format(time.RFC3339)
+				}
+				q.Set("since", since)
+			}
 			if limit > 0 {
 				q.Set("limit", strconv.Itoa(limit))
 			}
@@ -195,6 +208,8 @@ func (a *app) jobsList() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&state, "state", "", "only jobs in these states (comma-separated: QUEUED,RUNNING,SUCCEEDED,FAILED,CANCELLED,TIMED_OUT)")
 	cmd.Flags().StringVar(&pool, "pool", "", "only jobs of this pool")
+	cmd.Flags().StringArrayVar(&labels, "label", nil, "only jobs with these labels: key=value or key, comma-separated; repeatable")
+	cmd.Flags().StringVar(&since, "since", "", "only jobs created since this long ago (1h) or this RFC 3339 time")
 	cmd.Flags().IntVar(&limit, "limit", 0, "at most this many jobs (default: the scheduler's)")
 	return cmd
 }

@@ -7,11 +7,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
@@ -355,4 +357,37 @@ func TestWatchersTable(t *testing.T) {
 	require.Len(t, lines, 2)
 	require.Equal(t, []string{"ZONE", "WATCHER", "STATE", "VERSION", "ACCOUNTS", "LAST", "SEEN"}, strings.Fields(lines[0]))
 	require.Equal(t, []string{"eu-1", "w-1", "lost", "v1.2.3", "2", "2026-01-02T03:04:05Z"}, strings.Fields(lines[1]))
+}
+
+func TestJobsListFilters(t *testing.T) {
+	var got url.Values
+	api := newFakeAPI(t, map[string]http.HandlerFunc{"GET /api/v1/jobs": func(w http.ResponseWriter, r *http.Request) {
+		got = r.URL.Query()
+		reply(http.StatusOK, jobsAnswer)(w, r)
+	}})
+	cfg := loggedIn(t, api)
+	tests := []struct {
+		name  string
+		args  []string
+		check func(t *testing.T, q url.Values)
+	}{
+		{"labels repeat", []string{"--label", "team=data", "--label", "env"}, func(t *testing.T, q url.Values) {
+			require.Equal(t, []string{"team=data", "env"}, q["label"])
+		}},
+		{"since a duration", []string{"--since", "1h"}, func(t *testing.T, q url.Values) {
+			at, err := time.Parse(time.RFC3339, q.Get("since"))
+			require.NoError(t, err)
+			require.WithinDuration(t, time.Now().Add(-time.Hour), at, time.Minute)
+		}},
+		{"since a time", []string{"--since", "2026-01-02T03:04:05Z"}, func(t *testing.T, q url.Values) {
+			require.Equal(t, "2026-01-02T03:04:05Z", q.Get("since"))
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := cli(t, cfg, "", append([]string{"jobs", "list"}, tt.args...)...)
+			require.Equal(t, exitOK, o.code, o.stderr)
+			tt.check(t, got)
+		})
+	}
 }

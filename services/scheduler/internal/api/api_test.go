@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -76,6 +77,14 @@ func (f fakeTenants) List() []tenants.Info { return nil }
 
 func newTestAPI(t *testing.T, eng *fakeEngine) http.Handler {
 	t.Helper()
+	h, _ := newTestAPIAndTenant(t, eng)
+	return h
+}
+
+// newTestAPIAndTenant is newTestAPI with the default tenant, whose stores
+// a test may fill directly.
+func newTestAPIAndTenant(t *testing.T, eng *fakeEngine) (http.Handler, *tenants.Tenant) {
+	t.Helper()
 	tn := &tenants.Tenant{
 		Name:     "default",
 		Jobs:     jobs.NewStore(kv.NewMemory()),
@@ -108,7 +117,7 @@ func newTestAPI(t *testing.T, eng *fakeEngine) http.Handler {
 			r.Header.Set("Content-Type", "application/json")
 		}
 		mux.ServeHTTP(w, r)
-	})
+	}), tn
 }
 
 // staticVerifier knows one token, "admin", of a platform admin.
@@ -234,6 +243,11 @@ func TestListAndGetErrors(t *testing.T) {
 		{"/api/v1/jobs?state=done", `"field":"state"`},
 		{"/api/v1/jobs?limit=0", `"field":"limit"`},
 		{"/api/v1/jobs?limit=101", `"field":"limit"`},
+		{"/api/v1/jobs?label=", `"field":"label"`},
+		{"/api/v1/jobs?label=team%3Da,%3Dx", `"field":"label"`},
+		{"/api/v1/jobs?since=yesterday", `"field":"since"`},
+		{"/api/v1/jobs?until=2025-03-01", `"field":"until"`},
+		{"/api/v1/jobs?since=2025-03-01T12:00:00Z&until=2025-03-01T12:00:00Z", `"field":"until"`},
 	} {
 		rec := serve(h, "GET", c.path, "", nil)
 		require.Equal(t, http.StatusBadRequest, rec.Code, c.path)
@@ -263,6 +277,61 @@ func TestDeadLettersUnsupported(t *testing.T) {
 			rec := serve(h, r.method, r.path, "", nil)
 			require.Equal(t, http.StatusNotImplemented, rec.Code, rec.Body.String())
 			require.Contains(t, rec.Body.String(), "queue.kind nats")
+		})
+	}
+}
+
+func TestListFilters(t *testing.T) {
+	h, tn := newTestAPIAndTenant(t, &fakeEngine{})
+	ctx := context.Background()
+	for i, j := range []struct {
+		id     string
+		pool   string
+		labels map[string]string
+	}{
+		{"a", "p1", map[string]string{"team": "data", "env": "prod"}},
+		{"b", "p1", map[string]string{"team": "data"}},
+		{"c", "p2", map[string]string{"team": "web", "env": "prod"}},
+		{"d", "p2", nil},
+	} {
+		spec := &jobsv1.JobSpec{Pool: j.pool, Labels: j.labels, Task: &jobsv1.Task{Kind: &jobsv1.Task_Noop{Noop: &jobsv1.NoopTask{}}}}
+		require.NoError(t, tn.Jobs.Create(ctx, jobs.NewRecord(j.id, tn.Name, spec, t0.Add(time.Duration(i)*time.Hour), false)))
+	}
+	for _, c := range []struct {
+		query string
+		want  []string
+	}{
+		{"", []string{"d", "c", "b", "a"}},
+		{"label=team%3Ddata", []string{"b", "a"}},
+		{"label=env", []string{"c", "a"}},
+		{"label=team%3Ddata,env%3Dprod", []string{"a"}},
+		{"label=team%3Ddata&label=env", []string{"a"}},
+		{"label=team%3Dops", nil},
+		{"label=env&pool=p2", []string{"c"}},
+		{"since=2025-03-01T13:00:00Z", []string{"d", "c", "b"}},
+		{"until=2025-03-01T13:00:00Z", []string{"a"}},
+		{"since=2025-03-01T13:00:00Z&until=2025-03-01T15:00:00Z", []string{"c", "b"}},
+		{"since=2025-03-01T13:00:00%2B01:00", []string{"d", "c", "b", "a"}},
+		{"label=team&limit=1", []string{"c"}},
+	} {
+		t.Run(c.query, func(t *testing.T) {
+			rec := serve(h, "GET", "/api/v1/jobs?"+c.query, "", nil)
+			require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+			var out struct {
+				Jobs []struct {
+					ID string `json:"id"`
+				} `json:"jobs"`
+				Total int `json:"total"`
+			}
+			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &out))
+			var ids []string
+			for _, j := range out.Jobs {
+				ids = append(ids, j.ID)
+			}
+			require.Equal(t, c.want, ids)
+			if c.query == "label=team&limit=1" {
+				require.Equal(t, 3, out.Total, "total counts every match")
+			}
 		})
 	}
 }

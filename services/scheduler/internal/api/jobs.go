@@ -143,10 +143,35 @@ func (a *API) job(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) (*j
 	return rec, true
 }
 
-// list answers GET /api/v1/jobs?state=&pool=&limit=, newest first. state
-// may list several states separated by commas.
+// list answers GET /api/v1/jobs?state=&pool=&label=&since=&until=&limit=,
+// newest first. state may list several states separated by commas; label
+// is a selector (key=value or key, several separated by commas, the
+// parameter repeatable), all of whose terms a job's labels must match;
+// since and until bound the creation time (RFC 3339, since inclusive,
+// until exclusive). total counts every match, limit bounds the list.
 func (a *API) list(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) {
 	q := r.URL.Query()
+	sel, err := parseLabelSelector(q["label"])
+	if err != nil {
+		httpjson.WriteError(w, http.StatusBadRequest, err.Error(), "label")
+		return
+	}
+	var since, until time.Time
+	for _, b := range []struct {
+		name string
+		to   *time.Time
+	}{{"since", &since}, {"until", &until}} {
+		if v := q.Get(b.name); v != "" {
+			if *b.to, err = time.Parse(time.RFC3339Nano, v); err != nil {
+				httpjson.WriteError(w, http.StatusBadRequest, "must be an RFC 3339 time such as 2026-01-02T15:04:05Z", b.name)
+				return
+			}
+		}
+	}
+	if !since.IsZero() && !until.IsZero() && !until.After(since) {
+		httpjson.WriteError(w, http.StatusBadRequest, "must be after since", "until")
+		return
+	}
 	var states []jobs.State
 	if s := q.Get("state"); s != "" {
 		for part := range strings.SplitSeq(s, ",") {
@@ -169,10 +194,16 @@ func (a *API) list(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) {
 		limit = n
 	}
 	var out []*jobs.Record
-	err := t.Jobs.List(r.Context(), func(rec *jobs.Record) bool {
-		if (pool == "" || rec.Pool == pool) && (len(states) == 0 || slices.Contains(states, rec.State)) {
-			out = append(out, rec.Public())
+	err = t.Jobs.List(r.Context(), func(rec *jobs.Record) bool {
+		switch {
+		case pool != "" && rec.Pool != pool,
+			len(states) > 0 && !slices.Contains(states, rec.State),
+			!since.IsZero() && rec.CreatedAt.Before(since),
+			!until.IsZero() && !rec.CreatedAt.Before(until),
+			!sel.matches(rec.Labels):
+			return true
 		}
+		out = append(out, rec.Public())
 		return true
 	})
 	if err != nil {

@@ -18,8 +18,8 @@ import (
 // jobStates are the states the list filters on.
 var jobStates = []string{"QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"}
 
-// jobFilter is the jobs list's filter form. The API filters on state and
-// pool; label and time are applied here, to what it returned.
+// jobFilter is the jobs list's filter form; the jobs API applies every
+// filter, so Total counts every matching job, not only those shown.
 type jobFilter struct {
 	State  string
 	Pool   string
@@ -48,11 +48,13 @@ func (c *Console) jobsData(r *http.Request) jobsData {
 	f := jobFilter{State: q.Get("state"), Pool: q.Get("pool"), Label: strings.TrimSpace(q.Get("label")), Since: q.Get("since"), States: jobStates}
 	d := jobsData{Filter: f, Since: sinceChoices, Query: r.URL.RawQuery}
 	api := url.Values{"limit": {"500"}}
-	if f.State != "" {
-		api.Set("state", f.State)
+	for k, v := range map[string]string{"state": f.State, "pool": f.Pool, "label": f.Label} {
+		if v != "" {
+			api.Set(k, v)
+		}
 	}
-	if f.Pool != "" {
-		api.Set("pool", f.Pool)
+	if dur, err := time.ParseDuration(f.Since); err == nil && dur > 0 {
+		api.Set("since", c.now().Add(-dur).UTC().Format(time.RFC3339))
 	}
 	var out struct {
 		Jobs  []*jobs.Record `json:"jobs"`
@@ -62,24 +64,7 @@ func (c *Console) jobsData(r *http.Request) jobsData {
 		d.Error = err.Error()
 		return d
 	}
-	var since time.Time
-	if dur, err := time.ParseDuration(f.Since); err == nil && dur > 0 {
-		since = c.now().Add(-dur)
-	}
-	key, val, hasVal := strings.Cut(f.Label, "=")
-	for _, j := range out.Jobs {
-		if !since.IsZero() && j.CreatedAt.Before(since) {
-			continue
-		}
-		if f.Label != "" {
-			v, ok := j.Labels[strings.TrimSpace(key)]
-			if !ok || (hasVal && v != strings.TrimSpace(val)) {
-				continue
-			}
-		}
-		d.Jobs = append(d.Jobs, j)
-	}
-	d.Total, d.Shown = out.Total, len(d.Jobs)
+	d.Jobs, d.Total, d.Shown = out.Jobs, out.Total, len(out.Jobs)
 	return d
 }
 

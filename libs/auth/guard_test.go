@@ -177,3 +177,28 @@ func TestRouterRefusesARouteWithoutARole(t *testing.T) {
 	r.HandleFunc("GET /y", auth.RoleViewer, func(http.ResponseWriter, *http.Request) {})
 	require.Equal(t, []auth.Rule{{Pattern: "GET /y", Role: auth.RoleViewer}}, r.Rules())
 }
+
+// A front router (the console) leaves the audit of what it serves to the
+// API it calls, and audits what it refuses itself.
+func TestFrontRouterAuditsOnlyRefusals(t *testing.T) {
+	e := newGuardEnv(t, auth.RateLimit{})
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	audit := auth.NewAuditor(nil, log)
+	g := auth.NewGuard(auth.GuardOptions{Verifier: auth.Credentials{Keys: e.keys}, DefaultTenant: "a", Audit: audit, Logger: log})
+	mux := http.NewServeMux()
+	g.FrontRouter(mux).HandleFunc("POST /things", auth.RoleOperator, func(http.ResponseWriter, *http.Request) {})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	e.srv = srv
+
+	code, body, _ := e.do(t, call{method: "POST", path: "/things", key: "operator-a", body: "{}", ctype: "application/json"})
+	require.Equal(t, http.StatusOK, code, body)
+	require.Empty(t, audit.Recent("a"), "served: the API it calls audits it")
+
+	code, body, _ = e.do(t, call{method: "POST", path: "/things", key: "viewer-a", body: "{}", ctype: "application/json"})
+	require.Equal(t, http.StatusForbidden, code, body)
+	events := audit.Recent("a")
+	require.Len(t, events, 1, "refused: the front audits it")
+	require.Equal(t, "viewer-a", events[0].Name)
+	require.Equal(t, "denied", events[0].Result())
+}

@@ -179,7 +179,8 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) { c.mux.Serv
 // behind the session, the guarded pages and actions.
 func (c *Console) routes(g *auth.Guard) *http.ServeMux {
 	guarded := http.NewServeMux()
-	c.register(g.Router(guarded))
+	// Every action goes through a guarded API call, which audits it.
+	c.register(g.FrontRouter(guarded))
 	outer := http.NewServeMux()
 	outer.Handle("GET /static/", c.cacheAssets(c.static))
 	outer.HandleFunc("GET /favicon.ico", http.NotFound)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -89,6 +90,18 @@ func newEnvWith(t *testing.T, configure func(cfg *config.Config, url string)) *e
 	raw, err := os.ReadFile(cfg.Auth.BootstrapKeyFile)
 	require.NoError(t, err)
 	return &env{t: t, ctx: ctx, url: hs.URL, admin: strings.TrimSpace(string(raw)), conn: b.JetStream()}
+}
+
+// audit is the default tenant's audit, as the API lists it.
+func (e *env) audit() []auth.Event {
+	e.t.Helper()
+	c := testenv.Client{Base: e.url, Token: e.admin}
+	code, out, err := c.Send(e.ctx, http.MethodGet, "/api/v1/audit", nil, nil)
+	require.NoError(e.t, err)
+	require.Equal(e.t, http.StatusOK, code, string(out))
+	return testenv.DecodeJSON[struct {
+		Events []auth.Event `json:"events"`
+	}](e.t, out).Events
 }
 
 // key makes an API key of role in tenant default.
@@ -250,8 +263,22 @@ func TestSubmitAndCancel(t *testing.T) {
 	require.Contains(t, page, `id="cancel"`)
 	require.Contains(t, page, "NO_RUNNERS", "explain says why it waits")
 
-	_, page = b.get("/jobs?label=team%3Ddata")
+	// The submit is audited once, as the API call it is.
+	require.Eventually(t, func() bool {
+		var actions []string
+		for _, ev := range e.audit() {
+			if strings.HasPrefix(ev.Action, "POST ") {
+				actions = append(actions, ev.Action)
+			}
+		}
+		return slices.Equal(actions, []string{"POST /api/v1/jobs"})
+	}, waitFor, tick, "one audit event, under the API's action")
+
+	_, page = b.get("/jobs?label=team%3Ddata&since=15m")
 	require.Contains(t, page, id)
+	require.Contains(t, page, "1 shown of 1", "the API filters, so the total counts the matches")
+	_, page = b.get("/jobs?label=%3Ddata")
+	require.Contains(t, page, "each term is key=value or key", "the API's refusal is shown")
 	_, page = b.get("/jobs?label=team%3Dother")
 	require.NotContains(t, page, id)
 	_, page = b.get("/jobs?state=SUCCEEDED")

@@ -6,3 +6,7 @@ func SetReadCounted(t interface{ Cleanup(func()) }, f func()) {
 	readCounted = f
 	t.Cleanup(func() { readCounted = nil })
 }
+
+// DenyPublish makes c act as a connection whose permissions deny
+// patterns (an agent's), for the checks made before a request.
+func DenyPublish(c *Conn, patterns ...string) { c.pubDeny = append(c.pubDeny, patterns...) }

@@ -177,8 +177,13 @@ var errReadDone = errors.New("natsjs: read: nothing left to deliver")
 // account's inventory dropped, limits): waiting for it would block until
 // ctx ends. So when nothing arrives for readStall, the server is asked
 // whether anything is still to come; when nothing is, a last short wait
-// takes what the server already sent, and then the read is over.
+// takes what the server already sent, and then the read is over. A
+// connection allowed neither question (an agent's) waits as long as ctx.
 func (c *Conn) nextBounded(ctx context.Context, it jetstream.MessagesContext, cons jetstream.Consumer, stream, subject string, seen uint64, replicated bool, last *uint64) (jetstream.Msg, error) {
+	ask := c.readQuestion(cons, stream, replicated)
+	if ask == askNothing {
+		return it.Next(jetstream.NextContext(ctx))
+	}
 	for {
 		wctx, cancel := context.WithTimeout(ctx, readStall)
 		msg, err := it.Next(jetstream.NextContext(wctx))
@@ -186,7 +191,7 @@ func (c *Conn) nextBounded(ctx context.Context, it jetstream.MessagesContext, co
 		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
 			return msg, err
 		}
-		more, err := c.readPending(ctx, cons, stream, subject, seen, replicated, last)
+		more, err := c.readPending(ctx, ask, cons, stream, subject, seen, last)
 		if err != nil {
 			return nil, err
 		}
@@ -203,18 +208,44 @@ func (c *Conn) nextBounded(ctx context.Context, it jetstream.MessagesContext, co
 	}
 }
 
+// readAsk is how a stalled read learns whether anything is left.
+type readAsk int
+
+const (
+	askNothing     readAsk = iota // no question is allowed: wait
+	askConsumer                   // the consumer's pending count
+	askLastMessage                // the stream's last matching sequence
+)
+
+// readQuestion picks the question the connection may put: a replicated
+// read already asked the stream for its last matching message; otherwise
+// the consumer's info, else the stream's last message, as permissions allow.
+func (c *Conn) readQuestion(cons jetstream.Consumer, stream string, replicated bool) readAsk {
+	switch {
+	case replicated:
+		return askLastMessage
+	case cons.CachedInfo() != nil && c.mayPublish(jetstream.DefaultAPIPrefix+"CONSUMER.INFO."+stream+"."+cons.CachedInfo().Name):
+		return askConsumer
+	case c.mayPublish(jetstream.DefaultAPIPrefix + "STREAM.MSG.GET." + stream):
+		return askLastMessage
+	}
+	return askNothing
+}
+
 // readPending reports whether a bounded read has messages left to deliver
-// past seen: on one replica the consumer's pending count, on a replicated
-// stream the leader's last matching sequence, which lowers *last when
-// messages were removed.
-func (c *Conn) readPending(ctx context.Context, cons jetstream.Consumer, stream, subject string, seen uint64, replicated bool, last *uint64) (bool, error) {
-	if replicated {
+// past seen: the consumer's pending count, or whether the stream's last
+// matching sequence is past seen (lowering *last, the bound of a
+// replicated read, when messages were removed).
+func (c *Conn) readPending(ctx context.Context, ask readAsk, cons jetstream.Consumer, stream, subject string, seen uint64, last *uint64) (bool, error) {
+	if ask == askLastMessage {
 		now, _, err := c.lastMessage(ctx, stream, subject)
 		if err != nil {
 			return false, err
 		}
-		*last = min(*last, now)
-		return *last > seen, nil
+		if *last > 0 {
+			*last = min(*last, now)
+		}
+		return now > seen, nil
 	}
 	info, err := cons.Info(ctx)
 	if err != nil {

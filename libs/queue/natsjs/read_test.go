@@ -21,16 +21,21 @@ func TestReadEndsWhenItsMessagesArePurged(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		cfg  natsjs.Config
+		deny []string
 	}{
-		{"one replica", natsjs.Config{URL: single.ClientURL()}},
-		{"three replicas", natsjs.Config{URL: cluster[0].ClientURL(), Replicas: 3}},
+		{"one replica", natsjs.Config{URL: single.ClientURL(), Stack: "one"}, nil},
+		// An agent may not ask for its ordered consumer's info: the
+		// stream's last matching message answers instead.
+		{"one replica, no consumer info", natsjs.Config{URL: single.ClientURL(), Stack: "agent"}, []string{"$JS.API.CONSUMER.INFO.>"}},
+		{"three replicas", natsjs.Config{URL: cluster[0].ClientURL(), Replicas: 3}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := connect(t, tc.cfg)
+			natsjs.DenyPublish(c, tc.deny...)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			require.NoError(t, c.EnsureTenant(ctx, "acme", queue.TenantLimits{}))
-			s := queue.NewSubjects("")
+			s := queue.NewSubjects(tc.cfg.Stack)
 			inv := s.Watch("acme", "prod") + ".>"
 			for _, name := range []string{"a", "b", "c"} {
 				require.NoError(t, c.Publish(ctx, queue.Message{Subject: s.Watch("acme", "prod") + ".configmaps.default." + name, Data: []byte(name)}))

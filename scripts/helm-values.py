@@ -110,6 +110,8 @@ s += [("service.port", 8080, {"type": "integer", "minimum": 1, "maximum": 65535}
 s += cred("aws", "credentials", "Secret with an AWS shared credentials file (SQS); `AWS_SHARED_CREDENTIALS_FILE` points at it. Prefer IRSA through `serviceAccount.annotations`.")
 s += cred("signingKey", "key", "Secret with the control plane's ed25519 signing key (PEM or 32-byte seed, e.g. the `.data/signing.key` a scheduler generates with `signing.generate`); read through `OUTPOST_SIGNING_KEY_FILE`. Its key id goes in `config.signing.key_id`.")
 s += cred("brokerCredentials", "creds", "Secret with the NATS credentials file of this service (issued by the broker's operator, see docs/architecture.md); read through `OUTPOST_BROKER_CREDENTIALS`.")
+s += cred("consoleSessionKey", "key", "Secret with the 32-byte key (raw or base64) that seals the web console's session cookies, shared by every replica; read through `OUTPOST_CONSOLE_SESSION_KEY_FILE`. When empty and the console is on, the chart makes `<fullname>-console-session` with a random key, kept across upgrades.")
+s += cred("consoleOidcClientSecret", "secret", "Secret with the console's OIDC client secret (`config.console.oidc`); read through `OUTPOST_CONSOLE_OIDC_CLIENT_SECRET_FILE`.")
 charts["scheduler"] = dict(rows=s, desc="The control plane's scheduler: jobs REST API, job records, dispatch to executor pools.", port=8080)
 
 s = common("", replicas=2, ingress_desc=CP_INGRESS)

@@ -51,7 +51,8 @@ func TestConsoleAccounts(t *testing.T) {
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)
 
-	p := harness.StartPlane(t, harness.PlaneOptions{})
+	// No automatic retry: a FAILED account waits for the Retry button.
+	p := harness.StartPlane(t, harness.PlaneOptions{MigratorEnv: map[string]string{"OUTPOST_MAX_RETRIES": "0"}})
 	p.StartWatcher("console-watcher", "zone-console", kc.Kubeconfig, nil)
 	s := harness.StartStack(t, harness.StackOptions{NATS: p.NATS, SchedulerEnv: map[string]string{
 		"OUTPOST_CONSOLE_ACCOUNTS_URL": p.API,
@@ -152,6 +153,32 @@ func TestConsoleAccounts(t *testing.T) {
 	)
 	c.WaitAccountState("console-acct", "ACTIVE", 60*time.Second)
 	b.run(30*time.Second, chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`.facts .state-active`)))
+
+	// An account whose kubeconfig the watcher cannot read fails; Retry on
+	// its page migrates it again, and it fails again with its reason.
+	code, body = c.Do(http.MethodPost, "/api/v1/accounts", []map[string]any{{
+		"name": "broken-acct", "state": "ACTIVE", "zoneId": "zone-console", "kubeconfigFile": "/nonexistent/kubeconfig",
+	}})
+	require.Equal(t, http.StatusOK, code, "%s", body)
+	failed := c.WaitAccountState("broken-acct", "FAILED", 60*time.Second)
+	require.NotEmpty(t, failed.ErrorMessage)
+	b.run(30*time.Second, chromedp.Navigate(s.API+"/accounts/broken-acct"), chromedp.WaitVisible(chromedp.ID("migrate")))
+	require.Equal(t, "Retry", value(b, 5*time.Second, chromedp.TextContent(chromedp.ID("migrate"))))
+	b.screenshot("console-account-failed")
+	b.run(30*time.Second, chromedp.Click(chromedp.ID("migrate")), chromedp.WaitVisible(chromedp.ID("deactivate")))
+	retry := func(a harness.Account) int {
+		for i := len(a.History) - 1; i >= 0; i-- {
+			if h := a.History[i]; h.From == "FAILED" && h.To == "TO_MIGRATE" {
+				return i
+			}
+		}
+		return -1
+	}
+	retried := c.WaitAccount("broken-acct", 60*time.Second, func(a harness.Account) bool {
+		i := retry(a)
+		return i >= 0 && a.State == "FAILED" && i < len(a.History)-1
+	})
+	require.Equal(t, "migration requested", retried.History[retry(retried)].Reason, "the button's retry, not an automatic one")
 
 	// A viewer (a key of the scheduler, known to the migrator too) sees the
 	// account but no action, and a forged one is refused.

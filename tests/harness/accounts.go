@@ -172,6 +172,13 @@ type Account struct {
 		Reason string `json:"reason"`
 	} `json:"skippedKinds"`
 	LastSeen *time.Time `json:"lastSeen"`
+	// History is the account's last transitions, oldest first.
+	History []struct {
+		From   string `json:"from"`
+		To     string `json:"to"`
+		Reason string `json:"reason"`
+		Error  string `json:"error"`
+	} `json:"history"`
 }
 
 // Account returns one account; a status other than 200 fails the test.

@@ -14,44 +14,49 @@ const mutateAttempts = 20
 // recentJobs is how many records a Store remembers its last write of. A
 // job's statuses arrive shortly after its record is created, on the same
 // replica unless several share the work; remembering the recent ones lets
-// their updates skip the read before the compare-and-set.
+// their updates skip the read before the compare-and-set and the decode.
 const recentJobs = 4096
+
+// recordCodec is how the store keeps records: JSON, and Clone for the
+// copies kv.Cache hands out.
+var recordCodec = kv.Codec[*Record]{
+	Encode: (*Record).Marshal,
+	Decode: Unmarshal,
+	Clone:  (*Record).Clone,
+}
 
 // Store keeps the job records of one tenant in a KV bucket, keyed by id.
 type Store struct {
 	kv     kv.Store
-	recent *kv.RevisionCache
+	recent *kv.Cache[*Record]
 }
 
 // NewStore returns a Store over the tenant's bucket.
-func NewStore(s kv.Store) *Store { return &Store{kv: s, recent: kv.NewRevisionCache(recentJobs)} }
+func NewStore(s kv.Store) *Store {
+	return &Store{kv: s, recent: kv.NewCache(recentJobs, recordCodec)}
+}
 
 // Get returns the record of id, or ErrNotFound.
 func (s *Store) Get(ctx context.Context, id string) (*Record, error) {
-	e, err := s.kv.Get(ctx, id)
+	r, err := s.recent.Get(ctx, s.kv, id)
 	if errors.Is(err, kv.ErrNotFound) {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrCorrupt) {
 		return nil, fmt.Errorf("get job %s: %w", id, err)
 	}
-	return Unmarshal(e.Value)
+	return r, err
 }
 
 // Create stores a new record, or returns ErrExists.
 func (s *Store) Create(ctx context.Context, r *Record) error {
-	b, err := r.Marshal()
-	if err != nil {
-		return err
+	err := s.recent.Create(ctx, s.kv, r.ID, r)
+	if errors.Is(err, kv.ErrExists) {
+		return fmt.Errorf("%w: %s", ErrExists, r.ID)
 	}
-	rev, err := s.kv.Create(ctx, r.ID, b)
 	if err != nil {
-		if errors.Is(err, kv.ErrExists) {
-			return fmt.Errorf("%w: %s", ErrExists, r.ID)
-		}
 		return fmt.Errorf("create job %s: %w", r.ID, err)
 	}
-	s.recent.Remember(kv.Entry{Key: r.ID, Value: b, Revision: rev})
 	return nil
 }
 
@@ -60,42 +65,21 @@ func (s *Store) Create(ctx context.Context, r *Record) error {
 // the record as it is (nothing is written). Update returns the record as
 // stored afterwards and whether it wrote.
 func (s *Store) Update(ctx context.Context, id string, fn func(*Record) (bool, error)) (*Record, bool, error) {
-	var (
-		cur     *Record
-		changed bool
-	)
-	_, err := s.recent.Mutate(ctx, s.kv, id, mutateAttempts, func(b []byte) ([]byte, bool, error) {
-		r, err := Unmarshal(b)
-		if err != nil {
-			return nil, false, err
-		}
-		cur = r
-		ok, err := fn(r)
-		if err != nil || !ok {
-			changed = false
-			return nil, false, err
-		}
-		next, err := r.Marshal()
-		if err != nil {
-			return nil, false, err
-		}
-		changed = true
-		return next, true, nil
-	})
+	r, changed, err := s.recent.Mutate(ctx, s.kv, id, mutateAttempts, fn)
 	if errors.Is(err, kv.ErrNotFound) {
 		return nil, false, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	if err != nil {
 		return nil, false, fmt.Errorf("update job %s: %w", id, err)
 	}
-	return cur, changed, nil
+	return r, changed, nil
 }
 
 // List calls fn for every record until it returns false. Records that do
 // not decode are skipped.
 func (s *Store) List(ctx context.Context, fn func(*Record) bool) error {
 	err := s.kv.List(ctx, func(e kv.Entry) bool {
-		r, err := Unmarshal(e.Value)
+		r, err := s.recent.Decode(e)
 		if err != nil {
 			return true
 		}

@@ -121,7 +121,7 @@ func TestCloneSharesNothing(t *testing.T) {
 	c.Task.Command.Env["k"] = "changed"
 	*c.Task.Assertion.Checks[0].RowCount.Min = -1
 	require.NotEqual(t, r.History[0].Reason, c.History[0].Reason)
-	require.NotEqual(t, *r.Task.Assertion.Checks[0].RowCount.Min, int64(-1))
+	require.NotEqual(t, int64(-1), *r.Task.Assertion.Checks[0].RowCount.Min)
 
 	require.Nil(t, (*Record)(nil).Clone())
 	empty := (&Record{}).Clone()

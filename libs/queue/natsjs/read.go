@@ -56,12 +56,7 @@ func (c *Conn) Read(ctx context.Context, subject string, opts queue.ReadOptions,
 		}
 		return fmt.Errorf("natsjs: read %s: %w", subject, err)
 	}
-	it, err := cons.Messages()
-	if err != nil {
-		return fmt.Errorf("natsjs: read %s: %w", subject, err)
-	}
 	defer func() {
-		it.Stop()
 		// The ordered consumer is ephemeral; delete it now rather than
 		// leave it to the inactivity threshold.
 		// An agent may not delete consumers: the server removes it
@@ -111,9 +106,15 @@ func (c *Conn) Read(ctx context.Context, subject string, opts queue.ReadOptions,
 			remaining = info.NumPending
 		}
 	}
+	// What is to be read is counted before the first pull is sent.
 	if readCounted != nil {
 		readCounted()
 	}
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("natsjs: read %s: %w", subject, err)
+	}
+	defer it.Stop()
 	var seen uint64 // the stream sequence of the last message handed to fn
 	for {
 		var msg jetstream.Msg
@@ -166,7 +167,7 @@ func (c *Conn) Read(ctx context.Context, subject string, opts queue.ReadOptions,
 const readStall = 500 * time.Millisecond
 
 // readCounted, when set by a test, runs once a bounded read has counted
-// what it will deliver and before the first delivery.
+// what it will deliver, before it asks for the first message.
 var readCounted func()
 
 // errReadDone ends a bounded read whose remaining messages are gone.

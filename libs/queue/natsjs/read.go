@@ -115,13 +115,14 @@ func (c *Conn) Read(ctx context.Context, subject string, opts queue.ReadOptions,
 		return fmt.Errorf("natsjs: read %s: %w", subject, err)
 	}
 	defer it.Stop()
+	ask := c.readQuestion(cons, stream, replicated)
 	var seen uint64 // the stream sequence of the last message handed to fn
 	for {
 		var msg jetstream.Msg
 		if opts.Follow {
 			msg, err = it.Next(jetstream.NextContext(ctx))
 		} else {
-			msg, err = c.nextBounded(ctx, it, cons, stream, subject, seen, replicated, &last)
+			msg, err = c.nextBounded(ctx, it, ask, cons, stream, subject, seen, &last)
 		}
 		if err != nil {
 			if errors.Is(err, errReadDone) {
@@ -180,8 +181,7 @@ var errReadDone = errors.New("natsjs: read: nothing left to deliver")
 // whether anything is still to come; when nothing is, a last short wait
 // takes what the server already sent, and then the read is over. A
 // connection allowed neither question (an agent's) waits as long as ctx.
-func (c *Conn) nextBounded(ctx context.Context, it jetstream.MessagesContext, cons jetstream.Consumer, stream, subject string, seen uint64, replicated bool, last *uint64) (jetstream.Msg, error) {
-	ask := c.readQuestion(cons, stream, replicated)
+func (c *Conn) nextBounded(ctx context.Context, it jetstream.MessagesContext, ask readAsk, cons jetstream.Consumer, stream, subject string, seen uint64, last *uint64) (jetstream.Msg, error) {
 	if ask == askNothing {
 		return it.Next(jetstream.NextContext(ctx))
 	}
@@ -218,9 +218,10 @@ const (
 	askLastMessage                // the stream's last matching sequence
 )
 
-// readQuestion picks the question the connection may put: a replicated
-// read already asked the stream for its last matching message; otherwise
-// the consumer's info, else the stream's last message, as permissions allow.
+// readQuestion picks, once per read, the question the connection may put:
+// a replicated read already asked the stream for its last matching
+// message; otherwise the consumer's info, else the stream's last message,
+// as permissions allow.
 func (c *Conn) readQuestion(cons jetstream.Consumer, stream string, replicated bool) readAsk {
 	switch {
 	case replicated:

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -115,19 +116,48 @@ func (c *Conn) Read(ctx context.Context, subject string, opts queue.ReadOptions,
 		return fmt.Errorf("natsjs: read %s: %w", subject, err)
 	}
 	defer it.Stop()
-	ask := c.readQuestion(cons, stream, replicated)
-	var seen uint64 // the stream sequence of the last message handed to fn
+	// A bounded read's waits stay single long Next calls, so the ordered
+	// consumer's heartbeat check still replaces a consumer that went
+	// quiet; a watcher beside them ends the read when what it counted is
+	// gone (watchRead).
+	next := ctx
+	var watch *readWatch
+	if ask := c.readQuestion(cons, stream, replicated); !opts.Follow && ask != askNothing {
+		wctx, cancel := context.WithCancelCause(ctx)
+		watch = &readWatch{}
+		stopped := make(chan struct{})
+		go func() {
+			defer close(stopped)
+			c.watchRead(wctx, cancel, ask, cons, stream, subject, watch)
+		}()
+		defer func() {
+			cancel(nil)
+			<-stopped
+		}()
+		next = wctx
+	}
+	draining := false // the watcher found nothing left: take what is on its way
 	for {
 		var msg jetstream.Msg
-		if opts.Follow {
-			msg, err = it.Next(jetstream.NextContext(ctx))
-		} else {
-			msg, err = c.nextBounded(ctx, it, ask, cons, stream, subject, seen, &last)
-		}
-		if err != nil {
-			if errors.Is(err, errReadDone) {
+		if draining {
+			dctx, cancel := context.WithTimeout(ctx, readStall)
+			msg, err = it.Next(jetstream.NextContext(dctx))
+			cancel()
+			if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
 				return nil
 			}
+		} else {
+			msg, err = it.Next(jetstream.NextContext(next))
+			if err != nil && ctx.Err() == nil && next.Err() != nil {
+				cause := context.Cause(next)
+				if errors.Is(cause, errReadDone) {
+					draining = true
+					continue
+				}
+				return fmt.Errorf("natsjs: read %s: %w", subject, cause)
+			}
+		}
+		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -144,7 +174,10 @@ func (c *Conn) Read(ctx context.Context, subject string, opts queue.ReadOptions,
 			Sequence: md.Sequence.Stream,
 			Time:     md.Timestamp,
 		}
-		seen = md.Sequence.Stream
+		if watch != nil {
+			watch.seen.Store(md.Sequence.Stream)
+			watch.delivered.Add(1)
+		}
 		if !fn(sm) {
 			return nil
 		}
@@ -163,8 +196,9 @@ func (c *Conn) Read(ctx context.Context, subject string, opts queue.ReadOptions,
 	}
 }
 
-// readStall is how long a bounded read waits for its next message before
-// it asks the server whether one is still to come.
+// readStall is how long a bounded read goes without a delivery before its
+// watcher asks the server whether anything is still to come, and how long
+// it then waits for what is already on its way.
 const readStall = 500 * time.Millisecond
 
 // readCounted, when set by a test, runs once a bounded read has counted
@@ -174,38 +208,44 @@ var readCounted func()
 // errReadDone ends a bounded read whose remaining messages are gone.
 var errReadDone = errors.New("natsjs: read: nothing left to deliver")
 
-// nextBounded is the next message of a read without Follow. What the read
-// counted at its start can be removed before it is delivered (a purge, an
-// account's inventory dropped, limits): waiting for it would block until
-// ctx ends. So when nothing arrives for readStall, the server is asked
-// whether anything is still to come; when nothing is, a last short wait
-// takes what the server already sent, and then the read is over. A
-// connection allowed neither question (an agent's) waits as long as ctx.
-func (c *Conn) nextBounded(ctx context.Context, it jetstream.MessagesContext, ask readAsk, cons jetstream.Consumer, stream, subject string, seen uint64, last *uint64) (jetstream.Msg, error) {
-	if ask == askNothing {
-		return it.Next(jetstream.NextContext(ctx))
-	}
+// readWatch is what a bounded read tells its watcher: the stream sequence
+// of the last message it delivered, and how many it delivered.
+type readWatch struct {
+	seen      atomic.Uint64
+	delivered atomic.Uint64
+}
+
+// watchRead ends a bounded read (cancel with errReadDone) when what it
+// counted at its start was removed before delivery (a purge, an account's
+// inventory dropped, limits), which would otherwise keep it waiting until
+// ctx ends: whenever nothing was delivered for readStall, it asks the
+// server whether anything is still to come. An error asking ends the read
+// with that error.
+func (c *Conn) watchRead(ctx context.Context, cancel context.CancelCauseFunc, ask readAsk, cons jetstream.Consumer, stream, subject string, w *readWatch) {
+	tick := time.NewTicker(readStall)
+	defer tick.Stop()
+	delivered := w.delivered.Load()
 	for {
-		wctx, cancel := context.WithTimeout(ctx, readStall)
-		msg, err := it.Next(jetstream.NextContext(wctx))
-		cancel()
-		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
-			return msg, err
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
 		}
-		more, err := c.readPending(ctx, ask, cons, stream, subject, seen, last)
-		if err != nil {
-			return nil, err
-		}
-		if more {
+		if d := w.delivered.Load(); d != delivered {
+			delivered = d
 			continue
 		}
-		wctx, cancel = context.WithTimeout(ctx, readStall)
-		msg, err = it.Next(jetstream.NextContext(wctx))
-		cancel()
-		if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-			return nil, errReadDone
+		more, err := c.readPending(ctx, ask, cons, stream, subject, w.seen.Load())
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			cancel(err)
+			return
+		case !more:
+			cancel(errReadDone)
+			return
 		}
-		return msg, err
 	}
 }
 
@@ -236,18 +276,14 @@ func (c *Conn) readQuestion(cons jetstream.Consumer, stream string, replicated b
 
 // readPending reports whether a bounded read has messages left to deliver
 // past seen: the consumer's pending count, or whether the stream's last
-// matching sequence is past seen (lowering *last, the bound of a
-// replicated read, when messages were removed).
-func (c *Conn) readPending(ctx context.Context, ask readAsk, cons jetstream.Consumer, stream, subject string, seen uint64, last *uint64) (bool, error) {
+// matching sequence is past seen.
+func (c *Conn) readPending(ctx context.Context, ask readAsk, cons jetstream.Consumer, stream, subject string, seen uint64) (bool, error) {
 	if ask == askLastMessage {
-		now, _, err := c.lastMessage(ctx, stream, subject)
+		last, _, err := c.lastMessage(ctx, stream, subject)
 		if err != nil {
 			return false, err
 		}
-		if *last > 0 {
-			*last = min(*last, now)
-		}
-		return now > seen, nil
+		return last > seen, nil
 	}
 	info, err := cons.Info(ctx)
 	if err != nil {

@@ -299,3 +299,13 @@ type WorkLister interface {
 	// counts as stored.
 	ListWork(ctx context.Context, subject string, fn func(StreamMessage) bool) error
 }
+
+// Deduplicator is implemented by brokers that drop a message whose
+// DedupeID they stored within a window, whichever process publishes it
+// and whether or not the first message was consumed since (natsjs; SQS
+// standard queues remember only per process). The scheduler relies on it
+// to publish a dispatch again when it cannot know whether the first was.
+type Deduplicator interface {
+	// DedupeWindow is how long a DedupeID of a work subject is remembered.
+	DedupeWindow() time.Duration
+}

@@ -47,8 +47,10 @@ type pathRig struct {
 
 	mu        sync.Mutex
 	submitted map[string]time.Time
-	running   map[string]chan time.Time // job → started_at of the record (RUNNING's envelope time)
-	done      map[string]chan time.Time // job → SUCCEEDED recorded in KV (observed time)
+	// answered holds how long the API took to answer each REST submit.
+	answered map[string]time.Duration
+	running  map[string]chan time.Time // job → started_at of the record (RUNNING's envelope time)
+	done     map[string]chan time.Time // job → SUCCEEDED recorded in KV (observed time)
 }
 
 // newPathRig starts a stack on queueKind (harness.QueueNATS or

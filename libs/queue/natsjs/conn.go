@@ -523,6 +523,10 @@ func (c *Conn) Layout() Layout { return c.cfg.Layout }
 // MaxPayload is the largest Message.Data that Publish accepts.
 func (c *Conn) MaxPayload() int { return c.maxPayload }
 
+// DedupeWindow implements queue.Deduplicator: the work streams' duplicate
+// window (they have no age limit to shorten it).
+func (c *Conn) DedupeWindow() time.Duration { return c.cfg.DuplicateWindow }
+
 // NATS returns the underlying connection, for tests and diagnostics.
 // Services must not publish or subscribe on it directly.
 func (c *Conn) NATS() *nats.Conn { return c.nc }

@@ -256,6 +256,15 @@ func testDedupe(t *testing.T, s *suite) {
 	require.Equal(t, 3, rec.len())
 	rec.noErrors(t)
 
+	// A broker that declares its window drops the id within it even after
+	// the first message was consumed and acknowledged.
+	if _, ok := s.Broker.(queue.Deduplicator); ok {
+		s.publish(t, queue.Message{Subject: subject, Data: []byte("a"), DedupeID: "dup-1"})
+		s.publish(t, queue.Message{Subject: subject, Data: []byte("e")})
+		rec.waitLen(t, 4, 10*time.Second, "a message after the acknowledged one")
+		require.Never(t, func() bool { return rec.count("a") > 1 }, s.tol, 50*time.Millisecond, "an acknowledged message's id was published again")
+	}
+
 	// Ids are scoped to the subject: the same id on another subject of the
 	// same tenant (the same JetStream stream) is a different message.
 	other := s.Subjects.Submit(s.Tenant)

@@ -39,6 +39,9 @@ const TenantHeader = auth.TenantHeader
 // Engine carries out the job operations.
 type Engine interface {
 	Submit(ctx context.Context, t *tenants.Tenant, id string, spec *jobsv1.JobSpec) error
+	// DirectSubmit reports whether submit uses Create instead of Submit.
+	DirectSubmit() bool
+	Create(ctx context.Context, t *tenants.Tenant, id string, spec *jobsv1.JobSpec) (*jobs.Record, bool, error)
 	Cancel(ctx context.Context, t *tenants.Tenant, id, reason string) (*jobs.Record, error)
 	SetPaused(ctx context.Context, t *tenants.Tenant, pool string, paused bool) (pools.State, int, error)
 	Explain(ctx context.Context, t *tenants.Tenant, id string) (explain.Explanation, error)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -29,10 +30,29 @@ import (
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
-// fakeEngine creates the record at once, as the submit consumer would.
+// fakeEngine creates the record at once, as the submit consumer would;
+// with direct, the API calls Create instead of Submit.
 type fakeEngine struct {
 	submitted []*jobsv1.JobSpec
 	err       error
+	direct    bool
+}
+
+func (f *fakeEngine) DirectSubmit() bool { return f.direct }
+
+func (f *fakeEngine) Create(ctx context.Context, t *tenants.Tenant, id string, spec *jobsv1.JobSpec) (*jobs.Record, bool, error) {
+	if f.err != nil {
+		return nil, false, f.err
+	}
+	f.submitted = append(f.submitted, spec)
+	rec := jobs.NewRecord(id, t.Name, spec, t0, false)
+	if err := t.Jobs.Create(ctx, rec); errors.Is(err, jobs.ErrExists) {
+		rec, err = t.Jobs.Get(ctx, id)
+		return rec, false, err
+	} else if err != nil {
+		return nil, false, err
+	}
+	return rec, true, nil
 }
 
 func (f *fakeEngine) Submit(ctx context.Context, t *tenants.Tenant, id string, spec *jobsv1.JobSpec) error {
@@ -190,7 +210,14 @@ func TestSubmitValidation(t *testing.T) {
 }
 
 func TestSubmitAccepted(t *testing.T) {
-	eng := &fakeEngine{}
+	for _, direct := range []bool{false, true} {
+		t.Run(map[bool]string{false: "queue", true: "direct"}[direct], func(t *testing.T) {
+			testSubmitAccepted(t, &fakeEngine{direct: direct})
+		})
+	}
+}
+
+func testSubmitAccepted(t *testing.T, eng *fakeEngine) {
 	h := newTestAPI(t, eng)
 	rec := serve(h, "POST", "/api/v1/jobs", `{"id":"j1","pool":"p","task":{"command":{"command":"echo","args":["hi"]}},"retry":{"max_attempts":5},"timeout":"10m","labels":{"team":"a"}}`, nil)
 	require.Equal(t, http.StatusCreated, rec.Code, rec.Body.String())
@@ -224,16 +251,25 @@ func TestSubmitAccepted(t *testing.T) {
 
 func TestSubmitBrokerErrors(t *testing.T) {
 	for _, c := range []struct {
-		err  error
-		code int
+		name   string
+		direct bool
+		err    error
+		code   int
 	}{
-		{queue.ErrLimitExceeded, http.StatusTooManyRequests},
-		{queue.ErrPayloadTooLarge, http.StatusRequestEntityTooLarge},
-		{errors.New("nats: timeout"), http.StatusServiceUnavailable},
+		{"queue full", false, queue.ErrLimitExceeded, http.StatusTooManyRequests},
+		{"too large", false, queue.ErrPayloadTooLarge, http.StatusRequestEntityTooLarge},
+		{"broker down", false, errors.New("nats: timeout"), http.StatusServiceUnavailable},
+		// Direct: only the record's store can fail the request (a
+		// dispatch that fails is the engine's to retry).
+		{"direct store down", true, errors.New("nats: timeout"), http.StatusServiceUnavailable},
+		{"direct queue full", true, fmt.Errorf("%w: the tenant's queue is full", queue.ErrLimitExceeded), http.StatusTooManyRequests},
 	} {
-		h := newTestAPI(t, &fakeEngine{err: c.err})
-		rec := serve(h, "POST", "/api/v1/jobs", `{"task":{"noop":{}}}`, nil)
-		require.Equal(t, c.code, rec.Code, rec.Body.String())
+		t.Run(c.name, func(t *testing.T) {
+			h := newTestAPI(t, &fakeEngine{err: c.err, direct: c.direct})
+			rec := serve(h, "POST", "/api/v1/jobs", `{"task":{"noop":{}}}`, nil)
+			require.Equal(t, c.code, rec.Code, rec.Body.String())
+			require.NotContains(t, rec.Body.String(), "nats", "the error does not leak internals")
+		})
 	}
 }
 

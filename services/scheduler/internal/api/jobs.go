@@ -12,6 +12,7 @@ import (
 
 	"github.com/outposthq/outpost/libs/httpjson"
 	"github.com/outposthq/outpost/libs/queue"
+	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 	"github.com/outposthq/outpost/services/scheduler/internal/fleet"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
 	"github.com/outposthq/outpost/services/scheduler/internal/tenants"
@@ -27,9 +28,13 @@ type pendingBody struct {
 	Tenant string `json:"tenant"`
 }
 
-// submit publishes a SubmitJob and waits (bounded) for the submit consumer
-// to create the record: 201 with the record, 200 with the existing record
-// for an id already used.
+// submit creates the job: 201 with the record, 200 with the existing
+// record for an id already used.
+//
+// Where the engine allows it, the record is created and the job
+// dispatched in the request (dispatch/direct.go). Otherwise submit
+// publishes a SubmitJob and waits (bounded) for the submit consumer to
+// create the record.
 //
 // The API never answers that a job is queued before its record exists:
 // only the record makes a job. A SubmitJob still on the queue is processed
@@ -61,6 +66,10 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) 
 		a.internal(w, r, "get job", err)
 		return
 	}
+	if a.engine.DirectSubmit() {
+		a.submitDirect(w, r, t, id, spec)
+		return
+	}
 	sctx, cancel := context.WithTimeout(r.Context(), submitPublishWait)
 	err = a.engine.Submit(sctx, t, id, spec)
 	cancel()
@@ -82,6 +91,30 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) 
 		return
 	}
 	a.writePending(w, t, id)
+}
+
+// submitDirect creates the job's record and dispatches it. A dispatch
+// that fails does not fail the request: the record is the job, and the
+// engine's sweep dispatches it.
+func (a *API) submitDirect(w http.ResponseWriter, r *http.Request, t *tenants.Tenant, id string, spec *jobsv1.JobSpec) {
+	ctx, cancel := context.WithTimeout(r.Context(), submitPublishWait)
+	rec, created, err := a.engine.Create(ctx, t, id, spec)
+	cancel()
+	if errors.Is(err, queue.ErrLimitExceeded) {
+		httpjson.WriteError(w, http.StatusTooManyRequests, "the tenant's queue is full: retry later", "")
+		return
+	}
+	if err != nil {
+		a.log.Warn("submit failed", "tenant", t.Name, "job_id", id, "error", err)
+		httpjson.WriteUnavailable(w, retryAfter, "submit job: the job store did not take the job; retry later")
+		return
+	}
+	w.Header().Set("Location", "/api/v1/jobs/"+id)
+	code := http.StatusOK
+	if created {
+		code = http.StatusCreated
+	}
+	httpjson.WriteJSON(w, code, rec.Public())
 }
 
 // submitPublishWait bounds how long a submit waits for the broker to store

@@ -42,8 +42,13 @@ func TestSubmitRunSucceed(t *testing.T) {
 	require.Equal(t, int32(0), *done.ExitCode)
 	require.Len(t, done.History, 3)
 
-	require.Equal(t, 1.0, e.metric("outpost_jobs_total", map[string]string{"state": "SUCCEEDED"}))
-	require.Equal(t, 1.0, e.metric("outpost_dispatch_latency_seconds", nil))
+	// The metrics of an event are counted after its write: the record
+	// can show SUCCEEDED before RUNNING's observation is in.
+	require.Eventually(t, func() bool {
+		return e.metric("outpost_jobs_total", map[string]string{"state": "SUCCEEDED"}) == 1 &&
+			e.metric("outpost_dispatch_latency_seconds", nil) == 1
+	}, waitFor, tick)
+	require.Never(t, func() bool { return e.metric("outpost_dispatch_latency_seconds", nil) > 1 }, 200*time.Millisecond, 20*time.Millisecond)
 	r.requireEmpty(t)
 }
 

@@ -146,7 +146,7 @@ func TestReplicas(t *testing.T) {
 // is late, the answer is 503 with the id, and submitting the id again
 // answers the record once it is there.
 func TestSubmitAnswers503WhenTheRecordIsLate(t *testing.T) {
-	e := newEnv(t, func(c *config.Config) { c.API.SubmitWait = 0 })
+	e := newEnv(t, func(c *config.Config) { c.API.SubmitWait, c.API.DirectSubmit = 0, false })
 	code, out := e.do("POST", "/api/v1/jobs", "", noopJob(map[string]any{"id": "late"}))
 	require.Equal(t, http.StatusServiceUnavailable, code, string(out))
 	require.JSONEq(t, `{"error":"job \"late\" was submitted but is not recorded yet; submit it again with this id, or GET its Location","id":"late","tenant":"default"}`, string(out))

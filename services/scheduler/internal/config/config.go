@@ -135,6 +135,15 @@ type API struct {
 	// before it answers 503 (with the job's id, to submit again) instead of
 	// 201: a job is never reported queued before its record exists.
 	SubmitWait time.Duration `yaml:"submit_wait" env:"OUTPOST_API_SUBMIT_WAIT"`
+	// DirectSubmit lets POST /api/v1/jobs create the record and dispatch
+	// the job itself instead of publishing a SubmitJob, where the broker
+	// allows it (JetStream); SubmitWait then does not apply.
+	DirectSubmit bool `yaml:"direct_submit" env:"OUTPOST_API_DIRECT_SUBMIT"`
+	// DirectGrace is how long a directly submitted job may stay QUEUED
+	// before the scheduler makes sure its dispatch was published (it was
+	// not if the replica died between the record and the dispatch); at
+	// most a minute, within the broker's deduplication window.
+	DirectGrace time.Duration `yaml:"direct_grace" env:"OUTPOST_API_DIRECT_GRACE"`
 	// ListLimit is the default and MaxListLimit the largest page of
 	// GET /api/v1/jobs.
 	ListLimit    int `yaml:"list_limit" env:"OUTPOST_API_LIST_LIMIT"`
@@ -194,6 +203,8 @@ func Default() Config {
 		API: API{
 			MaxRequestBytes: 1 << 20,
 			SubmitWait:      2 * time.Second,
+			DirectSubmit:    true,
+			DirectGrace:     10 * time.Second,
 			ListLimit:       100,
 			MaxListLimit:    1000,
 		},
@@ -245,6 +256,7 @@ func (c Config) Validate() error {
 	check(c.Tenants.RefreshInterval > 0, "tenants.refresh_interval", "must be positive")
 	check(c.API.MaxRequestBytes > 0, "api.max_request_bytes", "must be positive")
 	check(c.API.SubmitWait >= 0, "api.submit_wait", "must not be negative")
+	check(c.API.DirectGrace >= 0 && c.API.DirectGrace <= time.Minute, "api.direct_grace", "must be between 0 and 1m")
 	check(c.API.ListLimit > 0 && c.API.ListLimit <= c.API.MaxListLimit, "api.list_limit", "must be between 1 and api.max_list_limit")
 	r := c.Jobs.Retry
 	check(c.Jobs.MaxAttempts >= 1, "jobs.max_attempts", "must be at least 1")

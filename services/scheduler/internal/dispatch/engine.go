@@ -96,6 +96,15 @@ type Options struct {
 	// gone, is dispatched again; 0 turns the check off. It must exceed
 	// the runners' ack wait and heartbeat interval.
 	LostAfter time.Duration
+	// DirectSubmit lets the API create and dispatch jobs itself (direct.go)
+	// where the broker allows it safely (queue.WorkLister and
+	// queue.Deduplicator with a window past DirectGrace and the sweep's
+	// band); DirectSubmit() tells whether it is on.
+	DirectSubmit bool
+	// DirectGrace is how long a direct job may stay QUEUED before the
+	// sweep makes sure its dispatch was published; 0 means
+	// DefaultDirectGrace.
+	DirectGrace time.Duration
 }
 
 // Engine runs the consumers of every tenant and the job operations of the
@@ -112,6 +121,12 @@ type Engine struct {
 	pools sync.Map
 	// limits holds each tenant's *limitState (limit.go).
 	limits sync.Map
+	// direct: the API submits directly (direct.go), with the broker's
+	// deduplication window dedupeWindow; directs holds each tenant's
+	// *directState.
+	direct       bool
+	dedupeWindow time.Duration
+	directs      sync.Map
 }
 
 // New returns an engine over broker.
@@ -147,7 +162,16 @@ func New(broker Broker, opts Options) *Engine {
 	if opts.GateInterval <= 0 {
 		opts.GateInterval = 2 * time.Second
 	}
-	return &Engine{broker: broker, subjects: opts.Subjects, opts: opts, m: opts.Metrics, log: opts.Logger, now: opts.Now}
+	if opts.DirectGrace <= 0 {
+		opts.DirectGrace = DefaultDirectGrace
+	}
+	e := &Engine{broker: broker, subjects: opts.Subjects, opts: opts, m: opts.Metrics, log: opts.Logger, now: opts.Now}
+	_, lists := broker.(queue.WorkLister)
+	if d, ok := broker.(queue.Deduplicator); ok && lists && opts.DirectSubmit {
+		e.dedupeWindow = d.DedupeWindow()
+		e.direct = e.dedupeWindow >= opts.DirectGrace+directBand+directMargin
+	}
+	return e
 }
 
 // ensurePool runs EnsurePool once per pool of a tenant (again after a

@@ -21,24 +21,30 @@ import (
 // would ever run the job again once the runner of the current attempt
 // dies. The reaper finds such jobs and dispatches them again.
 
-// runReaper checks the tenant's live jobs every quarter of LostAfter until
-// ctx is done. It needs a broker that can list a work subject's messages
+// runReaper checks the tenant's live jobs every quarter of LostAfter (and
+// of DirectGrace with direct submission) until ctx is done; the first
+// check, at the tenant's start, sweeps every direct job (direct.go). It
+// needs a broker that can list a work subject's messages
 // (queue.WorkLister); on others the queue's redelivery is all there is.
 func (e *Engine) runReaper(ctx context.Context, t *tenants.Tenant) {
 	lister, ok := e.broker.(queue.WorkLister)
-	if !ok || e.opts.LostAfter <= 0 {
+	if !ok || (e.opts.LostAfter <= 0 && !e.direct) {
 		return
 	}
-	tick := time.NewTicker(max(e.opts.LostAfter/4, 50*time.Millisecond))
+	every := e.opts.LostAfter / 4
+	if e.direct && (every <= 0 || every > e.opts.DirectGrace/4) {
+		every = e.opts.DirectGrace / 4
+	}
+	tick := time.NewTicker(max(every, 50*time.Millisecond))
 	defer tick.Stop()
-	for {
+	for start := true; ; start = false {
+		if err := e.reap(ctx, t, lister, start); err != nil && ctx.Err() == nil {
+			e.log.Warn("lost job check failed", "tenant", t.Name, "error", err)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-		}
-		if err := e.reap(ctx, t, lister); err != nil && ctx.Err() == nil {
-			e.log.Warn("lost job check failed", "tenant", t.Name, "error", err)
 		}
 	}
 }
@@ -51,20 +57,35 @@ func (e *Engine) runReaper(ctx context.Context, t *tenants.Tenant) {
 //     dispatched as the next attempt;
 //   - QUEUED after such a move, with that dispatch not on the queue (the
 //     publish failed): dispatched again (same deduplication id).
-func (e *Engine) reap(ctx context.Context, t *tenants.Tenant, lister queue.WorkLister) error {
+//
+// With direct submission, the same pass finds the direct jobs whose
+// dispatch may be missing (direct.go); start is the tenant's first pass.
+func (e *Engine) reap(ctx context.Context, t *tenants.Tenant, lister queue.WorkLister, start bool) error {
 	now := e.now()
-	var candidates []*jobs.Record
+	lost := e.opts.LostAfter > 0
+	var candidates, direct []*jobs.Record
+	var ds *directState
+	if e.direct {
+		ds = e.directStateOf(t)
+	}
 	err := t.Jobs.List(ctx, func(r *jobs.Record) bool {
 		switch {
-		case r.State == jobs.StateRunning && now.Sub(r.UpdatedAt) > e.opts.LostAfter && e.runnerSilent(t, r, now):
+		case lost && r.State == jobs.StateRunning && now.Sub(r.UpdatedAt) > e.opts.LostAfter && e.runnerSilent(t, r, now):
 			candidates = append(candidates, r)
-		case r.State == jobs.StateQueued && !r.Held && !r.Gated && r.Redispatched > 0 && r.Redispatched == r.Attempt+1:
+		case lost && r.State == jobs.StateQueued && !r.Held && !r.Gated && r.Redispatched > 0 && r.Redispatched == r.Attempt+1:
 			candidates = append(candidates, r)
+		case ds != nil && undispatched(r) && ds.due(r, now, e.opts.DirectGrace, start):
+			direct = append(direct, r)
 		}
 		return ctx.Err() == nil
 	})
 	if err != nil {
 		return err
+	}
+	if ds != nil {
+		if err := e.sweepDirect(ctx, t, lister, direct, now); err != nil {
+			return err
+		}
 	}
 	for _, r := range candidates {
 		queued, err := e.workQueued(ctx, t, lister, r)

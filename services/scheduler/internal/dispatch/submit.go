@@ -96,9 +96,16 @@ func submitID(m *jobsv1.SubmitJob, data []byte) (string, error) {
 // createRecord validates the spec and stores the job's first record:
 // QUEUED (held when the pool is paused), or FAILED when the spec is invalid.
 func (e *Engine) createRecord(ctx context.Context, t *tenants.Tenant, id string, spec *jobsv1.JobSpec, user, traceID string) (*jobs.Record, error) {
+	norm, verr := jobs.NormalizeSpec(spec, e.opts.Policy)
+	return e.storeRecord(ctx, t, id, spec, norm, verr, user, traceID, false)
+}
+
+// storeRecord stores the first record of a job whose spec was normalised
+// to norm, or failed to with verr; direct marks a job the API created
+// itself (direct.go).
+func (e *Engine) storeRecord(ctx context.Context, t *tenants.Tenant, id string, spec, norm *jobsv1.JobSpec, verr error, user, traceID string, direct bool) (*jobs.Record, error) {
 	now := e.now()
 	var rec *jobs.Record
-	norm, verr := jobs.NormalizeSpec(spec, e.opts.Policy)
 	if verr == nil && user != "" {
 		verr = directory.CheckUserID(user, "user")
 	}
@@ -118,6 +125,7 @@ func (e *Engine) createRecord(ctx context.Context, t *tenants.Tenant, id string,
 		rec.TraceID = tid
 	}
 	rec.User = user
+	rec.Direct = direct && verr == nil
 	if err := t.Jobs.Create(ctx, rec); err != nil {
 		return nil, err
 	}

@@ -71,6 +71,11 @@ type Record struct {
 	// was gone (0 when it never did). While the record is QUEUED with
 	// Redispatched = Attempt + 1, that message is due on the queue.
 	Redispatched int `json:"redispatched,omitempty"`
+	// Direct is true for a job the API created and dispatched itself
+	// (no SubmitJob on the queue to submit it again): while it is QUEUED
+	// and has not run, the scheduler's sweep makes sure its dispatch was
+	// published (dispatch/direct.go).
+	Direct bool `json:"direct,omitempty"`
 
 	CreatedAt  time.Time  `json:"created_at"`
 	UpdatedAt  time.Time  `json:"updated_at"`
@@ -151,12 +156,13 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 
 // Public returns a copy of r without its attempt token, for the API: the
 // token authenticates the runner's events and is shown to no one else
-// (nor is ReissuedFor, a bookkeeping id).
+// (nor are ReissuedFor and Direct, bookkeeping).
 func (r *Record) Public() *Record {
 	c := *r
 	c.AttemptToken = ""
 	c.ReissuedFor = ""
 	c.TraceContext = nil
+	c.Direct = false
 	return &c
 }
 

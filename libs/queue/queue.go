@@ -302,10 +302,12 @@ type WorkLister interface {
 
 // Deduplicator is implemented by brokers that drop a message whose
 // DedupeID they stored within a window, whichever process publishes it
-// and whether or not the first message was consumed since (natsjs; SQS
-// standard queues remember only per process). The scheduler relies on it
-// to publish a dispatch again when it cannot know whether the first was.
+// and whether or not the first message was consumed since (natsjs, SQS
+// FIFO queues). The scheduler relies on it to publish a dispatch again
+// when it cannot know whether the first was.
 type Deduplicator interface {
-	// DedupeWindow is how long a DedupeID of a work subject is remembered.
+	// DedupeWindow is how long a DedupeID of a work subject is
+	// remembered; 0 when it is not across processes (SQS standard
+	// queues).
 	DedupeWindow() time.Duration
 }

@@ -17,22 +17,27 @@ import (
 // run.
 const restClients = 32
 
-// restPlan sizes the REST runs.
-var restPlan = struct{ burst, inflight int }{burst: 2000, inflight: 300}
+// restPlan sizes the REST runs; SQS (fauxqs) runs one job in flight
+// only, fewer of them.
+var restPlan = struct{ burst, inflight, sqsInflight int }{burst: 2000, inflight: 300, sqsInflight: 100}
 
 // TestRESTPath measures submission through the REST API on JetStream, in
 // one run both ways: the API recording and dispatching the job itself
 // (rest_direct_, api.direct_submit, the default) and the API publishing a
 // SubmitJob and polling for the record (rest_queue_). Figures: the submit's
 // answer time and submit→claimed with one job in flight, and jobs/s and
-// broker writes per job from restClients clients.
+// broker writes per job from restClients clients. On SQS (FIFO queues,
+// rest_sqs_direct_ and rest_sqs_queue_): one job in flight, with the SQS
+// requests per job.
 func TestRESTPath(t *testing.T) {
-	for _, v := range []struct{ prefix, direct string }{
-		{"rest_direct_", "true"},
-		{"rest_queue_", "false"},
+	for _, v := range []struct{ prefix, queue, direct string }{
+		{"rest_direct_", harness.QueueNATS, "true"},
+		{"rest_queue_", harness.QueueNATS, "false"},
+		{"rest_sqs_direct_", harness.QueueSQS, "true"},
+		{"rest_sqs_queue_", harness.QueueSQS, "false"},
 	} {
 		t.Run(v.prefix, func(t *testing.T) {
-			r := newPathRig(t, harness.QueueNATS, map[string]string{"OUTPOST_API_DIRECT_SUBMIT": v.direct},
+			r := newPathRig(t, v.queue, map[string]string{"OUTPOST_API_DIRECT_SUBMIT": v.direct},
 				map[string]string{"OUTPOST_CONCURRENCY": "64"}, 1)
 			api := &testenv.Client{
 				Base: r.stack.API, Token: r.stack.Token, Header: map[string]string{"X-Outpost-Tenant": benchTenant},
@@ -43,7 +48,12 @@ func TestRESTPath(t *testing.T) {
 
 			t.Run("one in flight", func(t *testing.T) {
 				var answered, claimed []time.Duration
-				for range restPlan.inflight {
+				n := restPlan.inflight
+				if v.queue == harness.QueueSQS {
+					n = restPlan.sqsInflight
+				}
+				reqBefore := r.sqsRequests()
+				for range n {
 					id := r.restSubmit(t, api)
 					answered = append(answered, r.answeredAfter(id))
 					c, _ := r.latencies([]string{id}, time.Minute)
@@ -54,7 +64,11 @@ func TestRESTPath(t *testing.T) {
 				record(name+"answered_p99_ms", ms(percentile(answered, 99)))
 				record(name+"submit_to_claimed_p50_ms", ms(percentile(claimed, 50)))
 				record(name+"submit_to_claimed_p99_ms", ms(percentile(claimed, 99)))
+				r.recordRequests(name, reqBefore, n)
 			})
+			if v.queue == harness.QueueSQS {
+				return
+			}
 
 			t.Run("throughput", func(t *testing.T) {
 				n := restPlan.burst

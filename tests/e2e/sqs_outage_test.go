@@ -30,7 +30,8 @@ func readyzCode(base string) int {
 // again on the same endpoint with the queues and messages it had written
 // through to disk, as SQS keeps them through an outage): the scheduler and
 // the runner report not-ready while it is gone and ready once it is back,
-// and every job accepted before or after ends terminal exactly once.
+// and every job accepted before, during or after ends terminal exactly
+// once.
 func TestSQSOutageIsNotReadyAndLosesNothing(t *testing.T) {
 	opts := sqsStackOptions(nil)
 	opts.SQSPersist = true
@@ -79,6 +80,13 @@ func TestSQSOutageIsNotReadyAndLosesNothing(t *testing.T) {
 		require.Eventually(t, func() bool { return readyzCode(base) == http.StatusServiceUnavailable },
 			20*time.Second, 100*time.Millisecond, "%s stays ready while SQS does not answer", name)
 	}
+
+	// A job submitted while SQS is gone is accepted: its record is on
+	// JetStream, and the scheduler dispatches it once SQS is back.
+	during := submit("during-0", "0")
+	names[during] = "during-0"
+	ids = append(ids, during)
+	require.Equal(t, "QUEUED", c.Get(during).State)
 
 	require.NoError(t, s.SQS.Process.Restart())
 	require.NoError(t, s.SQS.Process.WaitReady(30*time.Second, s.SQS.Ready()))

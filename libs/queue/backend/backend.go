@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -202,6 +203,15 @@ func (s *split) EnsureTenant(ctx context.Context, tenant string, limits queue.Te
 		return err
 	}
 	return s.work.EnsureTenant(ctx, tenant, limits)
+}
+
+// DedupeWindow implements queue.Deduplicator for what is published: the
+// work broker's window (0 when it has none).
+func (s *split) DedupeWindow() time.Duration {
+	if d, ok := s.work.(queue.Deduplicator); ok {
+		return d.DedupeWindow()
+	}
+	return 0
 }
 
 func (s *split) Publish(ctx context.Context, msg queue.Message) error {

@@ -414,6 +414,19 @@ func (b *Broker) MaxPayload() int { return b.cfg.MaxPayload }
 // FIFO reports whether the broker uses FIFO queues.
 func (b *Broker) FIFO() bool { return b.fifo }
 
+// DedupeWindow implements queue.Deduplicator: FIFO queues drop a repeated
+// DedupeID for 5 minutes whichever process sends it; standard queues
+// remember one per process only, which is no window at all (0).
+func (b *Broker) DedupeWindow() time.Duration {
+	if b.fifo {
+		return fifoDedupeWindow
+	}
+	return 0
+}
+
+// fifoDedupeWindow is SQS's deduplication interval of FIFO queues.
+const fifoDedupeWindow = 5 * time.Minute
+
 // Requests returns how many SQS requests the broker made so far, by
 // operation: the figure that sets the AWS bill. Retries count.
 func (b *Broker) Requests() RequestCounts {

@@ -44,7 +44,6 @@ func (f *fakeEngine) Create(ctx context.Context, t *tenants.Tenant, id string, s
 	if f.err != nil {
 		return nil, false, f.err
 	}
-	f.submitted = append(f.submitted, spec)
 	rec := jobs.NewRecord(id, t.Name, spec, t0, false)
 	if err := t.Jobs.Create(ctx, rec); errors.Is(err, jobs.ErrExists) {
 		rec, err = t.Jobs.Get(ctx, id)
@@ -52,6 +51,7 @@ func (f *fakeEngine) Create(ctx context.Context, t *tenants.Tenant, id string, s
 	} else if err != nil {
 		return nil, false, err
 	}
+	f.submitted = append(f.submitted, spec)
 	return rec, true, nil
 }
 

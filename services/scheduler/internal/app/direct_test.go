@@ -16,8 +16,8 @@ import (
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
 )
 
-// directGrace is the tests' api.direct_grace: the sweep looks every
-// quarter of it.
+// directGrace is the tests' api.direct_grace: the sweep looks every half
+// of it.
 const directGrace = time.Second
 
 func withDirectGrace(c *config.Config) { c.API.DirectGrace = directGrace }

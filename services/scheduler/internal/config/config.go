@@ -137,7 +137,8 @@ type API struct {
 	SubmitWait time.Duration `yaml:"submit_wait" env:"OUTPOST_API_SUBMIT_WAIT"`
 	// DirectSubmit lets POST /api/v1/jobs create the record and dispatch
 	// the job itself instead of publishing a SubmitJob, where the broker
-	// allows it (JetStream); SubmitWait then does not apply.
+	// allows it (JetStream, SQS FIFO queues); SubmitWait then does not
+	// apply.
 	DirectSubmit bool `yaml:"direct_submit" env:"OUTPOST_API_DIRECT_SUBMIT"`
 	// DirectGrace is how long a directly submitted job may stay QUEUED
 	// before the scheduler makes sure its dispatch was published (it was

@@ -40,17 +40,21 @@ import (
 //     replica that starts again covers the time every replica was down.
 //
 // Publishing again is safe within the broker's deduplication window
-// (queue.Deduplicator): the dispatch's id is "dispatch/<job id>", so the
-// broker drops it if the first was published, even if a runner took and
-// acknowledged it since (a job whose statuses have not been applied yet).
-// Past the window, which only a start sees, the job is dispatched again
-// only if its pool's queue does not hold its message (queue.WorkLister).
-// A job run and acknowledged while no scheduler could apply its statuses
-// for longer than the window would then run again, as a SubmitJob
-// redelivered after the window would make it on the queue-driven path.
+// (queue.Deduplicator: 2 minutes on JetStream, 5 on SQS FIFO queues): the
+// dispatch's id is "dispatch/<job id>", so the broker drops it if the
+// first was published, even if a runner took and acknowledged it since (a
+// job whose statuses have not been applied yet). Past the window, which
+// only a start sees (every replica was down longer), the job is
+// dispatched again only if its pool's queue does not hold its message,
+// where the queue can be listed (queue.WorkLister, JetStream); on SQS it
+// is dispatched again. Either may run a job twice in a case the
+// queue-driven path shares, since a SubmitJob redelivered past the window
+// dispatches again too: on JetStream, a job run and acknowledged while no
+// scheduler applied its statuses for longer than the window; on SQS, also
+// a job still waiting on its queue.
 //
-// Direct submission needs both interfaces (JetStream); on SQS the API
-// submits on the queue.
+// SQS standard queues deduplicate per process only: the API submits on
+// the queue there.
 
 // DefaultDirectGrace is the default of Options.DirectGrace.
 const DefaultDirectGrace = 10 * time.Second
@@ -203,6 +207,15 @@ func (e *Engine) sweepDirect(ctx context.Context, t *tenants.Tenant, lister queu
 		e.directAgain(ctx, t, s, r)
 	}
 	if len(old) == 0 {
+		return nil
+	}
+	if lister == nil {
+		// A queue that cannot be listed (SQS): dispatched, as a SubmitJob
+		// redelivered past the window would be.
+		for _, r := range old {
+			e.log.Warn("direct job past the deduplication window dispatched again", "tenant", t.Name, "job_id", r.ID, "created_at", r.CreatedAt)
+			e.directAgain(ctx, t, s, r)
+		}
 		return nil
 	}
 	// Past the window: only the jobs their pool's queue does not hold.

@@ -97,9 +97,9 @@ type Options struct {
 	// the runners' ack wait and heartbeat interval.
 	LostAfter time.Duration
 	// DirectSubmit lets the API create and dispatch jobs itself (direct.go)
-	// where the broker allows it safely (queue.WorkLister and
-	// queue.Deduplicator with a window past DirectGrace and the sweep's
-	// band); DirectSubmit() tells whether it is on.
+	// where the broker allows it safely (queue.Deduplicator with a window
+	// past DirectGrace and the sweep's band: JetStream, SQS FIFO queues);
+	// DirectSubmit() tells whether it is on.
 	DirectSubmit bool
 	// DirectGrace is how long a direct job may stay QUEUED before the
 	// sweep makes sure its dispatch was published; 0 means
@@ -166,8 +166,7 @@ func New(broker Broker, opts Options) *Engine {
 		opts.DirectGrace = DefaultDirectGrace
 	}
 	e := &Engine{broker: broker, subjects: opts.Subjects, opts: opts, m: opts.Metrics, log: opts.Logger, now: opts.Now}
-	_, lists := broker.(queue.WorkLister)
-	if d, ok := broker.(queue.Deduplicator); ok && lists && opts.DirectSubmit {
+	if d, ok := broker.(queue.Deduplicator); ok && opts.DirectSubmit {
 		e.dedupeWindow = d.DedupeWindow()
 		e.direct = e.dedupeWindow >= opts.DirectGrace+directBand+directMargin
 	}

@@ -21,19 +21,23 @@ import (
 // would ever run the job again once the runner of the current attempt
 // dies. The reaper finds such jobs and dispatches them again.
 
-// runReaper checks the tenant's live jobs every quarter of LostAfter (and
-// of DirectGrace with direct submission) until ctx is done; the first
-// check, at the tenant's start, sweeps every direct job (direct.go). It
-// needs a broker that can list a work subject's messages
+// runReaper checks the tenant's live jobs every quarter of LostAfter (at
+// most half DirectGrace with direct submission: the defaults give the same
+// 5s, so listing the records costs no more) until ctx is done; the first
+// check, at the tenant's start, sweeps every direct job (direct.go). Lost
+// jobs need a broker that can list a work subject's messages
 // (queue.WorkLister); on others the queue's redelivery is all there is.
 func (e *Engine) runReaper(ctx context.Context, t *tenants.Tenant) {
-	lister, ok := e.broker.(queue.WorkLister)
-	if !ok || (e.opts.LostAfter <= 0 && !e.direct) {
+	lister, _ := e.broker.(queue.WorkLister)
+	if (lister == nil || e.opts.LostAfter <= 0) && !e.direct {
 		return
 	}
 	every := e.opts.LostAfter / 4
-	if e.direct && (every <= 0 || every > e.opts.DirectGrace/4) {
-		every = e.opts.DirectGrace / 4
+	if lister == nil {
+		every = 0
+	}
+	if e.direct && (every <= 0 || every > e.opts.DirectGrace/2) {
+		every = e.opts.DirectGrace / 2
 	}
 	tick := time.NewTicker(max(every, 50*time.Millisecond))
 	defer tick.Stop()
@@ -60,9 +64,11 @@ func (e *Engine) runReaper(ctx context.Context, t *tenants.Tenant) {
 //
 // With direct submission, the same pass finds the direct jobs whose
 // dispatch may be missing (direct.go); start is the tenant's first pass.
+// lister is nil where the broker cannot list (SQS): then only the direct
+// jobs are looked at.
 func (e *Engine) reap(ctx context.Context, t *tenants.Tenant, lister queue.WorkLister, start bool) error {
 	now := e.now()
-	lost := e.opts.LostAfter > 0
+	lost := lister != nil && e.opts.LostAfter > 0
 	var candidates, direct []*jobs.Record
 	var ds *directState
 	if e.direct {

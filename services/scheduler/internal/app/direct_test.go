@@ -96,6 +96,8 @@ func TestDirectDispatchRetried(t *testing.T) {
 	require.Equal(t, http.StatusTooManyRequests, code, string(out))
 	code, _ = e.do("GET", "/api/v1/jobs/d3", "", nil)
 	require.Equal(t, http.StatusNotFound, code)
+	code, out = e.do("POST", "/api/v1/jobs", "", noopJob(map[string]any{"id": "d2"}))
+	require.Equal(t, http.StatusOK, code, "a job that exists is answered meanwhile: %s", out)
 	require.Never(t, func() bool { return len(r.deliveries) > 0 }, 2*directGrace, 50*time.Millisecond, "dispatched while the queue was full")
 	require.Equal(t, "QUEUED", e.job("", "d2").State)
 

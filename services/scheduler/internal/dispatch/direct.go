@@ -122,6 +122,10 @@ func (e *Engine) Create(ctx context.Context, t *tenants.Tenant, id string, spec 
 	defer rspan.End()
 	s := e.directStateOf(t)
 	if s.isFull() {
+		// A job that exists is still answered with its record.
+		if rec, err := t.Jobs.Get(ctx, id); err == nil {
+			return rec, false, nil
+		}
 		return nil, false, fmt.Errorf("%w: the tenant's queue is full", queue.ErrLimitExceeded)
 	}
 	rec, err := e.storeRecord(ctx, t, id, spec, spec, nil, directory.UserOf(auth.PrincipalFrom(ctx)), "", true)

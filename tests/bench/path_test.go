@@ -79,7 +79,7 @@ func newPathRig(t *testing.T, queueKind string, env, runnerEnv map[string]string
 	require.NoError(t, err)
 	r := &pathRig{
 		t: t, queue: queueKind, stack: stack, runners: procs, nc: nc, js: js, subs: queue.NewSubjects(""),
-		submitted: map[string]time.Time{}, running: map[string]chan time.Time{}, done: map[string]chan time.Time{},
+		submitted: map[string]time.Time{}, answered: map[string]time.Duration{}, running: map[string]chan time.Time{}, done: map[string]chan time.Time{},
 	}
 	if queueKind == harness.QueueSQS {
 		// The submitter batches like the services do.

@@ -123,9 +123,6 @@ func (r *pathRig) restSubmit(t *testing.T, api *testenv.Client) string {
 		t.Errorf("submit %s: %d %s %v", id, code, body, err)
 	}
 	r.mu.Lock()
-	if r.answered == nil {
-		r.answered = map[string]time.Duration{}
-	}
 	r.answered[id] = answered
 	r.mu.Unlock()
 	return id

@@ -59,18 +59,20 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) 
 	id := req.ID
 	if id == "" {
 		id = jobs.NewID(a.now())
-	} else if a.engine.DirectSubmit() {
-		// Create answers an id that exists with its record: no read first.
-	} else if rec, err := t.Jobs.Get(r.Context(), id); err == nil {
-		httpjson.WriteJSON(w, http.StatusOK, rec.Public())
-		return
-	} else if !errors.Is(err, jobs.ErrNotFound) {
-		a.internal(w, r, "get job", err)
-		return
 	}
 	if a.engine.DirectSubmit() {
+		// Create answers an id that exists with its record: no read first.
 		a.submitDirect(w, r, t, id, spec)
 		return
+	}
+	if req.ID != "" {
+		if rec, err := t.Jobs.Get(r.Context(), id); err == nil {
+			httpjson.WriteJSON(w, http.StatusOK, rec.Public())
+			return
+		} else if !errors.Is(err, jobs.ErrNotFound) {
+			a.internal(w, r, "get job", err)
+			return
+		}
 	}
 	sctx, cancel := context.WithTimeout(r.Context(), submitPublishWait)
 	err = a.engine.Submit(sctx, t, id, spec)

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/libs/auth"
-	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/telemetry"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
@@ -99,8 +98,9 @@ func (s *directState) isFull() bool {
 }
 
 func (e *Engine) directStateOf(t *tenants.Tenant) *directState {
-	s, _ := e.directs.LoadOrStore(t.Name, &directState{retry: map[string]struct{}{}, swept: map[string]time.Time{}})
-	return s.(*directState)
+	return tenantState(&e.directs, t, func() *directState {
+		return &directState{retry: map[string]struct{}{}, swept: map[string]time.Time{}}
+	})
 }
 
 // DirectSubmit reports whether the API creates and dispatches jobs itself
@@ -231,13 +231,7 @@ func (e *Engine) sweepDirect(ctx context.Context, t *tenants.Tenant, lister queu
 		byPool[r.Pool][r.ID] = r
 	}
 	for pool, want := range byPool {
-		err := lister.ListWork(ctx, e.subjects.Jobs(t.Name, pool), func(m queue.StreamMessage) bool {
-			if job, err := events.DecodeAs[*jobsv1.JobDispatched](m.Header, m.Data); err == nil {
-				delete(want, job.GetJobId())
-			}
-			return len(want) > 0
-		})
-		if err != nil {
+		if err := e.dropQueued(ctx, t, lister, pool, want); err != nil {
 			return err
 		}
 		for _, r := range want {

@@ -169,8 +169,22 @@ func New(broker Broker, opts Options) *Engine {
 	if d, ok := broker.(queue.Deduplicator); ok && opts.DirectSubmit {
 		e.dedupeWindow = d.DedupeWindow()
 		e.direct = e.dedupeWindow >= opts.DirectGrace+directBand+directMargin
+		if !e.direct {
+			e.log.Info("direct submit off: the broker's deduplication window is too short for the dispatch sweep",
+				"window", e.dedupeWindow, "needed", opts.DirectGrace+directBand+directMargin)
+		}
 	}
 	return e
+}
+
+// tenantState returns t's entry of m, made by mk the first time: called
+// per job, it allocates nothing once the entry exists.
+func tenantState[T any](m *sync.Map, t *tenants.Tenant, mk func() *T) *T {
+	if s, ok := m.Load(t.Name); ok {
+		return s.(*T)
+	}
+	s, _ := m.LoadOrStore(t.Name, mk())
+	return s.(*T)
 }
 
 // ensurePool runs EnsurePool once per pool of a tenant (again after a

@@ -39,8 +39,7 @@ type limitState struct {
 }
 
 func (e *Engine) limitStateOf(t *tenants.Tenant) *limitState {
-	s, _ := e.limits.LoadOrStore(t.Name, &limitState{kick: make(chan struct{}, 1), active: true})
-	return s.(*limitState)
+	return tenantState(&e.limits, t, func() *limitState { return &limitState{kick: make(chan struct{}, 1), active: true} })
 }
 
 // jobEnded is called when a job of t reaches a terminal state through this

@@ -140,18 +140,27 @@ func (e *Engine) runnerSilent(t *tenants.Tenant, r *jobs.Record, now time.Time) 
 // workQueued reports whether the pool's queue still holds a work message
 // of r's job (waiting, being handled, or waiting for its retry).
 func (e *Engine) workQueued(ctx context.Context, t *tenants.Tenant, lister queue.WorkLister, r *jobs.Record) (bool, error) {
-	found := false
-	err := lister.ListWork(ctx, e.subjects.Jobs(t.Name, r.Pool), func(m queue.StreamMessage) bool {
-		job, err := events.DecodeAs[*jobsv1.JobDispatched](m.Header, m.Data)
-		if err == nil && job.GetJobId() == r.ID {
-			found = true
+	want := map[string]*jobs.Record{r.ID: r}
+	if err := e.dropQueued(ctx, t, lister, r.Pool, want); err != nil {
+		return false, err
+	}
+	return len(want) == 0, nil
+}
+
+// dropQueued removes from want (by job id) the jobs whose work message the
+// pool's queue still holds, in one pass over the queue that stops once
+// want is empty.
+func (e *Engine) dropQueued(ctx context.Context, t *tenants.Tenant, lister queue.WorkLister, pool string, want map[string]*jobs.Record) error {
+	err := lister.ListWork(ctx, e.subjects.Jobs(t.Name, pool), func(m queue.StreamMessage) bool {
+		if job, err := events.DecodeAs[*jobsv1.JobDispatched](m.Header, m.Data); err == nil {
+			delete(want, job.GetJobId())
 		}
-		return !found
+		return len(want) > 0
 	})
 	if err != nil {
-		return false, fmt.Errorf("look for the work message of job %s: %w", r.ID, err)
+		return fmt.Errorf("look for the work messages of pool %s: %w", pool, err)
 	}
-	return found, nil
+	return nil
 }
 
 // redispatch puts r on its pool's queue as attempt r.Redispatched, with

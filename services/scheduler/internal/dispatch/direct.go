@@ -35,8 +35,9 @@ import (
 //   - every replica's sweep publishes again, once, the dispatch of each
 //     direct job QUEUED for between DirectGrace and DirectGrace+directBand:
 //     the replicas that live cover one that died mid-submit;
-//   - a tenant's start does it for every such job whatever its age: a
-//     replica that starts again covers the time every replica was down.
+//   - a tenant's start does it for every such job QUEUED past DirectGrace,
+//     however long: a replica that starts again covers the time every
+//     replica was down.
 //
 // Publishing again is safe within the broker's deduplication window
 // (queue.Deduplicator: 2 minutes on JetStream, 5 on SQS FIFO queues): the

@@ -412,9 +412,16 @@ func (c *Conn) waitConnected(ctx context.Context) error {
 	return nil
 }
 
+// jetStreamGrace is how long Connect keeps asking a server that answers
+// that JetStream is not enabled: a cluster node still starting answers so
+// for a moment, a server without JetStream for ever.
+var jetStreamGrace = 10 * time.Second
+
 // waitJetStream checks that JetStream answers; a cluster that is still
-// electing its meta leader gets until ctx is done.
+// electing its meta leader gets until ctx is done, one whose node says
+// JetStream is not enabled gets jetStreamGrace.
 func (c *Conn) waitJetStream(ctx context.Context) error {
+	var notEnabledSince time.Time
 	for {
 		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		_, err := c.js.AccountInfo(actx)
@@ -423,7 +430,14 @@ func (c *Conn) waitJetStream(ctx context.Context) error {
 		case err == nil:
 			return nil
 		case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
-			return fmt.Errorf("natsjs: %w", err)
+			if notEnabledSince.IsZero() {
+				notEnabledSince = time.Now()
+			}
+			if time.Since(notEnabledSince) >= jetStreamGrace {
+				return fmt.Errorf("natsjs: %w", err)
+			}
+		default:
+			notEnabledSince = time.Time{}
 		}
 		select {
 		case <-ctx.Done():

@@ -776,8 +776,15 @@ type JobDispatched struct {
 	// control plane (dead letter) past it; the control plane, which counts
 	// the attempts that really started, fails the job or dispatches it again.
 	StartedAttempts uint32 `protobuf:"varint,50,opt,name=started_attempts,json=startedAttempts,proto3" json:"started_attempts,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The most bytes (the encoded LogChunk) of an attempt's log lines the
+	// runner may send inside the attempt's outcome (JobStatus.logs) instead
+	// of on the job's log subject, when the attempt published none before:
+	// a short job then costs the broker one event less. 0 (a control plane
+	// that does not read JobStatus.logs) means every line goes to the log
+	// subject.
+	InlineLogsMax uint32 `protobuf:"varint,51,opt,name=inline_logs_max,json=inlineLogsMax,proto3" json:"inline_logs_max,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobDispatched) Reset() {
@@ -862,6 +869,13 @@ func (x *JobDispatched) GetUser() string {
 func (x *JobDispatched) GetStartedAttempts() uint32 {
 	if x != nil {
 		return x.StartedAttempts
+	}
+	return 0
+}
+
+func (x *JobDispatched) GetInlineLogsMax() uint32 {
+	if x != nil {
+		return x.InlineLogsMax
 	}
 	return 0
 }
@@ -955,7 +969,13 @@ type JobStatus struct {
 	RetryAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=retry_at,json=retryAt,proto3" json:"retry_at,omitempty"`
 	Result  *JobResult             `protobuf:"bytes,7,opt,name=result,proto3" json:"result,omitempty"`
 	// The attempt token of the JobDispatched this status reports on.
-	AttemptToken  string `protobuf:"bytes,8,opt,name=attempt_token,json=attemptToken,proto3" json:"attempt_token,omitempty"`
+	AttemptToken string `protobuf:"bytes,8,opt,name=attempt_token,json=attemptToken,proto3" json:"attempt_token,omitempty"`
+	// The attempt's log lines, on an outcome (a terminal state, or QUEUED
+	// for a retry) whose attempt published no LogChunk, when they fit in the
+	// dispatch's inline_logs_max. The scheduler keeps them with the job and
+	// the logs API shows them with the chunks of the log subject. Only the
+	// lines, first_seq and attempt_token are set.
+	Logs          *LogChunk `protobuf:"bytes,9,opt,name=logs,proto3" json:"logs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1044,6 +1064,13 @@ func (x *JobStatus) GetAttemptToken() string {
 		return x.AttemptToken
 	}
 	return ""
+}
+
+func (x *JobStatus) GetLogs() *LogChunk {
+	if x != nil {
+		return x.Logs
+	}
+	return nil
 }
 
 // LogLine is one line a task wrote.
@@ -1405,7 +1432,7 @@ const file_outpost_jobs_v1_jobs_proto_rawDesc = "" +
 	"\benvelope\x18\x01 \x01(\v2\x1b.outpost.common.v1.EnvelopeR\benvelope\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12,\n" +
 	"\x04spec\x18\x03 \x01(\v2\x18.outpost.jobs.v1.JobSpecR\x04spec\x12\x12\n" +
-	"\x04user\x18\x04 \x01(\tR\x04user\"\xec\x02\n" +
+	"\x04user\x18\x04 \x01(\tR\x04user\"\x94\x03\n" +
 	"\rJobDispatched\x127\n" +
 	"\benvelope\x18\x01 \x01(\v2\x1b.outpost.common.v1.EnvelopeR\benvelope\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12,\n" +
@@ -1414,7 +1441,8 @@ const file_outpost_jobs_v1_jobs_proto_rawDesc = "" +
 	"\tsignature\x18\x05 \x01(\v2\x1c.outpost.common.v1.SignatureR\tsignature\x12#\n" +
 	"\rattempt_token\x18\x06 \x01(\tR\fattemptToken\x12\x12\n" +
 	"\x04user\x18\x14 \x01(\tR\x04user\x12)\n" +
-	"\x10started_attempts\x182 \x01(\rR\x0fstartedAttempts\"\x85\x02\n" +
+	"\x10started_attempts\x182 \x01(\rR\x0fstartedAttempts\x12&\n" +
+	"\x0finline_logs_max\x183 \x01(\rR\rinlineLogsMax\"\x85\x02\n" +
 	"\tJobResult\x12\x1b\n" +
 	"\texit_code\x18\x01 \x01(\x05R\bexitCode\x125\n" +
 	"\bduration\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12A\n" +
@@ -1422,7 +1450,7 @@ const file_outpost_jobs_v1_jobs_proto_rawDesc = "" +
 	"\x0erecord_batches\x18< \x01(\rR\rrecordBatches\x1a:\n" +
 	"\fOutputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd1\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x80\x03\n" +
 	"\tJobStatus\x127\n" +
 	"\benvelope\x18\x01 \x01(\v2\x1b.outpost.common.v1.EnvelopeR\benvelope\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12/\n" +
@@ -1431,7 +1459,8 @@ const file_outpost_jobs_v1_jobs_proto_rawDesc = "" +
 	"\trunner_id\x18\x05 \x01(\tR\brunnerId\x125\n" +
 	"\bretry_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\aretryAt\x122\n" +
 	"\x06result\x18\a \x01(\v2\x1a.outpost.jobs.v1.JobResultR\x06result\x12#\n" +
-	"\rattempt_token\x18\b \x01(\tR\fattemptToken\"e\n" +
+	"\rattempt_token\x18\b \x01(\tR\fattemptToken\x12-\n" +
+	"\x04logs\x18\t \x01(\v2\x19.outpost.jobs.v1.LogChunkR\x04logs\"e\n" +
 	"\aLogLine\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\tR\x06stream\x12\x12\n" +
@@ -1536,16 +1565,17 @@ var file_outpost_jobs_v1_jobs_proto_depIdxs = []int32{
 	0,  // 26: outpost.jobs.v1.JobStatus.state:type_name -> outpost.jobs.v1.JobState
 	24, // 27: outpost.jobs.v1.JobStatus.retry_at:type_name -> google.protobuf.Timestamp
 	10, // 28: outpost.jobs.v1.JobStatus.result:type_name -> outpost.jobs.v1.JobResult
-	24, // 29: outpost.jobs.v1.LogLine.time:type_name -> google.protobuf.Timestamp
-	23, // 30: outpost.jobs.v1.LogChunk.envelope:type_name -> outpost.common.v1.Envelope
-	12, // 31: outpost.jobs.v1.LogChunk.lines:type_name -> outpost.jobs.v1.LogLine
-	23, // 32: outpost.jobs.v1.CancelJob.envelope:type_name -> outpost.common.v1.Envelope
-	23, // 33: outpost.jobs.v1.RunnerHeartbeat.envelope:type_name -> outpost.common.v1.Envelope
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	13, // 29: outpost.jobs.v1.JobStatus.logs:type_name -> outpost.jobs.v1.LogChunk
+	24, // 30: outpost.jobs.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	23, // 31: outpost.jobs.v1.LogChunk.envelope:type_name -> outpost.common.v1.Envelope
+	12, // 32: outpost.jobs.v1.LogChunk.lines:type_name -> outpost.jobs.v1.LogLine
+	23, // 33: outpost.jobs.v1.CancelJob.envelope:type_name -> outpost.common.v1.Envelope
+	23, // 34: outpost.jobs.v1.RunnerHeartbeat.envelope:type_name -> outpost.common.v1.Envelope
+	35, // [35:35] is the sub-list for method output_type
+	35, // [35:35] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_outpost_jobs_v1_jobs_proto_init() }

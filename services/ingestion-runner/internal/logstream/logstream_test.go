@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/queue"
@@ -239,4 +240,57 @@ func TestStreamerSanitizesAndSurvivesPublishFailure(t *testing.T) {
 	last := chunks[len(chunks)-1]
 	require.Equal(t, []string{"bad \uFFFD byte"}, texts(last.GetLines()))
 	require.Equal(t, uint64(2), last.GetFirstSeq(), "a dropped chunk keeps its numbers")
+}
+
+func TestStreamerCloseInline(t *testing.T) {
+	tests := []struct {
+		name string
+		// lines are logged; flushFirst publishes the first one before
+		// the rest are logged.
+		lines      []string
+		flushFirst bool
+		maxBytes   int
+		wantInline []string
+		wantSent   [][]string
+	}{
+		{name: "short attempt: kept for the outcome", lines: []string{"one", "two"}, maxBytes: 4096, wantInline: []string{"one", "two"}},
+		{name: "inline off", lines: []string{"one"}, maxBytes: 0, wantSent: [][]string{{"one"}}},
+		{name: "too large: published", lines: []string{strings.Repeat("x", 200)}, maxBytes: 100, wantSent: [][]string{{strings.Repeat("x", 200)}}},
+		{name: "a chunk went out before: the rest follows it", lines: []string{"one", "two"}, flushFirst: true, maxBytes: 4096, wantSent: [][]string{{"one"}, {"two"}}},
+		{name: "no lines", maxBytes: 4096},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &recorder{}
+			s := Start(Options{
+				Publisher: rec, Subject: "outpost.acme.job-events.j1.logs", Tenant: "acme", JobID: "j1", Attempt: 1, AttemptToken: "tok-1",
+				Limits: Limits{MaxLines: 100, MaxBytes: 1 << 20, Interval: time.Hour}, MaxLineBytes: 1024,
+			})
+			for i, l := range tt.lines {
+				s.Log(l)
+				if i == 0 && tt.flushFirst {
+					s.mu.Lock()
+					s.enqueueLocked(s.batch.Take())
+					s.mu.Unlock()
+					require.Eventually(t, func() bool { return len(rec.chunks(t)) == 1 }, 5*time.Second, 5*time.Millisecond)
+				}
+			}
+			inline, err := s.CloseInline(context.Background(), tt.maxBytes)
+			require.NoError(t, err)
+			if tt.wantInline == nil {
+				require.Nil(t, inline)
+			} else {
+				require.NotNil(t, inline)
+				require.Equal(t, tt.wantInline, texts(inline.GetLines()))
+				require.Equal(t, uint64(1), inline.GetFirstSeq())
+				require.Equal(t, "tok-1", inline.GetAttemptToken())
+				require.LessOrEqual(t, proto.Size(inline), tt.maxBytes)
+			}
+			var sent [][]string
+			for _, c := range rec.chunks(t) {
+				sent = append(sent, texts(c.GetLines()))
+			}
+			require.Equal(t, tt.wantSent, sent)
+		})
+	}
 }

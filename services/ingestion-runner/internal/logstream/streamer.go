@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/outposthq/outpost/libs/events"
@@ -159,6 +160,17 @@ func (s *Streamer) enqueueLocked(lines []*jobsv1.LogLine) {
 // Close sends the waiting lines and waits until every chunk has been
 // published or ctx is done.
 func (s *Streamer) Close(ctx context.Context) error {
+	_, err := s.CloseInline(ctx, 0)
+	return err
+}
+
+// CloseInline is Close, except that when no chunk was published before
+// and the waiting lines, as one LogChunk, encode to at most maxBytes, they
+// are not published: the chunk is returned, for the caller to send with
+// the attempt's outcome (JobStatus.logs). It returns nil when the lines
+// were published (or there were none); maxBytes 0 never keeps them.
+func (s *Streamer) CloseInline(ctx context.Context, maxBytes int) (*jobsv1.LogChunk, error) {
+	var inline *jobsv1.LogChunk
 	s.mu.Lock()
 	if !s.closed {
 		s.closed = true
@@ -166,6 +178,12 @@ func (s *Streamer) Close(ctx context.Context) error {
 		s.gen++
 		if s.timer != nil {
 			s.timer.Stop()
+		}
+		if len(lines) > 0 && s.first == 1 && maxBytes > 0 {
+			c := &jobsv1.LogChunk{FirstSeq: 1, Lines: lines, AttemptToken: s.opts.AttemptToken}
+			if proto.Size(c) <= maxBytes {
+				inline, lines = c, nil
+			}
 		}
 		if len(lines) > 0 {
 			// Not enqueueLocked: with the broker away the queue may be full,
@@ -180,9 +198,9 @@ func (s *Streamer) Close(ctx context.Context) error {
 	s.mu.Unlock()
 	select {
 	case <-s.done:
-		return nil
+		return inline, nil
 	case <-ctx.Done():
-		return fmt.Errorf("flush job logs: %w", ctx.Err())
+		return inline, fmt.Errorf("flush job logs: %w", ctx.Err())
 	}
 }
 

@@ -189,11 +189,25 @@ func (b *fakeBroker) states(t *testing.T, jobID string) []jobsv1.JobState {
 	return out
 }
 
+// logLines returns the log lines published for jobID: those of its log
+// subject and those its statuses carry, in order.
 func (b *fakeBroker) logLines(t *testing.T, jobID string) []string {
 	t.Helper()
+	subject, inline := b.logLinesBy(t, jobID)
+	return append(subject, inline...)
+}
+
+// logLinesBy returns the log lines of jobID published on its log subject,
+// and those its statuses carry (JobStatus.logs).
+func (b *fakeBroker) logLinesBy(t *testing.T, jobID string) (subject, inline []string) {
+	t.Helper()
+	for _, st := range b.statuses(t, jobID) {
+		for _, l := range st.GetLogs().GetLines() {
+			inline = append(inline, l.GetText())
+		}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var out []string
 	for _, m := range b.published {
 		if m.Subject != "outpost.acme.job-events."+jobID+".logs" {
 			continue
@@ -201,10 +215,10 @@ func (b *fakeBroker) logLines(t *testing.T, jobID string) []string {
 		c, err := events.DecodeAs[*jobsv1.LogChunk](m.Header, m.Data)
 		require.NoError(t, err)
 		for _, l := range c.GetLines() {
-			out = append(out, l.GetText())
+			subject = append(subject, l.GetText())
 		}
 	}
-	return out
+	return subject, inline
 }
 
 func (b *fakeBroker) heartbeats(t *testing.T) []*jobsv1.RunnerHeartbeat {

@@ -411,10 +411,16 @@ func (r *Runner) execute(ctx context.Context, d queue.Delivery, job *jobsv1.JobD
 	}
 	streamer.Log(summary(st, nakDelay))
 	flushCtx, cancelFlush := context.WithTimeout(r.base, logFlushTimeout)
-	if err := streamer.Close(flushCtx); err != nil {
+	// A short attempt's lines ride with its outcome when the control plane
+	// reads them there (the dispatch says how many bytes): one event less
+	// per job. Should the outcome not be stored, the job runs again and
+	// that attempt logs its own lines.
+	inline, err := streamer.CloseInline(flushCtx, int(job.GetInlineLogsMax()))
+	if err != nil {
 		log.Warn("job logs not all published", "error", err)
 	}
 	cancelFlush()
+	st.Logs = inline
 
 	state := strings.TrimPrefix(st.GetState().String(), "JOB_STATE_")
 	<-runningSent
@@ -426,6 +432,9 @@ func (r *Runner) execute(ctx context.Context, d queue.Delivery, job *jobsv1.JobD
 		return settlement{}
 	}
 	stopKeepAlive()
+	if inline != nil {
+		r.metrics.LogLinesSent.Add(float64(len(inline.GetLines())))
+	}
 	done := settlement{op: "ack"}
 	if nak {
 		done = settlement{op: "nak", delay: nakDelay}

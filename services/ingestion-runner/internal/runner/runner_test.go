@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/outposthq/outpost/libs/events"
@@ -174,17 +176,7 @@ func TestJobOutcomes(t *testing.T) {
 			s.Retry = &jobsv1.RetryPolicy{MaxAttempts: max, InitialBackoff: durationpb.New(2 * time.Second)}
 		}
 	}
-	tests := []struct {
-		name       string
-		job        *jobsv1.JobDispatched
-		attempt    int
-		wantOp     string
-		wantDelay  time.Duration
-		wantStates []jobsv1.JobState
-		wantReason string
-		wantLog    string
-		wantLabel  string
-	}{
+	tests := []outcomeCase{
 		{
 			name: "success", job: noopJob("ok", 0, ""), attempt: 1,
 			wantOp: "ack", wantStates: []jobsv1.JobState{running, succeeded}, wantLog: "attempt ended: SUCCEEDED", wantLabel: outcomeSucceeded,
@@ -208,40 +200,84 @@ func TestJobOutcomes(t *testing.T) {
 			name: "timeout", attempt: 1,
 			job:    noopJob("slow", time.Hour, "", func(s *jobsv1.JobSpec) { s.Timeout = durationpb.New(50 * time.Millisecond) }),
 			wantOp: "ack", wantStates: []jobsv1.JobState{running, timedOut}, wantReason: "timed out after 50ms", wantLabel: outcomeTimedOut,
+			longerThanLogInterval: true,
 		},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			h := startRunner(t, nil)
-			d := h.b.deliverJob(t, tt.job, tt.attempt)
-			op, delay, _ := d.wait(t)
-			require.Equal(t, tt.wantOp, op)
-			require.Equal(t, tt.wantDelay, delay)
-			require.Equal(t, tt.wantStates, h.b.states(t, tt.job.GetJobId()))
-			sts := h.b.statuses(t, tt.job.GetJobId())
-			final := sts[len(sts)-1]
-			require.Equal(t, tt.wantReason, final.GetReason())
-			for _, st := range sts {
-				require.Equal(t, uint32(tt.attempt), st.GetEnvelope().GetAttempt())
-				require.Equal(t, "r1", st.GetRunnerId())
-				require.Equal(t, "acme", st.GetEnvelope().GetTenant())
-			}
-			require.Equal(t, tt.job.GetEnvelope().GetTraceId(), final.GetEnvelope().GetTraceId())
-			if tt.wantOp == "nak" {
-				require.WithinDuration(t, time.Now().Add(tt.wantDelay), final.GetRetryAt().AsTime(), 2*time.Second)
-			}
-			require.NotNil(t, final.GetResult().GetDuration())
-			if tt.wantLog != "" {
-				require.Contains(t, h.b.logLines(t, tt.job.GetJobId()), tt.wantLog)
-			}
-			require.Equal(t, 1.0, testutil.ToFloat64(h.metrics.JobsFinished.WithLabelValues(tt.wantLabel)))
-			redelivered := 0.0
-			if tt.attempt > 1 {
-				redelivered = 1
-			}
-			require.Equal(t, redelivered, testutil.ToFloat64(h.metrics.Redeliveries))
-		})
+		// A dispatch that allows inline logs has the attempt's lines ride
+		// with its outcome; one that does not (an older scheduler) has
+		// them on the log subject.
+		for _, inlineMax := range []uint32{0, 4096} {
+			t.Run(fmt.Sprintf("%s/inline_logs_max=%d", tt.name, inlineMax), func(t *testing.T) {
+				job := proto.CloneOf(tt.job)
+				job.InlineLogsMax = inlineMax
+				tt.job = job
+				tt.run(t)
+			})
+		}
 	}
+}
+
+// outcomeCase is a job delivered once and how its attempt must end.
+type outcomeCase struct {
+	name       string
+	job        *jobsv1.JobDispatched
+	attempt    int
+	wantOp     string
+	wantDelay  time.Duration
+	wantStates []jobsv1.JobState
+	wantReason string
+	wantLog    string
+	wantLabel  string
+	// longerThanLogInterval: the attempt's first line went out on the log
+	// subject before it ended, so its last ones follow it there.
+	longerThanLogInterval bool
+}
+
+func (tt outcomeCase) run(t *testing.T) {
+	t.Helper()
+	h := startRunner(t, nil)
+	d := h.b.deliverJob(t, tt.job, tt.attempt)
+	op, delay, _ := d.wait(t)
+	require.Equal(t, tt.wantOp, op)
+	require.Equal(t, tt.wantDelay, delay)
+	require.Equal(t, tt.wantStates, h.b.states(t, tt.job.GetJobId()))
+	sts := h.b.statuses(t, tt.job.GetJobId())
+	final := sts[len(sts)-1]
+	require.Equal(t, tt.wantReason, final.GetReason())
+	for _, st := range sts {
+		require.Equal(t, uint32(tt.attempt), st.GetEnvelope().GetAttempt())
+		require.Equal(t, "r1", st.GetRunnerId())
+		require.Equal(t, "acme", st.GetEnvelope().GetTenant())
+	}
+	require.Equal(t, tt.job.GetEnvelope().GetTraceId(), final.GetEnvelope().GetTraceId())
+	if tt.wantOp == "nak" {
+		require.WithinDuration(t, time.Now().Add(tt.wantDelay), final.GetRetryAt().AsTime(), 2*time.Second)
+	}
+	require.NotNil(t, final.GetResult().GetDuration())
+	subject, inline := h.b.logLinesBy(t, tt.job.GetJobId())
+	if tt.job.GetInlineLogsMax() > 0 && !tt.longerThanLogInterval {
+		require.Empty(t, subject, "a short attempt's lines ride with its outcome")
+		for _, st := range sts[:len(sts)-1] {
+			require.Nil(t, st.GetLogs(), "only the outcome carries lines")
+		}
+		require.Equal(t, uint64(1), final.GetLogs().GetFirstSeq())
+		require.Equal(t, tt.job.GetAttemptToken(), final.GetLogs().GetAttemptToken())
+	} else {
+		require.Empty(t, inline)
+	}
+	lines := append(subject, inline...)
+	require.NotEmpty(t, lines)
+	if tt.wantLog != "" {
+		require.Contains(t, lines, tt.wantLog)
+	}
+	require.Equal(t, float64(len(lines)), testutil.ToFloat64(h.metrics.LogLinesSent))
+	require.Equal(t, 1.0, testutil.ToFloat64(h.metrics.JobsFinished.WithLabelValues(tt.wantLabel)))
+	redelivered := 0.0
+	if tt.attempt > 1 {
+		redelivered = 1
+	}
+	require.Equal(t, redelivered, testutil.ToFloat64(h.metrics.Redeliveries))
 }
 
 func TestPoisonAndExhausted(t *testing.T) {
@@ -384,19 +420,24 @@ func TestSecretsMaskedInLogsReasonAndOutputs(t *testing.T) {
 		_ = w.Close()
 		return tasks.Result{Err: tasks.Permanent(errors.New("login with s3cr3t refused")), Outputs: map[string]string{"token": "s3cr3t"}}
 	})
-	h := startRunnerWith(t, nil, func(r *tasks.Registry) { r.Register("command", leaky) })
-	job := &jobsv1.JobDispatched{JobId: "leak", Spec: &jobsv1.JobSpec{Task: &jobsv1.Task{Kind: &jobsv1.Task_Command{Command: &jobsv1.CommandTask{}}}}}
-	op, _, _ := h.b.deliverJob(t, job, 1).wait(t)
-	require.Equal(t, "ack", op)
-	sts := h.b.statuses(t, "leak")
-	require.Equal(t, []jobsv1.JobState{running, failed}, h.b.states(t, "leak"))
-	require.Equal(t, "login with **** refused", sts[1].GetReason())
-	require.Equal(t, map[string]string{"token": "****"}, sts[1].GetResult().GetOutputs())
-	lines := h.b.logLines(t, "leak")
-	require.Contains(t, lines, "using ****")
-	require.Contains(t, lines, "token=****")
-	for _, l := range lines {
-		require.NotContains(t, l, "s3cr3t")
+	// On the log subject and riding with the outcome alike.
+	for _, inlineMax := range []uint32{0, 4096} {
+		t.Run(fmt.Sprintf("inline_logs_max=%d", inlineMax), func(t *testing.T) {
+			h := startRunnerWith(t, nil, func(r *tasks.Registry) { r.Register("command", leaky) })
+			job := &jobsv1.JobDispatched{JobId: "leak", InlineLogsMax: inlineMax, Spec: &jobsv1.JobSpec{Task: &jobsv1.Task{Kind: &jobsv1.Task_Command{Command: &jobsv1.CommandTask{}}}}}
+			op, _, _ := h.b.deliverJob(t, job, 1).wait(t)
+			require.Equal(t, "ack", op)
+			sts := h.b.statuses(t, "leak")
+			require.Equal(t, []jobsv1.JobState{running, failed}, h.b.states(t, "leak"))
+			require.Equal(t, "login with **** refused", sts[1].GetReason())
+			require.Equal(t, map[string]string{"token": "****"}, sts[1].GetResult().GetOutputs())
+			lines := h.b.logLines(t, "leak")
+			require.Contains(t, lines, "using ****")
+			require.Contains(t, lines, "token=****")
+			for _, l := range lines {
+				require.NotContains(t, l, "s3cr3t")
+			}
+		})
 	}
 }
 

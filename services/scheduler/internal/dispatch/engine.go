@@ -334,6 +334,9 @@ func (e *Engine) jobMessage(ctx context.Context, t *tenants.Tenant, r *jobs.Reco
 		User: r.User,
 		// The budget the runner checks the deliveries against.
 		StartedAttempts: uint32(max(r.Started, 0)),
+		// A short attempt's lines ride with its outcome (applyJobStatus
+		// keeps them with the record).
+		InlineLogsMax: jobs.InlineLogsMax,
 	}
 	if e.opts.Signer != nil {
 		b := signing.Binding{Tenant: t.Name, Scope: signing.PoolScope(r.Pool), Subject: r.ID, Attempt: uint32(attempt)}

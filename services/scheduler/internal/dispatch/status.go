@@ -9,6 +9,9 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/queue"
@@ -87,6 +90,8 @@ type statusItem struct {
 	// batches is how many JobRecords batches the attempt sent before a
 	// terminal status (JobResult.record_batches); 0 waits for none.
 	batches int
+	// logs are the attempt's lines its outcome carries (JobStatus.logs).
+	logs *jobsv1.LogChunk
 }
 
 // settlements holds the settles of a batch's deliveries, run together once
@@ -198,6 +203,9 @@ func decodeStatus(d queue.Delivery) (string, statusItem, error) {
 	if err := ev.Check(); err != nil {
 		return "", statusItem{}, fmt.Errorf("%w: %w", events.ErrMalformed, err)
 	}
+	if len(m.GetLogs().GetLines()) > 0 {
+		it.logs = m.Logs
+	}
 	it.ev = ev
 	return m.JobId, it, nil
 }
@@ -214,12 +222,15 @@ func (e *Engine) applyJobStatus(ctx context.Context, t *tenants.Tenant, id strin
 		// ended (cancelled, or finished by an attempt they did not know
 		// was superseded): each of them is told to stop it.
 		stop []jobs.Event
-		now  = e.now()
+		// unkept holds the items whose inline logs the record cannot
+		// keep: they are published on the job's log subject instead.
+		unkept []statusItem
+		now    = e.now()
 	)
 	ctx, span := statusSpan(ctx, t, id, items)
 	defer span.End()
 	rec, changed, err := t.Jobs.Update(ctx, id, func(r *jobs.Record) (bool, error) {
-		results, stop, applied, forged = results[:0], stop[:0], applied[:0], forged[:0]
+		results, stop, applied, forged, unkept = results[:0], stop[:0], applied[:0], forged[:0], unkept[:0]
 		changed := false
 		for _, it := range items {
 			if !r.TokenMatches(it.ev.Token) {
@@ -235,6 +246,13 @@ func (e *Engine) applyJobStatus(ctx context.Context, t *tenants.Tenant, id strin
 			changed = changed || res.Outcome == jobs.Applied || res.Outcome == jobs.Backfilled
 			if res.Outcome == jobs.FencedTerminal && it.ev.State == jobs.StateRunning {
 				stop = append(stop, it.ev)
+			}
+			// The lines of an attempt are kept whatever became of its
+			// state (a late outcome of a cancelled job still has logs).
+			if keepLogs(r, it, now) {
+				changed = true
+			} else if it.logs != nil && !r.HasLogs(it.ev.Attempt, it.ev.Token) {
+				unkept = append(unkept, it)
 			}
 		}
 		return changed, nil
@@ -290,12 +308,59 @@ func (e *Engine) applyJobStatus(ctx context.Context, t *tenants.Tenant, id strin
 	for i, res := range results {
 		e.count(t, rec, applied[i].ev, res)
 	}
+	for _, it := range unkept {
+		if err := e.publishLogs(ctx, t, id, it); err != nil {
+			// Applying the events again is harmless; the lines are what
+			// must not be lost.
+			for _, it := range items {
+				settle.add(func() { e.retryLater(ctx, it.d, err) })
+			}
+			return
+		}
+	}
 	for _, it := range applied {
 		settle.add(func() { e.ack(ctx, it.d) })
 	}
 	for _, it := range forged {
 		settle.add(func() { e.rejectToken(ctx, t, it.d, id, it.ev.Attempt) })
 	}
+}
+
+// keepLogs keeps the lines the outcome it carries with r, unless r has them
+// already, they are larger than the dispatch allowed, or r keeps as many
+// attempts' lines as it may; it reports whether r changed.
+func keepLogs(r *jobs.Record, it statusItem, now time.Time) bool {
+	if it.logs == nil || r.HasLogs(it.ev.Attempt, it.ev.Token) || proto.Size(it.logs) > jobs.InlineLogsMax {
+		return false
+	}
+	at := it.ev.At
+	if at.IsZero() {
+		at = now
+	}
+	l := jobs.AttemptLogs{Attempt: it.ev.Attempt, Token: it.ev.Token, FirstSeq: max(it.logs.GetFirstSeq(), 1), Lines: make([]jobs.LogLine, len(it.logs.GetLines()))}
+	for i, line := range it.logs.GetLines() {
+		l.Lines[i] = jobs.LogLine{Time: at, Stream: line.GetStream(), Text: line.GetText()}
+		if line.GetTime() != nil {
+			l.Lines[i].Time = line.GetTime().AsTime()
+		}
+	}
+	return r.AddLogs(l)
+}
+
+// publishLogs publishes the lines the outcome it carries, which the job's
+// record could not keep, on the job's log subject, as the runner would
+// have: with the dedupe id of the runner's chunk.
+func (e *Engine) publishLogs(ctx context.Context, t *tenants.Tenant, id string, it statusItem) error {
+	first := max(it.logs.GetFirstSeq(), 1)
+	dedupe := fmt.Sprintf("%s-%d-logs-%d", id, it.ev.Attempt, first)
+	m := &jobsv1.LogChunk{
+		Envelope:     events.NewEnvelope(t.Name, uint32(it.ev.Attempt), dedupe, ""),
+		JobId:        id,
+		FirstSeq:     first,
+		Lines:        it.logs.GetLines(),
+		AttemptToken: it.ev.Token,
+	}
+	return e.publish(ctx, e.subjects.JobLogs(t.Name, id), m, dedupe)
 }
 
 // ReasonAttemptToken is the dead-letter reason of a status, log or records

@@ -25,6 +25,13 @@ func (r *Record) Clone() *Record {
 	c.FinishedAt = clonePtr(r.FinishedAt)
 	c.RetryAt = clonePtr(r.RetryAt)
 	c.History = slices.Clone(r.History)
+	if r.Logs != nil {
+		c.Logs = make([]AttemptLogs, len(r.Logs))
+		for i, l := range r.Logs {
+			c.Logs[i] = l
+			c.Logs[i].Lines = slices.Clone(l.Lines)
+		}
+	}
 	return &c
 }
 

@@ -85,6 +85,11 @@ type Record struct {
 	// History lists the transitions, oldest first; the first (creation)
 	// and the latest ones are kept when it is trimmed.
 	History []Transition `json:"history"`
+	// Logs holds the log lines short attempts sent with their outcome
+	// (JobStatus.logs) instead of on the job's log subject, oldest
+	// attempt first; the logs API shows them with the subject's chunks.
+	// Internal: not in the API's record answers.
+	Logs []AttemptLogs `json:"logs,omitempty"`
 }
 
 // Transition is one entry of a record's history.
@@ -156,13 +161,14 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 
 // Public returns a copy of r without its attempt token, for the API: the
 // token authenticates the runner's events and is shown to no one else
-// (nor are ReissuedFor and Direct, bookkeeping).
+// (nor are ReissuedFor and Direct, bookkeeping; the logs API shows Logs).
 func (r *Record) Public() *Record {
 	c := *r
 	c.AttemptToken = ""
 	c.ReissuedFor = ""
 	c.TraceContext = nil
 	c.Direct = false
+	c.Logs = nil
 	return &c
 }
 

@@ -82,6 +82,11 @@ func readStatusStream(ctx context.Context, url, tenant, creds string) (Reports, 
 				out[st.GetJobId()] = byAttempt
 			}
 			a := int(st.GetEnvelope().GetAttempt())
+			if st.GetStartedAt() != nil {
+				// An outcome that carries its start stands for the
+				// RUNNING the runner did not send (a short attempt).
+				byAttempt[a] = append(byAttempt[a], "RUNNING")
+			}
 			byAttempt[a] = append(byAttempt[a], strings.TrimPrefix(st.GetState().String(), "JOB_STATE_"))
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {

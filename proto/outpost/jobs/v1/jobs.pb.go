@@ -783,8 +783,14 @@ type JobDispatched struct {
 	// that does not read JobStatus.logs) means every line goes to the log
 	// subject.
 	InlineLogsMax uint32 `protobuf:"varint,51,opt,name=inline_logs_max,json=inlineLogsMax,proto3" json:"inline_logs_max,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// How long the runner may wait, once an attempt has started, before it
+	// reports RUNNING. An attempt that ends sooner reports only its outcome,
+	// with started_at set: a short job then costs one status event (and one
+	// record write) less. Unset or 0 (a control plane that does not read
+	// JobStatus.started_at): RUNNING is reported as the attempt starts.
+	RunningReportDelay *durationpb.Duration `protobuf:"bytes,52,opt,name=running_report_delay,json=runningReportDelay,proto3" json:"running_report_delay,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *JobDispatched) Reset() {
@@ -878,6 +884,13 @@ func (x *JobDispatched) GetInlineLogsMax() uint32 {
 		return x.InlineLogsMax
 	}
 	return 0
+}
+
+func (x *JobDispatched) GetRunningReportDelay() *durationpb.Duration {
+	if x != nil {
+		return x.RunningReportDelay
+	}
+	return nil
 }
 
 // JobResult is the outcome of a finished attempt, carried by its terminal
@@ -975,7 +988,12 @@ type JobStatus struct {
 	// dispatch's inline_logs_max. The scheduler keeps them with the job and
 	// the logs API shows them with the chunks of the log subject. Only the
 	// lines, first_seq and attempt_token are set.
-	Logs          *LogChunk `protobuf:"bytes,9,opt,name=logs,proto3" json:"logs,omitempty"`
+	Logs *LogChunk `protobuf:"bytes,9,opt,name=logs,proto3" json:"logs,omitempty"`
+	// Set on an outcome (a terminal state, or QUEUED for a retry) whose
+	// attempt reported no RUNNING, having ended within the dispatch's
+	// running_report_delay: when the attempt started. The scheduler records
+	// the start (the RUNNING transition) with the outcome.
+	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1069,6 +1087,13 @@ func (x *JobStatus) GetAttemptToken() string {
 func (x *JobStatus) GetLogs() *LogChunk {
 	if x != nil {
 		return x.Logs
+	}
+	return nil
+}
+
+func (x *JobStatus) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
 	}
 	return nil
 }
@@ -1432,7 +1457,7 @@ const file_outpost_jobs_v1_jobs_proto_rawDesc = "" +
 	"\benvelope\x18\x01 \x01(\v2\x1b.outpost.common.v1.EnvelopeR\benvelope\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12,\n" +
 	"\x04spec\x18\x03 \x01(\v2\x18.outpost.jobs.v1.JobSpecR\x04spec\x12\x12\n" +
-	"\x04user\x18\x04 \x01(\tR\x04user\"\x94\x03\n" +
+	"\x04user\x18\x04 \x01(\tR\x04user\"\xe1\x03\n" +
 	"\rJobDispatched\x127\n" +
 	"\benvelope\x18\x01 \x01(\v2\x1b.outpost.common.v1.EnvelopeR\benvelope\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12,\n" +
@@ -1442,7 +1467,8 @@ const file_outpost_jobs_v1_jobs_proto_rawDesc = "" +
 	"\rattempt_token\x18\x06 \x01(\tR\fattemptToken\x12\x12\n" +
 	"\x04user\x18\x14 \x01(\tR\x04user\x12)\n" +
 	"\x10started_attempts\x182 \x01(\rR\x0fstartedAttempts\x12&\n" +
-	"\x0finline_logs_max\x183 \x01(\rR\rinlineLogsMax\"\x85\x02\n" +
+	"\x0finline_logs_max\x183 \x01(\rR\rinlineLogsMax\x12K\n" +
+	"\x14running_report_delay\x184 \x01(\v2\x19.google.protobuf.DurationR\x12runningReportDelay\"\x85\x02\n" +
 	"\tJobResult\x12\x1b\n" +
 	"\texit_code\x18\x01 \x01(\x05R\bexitCode\x125\n" +
 	"\bduration\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12A\n" +
@@ -1450,7 +1476,7 @@ const file_outpost_jobs_v1_jobs_proto_rawDesc = "" +
 	"\x0erecord_batches\x18< \x01(\rR\rrecordBatches\x1a:\n" +
 	"\fOutputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x80\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbb\x03\n" +
 	"\tJobStatus\x127\n" +
 	"\benvelope\x18\x01 \x01(\v2\x1b.outpost.common.v1.EnvelopeR\benvelope\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12/\n" +
@@ -1460,7 +1486,10 @@ const file_outpost_jobs_v1_jobs_proto_rawDesc = "" +
 	"\bretry_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\aretryAt\x122\n" +
 	"\x06result\x18\a \x01(\v2\x1a.outpost.jobs.v1.JobResultR\x06result\x12#\n" +
 	"\rattempt_token\x18\b \x01(\tR\fattemptToken\x12-\n" +
-	"\x04logs\x18\t \x01(\v2\x19.outpost.jobs.v1.LogChunkR\x04logs\"e\n" +
+	"\x04logs\x18\t \x01(\v2\x19.outpost.jobs.v1.LogChunkR\x04logs\x129\n" +
+	"\n" +
+	"started_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\"e\n" +
 	"\aLogLine\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\tR\x06stream\x12\x12\n" +
@@ -1559,23 +1588,25 @@ var file_outpost_jobs_v1_jobs_proto_depIdxs = []int32{
 	7,  // 20: outpost.jobs.v1.JobDispatched.spec:type_name -> outpost.jobs.v1.JobSpec
 	24, // 21: outpost.jobs.v1.JobDispatched.submitted_at:type_name -> google.protobuf.Timestamp
 	25, // 22: outpost.jobs.v1.JobDispatched.signature:type_name -> outpost.common.v1.Signature
-	20, // 23: outpost.jobs.v1.JobResult.duration:type_name -> google.protobuf.Duration
-	19, // 24: outpost.jobs.v1.JobResult.outputs:type_name -> outpost.jobs.v1.JobResult.OutputsEntry
-	23, // 25: outpost.jobs.v1.JobStatus.envelope:type_name -> outpost.common.v1.Envelope
-	0,  // 26: outpost.jobs.v1.JobStatus.state:type_name -> outpost.jobs.v1.JobState
-	24, // 27: outpost.jobs.v1.JobStatus.retry_at:type_name -> google.protobuf.Timestamp
-	10, // 28: outpost.jobs.v1.JobStatus.result:type_name -> outpost.jobs.v1.JobResult
-	13, // 29: outpost.jobs.v1.JobStatus.logs:type_name -> outpost.jobs.v1.LogChunk
-	24, // 30: outpost.jobs.v1.LogLine.time:type_name -> google.protobuf.Timestamp
-	23, // 31: outpost.jobs.v1.LogChunk.envelope:type_name -> outpost.common.v1.Envelope
-	12, // 32: outpost.jobs.v1.LogChunk.lines:type_name -> outpost.jobs.v1.LogLine
-	23, // 33: outpost.jobs.v1.CancelJob.envelope:type_name -> outpost.common.v1.Envelope
-	23, // 34: outpost.jobs.v1.RunnerHeartbeat.envelope:type_name -> outpost.common.v1.Envelope
-	35, // [35:35] is the sub-list for method output_type
-	35, // [35:35] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	20, // 23: outpost.jobs.v1.JobDispatched.running_report_delay:type_name -> google.protobuf.Duration
+	20, // 24: outpost.jobs.v1.JobResult.duration:type_name -> google.protobuf.Duration
+	19, // 25: outpost.jobs.v1.JobResult.outputs:type_name -> outpost.jobs.v1.JobResult.OutputsEntry
+	23, // 26: outpost.jobs.v1.JobStatus.envelope:type_name -> outpost.common.v1.Envelope
+	0,  // 27: outpost.jobs.v1.JobStatus.state:type_name -> outpost.jobs.v1.JobState
+	24, // 28: outpost.jobs.v1.JobStatus.retry_at:type_name -> google.protobuf.Timestamp
+	10, // 29: outpost.jobs.v1.JobStatus.result:type_name -> outpost.jobs.v1.JobResult
+	13, // 30: outpost.jobs.v1.JobStatus.logs:type_name -> outpost.jobs.v1.LogChunk
+	24, // 31: outpost.jobs.v1.JobStatus.started_at:type_name -> google.protobuf.Timestamp
+	24, // 32: outpost.jobs.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	23, // 33: outpost.jobs.v1.LogChunk.envelope:type_name -> outpost.common.v1.Envelope
+	12, // 34: outpost.jobs.v1.LogChunk.lines:type_name -> outpost.jobs.v1.LogLine
+	23, // 35: outpost.jobs.v1.CancelJob.envelope:type_name -> outpost.common.v1.Envelope
+	23, // 36: outpost.jobs.v1.RunnerHeartbeat.envelope:type_name -> outpost.common.v1.Envelope
+	37, // [37:37] is the sub-list for method output_type
+	37, // [37:37] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_outpost_jobs_v1_jobs_proto_init() }

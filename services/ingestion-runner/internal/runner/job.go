@@ -325,15 +325,11 @@ func (r *Runner) execute(ctx context.Context, d queue.Delivery, job *jobsv1.JobD
 	// does not wait for the broker's round trip. The job runs whether it is
 	// stored or not (the terminal status supersedes RUNNING); the outcome
 	// is published only once RUNNING is settled, so that it follows RUNNING
-	// on the job's status subject.
-	runningSent := make(chan struct{})
-	go func() {
-		defer close(runningSent)
-		if err := r.publishStatus(ctx, job, attempt, &jobsv1.JobStatus{State: jobsv1.JobState_JOB_STATE_RUNNING}); err != nil {
-			log.Warn("job status not published", "state", "RUNNING", "error", err)
-		}
-	}()
-	defer func() { <-runningSent }()
+	// on the job's status subject. A dispatch with a running_report_delay
+	// has RUNNING wait that long: a shorter attempt reports its start with
+	// its outcome instead.
+	running := r.reportRunning(ctx, job, attempt, log)
+	defer running.settle()
 	log.Info("job attempt started", "max_attempts", maxAttempts, "kind", tasks.Kind(spec.GetTask()))
 
 	redactor := redact.New()
@@ -423,7 +419,9 @@ func (r *Runner) execute(ctx context.Context, d queue.Delivery, job *jobsv1.JobD
 	st.Logs = inline
 
 	state := strings.TrimPrefix(st.GetState().String(), "JOB_STATE_")
-	<-runningSent
+	if running.settle() {
+		st.StartedAt = timestamppb.New(started)
+	}
 	if err := r.publishStatus(ctx, job, attempt, st); err != nil {
 		// Acking now would lose the outcome: run the job again instead.
 		log.Error("job status not published; job nak'd to run again", "state", state, "error", err)

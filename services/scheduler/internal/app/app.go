@@ -200,11 +200,13 @@ func New(cfg config.Config, log *slog.Logger, broker queue.Broker, opener kv.Ope
 		// failing is dead-lettered with its reason, listed by the API.
 		MaxDeliveries: cfg.Consumers.MaxDeliveries,
 		LostAfter:     cfg.Runners.LostAfter,
-		DirectSubmit:  cfg.API.DirectSubmit,
-		DirectGrace:   cfg.API.DirectGrace,
-		Metrics:       m,
-		Logger:        log.With("component", "engine"),
-		Signer:        w.signer,
+		// Short attempts report their start with their outcome.
+		RunningReportDelay: cfg.Runners.RunningReportDelay,
+		DirectSubmit:       cfg.API.DirectSubmit,
+		DirectGrace:        cfg.API.DirectGrace,
+		Metrics:            m,
+		Logger:             log.With("component", "engine"),
+		Signer:             w.signer,
 	}
 	if w.sqs != nil {
 		sb := w.sqs

@@ -184,7 +184,17 @@ type Runners struct {
 	// queue, is dispatched again as the next attempt. Longer than the
 	// runners' ack wait (15s by default); 0 turns the check off.
 	LostAfter time.Duration `yaml:"lost_after" env:"OUTPOST_RUNNERS_LOST_AFTER"`
+	// RunningReportDelay is how long a runner may wait, once an attempt
+	// has started, before it reports RUNNING (the dispatch tells it): an
+	// attempt that ends sooner reports only its outcome, with its start,
+	// one status event and one record write less. 0: RUNNING as each
+	// attempt starts.
+	RunningReportDelay time.Duration `yaml:"running_report_delay" env:"OUTPOST_RUNNERS_RUNNING_REPORT_DELAY"`
 }
+
+// maxRunningReportDelay bounds runners.running_report_delay: a start is
+// meant to show within moments, and well within runners.lost_after.
+const maxRunningReportDelay = 5 * time.Second
 
 // Default returns the configuration used when nothing overrides it.
 func Default() Config {
@@ -222,7 +232,7 @@ func Default() Config {
 			HistoryLimit:   50,
 			StatusBatch:    64,
 		},
-		Runners:   Runners{PresenceWindow: 15 * time.Second, LostAfter: 20 * time.Second},
+		Runners:   Runners{PresenceWindow: 15 * time.Second, LostAfter: 20 * time.Second, RunningReportDelay: 250 * time.Millisecond},
 		Consumers: Consumers{MaxDeliveries: 20},
 	}
 }
@@ -272,6 +282,8 @@ func (c Config) Validate() error {
 	check(c.Runners.PresenceWindow > 0, "runners.presence_window", "must be positive")
 	check(c.Consumers.MaxDeliveries >= 1, "consumers.max_deliveries", "must be at least 1")
 	check(c.Runners.LostAfter >= 0, "runners.lost_after", "must not be negative")
+	check(c.Runners.RunningReportDelay >= 0 && c.Runners.RunningReportDelay <= maxRunningReportDelay,
+		"runners.running_report_delay", "must be between 0 and %s", maxRunningReportDelay)
 	if err := c.Instance.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("%w: %w", ErrInvalid, err))
 	}

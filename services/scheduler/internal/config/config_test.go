@@ -135,6 +135,8 @@ func TestValidate(t *testing.T) {
 		{"max timeout below default", func(c *Config) { c.Jobs.MaxTimeout = time.Minute }, "jobs.max_timeout"},
 		{"request bytes", func(c *Config) { c.API.MaxRequestBytes = 0 }, "api.max_request_bytes"},
 		{"presence window", func(c *Config) { c.Runners.PresenceWindow = 0 }, "runners.presence_window"},
+		{"running report delay", func(c *Config) { c.Runners.RunningReportDelay = time.Minute }, "runners.running_report_delay"},
+		{"negative running report delay", func(c *Config) { c.Runners.RunningReportDelay = -time.Second }, "runners.running_report_delay"},
 		{"unlimited deliveries", func(c *Config) { c.Consumers.MaxDeliveries = -1 }, "consumers.max_deliveries"},
 		{"negative limits", func(c *Config) { c.Tenants.Limits.MaxBytes = -1 }, "tenants.limits.max_bytes"},
 		{"negative running-job limit", func(c *Config) { c.Tenants.Limits.MaxRunningJobs = -1 }, "tenants.limits.max_running_jobs"},

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/outposthq/outpost/libs/auth"
@@ -96,6 +97,11 @@ type Options struct {
 	// gone, is dispatched again; 0 turns the check off. It must exceed
 	// the runners' ack wait and heartbeat interval.
 	LostAfter time.Duration
+	// RunningReportDelay is offered to the runners in every dispatch
+	// (JobDispatched.running_report_delay): how long they may hold an
+	// attempt's RUNNING back, so that a shorter attempt reports its start
+	// with its outcome. 0: RUNNING at once.
+	RunningReportDelay time.Duration
 	// DirectSubmit lets the API create and dispatch jobs itself (direct.go)
 	// where the broker allows it safely (queue.Deduplicator with a window
 	// past DirectGrace and the sweep's band: JetStream, SQS FIFO queues);
@@ -337,6 +343,9 @@ func (e *Engine) jobMessage(ctx context.Context, t *tenants.Tenant, r *jobs.Reco
 		// A short attempt's lines ride with its outcome (applyJobStatus
 		// keeps them with the record).
 		InlineLogsMax: jobs.InlineLogsMax,
+	}
+	if d := e.opts.RunningReportDelay; d > 0 {
+		m.RunningReportDelay = durationpb.New(d)
 	}
 	if e.opts.Signer != nil {
 		b := signing.Binding{Tenant: t.Name, Scope: signing.PoolScope(r.Pool), Subject: r.ID, Attempt: uint32(attempt)}

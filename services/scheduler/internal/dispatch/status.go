@@ -92,6 +92,9 @@ type statusItem struct {
 	batches int
 	// logs are the attempt's lines its outcome carries (JobStatus.logs).
 	logs *jobsv1.LogChunk
+	// started is the RUNNING of an outcome that carries its attempt's
+	// start (JobStatus.started_at): the runner reported no RUNNING.
+	started *jobs.Event
 }
 
 // settlements holds the settles of a batch's deliveries, run together once
@@ -206,6 +209,9 @@ func decodeStatus(d queue.Delivery) (string, statusItem, error) {
 	if len(m.GetLogs().GetLines()) > 0 {
 		it.logs = m.Logs
 	}
+	if m.StartedAt != nil && ev.State != jobs.StateRunning {
+		it.started = &jobs.Event{State: jobs.StateRunning, Attempt: ev.Attempt, RunnerID: ev.RunnerID, Token: ev.Token, At: m.StartedAt.AsTime()}
+	}
 	it.ev = ev
 	return m.JobId, it, nil
 }
@@ -214,9 +220,11 @@ func decodeStatus(d queue.Delivery) (string, statusItem, error) {
 // and adds the settles of their deliveries to settle.
 func (e *Engine) applyJobStatus(ctx context.Context, t *tenants.Tenant, id string, items []statusItem, settle *settlements) {
 	var (
+		// results are those of the events evs applied, in order.
 		results []jobs.Result
-		// applied holds the items behind results; forged holds those
-		// whose attempt token is not the job's current one.
+		evs     []jobs.Event
+		// applied holds the items applied; forged holds those whose
+		// attempt token is not the job's current one.
 		applied, forged []statusItem
 		// stop holds the events of runners that run a job that has
 		// ended (cancelled, or finished by an attempt they did not know
@@ -230,21 +238,35 @@ func (e *Engine) applyJobStatus(ctx context.Context, t *tenants.Tenant, id strin
 	ctx, span := statusSpan(ctx, t, id, items)
 	defer span.End()
 	rec, changed, err := t.Jobs.Update(ctx, id, func(r *jobs.Record) (bool, error) {
-		results, stop, applied, forged, unkept = results[:0], stop[:0], applied[:0], forged[:0], unkept[:0]
+		results, evs, stop, applied, forged, unkept = results[:0], evs[:0], stop[:0], applied[:0], forged[:0], unkept[:0]
 		changed := false
+		apply := func(ev jobs.Event) error {
+			res, err := r.Apply(ev, now, e.opts.HistoryLimit)
+			if err != nil {
+				return err
+			}
+			results, evs = append(results, res), append(evs, ev)
+			changed = changed || res.Outcome == jobs.Applied || res.Outcome == jobs.Backfilled
+			return nil
+		}
 		for _, it := range items {
 			if !r.TokenMatches(it.ev.Token) {
 				forged = append(forged, it)
 				continue
 			}
 			applied = append(applied, it)
-			res, err := r.Apply(it.ev, now, e.opts.HistoryLimit)
-			if err != nil {
+			// An outcome that carries its start: the start first, as if
+			// the runner had reported RUNNING (a runner of an ended job
+			// that reports only its outcome is not told to stop: it has).
+			if it.started != nil {
+				if err := apply(*it.started); err != nil {
+					return false, err
+				}
+			}
+			if err := apply(it.ev); err != nil {
 				return false, err
 			}
-			results = append(results, res)
-			changed = changed || res.Outcome == jobs.Applied || res.Outcome == jobs.Backfilled
-			if res.Outcome == jobs.FencedTerminal && it.ev.State == jobs.StateRunning {
+			if results[len(results)-1].Outcome == jobs.FencedTerminal && it.ev.State == jobs.StateRunning {
 				stop = append(stop, it.ev)
 			}
 			// The lines of an attempt are kept whatever became of its
@@ -306,7 +328,7 @@ func (e *Engine) applyJobStatus(ctx context.Context, t *tenants.Tenant, id strin
 		e.m.StatusWrites.Inc()
 	}
 	for i, res := range results {
-		e.count(t, rec, applied[i].ev, res)
+		e.count(t, rec, evs[i], res)
 	}
 	for _, it := range unkept {
 		if err := e.publishLogs(ctx, t, id, it); err != nil {

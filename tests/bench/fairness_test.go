@@ -25,12 +25,17 @@ const floodTenant = "flood"
 // floodJobs is how many jobs the flooding tenant submits at once.
 const floodJobs = 10000
 
+// floodLimit is the flooding tenant's limits.max_submits_per_second in the
+// second phase of TestTenantFairness.
+const floodLimit = 250
+
 // TestTenantFairness: tenant B (bench) submits one job at a time, first
 // alone (its idle submit → claimed), then while tenant A (flood), with a
 // runner of its own, submits 10,000 jobs at once; B's p50/p99 under the
 // flood are recorded beside the idle ones, and their ratio (the aim: p99
 // within 2x the idle p99). Runners serve one tenant; the scheduler and the
-// broker are shared.
+// broker are shared. The flood runs twice: with no limit on A, then with
+// A's submissions limited to floodLimit a second (fairness_limited_*).
 func TestTenantFairness(t *testing.T) {
 	r := newPathRig(t, harness.QueueNATS, map[string]string{"OUTPOST_TENANTS": benchTenant + "," + floodTenant}, map[string]string{"OUTPOST_CONCURRENCY": "64"}, 1)
 	r.stack.StartRunner("flood-runner", map[string]string{"OUTPOST_TENANT": floodTenant, "OUTPOST_CONCURRENCY": "64"})
@@ -45,33 +50,41 @@ func TestTenantFairness(t *testing.T) {
 	for range 200 {
 		idle = append(idle, one())
 	}
-
-	// The flood: every SubmitJob published at once.
-	start := time.Now()
-	go func() {
-		for i := range floodJobs {
-			if err := r.publishSubmit(floodTenant, fmt.Sprintf("f%07d", i)); err != nil {
-				t.Errorf("flood: %v", err)
-				return
-			}
-		}
-	}()
-	var flooded []time.Duration
-	for ended.Load() < floodJobs && len(flooded) < 2000 {
-		flooded = append(flooded, one())
-	}
-	during := ended.Load()
-	require.Eventually(t, func() bool { return ended.Load() >= floodJobs }, 5*time.Minute, 100*time.Millisecond, "the flood never ended")
-	floodTime := time.Since(start)
-
 	record("fairness_idle_submit_to_claimed_p50_ms", ms(percentile(idle, 50)))
 	record("fairness_idle_submit_to_claimed_p99_ms", ms(percentile(idle, 99)))
-	record("fairness_flood_submit_to_claimed_p50_ms", ms(percentile(flooded, 50)))
-	record("fairness_flood_submit_to_claimed_p99_ms", ms(percentile(flooded, 99)))
-	record("fairness_flood_p99_ratio_to_idle_p99", float64(percentile(flooded, 99))/float64(percentile(idle, 99)))
-	record("fairness_flood_samples", float64(len(flooded)))
-	record("fairness_flood_jobs_per_s", floodJobs/floodTime.Seconds())
-	t.Logf("B sampled %d jobs while A's flood ran (%d of A's %d jobs ended by the last sample)", len(flooded), during, floodJobs)
+
+	flood := func(name, prefix string) {
+		// The flood: every SubmitJob published at once.
+		base := ended.Load()
+		start := time.Now()
+		go func() {
+			for i := range floodJobs {
+				if err := r.publishSubmit(floodTenant, fmt.Sprintf("%s%07d", prefix, i)); err != nil {
+					t.Errorf("flood: %v", err)
+					return
+				}
+			}
+		}()
+		var flooded []time.Duration
+		for ended.Load()-base < floodJobs && len(flooded) < 2000 {
+			flooded = append(flooded, one())
+		}
+		during := ended.Load() - base
+		require.Eventually(t, func() bool { return ended.Load()-base >= floodJobs }, 5*time.Minute, 100*time.Millisecond, "the flood never ended")
+		floodTime := time.Since(start)
+		record(name+"_submit_to_claimed_p50_ms", ms(percentile(flooded, 50)))
+		record(name+"_submit_to_claimed_p99_ms", ms(percentile(flooded, 99)))
+		record(name+"_p99_ratio_to_idle_p99", float64(percentile(flooded, 99))/float64(percentile(idle, 99)))
+		record(name+"_samples", float64(len(flooded)))
+		record(name+"_jobs_per_s", floodJobs/floodTime.Seconds())
+		t.Logf("%s: B sampled %d jobs while A's flood ran (%d of A's %d jobs ended by the last sample)", name, len(flooded), during, floodJobs)
+	}
+	flood("fairness_flood", "f")
+
+	code, out := r.stack.Client().Do("PUT", "/api/v1/tenants/"+floodTenant, map[string]any{"limits": map[string]any{"max_submits_per_second": floodLimit}})
+	require.Equal(t, 200, code, string(out))
+	record("fairness_limited_max_submits_per_second", floodLimit)
+	flood("fairness_limited", "l")
 }
 
 // publishSubmit publishes a SubmitJob of a no-op job of tenant (not

@@ -41,6 +41,9 @@ type Engine interface {
 	Submit(ctx context.Context, t *tenants.Tenant, id string, spec *jobsv1.JobSpec) error
 	// DirectSubmit reports whether submit uses Create instead of Submit.
 	DirectSubmit() bool
+	// Throttled counts a submission the API refused for its tenant's
+	// submission rate.
+	Throttled(t *tenants.Tenant)
 	Create(ctx context.Context, t *tenants.Tenant, id string, spec *jobsv1.JobSpec) (*jobs.Record, bool, error)
 	Cancel(ctx context.Context, t *tenants.Tenant, id, reason string) (*jobs.Record, error)
 	SetPaused(ctx context.Context, t *tenants.Tenant, pool string, paused bool) (pools.State, int, error)
@@ -224,13 +227,15 @@ func (a *API) putTenant(w http.ResponseWriter, r *http.Request) {
 	if !a.decode(w, r, &req, true) {
 		return
 	}
-	if l := req.Limits; l != nil && (l.MaxBytes < 0 || l.MaxMessages < 0 || l.MaxRunningJobs < 0) {
+	if l := req.Limits; l != nil && (l.MaxBytes < 0 || l.MaxMessages < 0 || l.MaxRunningJobs < 0 || l.MaxSubmitsPerSecond < 0) {
 		field := "limits.max_bytes"
-		if l.MaxMessages < 0 {
+		switch {
+		case l.MaxMessages < 0:
 			field = "limits.max_messages"
-		}
-		if l.MaxRunningJobs < 0 {
+		case l.MaxRunningJobs < 0:
 			field = "limits.max_running_jobs"
+		case l.MaxSubmitsPerSecond < 0:
+			field = "limits.max_submits_per_second"
 		}
 		httpjson.WriteError(w, http.StatusBadRequest, "must not be negative", field)
 		return

@@ -38,7 +38,8 @@ type fakeEngine struct {
 	direct    bool
 }
 
-func (f *fakeEngine) DirectSubmit() bool { return f.direct }
+func (f *fakeEngine) DirectSubmit() bool        { return f.direct }
+func (f *fakeEngine) Throttled(*tenants.Tenant) {}
 
 func (f *fakeEngine) Create(ctx context.Context, t *tenants.Tenant, id string, spec *jobsv1.JobSpec) (*jobs.Record, bool, error) {
 	if f.err != nil {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -54,6 +55,13 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) 
 	}
 	if spec, err = jobs.NormalizeSpec(spec, a.opts.Policy); err != nil {
 		writeFieldError(w, err)
+		return
+	}
+	if wait, cancel := t.ReserveSubmit(); wait > 0 {
+		cancel()
+		a.engine.Throttled(t)
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+		httpjson.WriteError(w, http.StatusTooManyRequests, "the tenant's submission rate limit is reached: retry later", "")
 		return
 	}
 	id := req.ID

@@ -120,6 +120,13 @@ type Limits struct {
 	// are dispatched oldest first as slots free up. The scheduler enforces
 	// it, so it holds in both broker layouts.
 	MaxRunningJobs int `yaml:"max_running_jobs" json:"max_running_jobs,omitempty" env:"OUTPOST_TENANT_MAX_RUNNING_JOBS"`
+	// MaxSubmitsPerSecond bounds how fast each scheduler replica admits
+	// the tenant's submissions, with a burst of one second's worth: past
+	// it POST /api/v1/jobs answers 429 with Retry-After, and the submit
+	// consumer waits (the SubmitJobs stay on the durable queue). It keeps
+	// one tenant's flood from taking the shared scheduler and broker from
+	// the others. 0: no limit.
+	MaxSubmitsPerSecond float64 `yaml:"max_submits_per_second" json:"max_submits_per_second,omitempty" env:"OUTPOST_TENANT_MAX_SUBMITS_PER_SECOND"`
 }
 
 // Queue converts l to the queue library's type.
@@ -264,6 +271,7 @@ func (c Config) Validate() error {
 	check(c.Tenants.Limits.MaxBytes >= 0, "tenants.limits.max_bytes", "must not be negative")
 	check(c.Tenants.Limits.MaxMessages >= 0, "tenants.limits.max_messages", "must not be negative")
 	check(c.Tenants.Limits.MaxRunningJobs >= 0, "tenants.limits.max_running_jobs", "must not be negative")
+	check(c.Tenants.Limits.MaxSubmitsPerSecond >= 0, "tenants.limits.max_submits_per_second", "must not be negative")
 	check(c.Tenants.RefreshInterval > 0, "tenants.refresh_interval", "must be positive")
 	check(c.API.MaxRequestBytes > 0, "api.max_request_bytes", "must be positive")
 	check(c.API.SubmitWait >= 0, "api.submit_wait", "must not be negative")

@@ -140,6 +140,7 @@ func TestValidate(t *testing.T) {
 		{"unlimited deliveries", func(c *Config) { c.Consumers.MaxDeliveries = -1 }, "consumers.max_deliveries"},
 		{"negative limits", func(c *Config) { c.Tenants.Limits.MaxBytes = -1 }, "tenants.limits.max_bytes"},
 		{"negative running-job limit", func(c *Config) { c.Tenants.Limits.MaxRunningJobs = -1 }, "tenants.limits.max_running_jobs"},
+		{"negative submission rate", func(c *Config) { c.Tenants.Limits.MaxSubmitsPerSecond = -1 }, "tenants.limits.max_submits_per_second"},
 		{"sqs wait time", func(c *Config) { c.Queue.Kind, c.Queue.SQS.WaitTime = backend.KindSQS, time.Minute }, "queue.sqs.wait_time"},
 		{"sqs needs the broker too", func(c *Config) { c.Queue.Kind, c.Broker.URL = backend.KindSQS, "" }, "broker.url"},
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/queue"
@@ -35,6 +36,17 @@ var errInvalidSubmit = errors.New("invalid SubmitJob")
 //     the dispatch is repeated (the broker drops it if it had happened).
 func (e *Engine) handleSubmit(t *tenants.Tenant) queue.Handler {
 	return func(ctx context.Context, d queue.Delivery) {
+		// A tenant's submission rate holds its SubmitJobs on the durable
+		// queue: the consumer takes no more than its handlers, and one
+		// waiting keeps its delivery; stopped while waiting, the delivery
+		// is not settled and comes back.
+		if delay, cancel := t.ReserveSubmit(); delay > 0 {
+			e.m.SubmitsThrottled.WithLabelValues("queue").Inc()
+			if !e.hold(ctx, d, delay) {
+				cancel()
+				return
+			}
+		}
 		m, err := events.DecodeAs[*jobsv1.SubmitJob](d.Header(), d.Data())
 		if err != nil {
 			e.poison(ctx, d, queue.RoleSubmit, err)
@@ -213,5 +225,26 @@ func (e *Engine) releaseAllHeld(ctx context.Context, t *tenants.Tenant) {
 	}
 	if n > 0 {
 		e.log.Info("held jobs released", "tenant", t.Name, "count", n)
+	}
+}
+
+// hold keeps d for delay, telling the queue it is in progress every third
+// of the ack wait; it reports false if ctx ended first.
+func (e *Engine) hold(ctx context.Context, d queue.Delivery, delay time.Duration) bool {
+	timer := time.NewTimer(delay)
+	defer timer.Stop()
+	tick := time.NewTicker(max(e.opts.AckWait/3, 10*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-timer.C:
+			return true
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+			if err := d.InProgress(ctx); err != nil && ctx.Err() == nil {
+				e.log.Warn("in-progress of a held submit failed", "subject", d.Subject(), "error", err)
+			}
+		}
 	}
 }

@@ -40,6 +40,10 @@ type Metrics struct {
 	// results not all stored, by outcome: retried (the status waits for
 	// them) or incomplete (the wait's bound passed: the job ended anyway).
 	ResultsWaits *prometheus.CounterVec
+	// SubmitsThrottled counts submissions held back by their tenant's
+	// limits.max_submits_per_second, by where: api (answered 429) or
+	// queue (the SubmitJob waited).
+	SubmitsThrottled *prometheus.CounterVec
 }
 
 // New creates the metrics and registers them on reg.
@@ -98,7 +102,11 @@ func New(reg prometheus.Registerer) *Metrics {
 			m.DeadLetters.WithLabelValues(string(role), class)
 		}
 	}
-	reg.MustRegister(m.Jobs, m.DispatchLatency, m.Redeliveries, m.DeadLetters, m.DeadLetterReplays, m.Malformed, m.Fenced, m.StatusEvents, m.StatusWrites, m.Bridged, m.ResultsWaits)
+	m.SubmitsThrottled = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "outpost_submits_throttled_total",
+		Help: "Submissions held back by their tenant's limits.max_submits_per_second, by where: api (answered 429) or queue (the SubmitJob waited).",
+	}, []string{"via"})
+	reg.MustRegister(m.Jobs, m.DispatchLatency, m.Redeliveries, m.DeadLetters, m.DeadLetterReplays, m.Malformed, m.Fenced, m.StatusEvents, m.StatusWrites, m.Bridged, m.ResultsWaits, m.SubmitsThrottled)
 	return m
 }
 

@@ -13,10 +13,13 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/outposthq/outpost/libs/kv"
 	"github.com/outposthq/outpost/libs/queue"
@@ -61,6 +64,38 @@ type Tenant struct {
 	// changes with PUT /api/v1/tenants/{tenant}, on other replicas at
 	// their next refresh.
 	maxRunning atomic.Int64
+	// submits paces the tenant's submissions (limits.max_submits_per_second);
+	// nil admits every one.
+	submits atomic.Pointer[rate.Limiter]
+}
+
+// SetMaxSubmitsPerSecond changes how many of the tenant's submissions this
+// replica admits per second (with a burst of one second's worth); 0 or
+// less admits every one.
+func (t *Tenant) SetMaxSubmitsPerSecond(r float64) {
+	if r <= 0 {
+		t.submits.Store(nil)
+		return
+	}
+	burst := max(1, int(math.Ceil(r)))
+	if l := t.submits.Load(); l != nil {
+		l.SetLimit(rate.Limit(r))
+		l.SetBurst(burst)
+		return
+	}
+	t.submits.Store(rate.NewLimiter(rate.Limit(r), burst))
+}
+
+// ReserveSubmit takes the tenant's next submission slot: it returns how
+// long until that slot (0: now) and a function that gives the slot back,
+// for a submission that will not wait for it.
+func (t *Tenant) ReserveSubmit() (delay time.Duration, cancel func()) {
+	l := t.submits.Load()
+	if l == nil {
+		return 0, func() {}
+	}
+	res := l.Reserve()
+	return res.Delay(), res.Cancel
 }
 
 // MaxRunningJobs is how many of the tenant's jobs may run at once; 0
@@ -345,8 +380,9 @@ func (r *Registry) refresh(ctx context.Context) error {
 
 // applyStored brings a provisioned tenant's limits to what the bucket
 // holds (a PUT through another replica), and reports whether the tenant
-// was provisioned. A configured tenant takes only its running-job limit
-// from the bucket: its broker limits are the configuration's.
+// was provisioned. A configured tenant takes only its running-job and
+// submission-rate limits from the bucket: its broker limits are the
+// configuration's.
 func (r *Registry) applyStored(info Info) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -356,24 +392,28 @@ func (r *Registry) applyStored(info Info) bool {
 	}
 	if e.info.Configured {
 		e.info.Limits.MaxRunningJobs = info.Limits.MaxRunningJobs
+		e.info.Limits.MaxSubmitsPerSecond = info.Limits.MaxSubmitsPerSecond
 	} else {
 		e.info = info
 	}
 	e.tenant.SetMaxRunningJobs(e.info.Limits.MaxRunningJobs)
+	e.tenant.SetMaxSubmitsPerSecond(e.info.Limits.MaxSubmitsPerSecond)
 	return true
 }
 
-// overrideConfigured stores a configured tenant's running-job limit in
+// overrideConfigured stores a configured tenant's running-job and
+// submission-rate limits in
 // the tenants bucket, so that every replica and restart applies it; its
 // broker limits stay the configuration's.
 func (r *Registry) overrideConfigured(ctx context.Context, store kv.Store, e *entry, limits *config.Limits) (Info, bool, error) {
 	r.mu.RLock()
 	info := e.info
 	r.mu.RUnlock()
-	if limits == nil || limits.MaxRunningJobs == info.Limits.MaxRunningJobs {
+	if limits == nil || (limits.MaxRunningJobs == info.Limits.MaxRunningJobs && limits.MaxSubmitsPerSecond == info.Limits.MaxSubmitsPerSecond) {
 		return info, false, nil
 	}
 	info.Limits.MaxRunningJobs = limits.MaxRunningJobs
+	info.Limits.MaxSubmitsPerSecond = limits.MaxSubmitsPerSecond
 	b, err := json.Marshal(info)
 	if err != nil {
 		return Info{}, false, fmt.Errorf("encode tenant %s: %w", info.Name, err)
@@ -430,6 +470,7 @@ func (r *Registry) provision(ctx context.Context, info Info) (*Tenant, error) {
 		Presence:  presence.NewTracker(r.opts.PresenceWindow, time.Now().Add(-r.opts.PresenceWindow)),
 	}
 	t.SetMaxRunningJobs(info.Limits.MaxRunningJobs)
+	t.SetMaxSubmitsPerSecond(info.Limits.MaxSubmitsPerSecond)
 	// Consumers live as long as the registry runs, not as the request
 	// that provisioned the tenant.
 	stop, err := r.start(runCtx, t)

@@ -106,3 +106,25 @@ func TestRegistry(t *testing.T) {
 	require.NoError(t, <-done)
 	require.ErrorIs(t, r.Ready(), ErrNotReady)
 }
+
+func TestSubmissionRate(t *testing.T) {
+	tn := &Tenant{Name: "acme"}
+	delay, _ := tn.ReserveSubmit()
+	require.Zero(t, delay, "no limit: every submission now")
+
+	tn.SetMaxSubmitsPerSecond(2)
+	for range 2 { // a burst of one second's worth
+		delay, _ = tn.ReserveSubmit()
+		require.Zero(t, delay)
+	}
+	delay, cancel := tn.ReserveSubmit()
+	require.Greater(t, delay, time.Duration(0))
+	require.LessOrEqual(t, delay, 500*time.Millisecond)
+	cancel()
+	again, _ := tn.ReserveSubmit()
+	require.InDelta(t, delay.Seconds(), again.Seconds(), 0.05, "a cancelled slot is given back")
+
+	tn.SetMaxSubmitsPerSecond(0)
+	delay, _ = tn.ReserveSubmit()
+	require.Zero(t, delay, "0 lifts the limit")
+}

@@ -348,9 +348,9 @@ func (e *Engine) applyJobStatus(ctx context.Context, t *tenants.Tenant, id strin
 	}
 }
 
-// keepLogs keeps the lines the outcome it carries with r, unless r has them
-// already, they are larger than the dispatch allowed, or r keeps as many
-// attempts' lines as it may; it reports whether r changed.
+// keepLogs keeps it.logs, the log lines its outcome carries, with r unless
+// r has them already, they are larger than the dispatch allowed, or r
+// keeps as many attempts' lines as it may; it reports whether r changed.
 func keepLogs(r *jobs.Record, it statusItem, now time.Time) bool {
 	if it.logs == nil || r.HasLogs(it.ev.Attempt, it.ev.Token) || proto.Size(it.logs) > jobs.InlineLogsMax {
 		return false
@@ -369,9 +369,9 @@ func keepLogs(r *jobs.Record, it statusItem, now time.Time) bool {
 	return r.AddLogs(l)
 }
 
-// publishLogs publishes the lines the outcome it carries, which the job's
-// record could not keep, on the job's log subject, as the runner would
-// have: with the dedupe id of the runner's chunk.
+// publishLogs publishes it.logs, which the job's record could not keep, on
+// the job's log subject, as the runner would have: with the dedupe id of
+// the runner's chunk.
 func (e *Engine) publishLogs(ctx context.Context, t *tenants.Tenant, id string, it statusItem) error {
 	first := max(it.logs.GetFirstSeq(), 1)
 	dedupe := fmt.Sprintf("%s-%d-logs-%d", id, it.ev.Attempt, first)

@@ -78,6 +78,15 @@ func Encode(subject string, m proto.Message, dedupeID string) (queue.Message, er
 	}, nil
 }
 
+// LogChunkDedupeID is the deduplication id of the LogChunk of job's
+// attempt whose first line is firstSeq: the runner publishes a chunk under
+// it, and the scheduler does too when it moves the lines an outcome
+// carried onto the log subject, so a chunk is stored once however often it
+// is sent.
+func LogChunkDedupeID(jobID string, attempt uint32, firstSeq uint64) string {
+	return fmt.Sprintf("%s-%d-logs-%d", jobID, attempt, firstSeq)
+}
+
 // TypeName is the value of queue.HeaderType for m.
 func TypeName(m proto.Message) string { return string(m.ProtoReflect().Descriptor().FullName()) }
 

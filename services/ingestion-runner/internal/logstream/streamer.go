@@ -220,7 +220,7 @@ func (s *Streamer) sendLoop() {
 }
 
 func (s *Streamer) publish(c chunk) error {
-	dedupe := fmt.Sprintf("%s-%d-logs-%d", s.opts.JobID, s.opts.Attempt, c.firstSeq)
+	dedupe := events.LogChunkDedupeID(s.opts.JobID, s.opts.Attempt, c.firstSeq)
 	m := &jobsv1.LogChunk{
 		Envelope:     events.NewEnvelope(s.opts.Tenant, s.opts.Attempt, dedupe, ""),
 		JobId:        s.opts.JobID,

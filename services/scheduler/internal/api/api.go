@@ -41,9 +41,9 @@ type Engine interface {
 	Submit(ctx context.Context, t *tenants.Tenant, id string, spec *jobsv1.JobSpec) error
 	// DirectSubmit reports whether submit uses Create instead of Submit.
 	DirectSubmit() bool
-	// Throttled counts a submission the API refused for its tenant's
-	// submission rate.
-	Throttled(t *tenants.Tenant)
+	// AdmitSubmit admits a submission of t now by its submission rate
+	// (0), or says how long until it would.
+	AdmitSubmit(t *tenants.Tenant) time.Duration
 	Create(ctx context.Context, t *tenants.Tenant, id string, spec *jobsv1.JobSpec) (*jobs.Record, bool, error)
 	Cancel(ctx context.Context, t *tenants.Tenant, id, reason string) (*jobs.Record, error)
 	SetPaused(ctx context.Context, t *tenants.Tenant, pool string, paused bool) (pools.State, int, error)

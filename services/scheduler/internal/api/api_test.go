@@ -38,8 +38,8 @@ type fakeEngine struct {
 	direct    bool
 }
 
-func (f *fakeEngine) DirectSubmit() bool        { return f.direct }
-func (f *fakeEngine) Throttled(*tenants.Tenant) {}
+func (f *fakeEngine) DirectSubmit() bool                        { return f.direct }
+func (f *fakeEngine) AdmitSubmit(*tenants.Tenant) time.Duration { return 0 }
 
 func (f *fakeEngine) Create(ctx context.Context, t *tenants.Tenant, id string, spec *jobsv1.JobSpec) (*jobs.Record, bool, error) {
 	if f.err != nil {

@@ -57,9 +57,7 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) 
 		writeFieldError(w, err)
 		return
 	}
-	if wait, cancel := t.ReserveSubmit(); wait > 0 {
-		cancel()
-		a.engine.Throttled(t)
+	if wait := a.engine.AdmitSubmit(t); wait > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
 		httpjson.WriteError(w, http.StatusTooManyRequests, "the tenant's submission rate limit is reached: retry later", "")
 		return

@@ -80,8 +80,8 @@ func (a *API) logsHandler(w http.ResponseWriter, r *http.Request, t *tenants.Ten
 	ctx := r.Context()
 	lw := &logWriter{w: w, ndjson: format == "ndjson", attempt: uint32(attempt), token: rec.AttemptToken}
 	lw.reload = func() []jobs.AttemptLogs {
-		if rec, err := t.Jobs.Get(ctx, rec.ID); err == nil {
-			return rec.Logs
+		if now, err := t.Jobs.Get(ctx, rec.ID); err == nil {
+			return now.Logs
 		}
 		return nil
 	}

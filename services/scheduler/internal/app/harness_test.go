@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -368,4 +369,17 @@ func (e *env) metric(name string, labels map[string]string) float64 {
 		}
 	}
 	return sum
+}
+
+// followLogs opens GET /api/v1/jobs/{id}/logs?follow=true and returns a
+// reader of its body, closed when the test ends.
+func (e *env) followLogs(id string) *bufio.Reader {
+	e.t.Helper()
+	req, err := http.NewRequestWithContext(e.ctx, "GET", e.url+"/api/v1/jobs/"+id+"/logs?follow=true", nil)
+	require.NoError(e.t, err)
+	req.Header.Set("Authorization", "Bearer "+e.token)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(e.t, err)
+	e.t.Cleanup(func() { _ = resp.Body.Close() })
+	return bufio.NewReader(resp.Body)
 }

@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"bufio"
 	"io"
 	"net/http"
 	"strings"
@@ -99,13 +98,7 @@ func TestInlineLogs(t *testing.T) {
 		tok := e.attemptToken("default", j.ID)
 		e.status("default", j.ID, jobsv1.JobState_JOB_STATE_RUNNING, 1)
 		e.waitState("", j.ID, "RUNNING")
-		req, err := http.NewRequestWithContext(e.ctx, "GET", e.url+"/api/v1/jobs/"+j.ID+"/logs?follow=true", nil)
-		require.NoError(t, err)
-		req.Header.Set("Authorization", "Bearer "+e.token)
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		rd := bufio.NewReader(resp.Body)
+		rd := e.followLogs(j.ID)
 
 		e.status("default", j.ID, jobsv1.JobState_JOB_STATE_QUEUED, 1, withReason("boom"), withLogs(tok, "first try"))
 		s, err := rd.ReadString('\n')

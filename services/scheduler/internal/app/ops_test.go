@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"bufio"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -64,13 +63,7 @@ func TestLogs(t *testing.T) {
 		require.Equal(t, http.StatusNotFound, code)
 	})
 	t.Run("follow", func(t *testing.T) {
-		req, err := http.NewRequestWithContext(e.ctx, "GET", e.url+"/api/v1/jobs/"+j.ID+"/logs?follow=true", nil)
-		require.NoError(t, err)
-		req.Header.Set("Authorization", "Bearer "+e.token)
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		rd := bufio.NewReader(resp.Body)
+		rd := e.followLogs(j.ID)
 		line := func() string {
 			s, err := rd.ReadString('\n')
 			require.NoError(t, err)

@@ -54,10 +54,15 @@ func TestStartCarriedByOutcome(t *testing.T) {
 			StartedAt time.Time `json:"started_at"`
 		}](t, out).StartedAt)
 
-		// Delivered again: nothing more.
-		seen := e.metric("outpost_status_events_total", nil)
+		// Delivered again: nothing more. A later event that is fenced
+		// marks it applied: the status consumer applies batches one
+		// after the other, and a job's events in attempt order.
+		fenced := e.metric("outpost_fenced_events_total", map[string]string{"reason": "terminal"})
 		e.status("default", j.ID, jobsv1.JobState_JOB_STATE_SUCCEEDED, 1, withStartedAt(started))
-		require.Eventually(t, func() bool { return e.metric("outpost_status_events_total", nil) > seen }, waitFor, tick)
+		e.status("default", j.ID, jobsv1.JobState_JOB_STATE_SUCCEEDED, 2)
+		require.Eventually(t, func() bool {
+			return e.metric("outpost_fenced_events_total", map[string]string{"reason": "terminal"}) > fenced
+		}, waitFor, tick)
 		require.Equal(t, transitions(got), transitions(e.job("", j.ID)))
 	})
 

@@ -108,10 +108,6 @@ func (e *Engine) directStateOf(t *tenants.Tenant) *directState {
 // (Create) rather than publishing a SubmitJob (Submit).
 func (e *Engine) DirectSubmit() bool { return e.direct }
 
-// Throttled counts a submission the API refused for its tenant's
-// submission rate (limits.max_submits_per_second).
-func (e *Engine) Throttled(*tenants.Tenant) { e.m.SubmitsThrottled.WithLabelValues("api").Inc() }
-
 // Create creates the record of a job the API accepted and dispatches it:
 // direct submission. spec is normalised (jobs.NormalizeSpec); the user is
 // the principal of ctx. It returns the record and whether this call

@@ -271,9 +271,10 @@ func (e *Engine) applyJobStatus(ctx context.Context, t *tenants.Tenant, id strin
 			}
 			// The lines of an attempt are kept whatever became of its
 			// state (a late outcome of a cancelled job still has logs).
-			if keepLogs(r, it, now) {
+			switch placeLogs(r, it, now) {
+			case logsKept:
 				changed = true
-			} else if it.logs != nil && !r.HasLogs(it.ev.Attempt, it.ev.Token) {
+			case logsUnkept:
 				unkept = append(unkept, it)
 			}
 		}
@@ -348,12 +349,21 @@ func (e *Engine) applyJobStatus(ctx context.Context, t *tenants.Tenant, id strin
 	}
 }
 
-// keepLogs keeps it.logs, the log lines its outcome carries, with r unless
-// r has them already, they are larger than the dispatch allowed, or r
-// keeps as many attempts' lines as it may; it reports whether r changed.
-func keepLogs(r *jobs.Record, it statusItem, now time.Time) bool {
-	if it.logs == nil || r.HasLogs(it.ev.Attempt, it.ev.Token) || proto.Size(it.logs) > jobs.InlineLogsMax {
-		return false
+// Where placeLogs put the lines an outcome carried.
+const (
+	logsNone   = iota // none, or the record has them already
+	logsKept          // kept with the record: it changed
+	logsUnkept        // for the log subject: larger than the dispatch's offer, or the record keeps as many attempts' lines as it may
+)
+
+// placeLogs keeps it.logs, the log lines its outcome carries, with r if
+// they belong there, and says where they went.
+func placeLogs(r *jobs.Record, it statusItem, now time.Time) int {
+	if it.logs == nil || r.HasLogs(it.ev.Attempt, it.ev.Token) {
+		return logsNone
+	}
+	if proto.Size(it.logs) > jobs.InlineLogsMax {
+		return logsUnkept
 	}
 	at := it.ev.At
 	if at.IsZero() {
@@ -366,7 +376,10 @@ func keepLogs(r *jobs.Record, it statusItem, now time.Time) bool {
 			l.Lines[i].Time = line.GetTime().AsTime()
 		}
 	}
-	return r.AddLogs(l)
+	if !r.AddLogs(l) {
+		return logsUnkept
+	}
+	return logsKept
 }
 
 // publishLogs publishes it.logs, which the job's record could not keep, on
@@ -374,7 +387,7 @@ func keepLogs(r *jobs.Record, it statusItem, now time.Time) bool {
 // the runner's chunk.
 func (e *Engine) publishLogs(ctx context.Context, t *tenants.Tenant, id string, it statusItem) error {
 	first := max(it.logs.GetFirstSeq(), 1)
-	dedupe := fmt.Sprintf("%s-%d-logs-%d", id, it.ev.Attempt, first)
+	dedupe := events.LogChunkDedupeID(id, uint32(it.ev.Attempt), first)
 	m := &jobsv1.LogChunk{
 		Envelope:     events.NewEnvelope(t.Name, uint32(it.ev.Attempt), dedupe, ""),
 		JobId:        id,

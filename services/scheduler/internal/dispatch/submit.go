@@ -228,6 +228,19 @@ func (e *Engine) releaseAllHeld(ctx context.Context, t *tenants.Tenant) {
 	}
 }
 
+// AdmitSubmit admits a submission of t that will not wait (the API's) by
+// its tenant's submission rate, limits.max_submits_per_second: it returns
+// 0, or how long until a submission would be admitted, and then counts the
+// refusal and takes nothing of the rate.
+func (e *Engine) AdmitSubmit(t *tenants.Tenant) time.Duration {
+	wait, cancel := t.ReserveSubmit()
+	if wait > 0 {
+		cancel()
+		e.m.SubmitsThrottled.WithLabelValues("api").Inc()
+	}
+	return wait
+}
+
 // hold keeps d for delay, telling the queue it is in progress every third
 // of the ack wait; it reports false if ctx ended first.
 func (e *Engine) hold(ctx context.Context, d queue.Delivery, delay time.Duration) bool {

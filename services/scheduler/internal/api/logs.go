@@ -91,7 +91,7 @@ func (a *API) logsHandler(w http.ResponseWriter, r *http.Request, t *tenants.Ten
 			return false
 		}
 		if follow {
-			_ = rc.Flush()
+			lw.send(rc)
 		}
 		return true
 	}
@@ -102,7 +102,7 @@ func (a *API) logsHandler(w http.ResponseWriter, r *http.Request, t *tenants.Ten
 			// they are shown as soon as the record has them.
 			lw.add(rec.Logs)
 			if lw.flushInline(math.MaxUint32) == nil {
-				_ = rc.Flush()
+				lw.send(rc)
 			}
 		})
 		lw.add(lw.reload())
@@ -173,6 +173,15 @@ type logWriter struct {
 	// ended, maybe with their lines.
 	reload func() []jobs.AttemptLogs
 	seen   uint32
+}
+
+// send flushes what was written to the client. A follow writes from two
+// goroutines (the reader of the log subject, the look at the record), so
+// the flush too is under mu.
+func (lw *logWriter) send(rc *http.ResponseController) {
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	_ = rc.Flush()
 }
 
 // next is the stream sequence to read from after what was written.

@@ -124,7 +124,10 @@ type Delivery interface {
 	// than delay from now.
 	Nak(ctx context.Context, delay time.Duration) error
 	// InProgress tells the backend the message is still being worked on and
-	// restarts its ack wait.
+	// restarts its ack wait. Within a tenth of the ack wait of the receive
+	// or of the last InProgress sent it sends nothing (the wait would
+	// restart at most that much sooner than asked), so checking that a
+	// fresh delivery is still held costs no request.
 	InProgress(ctx context.Context) error
 	// Term takes the message out of its queue for good and moves it to the
 	// tenant's dead-letter queue with the reason.

@@ -11,8 +11,10 @@ import (
 // it is for benchmarks and investigations, not for production.
 const EnvPprof = "OUTPOST_OPS_PPROF"
 
-// profiling serves net/http/pprof's handlers on mux.
-func profiling(mux *http.ServeMux) {
+// Profiling serves net/http/pprof's handlers on mux. The services' ops
+// listeners do so when EnvPprof is "true"; a process with an ops mux of its
+// own (the broker's health listener) calls it under the same condition.
+func Profiling(mux *http.ServeMux) {
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)

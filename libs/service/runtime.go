@@ -156,7 +156,7 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 	if ops != nil {
 		mux := OpsHandler(nil, r.reg, r.Ready)
 		if os.Getenv(EnvPprof) == "true" {
-			profiling(mux)
+			Profiling(mux)
 		}
 		r.serve(r.opsCtx, NewHTTPServer(mux), ops)
 	}

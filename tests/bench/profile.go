@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,8 +22,9 @@ import (
 
 // profileDirEnv names a folder: when set (and OUTPOST_OPS_PPROF=true, which
 // the harness hands to every process), the throughput run takes a CPU
-// profile of the scheduler and of each runner from their ops ports, written
-// there as <prefix>scheduler.pprof and <prefix>runner-N.pprof.
+// profile of the broker, the scheduler and each runner from their ops
+// ports, written there as <prefix>broker.pprof, <prefix>scheduler.pprof and
+// <prefix>runner-N.pprof.
 const profileDirEnv = "OUTPOST_BENCH_PROFILE_DIR"
 
 // profileSecondsEnv is how long each profile lasts (default 4 s: within a
@@ -43,7 +45,10 @@ func startProfiles(t *testing.T, r *pathRig, prefix string) (wait func()) {
 		secs = n
 	}
 	require.NoError(t, os.MkdirAll(dir, 0o755))
-	targets := map[string]string{prefix + "scheduler": r.stack.Ops}
+	targets := map[string]string{
+		prefix + "scheduler": r.stack.Ops,
+		prefix + "broker":    strings.TrimSuffix(r.stack.NATS.Readyz[0], "/readyz"),
+	}
 	for i, p := range r.runners {
 		targets[fmt.Sprintf("%srunner-%d", prefix, i+1)] = p.Ops
 	}

@@ -119,7 +119,11 @@ func run() error {
 	}
 	ctx, stop := service.SignalContext(context.Background())
 	defer stop()
-	h := service.OpsHandler(http.NewServeMux(), service.NewRegistry(), ready)
+	mux := http.NewServeMux()
+	if os.Getenv(service.EnvPprof) == "true" {
+		service.Profiling(mux)
+	}
+	h := service.OpsHandler(mux, service.NewRegistry(), ready)
 	return service.Serve(ctx, log, service.NewHTTPServer(h), ln, 5*time.Second)
 }
 

@@ -325,6 +325,9 @@ type delivery struct {
 
 	mu      sync.Mutex
 	settled bool
+	// extended is when the ack wait last started, or earlier: the start
+	// of the pull that brought the message, then each InProgress sent.
+	extended time.Time
 }
 
 func (k *consumer) newDelivery(msg jetstream.Msg, received time.Time) (*delivery, error) {
@@ -333,14 +336,15 @@ func (k *consumer) newDelivery(msg jetstream.Msg, received time.Time) (*delivery
 		return nil, err
 	}
 	return &delivery{
-		k:       k,
-		msg:     msg,
-		subject: msg.Subject(),
-		header:  headerMap(msg.Headers()),
-		attempt: int(md.NumDelivered),
-		seq:     md.Sequence.Stream,
-		stored:  md.Timestamp,
-		lease:   handling.NewLease(k.cfg, received),
+		k:        k,
+		msg:      msg,
+		subject:  msg.Subject(),
+		header:   headerMap(msg.Headers()),
+		attempt:  int(md.NumDelivered),
+		seq:      md.Sequence.Stream,
+		stored:   md.Timestamp,
+		lease:    handling.NewLease(k.cfg, received),
+		extended: received,
 	}, nil
 }
 
@@ -402,7 +406,7 @@ func (d *delivery) Nak(ctx context.Context, delay time.Duration) error {
 // InProgress implements queue.Delivery: it restarts the ack wait.
 func (d *delivery) InProgress(ctx context.Context) error {
 	d.mu.Lock()
-	settled := d.settled
+	settled, extended := d.settled, d.extended
 	d.mu.Unlock()
 	if settled {
 		return fmt.Errorf("natsjs: in progress %s: %w", d.subject, queue.ErrAlreadyAcked)
@@ -411,10 +415,18 @@ func (d *delivery) InProgress(ctx context.Context) error {
 	if err := d.lease.Check(sent); err != nil {
 		return fmt.Errorf("natsjs: in progress %s: %w", d.subject, err)
 	}
+	if handling.Fresh(d.k.cfg.AckWait, extended, sent) {
+		return nil
+	}
 	if err := d.k.c.ackRequest(ctx, d.msg.Reply(), ackProgress); err != nil {
 		return fmt.Errorf("natsjs: in progress %s: %w", d.subject, err)
 	}
 	d.lease.Renew(sent)
+	d.mu.Lock()
+	if sent.After(d.extended) {
+		d.extended = sent
+	}
+	d.mu.Unlock()
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -507,4 +508,67 @@ func TestWatchStreamCompactsLastAndPurges(t *testing.T) {
 	require.ErrorIs(t, err, natsjs.ErrNoMessage)
 	_, err = c.Last(ctx, s.Jobs("acme", "pool"))
 	require.ErrorIs(t, err, queue.ErrInvalidSubject)
+}
+
+// TestInProgressSkipsFreshExtension: an InProgress within a tenth of the
+// ack wait of the receive (a short job checking it still holds its
+// delivery) sends nothing to the server; once that has passed, it sends a
+// progress acknowledgement again. Fenced or not, the answer is the same.
+func TestInProgressSkipsFreshExtension(t *testing.T) {
+	srv := natstest.RunServer(t)
+	c := connect(t, natsjs.Config{URL: srv.ClientURL()})
+	ctx := testCtx(t)
+	require.NoError(t, c.EnsureTenant(ctx, "acme", queue.TenantLimits{}))
+
+	// Every acknowledgement the consumer sends, as the server receives it.
+	watcher, err := nats.Connect(srv.ClientURL())
+	require.NoError(t, err)
+	t.Cleanup(watcher.Close)
+	var progress atomic.Int32
+	sub, err := watcher.Subscribe("$JS.ACK.>", func(m *nats.Msg) {
+		if string(m.Data) == "+WPI" {
+			progress.Add(1)
+		}
+	})
+	require.NoError(t, err)
+	require.NoError(t, watcher.Flush())
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+
+	for _, fenced := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fenced=%v", fenced), func(t *testing.T) {
+			subject := c.Subjects().Jobs("acme", fmt.Sprintf("fresh-%v", fenced))
+			held := make(chan queue.Delivery, 1)
+			release := make(chan struct{})
+			k, err := c.Consume(ctx, queue.ConsumerConfig{Name: "fresh", Subject: subject, AckWait: 3 * time.Second, Fenced: fenced}, func(ctx context.Context, d queue.Delivery) {
+				held <- d
+				<-release
+				assert.NoError(t, d.Ack(ctx))
+			})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = k.Stop(context.Background()) })
+			require.NoError(t, c.Publish(ctx, queue.Message{Subject: subject, Data: []byte("short job")}))
+			var d queue.Delivery
+			select {
+			case d = <-held:
+			case <-ctx.Done():
+				t.Fatal("nothing delivered")
+			}
+			defer close(release)
+
+			before := progress.Load()
+			require.NoError(t, d.InProgress(ctx), "fresh delivery")
+			require.NoError(t, watcher.Flush())
+			require.Never(t, func() bool { return progress.Load() != before }, 200*time.Millisecond, 10*time.Millisecond,
+				"an InProgress right after the receive sends nothing")
+			require.Eventually(t, func() bool {
+				require.NoError(t, d.InProgress(ctx))
+				return progress.Load() > before
+			}, 5*time.Second, 50*time.Millisecond, "a later InProgress is sent")
+			// Just sent: the next one is fresh again.
+			sent := progress.Load()
+			require.NoError(t, d.InProgress(ctx))
+			require.Never(t, func() bool { return progress.Load() != sent }, 200*time.Millisecond, 10*time.Millisecond,
+				"an InProgress right after the last one sends nothing")
+		})
+	}
 }

@@ -17,13 +17,6 @@ import (
 // maxReasonLen bounds the dead-letter reason kept in the message.
 const maxReasonLen = 1024
 
-// freshExtension is the share of the ack wait within which an InProgress
-// after the receive, or after the last InProgress sent, sends nothing:
-// the deadline it would move is at most that much sooner than asked.
-// A short job's checks that it still holds its delivery (one when it
-// starts, one before it reports) then cost no request.
-const freshExtension = 10
-
 // delivery implements queue.Delivery for one received SQS message.
 // Settlements go through the broker's batchers; an error means SQS may not
 // have recorded it, and it can be retried.
@@ -86,7 +79,7 @@ func (d *delivery) InProgress(ctx context.Context) error {
 	if err := d.lease.Check(sent); err != nil {
 		return fmt.Errorf("sqs: in progress %s: %w", d.subject, err)
 	}
-	if sent.Sub(extended) < d.k.cfg.AckWait/freshExtension {
+	if handling.Fresh(d.k.cfg.AckWait, extended, sent) {
 		return nil
 	}
 	ctx, cancel := withSettleTimeout(ctx)

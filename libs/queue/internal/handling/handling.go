@@ -58,6 +58,20 @@ func Run(base context.Context, log *slog.Logger, d queue.Delivery, maxDeliveries
 	h(base, d)
 }
 
+// freshShare is the share of the ack wait within which an InProgress after
+// the receive, or after the last InProgress sent, sends nothing: the
+// deadline it would move is at most that much sooner than asked. A short
+// job's checks that it still holds its delivery (one when it starts, one
+// before it reports) then cost no request.
+const freshShare = 10
+
+// Fresh reports whether a delivery of a consumer with ackWait whose ack
+// wait last started at extended (its receive, or its last InProgress sent)
+// is fresh enough at now for an InProgress to send nothing.
+func Fresh(ackWait time.Duration, extended, now time.Time) bool {
+	return now.Sub(extended) < ackWait/freshShare
+}
+
 // Lease tracks, by this process's monotonic clock (which keeps counting
 // while the process is stopped), until when a delivery of a fenced consumer
 // is still this process's to settle (see queue.ConsumerConfig.Fenced). A nil

@@ -125,6 +125,7 @@ type Store struct {
 	kv      kv.Store
 	tenant  string
 	changed chan struct{}
+	cache   snapshotCache // GateCached's
 }
 
 // NewStore returns the directory of tenant over its bucket.
@@ -140,8 +141,10 @@ func (s *Store) Tenant() string { return s.tenant }
 // at once instead of at its next tick.
 func (s *Store) Changed() <-chan struct{} { return s.changed }
 
-// Kick makes Changed receive, as a directory write does.
+// Kick makes Changed receive, as a directory write does, and drops the
+// snapshot GateCached reads.
 func (s *Store) Kick() {
+	s.cache.forget()
 	select {
 	case s.changed <- struct{}{}:
 	default:

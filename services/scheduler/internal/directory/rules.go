@@ -181,6 +181,15 @@ func (snap *Snapshot) shareTeam(a, b string) bool {
 	return false
 }
 
+func (snap *Snapshot) deployment(pool string) *Deployment {
+	for i := range snap.Deployments {
+		if snap.Deployments[i].Pool == pool {
+			return &snap.Deployments[i]
+		}
+	}
+	return nil
+}
+
 func (snap *Snapshot) project(id string) *Project {
 	for i := range snap.Projects {
 		if snap.Projects[i].ID == id {

@@ -26,9 +26,11 @@ import (
 // finds (a resume's release cut short).
 
 // admit dispatches a QUEUED job that has not run, unless the polling rules
-// of its pool's deployment refuse it; then it gates the job.
+// of its pool's deployment refuse it; then it gates the job. The rules are
+// read as this replica saw them within the last second: a job costs no
+// read of the directory, and regate re-checks gated jobs on a fresh read.
 func (e *Engine) admit(ctx context.Context, t *tenants.Tenant, rec *jobs.Record) error {
-	c, err := t.Directory.Gate(ctx, rec.Pool, rec.User, rec.Project)
+	c, err := t.Directory.GateCached(ctx, rec.Pool, rec.User, rec.Project)
 	if err != nil {
 		return err
 	}

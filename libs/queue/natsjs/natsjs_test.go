@@ -539,14 +539,18 @@ func TestInProgressSkipsFreshExtension(t *testing.T) {
 			subject := c.Subjects().Jobs("acme", fmt.Sprintf("fresh-%v", fenced))
 			held := make(chan queue.Delivery, 1)
 			release := make(chan struct{})
-			k, err := c.Consume(ctx, queue.ConsumerConfig{Name: "fresh", Subject: subject, AckWait: 3 * time.Second, Fenced: fenced}, func(ctx context.Context, d queue.Delivery) {
+			// Stored before the first pull: the delivery's ack wait starts
+			// with that pull, not one that waited before the message came.
+			// A tenth of this ack wait (1 s) leaves the checks below room
+			// on a loaded machine.
+			require.NoError(t, c.Publish(ctx, queue.Message{Subject: subject, Data: []byte("short job")}))
+			k, err := c.Consume(ctx, queue.ConsumerConfig{Name: "fresh", Subject: subject, AckWait: 10 * time.Second, Fenced: fenced}, func(ctx context.Context, d queue.Delivery) {
 				held <- d
 				<-release
 				assert.NoError(t, d.Ack(ctx))
 			})
 			require.NoError(t, err)
 			t.Cleanup(func() { _ = k.Stop(context.Background()) })
-			require.NoError(t, c.Publish(ctx, queue.Message{Subject: subject, Data: []byte("short job")}))
 			var d queue.Delivery
 			select {
 			case d = <-held:

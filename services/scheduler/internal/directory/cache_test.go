@@ -2,6 +2,7 @@ package directory
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,23 +13,20 @@ import (
 	"github.com/outposthq/outpost/libs/kv"
 )
 
-// listCounter counts the reads of the whole bucket; while hold is set, a
-// read takes its entries, then waits for hold to close before handing
-// them out (a read overtaken by a write).
-type listCounter struct {
+// readCounter counts the reads of one key and of the whole bucket; while
+// hold is set, the next read of one key takes its value, then waits for
+// hold to close before handing it out (a read overtaken by a write).
+type readCounter struct {
 	*kv.Memory
-	lists   atomic.Int32
-	mu      sync.Mutex
-	hold    chan struct{}
-	holding chan struct{}
+	gets, lists atomic.Int32
+	mu          sync.Mutex
+	hold        chan struct{}
+	holding     chan struct{}
 }
 
-func (c *listCounter) List(ctx context.Context, fn func(kv.Entry) bool) error {
-	c.lists.Add(1)
-	var entries []kv.Entry
-	if err := c.Memory.List(ctx, func(e kv.Entry) bool { entries = append(entries, e); return true }); err != nil {
-		return err
-	}
+func (c *readCounter) Get(ctx context.Context, key string) (kv.Entry, error) {
+	c.gets.Add(1)
+	e, err := c.Memory.Get(ctx, key)
 	c.mu.Lock()
 	hold, holding := c.hold, c.holding
 	c.hold, c.holding = nil, nil
@@ -37,38 +35,64 @@ func (c *listCounter) List(ctx context.Context, fn func(kv.Entry) bool) error {
 		close(holding)
 		<-hold
 	}
-	for _, e := range entries {
-		if !fn(e) {
-			break
-		}
-	}
-	return nil
+	return e, err
+}
+
+func (c *readCounter) List(ctx context.Context, fn func(kv.Entry) bool) error {
+	c.lists.Add(1)
+	return c.Memory.List(ctx, fn)
 }
 
 func TestGateCached(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now()
-	setup := func(t *testing.T) (store *listCounter, here, other *Store) {
-		store = &listCounter{Memory: kv.NewMemory()}
+	setup := func() (store *readCounter, here, other *Store) {
+		store = &readCounter{Memory: kv.NewMemory()}
 		return store, NewStore(store, "acme"), NewStore(store, "acme")
 	}
-
-	t.Run("a pool without a deployment takes every job; one read serves them", func(t *testing.T) {
-		store, here, _ := setup(t)
+	// concurrently runs n admissions of a job of user to pool-a at once.
+	concurrently := func(t *testing.T, s *Store, n int, user string) []*Check {
+		out := make([]*Check, n)
 		var wg sync.WaitGroup
-		for range 20 {
+		for i := range n {
 			wg.Go(func() {
-				c, err := here.GateCached(ctx, "pool-a", "bob", "")
+				c, err := s.GateCached(ctx, "pool-a", user, "")
 				require.NoError(t, err)
-				require.Nil(t, c)
+				out[i] = c
 			})
 		}
 		wg.Wait()
+		return out
+	}
+
+	t.Run("a pool without a deployment takes every job; one read serves them", func(t *testing.T) {
+		store, here, _ := setup()
+		for _, c := range concurrently(t, here, 20, "bob") {
+			require.Nil(t, c)
+		}
+		require.EqualValues(t, 1, store.gets.Load())
+		require.Zero(t, store.lists.Load(), "no rules to apply: the directory is not read")
+	})
+
+	t.Run("the rules read the directory once for many jobs", func(t *testing.T) {
+		store, here, _ := setup()
+		_, _, err := here.BindDeployment(ctx, "pool-a", "alice", "", nil, false, now)
+		require.NoError(t, err)
+		gets := store.gets.Load()
+		for _, c := range concurrently(t, here, 20, "bob") {
+			require.NotNil(t, c)
+			require.False(t, c.Allowed, c.Summary())
+		}
+		for _, c := range concurrently(t, here, 5, "alice") {
+			require.True(t, c.Allowed)
+			require.Equal(t, RuleDeploymentUser, c.Rule)
+		}
+		require.EqualValues(t, 1, store.gets.Load()-gets)
 		require.EqualValues(t, 1, store.lists.Load())
 	})
 
 	t.Run("a deployment registered through this replica applies at once", func(t *testing.T) {
-		_, here, _ := setup(t)
+		_, here, _ := setup()
 		c, err := here.GateCached(ctx, "pool-a", "bob", "")
 		require.NoError(t, err)
 		require.Nil(t, c)
@@ -78,14 +102,10 @@ func TestGateCached(t *testing.T) {
 		require.NoError(t, err)
 		require.NotNil(t, c)
 		require.False(t, c.Allowed, c.Summary())
-		c, err = here.GateCached(ctx, "pool-a", "alice", "")
-		require.NoError(t, err)
-		require.True(t, c.Allowed)
-		require.Equal(t, RuleDeploymentUser, c.Rule)
 	})
 
 	t.Run("a change through another replica applies within the TTL", func(t *testing.T) {
-		_, here, other := setup(t)
+		_, here, other := setup()
 		_, _, err := here.BindDeployment(ctx, "pool-a", "alice", "", nil, false, now)
 		require.NoError(t, err)
 		c, err := here.GateCached(ctx, "pool-a", "bob", "")
@@ -99,7 +119,7 @@ func TestGateCached(t *testing.T) {
 	})
 
 	t.Run("a read overtaken by a write through this replica is not kept", func(t *testing.T) {
-		store, here, _ := setup(t)
+		store, here, _ := setup()
 		hold, holding := make(chan struct{}), make(chan struct{})
 		store.mu.Lock()
 		store.hold, store.holding = hold, holding
@@ -112,7 +132,7 @@ func TestGateCached(t *testing.T) {
 			}
 			done <- c
 		}()
-		<-holding // the read has its entries: no deployment yet
+		<-holding // the read has its answer: no deployment yet
 		_, _, err := here.BindDeployment(ctx, "pool-a", "alice", "", nil, false, now)
 		require.NoError(t, err)
 		close(hold)
@@ -121,11 +141,25 @@ func TestGateCached(t *testing.T) {
 		require.NoError(t, err)
 		require.NotNil(t, c, "the next job sees the deployment")
 		require.False(t, c.Allowed)
-		require.EqualValues(t, 2, store.lists.Load())
+	})
+
+	t.Run("many pools: stale entries are dropped", func(t *testing.T) {
+		_, here, _ := setup()
+		for i := range maxCachedPools + 10 {
+			_, err := here.GateCached(ctx, fmt.Sprintf("pool-%d", i), "bob", "")
+			require.NoError(t, err)
+		}
+		require.Eventually(t, func() bool {
+			_, err := here.GateCached(ctx, "pool-last", "bob", "")
+			require.NoError(t, err)
+			here.cache.mu.Lock()
+			defer here.cache.mu.Unlock()
+			return len(here.cache.pools) <= 1
+		}, 3*snapshotTTL, 50*time.Millisecond)
 	})
 
 	t.Run("a bad pool name is refused", func(t *testing.T) {
-		_, here, _ := setup(t)
+		_, here, _ := setup()
 		_, err := here.GateCached(ctx, "no spaces", "bob", "")
 		require.ErrorIs(t, err, ErrInvalid)
 	})

@@ -317,17 +317,14 @@ type delivery struct {
 	attempt int
 	seq     uint64
 	stored  time.Time // when the message was stored in its stream
-	// lease (fenced consumers only, else nil) refuses settlements once
-	// the ack wait may have passed: the server settles by stream sequence
+	// lease says when an InProgress is worth sending and, on a fenced
+	// consumer, refuses settlements once the ack wait may have passed: the server settles by stream sequence
 	// whichever delivery the reply names, so a stale Ack would remove,
 	// and a stale Nak redeliver, the message another consumer now holds.
 	lease *handling.Lease
 
 	mu      sync.Mutex
 	settled bool
-	// extended is when the ack wait last started, or earlier: the start
-	// of the pull that brought the message, then each InProgress sent.
-	extended time.Time
 }
 
 func (k *consumer) newDelivery(msg jetstream.Msg, received time.Time) (*delivery, error) {
@@ -336,15 +333,14 @@ func (k *consumer) newDelivery(msg jetstream.Msg, received time.Time) (*delivery
 		return nil, err
 	}
 	return &delivery{
-		k:        k,
-		msg:      msg,
-		subject:  msg.Subject(),
-		header:   headerMap(msg.Headers()),
-		attempt:  int(md.NumDelivered),
-		seq:      md.Sequence.Stream,
-		stored:   md.Timestamp,
-		lease:    handling.NewLease(k.cfg, received),
-		extended: received,
+		k:       k,
+		msg:     msg,
+		subject: msg.Subject(),
+		header:  headerMap(msg.Headers()),
+		attempt: int(md.NumDelivered),
+		seq:     md.Sequence.Stream,
+		stored:  md.Timestamp,
+		lease:   handling.NewLease(k.cfg, received),
 	}, nil
 }
 
@@ -406,7 +402,7 @@ func (d *delivery) Nak(ctx context.Context, delay time.Duration) error {
 // InProgress implements queue.Delivery: it restarts the ack wait.
 func (d *delivery) InProgress(ctx context.Context) error {
 	d.mu.Lock()
-	settled, extended := d.settled, d.extended
+	settled := d.settled
 	d.mu.Unlock()
 	if settled {
 		return fmt.Errorf("natsjs: in progress %s: %w", d.subject, queue.ErrAlreadyAcked)
@@ -415,18 +411,13 @@ func (d *delivery) InProgress(ctx context.Context) error {
 	if err := d.lease.Check(sent); err != nil {
 		return fmt.Errorf("natsjs: in progress %s: %w", d.subject, err)
 	}
-	if handling.Fresh(d.k.cfg.AckWait, extended, sent) {
+	if d.lease.Fresh(sent) {
 		return nil
 	}
 	if err := d.k.c.ackRequest(ctx, d.msg.Reply(), ackProgress); err != nil {
 		return fmt.Errorf("natsjs: in progress %s: %w", d.subject, err)
 	}
 	d.lease.Renew(sent)
-	d.mu.Lock()
-	if sent.After(d.extended) {
-		d.extended = sent
-	}
-	d.mu.Unlock()
 	return nil
 }
 

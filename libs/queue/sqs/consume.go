@@ -411,7 +411,6 @@ func (k *consumer) newDelivery(ql *queueLoop, m types.Message, received time.Tim
 		handle:    aws.ToString(m.ReceiptHandle),
 		messageID: aws.ToString(m.MessageId),
 		lease:     handling.NewLease(k.cfg, received),
-		extended:  received,
 	}
 	d.attempt, _ = strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
 	d.attempt = max(d.attempt, 1)

@@ -30,17 +30,15 @@ type delivery struct {
 	handle    string
 	messageID string
 	dup       bool // standard queues: a copy of a DedupeID already handled
-	// lease (fenced consumers only, else nil) refuses settlements once
-	// the visibility timeout may have passed: the message may have been
+	// lease says when an InProgress is worth sending and, on a fenced
+	// consumer, refuses settlements once the visibility timeout may have
+	// passed: the message may have been
 	// received again, and a delete or visibility change with this older
 	// receipt handle must not touch the current receive.
 	lease *handling.Lease
 
 	mu      sync.Mutex
 	settled bool
-	// extended is when the visibility timeout last started, at the
-	// earliest: the receive's start, then each InProgress sent.
-	extended time.Time
 }
 
 func (d *delivery) Subject() string           { return d.subject }
@@ -70,7 +68,7 @@ func (d *delivery) Nak(ctx context.Context, delay time.Duration) error {
 // sends nothing.
 func (d *delivery) InProgress(ctx context.Context) error {
 	d.mu.Lock()
-	settled, extended := d.settled, d.extended
+	settled := d.settled
 	d.mu.Unlock()
 	if settled {
 		return fmt.Errorf("sqs: in progress %s: %w", d.subject, queue.ErrAlreadyAcked)
@@ -79,7 +77,7 @@ func (d *delivery) InProgress(ctx context.Context) error {
 	if err := d.lease.Check(sent); err != nil {
 		return fmt.Errorf("sqs: in progress %s: %w", d.subject, err)
 	}
-	if handling.Fresh(d.k.cfg.AckWait, extended, sent) {
+	if d.lease.Fresh(sent) {
 		return nil
 	}
 	ctx, cancel := withSettleTimeout(ctx)
@@ -88,11 +86,6 @@ func (d *delivery) InProgress(ctx context.Context) error {
 		return fmt.Errorf("sqs: in progress %s: %w", d.subject, err)
 	}
 	d.lease.Renew(sent)
-	d.mu.Lock()
-	if sent.After(d.extended) {
-		d.extended = sent
-	}
-	d.mu.Unlock()
 	return nil
 }
 

@@ -65,32 +65,30 @@ func Run(base context.Context, log *slog.Logger, d queue.Delivery, maxDeliveries
 // before it reports) then cost no request.
 const freshShare = 10
 
-// Fresh reports whether a delivery of a consumer with ackWait whose ack
-// wait last started at extended (its receive, or its last InProgress sent)
-// is fresh enough at now for an InProgress to send nothing.
-func Fresh(ackWait time.Duration, extended, now time.Time) bool {
-	return now.Sub(extended) < ackWait/freshShare
-}
-
 // Lease tracks, by this process's monotonic clock (which keeps counting
-// while the process is stopped), until when a delivery of a fenced consumer
-// is still this process's to settle (see queue.ConsumerConfig.Fenced). A nil
-// *Lease, the delivery of an unfenced consumer, never lapses.
+// while the process is stopped), when a delivery's ack wait last started
+// at the earliest: the start of the receive that brought it, then the send
+// of each successful InProgress. From it every delivery knows whether an
+// InProgress is worth sending yet (Fresh), and a fenced consumer's delivery
+// until when it is still this process's to settle (Check; see
+// queue.ConsumerConfig.Fenced).
 type Lease struct {
-	mu    sync.Mutex
-	term  time.Duration
-	since time.Time
-	lost  bool
+	mu     sync.Mutex
+	fenced bool
+	term   time.Duration // fenced: the ack wait less its margin
+	fresh  time.Duration // a share of the ack wait (freshShare)
+	since  time.Time
+	lost   bool
 }
 
 // NewLease returns the lease of a delivery received at received (the start
-// of the receive that brought it) by a consumer with cfg, or nil when cfg
-// is not fenced.
+// of the receive that brought it) by a consumer with cfg.
 func NewLease(cfg queue.ConsumerConfig, received time.Time) *Lease {
-	if !cfg.Fenced {
-		return nil
+	l := &Lease{fenced: cfg.Fenced, fresh: cfg.AckWait / freshShare, since: received}
+	if cfg.Fenced {
+		l.term = cfg.AckWait - queue.FenceMargin(cfg.AckWait)
 	}
-	return &Lease{term: cfg.AckWait - queue.FenceMargin(cfg.AckWait), since: received}
+	return l
 }
 
 // ReceiveWait is how long one receive of a consumer with cfg may wait for
@@ -103,11 +101,12 @@ func ReceiveWait(cfg queue.ConsumerConfig, def time.Duration) time.Duration {
 	return min(def, queue.FenceMargin(cfg.AckWait)/2)
 }
 
-// Check returns an error wrapping queue.ErrSuperseded once the lease's term
-// has passed since the delivery or the sending of its last successful
-// InProgress. Once lost, a lease stays lost.
+// Check returns an error wrapping queue.ErrSuperseded once a fenced
+// lease's term has passed since the delivery or the sending of its last
+// successful InProgress. Once lost, a lease stays lost; an unfenced one
+// never lapses.
 func (l *Lease) Check(now time.Time) error {
-	if l == nil {
+	if !l.fenced {
 		return nil
 	}
 	l.mu.Lock()
@@ -124,12 +123,18 @@ func (l *Lease) Check(now time.Time) error {
 // Renew records a successful InProgress sent at sent: the broker restarted
 // the ack wait no earlier than that.
 func (l *Lease) Renew(sent time.Time) {
-	if l == nil {
-		return
-	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.lost && sent.After(l.since) {
 		l.since = sent
 	}
+}
+
+// Fresh reports whether the ack wait started so recently at now that an
+// InProgress would move its deadline by less than a tenth of it: then it
+// need not be sent.
+func (l *Lease) Fresh(now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return now.Sub(l.since) < l.fresh
 }

@@ -1,6 +1,7 @@
 package handling
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -44,7 +45,6 @@ func TestLease(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			l := NewLease(tt.cfg, t0)
-			require.Equal(t, !tt.cfg.Fenced, l == nil)
 			for _, r := range tt.renew {
 				l.Renew(t0.Add(r))
 			}
@@ -71,4 +71,32 @@ func TestValidateFenced(t *testing.T) {
 	require.ErrorIs(t, queue.ConsumerConfig{AckWait: 2 * time.Second, Fenced: true}.Validate(), queue.ErrInvalidConsumer)
 	require.NoError(t, queue.ConsumerConfig{AckWait: 2 * time.Second}.Validate())
 	require.NoError(t, queue.ConsumerConfig{AckWait: queue.MinFencedAckWait, Fenced: true}.Validate())
+}
+
+// TestLeaseFresh: within a tenth of the ack wait of the receive, or of the
+// last renewal, an InProgress need not be sent; fenced or not.
+func TestLeaseFresh(t *testing.T) {
+	t0 := time.Now()
+	tests := []struct {
+		name  string
+		renew time.Duration // a renewal sent at this offset from t0, if not 0
+		at    time.Duration
+		fresh bool
+	}{
+		{name: "just received", at: 299 * time.Millisecond, fresh: true},
+		{name: "a tenth of the ack wait after the receive", at: 300 * time.Millisecond},
+		{name: "just renewed", renew: time.Second, at: 1299 * time.Millisecond, fresh: true},
+		{name: "a tenth after the renewal", renew: time.Second, at: 1300 * time.Millisecond},
+	}
+	for _, fenced := range []bool{false, true} {
+		for _, tt := range tests {
+			t.Run(fmt.Sprintf("fenced=%v/%s", fenced, tt.name), func(t *testing.T) {
+				l := NewLease(queue.ConsumerConfig{AckWait: 3 * time.Second, Fenced: fenced}, t0)
+				if tt.renew != 0 {
+					l.Renew(t0.Add(tt.renew))
+				}
+				require.Equal(t, tt.fresh, l.Fresh(t0.Add(tt.at)))
+			})
+		}
+	}
 }

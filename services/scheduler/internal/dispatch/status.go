@@ -349,16 +349,18 @@ func (e *Engine) applyJobStatus(ctx context.Context, t *tenants.Tenant, id strin
 	}
 }
 
-// Where placeLogs put the lines an outcome carried.
+// logPlace is where placeLogs put the lines an outcome carried.
+type logPlace int
+
 const (
-	logsNone   = iota // none, or the record has them already
-	logsKept          // kept with the record: it changed
-	logsUnkept        // for the log subject: larger than the dispatch's offer, or the record keeps as many attempts' lines as it may
+	logsNone   logPlace = iota // none, or the record has them already
+	logsKept                   // kept with the record: it changed
+	logsUnkept                 // for the log subject: larger than the dispatch's offer, or the record keeps as many attempts' lines as it may
 )
 
 // placeLogs keeps it.logs, the log lines its outcome carries, with r if
 // they belong there, and says where they went.
-func placeLogs(r *jobs.Record, it statusItem, now time.Time) int {
+func placeLogs(r *jobs.Record, it statusItem, now time.Time) logPlace {
 	if it.logs == nil || r.HasLogs(it.ev.Attempt, it.ev.Token) {
 		return logsNone
 	}

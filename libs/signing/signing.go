@@ -279,8 +279,13 @@ const domain = "outpost-signature-v1"
 // events.Encode does), the same message is these bytes with the signature
 // field in its place: fields are written in number order.
 func marshalUnsigned(m proto.Message, fd protoreflect.FieldDescriptor) ([]byte, error) {
-	c := proto.Clone(m)
-	c.ProtoReflect().Clear(fd)
+	// A message signed for the first time has no signature to leave out:
+	// it is marshalled as it is, without the copy.
+	c := m
+	if m.ProtoReflect().Has(fd) {
+		c = proto.Clone(m)
+		c.ProtoReflect().Clear(fd)
+	}
 	body, err := proto.MarshalOptions{Deterministic: true}.Marshal(c)
 	if err != nil {
 		return nil, fmt.Errorf("signing: marshal %s: %w", m.ProtoReflect().Descriptor().FullName(), err)

@@ -105,6 +105,23 @@ func TestSignVerify(t *testing.T) {
 	}
 }
 
+// Signing a signed message replaces its signature: the old one is not
+// part of what the new one covers.
+func TestResign(t *testing.T) {
+	s := newSigner(t, "k1")
+	v, err := signing.NewVerifier(s.Public())
+	require.NoError(t, err)
+	m := job()
+	require.NoError(t, newSigner(t, "k2").Sign(m, signing.Binding{Tenant: "acme", Scope: signing.PoolScope("default"), Subject: "job-1", Attempt: 2}))
+	require.NoError(t, s.Sign(m, binding("acme", "default")))
+	raw, err := events.Encode("s", m, "")
+	require.NoError(t, err)
+	got, err := events.DecodeAs[*jobsv1.JobDispatched](raw.Header, raw.Data)
+	require.NoError(t, err)
+	require.NoError(t, v.Verify(got, raw.Data, "acme", binding("acme", "default")))
+	require.Equal(t, "k1", got.GetSignature().GetKeyId())
+}
+
 func TestExpired(t *testing.T) {
 	s := newSigner(t, "k1")
 	v, err := signing.NewVerifier(s.Public())

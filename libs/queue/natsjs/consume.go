@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/workpool"
 )
 
 const (
@@ -67,6 +68,7 @@ func (c *Conn) Consume(ctx context.Context, cfg queue.ConsumerConfig, h queue.Ha
 		h:      h,
 		stream: c.streamName(tenant, kindOf(role)),
 		slots:  make(chan struct{}, cfg.Concurrency),
+		pool:   workpool.New(0),
 	}
 	k.durable = ConsumerName(cfg.Name, cfg.Subject)
 	k.log = c.log.With("consumer", k.durable, "filter", cfg.Subject)
@@ -114,6 +116,8 @@ type consumer struct {
 
 	// slots holds one token per handler running or message being pulled.
 	slots chan struct{}
+	// pool runs the handlers on goroutines kept between deliveries.
+	pool *workpool.Pool
 
 	loopCtx  context.Context
 	stopLoop context.CancelFunc
@@ -175,6 +179,7 @@ func (k *consumer) run() {
 		// was stopped or its context ended.
 		go func() {
 			k.handlers.Wait()
+			k.pool.Close()
 			k.c.removeConsumer(k)
 		}()
 	}()
@@ -272,7 +277,7 @@ func (k *consumer) fetch(n int) (int, error) {
 			continue
 		}
 		k.handlers.Add(1)
-		go k.handle(msg, started)
+		k.pool.Go(func() { k.handle(msg, started) })
 	}
 	err = batch.Error()
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/workpool"
 )
 
 // settleTimeout bounds settlements whose context has no deadline.
@@ -83,6 +84,7 @@ func (b *Broker) Consume(ctx context.Context, cfg queue.ConsumerConfig, h queue.
 		visibility: visibilitySeconds(cfg.AckWait, 1),
 		perQueue:   max(1, cfg.Concurrency/max(1, len(queues))),
 		loops:      map[string]*queueLoop{},
+		pool:       workpool.New(0),
 	}
 	for _, qi := range queues {
 		if qi.id.Role == queue.RoleDeadLetter || cfg.MaxDeliveries < 0 {
@@ -112,6 +114,7 @@ func (b *Broker) Consume(ctx context.Context, cfg queue.ConsumerConfig, h queue.
 		<-k.loopCtx.Done()
 		k.stopLoops()
 		k.handlers.Wait()
+		k.pool.Close()
 		b.removeConsumer(k)
 	}()
 	k.log.Debug("consumer started", "queues", len(queues), "concurrency", cfg.Concurrency, "ack_wait", cfg.AckWait, "max_deliveries", cfg.MaxDeliveries)
@@ -160,6 +163,8 @@ type consumer struct {
 	stopped  bool
 	loops    map[string]*queueLoop // by queue URL
 	handlers sync.WaitGroup
+	// pool runs the handlers on goroutines kept between deliveries.
+	pool *workpool.Pool
 }
 
 // queueLoop long-polls one queue.
@@ -270,7 +275,7 @@ func (k *consumer) poll(ql *queueLoop) {
 			return
 		}
 		for _, m := range msgs {
-			go k.handle(ql, m, received)
+			k.pool.Go(func() { k.handle(ql, m, received) })
 		}
 		for range n - len(msgs) {
 			<-ql.slots

@@ -154,7 +154,7 @@ func TestStatusBatchCoalescesWrites(t *testing.T) {
 	for i, d := range ds {
 		batch[i] = &pending{d: d}
 	}
-	f.e.applyStatusBatch(context.Background(), f.t, batch)
+	f.e.applyStatusBatch(context.Background(), f.t, nil, batch)
 
 	require.Equal(t, 2, f.store.updates, "one write per job")
 	require.Equal(t, 2.0, testutil.ToFloat64(f.m.StatusWrites))
@@ -181,7 +181,7 @@ func TestStatusSubjectMismatchIsMalformed(t *testing.T) {
 		Envelope: events.NewEnvelope("acme", 1, "", ""), JobId: "a", State: jobsv1.JobState_JOB_STATE_RUNNING,
 	}, 1)
 	zero := f.statusDelivery(t, "a", jobsv1.JobState_JOB_STATE_RUNNING, 0)
-	f.e.applyStatusBatch(context.Background(), f.t, []*pending{{d: d}, {d: zero}})
+	f.e.applyStatusBatch(context.Background(), f.t, nil, []*pending{{d: d}, {d: zero}})
 	require.Contains(t, d.settled(), "term: malformed event: job_id \"a\" on the subject of job \"b\"")
 	require.Contains(t, zero.settled(), "term: malformed event")
 	require.Equal(t, 0, f.store.updates)
@@ -192,7 +192,7 @@ func TestCancelGoesToTheRunner(t *testing.T) {
 		d := f.delivery(t, f.subjs.JobStatus("acme", id), &jobsv1.JobStatus{
 			Envelope: events.NewEnvelope("acme", attempt, "", ""), JobId: id, State: st, RunnerId: runner, AttemptToken: f.token(t, id),
 		}, 1)
-		f.e.applyStatusBatch(context.Background(), f.t, []*pending{{d: d}})
+		f.e.applyStatusBatch(context.Background(), f.t, nil, []*pending{{d: d}})
 		return d
 	}
 	cancelOf := func(t *testing.T, m queue.Message) *jobsv1.CancelJob {
@@ -285,12 +285,12 @@ func TestStatusBatchRestoresOrder(t *testing.T) {
 	f.create(t, "a")
 	// The outcome overtook the RUNNING inside one batch, then a RUNNING of
 	// the same attempt arrives in a later batch.
-	f.e.applyStatusBatch(context.Background(), f.t, []*pending{
+	f.e.applyStatusBatch(context.Background(), f.t, nil, []*pending{
 		{d: f.statusDelivery(t, "a", jobsv1.JobState_JOB_STATE_QUEUED, 1)},
 		{d: f.statusDelivery(t, "a", jobsv1.JobState_JOB_STATE_RUNNING, 1)},
 		{d: f.statusDelivery(t, "a", jobsv1.JobState_JOB_STATE_SUCCEEDED, 2)},
 	})
-	f.e.applyStatusBatch(context.Background(), f.t, []*pending{{d: f.statusDelivery(t, "a", jobsv1.JobState_JOB_STATE_RUNNING, 2)}})
+	f.e.applyStatusBatch(context.Background(), f.t, nil, []*pending{{d: f.statusDelivery(t, "a", jobsv1.JobState_JOB_STATE_RUNNING, 2)}})
 	a, err := f.t.Jobs.Get(context.Background(), "a")
 	require.NoError(t, err)
 	var got []string

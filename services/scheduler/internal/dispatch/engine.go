@@ -22,6 +22,7 @@ import (
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/signing"
 	"github.com/outposthq/outpost/libs/telemetry"
+	"github.com/outposthq/outpost/libs/workpool"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 	"github.com/outposthq/outpost/services/scheduler/internal/directory"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
@@ -218,14 +219,18 @@ func (e *Engine) Start(ctx context.Context, t *tenants.Tenant) (func(context.Con
 		consumers []queue.Consumer
 		wg        sync.WaitGroup
 	)
+	// The status batches' per-job writers and settles run on goroutines
+	// kept between batches, whose stacks grow once.
+	workers := workpool.New(0)
 	stop := func(sctx context.Context) error {
 		err := queue.StopAll(sctx, consumers...)
 		cancel()
 		wg.Wait()
+		workers.Close()
 		return err
 	}
 	batcher := newBatcher(e.opts.StatusBatch)
-	wg.Go(func() { batcher.run(ctx, func(b []*pending) { e.applyStatusBatch(ctx, t, b) }) })
+	wg.Go(func() { batcher.run(ctx, func(b []*pending) { e.applyStatusBatch(ctx, t, workers, b) }) })
 	maxDel := e.opts.MaxDeliveries
 	// The submit and status consumers ack without waiting for the
 	// broker's reply: a redelivered SubmitJob finds its record (and repeats

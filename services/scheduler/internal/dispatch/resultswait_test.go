@@ -45,7 +45,7 @@ func TestTerminalStatusAwaitsResults(t *testing.T) {
 			f.create(t, "j")
 			ctx := context.Background()
 			running := f.statusDelivery(t, "j", jobsv1.JobState_JOB_STATE_RUNNING, tt.attempt)
-			f.e.applyStatusBatch(ctx, f.t, []*pending{{d: running}})
+			f.e.applyStatusBatch(ctx, f.t, nil, []*pending{{d: running}})
 			require.Equal(t, "ack", running.settled())
 			for attempt, seqs := range tt.stored {
 				for _, seq := range seqs {
@@ -58,7 +58,7 @@ func TestTerminalStatusAwaitsResults(t *testing.T) {
 				Envelope: events.NewEnvelope("acme", tt.attempt, "", ""), JobId: "j", State: jobsv1.JobState_JOB_STATE_SUCCEEDED,
 				RunnerId: "r1", AttemptToken: f.token(t, "j"), Result: &jobsv1.JobResult{RecordBatches: tt.batches},
 			}, tt.delivery)
-			f.e.applyStatusBatch(ctx, f.t, []*pending{{d: d}})
+			f.e.applyStatusBatch(ctx, f.t, nil, []*pending{{d: d}})
 
 			require.Equal(t, tt.settled, d.settled())
 			rec, err := f.t.Jobs.Get(ctx, "j")
@@ -77,7 +77,7 @@ func TestTerminalStatusAppliedOnceResultsStored(t *testing.T) {
 	f.t.Results = results.NewStore(kv.NewMemory(), kv.NewMemory())
 	f.create(t, "j")
 	ctx := context.Background()
-	f.e.applyStatusBatch(ctx, f.t, []*pending{{d: f.statusDelivery(t, "j", jobsv1.JobState_JOB_STATE_RUNNING, 1)}})
+	f.e.applyStatusBatch(ctx, f.t, nil, []*pending{{d: f.statusDelivery(t, "j", jobsv1.JobState_JOB_STATE_RUNNING, 1)}})
 	status := func(delivery int) *fakeDelivery {
 		return f.delivery(t, f.subjs.JobStatus("acme", "j"), &jobsv1.JobStatus{
 			Envelope: events.NewEnvelope("acme", 1, "", ""), JobId: "j", State: jobsv1.JobState_JOB_STATE_FAILED,
@@ -85,13 +85,13 @@ func TestTerminalStatusAppliedOnceResultsStored(t *testing.T) {
 		}, delivery)
 	}
 	first := status(1)
-	f.e.applyStatusBatch(ctx, f.t, []*pending{{d: first}})
+	f.e.applyStatusBatch(ctx, f.t, nil, []*pending{{d: first}})
 	require.Equal(t, "nak", first.settled())
 
 	require.NoError(t, f.t.Results.Add(ctx, &ingestv1.JobRecords{JobId: "j", FirstSeq: 1,
 		Checks: []*ingestv1.CheckResult{{Name: "rows", Outcome: ingestv1.CheckOutcome_CHECK_OUTCOME_FAIL}}}, 1, t0))
 	second := status(2)
-	f.e.applyStatusBatch(ctx, f.t, []*pending{{d: second}})
+	f.e.applyStatusBatch(ctx, f.t, nil, []*pending{{d: second}})
 	require.Equal(t, "ack", second.settled())
 	rec, err := f.t.Jobs.Get(ctx, "j")
 	require.NoError(t, err)

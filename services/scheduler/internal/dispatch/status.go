@@ -15,6 +15,7 @@ import (
 
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/queue"
+	"github.com/outposthq/outpost/libs/workpool"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
 	"github.com/outposthq/outpost/services/scheduler/internal/tenants"
@@ -102,8 +103,9 @@ type statusItem struct {
 // request (up to 10 deliveries), where settles made one by one by each
 // job's writer would each wait for their own.
 type settlements struct {
-	mu  sync.Mutex
-	fns []func()
+	workers *workpool.Pool
+	mu      sync.Mutex
+	fns     []func()
 }
 
 func (s *settlements) add(fn func()) {
@@ -115,17 +117,21 @@ func (s *settlements) add(fn func()) {
 // run runs every settle at once and waits for them.
 func (s *settlements) run() {
 	var wg sync.WaitGroup
+	wg.Add(len(s.fns))
 	for _, fn := range s.fns {
-		wg.Go(fn)
+		s.workers.Go(func() {
+			defer wg.Done()
+			fn()
+		})
 	}
 	wg.Wait()
 }
 
 // applyStatusBatch decodes a batch of status deliveries, dead-letters the
-// malformed ones and applies the others job by job; it returns once every
-// delivery is settled.
-func (e *Engine) applyStatusBatch(ctx context.Context, t *tenants.Tenant, batch []*pending) {
-	settle := &settlements{}
+// malformed ones and applies the others job by job on workers; it returns
+// once every delivery is settled.
+func (e *Engine) applyStatusBatch(ctx context.Context, t *tenants.Tenant, workers *workpool.Pool, batch []*pending) {
+	settle := &settlements{workers: workers}
 	defer settle.run()
 	byJob := map[string][]statusItem{}
 	var order []string
@@ -152,7 +158,9 @@ func (e *Engine) applyStatusBatch(ctx context.Context, t *tenants.Tenant, batch 
 	var wg sync.WaitGroup
 	for _, id := range order {
 		sem <- struct{}{}
-		wg.Go(func() {
+		wg.Add(1)
+		workers.Go(func() {
+			defer wg.Done()
 			defer func() { <-sem }()
 			items := e.awaitResults(ctx, t, id, byJob[id], settle)
 			if len(items) > 0 {

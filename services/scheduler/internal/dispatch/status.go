@@ -16,6 +16,7 @@ import (
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/workpool"
+	commonv1 "github.com/outposthq/outpost/proto/outpost/common/v1"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
 	"github.com/outposthq/outpost/services/scheduler/internal/tenants"
@@ -96,6 +97,8 @@ type statusItem struct {
 	// started is the RUNNING of an outcome that carries its attempt's
 	// start (JobStatus.started_at): the runner reported no RUNNING.
 	started *jobs.Event
+	// env is the event's envelope when it carries a trace context.
+	env *commonv1.Envelope
 }
 
 // settlements holds the settles of a batch's deliveries, run together once
@@ -191,6 +194,9 @@ func decodeStatus(d queue.Delivery) (string, statusItem, error) {
 		}
 	}
 	it := statusItem{d: d}
+	if len(m.GetEnvelope().GetTraceContext()) > 0 {
+		it.env = m.Envelope
+	}
 	ev := jobs.Event{
 		State:    jobs.StateFromProto(m.State),
 		Attempt:  int(m.GetEnvelope().GetAttempt()),

@@ -8,7 +8,6 @@ import (
 
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/telemetry"
-	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 	"github.com/outposthq/outpost/services/scheduler/internal/tenants"
 )
 
@@ -29,11 +28,10 @@ func statusSpan(ctx context.Context, t *tenants.Tenant, id string, items []statu
 	var links []trace.Link
 	found := false
 	for _, it := range items {
-		m, err := events.DecodeAs[*jobsv1.JobStatus](it.d.Header(), it.d.Data())
-		if err != nil || len(m.GetEnvelope().GetTraceContext()) == 0 {
+		if it.env == nil {
 			continue
 		}
-		rc := events.TraceContext(ctx, m.GetEnvelope())
+		rc := events.TraceContext(ctx, it.env)
 		if !found {
 			parent, found = rc, true
 			continue

@@ -71,8 +71,31 @@ func (p *Pool) worker(fn func()) {
 }
 
 // Close makes the waiting workers exit and waits for the busy ones to
-// finish their call. It is safe to call more than once.
+// finish their call. It is safe to call more than once, and on a nil pool.
 func (p *Pool) Close() {
+	if p == nil {
+		return
+	}
 	p.once.Do(func() { close(p.done) })
 	p.wg.Wait()
 }
+
+// Group runs calls on Pool and waits for them, as sync.WaitGroup.Go does
+// on goroutines of their own; with a nil Pool it is exactly that. A Group
+// must not be copied after first use.
+type Group struct {
+	Pool *Pool
+	wg   sync.WaitGroup
+}
+
+// Go runs fn on the group's pool.
+func (g *Group) Go(fn func()) {
+	g.wg.Add(1)
+	g.Pool.Go(func() {
+		defer g.wg.Done()
+		fn()
+	})
+}
+
+// Wait waits for every call the group ran.
+func (g *Group) Wait() { g.wg.Wait() }

@@ -119,15 +119,11 @@ func (s *settlements) add(fn func()) {
 
 // run runs every settle at once and waits for them.
 func (s *settlements) run() {
-	var wg sync.WaitGroup
-	wg.Add(len(s.fns))
+	g := workpool.Group{Pool: s.workers}
 	for _, fn := range s.fns {
-		s.workers.Go(func() {
-			defer wg.Done()
-			fn()
-		})
+		g.Go(fn)
 	}
-	wg.Wait()
+	g.Wait()
 }
 
 // applyStatusBatch decodes a batch of status deliveries, dead-letters the
@@ -158,12 +154,10 @@ func (e *Engine) applyStatusBatch(ctx context.Context, t *tenants.Tenant, worker
 		})
 	}
 	sem := make(chan struct{}, statusWorkers)
-	var wg sync.WaitGroup
+	g := workpool.Group{Pool: workers}
 	for _, id := range order {
 		sem <- struct{}{}
-		wg.Add(1)
-		workers.Go(func() {
-			defer wg.Done()
+		g.Go(func() {
 			defer func() { <-sem }()
 			items := e.awaitResults(ctx, t, id, byJob[id], settle)
 			if len(items) > 0 {
@@ -171,7 +165,7 @@ func (e *Engine) applyStatusBatch(ctx context.Context, t *tenants.Tenant, worker
 			}
 		})
 	}
-	wg.Wait()
+	g.Wait()
 }
 
 // phase orders the events of one attempt: RUNNING comes before its outcome.

@@ -128,7 +128,9 @@ func TestCluster(t *testing.T) {
 	defer cancel()
 	_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "R3", Subjects: []string{"r3"}, Replicas: 3, Storage: jetstream.FileStorage})
 	require.NoError(t, err)
-	_, err = js.Publish(ctx, "r3", []byte("x"))
+	// The new stream answers once its replicas have elected a leader: until
+	// then a publish has no responders, which it retries (for up to 20 s).
+	_, err = js.Publish(ctx, "r3", []byte("x"), jetstream.WithRetryWait(100*time.Millisecond), jetstream.WithRetryAttempts(200))
 	require.NoError(t, err)
 
 	// Restart one node: it comes back on the same ports and rejoins.

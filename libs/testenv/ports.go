@@ -3,29 +3,49 @@ package testenv
 import (
 	"fmt"
 	"net"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 )
 
+// handedOut holds every port FreePorts returned in this process: the
+// system may offer a port again once its probe is closed, and two servers
+// of one test given the same port would fail to bind.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
 // FreePorts returns n distinct TCP ports on 127.0.0.1 that were free a
-// moment ago. Another process may take one before it is used: a caller that
-// binds later retries on "address already in use".
+// moment ago and that it never returned before in this process. Another
+// process may take one before it is used: a caller that binds later
+// retries on "address already in use".
 func FreePorts(n int) ([]int, error) {
+	handedOut.Lock()
+	defer handedOut.Unlock()
 	ports := make([]int, 0, n)
-	listeners := make([]net.Listener, 0, n)
+	// Every probe stays open until all are found, so the system offers a
+	// new port each time.
+	var listeners []net.Listener
 	defer func() {
 		for _, l := range listeners {
 			_ = l.Close()
 		}
 	}()
-	for range n {
+	for len(ports) < n {
+		if len(listeners) > n+1000 {
+			return nil, fmt.Errorf("find a free port on 127.0.0.1: %d probes offered only ports handed out before", len(listeners))
+		}
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, fmt.Errorf("find a free port on 127.0.0.1: %w", err)
 		}
 		listeners = append(listeners, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		if p := l.Addr().(*net.TCPAddr).Port; !handedOut.ports[p] {
+			handedOut.ports[p] = true
+			ports = append(ports, p)
+		}
 	}
 	return ports, nil
 }

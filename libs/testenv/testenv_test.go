@@ -135,6 +135,15 @@ func TestFreePorts(t *testing.T) {
 	require.NoError(t, err, "a returned port can be bound")
 	require.NoError(t, l.Close())
 	require.True(t, strings.HasPrefix(testenv.FreeAddr(t), "127.0.0.1:"))
+
+	// One at a time, each port closed before the next is asked for, as
+	// the servers of one test get theirs: none is handed out twice.
+	seen := map[int]bool{}
+	for range 200 {
+		p := testenv.FreePort(t)
+		require.False(t, seen[p], "port %d handed out twice", p)
+		seen[p] = true
+	}
 }
 
 func TestSyncBuffer(t *testing.T) {

@@ -69,6 +69,8 @@ func TestSignVerify(t *testing.T) {
 			mutate: func(m *jobsv1.JobDispatched) { m.AttemptToken = "forged" }},
 		{name: "tampered signature bytes", signer: s, v: v, b: binding("acme", "default"), want: signing.ErrBadSignature,
 			mutate: func(m *jobsv1.JobDispatched) { m.Signature.Signature[0] ^= 1 }},
+		{name: "truncated signature", signer: s, v: v, b: binding("acme", "default"), want: signing.ErrBadSignature,
+			mutate: func(m *jobsv1.JobDispatched) { m.Signature.Signature = m.Signature.Signature[:40] }},
 		{name: "extended expiry", signer: s, v: v, b: binding("acme", "default"), want: signing.ErrBadSignature,
 			mutate: func(m *jobsv1.JobDispatched) { m.Signature.ExpiresAt.Seconds += 3600 }},
 		{name: "key id swapped to a trusted one", signer: other, v: both, b: binding("acme", "default"), want: signing.ErrBadSignature,
@@ -242,6 +244,59 @@ func TestPublicKeyForms(t *testing.T) {
 			_, err := signing.ParsePublicKey(bad)
 			require.ErrorIs(t, err, signing.ErrInvalidKey)
 		})
+	}
+}
+
+func TestNewVerifier(t *testing.T) {
+	a := newSigner(t, "a").Public()
+	// y = 2 is no point's coordinate on the curve: no signature verifies
+	// with such a key, so it is refused when the verifier is made.
+	notAPoint := make(ed25519.PublicKey, ed25519.PublicKeySize)
+	notAPoint[0] = 2
+	tests := []struct {
+		name string
+		keys []signing.PublicKey
+		ok   bool
+	}{
+		{name: "one key", keys: []signing.PublicKey{a}, ok: true},
+		{name: "the same key twice", keys: []signing.PublicKey{a, a}, ok: true},
+		{name: "no key"},
+		{name: "short key", keys: []signing.PublicKey{{ID: "k", Key: a.Key[:31]}}},
+		{name: "not a point of the curve", keys: []signing.PublicKey{{ID: "k", Key: notAPoint}}},
+		{name: "one id for two keys", keys: []signing.PublicKey{a, {ID: "a", Key: newSigner(t, "b").Public().Key}}},
+		{name: "bad key id", keys: []signing.PublicKey{{ID: "a b", Key: a.Key}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v, err := signing.NewVerifier(tc.keys...)
+			if tc.ok {
+				require.NoError(t, err)
+				require.NotNil(t, v)
+				return
+			}
+			require.ErrorIs(t, err, signing.ErrInvalidKey)
+		})
+	}
+}
+
+// BenchmarkVerify is an agent's check of one no-op JobDispatched as it
+// arrives: the signature, the binding and the message less its signature.
+func BenchmarkVerify(b *testing.B) {
+	key, err := signing.GenerateKey()
+	require.NoError(b, err)
+	s, err := signing.NewSigner("k1", key, time.Hour)
+	require.NoError(b, err)
+	v, err := signing.NewVerifier(s.Public())
+	require.NoError(b, err)
+	m := job()
+	require.NoError(b, s.Sign(m, binding("acme", "default")))
+	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	require.NoError(b, err)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := v.Verify(m, raw, "acme", binding("acme", "default")); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 

@@ -43,3 +43,14 @@ func BenchmarkRecordClone(b *testing.B) {
 		_ = r.Clone()
 	}
 }
+
+// A status update's write: the record encoded for the store.
+func BenchmarkRecordEncode(b *testing.B) {
+	r := benchRecord()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := r.Marshal(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -113,4 +114,21 @@ func TestIDs(t *testing.T) {
 	require.Equal(t, derived, again, "a derived id depends on its inputs only")
 	require.NotEqual(t, DeriveID(t0, []byte("e1")), DeriveID(t0, []byte("e2")))
 	require.Equal(t, a[:10], DeriveID(t0, []byte("e1"))[:10], "the time prefix is the same")
+}
+
+// A Duration reads back as written, in the bytes json.Marshal gives its
+// text (µ included).
+func TestDurationJSON(t *testing.T) {
+	for _, d := range []time.Duration{0, 1500 * time.Nanosecond, 90 * time.Second, -time.Minute, 1<<63 - 1} {
+		t.Run(d.String(), func(t *testing.T) {
+			got, err := json.Marshal(Duration(d))
+			require.NoError(t, err)
+			want, err := json.Marshal(d.String())
+			require.NoError(t, err)
+			require.Equal(t, string(want), string(got))
+			var back Duration
+			require.NoError(t, json.Unmarshal(got, &back))
+			require.Equal(t, d, back.D())
+		})
+	}
 }

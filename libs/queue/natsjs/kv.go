@@ -44,7 +44,7 @@ func (c *Conn) OpenStore(ctx context.Context, bucket string) (kv.Store, error) {
 	if c.cfg.Replicas > 1 {
 		c.waitStreamLeader(ctx, "KV_"+name)
 	}
-	return &Store{kv: b, name: name}, nil
+	return &Store{kv: b, js: c.js, name: name}, nil
 }
 
 // retryElection runs a read or a write of a KV bucket again, with backoff,
@@ -77,6 +77,7 @@ const electionWait = 10 * time.Second
 // stream's sequence numbers.
 type Store struct {
 	kv   jetstream.KeyValue
+	js   jetstream.JetStream
 	name string
 }
 
@@ -162,42 +163,82 @@ func (s *Store) Delete(ctx context.Context, key string, rev uint64) error {
 	return nil
 }
 
-// List implements kv.Store with a watcher that delivers the last value of
-// every key in one ordered stream of messages, so it costs one consumer
-// rather than a request per key.
+// listBatch bounds how many entries a List holds that its caller has not
+// read yet: the broker sends more as the caller reads, so a caller that
+// reads slowly (the scheduler's reaper paces its passes) spreads the
+// broker's work too, instead of receiving the whole bucket at once.
+const listBatch = 256
+
+// kvOperationHeader marks a KV delete or purge (values "DEL", "PURGE").
+const kvOperationHeader = "KV-Operation"
+
+// List implements kv.Store with an ordered consumer that delivers the last
+// value of every key, pulled listBatch at a time: one consumer for the
+// whole listing rather than a request per key, deleted when it ends.
 func (s *Store) List(ctx context.Context, fn func(kv.Entry) bool) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	w, err := s.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	stream := "KV_" + s.name
+	var cons jetstream.Consumer
+	err := retryElection(ctx, func() (err error) {
+		cons, err = s.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
+			FilterSubjects:    []string{"$KV." + s.name + ".>"},
+			DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
+			InactiveThreshold: time.Minute,
+		})
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("natsjs: list %s: %w", s.name, err)
 	}
-	updates := w.Updates()
+	it, err := cons.Messages(jetstream.PullMaxMessages(listBatch))
+	if err != nil {
+		return fmt.Errorf("natsjs: list %s: %w", s.name, err)
+	}
 	defer func() {
-		_ = w.Stop()
-		// The watcher blocks while its channel is full; drain it so it
-		// can shut down.
-		go func() {
-			for range updates {
-			}
-		}()
+		it.Stop()
+		// Not left to its inactive threshold: every consumer of the
+		// bucket's stream costs the broker a check on every write.
+		if info := cons.CachedInfo(); info != nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+			defer cancel()
+			_ = s.js.DeleteConsumer(dctx, stream, info.Name)
+		}
 	}()
-	for {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("natsjs: list %s: %w", s.name, ctx.Err())
-		case e, ok := <-updates:
-			if !ok {
-				return fmt.Errorf("natsjs: list %s: watcher closed", s.name)
+	info := cons.CachedInfo()
+	if info == nil {
+		return fmt.Errorf("natsjs: list %s: consumer not created", s.name)
+	}
+	// The keys written before the consumer was created; entries written
+	// since may come too, as with a watcher, and are not waited for.
+	pending := info.NumPending
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	prefix := "$KV." + s.name + "."
+	for received := uint64(0); received < pending; received++ {
+		msg, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("natsjs: list %s: %w", s.name, ctx.Err())
 			}
-			if e == nil { // every current key has been seen
-				return nil
-			}
-			if !fn(kv.Entry{Key: e.Key(), Value: e.Value(), Revision: e.Revision()}) {
-				return nil
-			}
+			return fmt.Errorf("natsjs: list %s: %w", s.name, err)
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return fmt.Errorf("natsjs: list %s: %w", s.name, err)
+		}
+		if meta.NumPending == 0 {
+			// Keys deleted since the consumer was created leave nothing
+			// to wait for.
+			pending = received + 1
+		}
+		switch msg.Headers().Get(kvOperationHeader) {
+		case "DEL", "PURGE":
+			continue
+		}
+		if !fn(kv.Entry{Key: strings.TrimPrefix(msg.Subject(), prefix), Value: msg.Data(), Revision: meta.Sequence.Stream}) {
+			return nil
 		}
 	}
+	return nil
 }
 
 func (s *Store) err(op, key string, err error) error {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/outposthq/outpost/libs/kv"
@@ -100,6 +102,63 @@ func TestStoreListMany(t *testing.T) {
 	calls := 0
 	require.NoError(t, s.List(ctx, func(kv.Entry) bool { calls++; return calls < 10 }))
 	require.Equal(t, 10, calls)
+}
+
+// A List pulls the bucket a batch at a time: while its caller holds an
+// entry, the broker has sent no more than a batch or two; and it leaves no
+// consumer on the bucket's stream behind.
+func TestStoreListPullsInBatches(t *testing.T) {
+	srv := natstest.RunServer(t)
+	c := connect(t, natsjs.Config{URL: srv.ClientURL(), Stack: "kvtest"})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := c.OpenStore(ctx, "batches")
+	require.NoError(t, err)
+	const n = 3_000
+	for i := range n {
+		_, err := s.Create(ctx, fmt.Sprintf("k%05d", i), []byte(strconv.Itoa(i)))
+		require.NoError(t, err)
+	}
+	nc, err := nats.Connect(srv.ClientURL())
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	stream, err := js.Stream(ctx, "KV_"+s.(*natsjs.Store).Bucket())
+	require.NoError(t, err)
+	consumers := func() []*jetstream.ConsumerInfo {
+		var out []*jetstream.ConsumerInfo
+		l := stream.ListConsumers(ctx)
+		for ci := range l.Info() {
+			out = append(out, ci)
+		}
+		require.NoError(t, l.Err())
+		return out
+	}
+
+	listed := 0
+	require.NoError(t, s.List(ctx, func(kv.Entry) bool {
+		listed++
+		if listed == 1 {
+			// The broker sends the next batch only as the caller reads:
+			// wait for it to have sent what it will, then count.
+			var sent uint64
+			require.Eventually(t, func() bool {
+				cs := consumers()
+				if len(cs) != 1 {
+					return false
+				}
+				before := sent
+				sent = cs[0].Delivered.Consumer
+				return sent > 0 && sent == before
+			}, 10*time.Second, 200*time.Millisecond)
+			require.LessOrEqual(t, sent, uint64(2*256), "sent ahead of the reader")
+		}
+		return true
+	}))
+	require.Equal(t, n, listed)
+	require.Eventually(t, func() bool { return len(consumers()) == 0 }, 10*time.Second, 50*time.Millisecond,
+		"the listing's consumer was left on the stream")
 }
 
 func TestStoreBucketName(t *testing.T) {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/queue"
 	"github.com/outposthq/outpost/libs/telemetry"
@@ -39,18 +41,46 @@ func (e *Engine) runReaper(ctx context.Context, t *tenants.Tenant) {
 	if e.direct && (every <= 0 || every > e.opts.DirectGrace/2) {
 		every = e.opts.DirectGrace / 2
 	}
-	tick := time.NewTicker(max(every, 50*time.Millisecond))
+	every = max(every, 50*time.Millisecond)
+	tick := time.NewTicker(every)
 	defer tick.Stop()
+	var pace *rate.Limiter // none for the start's pass: recovery first
 	for start := true; ; start = false {
-		if err := e.reap(ctx, t, lister, start); err != nil && ctx.Err() == nil {
+		listed, err := e.reap(ctx, t, lister, start, pace)
+		if err != nil && ctx.Err() == nil {
 			e.log.Warn("lost job check failed", "tenant", t.Name, "error", err)
 		}
+		pace = listPace(listed, every)
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
 	}
+}
+
+// The reaper reads every record of the tenant in each pass. Read at once,
+// a pass of a few thousand records took the CPU of the scheduler (the
+// decoding) and the broker (the deliveries) for a tenth of a second, and
+// every job submitted meanwhile waited: at 1,000 jobs/s it made the p99
+// of the time to the claim (docs/benchmarks.md). So a pass after the
+// first reads at a pace that spreads it over about half the time between
+// passes (listPace): the same work, without the burst. The first pass,
+// the tenant's start, reads at once.
+const (
+	// minListRate is the slowest pace, records a second.
+	minListRate = 2_000
+	// listBurst records are read before the pace applies: a bucket of
+	// fewer is read at once.
+	listBurst = 100
+)
+
+// listPace returns the pace of the next pass: the last one's count of
+// records over half the time between passes, at least minListRate a
+// second.
+func listPace(listed int, every time.Duration) *rate.Limiter {
+	perSecond := max(float64(listed)/(every.Seconds()/2), minListRate)
+	return rate.NewLimiter(rate.Limit(perSecond), listBurst)
 }
 
 // reap dispatches again every job of t that is lost:
@@ -66,7 +96,7 @@ func (e *Engine) runReaper(ctx context.Context, t *tenants.Tenant) {
 // dispatch may be missing (direct.go); start is the tenant's first pass.
 // lister is nil where the broker cannot list (SQS): then only the direct
 // jobs are looked at.
-func (e *Engine) reap(ctx context.Context, t *tenants.Tenant, lister queue.WorkLister, start bool) error {
+func (e *Engine) reap(ctx context.Context, t *tenants.Tenant, lister queue.WorkLister, start bool, pace *rate.Limiter) (listed int, err error) {
 	now := e.now()
 	lost := lister != nil && e.opts.LostAfter > 0
 	var candidates, direct []*jobs.Record
@@ -74,7 +104,11 @@ func (e *Engine) reap(ctx context.Context, t *tenants.Tenant, lister queue.WorkL
 	if e.direct {
 		ds = e.directStateOf(t)
 	}
-	err := t.Jobs.List(ctx, func(r *jobs.Record) bool {
+	err = t.Jobs.List(ctx, func(r *jobs.Record) bool {
+		listed++
+		if pace != nil && pace.Wait(ctx) != nil {
+			return false
+		}
 		switch {
 		case lost && r.State == jobs.StateRunning && now.Sub(r.UpdatedAt) > e.opts.LostAfter && e.runnerSilent(t, r, now):
 			candidates = append(candidates, r)
@@ -86,17 +120,17 @@ func (e *Engine) reap(ctx context.Context, t *tenants.Tenant, lister queue.WorkL
 		return ctx.Err() == nil
 	})
 	if err != nil {
-		return err
+		return listed, err
 	}
 	if ds != nil {
 		if err := e.sweepDirect(ctx, t, lister, direct, now); err != nil {
-			return err
+			return listed, err
 		}
 	}
 	for _, r := range candidates {
 		queued, err := e.workQueued(ctx, t, lister, r)
 		if err != nil {
-			return err
+			return listed, err
 		}
 		if queued {
 			continue
@@ -110,7 +144,7 @@ func (e *Engine) reap(ctx context.Context, t *tenants.Tenant, lister queue.WorkL
 				return cur.Lost(r.Attempt, reason, e.now(), e.opts.HistoryLimit), nil
 			})
 			if err != nil {
-				return err
+				return listed, err
 			}
 			if !changed {
 				continue
@@ -120,10 +154,10 @@ func (e *Engine) reap(ctx context.Context, t *tenants.Tenant, lister queue.WorkL
 			r = rec
 		}
 		if err := e.redispatch(ctx, t, r); err != nil {
-			return err
+			return listed, err
 		}
 	}
-	return nil
+	return listed, nil
 }
 
 // runnerSilent reports whether the runner of r has sent no heartbeat for

@@ -44,7 +44,16 @@ func (c *Conn) OpenStore(ctx context.Context, bucket string) (kv.Store, error) {
 	if c.cfg.Replicas > 1 {
 		c.waitStreamLeader(ctx, "KV_"+name)
 	}
-	return &Store{kv: b, js: c.js, name: name}, nil
+	var stream jetstream.Stream
+	err = retryAPI(ctx, func(ctx context.Context) error {
+		var err error
+		stream, err = c.js.Stream(ctx, "KV_"+name)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("natsjs: open store %s: %w", name, err)
+	}
+	return &Store{kv: b, js: c.js, stream: stream, name: name}, nil
 }
 
 // retryElection runs a read or a write of a KV bucket again, with backoff,
@@ -76,9 +85,10 @@ const electionWait = 10 * time.Second
 // Store is a kv.Store on a JetStream KV bucket. Revisions are the bucket
 // stream's sequence numbers.
 type Store struct {
-	kv   jetstream.KeyValue
-	js   jetstream.JetStream
-	name string
+	kv     jetstream.KeyValue
+	js     jetstream.JetStream
+	stream jetstream.Stream // the bucket's stream
+	name   string
 }
 
 var _ kv.Store = (*Store)(nil)
@@ -142,16 +152,26 @@ func (s *Store) Update(ctx context.Context, key string, value []byte, rev uint64
 }
 
 // Delete implements kv.Store. The key is purged, not just marked deleted,
-// so the bucket does not keep its history.
+// so the bucket does not keep its history. At a revision, a KV purge does
+// it, with compare-and-set, and leaves a purge marker as the key's one
+// message. At any revision (rev 0), the key's messages are purged from the
+// bucket's stream and nothing is left: a bucket whose keys come and go
+// (the jobs' records, deleted past their retention) does not pile up a
+// marker per key deleted, which every listing would read.
 func (s *Store) Delete(ctx context.Context, key string, rev uint64) error {
-	e, err := s.kv.Get(ctx, key)
-	if err != nil {
+	if _, err := s.kv.Get(ctx, key); err != nil {
 		return s.err("delete", key, err)
 	}
 	if rev == 0 {
-		rev = e.Revision()
+		err := retryElection(ctx, func() error {
+			return s.stream.Purge(ctx, jetstream.WithPurgeSubject("$KV."+s.name+"."+key))
+		})
+		if err != nil {
+			return s.err("delete", key, err)
+		}
+		return nil
 	}
-	err = retryElection(ctx, func() error {
+	err := retryElection(ctx, func() error {
 		return s.kv.Purge(ctx, key, jetstream.LastRevision(rev))
 	})
 	if err != nil {

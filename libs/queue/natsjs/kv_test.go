@@ -161,6 +161,46 @@ func TestStoreListPullsInBatches(t *testing.T) {
 		"the listing's consumer was left on the stream")
 }
 
+// A delete at any revision leaves nothing of the key in the bucket's
+// stream; one at a revision (compare-and-set) leaves its purge marker.
+func TestStoreDeleteLeavesNoMarker(t *testing.T) {
+	srv := natstest.RunServer(t)
+	c := connect(t, natsjs.Config{URL: srv.ClientURL(), Stack: "kvtest"})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := c.OpenStore(ctx, "deletes")
+	require.NoError(t, err)
+	nc, err := nats.Connect(srv.ClientURL())
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	stored := func() uint64 {
+		st, err := js.Stream(ctx, "KV_"+s.(*natsjs.Store).Bucket())
+		require.NoError(t, err)
+		return st.CachedInfo().State.Msgs
+	}
+
+	for i := range 100 {
+		_, err := s.Create(ctx, fmt.Sprintf("k%03d", i), []byte("v"))
+		require.NoError(t, err)
+	}
+	for i := range 100 {
+		require.NoError(t, s.Delete(ctx, fmt.Sprintf("k%03d", i), 0))
+	}
+	require.Zero(t, stored(), "a delete at any revision left messages")
+	_, err = s.Get(ctx, "k007")
+	require.ErrorIs(t, err, kv.ErrNotFound)
+	require.ErrorIs(t, s.Delete(ctx, "k007", 0), kv.ErrNotFound)
+	_, err = s.Create(ctx, "k007", []byte("again"))
+	require.NoError(t, err, "a deleted key is created again")
+
+	rev, err := s.Create(ctx, "cas", []byte("v"))
+	require.NoError(t, err)
+	require.NoError(t, s.Delete(ctx, "cas", rev))
+	require.EqualValues(t, 2, stored(), "k007 and the purge marker of cas")
+}
+
 func TestStoreBucketName(t *testing.T) {
 	srv := natstest.RunServer(t)
 	c := connect(t, natsjs.Config{URL: srv.ClientURL(), Stack: "my-stack"})

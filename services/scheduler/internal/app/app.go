@@ -200,6 +200,7 @@ func New(cfg config.Config, log *slog.Logger, broker queue.Broker, opener kv.Ope
 		// failing is dead-lettered with its reason, listed by the API.
 		MaxDeliveries: cfg.Consumers.MaxDeliveries,
 		LostAfter:     cfg.Runners.LostAfter,
+		Retention:     cfg.Jobs.Retention,
 		// Short attempts report their start with their outcome.
 		RunningReportDelay: cfg.Runners.RunningReportDelay,
 		DirectSubmit:       cfg.API.DirectSubmit,

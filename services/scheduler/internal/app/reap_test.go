@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -95,4 +96,29 @@ func TestExplainLostJob(t *testing.T) {
 			strings.Contains(x.Reasons[1].Message, "no longer on the queue: the scheduler dispatches the job again as attempt 2") &&
 			!strings.Contains(x.Reasons[1].Message, "after the ack wait")
 	}, waitFor, tick, "explain still promises a redelivery: %+v", e.explain(j.ID))
+}
+
+// The reaper deletes the record of a job that finished longer than
+// jobs.retention ago, and no record of a live job, however old.
+func TestFinishedJobsExpire(t *testing.T) {
+	const retention = time.Second
+	e := newEnv(t, func(c *config.Config) {
+		c.Jobs.Retention = retention
+		c.Runners.LostAfter = time.Second // a pass every quarter second
+	})
+	r := e.runner("default", "default")
+	done := e.submit("", noopJob(nil))
+	waiting := e.submit("", noopJob(nil))
+	d, _ := r.next(t)
+	require.NoError(t, d.Ack(context.Background()))
+	e.status("default", done.ID, jobsv1.JobState_JOB_STATE_SUCCEEDED, 1)
+	e.waitState("", done.ID, "SUCCEEDED")
+
+	require.Eventually(t, func() bool {
+		code, _ := e.do("GET", "/api/v1/jobs/"+done.ID, "", nil)
+		return code == http.StatusNotFound
+	}, waitFor, tick, "the finished job's record outlived its retention")
+	// The pass that deleted it saw the queued job too, submitted before
+	// it and as far past the retention.
+	require.Equal(t, "QUEUED", e.job("", waiting.ID).State, "a queued job's record was deleted")
 }

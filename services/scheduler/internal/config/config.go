@@ -170,6 +170,9 @@ type Jobs struct {
 	// StatusBatch bounds how many status events are applied together; the
 	// events of one job in a batch cost one record write.
 	StatusBatch int `yaml:"status_batch" env:"OUTPOST_JOBS_STATUS_BATCH"`
+	// Retention is how long the record of a finished job is kept after
+	// it finished; 0 keeps records until deleted.
+	Retention time.Duration `yaml:"retention" env:"OUTPOST_JOBS_RETENTION"`
 }
 
 // Retry is the default retry policy of a job that names none (or leaves
@@ -238,6 +241,7 @@ func Default() Config {
 			MaxAttempts:    100,
 			HistoryLimit:   50,
 			StatusBatch:    64,
+			Retention:      30 * 24 * time.Hour,
 		},
 		Runners:   Runners{PresenceWindow: 15 * time.Second, LostAfter: 20 * time.Second, RunningReportDelay: 250 * time.Millisecond},
 		Consumers: Consumers{MaxDeliveries: 20},
@@ -287,6 +291,7 @@ func (c Config) Validate() error {
 	check(c.Jobs.MaxTimeout >= c.Jobs.DefaultTimeout, "jobs.max_timeout", "must be at least jobs.default_timeout")
 	check(c.Jobs.HistoryLimit >= 1, "jobs.history_limit", "must be at least 1")
 	check(c.Jobs.StatusBatch >= 1, "jobs.status_batch", "must be at least 1")
+	check(c.Jobs.Retention >= 0, "jobs.retention", "must not be negative")
 	check(c.Runners.PresenceWindow > 0, "runners.presence_window", "must be positive")
 	check(c.Consumers.MaxDeliveries >= 1, "consumers.max_deliveries", "must be at least 1")
 	check(c.Runners.LostAfter >= 0, "runners.lost_after", "must not be negative")

@@ -28,6 +28,7 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, Retry{MaxAttempts: 3, InitialBackoff: time.Second, MaxBackoff: time.Minute, Multiplier: 2}, cfg.Jobs.Retry)
 	require.Equal(t, time.Hour, cfg.Jobs.DefaultTimeout)
 	require.Equal(t, 24*time.Hour, cfg.Jobs.MaxTimeout)
+	require.Equal(t, 30*24*time.Hour, cfg.Jobs.Retention)
 	require.Equal(t, 15*time.Second, cfg.Runners.PresenceWindow)
 	require.Equal(t, 20, cfg.Consumers.MaxDeliveries)
 	require.Equal(t, backend.KindNATS, cfg.Queue.Kind)
@@ -133,6 +134,7 @@ func TestValidate(t *testing.T) {
 		{"max backoff below initial", func(c *Config) { c.Jobs.Retry.MaxBackoff = time.Millisecond }, "jobs.retry.max_backoff"},
 		{"multiplier", func(c *Config) { c.Jobs.Retry.Multiplier = 0.5 }, "jobs.retry.multiplier"},
 		{"max timeout below default", func(c *Config) { c.Jobs.MaxTimeout = time.Minute }, "jobs.max_timeout"},
+		{"negative retention", func(c *Config) { c.Jobs.Retention = -time.Hour }, "jobs.retention"},
 		{"request bytes", func(c *Config) { c.API.MaxRequestBytes = 0 }, "api.max_request_bytes"},
 		{"presence window", func(c *Config) { c.Runners.PresenceWindow = 0 }, "runners.presence_window"},
 		{"running report delay", func(c *Config) { c.Runners.RunningReportDelay = time.Minute }, "runners.running_report_delay"},

@@ -98,6 +98,9 @@ type Options struct {
 	// gone, is dispatched again; 0 turns the check off. It must exceed
 	// the runners' ack wait and heartbeat interval.
 	LostAfter time.Duration
+	// Retention is how long a finished job's record is kept after it
+	// finished: the reaper's passes delete older ones. 0 keeps them.
+	Retention time.Duration
 	// RunningReportDelay is offered to the runners in every dispatch
 	// (JobDispatched.running_report_delay): how long they may hold an
 	// attempt's RUNNING back, so that a shorter attempt reports its start

@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -29,9 +30,12 @@ import (
 // check, at the tenant's start, sweeps every direct job (direct.go). Lost
 // jobs need a broker that can list a work subject's messages
 // (queue.WorkLister); on others the queue's redelivery is all there is.
+// The same passes delete the records of jobs that finished longer than
+// Retention ago; with neither check to make, they run every
+// retentionEvery for that alone.
 func (e *Engine) runReaper(ctx context.Context, t *tenants.Tenant) {
 	lister, _ := e.broker.(queue.WorkLister)
-	if (lister == nil || e.opts.LostAfter <= 0) && !e.direct {
+	if (lister == nil || e.opts.LostAfter <= 0) && !e.direct && e.opts.Retention <= 0 {
 		return
 	}
 	every := e.opts.LostAfter / 4
@@ -40,6 +44,9 @@ func (e *Engine) runReaper(ctx context.Context, t *tenants.Tenant) {
 	}
 	if e.direct && (every <= 0 || every > e.opts.DirectGrace/2) {
 		every = e.opts.DirectGrace / 2
+	}
+	if every <= 0 {
+		every = retentionEvery
 	}
 	every = max(every, 50*time.Millisecond)
 	tick := time.NewTicker(every)
@@ -68,6 +75,11 @@ func (e *Engine) runReaper(ctx context.Context, t *tenants.Tenant) {
 // passes (listPace): the same work, without the burst. The first pass,
 // the tenant's start, reads at once.
 const (
+	// retentionEvery is the time between passes that only delete the
+	// records past their retention.
+	retentionEvery = time.Minute
+	// maxExpiredPerPass bounds the records a pass deletes.
+	maxExpiredPerPass = 2_000
 	// minListRate is the slowest pace, records a second.
 	minListRate = 2_000
 	// listBurst records are read before the pace applies: a bucket of
@@ -95,11 +107,14 @@ func listPace(listed int, every time.Duration) *rate.Limiter {
 // With direct submission, the same pass finds the direct jobs whose
 // dispatch may be missing (direct.go); start is the tenant's first pass.
 // lister is nil where the broker cannot list (SQS): then only the direct
-// jobs are looked at.
+// jobs are looked at. Last, it deletes the records of the jobs that
+// finished longer than Retention ago. pace, when not nil, paces the
+// listing; it returns how many records it listed.
 func (e *Engine) reap(ctx context.Context, t *tenants.Tenant, lister queue.WorkLister, start bool, pace *rate.Limiter) (listed int, err error) {
 	now := e.now()
 	lost := lister != nil && e.opts.LostAfter > 0
 	var candidates, direct []*jobs.Record
+	var expired []string
 	var ds *directState
 	if e.direct {
 		ds = e.directStateOf(t)
@@ -110,6 +125,8 @@ func (e *Engine) reap(ctx context.Context, t *tenants.Tenant, lister queue.WorkL
 			return false
 		}
 		switch {
+		case e.opts.Retention > 0 && r.Expired(now, e.opts.Retention):
+			expired = append(expired, r.ID)
 		case lost && r.State == jobs.StateRunning && now.Sub(r.UpdatedAt) > e.opts.LostAfter && e.runnerSilent(t, r, now):
 			candidates = append(candidates, r)
 		case lost && r.State == jobs.StateQueued && !r.Held && !r.Gated && r.Redispatched > 0 && r.Redispatched == r.Attempt+1:
@@ -157,7 +174,31 @@ func (e *Engine) reap(ctx context.Context, t *tenants.Tenant, lister queue.WorkL
 			return listed, err
 		}
 	}
-	return listed, nil
+	// Last: the checks above are what a pass is for, the deletions can
+	// wait for the next one.
+	return listed, e.expire(ctx, t, expired)
+}
+
+// expire deletes the records of ids, finished past their retention, at
+// most maxExpiredPerPass of them (each is a request to the broker: a
+// first pass over a long history leaves the rest to the next passes). A
+// record another replica deleted first is not an error.
+func (e *Engine) expire(ctx context.Context, t *tenants.Tenant, ids []string) error {
+	ids = ids[:min(len(ids), maxExpiredPerPass)]
+	for _, id := range ids {
+		err := t.Jobs.Delete(ctx, id)
+		if errors.Is(err, jobs.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		e.m.JobsExpired.Inc()
+	}
+	if len(ids) > 0 {
+		e.log.Debug("finished jobs past their retention deleted", "tenant", t.Name, "jobs", len(ids), "retention", e.opts.Retention)
+	}
+	return nil
 }
 
 // runnerSilent reports whether the runner of r has sent no heartbeat for

@@ -315,3 +315,24 @@ func TestReissue(t *testing.T) {
 		})
 	}
 }
+
+func TestExpired(t *testing.T) {
+	now := time.Date(2026, 1, 31, 0, 0, 0, 0, time.UTC)
+	finished := now.Add(-48 * time.Hour)
+	tests := []struct {
+		name      string
+		r         Record
+		retention time.Duration
+		want      bool
+	}{
+		{name: "finished before the retention", r: Record{State: StateSucceeded, FinishedAt: &finished}, retention: 24 * time.Hour, want: true},
+		{name: "finished within it", r: Record{State: StateFailed, FinishedAt: &finished, UpdatedAt: finished}, retention: 72 * time.Hour},
+		{name: "no finish time: its last update counts", r: Record{State: StateCancelled, UpdatedAt: finished}, retention: 24 * time.Hour, want: true},
+		{name: "live, however old", r: Record{State: StateQueued, UpdatedAt: finished}, retention: time.Hour},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, tc.r.Expired(now, tc.retention))
+		})
+	}
+}

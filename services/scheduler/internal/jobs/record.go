@@ -177,6 +177,20 @@ func (r *Record) Public() *Record {
 	return &c
 }
 
+// Expired reports whether the job finished more than retention before now
+// (its record may then be deleted). A finished record without a finish
+// time counts from its last update.
+func (r *Record) Expired(now time.Time, retention time.Duration) bool {
+	if !r.State.Terminal() {
+		return false
+	}
+	at := r.UpdatedAt
+	if r.FinishedAt != nil {
+		at = *r.FinishedAt
+	}
+	return now.Sub(at) > retention
+}
+
 // Live reports whether the job can still change state.
 func (r *Record) Live() bool { return !r.State.Terminal() }
 

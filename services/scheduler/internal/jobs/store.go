@@ -75,6 +75,18 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Record) (bool, e
 	return r, changed, nil
 }
 
+// Delete removes the record of id, or returns ErrNotFound.
+func (s *Store) Delete(ctx context.Context, id string) error {
+	err := s.kv.Delete(ctx, id, 0)
+	if errors.Is(err, kv.ErrNotFound) {
+		return fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return fmt.Errorf("delete job %s: %w", id, err)
+	}
+	return nil
+}
+
 // List calls fn for every record until it returns false. Records that do
 // not decode are skipped.
 func (s *Store) List(ctx context.Context, fn func(*Record) bool) error {

@@ -44,6 +44,9 @@ type Metrics struct {
 	// limits.max_submits_per_second, by where: api (answered 429) or
 	// queue (the SubmitJob waited).
 	SubmitsThrottled *prometheus.CounterVec
+	// JobsExpired counts the records of finished jobs deleted past their
+	// retention (jobs.retention).
+	JobsExpired prometheus.Counter
 }
 
 // New creates the metrics and registers them on reg.
@@ -106,7 +109,11 @@ func New(reg prometheus.Registerer) *Metrics {
 		Name: "outpost_submits_throttled_total",
 		Help: "Submissions held back by their tenant's limits.max_submits_per_second, by where: api (answered 429) or queue (the SubmitJob waited).",
 	}, []string{"via"})
-	reg.MustRegister(m.Jobs, m.DispatchLatency, m.Redeliveries, m.DeadLetters, m.DeadLetterReplays, m.Malformed, m.Fenced, m.StatusEvents, m.StatusWrites, m.Bridged, m.ResultsWaits, m.SubmitsThrottled)
+	m.JobsExpired = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "outpost_jobs_expired_total",
+		Help: "Records of finished jobs deleted past their retention (jobs.retention).",
+	})
+	reg.MustRegister(m.Jobs, m.DispatchLatency, m.Redeliveries, m.DeadLetters, m.DeadLetterReplays, m.Malformed, m.Fenced, m.StatusEvents, m.StatusWrites, m.Bridged, m.ResultsWaits, m.SubmitsThrottled, m.JobsExpired)
 	return m
 }
 

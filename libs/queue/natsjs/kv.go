@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -44,16 +45,7 @@ func (c *Conn) OpenStore(ctx context.Context, bucket string) (kv.Store, error) {
 	if c.cfg.Replicas > 1 {
 		c.waitStreamLeader(ctx, "KV_"+name)
 	}
-	var stream jetstream.Stream
-	err = retryAPI(ctx, func(ctx context.Context) error {
-		var err error
-		stream, err = c.js.Stream(ctx, "KV_"+name)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("natsjs: open store %s: %w", name, err)
-	}
-	return &Store{kv: b, js: c.js, stream: stream, name: name}, nil
+	return &Store{kv: b, js: c.js, name: name}, nil
 }
 
 // retryElection runs a read or a write of a KV bucket again, with backoff,
@@ -85,16 +77,40 @@ const electionWait = 10 * time.Second
 // Store is a kv.Store on a JetStream KV bucket. Revisions are the bucket
 // stream's sequence numbers.
 type Store struct {
-	kv     jetstream.KeyValue
-	js     jetstream.JetStream
-	stream jetstream.Stream // the bucket's stream
-	name   string
+	kv   jetstream.KeyValue
+	js   jetstream.JetStream
+	name string
+
+	mu     sync.Mutex
+	stream jetstream.Stream // the bucket's stream, once a delete looked it up
 }
 
 var _ kv.Store = (*Store)(nil)
 
 // Bucket is the bucket's name.
 func (s *Store) Bucket() string { return s.name }
+
+// streamName is the name of the bucket's stream.
+func (s *Store) streamName() string { return "KV_" + s.name }
+
+// subjectPrefix is the prefix of the bucket's subjects, the key follows.
+func (s *Store) subjectPrefix() string { return "$KV." + s.name + "." }
+
+// bucketStream returns the bucket's stream, looked up at its first use
+// rather than for every bucket opened: only a delete at any revision needs
+// it.
+func (s *Store) bucketStream(ctx context.Context) (jetstream.Stream, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stream == nil {
+		st, err := s.js.Stream(ctx, s.streamName())
+		if err != nil {
+			return nil, err
+		}
+		s.stream = st
+	}
+	return s.stream, nil
+}
 
 // Get implements kv.Store.
 func (s *Store) Get(ctx context.Context, key string) (kv.Entry, error) {
@@ -164,7 +180,11 @@ func (s *Store) Delete(ctx context.Context, key string, rev uint64) error {
 	}
 	if rev == 0 {
 		err := retryElection(ctx, func() error {
-			return s.stream.Purge(ctx, jetstream.WithPurgeSubject("$KV."+s.name+"."+key))
+			st, err := s.bucketStream(ctx)
+			if err != nil {
+				return err
+			}
+			return st.Purge(ctx, jetstream.WithPurgeSubject(s.subjectPrefix()+key))
 		})
 		if err != nil {
 			return s.err("delete", key, err)
@@ -196,11 +216,13 @@ const kvOperationHeader = "KV-Operation"
 // value of every key, pulled listBatch at a time: one consumer for the
 // whole listing rather than a request per key, deleted when it ends.
 func (s *Store) List(ctx context.Context, fn func(kv.Entry) bool) error {
-	stream := "KV_" + s.name
+	stream := s.streamName()
+	prefix := s.subjectPrefix()
 	var cons jetstream.Consumer
 	err := retryElection(ctx, func() (err error) {
+		// Created here, so its CachedInfo is set from now on.
 		cons, err = s.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
-			FilterSubjects:    []string{"$KV." + s.name + ".>"},
+			FilterSubjects:    []string{prefix + ">"},
 			DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
 			InactiveThreshold: time.Minute,
 		})
@@ -216,23 +238,17 @@ func (s *Store) List(ctx context.Context, fn func(kv.Entry) bool) error {
 	defer func() {
 		it.Stop()
 		// Not left to its inactive threshold: every consumer of the
-		// bucket's stream costs the broker a check on every write.
-		if info := cons.CachedInfo(); info != nil {
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
-			defer cancel()
-			_ = s.js.DeleteConsumer(dctx, stream, info.Name)
-		}
+		// bucket's stream costs the broker a check on every write. (A
+		// consumer the ordered one replaced after a gap is deleted by it.)
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+		defer cancel()
+		_ = s.js.DeleteConsumer(dctx, stream, cons.CachedInfo().Name)
 	}()
-	info := cons.CachedInfo()
-	if info == nil {
-		return fmt.Errorf("natsjs: list %s: consumer not created", s.name)
-	}
 	// The keys written before the consumer was created; entries written
 	// since may come too, as with a watcher, and are not waited for.
-	pending := info.NumPending
+	pending := cons.CachedInfo().NumPending
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
-	prefix := "$KV." + s.name + "."
 	for received := uint64(0); received < pending; received++ {
 		msg, err := it.Next()
 		if err != nil {

@@ -22,13 +22,34 @@ import (
 
 func openStore(t *testing.T, bucket string) kv.Store {
 	t.Helper()
+	s, _ := openStoreWithStream(t, bucket)
+	return s
+}
+
+// openStoreWithStream opens bucket on a server of its own and returns,
+// beside the store, the bucket's stream as a plain JetStream client of
+// that server sees it, for the tests that look at the stream itself.
+func openStoreWithStream(t *testing.T, bucket string) (kv.Store, func() jetstream.Stream) {
+	t.Helper()
 	srv := natstest.RunServer(t)
 	c := connect(t, natsjs.Config{URL: srv.ClientURL(), Stack: "kvtest"})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := c.OpenStore(ctx, bucket)
 	require.NoError(t, err)
-	return s
+	nc, err := nats.Connect(srv.ClientURL())
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	stream := func() jetstream.Stream {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		st, err := js.Stream(ctx, "KV_"+s.(*natsjs.Store).Bucket())
+		require.NoError(t, err)
+		return st
+	}
+	return s, stream
 }
 
 // stores opens a new bucket of c for each conformance test.
@@ -108,27 +129,17 @@ func TestStoreListMany(t *testing.T) {
 // entry, the broker has sent no more than a batch or two; and it leaves no
 // consumer on the bucket's stream behind.
 func TestStoreListPullsInBatches(t *testing.T) {
-	srv := natstest.RunServer(t)
-	c := connect(t, natsjs.Config{URL: srv.ClientURL(), Stack: "kvtest"})
+	s, stream := openStoreWithStream(t, "batches")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	s, err := c.OpenStore(ctx, "batches")
-	require.NoError(t, err)
 	const n = 3_000
 	for i := range n {
 		_, err := s.Create(ctx, fmt.Sprintf("k%05d", i), []byte(strconv.Itoa(i)))
 		require.NoError(t, err)
 	}
-	nc, err := nats.Connect(srv.ClientURL())
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	stream, err := js.Stream(ctx, "KV_"+s.(*natsjs.Store).Bucket())
-	require.NoError(t, err)
 	consumers := func() []*jetstream.ConsumerInfo {
 		var out []*jetstream.ConsumerInfo
-		l := stream.ListConsumers(ctx)
+		l := stream().ListConsumers(ctx)
 		for ci := range l.Info() {
 			out = append(out, ci)
 		}
@@ -164,22 +175,10 @@ func TestStoreListPullsInBatches(t *testing.T) {
 // A delete at any revision leaves nothing of the key in the bucket's
 // stream; one at a revision (compare-and-set) leaves its purge marker.
 func TestStoreDeleteLeavesNoMarker(t *testing.T) {
-	srv := natstest.RunServer(t)
-	c := connect(t, natsjs.Config{URL: srv.ClientURL(), Stack: "kvtest"})
+	s, stream := openStoreWithStream(t, "deletes")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := c.OpenStore(ctx, "deletes")
-	require.NoError(t, err)
-	nc, err := nats.Connect(srv.ClientURL())
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	stored := func() uint64 {
-		st, err := js.Stream(ctx, "KV_"+s.(*natsjs.Store).Bucket())
-		require.NoError(t, err)
-		return st.CachedInfo().State.Msgs
-	}
+	stored := func() uint64 { return stream().CachedInfo().State.Msgs }
 
 	for i := range 100 {
 		_, err := s.Create(ctx, fmt.Sprintf("k%03d", i), []byte("v"))
@@ -189,7 +188,7 @@ func TestStoreDeleteLeavesNoMarker(t *testing.T) {
 		require.NoError(t, s.Delete(ctx, fmt.Sprintf("k%03d", i), 0))
 	}
 	require.Zero(t, stored(), "a delete at any revision left messages")
-	_, err = s.Get(ctx, "k007")
+	_, err := s.Get(ctx, "k007")
 	require.ErrorIs(t, err, kv.ErrNotFound)
 	require.ErrorIs(t, s.Delete(ctx, "k007", 0), kv.ErrNotFound)
 	_, err = s.Create(ctx, "k007", []byte("again"))

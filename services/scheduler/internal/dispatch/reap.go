@@ -55,7 +55,7 @@ func (e *Engine) runReaper(ctx context.Context, t *tenants.Tenant) {
 	for start := true; ; start = false {
 		listed, err := e.reap(ctx, t, lister, start, pace)
 		if err != nil && ctx.Err() == nil {
-			e.log.Warn("lost job check failed", "tenant", t.Name, "error", err)
+			e.log.Warn("reaper pass failed", "tenant", t.Name, "error", err)
 		}
 		pace = listPace(listed, every)
 		select {
@@ -82,8 +82,8 @@ const (
 	maxExpiredPerPass = 2_000
 	// minListRate is the slowest pace, records a second.
 	minListRate = 2_000
-	// listBurst records are read before the pace applies: a bucket of
-	// fewer is read at once.
+	// listBurst records are read at once, and the pace is taken for as
+	// many at a time: a bucket of fewer is read at once.
 	listBurst = 100
 )
 
@@ -120,8 +120,10 @@ func (e *Engine) reap(ctx context.Context, t *tenants.Tenant, lister queue.WorkL
 		ds = e.directStateOf(t)
 	}
 	err = t.Jobs.List(ctx, func(r *jobs.Record) bool {
+		// The pace is taken listBurst records at a time: one wait (and
+		// timer) per hundred records, not per record.
 		listed++
-		if pace != nil && pace.Wait(ctx) != nil {
+		if pace != nil && listed%listBurst == 0 && pace.WaitN(ctx, listBurst) != nil {
 			return false
 		}
 		switch {

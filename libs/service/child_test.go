@@ -39,10 +39,11 @@ func (c childConfig) Validate() error {
 // childMain is the main of the child service.
 func childMain() {
 	Main(Spec[childConfig]{
-		Name:     "svc",
-		Load:     LoadConfig(func() childConfig { return childConfig{Run: "serve"} }),
-		LogLevel: func(c childConfig) string { return c.LogLevel },
-		OnLogger: func(log *slog.Logger) { log.Info("logger hook") },
+		Name:      "svc",
+		Load:      LoadConfig(func() childConfig { return childConfig{Run: "serve"} }),
+		LogLevel:  func(c childConfig) string { return c.LogLevel },
+		OnLogger:  func(log *slog.Logger) { log.Info("logger hook") },
+		GCPercent: 250,
 		Run: func(ctx context.Context, cfg childConfig, log *slog.Logger) error {
 			log.Info("serving")
 			switch cfg.Run {
@@ -88,8 +89,10 @@ func TestMainExitStatuses(t *testing.T) {
 		once     string
 		noLog    string
 	}{
-		{name: "stopped by a signal", signals: []signalAfter{{"serving", syscall.SIGTERM}}, wantCode: ExitOK,
-			wantLogs: []string{`"msg":"logger hook"`, `"msg":"service starting"`, `"msg":"stop requested: draining; a second signal exits at once","service":"svc","signal":"terminated"`, `"msg":"service stopped","service":"svc","exit_code":0`}},
+		{name: "stopped by a signal", env: []string{"GOGC="}, signals: []signalAfter{{"serving", syscall.SIGTERM}}, wantCode: ExitOK,
+			wantLogs: []string{`"msg":"logger hook"`, `"msg":"garbage collector tuned","service":"svc","gc_percent":250`, `"msg":"service starting"`, `"msg":"stop requested: draining; a second signal exits at once","service":"svc","signal":"terminated"`, `"msg":"service stopped","service":"svc","exit_code":0`}},
+		{name: "GOGC of the environment is kept", env: []string{"GOGC=50"}, signals: []signalAfter{{"serving", syscall.SIGTERM}}, wantCode: ExitOK,
+			once: `"msg":"garbage collector tuned","service":"svc","gc_percent":50`},
 		{name: "run fails", env: []string{"CHILD_RUN=fail"}, wantCode: ExitFailure,
 			wantLogs: []string{`"msg":"service failed","service":"svc","error":"the part failed","exit_code":1`}, once: "the part failed"},
 		{name: "run finds a configuration error", env: []string{"CHILD_RUN=config"}, wantCode: ExitUsage,

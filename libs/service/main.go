@@ -45,6 +45,10 @@ type Spec[C any] struct {
 	Load func(path string) (C, error)
 	// LogLevel is the configured log level ("" is info).
 	LogLevel func(C) string
+	// GCPercent is the garbage collector's target when GOGC is not set; 0
+	// keeps Go's 100 (TuneRuntime, which also sets a soft memory limit
+	// from the container's).
+	GCPercent int
 	// OnLogger, when set, runs once the logger exists and before Run:
 	// for process-wide hooks such as the log of a client library.
 	OnLogger func(*slog.Logger)
@@ -54,7 +58,8 @@ type Spec[C any] struct {
 }
 
 // Main runs spec as the process: flags (-config, -version), the
-// configuration, the JSON logger on stderr, tracing as the OTEL_* variables
+// configuration, the JSON logger on stderr, the garbage collector's
+// defaults (TuneRuntime), tracing as the OTEL_* variables
 // configure it (libs/telemetry; off by default), a context that ends on the
 // first SIGINT or SIGTERM (a second one exits at once), and Run. It exits
 // with ExitOK after a clean stop, ExitFailure when Run failed and
@@ -103,6 +108,7 @@ func run[C any](spec Spec[C], args []string, stdout, stderr io.Writer) int {
 	if spec.OnLogger != nil {
 		spec.OnLogger(log)
 	}
+	TuneRuntime(log, spec.GCPercent)
 
 	shutdownTracing, err := telemetry.Setup(context.Background(), spec.Name)
 	if err != nil {

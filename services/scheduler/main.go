@@ -22,6 +22,9 @@ func main() {
 		Name:     "scheduler",
 		Load:     service.LoadConfig(config.Default),
 		LogLevel: func(c config.Config) string { return c.LogLevel },
-		Run:      app.Run,
+		// Every job passes through the scheduler: it trades memory for
+		// CPU with a higher GC target (libs/service).
+		GCPercent: service.JobPathGCPercent,
+		Run:       app.Run,
 	})
 }

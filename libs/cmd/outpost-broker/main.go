@@ -60,6 +60,9 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	// Every message of the job path is stored and routed here: the
+	// server trades memory for CPU with a higher GC target.
+	service.TuneRuntime(log, service.JobPathGCPercent)
 	host, portText, err := net.SplitHostPort(*listen)
 	if err != nil {
 		return fmt.Errorf("-listen %q: %w", *listen, err)

@@ -65,6 +65,9 @@ type Store interface {
 	// List calls fn for every current entry, in no particular order, until
 	// fn returns false.
 	List(ctx context.Context, fn func(Entry) bool) error
+	// Prune removes key and every key under it (key followed by '.'), at
+	// any revision, leaving nothing behind; that none exists is no error.
+	Prune(ctx context.Context, key string) error
 }
 
 // Opener opens (creating if needed) a named bucket.

@@ -3,6 +3,7 @@ package kv
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 )
 
@@ -95,6 +96,21 @@ func (m *Memory) Delete(ctx context.Context, key string, rev uint64) error {
 		return ErrConflict
 	}
 	delete(m.data, key)
+	return nil
+}
+
+// Prune implements Store.
+func (m *Memory) Prune(ctx context.Context, key string) error {
+	if err := check(ctx, key); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k := range m.data {
+		if k == key || strings.HasPrefix(k, key+".") {
+			delete(m.data, k)
+		}
+	}
 	return nil
 }
 

@@ -38,6 +38,7 @@ func Run(t *testing.T, open Open) {
 		{"NotFound", notFound},
 		{"DeleteWithRevision", deleteWithRevision},
 		{"List", list},
+		{"Prune", prune},
 		{"ListEmpty", listEmpty},
 		{"ValuesAreCopies", valuesAreCopies},
 		{"InvalidKeys", invalidKeys},
@@ -140,6 +141,43 @@ func deleteWithRevision(t *testing.T, ctx context.Context, s kv.Store) {
 	require.ErrorIs(t, err, kv.ErrNotFound)
 }
 
+// prune: a key and the keys under it go, at any revision; a key that
+// merely starts with the same characters, or holds it further down, stays.
+func prune(t *testing.T, ctx context.Context, s kv.Store) {
+	for _, k := range []string{"job-1", "job-1.1.0", "job-1.2.7", "job-10", "job-10.1.0", "other.job-1"} {
+		_, err := s.Create(ctx, k, []byte(k))
+		require.NoError(t, err)
+	}
+	_, err := s.Update(ctx, "job-1.1.0", []byte("again"), mustRev(t, ctx, s, "job-1.1.0"))
+	require.NoError(t, err)
+
+	require.NoError(t, s.Prune(ctx, "job-1"))
+	for _, k := range []string{"job-1", "job-1.1.0", "job-1.2.7"} {
+		_, err := s.Get(ctx, k)
+		require.ErrorIs(t, err, kv.ErrNotFound, k)
+	}
+	var left []string
+	require.NoError(t, s.List(ctx, func(e kv.Entry) bool { left = append(left, e.Key); return true }))
+	require.ElementsMatch(t, []string{"job-10", "job-10.1.0", "other.job-1"}, left)
+
+	require.NoError(t, s.Prune(ctx, "job-1"), "pruning what is gone")
+	require.NoError(t, s.Prune(ctx, "job-404"), "pruning what never was")
+	_, err = s.Create(ctx, "job-1", []byte("new"))
+	require.NoError(t, err, "a pruned key can be created again")
+	require.NoError(t, s.Prune(ctx, "job-10.1"), "a key under another")
+	_, err = s.Get(ctx, "job-10.1.0")
+	require.ErrorIs(t, err, kv.ErrNotFound)
+	_, err = s.Get(ctx, "job-10")
+	require.NoError(t, err)
+}
+
+func mustRev(t *testing.T, ctx context.Context, s kv.Store, key string) uint64 {
+	t.Helper()
+	e, err := s.Get(ctx, key)
+	require.NoError(t, err)
+	return e.Revision
+}
+
 func list(t *testing.T, ctx context.Context, s kv.Store) {
 	want := map[string]string{}
 	revs := map[string]uint64{}
@@ -229,6 +267,7 @@ func invalidKeys(t *testing.T, ctx context.Context, s kv.Store) {
 			_, err = s.Update(ctx, key, []byte("x"), 1)
 			require.ErrorIs(t, err, kv.ErrInvalidKey)
 			require.ErrorIs(t, s.Delete(ctx, key, 0), kv.ErrInvalidKey)
+			require.ErrorIs(t, s.Prune(ctx, key), kv.ErrInvalidKey)
 		})
 	}
 }
@@ -249,6 +288,7 @@ func doneContext(t *testing.T, ctx context.Context, s kv.Store) {
 		{"update", func() error { _, err := s.Update(done, "k", []byte("w"), rev); return err }},
 		{"delete", func() error { return s.Delete(done, "k", rev) }},
 		{"list", func() error { return s.List(done, func(kv.Entry) bool { return true }) }},
+		{"prune", func() error { return s.Prune(done, "k") }},
 	}
 	for _, o := range ops {
 		require.ErrorIs(t, o.op(), context.Canceled, o.name)

@@ -203,6 +203,28 @@ func (s *Store) Delete(ctx context.Context, key string, rev uint64) error {
 	return nil
 }
 
+// Prune implements kv.Store: the messages of key and of the keys under it
+// are purged from the bucket's stream, without markers, in two requests
+// (a subject filter cannot name both).
+func (s *Store) Prune(ctx context.Context, key string) error {
+	if !kv.ValidKey(key) {
+		return fmt.Errorf("natsjs: prune %s/%q: %w", s.name, key, kv.ErrInvalidKey)
+	}
+	for _, subject := range []string{s.subjectPrefix() + key, s.subjectPrefix() + key + ".>"} {
+		err := retryElection(ctx, func() error {
+			st, err := s.bucketStream(ctx)
+			if err != nil {
+				return err
+			}
+			return st.Purge(ctx, jetstream.WithPurgeSubject(subject))
+		})
+		if err != nil {
+			return s.err("prune", key, err)
+		}
+	}
+	return nil
+}
+
 // listBatch bounds how many entries a List holds that its caller has not
 // read yet: the broker sends more as the caller reads, so a caller that
 // reads slowly (the scheduler's reaper paces its passes) spreads the

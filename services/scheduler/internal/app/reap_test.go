@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/outposthq/outpost/libs/kv"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 	"github.com/outposthq/outpost/services/scheduler/internal/config"
 )
@@ -111,7 +112,20 @@ func TestFinishedJobsExpire(t *testing.T) {
 	waiting := e.submit("", noopJob(nil))
 	d, _ := r.next(t)
 	require.NoError(t, d.Ack(context.Background()))
-	e.status("default", done.ID, jobsv1.JobState_JOB_STATE_SUCCEEDED, 1)
+	// Results of two attempts: the first's batch is no longer indexed
+	// once the second sends its own, but is still kept.
+	e.status("default", done.ID, jobsv1.JobState_JOB_STATE_RUNNING, 1)
+	e.waitState("", done.ID, "RUNNING")
+	e.records(done.ID, 1, 0, 1, nil, dataset("db.public.a", "a1"))
+	require.Eventually(t, func() bool { return e.results(done.ID, "").TotalRecords == 1 }, waitFor, tick)
+	e.status("default", done.ID, jobsv1.JobState_JOB_STATE_RUNNING, 2)
+	e.waitState("", done.ID, "RUNNING")
+	e.records(done.ID, 2, 0, 2, nil, dataset("db.public.b", "b2"))
+	require.Eventually(t, func() bool { return e.results(done.ID, "").Attempt == 2 }, waitFor, tick)
+	results, err := e.conn.OpenStore(e.ctx, "results_default")
+	require.NoError(t, err)
+	require.Len(t, keys(t, results), 3, "the index and two batches")
+	e.status("default", done.ID, jobsv1.JobState_JOB_STATE_SUCCEEDED, 2)
 	e.waitState("", done.ID, "SUCCEEDED")
 
 	require.Eventually(t, func() bool {
@@ -121,4 +135,16 @@ func TestFinishedJobsExpire(t *testing.T) {
 	// The pass that deleted it saw the queued job too, submitted before
 	// it and as far past the retention.
 	require.Equal(t, "QUEUED", e.job("", waiting.ID).State, "a queued job's record was deleted")
+	require.Empty(t, keys(t, results), "the expired job's results were kept")
+	metadata, err := e.conn.OpenStore(e.ctx, "metadata_default")
+	require.NoError(t, err)
+	require.Len(t, keys(t, metadata), 2, "the metadata view lost the datasets the job found")
+}
+
+// keys lists the keys of a bucket.
+func keys(t *testing.T, s kv.Store) []string {
+	t.Helper()
+	var out []string
+	require.NoError(t, s.List(context.Background(), func(e kv.Entry) bool { out = append(out, e.Key); return true }))
+	return out
 }

@@ -181,13 +181,19 @@ func (e *Engine) reap(ctx context.Context, t *tenants.Tenant, lister queue.WorkL
 	return listed, e.expire(ctx, t, expired)
 }
 
-// expire deletes the records of ids, finished past their retention, at
-// most maxExpiredPerPass of them (each is a request to the broker: a
-// first pass over a long history leaves the rest to the next passes). A
-// record another replica deleted first is not an error.
+// expire deletes the records of ids, finished past their retention, with
+// their results, at most maxExpiredPerPass of them (each is a few
+// requests to the broker: a first pass over a long history leaves the
+// rest to the next passes). A record another replica deleted first is not
+// an error.
 func (e *Engine) expire(ctx context.Context, t *tenants.Tenant, ids []string) error {
 	ids = ids[:min(len(ids), maxExpiredPerPass)]
 	for _, id := range ids {
+		// The results first: a pass cut short in between leaves the
+		// record, which the next pass expires again.
+		if err := t.Results.Delete(ctx, id); err != nil {
+			return err
+		}
 		err := t.Jobs.Delete(ctx, id)
 		if errors.Is(err, jobs.ErrNotFound) {
 			continue

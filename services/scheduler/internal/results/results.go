@@ -14,8 +14,9 @@
 // A job's results are thus chunked by the runner's own batches, and a read
 // pages through them a few batches at a time: memory stays bounded by the
 // page, whatever the size of the job. Batches of an attempt that a newer
-// attempt replaced stay in the bucket (the kv contract has no delete) but
-// are no longer in the index, so they are never read.
+// attempt replaced stay in the bucket but are no longer in the index, so
+// they are never read; all of a job's keys go when its record expires
+// (Delete).
 //
 // The metadata bucket (metadata_<tenant>) is keyed by the SHA-256 of the
 // URN (URNs hold characters KV keys cannot) and holds the latest record of
@@ -179,6 +180,16 @@ func (s *Store) Batches(ctx context.Context, idx Index, from uint64, fn func(*in
 		if !fn(&jr) {
 			return nil
 		}
+	}
+	return nil
+}
+
+// Delete removes the index and the batches of every attempt of job's
+// results; that there are none is no error. The metadata view keeps its
+// records: it is the tenant's catalogue, not the job's.
+func (s *Store) Delete(ctx context.Context, job string) error {
+	if err := s.results.Prune(ctx, job); err != nil {
+		return fmt.Errorf("delete results of job %s: %w", job, err)
 	}
 	return nil
 }

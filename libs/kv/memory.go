@@ -1,8 +1,10 @@
 package kv
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -112,6 +114,41 @@ func (m *Memory) Prune(ctx context.Context, key string) error {
 		}
 	}
 	return nil
+}
+
+// Revision implements Store.
+func (m *Memory) Revision(ctx context.Context) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("kv: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.rev, nil
+}
+
+// Changes implements Store: the current value of each key written after
+// rev.
+func (m *Memory) Changes(ctx context.Context, rev uint64, fn func(Entry) bool) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return rev, fmt.Errorf("kv: %w", err)
+	}
+	m.mu.Lock()
+	last := max(m.rev, rev)
+	var entries []Entry
+	for _, e := range m.data {
+		if e.Revision > rev {
+			e.Value = append([]byte(nil), e.Value...)
+			entries = append(entries, e)
+		}
+	}
+	m.mu.Unlock()
+	slices.SortFunc(entries, func(a, b Entry) int { return cmp.Compare(a.Revision, b.Revision) })
+	for _, e := range entries {
+		if !fn(e) {
+			return e.Revision, nil
+		}
+	}
+	return last, nil
 }
 
 // List implements Store.

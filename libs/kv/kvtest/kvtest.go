@@ -39,6 +39,7 @@ func Run(t *testing.T, open Open) {
 		{"DeleteWithRevision", deleteWithRevision},
 		{"List", list},
 		{"Prune", prune},
+		{"Changes", changes},
 		{"ListEmpty", listEmpty},
 		{"ValuesAreCopies", valuesAreCopies},
 		{"InvalidKeys", invalidKeys},
@@ -171,6 +172,66 @@ func prune(t *testing.T, ctx context.Context, s kv.Store) {
 	require.NoError(t, err)
 }
 
+// changes: a reader that kept the revision it read up to reads the writes
+// made since, and only those, in order; the last value of each key is the
+// one it ends with.
+func changes(t *testing.T, ctx context.Context, s kv.Store) {
+	rev, err := s.Revision(ctx)
+	require.NoError(t, err)
+	last, err := s.Changes(ctx, rev, func(e kv.Entry) bool { t.Fatalf("nothing was written: %v", e); return false })
+	require.NoError(t, err)
+	require.Equal(t, rev, last, "nothing read: the same revision")
+
+	r1, err := s.Create(ctx, "job-1", []byte("queued"))
+	require.NoError(t, err)
+	_, err = s.Create(ctx, "job-2", []byte("queued"))
+	require.NoError(t, err)
+	_, err = s.Update(ctx, "job-1", []byte("running"), r1)
+	require.NoError(t, err)
+	// The reader's view: the last value read of each key.
+	seen := map[string]string{}
+	var revs []uint64
+	read := func(from uint64) uint64 {
+		t.Helper()
+		revs = revs[:0]
+		last, err := s.Changes(ctx, from, func(e kv.Entry) bool {
+			seen[e.Key] = string(e.Value)
+			revs = append(revs, e.Revision)
+			return true
+		})
+		require.NoError(t, err)
+		require.IsNonDecreasing(t, revs, "in revision order")
+		return last
+	}
+	rev = read(rev)
+	require.Equal(t, map[string]string{"job-1": "running", "job-2": "queued"}, seen)
+	now, err := s.Revision(ctx)
+	require.NoError(t, err)
+	require.Equal(t, now, rev, "read up to the bucket's revision")
+
+	_, err = s.Create(ctx, "job-3", []byte("queued"))
+	require.NoError(t, err)
+	delete(seen, "job-1")
+	delete(seen, "job-2")
+	rev = read(rev)
+	require.Equal(t, map[string]string{"job-3": "queued"}, seen, "only what was written since")
+	require.Len(t, revs, 1)
+
+	// Stopped by fn: the next read goes on after what it saw.
+	for i := range 3 {
+		_, err := s.Create(ctx, fmt.Sprintf("more-%d", i), []byte("v"))
+		require.NoError(t, err)
+	}
+	var first []string
+	mid, err := s.Changes(ctx, rev, func(e kv.Entry) bool { first = append(first, e.Key); return false })
+	require.NoError(t, err)
+	require.Equal(t, []string{"more-0"}, first)
+	var rest []string
+	_, err = s.Changes(ctx, mid, func(e kv.Entry) bool { rest = append(rest, e.Key); return true })
+	require.NoError(t, err)
+	require.Equal(t, []string{"more-1", "more-2"}, rest)
+}
+
 func mustRev(t *testing.T, ctx context.Context, s kv.Store, key string) uint64 {
 	t.Helper()
 	e, err := s.Get(ctx, key)
@@ -289,6 +350,8 @@ func doneContext(t *testing.T, ctx context.Context, s kv.Store) {
 		{"delete", func() error { return s.Delete(done, "k", rev) }},
 		{"list", func() error { return s.List(done, func(kv.Entry) bool { return true }) }},
 		{"prune", func() error { return s.Prune(done, "k") }},
+		{"revision", func() error { _, err := s.Revision(done); return err }},
+		{"changes", func() error { _, err := s.Changes(done, 0, func(kv.Entry) bool { return true }); return err }},
 	}
 	for _, o := range ops {
 		require.ErrorIs(t, o.op(), context.Canceled, o.name)

@@ -238,24 +238,59 @@ const kvOperationHeader = "KV-Operation"
 // value of every key, pulled listBatch at a time: one consumer for the
 // whole listing rather than a request per key, deleted when it ends.
 func (s *Store) List(ctx context.Context, fn func(kv.Entry) bool) error {
+	_, err := s.read(ctx, "list", jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}, false, fn)
+	return err
+}
+
+// Revision implements kv.Store: the last sequence of the bucket's stream.
+func (s *Store) Revision(ctx context.Context) (uint64, error) {
+	var last uint64
+	err := retryElection(ctx, func() error {
+		st, err := s.bucketStream(ctx)
+		if err != nil {
+			return err
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return err
+		}
+		last = info.State.LastSeq
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("natsjs: revision of %s: %w", s.name, err)
+	}
+	return last, nil
+}
+
+// Changes implements kv.Store with an ordered consumer from the sequence
+// after rev: every write since, in order, pulled listBatch at a time.
+func (s *Store) Changes(ctx context.Context, rev uint64, fn func(kv.Entry) bool) (uint64, error) {
+	last, err := s.read(ctx, "changes", jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: rev + 1}, true, fn)
+	return max(last, rev), err
+}
+
+// read delivers the bucket's messages as the ordered consumer of cfg
+// (without its filter, which read sets) finds them when it is created,
+// and returns the revision of the last one. Delete markers are passed on
+// with a nil Value when deletes is set, else skipped.
+func (s *Store) read(ctx context.Context, op string, cfg jetstream.OrderedConsumerConfig, deletes bool, fn func(kv.Entry) bool) (uint64, error) {
 	stream := s.streamName()
 	prefix := s.subjectPrefix()
+	cfg.FilterSubjects = []string{prefix + ">"}
+	cfg.InactiveThreshold = time.Minute
 	var cons jetstream.Consumer
 	err := retryElection(ctx, func() (err error) {
 		// Created here, so its CachedInfo is set from now on.
-		cons, err = s.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
-			FilterSubjects:    []string{prefix + ">"},
-			DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
-			InactiveThreshold: time.Minute,
-		})
+		cons, err = s.js.OrderedConsumer(ctx, stream, cfg)
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("natsjs: list %s: %w", s.name, err)
+		return 0, fmt.Errorf("natsjs: %s %s: %w", op, s.name, err)
 	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(listBatch))
 	if err != nil {
-		return fmt.Errorf("natsjs: list %s: %w", s.name, err)
+		return 0, fmt.Errorf("natsjs: %s %s: %w", op, s.name, err)
 	}
 	defer func() {
 		it.Stop()
@@ -266,37 +301,43 @@ func (s *Store) List(ctx context.Context, fn func(kv.Entry) bool) error {
 		defer cancel()
 		_ = s.js.DeleteConsumer(dctx, stream, cons.CachedInfo().Name)
 	}()
-	// The keys written before the consumer was created; entries written
+	// The messages there when the consumer was created; those written
 	// since may come too, as with a watcher, and are not waited for.
 	pending := cons.CachedInfo().NumPending
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
+	var last uint64
 	for received := uint64(0); received < pending; received++ {
 		msg, err := it.Next()
 		if err != nil {
 			if ctx.Err() != nil {
-				return fmt.Errorf("natsjs: list %s: %w", s.name, ctx.Err())
+				return last, fmt.Errorf("natsjs: %s %s: %w", op, s.name, ctx.Err())
 			}
-			return fmt.Errorf("natsjs: list %s: %w", s.name, err)
+			return last, fmt.Errorf("natsjs: %s %s: %w", op, s.name, err)
 		}
 		meta, err := msg.Metadata()
 		if err != nil {
-			return fmt.Errorf("natsjs: list %s: %w", s.name, err)
+			return last, fmt.Errorf("natsjs: %s %s: %w", op, s.name, err)
 		}
 		if meta.NumPending == 0 {
-			// Keys deleted since the consumer was created leave nothing
-			// to wait for.
+			// Messages purged since the consumer was created leave
+			// nothing to wait for.
 			pending = received + 1
 		}
+		last = meta.Sequence.Stream
+		e := kv.Entry{Key: strings.TrimPrefix(msg.Subject(), prefix), Value: msg.Data(), Revision: last}
 		switch msg.Headers().Get(kvOperationHeader) {
 		case "DEL", "PURGE":
-			continue
+			if !deletes {
+				continue
+			}
+			e.Value = nil
 		}
-		if !fn(kv.Entry{Key: strings.TrimPrefix(msg.Subject(), prefix), Value: msg.Data(), Revision: meta.Sequence.Stream}) {
-			return nil
+		if !fn(e) {
+			return last, nil
 		}
 	}
-	return nil
+	return last, nil
 }
 
 func (s *Store) err(op, key string, err error) error {

@@ -51,13 +51,11 @@ func (e *Engine) runReaper(ctx context.Context, t *tenants.Tenant) {
 	every = max(every, 50*time.Millisecond)
 	tick := time.NewTicker(every)
 	defer tick.Stop()
-	var pace *rate.Limiter // none for the start's pass: recovery first
+	st := &reapState{every: every}
 	for start := true; ; start = false {
-		listed, err := e.reap(ctx, t, lister, start, pace)
-		if err != nil && ctx.Err() == nil {
+		if err := e.reap(ctx, t, lister, start, st); err != nil && ctx.Err() == nil {
 			e.log.Warn("reaper pass failed", "tenant", t.Name, "error", err)
 		}
-		pace = listPace(listed, every)
 		select {
 		case <-ctx.Done():
 			return
@@ -66,18 +64,30 @@ func (e *Engine) runReaper(ctx context.Context, t *tenants.Tenant) {
 	}
 }
 
-// The reaper reads every record of the tenant in each pass. Read at once,
-// a pass of a few thousand records took the CPU of the scheduler (the
-// decoding) and the broker (the deliveries) for a tenth of a second, and
-// every job submitted meanwhile waited: at 1,000 jobs/s it made the p99
-// of the time to the claim (docs/benchmarks.md). So a pass after the
-// first reads at a pace that spreads it over about half the time between
-// passes (listPace): the same work, without the burst. The first pass,
-// the tenant's start, reads at once.
+// A pass looks at the tenant's live records (QUEUED, RUNNING). Reading
+// every record in each pass made a pass grow with the tenant's history
+// (jobs.retention keeps 30 days of it): a pass now reads the records
+// written since the last one, from the bucket's revision it read up to,
+// into the live records it keeps (reapState); every fullListEvery, and at
+// the tenant's start, it lists the whole bucket instead, which is also
+// when the records past their retention are deleted, and which rebuilds
+// the live records from scratch (a record purged without trace, a
+// bucket's stream that lost its state).
+//
+// Read at once, a listing of a few thousand records took the CPU of the
+// scheduler (the decoding) and the broker (the deliveries) for a tenth of
+// a second, and every job submitted meanwhile waited: at 1,000 jobs/s it
+// made the p99 of the time to the claim (docs/benchmarks.md). So a pass
+// after the first reads at a pace that spreads it over about half the
+// time between passes (listPace), taken from the last read of the same
+// kind: the same work, without the burst. The first pass, the tenant's
+// start, reads at once.
 const (
 	// retentionEvery is the time between passes that only delete the
 	// records past their retention.
 	retentionEvery = time.Minute
+	// fullListEvery is the most time between two full listings.
+	fullListEvery = 5 * time.Minute
 	// maxExpiredPerPass bounds the records a pass deletes.
 	maxExpiredPerPass = 2_000
 	// minListRate is the slowest pace, records a second.
@@ -86,6 +96,35 @@ const (
 	// many at a time: a bucket of fewer is read at once.
 	listBurst = 100
 )
+
+// reapState is what one tenant's reaper keeps between its passes.
+type reapState struct {
+	every time.Duration
+	// live holds the live records by id as last read: the full listing
+	// and the writes read since, up to revision rev.
+	live map[string]*jobs.Record
+	rev  uint64
+	// listedAt is when the last full listing began.
+	listedAt time.Time
+	// listed and changed are how many records the last full listing and
+	// the last read of changes read: the pace of the next of each kind.
+	listed, changed int
+}
+
+// fullListing reports whether the pass at now lists the whole bucket: the
+// first, then one every fullListEvery, or every tenth of the retention
+// when that is shorter (records expire at most that late), and never
+// more often than the passes.
+func (e *Engine) fullListing(st *reapState, now time.Time) bool {
+	if st.live == nil {
+		return true
+	}
+	every := fullListEvery
+	if r := e.opts.Retention / 10; r > 0 && r < every {
+		every = r
+	}
+	return now.Sub(st.listedAt) >= max(every, st.every)
+}
 
 // listPace returns the pace of the next pass: the last one's count of
 // records over half the time between passes, at least minListRate a
@@ -107,28 +146,18 @@ func listPace(listed int, every time.Duration) *rate.Limiter {
 // With direct submission, the same pass finds the direct jobs whose
 // dispatch may be missing (direct.go); start is the tenant's first pass.
 // lister is nil where the broker cannot list (SQS): then only the direct
-// jobs are looked at. Last, it deletes the records of the jobs that
-// finished longer than Retention ago. pace, when not nil, paces the
-// listing; it returns how many records it listed.
-func (e *Engine) reap(ctx context.Context, t *tenants.Tenant, lister queue.WorkLister, start bool, pace *rate.Limiter) (listed int, err error) {
+// jobs are looked at. Last, a pass that lists the whole bucket deletes the
+// records of the jobs that finished longer than Retention ago.
+func (e *Engine) reap(ctx context.Context, t *tenants.Tenant, lister queue.WorkLister, start bool, st *reapState) error {
 	now := e.now()
 	lost := lister != nil && e.opts.LostAfter > 0
 	var candidates, direct []*jobs.Record
-	var expired []string
 	var ds *directState
 	if e.direct {
 		ds = e.directStateOf(t)
 	}
-	err = t.Jobs.List(ctx, func(r *jobs.Record) bool {
-		// The pace is taken listBurst records at a time: one wait (and
-		// timer) per hundred records, not per record.
-		listed++
-		if pace != nil && listed%listBurst == 0 && pace.WaitN(ctx, listBurst) != nil {
-			return false
-		}
+	check := func(r *jobs.Record) {
 		switch {
-		case e.opts.Retention > 0 && r.Expired(now, e.opts.Retention):
-			expired = append(expired, r.ID)
 		case lost && r.State == jobs.StateRunning && now.Sub(r.UpdatedAt) > e.opts.LostAfter && e.runnerSilent(t, r, now):
 			candidates = append(candidates, r)
 		case lost && r.State == jobs.StateQueued && !r.Held && !r.Gated && r.Redispatched > 0 && r.Redispatched == r.Attempt+1:
@@ -136,20 +165,23 @@ func (e *Engine) reap(ctx context.Context, t *tenants.Tenant, lister queue.WorkL
 		case ds != nil && undispatched(r) && ds.due(r, now, e.opts.DirectGrace, start):
 			direct = append(direct, r)
 		}
-		return ctx.Err() == nil
-	})
+	}
+	expired, err := e.readLive(ctx, t, st, start, now)
 	if err != nil {
-		return listed, err
+		return err
+	}
+	for _, r := range st.live {
+		check(r)
 	}
 	if ds != nil {
 		if err := e.sweepDirect(ctx, t, lister, direct, now); err != nil {
-			return listed, err
+			return err
 		}
 	}
 	for _, r := range candidates {
 		queued, err := e.workQueued(ctx, t, lister, r)
 		if err != nil {
-			return listed, err
+			return err
 		}
 		if queued {
 			continue
@@ -163,7 +195,7 @@ func (e *Engine) reap(ctx context.Context, t *tenants.Tenant, lister queue.WorkL
 				return cur.Lost(r.Attempt, reason, e.now(), e.opts.HistoryLimit), nil
 			})
 			if err != nil {
-				return listed, err
+				return err
 			}
 			if !changed {
 				continue
@@ -173,12 +205,75 @@ func (e *Engine) reap(ctx context.Context, t *tenants.Tenant, lister queue.WorkL
 			r = rec
 		}
 		if err := e.redispatch(ctx, t, r); err != nil {
-			return listed, err
+			return err
 		}
 	}
 	// Last: the checks above are what a pass is for, the deletions can
 	// wait for the next one.
-	return listed, e.expire(ctx, t, expired)
+	return e.expire(ctx, t, expired)
+}
+
+// readLive brings st.live up to date, with a full listing or with the
+// writes since its revision, and returns the records past their retention
+// a full listing found.
+func (e *Engine) readLive(ctx context.Context, t *tenants.Tenant, st *reapState, start bool, now time.Time) (expired []string, err error) {
+	full := start || e.fullListing(st, now)
+	var pace *rate.Limiter // none for the start's pass: recovery first
+	if !start {
+		pace = listPace(st.changed, st.every)
+		if full {
+			pace = listPace(st.listed, st.every)
+		}
+	}
+	read := 0
+	// The pace is taken listBurst records at a time: one wait (and timer)
+	// per hundred records, not per record.
+	paced := func() bool {
+		read++
+		return pace == nil || read%listBurst != 0 || pace.WaitN(ctx, listBurst) == nil
+	}
+	if !full {
+		rev, err := t.Jobs.Changes(ctx, st.rev, func(id string, r *jobs.Record) bool {
+			if !paced() {
+				return false
+			}
+			if r == nil || !r.Live() {
+				delete(st.live, id)
+			} else {
+				st.live[id] = r
+			}
+			return ctx.Err() == nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		st.rev, st.changed = rev, read
+		return nil, nil
+	}
+	// The revision first: what is written while the bucket is listed is
+	// read again by the next pass, which is harmless.
+	rev, err := t.Jobs.Revision(ctx)
+	if err != nil {
+		return nil, err
+	}
+	live := map[string]*jobs.Record{}
+	err = t.Jobs.List(ctx, func(r *jobs.Record) bool {
+		if !paced() {
+			return false
+		}
+		switch {
+		case r.Live():
+			live[r.ID] = r
+		case e.opts.Retention > 0 && r.Expired(now, e.opts.Retention):
+			expired = append(expired, r.ID)
+		}
+		return ctx.Err() == nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	st.live, st.rev, st.listedAt, st.listed = live, rev, now, read
+	return expired, nil
 }
 
 // expire deletes the records of ids, finished past their retention, with

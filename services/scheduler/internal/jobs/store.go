@@ -102,3 +102,35 @@ func (s *Store) List(ctx context.Context, fn func(*Record) bool) error {
 	}
 	return nil
 }
+
+// Revision returns the bucket's last revision: Changes from it reads what
+// is written afterwards.
+func (s *Store) Revision(ctx context.Context) (uint64, error) {
+	rev, err := s.kv.Revision(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("jobs revision: %w", err)
+	}
+	return rev, nil
+}
+
+// Changes calls fn with the id and record of each job written after
+// revision rev, in order, until fn returns false, and returns the revision
+// read up to (kv.Store.Changes): a job written several times may come
+// several times, the last one with its current record; a record deleted
+// at a revision comes as nil. Records that do not decode are skipped.
+func (s *Store) Changes(ctx context.Context, rev uint64, fn func(id string, r *Record) bool) (uint64, error) {
+	last, err := s.kv.Changes(ctx, rev, func(e kv.Entry) bool {
+		if e.Value == nil {
+			return fn(e.Key, nil)
+		}
+		r, err := s.recent.Decode(e)
+		if err != nil {
+			return true
+		}
+		return fn(e.Key, r)
+	})
+	if err != nil {
+		return last, fmt.Errorf("jobs changed since %d: %w", rev, err)
+	}
+	return last, nil
+}

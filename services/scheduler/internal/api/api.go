@@ -25,6 +25,7 @@ import (
 	"github.com/outposthq/outpost/services/scheduler/internal/config"
 	"github.com/outposthq/outpost/services/scheduler/internal/deadletters"
 	"github.com/outposthq/outpost/services/scheduler/internal/explain"
+	"github.com/outposthq/outpost/services/scheduler/internal/fleet"
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
 	"github.com/outposthq/outpost/services/scheduler/internal/openapi"
 	"github.com/outposthq/outpost/services/scheduler/internal/pools"
@@ -85,8 +86,11 @@ type Options struct {
 	// services' events, from every replica) for /api/v1/audit; without
 	// it the answer is this replica's recent events.
 	AuditReader LogReader
-	Logger      *slog.Logger
-	Now         func() time.Time
+	// Fleet computes GET /api/v1/pools; nil makes one for this API (the
+	// service shares one with the pool metrics).
+	Fleet  *fleet.Tracker
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // API serves the REST API.
@@ -116,6 +120,9 @@ func New(engine Engine, ts Tenants, logs LogReader, opts Options) *API {
 	}
 	if opts.DeadLetters == nil {
 		opts.DeadLetters = deadletters.New(nil, nil, nil, "", nil, opts.Logger)
+	}
+	if opts.Fleet == nil {
+		opts.Fleet = fleet.NewTracker()
 	}
 	stopping, stop := context.WithCancel(context.Background())
 	return &API{engine: engine, tenants: ts, logs: logs, opts: opts, log: opts.Logger, now: opts.Now, stopping: stopping, stop: stop}

@@ -339,7 +339,7 @@ func (a *API) setPaused(paused bool) tenantHandler {
 // runners seen in the last day, queued jobs or recent dispatches, with its
 // backlog, oldest queued job, dispatch lag and live and lost runners.
 func (a *API) listPools(w http.ResponseWriter, r *http.Request, t *tenants.Tenant) {
-	out, err := fleet.Pools(r.Context(), t, a.now())
+	out, err := a.opts.Fleet.Pools(r.Context(), t, a.now())
 	if err != nil {
 		a.internal(w, r, "list pools", err)
 		return

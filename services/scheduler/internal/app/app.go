@@ -237,7 +237,10 @@ func New(cfg config.Config, log *slog.Logger, broker queue.Broker, opener kv.Ope
 		Logger:          log.With("component", "tenants"),
 	}, broker, opener, start)
 	reg.MustRegister(presence.NewCollector(registry.Trackers))
-	reg.MustRegister(fleet.NewCollector(registry.Tenants, log.With("component", "fleet")))
+	// The pool metrics and GET /api/v1/pools read the records they need
+	// through one tracker: each reads what was written since either.
+	poolViews := fleet.NewTracker()
+	reg.MustRegister(fleet.NewCollector(registry.Tenants, poolViews, log.With("component", "fleet")))
 	// Dead letters are listed from the queue backend's dead-letter
 	// streams (JetStream); SQS keeps none once consumed: 501.
 	dlStore, _ := broker.(queue.DeadLetterStore)
@@ -269,6 +272,7 @@ func New(cfg config.Config, log *slog.Logger, broker queue.Broker, opener kv.Ope
 		Keys:            keys,
 		Audit:           audit,
 		AuditReader:     auditReader,
+		Fleet:           poolViews,
 		Logger:          log.With("component", "api"),
 	})
 	mux := http.NewServeMux()

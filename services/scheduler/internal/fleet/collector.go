@@ -20,9 +20,8 @@ const RunnerSeriesBound = time.Hour
 // scrapeTimeout bounds the reads of one scrape.
 const scrapeTimeout = 10 * time.Second
 
-// minInterval is how long a computed view is reused: it reads every job
-// record, and several Prometheus servers (or a refreshing dashboard) may
-// scrape at once.
+// minInterval is how long a computed view is reused: several Prometheus
+// servers (or a refreshing dashboard) may scrape at once.
 const minInterval = 5 * time.Second
 
 var (
@@ -50,6 +49,7 @@ var (
 // tenants tenants returns.
 type Collector struct {
 	tenants func() []*tenants.Tenant
+	tracker *Tracker
 	now     func() time.Time
 	log     *slog.Logger
 
@@ -59,9 +59,10 @@ type Collector struct {
 	failures int
 }
 
-// NewCollector returns a collector over the tenants.
-func NewCollector(ts func() []*tenants.Tenant, log *slog.Logger) *Collector {
-	return &Collector{tenants: ts, now: time.Now, log: log}
+// NewCollector returns a collector over the tenants that reads their
+// records through tracker.
+func NewCollector(ts func() []*tenants.Tenant, tracker *Tracker, log *slog.Logger) *Collector {
+	return &Collector{tenants: ts, tracker: tracker, now: time.Now, log: log}
 }
 
 // Describe implements prometheus.Collector.
@@ -139,7 +140,7 @@ func (c *Collector) view(now time.Time) ([]Pool, int) {
 		failures int
 	)
 	for _, t := range c.tenants() {
-		ps, err := Pools(ctx, t, now)
+		ps, err := c.tracker.Pools(ctx, t, now)
 		if err != nil {
 			failures++
 			c.log.Warn("pool metrics not computed", "tenant", t.Name, "error", err)

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/outposthq/outpost/services/scheduler/internal/jobs"
@@ -60,10 +61,103 @@ type poolAcc struct {
 	last time.Time
 }
 
+// fullListEvery is the most time between two listings of a tenant's whole
+// bucket by a Tracker.
+const fullListEvery = 5 * time.Minute
+
+// Tracker computes the pool views of tenants from the job records they
+// need: the QUEUED ones and those whose first start is within LagWindow.
+// It keeps them per tenant between views and brings them up to date with
+// the records written since the last view (jobs.Store.Changes from the
+// bucket's revision), so that a view (an API call, a scrape) costs what
+// was written since the last one rather than the tenant's whole history
+// (jobs.retention keeps 30 days of it). The bucket is listed whole at a
+// tenant's first view, and again every fullListEvery. Safe for concurrent
+// use.
+type Tracker struct {
+	mu      sync.Mutex
+	tenants map[string]*tracked
+}
+
+// tracked is one tenant's records as a Tracker last read them.
+type tracked struct {
+	mu sync.Mutex
+	// store is the job store they were read from: a tenant provisioned
+	// again has another, read from scratch.
+	store    *jobs.Store
+	records  map[string]*jobs.Record
+	rev      uint64
+	listedAt time.Time
+}
+
+// NewTracker returns a Tracker that has read nothing yet.
+func NewTracker() *Tracker { return &Tracker{tenants: map[string]*tracked{}} }
+
+// needed reports whether a view at now looks at r: QUEUED, or first
+// started within LagWindow. Once false, it stays so until r is written
+// again.
+func needed(r *jobs.Record, now time.Time) bool {
+	return r.State == jobs.StateQueued || r.StartedAt != nil && first(r) && now.Sub(*r.StartedAt) <= LagWindow
+}
+
+// refresh brings k up to date with the store at now.
+func (k *tracked) refresh(ctx context.Context, s *jobs.Store, now time.Time) error {
+	if k.records == nil || k.store != s || now.Sub(k.listedAt) >= fullListEvery || now.Before(k.listedAt) {
+		// The revision first: what is written while the bucket is
+		// listed is read again by the next view, which is harmless.
+		rev, err := s.Revision(ctx)
+		if err != nil {
+			return err
+		}
+		records := map[string]*jobs.Record{}
+		err = s.List(ctx, func(r *jobs.Record) bool {
+			if needed(r, now) {
+				records[r.ID] = r
+			}
+			return true
+		})
+		if err != nil {
+			return err
+		}
+		k.store, k.records, k.rev, k.listedAt = s, records, rev, now
+		return nil
+	}
+	rev, err := s.Changes(ctx, k.rev, func(id string, r *jobs.Record) bool {
+		if r != nil && needed(r, now) {
+			k.records[id] = r
+		} else {
+			delete(k.records, id)
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	k.rev = rev
+	for id, r := range k.records {
+		if !needed(r, now) {
+			delete(k.records, id)
+		}
+	}
+	return nil
+}
+
 // Pools returns every pool of the tenant that was paused once, has runners
 // seen in the last day, queued jobs or jobs started within LagWindow,
-// sorted by name. It reads every job record of the tenant.
-func Pools(ctx context.Context, t *tenants.Tenant, now time.Time) ([]Pool, error) {
+// sorted by name.
+func (tr *Tracker) Pools(ctx context.Context, t *tenants.Tenant, now time.Time) ([]Pool, error) {
+	tr.mu.Lock()
+	k := tr.tenants[t.Name]
+	if k == nil {
+		k = &tracked{}
+		tr.tenants[t.Name] = k
+	}
+	tr.mu.Unlock()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.refresh(ctx, t.Jobs, now); err != nil {
+		return nil, fmt.Errorf("pools of %s: %w", t.Name, err)
+	}
 	acc := map[string]*poolAcc{}
 	get := func(pool string) *poolAcc {
 		p := acc[pool]
@@ -85,7 +179,7 @@ func Pools(ctx context.Context, t *tenants.Tenant, now time.Time) ([]Pool, error
 		p := get(pool)
 		p.Runners, p.RunnersLost = n.Live, n.Lost
 	}
-	err = t.Jobs.List(ctx, func(r *jobs.Record) bool {
+	for _, r := range k.records {
 		if r.State == jobs.StateQueued {
 			p := get(r.Pool)
 			p.Backlog++
@@ -102,10 +196,6 @@ func Pools(ctx context.Context, t *tenants.Tenant, now time.Time) ([]Pool, error
 				p.DispatchLag.LastSeconds = lag.Seconds()
 			}
 		}
-		return true
-	})
-	if err != nil {
-		return nil, fmt.Errorf("pools of %s: %w", t.Name, err)
 	}
 	out := make([]Pool, 0, len(acc))
 	for _, p := range acc {

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -64,7 +65,7 @@ func TestPools(t *testing.T) {
 	_, err := ten.Pools.Set(ctx, "paused", true, ago(time.Minute))
 	require.NoError(t, err)
 
-	got, err := Pools(ctx, ten, t0)
+	got, err := NewTracker().Pools(ctx, ten, t0)
 	require.NoError(t, err)
 	byName := map[string]Pool{}
 	var names []string
@@ -84,7 +85,7 @@ func TestPools(t *testing.T) {
 	require.True(t, byName["paused"].Paused)
 	require.Zero(t, byName["paused"].OldestQueuedSeconds)
 
-	c := NewCollector(func() []*tenants.Tenant { return []*tenants.Tenant{ten} }, slog.Default())
+	c := NewCollector(func() []*tenants.Tenant { return []*tenants.Tenant{ten} }, NewTracker(), slog.Default())
 	c.now = func() time.Time { return t0 }
 	want := `
 # HELP outpost_pool_runners Runners of the pool by state: live (a heartbeat within runners.presence_window) or lost (heard from in the last day, silent for longer than the window).
@@ -144,4 +145,67 @@ func value(t *testing.T, c *Collector, name, pool, state string) float64 {
 	}
 	t.Fatalf("no %s{pool=%q,state=%q}", name, pool, state)
 	return 0
+}
+
+// readCounter counts the entries a listing and a read of changes hand out.
+type readCounter struct {
+	*kv.Memory
+	listed, changed int
+}
+
+func (c *readCounter) List(ctx context.Context, fn func(kv.Entry) bool) error {
+	return c.Memory.List(ctx, func(e kv.Entry) bool { c.listed++; return fn(e) })
+}
+
+func (c *readCounter) Changes(ctx context.Context, rev uint64, fn func(kv.Entry) bool) (uint64, error) {
+	return c.Memory.Changes(ctx, rev, func(e kv.Entry) bool { c.changed++; return fn(e) })
+}
+
+// TestTrackerReadsWhatChanged: a tenant's first view lists its records; the
+// next ones read only what was written since, and still count what
+// changed; a first start ages out of the lag window without a write; the
+// bucket is listed again after fullListEvery.
+func TestTrackerReadsWhatChanged(t *testing.T) {
+	ctx := context.Background()
+	store := &readCounter{Memory: kv.NewMemory()}
+	ten := &tenants.Tenant{Name: "acme", Jobs: jobs.NewStore(store), Pools: pools.NewStore(kv.NewMemory()),
+		Presence: presence.NewTracker(15*time.Second, ago(time.Hour))}
+	for i := range 50 {
+		require.NoError(t, ten.Jobs.Create(ctx, &jobs.Record{ID: fmt.Sprintf("old-%02d", i), Pool: "etl", State: jobs.StateSucceeded,
+			Started: 1, CreatedAt: ago(2 * time.Hour), StartedAt: at(time.Hour)}))
+	}
+	require.NoError(t, ten.Jobs.Create(ctx, &jobs.Record{ID: "q1", Pool: "etl", State: jobs.StateQueued, CreatedAt: ago(time.Minute)}))
+	tracker := NewTracker()
+	view := func(now time.Time) Pool {
+		t.Helper()
+		ps, err := tracker.Pools(ctx, ten, now)
+		require.NoError(t, err)
+		for _, p := range ps {
+			if p.Pool == "etl" {
+				return p
+			}
+		}
+		return Pool{}
+	}
+	require.Equal(t, 1, view(t0).Backlog)
+	require.Equal(t, 51, store.listed, "the first view lists the bucket")
+
+	// q1 starts 5 s after its creation; q2 is queued.
+	_, _, err := ten.Jobs.Update(ctx, "q1", func(r *jobs.Record) (bool, error) {
+		r.State, r.Started, r.StartedAt = jobs.StateRunning, 1, at(55*time.Second)
+		return true, nil
+	})
+	require.NoError(t, err)
+	require.NoError(t, ten.Jobs.Create(ctx, &jobs.Record{ID: "q2", Pool: "etl", State: jobs.StateQueued, CreatedAt: t0}))
+	p := view(t0.Add(time.Second))
+	require.Equal(t, 51, store.listed, "the next view lists nothing")
+	require.Equal(t, 2, store.changed, "it reads the two records written since")
+	require.Equal(t, 1, p.Backlog)
+	require.Equal(t, 1, p.DispatchLag.Samples)
+	require.InDelta(t, 5, p.DispatchLag.LastSeconds, 1e-9)
+
+	p = view(t0.Add(LagWindow))
+	require.Equal(t, 51+52, store.listed, "listed again after fullListEvery")
+	require.Zero(t, p.DispatchLag.Samples, "q1's start is out of the lag window")
+	require.Equal(t, 1, p.Backlog)
 }

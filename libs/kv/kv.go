@@ -68,15 +68,16 @@ type Store interface {
 	// Prune removes key and every key under it (key followed by '.'), at
 	// any revision, leaving nothing behind; that none exists is no error.
 	Prune(ctx context.Context, key string) error
-	// Revision returns the bucket's last revision: what a reader of the
-	// bucket has seen all of once it has read the writes up to it.
-	Revision(ctx context.Context) (uint64, error)
 	// Changes calls fn, in revision order, with the values written after
 	// revision rev, until fn returns false, and returns the revision it
 	// read up to (at least rev), the rev of the next call. A key written
 	// several times since may come once, with its last value, or once per
 	// write; a key deleted at a revision may come with a nil Value; a key
-	// deleted at any revision, or pruned, leaves nothing to read.
+	// deleted at any revision, or pruned, leaves nothing to read. On a
+	// replicated bucket the latest writes may not be read yet (a replica
+	// that has not applied them serves the read): the revision returned
+	// is what was read, so the next call reads them. A reader starts from
+	// 0, or from the highest revision a List gave it.
 	Changes(ctx context.Context, rev uint64, fn func(Entry) bool) (uint64, error)
 }
 

@@ -116,16 +116,6 @@ func (m *Memory) Prune(ctx context.Context, key string) error {
 	return nil
 }
 
-// Revision implements Store.
-func (m *Memory) Revision(ctx context.Context) (uint64, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, fmt.Errorf("kv: %w", err)
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.rev, nil
-}
-
 // Changes implements Store: the current value of each key written after
 // rev.
 func (m *Memory) Changes(ctx context.Context, rev uint64, fn func(Entry) bool) (uint64, error) {

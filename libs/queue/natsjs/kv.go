@@ -242,27 +242,6 @@ func (s *Store) List(ctx context.Context, fn func(kv.Entry) bool) error {
 	return err
 }
 
-// Revision implements kv.Store: the last sequence of the bucket's stream.
-func (s *Store) Revision(ctx context.Context) (uint64, error) {
-	var last uint64
-	err := retryElection(ctx, func() error {
-		st, err := s.bucketStream(ctx)
-		if err != nil {
-			return err
-		}
-		info, err := st.Info(ctx)
-		if err != nil {
-			return err
-		}
-		last = info.State.LastSeq
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("natsjs: revision of %s: %w", s.name, err)
-	}
-	return last, nil
-}
-
 // Changes implements kv.Store with an ordered consumer from the sequence
 // after rev: every write since, in order, pulled listBatch at a time.
 func (s *Store) Changes(ctx context.Context, rev uint64, fn func(kv.Entry) bool) (uint64, error) {

@@ -250,14 +250,11 @@ func (e *Engine) readLive(ctx context.Context, t *tenants.Tenant, st *reapState,
 		st.rev, st.changed = rev, read
 		return nil, nil
 	}
-	// The revision first: what is written while the bucket is listed is
-	// read again by the next pass, which is harmless.
-	rev, err := t.Jobs.Revision(ctx)
-	if err != nil {
-		return nil, err
-	}
+	// The next pass reads from the highest revision listed: what the
+	// listing did not see (written meanwhile, or not yet applied by the
+	// replica that served it) is read then.
 	live := map[string]*jobs.Record{}
-	err = t.Jobs.List(ctx, func(r *jobs.Record) bool {
+	rev, err := t.Jobs.ListFrom(ctx, func(r *jobs.Record) bool {
 		if !paced() {
 			return false
 		}

@@ -103,14 +103,10 @@ func needed(r *jobs.Record, now time.Time) bool {
 // refresh brings k up to date with the store at now.
 func (k *tracked) refresh(ctx context.Context, s *jobs.Store, now time.Time) error {
 	if k.records == nil || k.store != s || now.Sub(k.listedAt) >= fullListEvery || now.Before(k.listedAt) {
-		// The revision first: what is written while the bucket is
-		// listed is read again by the next view, which is harmless.
-		rev, err := s.Revision(ctx)
-		if err != nil {
-			return err
-		}
+		// The next view reads from the highest revision listed: what
+		// the listing did not see is read then.
 		records := map[string]*jobs.Record{}
-		err = s.List(ctx, func(r *jobs.Record) bool {
+		rev, err := s.ListFrom(ctx, func(r *jobs.Record) bool {
 			if needed(r, now) {
 				records[r.ID] = r
 			}

@@ -103,12 +103,20 @@ func (s *Store) List(ctx context.Context, fn func(*Record) bool) error {
 	return nil
 }
 
-// Revision returns the bucket's last revision: Changes from it reads what
-// is written afterwards.
-func (s *Store) Revision(ctx context.Context) (uint64, error) {
-	rev, err := s.kv.Revision(ctx)
+// ListFrom is List, and returns the highest revision listed: Changes from
+// it reads what was written after what the listing saw.
+func (s *Store) ListFrom(ctx context.Context, fn func(*Record) bool) (uint64, error) {
+	var rev uint64
+	err := s.kv.List(ctx, func(e kv.Entry) bool {
+		rev = max(rev, e.Revision)
+		r, err := s.recent.Decode(e)
+		if err != nil {
+			return true
+		}
+		return fn(r)
+	})
 	if err != nil {
-		return 0, fmt.Errorf("jobs revision: %w", err)
+		return 0, fmt.Errorf("list jobs: %w", err)
 	}
 	return rev, nil
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 	"github.com/outposthq/outpost/tests/harness"
 )
 
@@ -33,11 +32,7 @@ const (
 // the idle time, in cores.
 func TestIdleWithHistory(t *testing.T) {
 	r := newPathRig(t, harness.QueueNATS, nil, map[string]string{"OUTPOST_CONCURRENCY": "64"}, 1)
-	ids := make([]string, 0, historyJobs)
-	for range historyJobs {
-		ids = append(ids, r.submit(&jobsv1.NoopTask{}))
-	}
-	r.latencies(ids, 5*time.Minute)
+	r.burst(historyJobs)
 
 	client := r.stack.Client()
 	view := func() {

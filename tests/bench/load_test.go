@@ -40,11 +40,7 @@ func TestTailsAtLoad(t *testing.T) {
 	// Warm-up, as TestJobPath's paced run has before it: a fresh stack's
 	// first thousands of jobs pay for growing heaps, caches and stream
 	// blocks, which the first point would otherwise count as load.
-	warm := make([]string, 0, loadWarmUp)
-	for range loadWarmUp {
-		warm = append(warm, r.submit(&jobsv1.NoopTask{}))
-	}
-	r.latencies(warm, 5*time.Minute)
+	r.burst(loadWarmUp)
 	for _, rate := range loadRates {
 		t.Run(fmt.Sprintf("at %d jobs per second", rate), func(t *testing.T) {
 			name := fmt.Sprintf("load_%dps_", rate)

@@ -196,6 +196,16 @@ func (r *pathRig) submit(noop *jobsv1.NoopTask) string {
 	return id
 }
 
+// burst submits n no-op jobs at once and waits until every one is
+// recorded SUCCEEDED.
+func (r *pathRig) burst(n int) {
+	ids := make([]string, 0, n)
+	for range n {
+		ids = append(ids, r.submit(&jobsv1.NoopTask{}))
+	}
+	r.latencies(ids, 5*time.Minute)
+}
+
 func (r *pathRig) submittedAt(id string) time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()

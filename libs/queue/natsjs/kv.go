@@ -179,14 +179,7 @@ func (s *Store) Delete(ctx context.Context, key string, rev uint64) error {
 		return s.err("delete", key, err)
 	}
 	if rev == 0 {
-		err := retryElection(ctx, func() error {
-			st, err := s.bucketStream(ctx)
-			if err != nil {
-				return err
-			}
-			return st.Purge(ctx, jetstream.WithPurgeSubject(s.subjectPrefix()+key))
-		})
-		if err != nil {
+		if err := s.purge(ctx, s.subjectPrefix()+key); err != nil {
 			return s.err("delete", key, err)
 		}
 		return nil
@@ -211,18 +204,23 @@ func (s *Store) Prune(ctx context.Context, key string) error {
 		return fmt.Errorf("natsjs: prune %s/%q: %w", s.name, key, kv.ErrInvalidKey)
 	}
 	for _, subject := range []string{s.subjectPrefix() + key, s.subjectPrefix() + key + ".>"} {
-		err := retryElection(ctx, func() error {
-			st, err := s.bucketStream(ctx)
-			if err != nil {
-				return err
-			}
-			return st.Purge(ctx, jetstream.WithPurgeSubject(subject))
-		})
-		if err != nil {
+		if err := s.purge(ctx, subject); err != nil {
 			return s.err("prune", key, err)
 		}
 	}
 	return nil
+}
+
+// purge removes the messages of subject from the bucket's stream, leaving
+// no marker.
+func (s *Store) purge(ctx context.Context, subject string) error {
+	return retryElection(ctx, func() error {
+		st, err := s.bucketStream(ctx)
+		if err != nil {
+			return err
+		}
+		return st.Purge(ctx, jetstream.WithPurgeSubject(subject))
+	})
 }
 
 // listBatch bounds how many entries a List holds that its caller has not

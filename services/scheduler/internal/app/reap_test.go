@@ -126,7 +126,7 @@ func TestFinishedJobsExpire(t *testing.T) {
 	require.NoError(t, err)
 	// The index and two batches; the listing is read again until the
 	// second batch is in it.
-	require.Eventually(t, func() bool { return len(keys(t, results)) == 3 }, waitFor, tick, "the index and two batches")
+	require.Eventually(t, func() bool { k, err := listKeys(results); return err == nil && len(k) == 3 }, waitFor, tick, "the index and two batches")
 	e.status("default", done.ID, jobsv1.JobState_JOB_STATE_SUCCEEDED, 2)
 	e.waitState("", done.ID, "SUCCEEDED")
 
@@ -146,7 +146,13 @@ func TestFinishedJobsExpire(t *testing.T) {
 // keys lists the keys of a bucket.
 func keys(t *testing.T, s kv.Store) []string {
 	t.Helper()
-	var out []string
-	require.NoError(t, s.List(context.Background(), func(e kv.Entry) bool { out = append(out, e.Key); return true }))
+	out, err := listKeys(s)
+	require.NoError(t, err)
 	return out
+}
+
+func listKeys(s kv.Store) ([]string, error) {
+	var out []string
+	err := s.List(context.Background(), func(e kv.Entry) bool { out = append(out, e.Key); return true })
+	return out, err
 }

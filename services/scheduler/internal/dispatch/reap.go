@@ -100,12 +100,8 @@ const (
 // reapState is what one tenant's reaper keeps between its passes.
 type reapState struct {
 	every time.Duration
-	// live holds the live records by id as last read: the full listing
-	// and the writes read since, up to revision rev.
-	live map[string]*jobs.Record
-	rev  uint64
-	// listedAt is when the last full listing began.
-	listedAt time.Time
+	// live holds the live records as last read.
+	live jobs.Follower
 	// listed and changed are how many records the last full listing and
 	// the last read of changes read: the pace of the next of each kind.
 	listed, changed int
@@ -116,14 +112,14 @@ type reapState struct {
 // when that is shorter (records expire at most that late), and never
 // more often than the passes.
 func (e *Engine) fullListing(st *reapState, now time.Time) bool {
-	if st.live == nil {
+	if st.live.ListedAt.IsZero() {
 		return true
 	}
 	every := fullListEvery
 	if r := e.opts.Retention / 10; r > 0 && r < every {
 		every = r
 	}
-	return now.Sub(st.listedAt) >= max(every, st.every)
+	return now.Sub(st.live.ListedAt) >= max(every, st.every)
 }
 
 // listPace returns the pace of the next pass: the last one's count of
@@ -170,7 +166,7 @@ func (e *Engine) reap(ctx context.Context, t *tenants.Tenant, lister queue.WorkL
 	if err != nil {
 		return err
 	}
-	for _, r := range st.live {
+	for _, r := range st.live.Records {
 		check(r)
 	}
 	if ds != nil {
@@ -232,44 +228,24 @@ func (e *Engine) readLive(ctx context.Context, t *tenants.Tenant, st *reapState,
 		read++
 		return pace == nil || read%listBurst != 0 || pace.WaitN(ctx, listBurst) == nil
 	}
+	live := func(r *jobs.Record) bool { return r.Live() }
 	if !full {
-		rev, err := t.Jobs.Changes(ctx, st.rev, func(id string, r *jobs.Record) bool {
-			if !paced() {
-				return false
-			}
-			if r == nil || !r.Live() {
-				delete(st.live, id)
-			} else {
-				st.live[id] = r
-			}
-			return ctx.Err() == nil
-		})
-		if err != nil {
+		if err := st.live.Update(ctx, t.Jobs, live, paced); err != nil {
 			return nil, err
 		}
-		st.rev, st.changed = rev, read
+		st.changed = read
 		return nil, nil
 	}
-	// The next pass reads from the highest revision listed: what the
-	// listing did not see (written meanwhile, or not yet applied by the
-	// replica that served it) is read then.
-	live := map[string]*jobs.Record{}
-	rev, err := t.Jobs.ListFrom(ctx, func(r *jobs.Record) bool {
-		if !paced() {
-			return false
-		}
-		switch {
-		case r.Live():
-			live[r.ID] = r
-		case e.opts.Retention > 0 && r.Expired(now, e.opts.Retention):
+	err = st.live.List(ctx, t.Jobs, now, live, func(r *jobs.Record) bool {
+		if e.opts.Retention > 0 && r.Expired(now, e.opts.Retention) {
 			expired = append(expired, r.ID)
 		}
-		return ctx.Err() == nil
+		return paced()
 	})
 	if err != nil {
 		return nil, err
 	}
-	st.live, st.rev, st.listedAt, st.listed = live, rev, now, read
+	st.listed = read
 	return expired, nil
 }
 

@@ -46,14 +46,15 @@ func TestReaperReadsWhatChanged(t *testing.T) {
 	tn := &tenants.Tenant{Name: "acme", Jobs: jobs.NewStore(store), Results: results.NewStore(kv.NewMemory(), kv.NewMemory())}
 	spec, err := jobs.NormalizeSpec(&jobsv1.JobSpec{Task: &jobsv1.Task{Kind: &jobsv1.Task_Noop{Noop: &jobsv1.NoopTask{}}}}, jobs.Policy{MaxAttempts: 1, InitialBackoff: time.Second, MaxBackoff: time.Minute, Multiplier: 2, DefaultTimeout: time.Hour, MaxTimeout: time.Hour, AttemptsLimit: 1})
 	require.NoError(t, err)
+	// put creates the record of id in state, or moves it there.
 	put := func(id string, state jobs.State) {
 		t.Helper()
+		if _, _, err := tn.Jobs.Update(ctx, id, func(cur *jobs.Record) (bool, error) { cur.State = state; return true, nil }); err == nil {
+			return
+		}
 		r := jobs.NewRecord(id, "acme", spec, now, false)
 		r.State = state
-		_, _, err := tn.Jobs.Update(ctx, id, func(cur *jobs.Record) (bool, error) { cur.State = state; return true, nil })
-		if err != nil {
-			require.NoError(t, tn.Jobs.Create(ctx, r))
-		}
+		require.NoError(t, tn.Jobs.Create(ctx, r))
 	}
 	for i := range 100 {
 		put(fmt.Sprintf("done-%03d", i), jobs.StateSucceeded)
@@ -64,7 +65,7 @@ func TestReaperReadsWhatChanged(t *testing.T) {
 	st := &reapState{every: 5 * time.Second}
 	require.NoError(t, e.reap(ctx, tn, nil, true, st))
 	require.Equal(t, int64(102), store.listed.Load(), "the first pass lists the bucket")
-	require.Len(t, st.live, 2)
+	require.Len(t, st.live.Records, 2)
 
 	put("queued-3", jobs.StateQueued)
 	put("queued-1", jobs.StateSucceeded)
@@ -95,7 +96,7 @@ func TestReaperReadsWhatChanged(t *testing.T) {
 
 func liveIDs(st *reapState) []string {
 	var ids []string
-	for id := range st.live {
+	for id := range st.live.Records {
 		ids = append(ids, id)
 	}
 	return ids

@@ -84,10 +84,8 @@ type tracked struct {
 	mu sync.Mutex
 	// store is the job store they were read from: a tenant provisioned
 	// again has another, read from scratch.
-	store    *jobs.Store
-	records  map[string]*jobs.Record
-	rev      uint64
-	listedAt time.Time
+	store *jobs.Store
+	jobs.Follower
 }
 
 // NewTracker returns a Tracker that has read nothing yet.
@@ -102,37 +100,20 @@ func needed(r *jobs.Record, now time.Time) bool {
 
 // refresh brings k up to date with the store at now.
 func (k *tracked) refresh(ctx context.Context, s *jobs.Store, now time.Time) error {
-	if k.records == nil || k.store != s || now.Sub(k.listedAt) >= fullListEvery || now.Before(k.listedAt) {
-		// The next view reads from the highest revision listed: what
-		// the listing did not see is read then.
-		records := map[string]*jobs.Record{}
-		rev, err := s.ListFrom(ctx, func(r *jobs.Record) bool {
-			if needed(r, now) {
-				records[r.ID] = r
-			}
-			return true
-		})
-		if err != nil {
+	keep := func(r *jobs.Record) bool { return needed(r, now) }
+	if k.store != s || k.ListedAt.IsZero() || now.Sub(k.ListedAt) >= fullListEvery || now.Before(k.ListedAt) {
+		if err := k.List(ctx, s, now, keep, nil); err != nil {
 			return err
 		}
-		k.store, k.records, k.rev, k.listedAt = s, records, rev, now
+		k.store = s
 		return nil
 	}
-	rev, err := s.Changes(ctx, k.rev, func(id string, r *jobs.Record) bool {
-		if r != nil && needed(r, now) {
-			k.records[id] = r
-		} else {
-			delete(k.records, id)
-		}
-		return true
-	})
-	if err != nil {
+	if err := k.Update(ctx, s, keep, nil); err != nil {
 		return err
 	}
-	k.rev = rev
-	for id, r := range k.records {
+	for id, r := range k.Records {
 		if !needed(r, now) {
-			delete(k.records, id)
+			delete(k.Records, id)
 		}
 	}
 	return nil
@@ -175,7 +156,7 @@ func (tr *Tracker) Pools(ctx context.Context, t *tenants.Tenant, now time.Time) 
 		p := get(pool)
 		p.Runners, p.RunnersLost = n.Live, n.Lost
 	}
-	for _, r := range k.records {
+	for _, r := range k.Records {
 		if r.State == jobs.StateQueued {
 			p := get(r.Pool)
 			p.Backlog++

@@ -62,8 +62,12 @@ type Store interface {
 	// Delete removes key if its current revision is rev (any revision when
 	// rev is 0). Deleting a key that does not exist returns ErrNotFound.
 	Delete(ctx context.Context, key string, rev uint64) error
-	// List calls fn for every current entry, in no particular order, until
-	// fn returns false.
+	// List calls fn once for every key written before the call and not
+	// deleted since, with that value or a later one, in no particular
+	// order, until fn returns false. A key written while the listing runs
+	// may come or not; so may one written again and again, faster than the
+	// listing reads, even if it was there before (a reader that goes on
+	// with Changes from the highest revision listed reads it there).
 	List(ctx context.Context, fn func(Entry) bool) error
 	// Prune removes key and every key under it (key followed by '.'), at
 	// any revision, leaving nothing behind; that none exists is no error.
@@ -73,11 +77,12 @@ type Store interface {
 	// read up to (at least rev), the rev of the next call. A key written
 	// several times since may come once, with its last value, or once per
 	// write; a key deleted at a revision may come with a nil Value; a key
-	// deleted at any revision, or pruned, leaves nothing to read. On a
-	// replicated bucket the latest writes may not be read yet (a replica
-	// that has not applied them serves the read): the revision returned
-	// is what was read, so the next call reads them. A reader starts from
-	// 0, or from the highest revision a List gave it.
+	// deleted at any revision, or pruned, leaves nothing to read. Unless
+	// fn stops it, it reads every write made before the call (on a
+	// replicated bucket, also when a replica behind the others serves
+	// it); the revision returned is what was read, so the next call reads
+	// the rest. A reader starts from 0, or from the highest revision a
+	// List gave it.
 	Changes(ctx context.Context, rev uint64, fn func(Entry) bool) (uint64, error)
 }
 

@@ -38,6 +38,7 @@ func Run(t *testing.T, open Open) {
 		{"NotFound", notFound},
 		{"DeleteWithRevision", deleteWithRevision},
 		{"List", list},
+		{"ListUnderWrites", listUnderWrites},
 		{"Prune", prune},
 		{"Changes", changes},
 		{"ListEmpty", listEmpty},
@@ -307,6 +308,75 @@ func list(t *testing.T, ctx context.Context, s kv.Store) {
 		return err == nil && calls >= 5
 	}, 10*time.Second, 20*time.Millisecond)
 	require.Equal(t, 5, calls, "no entry is handed to fn after it returned false")
+}
+
+// listUnderWrites: a listing shows every key the bucket held when it
+// began, once, also while other clients write to the bucket, and keys
+// written once while it runs among them (on JetStream such a write
+// removes the value the listing was about to read and appends the new one
+// after the bucket's last message). Only a key written again and again
+// faster than the listing reads may escape it: the hot keys here.
+func listUnderWrites(t *testing.T, ctx context.Context, s kv.Store) {
+	const n, hot = 500, 20
+	key := func(i int) string { return fmt.Sprintf("k%04d", i) }
+	for i := range n {
+		_, err := s.Create(ctx, key(i), []byte("v"))
+		require.NoError(t, err)
+	}
+	update := func(ctx context.Context, k, v string) {
+		if e, err := s.Get(ctx, k); err == nil {
+			_, _ = s.Update(ctx, k, []byte(v), e.Revision)
+		}
+	}
+
+	// Until the listings are done (bounded, should they outlast them):
+	// the hot keys are rewritten over and over, every other key once,
+	// and new keys come.
+	wctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range 20_000 {
+			if wctx.Err() != nil {
+				return
+			}
+			update(wctx, key(i%hot), strconv.Itoa(i))
+		}
+	})
+	wg.Go(func() {
+		for i := hot; i < n && wctx.Err() == nil; i++ {
+			update(wctx, key(i), "once")
+		}
+	})
+	wg.Go(func() {
+		for i := range 2_000 {
+			if wctx.Err() != nil {
+				return
+			}
+			_, _ = s.Create(wctx, fmt.Sprintf("new-%06d", i), []byte("new"))
+		}
+	})
+	defer func() { stop(); wg.Wait() }()
+
+	for round := range 20 {
+		seen := map[string]int{}
+		require.NoError(t, s.List(ctx, func(e kv.Entry) bool {
+			seen[e.Key]++
+			return true
+		}))
+		var missing, twice []string
+		for i := hot; i < n; i++ {
+			if seen[key(i)] == 0 {
+				missing = append(missing, key(i))
+			}
+		}
+		for k, c := range seen {
+			if c > 1 {
+				twice = append(twice, k)
+			}
+		}
+		require.Empty(t, missing, "round %d: keys there before the listing, written at most once since, were not listed", round)
+		require.Empty(t, twice, "round %d: keys listed more than once", round)
+	}
 }
 
 func mapsEqual(a, b map[string]string) bool {

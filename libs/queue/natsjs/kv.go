@@ -45,7 +45,7 @@ func (c *Conn) OpenStore(ctx context.Context, bucket string) (kv.Store, error) {
 	if c.cfg.Replicas > 1 {
 		c.waitStreamLeader(ctx, "KV_"+name)
 	}
-	return &Store{kv: b, js: c.js, name: name}, nil
+	return &Store{kv: b, js: c.js, conn: c, name: name}, nil
 }
 
 // retryElection runs a read or a write of a KV bucket again, with backoff,
@@ -79,6 +79,7 @@ const electionWait = 10 * time.Second
 type Store struct {
 	kv   jetstream.KeyValue
 	js   jetstream.JetStream
+	conn *Conn
 	name string
 
 	mu     sync.Mutex
@@ -229,45 +230,88 @@ func (s *Store) purge(ctx context.Context, subject string) error {
 // broker's work too, instead of receiving the whole bucket at once.
 const listBatch = 256
 
+// listChase bounds how many times a listing reads on to the bucket's last
+// sequence for the keys written while it ran.
+const listChase = 4
+
+// readHeartbeat is how often the broker tells a read's consumer it is
+// there while it has nothing to send. Two missed in a row and the ordered
+// consumer replaces itself: on a 3-node cluster a new consumer now and
+// then delivers nothing, with no pull waiting on the broker's side, until
+// it is replaced.
+const readHeartbeat = time.Second
+
+// readRecheck is how long a read waits, after a stall, for a message the
+// bucket still holds: past the ordered consumer's missed-heartbeat check,
+// which replaces a consumer that stopped delivering.
+const readRecheck = 3 * readHeartbeat
+
 // kvOperationHeader marks a KV delete or purge (values "DEL", "PURGE").
 const kvOperationHeader = "KV-Operation"
 
 // List implements kv.Store with an ordered consumer that delivers the last
 // value of every key, pulled listBatch at a time: one consumer for the
 // whole listing rather than a request per key, deleted when it ends.
+//
+// The bucket keeps one value per key, so a write while the listing runs
+// removes the value the consumer was about to deliver and appends the new
+// one after the bucket's last message. So once the consumer has read
+// what the bucket held when the listing began, the listing reads on to
+// the bucket's last sequence as it is then: every write that moved a key
+// past the consumer is before it. A key written again while that is
+// read moves again; the listing looks at the last sequence up to
+// listChase times, so only a key written faster than the listing reads
+// can escape it (the kv.Store contract). Each key is handed to fn once.
 func (s *Store) List(ctx context.Context, fn func(kv.Entry) bool) error {
-	_, err := s.read(ctx, "list", jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}, false, fn)
+	_, err := s.read(ctx, "list", jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}, true, fn)
 	return err
 }
 
 // Changes implements kv.Store with an ordered consumer from the sequence
 // after rev: every write since, in order, pulled listBatch at a time.
 func (s *Store) Changes(ctx context.Context, rev uint64, fn func(kv.Entry) bool) (uint64, error) {
-	last, err := s.read(ctx, "changes", jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: rev + 1}, true, fn)
+	last, err := s.read(ctx, "changes", jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: rev + 1}, false, fn)
 	return max(last, rev), err
 }
 
 // read delivers the bucket's messages as the ordered consumer of cfg
-// (without its filter, which read sets) finds them when it is created,
-// and returns the revision of the last one. Delete markers are passed on
-// with a nil Value when deletes is set, else skipped.
-func (s *Store) read(ctx context.Context, op string, cfg jetstream.OrderedConsumerConfig, deletes bool, fn func(kv.Entry) bool) (uint64, error) {
+// (without its filter, which read sets) finds them, up to the bucket's
+// last sequence as its stream leader has it when the read begins, and
+// returns the revision it read up to. Reading up to that sequence, not
+// counting what the consumer said was pending, keeps a read
+// exact when the consumer's replica lags the leader and when the
+// consumer's count of what is left reads zero too early (it does while the
+// bucket is written). A listing (listing set) reads on for the keys
+// written meanwhile (List), skips delete markers and hands each key once;
+// changes pass delete markers on with a nil Value.
+func (s *Store) read(ctx context.Context, op string, cfg jetstream.OrderedConsumerConfig, listing bool, fn func(kv.Entry) bool) (uint64, error) {
 	stream := s.streamName()
 	prefix := s.subjectPrefix()
-	cfg.FilterSubjects = []string{prefix + ">"}
+	wrap := func(err error) error { return fmt.Errorf("natsjs: %s %s: %w", op, s.name, err) }
+	all := prefix + ">"
+	// The last sequence the bucket's stream gave a message, which may
+	// since have been deleted: read up to it, or until nothing is left.
+	target, err := s.lastSeq(ctx)
+	if err != nil {
+		return 0, wrap(err)
+	}
+	if target == 0 || target < cfg.OptStartSeq {
+		return 0, nil
+	}
+	cfg.FilterSubjects = []string{all}
 	cfg.InactiveThreshold = time.Minute
 	var cons jetstream.Consumer
-	err := retryElection(ctx, func() (err error) {
+	err = retryElection(ctx, func() (err error) {
 		// Created here, so its CachedInfo is set from now on.
 		cons, err = s.js.OrderedConsumer(ctx, stream, cfg)
 		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("natsjs: %s %s: %w", op, s.name, err)
+		return 0, wrap(err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(listBatch))
+	it, err := cons.Messages(jetstream.PullMaxMessages(listBatch), jetstream.PullHeartbeat(readHeartbeat))
 	if err != nil {
-		return 0, fmt.Errorf("natsjs: %s %s: %w", op, s.name, err)
+		return 0, wrap(err)
 	}
 	defer func() {
 		it.Stop()
@@ -278,43 +322,104 @@ func (s *Store) read(ctx context.Context, op string, cfg jetstream.OrderedConsum
 		defer cancel()
 		_ = s.js.DeleteConsumer(dctx, stream, cons.CachedInfo().Name)
 	}()
-	// The messages there when the consumer was created; those written
-	// since may come too, as with a watcher, and are not waited for.
-	pending := cons.CachedInfo().NumPending
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
-	var last uint64
-	for received := uint64(0); received < pending; received++ {
-		msg, err := it.Next()
+	var (
+		last   = cfg.OptStartSeq - min(cfg.OptStartSeq, 1) // read up to: where the read starts, then the last delivered
+		chase  int                                         // the looks at the bucket's last sequence a listing has left
+		listed map[string]bool                             // the keys a listing handed to fn
+	)
+	if listing {
+		chase, listed = listChase, make(map[string]bool)
+	}
+	wait := readStall
+	ask := false // whether the bucket holds anything past last is to be asked
+	for last < target {
+		var msg jetstream.Msg
+		if !ask {
+			msg, err = it.Next(jetstream.NextMaxWait(wait))
+			ask = errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil
+		}
+		if ask {
+			// The awaited messages may have been deleted: the read is
+			// done when the bucket holds nothing past what it read (the
+			// question costs the broker a look at every key, so it is
+			// put only when the consumer found nothing more). When it
+			// does, the next wait is long enough for the ordered
+			// consumer to see its heartbeats missing and replace a
+			// consumer that stopped delivering.
+			ask = false
+			held, _, err := s.conn.lastMessage(ctx, stream, all)
+			if err != nil {
+				return last, wrap(err)
+			}
+			if held <= last {
+				// What was there up to target is read or gone.
+				return max(last, target), nil
+			}
+			target, wait = max(target, held), readRecheck
+			continue
+		}
+		wait = readStall
 		if err != nil {
 			if ctx.Err() != nil {
-				return last, fmt.Errorf("natsjs: %s %s: %w", op, s.name, ctx.Err())
+				return last, wrap(ctx.Err())
 			}
-			return last, fmt.Errorf("natsjs: %s %s: %w", op, s.name, err)
+			return last, wrap(err)
 		}
 		meta, err := msg.Metadata()
 		if err != nil {
-			return last, fmt.Errorf("natsjs: %s %s: %w", op, s.name, err)
-		}
-		if meta.NumPending == 0 {
-			// Messages purged since the consumer was created leave
-			// nothing to wait for.
-			pending = received + 1
+			return last, wrap(err)
 		}
 		last = meta.Sequence.Stream
+		if last >= target && chase > 0 {
+			// Every write that removed a value before the consumer
+			// reached it is now before the bucket's last sequence.
+			chase--
+			if target, err = s.lastSeq(ctx); err != nil {
+				return last, wrap(err)
+			}
+		}
+		// The consumer saw nothing more: what is left may be gone.
+		ask = meta.NumPending == 0 && last < target
 		e := kv.Entry{Key: strings.TrimPrefix(msg.Subject(), prefix), Value: msg.Data(), Revision: last}
 		switch msg.Headers().Get(kvOperationHeader) {
 		case "DEL", "PURGE":
-			if !deletes {
+			if listing {
 				continue
 			}
 			e.Value = nil
+		}
+		if listing {
+			if listed[e.Key] {
+				continue
+			}
+			listed[e.Key] = true
 		}
 		if !fn(e) {
 			return last, nil
 		}
 	}
 	return last, nil
+}
+
+// lastSeq is the last sequence of the bucket's stream, as its leader has
+// it.
+func (s *Store) lastSeq(ctx context.Context) (uint64, error) {
+	var last uint64
+	err := retryElection(ctx, func() error {
+		st, err := s.bucketStream(ctx)
+		if err != nil {
+			return err
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return err
+		}
+		last = info.State.LastSeq
+		return nil
+	})
+	return last, err
 }
 
 func (s *Store) err(op, key string, err error) error {

@@ -9,8 +9,8 @@ import (
 // last read: a listing of the whole store (List), then the writes since
 // (Update), read from the highest revision seen, so that a read costs what
 // was written since the last one rather than the store's whole history.
-// What a read has not seen (written meanwhile, or not yet applied by the
-// replica that served it) comes with the next one; a record purged
+// What a read has not seen (written while it ran) comes with the next
+// one; a record purged
 // without trace stays until the next listing. Not safe for concurrent
 // use.
 type Follower struct {

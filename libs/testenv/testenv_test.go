@@ -8,11 +8,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -135,6 +138,17 @@ func TestFreePorts(t *testing.T) {
 	require.NoError(t, err, "a returned port can be bound")
 	require.NoError(t, l.Close())
 	require.True(t, strings.HasPrefix(testenv.FreeAddr(t), "127.0.0.1:"))
+
+	// Each is reserved from the machine's other test processes: its lock
+	// file is held (a second lock on it, as another process would take,
+	// is refused).
+	for _, p := range ports {
+		f, err := os.Open(filepath.Join(os.TempDir(), "outpost-test-ports", strconv.Itoa(p)))
+		require.NoError(t, err)
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		require.ErrorIs(t, err, syscall.EWOULDBLOCK, "port %d is not reserved", p)
+		require.NoError(t, f.Close())
+	}
 
 	// One at a time, each port closed before the next is asked for, as
 	// the servers of one test get theirs: none is handed out twice.

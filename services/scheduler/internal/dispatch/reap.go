@@ -88,7 +88,8 @@ const (
 	retentionEvery = time.Minute
 	// fullListEvery is the most time between two full listings.
 	fullListEvery = 5 * time.Minute
-	// maxExpiredPerPass bounds the records a pass deletes.
+	// maxExpiredPerPass bounds the records a pass deletes: 400 a second
+	// at the default 5s between passes.
 	maxExpiredPerPass = 2_000
 	// minListRate is the slowest pace, records a second.
 	minListRate = 2_000
@@ -101,10 +102,13 @@ const (
 type reapState struct {
 	every time.Duration
 	// live holds the live records as last read.
-	live jobs.Follower
+	live jobs.Follower[*jobs.Record]
 	// listed and changed are how many records the last full listing and
 	// the last read of changes read: the pace of the next of each kind.
 	listed, changed int
+	// expiring are the records past their retention that the last full
+	// listing found and no pass has deleted yet.
+	expiring []string
 }
 
 // fullListing reports whether the pass at now lists the whole bucket: the
@@ -162,8 +166,7 @@ func (e *Engine) reap(ctx context.Context, t *tenants.Tenant, lister queue.WorkL
 			direct = append(direct, r)
 		}
 	}
-	expired, err := e.readLive(ctx, t, st, start, now)
-	if err != nil {
+	if err := e.readLive(ctx, t, st, start, now); err != nil {
 		return err
 	}
 	for _, r := range st.live.Records {
@@ -206,13 +209,13 @@ func (e *Engine) reap(ctx context.Context, t *tenants.Tenant, lister queue.WorkL
 	}
 	// Last: the checks above are what a pass is for, the deletions can
 	// wait for the next one.
-	return e.expire(ctx, t, expired)
+	return e.expire(ctx, t, st)
 }
 
 // readLive brings st.live up to date, with a full listing or with the
-// writes since its revision, and returns the records past their retention
-// a full listing found.
-func (e *Engine) readLive(ctx context.Context, t *tenants.Tenant, st *reapState, start bool, now time.Time) (expired []string, err error) {
+// writes since its revision; a full listing also finds the records past
+// their retention (st.expiring).
+func (e *Engine) readLive(ctx context.Context, t *tenants.Tenant, st *reapState, start bool, now time.Time) error {
 	full := start || e.fullListing(st, now)
 	var pace *rate.Limiter // none for the start's pass: recovery first
 	if !start {
@@ -228,51 +231,66 @@ func (e *Engine) readLive(ctx context.Context, t *tenants.Tenant, st *reapState,
 		read++
 		return pace == nil || read%listBurst != 0 || pace.WaitN(ctx, listBurst) == nil
 	}
-	live := func(r *jobs.Record) bool { return r.Live() }
+	live := jobs.Keep((*jobs.Record).Live)
 	if !full {
 		if err := st.live.Update(ctx, t.Jobs, live, paced); err != nil {
-			return nil, err
+			return err
 		}
 		st.changed = read
-		return nil, nil
+		return nil
 	}
-	err = st.live.List(ctx, t.Jobs, now, live, func(r *jobs.Record) bool {
+	var expired []string
+	err := st.live.List(ctx, t.Jobs, now, live, func(r *jobs.Record) bool {
 		if e.opts.Retention > 0 && r.Expired(now, e.opts.Retention) {
 			expired = append(expired, r.ID)
 		}
 		return paced()
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	st.listed = read
-	return expired, nil
+	st.listed, st.expiring = read, expired
+	return nil
 }
 
-// expire deletes the records of ids, finished past their retention, with
-// their results, at most maxExpiredPerPass of them (each is a few
-// requests to the broker: a first pass over a long history leaves the
-// rest to the next passes). A record another replica deleted first is not
-// an error.
-func (e *Engine) expire(ctx context.Context, t *tenants.Tenant, ids []string) error {
-	ids = ids[:min(len(ids), maxExpiredPerPass)]
+// expire deletes the records the last full listing found past their
+// retention, with their results: at most maxExpiredPerPass a pass, the
+// rest in the passes after it. Each is a few requests to the broker, so
+// a pass's deletions are spread over half the time between passes, as
+// the reads are. A full listing comes every fullListEvery; deleting only
+// then, a tenant finishing more than maxExpiredPerPass jobs in that time
+// (under 7 a second) would pile up records its retention never caught up
+// with. A record another replica deleted first is not an error.
+func (e *Engine) expire(ctx context.Context, t *tenants.Tenant, st *reapState) error {
+	ids := st.expiring[:min(len(st.expiring), maxExpiredPerPass)]
+	if len(ids) == 0 {
+		return nil
+	}
+	pace := rate.NewLimiter(rate.Limit(float64(len(ids))/(st.every.Seconds()/2)), 1)
+	deleted := 0
+	defer func() {
+		st.expiring = st.expiring[deleted:]
+		if deleted > 0 {
+			e.log.Debug("finished jobs past their retention deleted", "tenant", t.Name, "jobs", deleted, "left", len(st.expiring), "retention", e.opts.Retention)
+		}
+	}()
 	for _, id := range ids {
+		if err := pace.Wait(ctx); err != nil {
+			return err
+		}
 		// The results first: a pass cut short in between leaves the
 		// record, which the next pass expires again.
 		if err := t.Results.Delete(ctx, id); err != nil {
 			return err
 		}
 		err := t.Jobs.Delete(ctx, id)
-		if errors.Is(err, jobs.ErrNotFound) {
-			continue
-		}
-		if err != nil {
+		if err != nil && !errors.Is(err, jobs.ErrNotFound) {
 			return err
 		}
-		e.m.JobsExpired.Inc()
-	}
-	if len(ids) > 0 {
-		e.log.Debug("finished jobs past their retention deleted", "tenant", t.Name, "jobs", len(ids), "retention", e.opts.Retention)
+		if err == nil {
+			e.m.JobsExpired.Inc()
+		}
+		deleted++
 	}
 	return nil
 }

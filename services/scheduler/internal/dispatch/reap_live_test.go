@@ -101,3 +101,41 @@ func liveIDs(st *reapState) []string {
 	}
 	return ids
 }
+
+// TestExpiryGoesOnBetweenListings: the records past their retention that
+// a full listing found are deleted maxExpiredPerPass a pass, the rest by
+// the passes after it, which list nothing: a tenant that finishes more
+// jobs than that between two full listings does not pile them up.
+func TestExpiryGoesOnBetweenListings(t *testing.T) {
+	ctx := context.Background()
+	now := t0
+	store := &readCounter{Memory: kv.NewMemory()}
+	e := New(&fakeBroker{}, Options{Metrics: metrics.New(prometheus.NewRegistry()), Logger: slog.New(slog.DiscardHandler),
+		Now: func() time.Time { return now }, Retention: time.Hour})
+	tn := &tenants.Tenant{Name: "acme", Jobs: jobs.NewStore(store), Results: results.NewStore(kv.NewMemory(), kv.NewMemory())}
+	spec, err := jobs.NormalizeSpec(&jobsv1.JobSpec{Task: &jobsv1.Task{Kind: &jobsv1.Task_Noop{Noop: &jobsv1.NoopTask{}}}}, jobs.Policy{MaxAttempts: 1, InitialBackoff: time.Second, MaxBackoff: time.Minute, Multiplier: 2, DefaultTimeout: time.Hour, MaxTimeout: time.Hour, AttemptsLimit: 1})
+	require.NoError(t, err)
+	const n = maxExpiredPerPass + 50
+	for i := range n {
+		r := jobs.NewRecord(fmt.Sprintf("done-%05d", i), "acme", spec, now, false)
+		r.State, r.FinishedAt = jobs.StateSucceeded, &now
+		require.NoError(t, tn.Jobs.Create(ctx, r))
+	}
+	left := func() int {
+		c := 0
+		require.NoError(t, store.Memory.List(ctx, func(kv.Entry) bool { c++; return true }))
+		return c
+	}
+
+	now = now.Add(2 * time.Hour)
+	st := &reapState{every: 100 * time.Millisecond}
+	require.NoError(t, e.reap(ctx, tn, nil, true, st))
+	require.Equal(t, int64(n), store.listed.Load(), "the first pass lists the bucket")
+	require.Equal(t, 50, left(), "a pass deletes maxExpiredPerPass records")
+
+	now = now.Add(st.every)
+	require.NoError(t, e.reap(ctx, tn, nil, false, st))
+	require.Equal(t, int64(n), store.listed.Load(), "the next pass lists nothing")
+	require.Zero(t, left(), "the next pass deletes the rest")
+	require.Empty(t, st.expiring)
+}

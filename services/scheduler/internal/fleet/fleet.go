@@ -85,22 +85,54 @@ type tracked struct {
 	// store is the job store they were read from: a tenant provisioned
 	// again has another, read from scratch.
 	store *jobs.Store
-	jobs.Follower
+	jobs.Follower[job]
+}
+
+// job is what a pool view reads of a job record: a few fields rather
+// than the record, so a busy tenant's jobs of the last LagWindow (900,000
+// at 1,000 jobs/s) are held in little memory.
+type job struct {
+	pool string
+	// queuedSince is when a QUEUED job last entered QUEUED; zero when
+	// the job is not QUEUED.
+	queuedSince time.Time
+	// startedAt is the first start of a job first started; zero when it
+	// has none, or started again.
+	startedAt time.Time
+	createdAt time.Time
+}
+
+// view returns what a view at now keeps of r, and whether it keeps r at
+// all: QUEUED, or first started within LagWindow.
+func view(r *jobs.Record, now time.Time) (job, bool) {
+	j := job{pool: r.Pool, createdAt: r.CreatedAt}
+	if r.State == jobs.StateQueued {
+		j.queuedSince = queuedSince(r)
+	}
+	if r.StartedAt != nil && first(r) {
+		j.startedAt = *r.StartedAt
+	}
+	return j, j.needed(now)
+}
+
+// needed reports whether a view at now looks at j. Once false, it stays
+// so until the job is written again.
+func (j job) needed(now time.Time) bool {
+	return !j.queuedSince.IsZero() || j.lagged(now)
+}
+
+// lagged reports whether j's first start counts in the dispatch lag at
+// now.
+func (j job) lagged(now time.Time) bool {
+	return !j.startedAt.IsZero() && now.Sub(j.startedAt) <= LagWindow
 }
 
 // NewTracker returns a Tracker that has read nothing yet.
 func NewTracker() *Tracker { return &Tracker{tenants: map[string]*tracked{}} }
 
-// needed reports whether a view at now looks at r: QUEUED, or first
-// started within LagWindow. Once false, it stays so until r is written
-// again.
-func needed(r *jobs.Record, now time.Time) bool {
-	return r.State == jobs.StateQueued || r.StartedAt != nil && first(r) && now.Sub(*r.StartedAt) <= LagWindow
-}
-
 // refresh brings k up to date with the store at now.
 func (k *tracked) refresh(ctx context.Context, s *jobs.Store, now time.Time) error {
-	keep := func(r *jobs.Record) bool { return needed(r, now) }
+	keep := func(r *jobs.Record) (job, bool) { return view(r, now) }
 	if k.store != s || k.ListedAt.IsZero() || now.Sub(k.ListedAt) >= fullListEvery || now.Before(k.ListedAt) {
 		if err := k.List(ctx, s, now, keep, nil); err != nil {
 			return err
@@ -111,8 +143,8 @@ func (k *tracked) refresh(ctx context.Context, s *jobs.Store, now time.Time) err
 	if err := k.Update(ctx, s, keep, nil); err != nil {
 		return err
 	}
-	for id, r := range k.Records {
-		if !needed(r, now) {
+	for id, j := range k.Records {
+		if !j.needed(now) {
 			delete(k.Records, id)
 		}
 	}
@@ -156,20 +188,20 @@ func (tr *Tracker) Pools(ctx context.Context, t *tenants.Tenant, now time.Time) 
 		p := get(pool)
 		p.Runners, p.RunnersLost = n.Live, n.Lost
 	}
-	for _, r := range k.Records {
-		if r.State == jobs.StateQueued {
-			p := get(r.Pool)
+	for _, j := range k.Records {
+		if !j.queuedSince.IsZero() {
+			p := get(j.pool)
 			p.Backlog++
-			if since := queuedSince(r); p.OldestQueuedAt == nil || since.Before(*p.OldestQueuedAt) {
+			if since := j.queuedSince; p.OldestQueuedAt == nil || since.Before(*p.OldestQueuedAt) {
 				p.OldestQueuedAt = &since
 			}
 		}
-		if r.StartedAt != nil && first(r) && now.Sub(*r.StartedAt) <= LagWindow {
-			p := get(r.Pool)
-			lag := max(r.StartedAt.Sub(r.CreatedAt), 0)
+		if j.lagged(now) {
+			p := get(j.pool)
+			lag := max(j.startedAt.Sub(j.createdAt), 0)
 			p.lags = append(p.lags, lag)
-			if r.StartedAt.After(p.last) {
-				p.last = *r.StartedAt
+			if j.startedAt.After(p.last) {
+				p.last = j.startedAt
 				p.DispatchLag.LastSeconds = lag.Seconds()
 			}
 		}

@@ -89,6 +89,6 @@ func TestConformanceCluster(t *testing.T) {
 
 	// Replicated KV buckets report CAS conflicts with another error code.
 	t.Run("KV", func(t *testing.T) {
-		kvtest.Run(t, stores(connect(t, natsjs.Config{URL: url, Stack: "cluster", Replicas: 3})))
+		kvtest.Run(t, stores(connect(t, natsjs.Config{URL: url, Stack: "cluster", Replicas: 3})), kvtest.Replicated())
 	})
 }

@@ -173,18 +173,11 @@ func prune(t *testing.T, ctx context.Context, s kv.Store) {
 		_, err := s.Get(ctx, k)
 		require.ErrorIs(t, err, kv.ErrNotFound, k)
 	}
-	// A replicated bucket's listing may be served by a replica that has
-	// not applied the last writes yet: listed again until it has.
-	want := []string{"job-10", "job-10.1.0", "other.job-1"}
+	// Read once: a listing holds every write made before it, also on a
+	// replicated bucket whose replica behind the others serves it.
 	var left []string
-	var err2 error
-	require.Eventually(t, func() bool {
-		left = left[:0]
-		err2 = s.List(ctx, func(e kv.Entry) bool { left = append(left, e.Key); return true })
-		return err2 != nil || len(left) == len(want)
-	}, wait, 10*time.Millisecond)
-	require.NoError(t, err2)
-	require.ElementsMatch(t, want, left)
+	require.NoError(t, s.List(ctx, func(e kv.Entry) bool { left = append(left, e.Key); return true }))
+	require.ElementsMatch(t, []string{"job-10", "job-10.1.0", "other.job-1"}, left)
 
 	require.NoError(t, s.Prune(ctx, "job-1"), "pruning what is gone")
 	require.NoError(t, s.Prune(ctx, "job-404"), "pruning what never was")
@@ -199,37 +192,31 @@ func prune(t *testing.T, ctx context.Context, s kv.Store) {
 
 // changes: a reader that kept the revision it read up to reads the writes
 // made since, and only those, in order; the last value of each key is the
-// one it ends with. A replicated bucket's replica may serve a read before
-// it has applied the last writes: they come with a later read.
+// one it ends with. Every read is made once: it holds every write made
+// before it, also when a replica behind the others serves it.
 func changes(t *testing.T, ctx context.Context, s kv.Store) {
 	var rev uint64
 	seen := map[string]string{}
-	// read reads the changes after rev into seen until done holds, and
-	// returns the revisions of what it read.
-	read := func(done func() bool) []uint64 {
+	// read reads the changes after rev into seen and returns the
+	// revisions of what it read.
+	read := func() []uint64 {
 		t.Helper()
 		var revs []uint64
-		var err error
-		require.Eventually(t, func() bool {
-			var last uint64
-			last, err = s.Changes(ctx, rev, func(e kv.Entry) bool {
-				seen[e.Key] = string(e.Value)
-				revs = append(revs, e.Revision)
-				return true
-			})
-			if err != nil {
-				return true
-			}
-			rev = max(rev, last)
-			return done()
-		}, wait, 10*time.Millisecond, "changes never read; read so far: %v", seen)
+		last, err := s.Changes(ctx, rev, func(e kv.Entry) bool {
+			seen[e.Key] = string(e.Value)
+			revs = append(revs, e.Revision)
+			return true
+		})
 		require.NoError(t, err)
+		require.GreaterOrEqual(t, last, rev, "the revision read up to never goes back")
+		rev = last
 		return revs
 	}
 
 	_, err := s.Create(ctx, "before", []byte("x"))
 	require.NoError(t, err)
-	read(func() bool { return seen["before"] == "x" })
+	read()
+	require.Equal(t, "x", seen["before"])
 	start := rev
 	last, err := s.Changes(ctx, rev, func(e kv.Entry) bool { t.Fatalf("nothing was written since: %v", e); return false })
 	require.NoError(t, err)
@@ -241,14 +228,16 @@ func changes(t *testing.T, ctx context.Context, s kv.Store) {
 	require.NoError(t, err)
 	_, err = s.Update(ctx, "job-1", []byte("running"), r1)
 	require.NoError(t, err)
-	revs := read(func() bool { return seen["job-1"] == "running" && seen["job-2"] == "queued" })
+	revs := read()
+	require.Equal(t, "running", seen["job-1"])
+	require.Equal(t, "queued", seen["job-2"])
 	require.IsNonDecreasing(t, revs, "in revision order")
 	require.Greater(t, revs[0], start, "only what was written after the revision")
 
 	clear(seen)
 	_, err = s.Create(ctx, "job-3", []byte("queued"))
 	require.NoError(t, err)
-	read(func() bool { return seen["job-3"] != "" })
+	read()
 	require.Equal(t, map[string]string{"job-3": "queued"}, seen, "only what was written since")
 
 	// Stopped by fn: the next read goes on after what it saw.
@@ -257,20 +246,11 @@ func changes(t *testing.T, ctx context.Context, s kv.Store) {
 		require.NoError(t, err)
 	}
 	var first []string
-	var mid uint64
-	require.Eventually(t, func() bool {
-		mid, err = s.Changes(ctx, rev, func(e kv.Entry) bool { first = append(first, e.Key); return false })
-		return err != nil || len(first) > 0
-	}, wait, 10*time.Millisecond)
+	mid, err := s.Changes(ctx, rev, func(e kv.Entry) bool { first = append(first, e.Key); return false })
 	require.NoError(t, err)
 	require.Equal(t, []string{"more-0"}, first)
 	var rest []string
-	require.Eventually(t, func() bool {
-		var last uint64
-		last, err = s.Changes(ctx, mid, func(e kv.Entry) bool { rest = append(rest, e.Key); return true })
-		mid = max(mid, last)
-		return err != nil || len(rest) >= 2
-	}, wait, 10*time.Millisecond)
+	_, err = s.Changes(ctx, mid, func(e kv.Entry) bool { rest = append(rest, e.Key); return true })
 	require.NoError(t, err)
 	require.Equal(t, []string{"more-1", "more-2"}, rest)
 }
@@ -297,31 +277,21 @@ func list(t *testing.T, ctx context.Context, s kv.Store) {
 	require.NoError(t, s.Delete(ctx, "k03", 0))
 	delete(want, "k03")
 
-	// A list may read a replica a moment behind the last write (a
-	// replicated JetStream bucket): it shows the current entries once
-	// the replica caught up.
-	var last map[string]string
-	require.Eventually(t, func() bool {
-		got := map[string]string{}
-		err := s.List(ctx, func(e kv.Entry) bool {
-			if _, dup := got[e.Key]; dup || e.Revision != revs[e.Key] {
-				got[e.Key+" (duplicate or stale)"] = string(e.Value)
-			}
-			got[e.Key] = string(e.Value)
-			return true
-		})
-		last = got
-		return err == nil && len(got) == len(want) && mapsEqual(got, want)
-	}, 10*time.Second, 20*time.Millisecond, "list shows every current entry once, at its revision, without deleted keys (last: %v)", last)
+	// Read once: a listing holds every write made before it, also when a
+	// replica behind the others serves it.
+	got := map[string]string{}
+	require.NoError(t, s.List(ctx, func(e kv.Entry) bool {
+		if _, dup := got[e.Key]; dup || e.Revision != revs[e.Key] {
+			got[e.Key+" (duplicate or stale)"] = string(e.Value)
+		}
+		got[e.Key] = string(e.Value)
+		return true
+	}))
+	require.Equal(t, want, got, "list shows every current entry once, at its revision, without deleted keys")
 
-	// fn returning false stops the listing (again once the list reads a
-	// replica that holds the entries).
+	// fn returning false stops the listing.
 	calls := 0
-	require.Eventually(t, func() bool {
-		calls = 0
-		err := s.List(ctx, func(kv.Entry) bool { calls++; return calls < 5 })
-		return err == nil && calls >= 5
-	}, 10*time.Second, 20*time.Millisecond)
+	require.NoError(t, s.List(ctx, func(kv.Entry) bool { calls++; return calls < 5 }))
 	require.Equal(t, 5, calls, "no entry is handed to fn after it returned false")
 }
 
@@ -397,15 +367,6 @@ func listUnderWrites(t *testing.T, ctx context.Context, s kv.Store, replicated b
 		require.Empty(t, missing, "round %d: keys there before the listing were not listed", round)
 		require.Empty(t, twice, "round %d: keys listed more than once", round)
 	}
-}
-
-func mapsEqual(a, b map[string]string) bool {
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }
 
 func listEmpty(t *testing.T, ctx context.Context, s kv.Store) {

@@ -115,15 +115,52 @@ func (s *Store) bucketStream(ctx context.Context) (jetstream.Stream, error) {
 
 // Get implements kv.Store.
 func (s *Store) Get(ctx context.Context, key string) (kv.Entry, error) {
-	var e jetstream.KeyValueEntry
-	err := retryElection(ctx, func() (err error) {
-		e, err = s.kv.Get(ctx, key)
-		return err
-	})
+	e, err := s.get(ctx, key)
 	if err != nil {
 		return kv.Entry{}, s.err("get", key, err)
 	}
-	return kv.Entry{Key: key, Value: e.Value(), Revision: e.Revision()}, nil
+	return e, nil
+}
+
+// get reads key's current value. On a replicated bucket the bucket's
+// leader answers: a direct get may be answered by a follower (the one on
+// the client's own server when there is one), which can still hold a
+// value the leader has replaced. A compare-and-set made from it fails,
+// and fails again at every read while that follower lags, as it does on a
+// loaded cluster; the leader holds every write it acknowledged.
+func (s *Store) get(ctx context.Context, key string) (kv.Entry, error) {
+	if s.conn.cfg.Replicas <= 1 {
+		var e jetstream.KeyValueEntry
+		err := retryElection(ctx, func() (err error) {
+			e, err = s.kv.Get(ctx, key)
+			return err
+		})
+		if err != nil {
+			return kv.Entry{}, err
+		}
+		return kv.Entry{Key: key, Value: e.Value(), Revision: e.Revision()}, nil
+	}
+	// The key goes into a subject the request may hold wildcards in.
+	if !kv.ValidKey(key) {
+		return kv.Entry{}, jetstream.ErrInvalidKey
+	}
+	m, err := s.conn.leaderLast(ctx, s.streamName(), s.subjectPrefix()+key)
+	if err != nil {
+		return kv.Entry{}, err
+	}
+	if m == nil {
+		return kv.Entry{}, jetstream.ErrKeyNotFound
+	}
+	if len(m.Header) > 0 {
+		h, err := nats.DecodeHeadersMsg(m.Header)
+		if err != nil {
+			return kv.Entry{}, fmt.Errorf("headers of the value: %w", err)
+		}
+		if op := h.Get(kvOperationHeader); op == "DEL" || op == "PURGE" {
+			return kv.Entry{}, jetstream.ErrKeyDeleted
+		}
+	}
+	return kv.Entry{Key: key, Value: m.Data, Revision: m.Sequence}, nil
 }
 
 // Create implements kv.Store.
@@ -160,7 +197,7 @@ func (s *Store) Update(ctx context.Context, key string, value []byte, rev uint64
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		// JetStream says the same for "changed since" and "never
 		// existed"; the contract tells them apart.
-		if _, gerr := s.kv.Get(ctx, key); errors.Is(gerr, jetstream.ErrKeyNotFound) {
+		if _, gerr := s.get(ctx, key); errors.Is(gerr, jetstream.ErrKeyNotFound) || errors.Is(gerr, jetstream.ErrKeyDeleted) {
 			return 0, fmt.Errorf("natsjs: update %s/%s: %w", s.name, key, kv.ErrNotFound)
 		}
 		return 0, fmt.Errorf("natsjs: update %s/%s at revision %d: %w", s.name, key, rev, kv.ErrConflict)
@@ -176,7 +213,7 @@ func (s *Store) Update(ctx context.Context, key string, value []byte, rev uint64
 // (the jobs' records, deleted past their retention) does not pile up a
 // marker per key deleted, which every listing would read.
 func (s *Store) Delete(ctx context.Context, key string, rev uint64) error {
-	if _, err := s.kv.Get(ctx, key); err != nil {
+	if _, err := s.get(ctx, key); err != nil {
 		return s.err("delete", key, err)
 	}
 	if rev == 0 {

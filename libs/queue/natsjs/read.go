@@ -294,47 +294,60 @@ func (c *Conn) readPending(ctx context.Context, ask readAsk, cons jetstream.Cons
 
 // lastMessage is the stream sequence and time of the last message matching
 // subject (a filter may have wildcards), 0 if there is none, as the
-// stream's leader has it: the request is not a direct get, which a
-// follower could answer.
+// stream's leader has it (leaderLast).
 func (c *Conn) lastMessage(ctx context.Context, stream, subject string) (uint64, time.Time, error) {
+	m, err := c.leaderLast(ctx, stream, subject)
+	if err != nil || m == nil {
+		return 0, time.Time{}, err
+	}
+	return m.Sequence, m.Time, nil
+}
+
+// storedMsg is a message as the stream API returns it.
+type storedMsg struct {
+	Sequence uint64    `json:"seq"`
+	Time     time.Time `json:"time"`
+	Header   []byte    `json:"hdrs"`
+	Data     []byte    `json:"data"`
+}
+
+// leaderLast is the last message matching subject (a filter may have
+// wildcards), nil if there is none, as the stream's leader has it: the
+// request is not a direct get, which a follower behind the leader could
+// answer.
+func (c *Conn) leaderLast(ctx context.Context, stream, subject string) (*storedMsg, error) {
 	req, err := json.Marshal(struct {
 		LastFor string `json:"last_by_subj"`
 	}{subject})
 	if err != nil {
-		return 0, time.Time{}, err
+		return nil, err
 	}
-	var (
-		seq uint64
-		at  time.Time
-	)
+	var m *storedMsg
 	err = retryAPI(ctx, func(ctx context.Context) error {
 		msg, err := c.nc.RequestWithContext(ctx, jetstream.DefaultAPIPrefix+"STREAM.MSG.GET."+stream, req)
 		if err != nil {
 			return fmt.Errorf("last message of the stream: %w", err)
 		}
 		var resp struct {
-			Message *struct {
-				Sequence uint64    `json:"seq"`
-				Time     time.Time `json:"time"`
-			} `json:"message"`
-			Error *jetstream.APIError `json:"error"`
+			Message *storedMsg          `json:"message"`
+			Error   *jetstream.APIError `json:"error"`
 		}
 		if err := json.Unmarshal(msg.Data, &resp); err != nil {
 			return fmt.Errorf("last message of the stream: %w", err)
 		}
 		switch {
 		case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
-			seq = 0
+			m = nil
 		case resp.Error != nil:
 			return fmt.Errorf("last message of the stream: %w", resp.Error)
 		case resp.Message == nil:
 			return errors.New("last message of the stream: empty answer")
 		default:
-			seq, at = resp.Message.Sequence, resp.Message.Time
+			m = resp.Message
 		}
 		return nil
 	})
-	return seq, at, err
+	return m, err
 }
 
 // ErrNoMessage is queue.ErrNoMessage, returned by Last when the subject

@@ -124,9 +124,7 @@ func TestFinishedJobsExpire(t *testing.T) {
 	require.Eventually(t, func() bool { return e.results(done.ID, "").Attempt == 2 }, waitFor, tick)
 	results, err := e.conn.OpenStore(e.ctx, "results_default")
 	require.NoError(t, err)
-	// The index and two batches; the listing is read again until the
-	// second batch is in it.
-	require.Eventually(t, func() bool { k, err := listKeys(results); return err == nil && len(k) == 3 }, waitFor, tick, "the index and two batches")
+	require.Len(t, keys(t, results), 3, "the index and two batches")
 	e.status("default", done.ID, jobsv1.JobState_JOB_STATE_SUCCEEDED, 2)
 	e.waitState("", done.ID, "SUCCEEDED")
 

@@ -126,12 +126,18 @@ func (e *Engine) fullListing(st *reapState, now time.Time) bool {
 	return now.Sub(st.live.ListedAt) >= max(every, st.every)
 }
 
-// listPace returns the pace of the next pass: the last one's count of
-// records over half the time between passes, at least minListRate a
-// second.
+// listPace returns the pace of the next pass's reads: the last one's
+// count of records over half the time between passes, at least
+// minListRate a second.
 func listPace(listed int, every time.Duration) *rate.Limiter {
-	perSecond := max(float64(listed)/(every.Seconds()/2), minListRate)
-	return rate.NewLimiter(rate.Limit(perSecond), listBurst)
+	return halfPassPace(listed, every, minListRate, listBurst)
+}
+
+// halfPassPace spreads n operations of a pass over half the time to the
+// next one, so that a pass's work never lands on the job path at once:
+// at least floor a second, the first burst at once.
+func halfPassPace(n int, every time.Duration, floor float64, burst int) *rate.Limiter {
+	return rate.NewLimiter(rate.Limit(max(float64(n)/(every.Seconds()/2), floor)), burst)
 }
 
 // reap dispatches again every job of t that is lost:
@@ -266,7 +272,7 @@ func (e *Engine) expire(ctx context.Context, t *tenants.Tenant, st *reapState) e
 	if len(ids) == 0 {
 		return nil
 	}
-	pace := rate.NewLimiter(rate.Limit(float64(len(ids))/(st.every.Seconds()/2)), 1)
+	pace := halfPassPace(len(ids), st.every, 0, 1)
 	deleted := 0
 	defer func() {
 		st.expiring = st.expiring[deleted:]

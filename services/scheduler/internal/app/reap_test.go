@@ -121,7 +121,9 @@ func TestFinishedJobsExpire(t *testing.T) {
 	e.status("default", done.ID, jobsv1.JobState_JOB_STATE_RUNNING, 2)
 	e.waitState("", done.ID, "RUNNING")
 	e.records(done.ID, 2, 0, 2, nil, dataset("db.public.b", "b2"))
-	require.Eventually(t, func() bool { return e.results(done.ID, "").Attempt == 2 }, waitFor, tick)
+	// Attempt 2 with its record: the index of attempt 2 is written after
+	// its batch (the attempt alone is the record's, as soon as it runs).
+	require.Eventually(t, func() bool { r := e.results(done.ID, ""); return r.Attempt == 2 && r.TotalRecords == 1 }, waitFor, tick)
 	results, err := e.conn.OpenStore(e.ctx, "results_default")
 	require.NoError(t, err)
 	require.Len(t, keys(t, results), 3, "the index and two batches")

@@ -85,6 +85,13 @@ func goldenMessages() []proto.Message {
 			RunnerId: "runner-a", RetryAt: timestamppb.New(goldenTime.Add(time.Minute)),
 			Result: &jobsv1.JobResult{ExitCode: 1, Duration: durationpb.New(3 * time.Second), Outputs: map[string]string{"rows": "42"}},
 		},
+		&jobsv1.JobStatusBatch{Envelope: env(), Statuses: []*jobsv1.JobStatus{
+			{Envelope: env(), JobId: "job-1", State: jobsv1.JobState_JOB_STATE_SUCCEEDED, RunnerId: "runner-a", AttemptToken: "tok-1",
+				StartedAt: timestamppb.New(goldenTime), Result: &jobsv1.JobResult{Duration: durationpb.New(time.Millisecond)},
+				Logs: &jobsv1.LogChunk{FirstSeq: 1, AttemptToken: "tok-1", Lines: []*jobsv1.LogLine{{Time: timestamppb.New(goldenTime), Stream: "stdout", Text: "done"}}}},
+			{Envelope: env(), JobId: "job-2", State: jobsv1.JobState_JOB_STATE_FAILED, Reason: "exit status 2", RunnerId: "runner-a", AttemptToken: "tok-2",
+				StartedAt: timestamppb.New(goldenTime), Result: &jobsv1.JobResult{ExitCode: 2}},
+		}},
 		&jobsv1.LogChunk{Envelope: env(), JobId: "job-1", FirstSeq: 7, Lines: []*jobsv1.LogLine{
 			{Time: timestamppb.New(goldenTime), Stream: "stdout", Text: "hello"},
 			{Time: timestamppb.New(goldenTime), Stream: "stderr", Text: "warning"},
@@ -280,6 +287,19 @@ var goldenChecks = map[string]func(t *testing.T, m proto.Message){
 		require.EqualValues(t, 1, s.GetResult().GetExitCode())
 		require.Equal(t, 3*time.Second, s.GetResult().GetDuration().AsDuration())
 		require.Equal(t, map[string]string{"rows": "42"}, s.GetResult().GetOutputs())
+	},
+	"outpost.jobs.v1.JobStatusBatch.binpb": func(t *testing.T, m proto.Message) {
+		b := m.(*jobsv1.JobStatusBatch)
+		require.Len(t, b.GetStatuses(), 2)
+		first, second := b.GetStatuses()[0], b.GetStatuses()[1]
+		require.Equal(t, "job-1", first.GetJobId())
+		require.Equal(t, jobsv1.JobState_JOB_STATE_SUCCEEDED, first.GetState())
+		require.Equal(t, "tok-1", first.GetAttemptToken())
+		require.Equal(t, goldenTime, first.GetStartedAt().AsTime())
+		require.Equal(t, "done", first.GetLogs().GetLines()[0].GetText())
+		require.Equal(t, "job-2", second.GetJobId())
+		require.Equal(t, jobsv1.JobState_JOB_STATE_FAILED, second.GetState())
+		require.EqualValues(t, 2, second.GetResult().GetExitCode())
 	},
 	"outpost.jobs.v1.LogChunk.binpb": func(t *testing.T, m proto.Message) {
 		c := m.(*jobsv1.LogChunk)

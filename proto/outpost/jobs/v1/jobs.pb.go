@@ -789,8 +789,15 @@ type JobDispatched struct {
 	// record write) less. Unset or 0 (a control plane that does not read
 	// JobStatus.started_at): RUNNING is reported as the attempt starts.
 	RunningReportDelay *durationpb.Duration `protobuf:"bytes,52,opt,name=running_report_delay,json=runningReportDelay,proto3" json:"running_report_delay,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The most statuses the runner may send in one JobStatusBatch with this
+	// job's outcome, when the outcome is the attempt's only status (it
+	// carries started_at): the runner gathers the outcomes that end while
+	// its last publish is in flight, so a busy runner stores, delivers and
+	// acknowledges one message for several jobs. 0 (a control plane that
+	// does not read JobStatusBatch) means every status goes alone.
+	StatusBatchMax uint32 `protobuf:"varint,53,opt,name=status_batch_max,json=statusBatchMax,proto3" json:"status_batch_max,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *JobDispatched) Reset() {
@@ -891,6 +898,13 @@ func (x *JobDispatched) GetRunningReportDelay() *durationpb.Duration {
 		return x.RunningReportDelay
 	}
 	return nil
+}
+
+func (x *JobDispatched) GetStatusBatchMax() uint32 {
+	if x != nil {
+		return x.StatusBatchMax
+	}
+	return 0
 }
 
 // JobResult is the outcome of a finished attempt, carried by its terminal
@@ -1098,6 +1112,62 @@ func (x *JobStatus) GetStartedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// JobStatusBatch carries the statuses of several jobs of one runner, each
+// the only status of its attempt (JobDispatched.status_batch_max), on the
+// status subject of the first one's job. The control plane handles each
+// as if it came alone: it applies it, or dead-letters it on its own.
+type JobStatusBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Envelope      *v11.Envelope          `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	Statuses      []*JobStatus           `protobuf:"bytes,2,rep,name=statuses,proto3" json:"statuses,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobStatusBatch) Reset() {
+	*x = JobStatusBatch{}
+	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobStatusBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobStatusBatch) ProtoMessage() {}
+
+func (x *JobStatusBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobStatusBatch.ProtoReflect.Descriptor instead.
+func (*JobStatusBatch) Descriptor() ([]byte, []int) {
+	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *JobStatusBatch) GetEnvelope() *v11.Envelope {
+	if x != nil {
+		return x.Envelope
+	}
+	return nil
+}
+
+func (x *JobStatusBatch) GetStatuses() []*JobStatus {
+	if x != nil {
+		return x.Statuses
+	}
+	return nil
+}
+
 // LogLine is one line a task wrote.
 type LogLine struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1111,7 +1181,7 @@ type LogLine struct {
 
 func (x *LogLine) Reset() {
 	*x = LogLine{}
-	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[11]
+	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1123,7 +1193,7 @@ func (x *LogLine) String() string {
 func (*LogLine) ProtoMessage() {}
 
 func (x *LogLine) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[11]
+	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1136,7 +1206,7 @@ func (x *LogLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
 func (*LogLine) Descriptor() ([]byte, []int) {
-	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{11}
+	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *LogLine) GetTime() *timestamppb.Timestamp {
@@ -1176,7 +1246,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[12]
+	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1188,7 +1258,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[12]
+	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1201,7 +1271,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{12}
+	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *LogChunk) GetEnvelope() *v11.Envelope {
@@ -1251,7 +1321,7 @@ type CancelJob struct {
 
 func (x *CancelJob) Reset() {
 	*x = CancelJob{}
-	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[13]
+	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1263,7 +1333,7 @@ func (x *CancelJob) String() string {
 func (*CancelJob) ProtoMessage() {}
 
 func (x *CancelJob) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[13]
+	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1276,7 +1346,7 @@ func (x *CancelJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJob.ProtoReflect.Descriptor instead.
 func (*CancelJob) Descriptor() ([]byte, []int) {
-	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{13}
+	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CancelJob) GetEnvelope() *v11.Envelope {
@@ -1317,7 +1387,7 @@ type RunnerHeartbeat struct {
 
 func (x *RunnerHeartbeat) Reset() {
 	*x = RunnerHeartbeat{}
-	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[14]
+	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1329,7 +1399,7 @@ func (x *RunnerHeartbeat) String() string {
 func (*RunnerHeartbeat) ProtoMessage() {}
 
 func (x *RunnerHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[14]
+	mi := &file_outpost_jobs_v1_jobs_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1342,7 +1412,7 @@ func (x *RunnerHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerHeartbeat.ProtoReflect.Descriptor instead.
 func (*RunnerHeartbeat) Descriptor() ([]byte, []int) {
-	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{14}
+	return file_outpost_jobs_v1_jobs_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RunnerHeartbeat) GetEnvelope() *v11.Envelope {
@@ -1457,7 +1527,7 @@ const file_outpost_jobs_v1_jobs_proto_rawDesc = "" +
 	"\benvelope\x18\x01 \x01(\v2\x1b.outpost.common.v1.EnvelopeR\benvelope\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12,\n" +
 	"\x04spec\x18\x03 \x01(\v2\x18.outpost.jobs.v1.JobSpecR\x04spec\x12\x12\n" +
-	"\x04user\x18\x04 \x01(\tR\x04user\"\xe1\x03\n" +
+	"\x04user\x18\x04 \x01(\tR\x04user\"\x8b\x04\n" +
 	"\rJobDispatched\x127\n" +
 	"\benvelope\x18\x01 \x01(\v2\x1b.outpost.common.v1.EnvelopeR\benvelope\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12,\n" +
@@ -1468,7 +1538,8 @@ const file_outpost_jobs_v1_jobs_proto_rawDesc = "" +
 	"\x04user\x18\x14 \x01(\tR\x04user\x12)\n" +
 	"\x10started_attempts\x182 \x01(\rR\x0fstartedAttempts\x12&\n" +
 	"\x0finline_logs_max\x183 \x01(\rR\rinlineLogsMax\x12K\n" +
-	"\x14running_report_delay\x184 \x01(\v2\x19.google.protobuf.DurationR\x12runningReportDelay\"\x85\x02\n" +
+	"\x14running_report_delay\x184 \x01(\v2\x19.google.protobuf.DurationR\x12runningReportDelay\x12(\n" +
+	"\x10status_batch_max\x185 \x01(\rR\x0estatusBatchMax\"\x85\x02\n" +
 	"\tJobResult\x12\x1b\n" +
 	"\texit_code\x18\x01 \x01(\x05R\bexitCode\x125\n" +
 	"\bduration\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12A\n" +
@@ -1489,7 +1560,10 @@ const file_outpost_jobs_v1_jobs_proto_rawDesc = "" +
 	"\x04logs\x18\t \x01(\v2\x19.outpost.jobs.v1.LogChunkR\x04logs\x129\n" +
 	"\n" +
 	"started_at\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\"e\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\"\x81\x01\n" +
+	"\x0eJobStatusBatch\x127\n" +
+	"\benvelope\x18\x01 \x01(\v2\x1b.outpost.common.v1.EnvelopeR\benvelope\x126\n" +
+	"\bstatuses\x18\x02 \x03(\v2\x1a.outpost.jobs.v1.JobStatusR\bstatuses\"e\n" +
 	"\aLogLine\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\tR\x06stream\x12\x12\n" +
@@ -1535,7 +1609,7 @@ func file_outpost_jobs_v1_jobs_proto_rawDescGZIP() []byte {
 }
 
 var file_outpost_jobs_v1_jobs_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_outpost_jobs_v1_jobs_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_outpost_jobs_v1_jobs_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_outpost_jobs_v1_jobs_proto_goTypes = []any{
 	(JobState)(0),                 // 0: outpost.jobs.v1.JobState
 	(*RetryPolicy)(nil),           // 1: outpost.jobs.v1.RetryPolicy
@@ -1549,64 +1623,67 @@ var file_outpost_jobs_v1_jobs_proto_goTypes = []any{
 	(*JobDispatched)(nil),         // 9: outpost.jobs.v1.JobDispatched
 	(*JobResult)(nil),             // 10: outpost.jobs.v1.JobResult
 	(*JobStatus)(nil),             // 11: outpost.jobs.v1.JobStatus
-	(*LogLine)(nil),               // 12: outpost.jobs.v1.LogLine
-	(*LogChunk)(nil),              // 13: outpost.jobs.v1.LogChunk
-	(*CancelJob)(nil),             // 14: outpost.jobs.v1.CancelJob
-	(*RunnerHeartbeat)(nil),       // 15: outpost.jobs.v1.RunnerHeartbeat
-	nil,                           // 16: outpost.jobs.v1.CommandTask.EnvEntry
-	nil,                           // 17: outpost.jobs.v1.KubernetesTask.EnvEntry
-	nil,                           // 18: outpost.jobs.v1.JobSpec.LabelsEntry
-	nil,                           // 19: outpost.jobs.v1.JobResult.OutputsEntry
-	(*durationpb.Duration)(nil),   // 20: google.protobuf.Duration
-	(*v1.IngestTask)(nil),         // 21: outpost.ingest.v1.IngestTask
-	(*v1.AssertionTask)(nil),      // 22: outpost.ingest.v1.AssertionTask
-	(*v11.Envelope)(nil),          // 23: outpost.common.v1.Envelope
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
-	(*v11.Signature)(nil),         // 25: outpost.common.v1.Signature
+	(*JobStatusBatch)(nil),        // 12: outpost.jobs.v1.JobStatusBatch
+	(*LogLine)(nil),               // 13: outpost.jobs.v1.LogLine
+	(*LogChunk)(nil),              // 14: outpost.jobs.v1.LogChunk
+	(*CancelJob)(nil),             // 15: outpost.jobs.v1.CancelJob
+	(*RunnerHeartbeat)(nil),       // 16: outpost.jobs.v1.RunnerHeartbeat
+	nil,                           // 17: outpost.jobs.v1.CommandTask.EnvEntry
+	nil,                           // 18: outpost.jobs.v1.KubernetesTask.EnvEntry
+	nil,                           // 19: outpost.jobs.v1.JobSpec.LabelsEntry
+	nil,                           // 20: outpost.jobs.v1.JobResult.OutputsEntry
+	(*durationpb.Duration)(nil),   // 21: google.protobuf.Duration
+	(*v1.IngestTask)(nil),         // 22: outpost.ingest.v1.IngestTask
+	(*v1.AssertionTask)(nil),      // 23: outpost.ingest.v1.AssertionTask
+	(*v11.Envelope)(nil),          // 24: outpost.common.v1.Envelope
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
+	(*v11.Signature)(nil),         // 26: outpost.common.v1.Signature
 }
 var file_outpost_jobs_v1_jobs_proto_depIdxs = []int32{
-	20, // 0: outpost.jobs.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
-	20, // 1: outpost.jobs.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
-	16, // 2: outpost.jobs.v1.CommandTask.env:type_name -> outpost.jobs.v1.CommandTask.EnvEntry
-	21, // 3: outpost.jobs.v1.CommandTask.recipe:type_name -> outpost.ingest.v1.IngestTask
-	20, // 4: outpost.jobs.v1.NoopTask.sleep:type_name -> google.protobuf.Duration
-	17, // 5: outpost.jobs.v1.KubernetesTask.env:type_name -> outpost.jobs.v1.KubernetesTask.EnvEntry
+	21, // 0: outpost.jobs.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
+	21, // 1: outpost.jobs.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
+	17, // 2: outpost.jobs.v1.CommandTask.env:type_name -> outpost.jobs.v1.CommandTask.EnvEntry
+	22, // 3: outpost.jobs.v1.CommandTask.recipe:type_name -> outpost.ingest.v1.IngestTask
+	21, // 4: outpost.jobs.v1.NoopTask.sleep:type_name -> google.protobuf.Duration
+	18, // 5: outpost.jobs.v1.KubernetesTask.env:type_name -> outpost.jobs.v1.KubernetesTask.EnvEntry
 	4,  // 6: outpost.jobs.v1.KubernetesTask.resources:type_name -> outpost.jobs.v1.KubernetesResources
-	20, // 7: outpost.jobs.v1.KubernetesTask.timeout:type_name -> google.protobuf.Duration
+	21, // 7: outpost.jobs.v1.KubernetesTask.timeout:type_name -> google.protobuf.Duration
 	2,  // 8: outpost.jobs.v1.Task.command:type_name -> outpost.jobs.v1.CommandTask
 	3,  // 9: outpost.jobs.v1.Task.noop:type_name -> outpost.jobs.v1.NoopTask
-	21, // 10: outpost.jobs.v1.Task.ingest:type_name -> outpost.ingest.v1.IngestTask
-	22, // 11: outpost.jobs.v1.Task.assertion:type_name -> outpost.ingest.v1.AssertionTask
+	22, // 10: outpost.jobs.v1.Task.ingest:type_name -> outpost.ingest.v1.IngestTask
+	23, // 11: outpost.jobs.v1.Task.assertion:type_name -> outpost.ingest.v1.AssertionTask
 	5,  // 12: outpost.jobs.v1.Task.kubernetes:type_name -> outpost.jobs.v1.KubernetesTask
 	6,  // 13: outpost.jobs.v1.JobSpec.task:type_name -> outpost.jobs.v1.Task
 	1,  // 14: outpost.jobs.v1.JobSpec.retry:type_name -> outpost.jobs.v1.RetryPolicy
-	20, // 15: outpost.jobs.v1.JobSpec.timeout:type_name -> google.protobuf.Duration
-	18, // 16: outpost.jobs.v1.JobSpec.labels:type_name -> outpost.jobs.v1.JobSpec.LabelsEntry
-	23, // 17: outpost.jobs.v1.SubmitJob.envelope:type_name -> outpost.common.v1.Envelope
+	21, // 15: outpost.jobs.v1.JobSpec.timeout:type_name -> google.protobuf.Duration
+	19, // 16: outpost.jobs.v1.JobSpec.labels:type_name -> outpost.jobs.v1.JobSpec.LabelsEntry
+	24, // 17: outpost.jobs.v1.SubmitJob.envelope:type_name -> outpost.common.v1.Envelope
 	7,  // 18: outpost.jobs.v1.SubmitJob.spec:type_name -> outpost.jobs.v1.JobSpec
-	23, // 19: outpost.jobs.v1.JobDispatched.envelope:type_name -> outpost.common.v1.Envelope
+	24, // 19: outpost.jobs.v1.JobDispatched.envelope:type_name -> outpost.common.v1.Envelope
 	7,  // 20: outpost.jobs.v1.JobDispatched.spec:type_name -> outpost.jobs.v1.JobSpec
-	24, // 21: outpost.jobs.v1.JobDispatched.submitted_at:type_name -> google.protobuf.Timestamp
-	25, // 22: outpost.jobs.v1.JobDispatched.signature:type_name -> outpost.common.v1.Signature
-	20, // 23: outpost.jobs.v1.JobDispatched.running_report_delay:type_name -> google.protobuf.Duration
-	20, // 24: outpost.jobs.v1.JobResult.duration:type_name -> google.protobuf.Duration
-	19, // 25: outpost.jobs.v1.JobResult.outputs:type_name -> outpost.jobs.v1.JobResult.OutputsEntry
-	23, // 26: outpost.jobs.v1.JobStatus.envelope:type_name -> outpost.common.v1.Envelope
+	25, // 21: outpost.jobs.v1.JobDispatched.submitted_at:type_name -> google.protobuf.Timestamp
+	26, // 22: outpost.jobs.v1.JobDispatched.signature:type_name -> outpost.common.v1.Signature
+	21, // 23: outpost.jobs.v1.JobDispatched.running_report_delay:type_name -> google.protobuf.Duration
+	21, // 24: outpost.jobs.v1.JobResult.duration:type_name -> google.protobuf.Duration
+	20, // 25: outpost.jobs.v1.JobResult.outputs:type_name -> outpost.jobs.v1.JobResult.OutputsEntry
+	24, // 26: outpost.jobs.v1.JobStatus.envelope:type_name -> outpost.common.v1.Envelope
 	0,  // 27: outpost.jobs.v1.JobStatus.state:type_name -> outpost.jobs.v1.JobState
-	24, // 28: outpost.jobs.v1.JobStatus.retry_at:type_name -> google.protobuf.Timestamp
+	25, // 28: outpost.jobs.v1.JobStatus.retry_at:type_name -> google.protobuf.Timestamp
 	10, // 29: outpost.jobs.v1.JobStatus.result:type_name -> outpost.jobs.v1.JobResult
-	13, // 30: outpost.jobs.v1.JobStatus.logs:type_name -> outpost.jobs.v1.LogChunk
-	24, // 31: outpost.jobs.v1.JobStatus.started_at:type_name -> google.protobuf.Timestamp
-	24, // 32: outpost.jobs.v1.LogLine.time:type_name -> google.protobuf.Timestamp
-	23, // 33: outpost.jobs.v1.LogChunk.envelope:type_name -> outpost.common.v1.Envelope
-	12, // 34: outpost.jobs.v1.LogChunk.lines:type_name -> outpost.jobs.v1.LogLine
-	23, // 35: outpost.jobs.v1.CancelJob.envelope:type_name -> outpost.common.v1.Envelope
-	23, // 36: outpost.jobs.v1.RunnerHeartbeat.envelope:type_name -> outpost.common.v1.Envelope
-	37, // [37:37] is the sub-list for method output_type
-	37, // [37:37] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	14, // 30: outpost.jobs.v1.JobStatus.logs:type_name -> outpost.jobs.v1.LogChunk
+	25, // 31: outpost.jobs.v1.JobStatus.started_at:type_name -> google.protobuf.Timestamp
+	24, // 32: outpost.jobs.v1.JobStatusBatch.envelope:type_name -> outpost.common.v1.Envelope
+	11, // 33: outpost.jobs.v1.JobStatusBatch.statuses:type_name -> outpost.jobs.v1.JobStatus
+	25, // 34: outpost.jobs.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	24, // 35: outpost.jobs.v1.LogChunk.envelope:type_name -> outpost.common.v1.Envelope
+	13, // 36: outpost.jobs.v1.LogChunk.lines:type_name -> outpost.jobs.v1.LogLine
+	24, // 37: outpost.jobs.v1.CancelJob.envelope:type_name -> outpost.common.v1.Envelope
+	24, // 38: outpost.jobs.v1.RunnerHeartbeat.envelope:type_name -> outpost.common.v1.Envelope
+	39, // [39:39] is the sub-list for method output_type
+	39, // [39:39] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_outpost_jobs_v1_jobs_proto_init() }
@@ -1627,7 +1704,7 @@ func file_outpost_jobs_v1_jobs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_jobs_v1_jobs_proto_rawDesc), len(file_outpost_jobs_v1_jobs_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

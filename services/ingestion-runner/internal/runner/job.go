@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -549,20 +548,14 @@ func (r *Runner) publishStatus(tctx context.Context, job *jobsv1.JobDispatched, 
 	}
 	ctx, cancel := context.WithTimeout(r.base, statusPublishTimeout)
 	defer cancel()
-	b := backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(100*time.Millisecond),
-		backoff.WithMaxInterval(2*time.Second),
-		backoff.WithMaxElapsedTime(0),
-	)
-	return backoff.Retry(func() error {
-		pctx, pcancel := context.WithTimeout(ctx, settleTimeout)
-		defer pcancel()
-		err := r.broker.Publish(pctx, msg)
-		if errors.Is(err, queue.ErrClosed) || errors.Is(err, queue.ErrInvalidSubject) || errors.Is(err, queue.ErrPayloadTooLarge) {
-			return backoff.Permanent(err)
-		}
-		return err
-	}, backoff.WithContext(b, ctx))
+	// An outcome that carries its start is its attempt's only status: it
+	// may share a message with other jobs' outcomes when the dispatch
+	// offers it (statusbatch.go). Any other status goes alone, so that an
+	// attempt's RUNNING and its outcome keep their order on its subject.
+	if n := int(job.GetStatusBatchMax()); n > 1 && st.StartedAt != nil {
+		return r.statuses.send(ctx, &statusReq{msg: msg, st: st, max: n})
+	}
+	return r.statuses.publishRetrying(ctx, msg)
 }
 
 // settle runs one of Ack, Nak or Term with a bounded context and reports

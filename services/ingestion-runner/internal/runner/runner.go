@@ -112,6 +112,10 @@ type Runner struct {
 	finished *cancelSet
 	inflight int           // handlers running, including ones not yet running a job
 	idle     chan struct{} // closed when inflight drops to 0
+
+	// statuses publishes the jobs' statuses, several short jobs'
+	// outcomes in one message when the runner is busy.
+	statuses *statusSender
 }
 
 // New returns a runner. metrics may be nil.
@@ -124,7 +128,9 @@ func New(cfg Config, broker Broker, subjects queue.Subjects, registry *tasks.Reg
 	}
 	idle := make(chan struct{})
 	close(idle)
+	statuses := newStatusSender(cfg.Tenant, broker.Publish, func(id string) string { return subjects.JobStatus(cfg.Tenant, id) })
 	return &Runner{
+		statuses:  statuses,
 		cfg:       cfg,
 		broker:    broker,
 		subjects:  subjects,
@@ -156,6 +162,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	defer bg.Wait()
 	defer r.cancelBase() // runs before bg.Wait: stops the follower and heartbeats
 	bg.Go(func() { r.followControl(r.base) })
+	bg.Go(func() { r.statuses.run(r.base) })
 
 	subject := r.subjects.Jobs(r.cfg.Tenant, r.cfg.Pool)
 	consumer, err := r.consume(ctx, subject)

@@ -203,11 +203,13 @@ func New(cfg config.Config, log *slog.Logger, broker queue.Broker, opener kv.Ope
 		Retention:     cfg.Jobs.Retention,
 		// Short attempts report their start with their outcome.
 		RunningReportDelay: cfg.Runners.RunningReportDelay,
-		DirectSubmit:       cfg.API.DirectSubmit,
-		DirectGrace:        cfg.API.DirectGrace,
-		Metrics:            m,
-		Logger:             log.With("component", "engine"),
-		Signer:             w.signer,
+		// A busy runner's short jobs' outcomes share a message.
+		StatusBatchMax: cfg.Runners.StatusBatchMax,
+		DirectSubmit:   cfg.API.DirectSubmit,
+		DirectGrace:    cfg.API.DirectGrace,
+		Metrics:        m,
+		Logger:         log.With("component", "engine"),
+		Signer:         w.signer,
 	}
 	if w.sqs != nil {
 		sb := w.sqs

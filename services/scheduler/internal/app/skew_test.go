@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/outposthq/outpost/libs/events"
 	"github.com/outposthq/outpost/libs/natsembed/natstest"
@@ -25,8 +26,9 @@ func withUnknownField(t *testing.T, subject string, m proto.Message, dedupe stri
 	return msg
 }
 
-// TestNewerMessagesAreProcessed: a SubmitJob and a JobStatus carrying a
-// field from a newer version are processed, not dead-lettered.
+// TestNewerMessagesAreProcessed: a SubmitJob, a JobStatus and a
+// JobStatusBatch carrying a field from a newer version are processed, not
+// dead-lettered.
 func TestNewerMessagesAreProcessed(t *testing.T) {
 	e := newEnv(t)
 	r := e.runner("default", "default")
@@ -41,6 +43,18 @@ func TestNewerMessagesAreProcessed(t *testing.T) {
 	status := &jobsv1.JobStatus{Envelope: events.NewEnvelope("default", 1, "", ""), JobId: "newer", State: jobsv1.JobState_JOB_STATE_SUCCEEDED, RunnerId: "runner-1", AttemptToken: m.GetAttemptToken()}
 	require.NoError(t, e.conn.Publish(e.ctx, withUnknownField(t, e.subjects.JobStatus("default", "newer"), status, "")))
 	e.waitState("default", "newer", "SUCCEEDED")
+
+	// A JobStatusBatch too.
+	submit = &jobsv1.SubmitJob{Envelope: events.NewEnvelope("default", 0, "", ""), JobId: "newer-batch", Spec: spec}
+	require.NoError(t, e.conn.Publish(e.ctx, withUnknownField(t, e.subjects.Submit("default"), submit, "")))
+	_, m = r.next(t)
+	require.Equal(t, "newer-batch", m.GetJobId())
+	batch := &jobsv1.JobStatusBatch{Envelope: events.NewEnvelope("default", 0, "", ""), Statuses: []*jobsv1.JobStatus{{
+		Envelope: events.NewEnvelope("default", 1, "", ""), JobId: "newer-batch", State: jobsv1.JobState_JOB_STATE_SUCCEEDED,
+		RunnerId: "runner-1", AttemptToken: m.GetAttemptToken(), StartedAt: timestamppb.Now(),
+	}}}
+	require.NoError(t, e.conn.Publish(e.ctx, withUnknownField(t, e.subjects.JobStatus("default", "newer-batch"), batch, "")))
+	e.waitState("default", "newer-batch", "SUCCEEDED")
 
 	require.Empty(t, e.read(e.subjects.DeadLetter("default", queue.RoleSubmit)))
 	require.Empty(t, e.read(e.subjects.DeadLetter("default", queue.RoleJobEvents)))

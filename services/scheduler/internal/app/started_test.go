@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/outposthq/outpost/libs/events"
 	jobsv1 "github.com/outposthq/outpost/proto/outpost/jobs/v1"
 )
 
@@ -88,4 +89,51 @@ func TestStartCarriedByOutcome(t *testing.T) {
 		require.Empty(t, e.read(e.subjects.RunnerControl("default", "cancelled", "runner-1")))
 		require.Equal(t, "CANCELLED", e.job("", j.ID).State)
 	})
+}
+
+// TestStatusBatchEndToEnd: the dispatch offers status batches, and a
+// runner's JobStatusBatch on the broker ends each of its jobs as if each
+// outcome came alone; a status in it with a wrong attempt token is
+// dead-lettered alone, and listed with its own job's subject.
+func TestStatusBatchEndToEnd(t *testing.T) {
+	e := newEnv(t)
+	started := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	r := e.runner("default", "batch")
+	a := e.submit("", noopJob(map[string]any{"pool": "batch"}))
+	b := e.submit("", noopJob(map[string]any{"pool": "batch"}))
+	c := e.submit("", noopJob(map[string]any{"pool": "batch"}))
+	for range 3 {
+		_, d := r.next(t)
+		require.EqualValues(t, 64, d.GetStatusBatchMax(), "the default offer")
+	}
+	outcome := func(id, token string, state jobsv1.JobState) *jobsv1.JobStatus {
+		return &jobsv1.JobStatus{Envelope: events.NewEnvelope("default", 1, id+"-1-"+state.String(), ""), JobId: id, State: state,
+			RunnerId: "runner-1", AttemptToken: token, StartedAt: timestamppb.New(started)}
+	}
+	e.publish(e.subjects.JobStatus("default", a.ID), &jobsv1.JobStatusBatch{
+		Envelope: events.NewEnvelope("default", 0, "", ""),
+		Statuses: []*jobsv1.JobStatus{
+			outcome(a.ID, e.attemptToken("default", a.ID), jobsv1.JobState_JOB_STATE_SUCCEEDED),
+			outcome(b.ID, e.attemptToken("default", b.ID), jobsv1.JobState_JOB_STATE_FAILED),
+			outcome(c.ID, "not-its-token", jobsv1.JobState_JOB_STATE_SUCCEEDED),
+		},
+	}, "statuses-1")
+
+	for id, state := range map[string]string{a.ID: "SUCCEEDED", b.ID: "FAILED"} {
+		got := e.waitState("", id, state)
+		require.Equal(t, []transition{{"QUEUED", 0}, {"RUNNING", 1}, {state, 1}}, transitions(got))
+	}
+	var dl deadLetterView
+	require.Eventually(t, func() bool {
+		l := e.deadLetters("", "")
+		if len(l.DeadLetters) != 1 {
+			return false
+		}
+		dl = l.DeadLetters[0]
+		return true
+	}, waitFor, tick, "the status with a wrong token is dead-lettered")
+	require.Equal(t, e.subjects.JobStatus("default", c.ID), dl.Subject, "under its own job's subject")
+	require.Equal(t, events.TypeName(&jobsv1.JobStatus{}), dl.Type)
+	require.Contains(t, dl.Reason, "attempt token")
+	require.Equal(t, "QUEUED", e.job("", c.ID).State, "a status with a wrong token changes nothing")
 }

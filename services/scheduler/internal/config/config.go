@@ -200,11 +200,20 @@ type Runners struct {
 	// one status event and one record write less. 0: RUNNING as each
 	// attempt starts.
 	RunningReportDelay time.Duration `yaml:"running_report_delay" env:"OUTPOST_RUNNERS_RUNNING_REPORT_DELAY"`
+	// StatusBatchMax is how many short jobs' outcomes a runner may send
+	// in one message (the dispatch tells it). 0: every status alone, as a
+	// scheduler without status batches reads them; set it so while
+	// replicas of such a version still run (a rolling upgrade).
+	StatusBatchMax int `yaml:"status_batch_max" env:"OUTPOST_RUNNERS_STATUS_BATCH_MAX"`
 }
 
 // maxRunningReportDelay bounds runners.running_report_delay: a start is
 // meant to show within moments, and well within runners.lost_after.
 const maxRunningReportDelay = 5 * time.Second
+
+// maxStatusBatchMax bounds runners.status_batch_max; the runners bound a
+// batch's bytes too.
+const maxStatusBatchMax = 1000
 
 // Default returns the configuration used when nothing overrides it.
 func Default() Config {
@@ -243,7 +252,7 @@ func Default() Config {
 			StatusBatch:    64,
 			Retention:      30 * 24 * time.Hour,
 		},
-		Runners:   Runners{PresenceWindow: 15 * time.Second, LostAfter: 20 * time.Second, RunningReportDelay: 250 * time.Millisecond},
+		Runners:   Runners{PresenceWindow: 15 * time.Second, LostAfter: 20 * time.Second, RunningReportDelay: 250 * time.Millisecond, StatusBatchMax: 64},
 		Consumers: Consumers{MaxDeliveries: 20},
 	}
 }
@@ -297,6 +306,8 @@ func (c Config) Validate() error {
 	check(c.Runners.LostAfter >= 0, "runners.lost_after", "must not be negative")
 	check(c.Runners.RunningReportDelay >= 0 && c.Runners.RunningReportDelay <= maxRunningReportDelay,
 		"runners.running_report_delay", "must be between 0 and %s", maxRunningReportDelay)
+	check(c.Runners.StatusBatchMax >= 0 && c.Runners.StatusBatchMax <= maxStatusBatchMax,
+		"runners.status_batch_max", "must be between 0 and %d", maxStatusBatchMax)
 	if err := c.Instance.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("%w: %w", ErrInvalid, err))
 	}

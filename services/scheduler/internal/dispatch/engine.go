@@ -106,6 +106,10 @@ type Options struct {
 	// attempt's RUNNING back, so that a shorter attempt reports its start
 	// with its outcome. 0: RUNNING at once.
 	RunningReportDelay time.Duration
+	// StatusBatchMax is offered to the runners in every dispatch
+	// (JobDispatched.status_batch_max): how many short jobs' outcomes one
+	// JobStatusBatch may carry (statusbatch.go). 0: every status alone.
+	StatusBatchMax int
 	// DirectSubmit lets the API create and dispatch jobs itself (direct.go)
 	// where the broker allows it safely (queue.Deduplicator with a window
 	// past DirectGrace and the sweep's band: JetStream, SQS FIFO queues);
@@ -351,6 +355,9 @@ func (e *Engine) jobMessage(ctx context.Context, t *tenants.Tenant, r *jobs.Reco
 		// A short attempt's lines ride with its outcome (applyJobStatus
 		// keeps them with the record).
 		InlineLogsMax: jobs.InlineLogsMax,
+		// A busy runner's short jobs' outcomes share a message
+		// (statusbatch.go).
+		StatusBatchMax: uint32(max(e.opts.StatusBatchMax, 0)),
 	}
 	if d := e.opts.RunningReportDelay; d > 0 {
 		m.RunningReportDelay = durationpb.New(d)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -135,16 +134,17 @@ func (e *Engine) applyStatusBatch(ctx context.Context, t *tenants.Tenant, worker
 	byJob := map[string][]statusItem{}
 	var order []string
 	for _, p := range batch {
-		e.m.StatusEvents.Inc()
-		id, it, err := decodeStatus(p.d)
-		if err != nil {
-			settle.add(func() { e.poison(ctx, p.d, queue.RoleJobEvents, err) })
-			continue
+		for _, s := range e.decodeStatuses(t, p.d) {
+			e.m.StatusEvents.Inc()
+			if s.err != nil {
+				settle.add(func() { e.poison(ctx, s.it.d, queue.RoleJobEvents, s.err) })
+				continue
+			}
+			if _, ok := byJob[s.id]; !ok {
+				order = append(order, s.id)
+			}
+			byJob[s.id] = append(byJob[s.id], s.it)
 		}
-		if _, ok := byJob[id]; !ok {
-			order = append(order, id)
-		}
-		byJob[id] = append(byJob[id], it)
 	}
 	for _, items := range byJob {
 		// Deliveries are handled concurrently and may have swapped places:
@@ -182,10 +182,17 @@ func decodeStatus(d queue.Delivery) (string, statusItem, error) {
 	if err != nil {
 		return "", statusItem{}, err
 	}
-	if p, perr := queue.ParseSubject(d.Subject()); perr == nil {
-		if subjID, _, _ := strings.Cut(p.Key, "."); subjID != m.JobId {
-			return "", statusItem{}, fmt.Errorf("%w: job_id %q on the subject of job %q", events.ErrMalformed, m.JobId, subjID)
-		}
+	if err := checkSubjectJob(d.Subject(), m.JobId); err != nil {
+		return "", statusItem{}, err
+	}
+	return decodeStatusMessage(d, m)
+}
+
+// decodeStatusMessage checks a decoded JobStatus of delivery d and turns
+// it into the job's id and item.
+func decodeStatusMessage(d queue.Delivery, m *jobsv1.JobStatus) (string, statusItem, error) {
+	if !queue.ValidToken(m.JobId) {
+		return "", statusItem{}, fmt.Errorf("%w: job_id %q is not a job id", events.ErrMalformed, m.JobId)
 	}
 	it := statusItem{d: d}
 	if len(m.GetEnvelope().GetTraceContext()) > 0 {

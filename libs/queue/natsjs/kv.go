@@ -84,6 +84,9 @@ type Store struct {
 
 	mu     sync.Mutex
 	stream jetstream.Stream // the bucket's stream, once a delete looked it up
+
+	// stale holds the keys whose next read goes to the leader.
+	stale staleKeys
 }
 
 var _ kv.Store = (*Store)(nil)
@@ -122,24 +125,35 @@ func (s *Store) Get(ctx context.Context, key string) (kv.Entry, error) {
 	return e, nil
 }
 
-// get reads key's current value. On a replicated bucket the bucket's
-// leader answers: a direct get may be answered by a follower (the one on
-// the client's own server when there is one), which can still hold a
-// value the leader has replaced. A compare-and-set made from it fails,
-// and fails again at every read while that follower lags, as it does on a
-// loaded cluster; the leader holds every write it acknowledged.
+// get reads key's value. A direct get may be answered by any replica (the
+// one on the client's own server when there is one), also without a
+// quorum: reads such as an API key's go on while the cluster cannot take
+// writes. A follower can still hold a value the leader has replaced, and
+// a compare-and-set made from it fails, and fails again at every such
+// read while the follower lags, as on a loaded cluster. So on a
+// replicated bucket, the read after a write of the key through this store
+// conflicted (staleAfterConflict) goes to the bucket's leader, which holds
+// every write it acknowledged.
 func (s *Store) get(ctx context.Context, key string) (kv.Entry, error) {
-	if s.conn.cfg.Replicas <= 1 {
-		var e jetstream.KeyValueEntry
-		err := retryElection(ctx, func() (err error) {
-			e, err = s.kv.Get(ctx, key)
-			return err
-		})
-		if err != nil {
-			return kv.Entry{}, err
-		}
-		return kv.Entry{Key: key, Value: e.Value(), Revision: e.Revision()}, nil
+	if s.replicated() && s.stale.take(key) {
+		return s.leaderGet(ctx, key)
 	}
+	var e jetstream.KeyValueEntry
+	err := retryElection(ctx, func() (err error) {
+		e, err = s.kv.Get(ctx, key)
+		return err
+	})
+	if err != nil {
+		return kv.Entry{}, err
+	}
+	return kv.Entry{Key: key, Value: e.Value(), Revision: e.Revision()}, nil
+}
+
+func (s *Store) replicated() bool { return s.conn.cfg.Replicas > 1 }
+
+// leaderGet reads key's value as the bucket's leader has it, with a
+// stream message request rather than a direct get.
+func (s *Store) leaderGet(ctx context.Context, key string) (kv.Entry, error) {
 	// The key goes into a subject the request may hold wildcards in.
 	if !kv.ValidKey(key) {
 		return kv.Entry{}, jetstream.ErrInvalidKey
@@ -163,6 +177,44 @@ func (s *Store) get(ctx context.Context, key string) (kv.Entry, error) {
 	return kv.Entry{Key: key, Value: m.Data, Revision: m.Sequence}, nil
 }
 
+// staleKeys holds the keys whose write through the store conflicted: the
+// next read of each goes to the leader (Store.get). A conflict that no
+// read follows (a create found the key there and the caller was content)
+// leaves its key behind, so the set is bounded: past staleKeysMax it is
+// emptied, which only costs those keys' next reads a follower's answer.
+type staleKeys struct {
+	mu   sync.Mutex
+	keys map[string]struct{}
+}
+
+const staleKeysMax = 4096
+
+func (k *staleKeys) add(key string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.keys == nil || len(k.keys) >= staleKeysMax {
+		k.keys = map[string]struct{}{}
+	}
+	k.keys[key] = struct{}{}
+}
+
+func (k *staleKeys) take(key string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	_, ok := k.keys[key]
+	delete(k.keys, key)
+	return ok
+}
+
+// staleAfterConflict marks key for a read from the leader when err says
+// the store's write of it conflicted.
+func (s *Store) staleAfterConflict(key string, err error) {
+	if s.replicated() && (errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) ||
+		(err != nil && strings.Contains(err.Error(), "wrong last sequence"))) {
+		s.stale.add(key)
+	}
+}
+
 // Create implements kv.Store.
 func (s *Store) Create(ctx context.Context, key string, value []byte) (uint64, error) {
 	var rev uint64
@@ -171,6 +223,7 @@ func (s *Store) Create(ctx context.Context, key string, value []byte) (uint64, e
 		return err
 	})
 	if err != nil {
+		s.staleAfterConflict(key, err)
 		return 0, s.err("create", key, err)
 	}
 	return rev, nil
@@ -196,8 +249,14 @@ func (s *Store) Update(ctx context.Context, key string, value []byte, rev uint64
 	}
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		// JetStream says the same for "changed since" and "never
-		// existed"; the contract tells them apart.
-		if _, gerr := s.get(ctx, key); errors.Is(gerr, jetstream.ErrKeyNotFound) || errors.Is(gerr, jetstream.ErrKeyDeleted) {
+		// existed"; the contract tells them apart, from the leader's
+		// value on a replicated bucket.
+		get := s.get
+		if s.replicated() {
+			get = s.leaderGet
+		}
+		s.staleAfterConflict(key, err)
+		if _, gerr := get(ctx, key); errors.Is(gerr, jetstream.ErrKeyNotFound) || errors.Is(gerr, jetstream.ErrKeyDeleted) {
 			return 0, fmt.Errorf("natsjs: update %s/%s: %w", s.name, key, kv.ErrNotFound)
 		}
 		return 0, fmt.Errorf("natsjs: update %s/%s at revision %d: %w", s.name, key, rev, kv.ErrConflict)
@@ -227,6 +286,7 @@ func (s *Store) Delete(ctx context.Context, key string, rev uint64) error {
 	})
 	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || strings.Contains(err.Error(), "wrong last sequence") {
+			s.staleAfterConflict(key, err)
 			return fmt.Errorf("natsjs: delete %s/%s at revision %d: %w", s.name, key, rev, kv.ErrConflict)
 		}
 		return s.err("delete", key, err)

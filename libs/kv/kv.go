@@ -67,7 +67,12 @@ type Store interface {
 	// order, until fn returns false. A key written while the listing runs
 	// may come or not; so may one written again and again, faster than the
 	// listing reads, even if it was there before (a reader that goes on
-	// with Changes from the highest revision listed reads it there).
+	// with Changes from the highest revision listed reads it there). On a
+	// replicated bucket, a listing served by a replica behind the others
+	// may hand a key with a value older than its last write before the
+	// call, or a key deleted at any revision (Delete with rev 0, Prune)
+	// just before it, which leaves no revision for the listing to wait
+	// for; it misses no key.
 	List(ctx context.Context, fn func(Entry) bool) error
 	// Prune removes key and every key under it (key followed by '.'), at
 	// any revision, leaving nothing behind; that none exists is no error.
